@@ -1,0 +1,199 @@
+"""``tea-align`` command line: fit, apply, convert, inspect, report, demo.
+
+Inputs are written ``PATH[,format=F][,name=N][,level=L][,key=value...]``; formats: ase (extxyz and
+all ase.io formats), mptrj, spice, transition1x, tea (schema-v1). Exit status 0 on success, 2 on bad
+input (with one line naming the file and frame), 1 on other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import TeaAlignError
+
+
+def _preprocessing(args):
+    from .pipeline import Preprocessing
+    from .units import parse_force
+
+    max_force = None if args.max_force.lower() == "none" else parse_force(args.max_force)
+    return Preprocessing(drop_noble_gases=not args.keep_noble_gases, max_force=max_force)
+
+
+def _add_prep(p):
+    p.add_argument("--max-force", default="0.25 Hartree/Bohr",
+                   help="drop frames with any force component above this, with units (default: the paper's 0.25 Hartree/Bohr; 'none' keeps all)")
+    p.add_argument("--keep-noble-gases", action="store_true", help="keep frames with noble gases (the paper drops them)")
+
+
+def _load_atom_energies(path):
+    if path is None:
+        return None
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TeaAlignError(f"cannot read isolated-atom energies ({exc})", path=path) from exc
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise TeaAlignError('isolated-atom energies must be {"level": {"El": eV, ...}, ...}', path=path)
+    return d
+
+
+def cmd_fit(args) -> int:
+    from .pipeline import fit
+
+    fix = dict(kv.split("=", 1) for kv in args.fix_scale) if args.fix_scale else None
+    al = fit(args.anchors, args.data, target_level=args.target, atom_energies=_load_atom_energies(args.atom_energies),
+             fix_scale={k: float(v) for k, v in fix.items()} if fix else None, preprocessing=_preprocessing(args),
+             progress=not args.quiet)
+    al.save(args.output)
+    for lvl, ls in al.levels.items():
+        print(f"{lvl} -> {al.target_level}: scale {ls.scale:.8f}, {ls.n_anchors} anchors, anchor RMSE "
+              f"{ls.anchor_rmse_raw * 1e3:.1f} -> {ls.anchor_rmse_aligned * 1e3:.4f} meV/atom")
+    if al.statistics:
+        st = al.statistics
+        print(f"data: {st['frames']} frames, composition-model RMSE {st['rmse_before'] * 1e3:.1f} -> "
+              f"{st['rmse_after'] * 1e3:.2f} meV/atom; dropped {st['dropped']}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from .alignment import Alignment
+    from .pipeline import apply
+
+    al = Alignment.load(args.alignment)
+    s = apply(al, args.data, args.output, preprocessing=_preprocessing(args), progress=not args.quiet,
+              compression=None if args.compression == "none" else args.compression)
+    print(f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, dropped {s.dropped}, {s.seconds:.1f} s")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .pipeline import convert
+
+    s = convert(args.data, args.output, progress=not args.quiet,
+                compression=None if args.compression == "none" else args.compression)
+    print(f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, {s.seconds:.1f} s")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .pipeline import inspect
+
+    info = inspect(args.data, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(info, indent=1, default=float))
+        return 0
+    print(f"{info['frames']} frames")
+    print(f"{'source':<20} {'level of theory':<44} {'frames':>9} {'atoms':>10} {'E/atom min':>11} {'E/atom max':>11} {'max|F|':>8}")
+    for name, s in info["sources"].items():
+        print(f"{name:<20} {s['level_of_theory']:<44} {s['frames']:>9} {s['atoms']:>10} "
+              f"{s['energy_per_atom_min']:>11.4f} {s['energy_per_atom_max']:>11.4f} {s['max_abs_force']:>8.3f}")
+    print("energies in eV/atom, forces in eV/A")
+    print(f"{'element':<8} {'frames':>9} {'atoms':>10}")
+    for sym, e in info["elements"].items():
+        print(f"{sym:<8} {e['frames']:>9} {e['atoms']:>10}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .alignment import Alignment
+    from .report import write_report
+
+    md, png = write_report(Alignment.load(args.alignment), args.output)
+    print(md.read_text())
+    print(f"wrote {md}" + (f" and {png}" if png else ""))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Synthetic two-level fusion end to end: data, fit, apply, inspect, report."""
+    from .alignment import Alignment
+    from .pipeline import apply, fit
+    from .report import write_report
+    from .synthetic import LEVEL_S, LEVEL_T, Truth, make_demo_data
+
+    out = Path(args.output)
+    paths = make_demo_data(out / "data")
+    data = [f"{paths['periodic']},level={LEVEL_S}", f"{paths['molecules']},level={LEVEL_T}"]
+    al = fit([paths["anchors"]], data, target_level=LEVEL_T, progress=not args.quiet)
+    al.save(out / "alignment.json")
+    s = apply(Alignment.load(out / "alignment.json"), data, out / "aligned.h5")
+    md, png = write_report(al, out / "report")
+    t = Truth()
+    ls = next(iter(al.levels.values()))
+    print(f"fitted scale {ls.scale:.9f} (true {t.alpha}); inner-core offsets (fitted vs true, eV):")
+    for sym, off in ls.inner_core_offsets.items():
+        print(f"  {sym:<3} {off:16.6f} {t.offsets[sym]:16.6f}")
+    print(f"wrote {s.path} ({s.frames} frames), {out / 'alignment.json'}, {md}, {png}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tea-align`` command."""
+    ap = argparse.ArgumentParser(prog="tea-align", description="Total Energy Alignment of quantum-chemistry datasets.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _parser(*a, parents=[common], **k)  # every subcommand takes -q/--debug
+
+    p = sub.add_parser("fit", help="fit an alignment from anchors (and gather statistics over the data)")
+    p.add_argument("data", nargs="*", help="datasets to fuse (for statistics and per-element reference energies)")
+    p.add_argument("--anchors", nargs="+", required=True, help="structures computed at several levels, isolated atoms included")
+    p.add_argument("--target", required=True, help="target level of theory (as the readers name it)")
+    p.add_argument("--atom-energies", help='JSON {"level": {"El": eV}} of isolated-atom energies')
+    p.add_argument("--fix-scale", nargs="*", metavar="LEVEL=ALPHA", help="do not fit the AEC scale of LEVEL")
+    p.add_argument("-o", "--output", required=True, help="alignment JSON to write")
+    _add_prep(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("apply", help="align datasets into one schema-v1 HDF5 file")
+    p.add_argument("data", nargs="+")
+    p.add_argument("--alignment", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
+    _add_prep(p)
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("convert", help="ingest datasets unchanged into one schema-v1 file")
+    p.add_argument("data", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("inspect", help="counts per element and source, energy ranges")
+    p.add_argument("data", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("report", help="residuals before/after alignment: report.md + residuals.png")
+    p.add_argument("alignment")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="run fit/apply/report on synthetic two-level data with a known answer")
+    p.add_argument("-o", "--output", default="tea-align-demo")
+    p.set_defaults(func=cmd_demo)
+
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return args.func(args)
+    except TeaAlignError as exc:
+        if args.debug:
+            raise
+        print(f"tea-align: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tea-align: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
