@@ -20,7 +20,10 @@ def _preprocessing(args):
     from .pipeline import Preprocessing
     from .units import parse_force
 
-    max_force = None if args.max_force.lower() == "none" else parse_force(args.max_force)
+    try:
+        max_force = None if args.max_force.lower() == "none" else parse_force(args.max_force)
+    except ValueError as exc:
+        raise TeaAlignError(f"--max-force: {exc}") from exc
     return Preprocessing(drop_noble_gases=not args.keep_noble_gases, max_force=max_force)
 
 
