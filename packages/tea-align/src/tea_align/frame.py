@@ -77,7 +77,9 @@ class Frame:
         if self.stress is not None:
             kw["stress"] = full_3x3_to_voigt_6_stress(self.stress)
         atoms.calc = SinglePointCalculator(atoms, **kw)
-        atoms.info.update(source=self.source, level_of_theory=self.level_of_theory, key=self.key)
+        atoms.info.update(source=self.source, level_of_theory=self.level_of_theory)
+        if self.key:  # ase's extxyz parser mishandles an empty value
+            atoms.info["key"] = self.key
         return atoms
 
     def __eq__(self, other: object) -> bool:
