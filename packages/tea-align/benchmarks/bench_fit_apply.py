@@ -68,12 +68,11 @@ def anchors(path: Path) -> None:
     """Anchor structures of every benchmark element at both levels (from the same synthetic model)."""
     import ase.io
     from ase import Atoms
-
     from tea_align import synthetic
 
     rng = np.random.default_rng(1)
     out = []
-    for k in range(40):
+    for _ in range(40):
         zs = ELEMENTS[rng.integers(0, len(ELEMENTS), 6)]
         at = Atoms(numbers=zs, positions=rng.random((6, 3)) * 4)
         b = -3.0 * len(at) + rng.normal(0, 0.3)
@@ -168,7 +167,6 @@ def main() -> None:
               f"composition RMSE {fit['rmse_before_meV']:.0f} -> {fit['rmse_after_meV']:.1f} meV/atom", flush=True)
     # peer: per-frame ASE route on a subset of the same frames
     import ase.io
-
     import tea_align
 
     sub = wd / "peer_in.extxyz"

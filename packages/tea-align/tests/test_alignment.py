@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import specs
-
 import tea_align
+from conftest import specs
 from tea_align import synthetic
 from tea_align.alignment import Alignment, collect_anchors, fit_alignment
 from tea_align.readers import read_frames

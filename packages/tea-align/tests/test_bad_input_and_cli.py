@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 from conftest import specs
-
 from tea_align import synthetic
 from tea_align.cli import main
 

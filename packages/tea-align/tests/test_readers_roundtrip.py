@@ -9,9 +9,8 @@ import ase.stress
 import h5py
 import numpy as np
 import pytest
-from ase.calculators.singlepoint import SinglePointCalculator
-
 import tea_align
+from ase.calculators.singlepoint import SinglePointCalculator
 from tea_align import synthetic
 from tea_align.readers import InputSpec, detect_format, read_frames
 from tea_align.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV

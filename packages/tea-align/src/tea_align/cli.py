@@ -142,9 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    _parser = sub.add_parser
-    sub.add_parser = lambda *a, **k: _parser(*a, parents=[common], **k)  # every subcommand takes -q/--debug
+    subparsers = ap.add_subparsers(dest="cmd", required=True)
+
+    class _Sub:  # every subcommand takes -q/--debug
+        @staticmethod
+        def add_parser(name, **kw):
+            return subparsers.add_parser(name, parents=[common], **kw)
+
+    sub = _Sub()
 
     p = sub.add_parser("fit", help="fit an alignment from anchors (and gather statistics over the data)")
     p.add_argument("data", nargs="*", help="datasets to fuse (for statistics and per-element reference energies)")
