@@ -1,0 +1,107 @@
+"""The model side of the model -> MD boundary: ``AllegroPotential.compute``.
+
+An MD rank holds local atoms [0, n_local) and ghost atoms [n_local, N) (periodic images or other
+ranks' atoms, positions already unwrapped). It passes only edges i -> j whose centre i is local.
+Allegro's energy is a sum of edge energies centred on each atom, so
+
+    E_local = sum_{i < n_local} E_i        (no rank computes another rank's energy)
+
+and its gradient with respect to every edge vector r_ij = x_j - x_i + shift_ij gives forces on
+local and ghost atoms alike (the engine sends ghost forces back to their owners) and the virial
+W = -sum_edges r_ij (x) dE/dr_ij (eV; ASE stress = -W / V). Units: Angstrom, eV, eV/Angstrom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PotentialResult:
+    """Output of one ``compute`` call: energy (eV) of local atoms, forces (N, 3) eV/A on all atoms
+    given, virial (3, 3) eV (W = -sum r_ij (x) dE/dr_ij), per-atom energies (n_local,) eV."""
+
+    energy: float
+    forces: np.ndarray
+    virial: np.ndarray
+    atomic_energies: np.ndarray
+
+
+class AllegroPotential:
+    """Wraps a nequip Allegro model (eager) behind the engine's Potential call.
+
+    ``species`` are the model's type names; ``types`` passed to ``compute`` index into them.
+    ``device`` is a torch device string (cpu, cuda, xpu); computation runs in the model's dtype and
+    results come back as float64 numpy arrays.
+    """
+
+    def __init__(self, model, species: Sequence[str], cutoff: float, device: str = "cpu"):
+        import torch
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.species = tuple(species)
+        self.cutoff = float(cutoff)
+        self.dtype = next(model.parameters()).dtype
+        self._energy_model = model.model.func  # the energy graph inside nequip's ForceStressOutput
+
+    def types_of(self, symbols: Sequence[str]) -> np.ndarray:
+        """Type indices of element symbols; ValueError naming the first unknown element."""
+        lut = {s: i for i, s in enumerate(self.species)}
+        out = np.empty(len(symbols), dtype=np.int64)
+        for k, s in enumerate(symbols):
+            if s not in lut:
+                raise ValueError(f"atom {k}: element {s!r} is not known to this model (it knows {len(self.species)} elements)")
+            out[k] = lut[s]
+        return out
+
+    def compute(
+        self,
+        positions: np.ndarray,
+        types: np.ndarray,
+        edge_index: np.ndarray,
+        n_local: int,
+        edge_shifts: np.ndarray | None = None,
+    ) -> PotentialResult:
+        """Energy of the local atoms, forces on all atoms given and the virial (see module docstring).
+
+        positions (N, 3) A; types (N,) ints; edge_index (2, E) with edge_index[0] < n_local;
+        edge_shifts (E, 3) A added to x_j - x_i (periodic images without ghost copies), or None.
+        """
+        import torch
+        from nequip.data import AtomicDataDict as K
+
+        n = len(positions)
+        ei = torch.as_tensor(np.asarray(edge_index), dtype=torch.long, device=self.device)
+        if ei.numel() and int(ei[0].max()) >= n_local:
+            raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
+        pos = torch.as_tensor(np.asarray(positions), dtype=self.dtype, device=self.device)
+        vec = pos[ei[1]] - pos[ei[0]]
+        if edge_shifts is not None:
+            vec = vec + torch.as_tensor(np.asarray(edge_shifts), dtype=self.dtype, device=self.device)
+        vec = vec.detach().requires_grad_(True)
+        data = {
+            K.POSITIONS_KEY: pos,
+            K.EDGE_INDEX_KEY: ei,
+            K.ATOM_TYPE_KEY: torch.as_tensor(np.asarray(types), dtype=torch.long, device=self.device),
+            K.EDGE_VECTORS_KEY: vec,
+        }
+        out = self._energy_model(data)
+        atomic = out[K.PER_ATOM_ENERGY_KEY].view(-1)[:n_local]
+        energy = atomic.sum()
+        (g,) = torch.autograd.grad(energy, vec, allow_unused=True)
+        if g is None:
+            g = torch.zeros_like(vec)
+        forces = torch.zeros((n, 3), dtype=self.dtype, device=self.device)
+        forces.index_add_(0, ei[0], g)  # r_ij = x_j - x_i: dE/dx_i = -g, F_i = +g
+        forces.index_add_(0, ei[1], -g)
+        virial = -(vec.detach().T @ g)
+        return PotentialResult(
+            energy=float(energy.detach()),
+            forces=forces.detach().double().cpu().numpy(),
+            virial=virial.detach().double().cpu().numpy(),
+            atomic_energies=atomic.detach().double().cpu().numpy(),
+        )
