@@ -40,7 +40,7 @@ def build_model(
     p = get_preset(preset)
     kw = p.nequip_kwargs(type_names, seed=seed, model_dtype=dtype, **overrides)
     if per_type_energy_shifts is not None:
-        kw["per_type_energy_shifts"] = [float(per_type_energy_shifts.get(t, 0.0)) for t in type_names]
+        kw["per_type_energy_shifts"] = {t: float(per_type_energy_shifts.get(t, 0.0)) for t in type_names}
     if avg_num_neighbors is not None:
         kw["avg_num_neighbors"] = float(avg_num_neighbors)
     logging.getLogger("nequip").setLevel(logging.WARNING)

@@ -1,0 +1,90 @@
+"""A nequip dataset over tea-align aligned-dataset files (schema v1): no conversion step.
+
+Frames are read on demand through ``tea_align.open_dataset`` (the public reader; the file is opened
+lazily in each DataLoader worker). Energies are the aligned total energies (eV), forces eV/A,
+stress eV/A^3 with ASE's sign, which is nequip's convention; missing stress is NaN (ignored by
+losses and metrics with ``ignore_nan``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from nequip.data import AtomicDataDict
+from nequip.data.dataset import AtomicDataset
+
+
+def reference_energies(path: str | Path) -> dict[str, float]:
+    """Per-element energies (eV/atom) of the Alignment embedded in an aligned dataset (empty if none)."""
+    import tea_align
+
+    with tea_align.open_dataset(path) as ds:
+        al = ds.alignment
+    return dict(al.reference_energies) if al is not None else {}
+
+
+class TeaAlignDataset(AtomicDataset):
+    """nequip ``AtomicDataset`` of a schema-v1 file; ``indices`` optionally selects a subset of frames.
+
+    ``type_names`` are the model's elements: a frame with another element is an error naming the
+    file and frame.
+    """
+
+    def __init__(self, file_name: str, type_names: Sequence[str], indices: Sequence[int] | None = None,
+                 transforms: list[Callable] = []):  # noqa: B006 (nequip's signature)
+        super().__init__(transforms=transforms)
+        import tea_align
+
+        self.file_name = str(file_name)
+        self.type_names = list(type_names)
+        with tea_align.open_dataset(self.file_name) as ds:  # validates schema version and units now
+            self._n = len(ds)
+        self.indices = np.arange(self._n) if indices is None else np.asarray(indices, dtype=np.int64)
+        self._ds = None
+        from ase.data import atomic_numbers
+
+        self._z_to_type = np.full(119, -1, dtype=np.int64)
+        for t, sym in enumerate(self.type_names):
+            self._z_to_type[atomic_numbers[sym]] = t
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d["_ds"] = None  # h5py handles do not cross process boundaries
+        return d
+
+    def _frame_to_data(self, frame, i: int) -> AtomicDataDict.Type:
+        import torch
+        from tea_align import TeaAlignError
+
+        types = self._z_to_type[frame.numbers]
+        if (types < 0).any():
+            bad = frame.symbols[int(np.argmax(types < 0))]
+            raise TeaAlignError(f"element {bad} is not among the model's {len(self.type_names)} types",
+                                path=self.file_name, frame=i, key=frame.key)
+        dt = torch.get_default_dtype()
+        d = {
+            AtomicDataDict.POSITIONS_KEY: torch.tensor(frame.positions, dtype=dt),
+            AtomicDataDict.ATOM_TYPE_KEY: torch.as_tensor(types),
+            AtomicDataDict.TOTAL_ENERGY_KEY: torch.tensor([[frame.energy]], dtype=dt),
+            AtomicDataDict.PBC_KEY: torch.tensor(frame.pbc).view(1, 3),
+            AtomicDataDict.CELL_KEY: torch.tensor(frame.cell, dtype=dt).view(1, 3, 3),
+            AtomicDataDict.NUM_NODES_KEY: torch.tensor([frame.n_atoms]),
+        }
+        if frame.forces is not None:
+            d[AtomicDataDict.FORCE_KEY] = torch.tensor(frame.forces, dtype=dt)
+        stress = frame.stress if frame.stress is not None else np.full((3, 3), np.nan)
+        d[AtomicDataDict.STRESS_KEY] = torch.tensor(stress, dtype=dt).view(1, 3, 3)
+        return d
+
+    def _get_data_list(self, indices) -> list[AtomicDataDict.Type]:
+        import tea_align
+
+        if self._ds is None:
+            self._ds = tea_align.open_dataset(self.file_name)
+        idx = self.indices[indices] if not isinstance(indices, slice) else self.indices[indices]
+        return [self._frame_to_data(self._ds[int(i)], int(i)) for i in np.atleast_1d(idx)]
