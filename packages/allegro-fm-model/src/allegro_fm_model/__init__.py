@@ -14,7 +14,8 @@ from .__about__ import __version__
 from .calculator import AllegroFMCalculator, periodic_edges
 from .model import build_model, count_parameters
 from .potential import AllegroPotential, PotentialResult
+from .export import load_potential
 from .presets import FM64, FM256, FM512, PRESETS, Preset, get_preset, tiny_preset
 
 __all__ = ["__version__", "AllegroFMCalculator", "periodic_edges", "build_model", "count_parameters", "AllegroPotential",
-           "PotentialResult", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset"]
+           "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset"]
