@@ -81,3 +81,23 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_potential(bad)
     with pytest.raises(FileNotFoundError, match="model file not found"):
         load_potential(tmp_path / "missing.ckpt")
+
+
+def test_finetune_with_frozen_layers(aligned, tmp_path):
+    import torch
+    from allegro_fm_model.export import load_potential
+
+    base = dict(dataset=str(aligned), preset="tiny", max_epochs=1, batch_size=4, accelerator="cpu", devices=1,
+                val_fraction=0.2, test_fraction=0.0)
+    pre = train(TrainSettings(run_dir=str(tmp_path / "pre"), **base))
+    ft = train(TrainSettings(run_dir=str(tmp_path / "ft"), init_from=str(pre / "best.ckpt"), freeze=("embedding", "layer0"),
+                             learning_rate=1e-2, **{**base, "max_epochs": 2, "seed": 1}))
+    a = dict(load_potential(pre / "best.ckpt").model.named_parameters())
+    b = dict(load_potential(ft / "best.ckpt").model.named_parameters())
+    frozen = [n for n in a if n.startswith(("model.func.radial_chemical_embed", "model.func.allegro.latents.0"))]
+    trained = [n for n in a if n.startswith(("model.func.allegro.latents.1", "model.func.edge_readout"))]
+    assert frozen and trained
+    assert all(torch.equal(a[n], b[n]) for n in frozen)
+    assert all(not torch.equal(a[n], b[n]) for n in trained)
+    with pytest.raises(ValueError, match="freeze needs init_from"):
+        train(TrainSettings(run_dir=str(tmp_path / "x"), freeze=("readout",), **base))

@@ -101,17 +101,29 @@ def nequip_config(s: TrainSettings) -> dict:
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
     train_idx, val_idx, test_idx = _split(n, s.val_fraction, s.test_fraction, s.seed)
-    types = list(s.type_names or dataset_elements(s.dataset))
-    preset = tiny_preset() if s.preset.lower() == "tiny" else get_preset(s.preset)
-    shifts = reference_energies(s.dataset)
-    model = preset.nequip_kwargs(types, seed=s.seed, model_dtype=s.model_dtype)
-    model.update({
-        "_target_": "allegro.model.AllegroModel",
-        "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
-        "per_type_energy_scales": "${training_data_stats:per_type_forces_rms}",
-        "per_type_energy_shifts": {t: float(shifts.get(t, 0.0)) for t in types},
-    })
-    transforms = [{"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": preset.r_max}]
+    if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
+        from .export import load_potential
+
+        pretrained = load_potential(s.init_from)
+        types, r_max = list(pretrained.species), pretrained.cutoff
+        missing = set(dataset_elements(s.dataset)) - set(types)
+        if missing:
+            raise ValueError(f"{s.dataset}: elements {sorted(missing)} are not known to the pretrained model {s.init_from}")
+        model = {"_target_": "allegro_fm_model.training.finetune_model", "checkpoint_path": str(Path(s.init_from).resolve()),
+                 "freeze": list(s.freeze)}
+    else:
+        types = list(s.type_names or dataset_elements(s.dataset))
+        preset = tiny_preset() if s.preset.lower() == "tiny" else get_preset(s.preset)
+        r_max = preset.r_max
+        shifts = reference_energies(s.dataset)
+        model = preset.nequip_kwargs(types, seed=s.seed, model_dtype=s.model_dtype)
+        model.update({
+            "_target_": "allegro.model.AllegroModel",
+            "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
+            "per_type_energy_scales": "${training_data_stats:per_type_forces_rms}",
+            "per_type_energy_shifts": {t: float(shifts.get(t, 0.0)) for t in types},
+        })
+    transforms = [{"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": r_max}]
 
     def ds(idx):
         return {"_target_": "allegro_fm_model.data.TeaAlignDataset", "file_name": str(Path(s.dataset).resolve()),
@@ -176,8 +188,8 @@ def write_config(s: TrainSettings) -> Path:
 
 def train(s: TrainSettings, extra_overrides: list[str] | None = None) -> Path:
     """Run nequip-train on the settings; resumes from run_dir/last.ckpt if it exists. Returns run_dir."""
-    if s.init_from or s.freeze:
-        raise NotImplementedError("fine-tuning (init_from / freeze) is not implemented yet (issue #3)")
+    if s.freeze and not s.init_from:
+        raise ValueError("freeze needs init_from (a pretrained checkpoint to fine-tune)")
     cfg = write_config(s)
     run = cfg.parent.resolve()
     cmd = [sys.executable, "-m", "nequip.scripts.train", "-cp", str(run), "-cn", "config"]
@@ -188,6 +200,34 @@ def train(s: TrainSettings, extra_overrides: list[str] | None = None) -> Path:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     subprocess.run(cmd, check=True, cwd=run, env=env)
     return run
+
+
+#: Friendly names of parameter groups that fine-tuning can freeze, as prefixes of nequip-allegro names.
+FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
+    "embedding": ("model.func.radial_chemical_embed", "model.func.scalar_embed_mlp", "model.func.tensor_embed"),
+    "layer0": ("model.func.allegro.first_layer_env_embed_projection", "model.func.allegro.latents.0", "model.func.allegro.tps.0"),
+    "layer1": ("model.func.allegro.latents.1", "model.func.allegro.tps.1"),
+    "readout": ("model.func.edge_readout",),
+    "energy_shifts": ("model.func.per_type_energy_scale_shift",),
+}
+
+
+def finetune_model(checkpoint_path: str, freeze: list[str] = ()):  # noqa: B006
+    """Model builder for fine-tuning (used in the generated config): the pretrained weights, with the
+    parameters of ``freeze`` (group names of FREEZE_GROUPS or raw name prefixes) not trained."""
+    from nequip.model.saved_models.checkpoint import ModelFromCheckpoint
+
+    models = ModelFromCheckpoint(checkpoint_path)
+    prefixes = [p for f in freeze for p in FREEZE_GROUPS.get(f, (f,))]
+    frozen = 0
+    for m in models.values():
+        for name, prm in m.named_parameters():
+            if any(name.startswith(p) for p in prefixes):
+                prm.requires_grad_(False)
+                frozen += 1
+    if prefixes and frozen == 0:
+        raise ValueError(f"freeze {list(freeze)} matched no parameter; groups: {sorted(FREEZE_GROUPS)}")
+    return models
 
 
 def with_overrides(s: TrainSettings, **kw) -> TrainSettings:
