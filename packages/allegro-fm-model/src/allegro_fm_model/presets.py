@@ -4,7 +4,7 @@ The paper trained an older Allegro (nequip 0.5 era). nequip-allegro >= 0.7 has t
 (strictly local, edge-centred, l_max 2, full O(3), SiLU MLPs) with a different internal layout:
 scalar latents are accumulated densely across layers and the readout sees all of them, the two-body
 embedding is a learned per-type radial-chemical embedding followed by an MLP. Names map as follows
-(docs/presets.md has the full table):
+(the package README has the preset table):
 
 | paper (old Allegro)                       | nequip-allegro                                                      |
 |-------------------------------------------|---------------------------------------------------------------------|
