@@ -1,4 +1,4 @@
-"""``allegro-fm`` command line (in progress): ``train``, ``params``.
+"""``allegro-fm`` command line (in progress): ``train``, ``evaluate``, ``params``.
 
 ``allegro-fm train run.toml`` reads a ``[train]`` table (keys: the fields of TrainSettings, defaults
 the paper's), writes the nequip config into the run folder and trains, resuming from last.ckpt.
@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
     p = sub.add_parser("params", help="trainable parameters of the presets vs the paper")
+    p = sub.add_parser("evaluate", help="RMSEs (meV/atom, meV/A, MPa) of a model on an aligned dataset")
+    p.add_argument("model", help="checkpoint (.ckpt) or nequip package (.nequip.zip)")
+    p.add_argument("dataset", help="tea-align aligned dataset (schema v1)")
+    p.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "params":
@@ -27,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, pr in PRESETS.items():
                 n = count_parameters(build_model(pr))
                 print(f"{name:6s} {n:>10d} parameters (paper {pr.paper_parameters:>9d}, {100 * (n / pr.paper_parameters - 1):+.1f} %)")
+            return 0
+        if args.cmd == "evaluate":
+            from .evaluate import evaluate
+            from .export import load_potential
+
+            err = evaluate(load_potential(args.model, args.device), args.dataset)
+            print(f"{err.frames} frames")
+            print(err.markdown())
             return 0
         from .training import TrainSettings, train, write_config
 
