@@ -4,12 +4,14 @@ In progress (issue #4). What exists:
 
 - ``build_edges``, ``VerletList``: numba cell lists over local + ghost atoms with a Verlet skin (neighbor.py)
 - ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
+- ``periodic_halo``, ``fold_forces``, ``wrap``: periodic images as ghosts on one rank (ghosts.py)
 
 Not yet: decomposition, ghost exchange, integrators, thermostats, barostat, I/O, guards, the CLI.
 """
 
 from .__about__ import __version__
+from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
 
-__all__ = ["__version__", "VerletList", "build_edges", "LennardJones", "Morse", "PairResult"]
+__all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges", "LennardJones", "Morse", "PairResult"]
