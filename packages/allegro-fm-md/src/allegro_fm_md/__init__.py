@@ -14,4 +14,5 @@ from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
 
-__all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges", "LennardJones", "Morse", "PairResult"]
+__all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
+           "LennardJones", "Morse", "PairResult"]
