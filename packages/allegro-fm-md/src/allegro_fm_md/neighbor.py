@@ -130,4 +130,4 @@ class VerletList:
         """Edges of the stored list that are within ``cutoff`` now."""
         ei = self._edges
         d = positions[ei[1]] - positions[ei[0]]
-        return ei[:, np.einsum("ij,ij->i", d, d) < self.cutoff**2]
+        return np.ascontiguousarray(ei[:, np.einsum("ij,ij->i", d, d) < self.cutoff**2])

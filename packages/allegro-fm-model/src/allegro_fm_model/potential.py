@@ -75,7 +75,7 @@ class AllegroPotential:
         from nequip.data import AtomicDataDict as K
 
         n = len(positions)
-        ei = torch.as_tensor(np.asarray(edge_index), dtype=torch.long, device=self.device)
+        ei = torch.as_tensor(np.ascontiguousarray(edge_index), dtype=torch.long, device=self.device)
         if ei.numel() and int(ei[0].max()) >= n_local:
             raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
         pos = torch.as_tensor(np.asarray(positions), dtype=self.dtype, device=self.device)
