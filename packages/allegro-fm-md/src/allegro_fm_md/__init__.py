@@ -6,7 +6,7 @@ In progress (issue #4). What exists:
 - ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
 - ``periodic_halo``, ``fold_forces``, ``wrap``: periodic images as ghosts on one rank (ghosts.py)
 
-- ``ForceEvaluator``, ``State``, ``VelocityVerlet``: one-rank forces and NVE (forces.py, integrators.py)
+- ``ForceEvaluator``, ``State``, ``VelocityVerlet``: ``Langevin``: one-rank forces, NVE and NVT (forces.py, integrators.py)
 
 Not yet: decomposition, MPI ghost exchange, other integrators, thermostats, barostat, I/O, guards, the CLI.
 """
@@ -14,9 +14,9 @@ Not yet: decomposition, MPI ghost exchange, other integrators, thermostats, baro
 from .__about__ import __version__
 from .forces import ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
-from .integrators import State, VelocityVerlet
+from .integrators import Langevin, State, VelocityVerlet
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
-           "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet"]
+           "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin"]

@@ -25,15 +25,21 @@ class State:
     forces: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     energy: float = float("nan")
     virial: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
+    #: True when the dynamics conserves total momentum (NVE); a Langevin bath does not.
+    momentum_conserved: bool = True
+
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom: 3N, less 3 when total momentum is conserved."""
+        return max(3 * len(self.masses) - (3 if self.momentum_conserved else 0), 1)
 
     def kinetic_energy(self) -> float:
         """eV."""
         return 0.5 * float(np.sum(self.masses[:, None] * self.velocities**2))
 
     def temperature(self) -> float:
-        """K, with 3N - 3 degrees of freedom (total momentum conserved)."""
-        dof = max(3 * len(self.masses) - 3, 1)
-        return 2.0 * self.kinetic_energy() / (dof * units.kB)
+        """K, from the kinetic energy and ``dof``."""
+        return 2.0 * self.kinetic_energy() / (self.dof * units.kB)
 
 
 class VelocityVerlet:
@@ -52,6 +58,39 @@ class VelocityVerlet:
         pos, r = evaluator.compute(pos, state.cell, state.pbc)
         state.positions, state.forces, state.energy, state.virial = pos, r.forces, r.energy, r.virial
         state.velocities += 0.5 * self.dt * state.forces * inv_m
+        state.step += 1
+        state.time_fs += self.dt_fs
+        return state
+
+
+class Langevin:
+    """NVT Langevin dynamics, BAOAB splitting (Leimkuhler & Matthews 2013).
+
+    ``temperature_K`` (K, or a callable of time in fs for ramps), ``friction`` in 1/fs, ``seed`` for the
+    noise. One force evaluation per step.
+    """
+
+    def __init__(self, dt_fs: float, temperature_K, friction: float = 0.01, seed: int = 0):
+        if not dt_fs > 0 or not friction > 0:
+            raise ValueError(f"time step and friction must be > 0 (got {dt_fs} fs, {friction} 1/fs)")
+        self.dt_fs, self.dt = float(dt_fs), float(dt_fs) * units.fs
+        self.temperature = temperature_K if callable(temperature_K) else (lambda t, T=float(temperature_K): T)
+        self.c1 = float(np.exp(-friction * dt_fs))
+        self.c2 = float(np.sqrt(1.0 - self.c1**2))
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, state: State, evaluator) -> State:
+        state.momentum_conserved = False
+        inv_m = 1.0 / state.masses[:, None]
+        kT = units.kB * self.temperature(state.time_fs + 0.5 * self.dt_fs)
+        state.velocities += 0.5 * self.dt * state.forces * inv_m  # B
+        pos = state.positions + 0.5 * self.dt * state.velocities  # A
+        noise = self.rng.standard_normal(state.velocities.shape)
+        state.velocities = self.c1 * state.velocities + self.c2 * np.sqrt(kT * inv_m) * noise  # O
+        pos = pos + 0.5 * self.dt * state.velocities  # A
+        pos, r = evaluator.compute(pos, state.cell, state.pbc)
+        state.positions, state.forces, state.energy, state.virial = pos, r.forces, r.energy, r.virial
+        state.velocities += 0.5 * self.dt * state.forces * inv_m  # B
         state.step += 1
         state.time_fs += self.dt_fs
         return state
