@@ -7,55 +7,44 @@ import numpy as np
 import pytest
 import tea_align
 from allegro_fm_model.data import TeaAlignDataset, reference_energies
-from tea_align import synthetic
 
 
-@pytest.fixture(scope="module")
-def aligned(tmp_path_factory):
-    out = tmp_path_factory.mktemp("aligned")
-    p = synthetic.make_demo_data(out, n_crystals=6, n_molecules=6, n_anchors=6, seed=2)
-    data = [f"{p['periodic']},level={synthetic.LEVEL_S}", f"{p['molecules']},level={synthetic.LEVEL_T}"]
-    al = tea_align.fit([p["anchors"]], data, target_level=synthetic.LEVEL_T)
-    tea_align.apply(al, data, out / "aligned.h5")
-    return out / "aligned.h5"
-
-
-def test_dataset_frames_match_tea_align(aligned):
+def test_dataset_frames_match_tea_align(aligned_small):
     from nequip.data import AtomicDataDict as K
 
-    ds = TeaAlignDataset(aligned, ["H", "C", "O", "Si", "Ca"])
+    ds = TeaAlignDataset(aligned_small, ["H", "C", "O", "Si", "Ca"])
     assert len(ds) == 12
-    with tea_align.open_dataset(aligned) as t:
+    with tea_align.open_dataset(aligned_small) as t:
         for i in (0, 7, 11):
             f, d = t[i], ds[i]
             np.testing.assert_allclose(d[K.POSITIONS_KEY].numpy(), f.positions)
             assert float(d[K.TOTAL_ENERGY_KEY]) == pytest.approx(f.energy)
             np.testing.assert_allclose(d[K.FORCE_KEY].numpy(), f.forces)
             assert [ds.type_names[t] for t in d[K.ATOM_TYPE_KEY]] == f.symbols
-    assert set(reference_energies(aligned)) == {"H", "C", "O", "Si", "Ca"}
+    assert set(reference_energies(aligned_small)) == {"H", "C", "O", "Si", "Ca"}
 
 
-def test_dataset_batches_run_through_a_model(aligned):
+def test_dataset_batches_run_through_a_model(aligned_small):
     import torch
     from allegro_fm_model import build_model, tiny_preset
     from nequip.data import AtomicDataDict as K
     from nequip.data.transforms import NeighborListTransform
 
-    ds = TeaAlignDataset(aligned, ["H", "C", "O", "Si", "Ca"], transforms=[NeighborListTransform(r_max=5.2)])
+    ds = TeaAlignDataset(aligned_small, ["H", "C", "O", "Si", "Ca"], transforms=[NeighborListTransform(r_max=5.2)])
     batch = K.batched_from_list([ds[i] for i in range(4)])
-    model = build_model(tiny_preset(), ["H", "C", "O", "Si", "Ca"], per_type_energy_shifts=reference_energies(aligned))
+    model = build_model(tiny_preset(), ["H", "C", "O", "Si", "Ca"], per_type_energy_shifts=reference_energies(aligned_small))
     out = model(batch)
     assert out[K.TOTAL_ENERGY_KEY].shape == (4, 1) and torch.isfinite(out[K.FORCE_KEY]).all()
 
 
-def test_unknown_element_and_bad_schema(aligned, tmp_path):
-    ds = TeaAlignDataset(aligned, ["H", "C", "O"])
+def test_unknown_element_and_bad_schema(aligned_small, tmp_path):
+    ds = TeaAlignDataset(aligned_small, ["H", "C", "O"])
     with pytest.raises(tea_align.TeaAlignError, match="element (Si|Ca) is not among the model's 3 types"):
         for i in range(len(ds)):
             ds[i]
     import shutil
 
-    shutil.copy(aligned, tmp_path / "v9.h5")
+    shutil.copy(aligned_small, tmp_path / "v9.h5")
     with h5py.File(tmp_path / "v9.h5", "a") as h5:
         h5.attrs["schema_version"] = 9
     with pytest.raises(tea_align.TeaAlignError, match="schema version 9"):

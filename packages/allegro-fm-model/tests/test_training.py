@@ -8,17 +8,6 @@ from pathlib import Path
 import pytest
 import tea_align
 from allegro_fm_model.training import TrainSettings, train
-from tea_align import synthetic
-
-
-@pytest.fixture(scope="module")
-def aligned(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train")
-    p = synthetic.make_demo_data(out, n_crystals=12, n_molecules=12, n_anchors=8, seed=4)
-    data = [f"{p['periodic']},level={synthetic.LEVEL_S}", f"{p['molecules']},level={synthetic.LEVEL_T}"]
-    al = tea_align.fit([p["anchors"]], data, target_level=synthetic.LEVEL_T)
-    tea_align.apply(al, data, out / "aligned.h5")
-    return out / "aligned.h5"
 
 
 def _epochs(run: Path) -> dict[int, float]:
@@ -26,8 +15,8 @@ def _epochs(run: Path) -> dict[int, float]:
     return {int(r["epoch"]): float(r["train_loss_epoch/weighted_sum"]) for r in rows if r.get("train_loss_epoch/weighted_sum")}
 
 
-def test_tiny_training_loss_falls_and_resumes(aligned, tmp_path):
-    s = TrainSettings(dataset=str(aligned), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=3, batch_size=2,
+def test_tiny_training_loss_falls_and_resumes(aligned_train, tmp_path):
+    s = TrainSettings(dataset=str(aligned_train), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=3, batch_size=2,
                       learning_rate=1e-2, accelerator="cpu", devices=1, val_fraction=0.2, test_fraction=0.1)
     run = train(s)
     first = _epochs(run)
@@ -45,7 +34,7 @@ def test_tiny_training_loss_falls_and_resumes(aligned, tmp_path):
     assert (run / "config.yaml").exists() and (run / "best.ckpt").exists()
 
 
-def test_trained_checkpoint_loads_as_potential(aligned, tmp_path):
+def test_trained_checkpoint_loads_as_potential(aligned_train, tmp_path):
     import numpy as np
     import torch
     from allegro_fm_model.calculator import periodic_edges
@@ -54,18 +43,18 @@ def test_trained_checkpoint_loads_as_potential(aligned, tmp_path):
     from nequip.data import AtomicDataDict as K
     from nequip.data.transforms import NeighborListTransform
 
-    s = TrainSettings(dataset=str(aligned), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=1, batch_size=4,
+    s = TrainSettings(dataset=str(aligned_train), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=1, batch_size=4,
                       accelerator="cpu", devices=1, val_fraction=0.2, test_fraction=0.0)
     run = train(s)
     pot = load_potential(run / "best.ckpt")
     assert set(pot.species) == {"H", "C", "O", "Si", "Ca"} and pot.cutoff == 5.2
     # our edge-gradient call agrees with nequip's own force output on a periodic training frame
-    with tea_align.open_dataset(aligned) as ds:
+    with tea_align.open_dataset(aligned_train) as ds:
         f = next(fr for fr in ds if fr.pbc.all())
     ei, sh = periodic_edges(f.positions, f.cell, f.pbc, pot.cutoff)
     r = pot.compute(f.positions, pot.types_of(f.symbols), ei, f.n_atoms, sh)
-    d = TeaAlignDataset(aligned, pot.species, transforms=[NeighborListTransform(r_max=5.2)])._transform(
-        TeaAlignDataset(aligned, pot.species)._frame_to_data(f, 0))
+    d = TeaAlignDataset(aligned_train, pot.species, transforms=[NeighborListTransform(r_max=5.2)])._transform(
+        TeaAlignDataset(aligned_train, pot.species)._frame_to_data(f, 0))
     out = pot.model(K.with_batch_(d))
     assert r.energy == pytest.approx(float(out[K.TOTAL_ENERGY_KEY]), rel=1e-5)
     np.testing.assert_allclose(r.forces, out[K.FORCE_KEY].detach().numpy(), atol=2e-4)
@@ -83,11 +72,11 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_potential(tmp_path / "missing.ckpt")
 
 
-def test_finetune_with_frozen_layers(aligned, tmp_path):
+def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     import torch
     from allegro_fm_model.export import load_potential
 
-    base = dict(dataset=str(aligned), preset="tiny", max_epochs=1, batch_size=4, accelerator="cpu", devices=1,
+    base = dict(dataset=str(aligned_train), preset="tiny", max_epochs=1, batch_size=4, accelerator="cpu", devices=1,
                 val_fraction=0.2, test_fraction=0.0)
     pre = train(TrainSettings(run_dir=str(tmp_path / "pre"), **base))
     ft = train(TrainSettings(run_dir=str(tmp_path / "ft"), init_from=str(pre / "best.ckpt"), freeze=("embedding", "layer0"),
