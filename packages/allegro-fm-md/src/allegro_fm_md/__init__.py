@@ -7,6 +7,7 @@ In progress (issue #4). What exists:
 - ``periodic_halo``, ``fold_forces``, ``wrap``: periodic images as ghosts on one rank (ghosts.py)
 
 - ``ForceEvaluator``, ``State``, ``VelocityVerlet``: ``Langevin``: one-rank forces, NVE and NVT (forces.py, integrators.py)
+- ``Simulation``: thermo log, restart files, guards on one rank (simulation.py)
 
 Not yet: decomposition, MPI ghost exchange, other integrators, thermostats, barostat, I/O, guards, the CLI.
 """
@@ -17,6 +18,8 @@ from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .integrators import Langevin, State, VelocityVerlet
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
+from .simulation import Simulation, SimulationError
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
-           "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin"]
+           "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
+           "Simulation", "SimulationError"]

@@ -59,9 +59,12 @@ def fold_forces(forces: np.ndarray, n_local: int, owner: np.ndarray) -> np.ndarr
 
 
 def wrap(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Positions mapped into the cell [0, 1)^3 in fractional coordinates."""
+    """Positions moved into the cell by whole lattice vectors; atoms already inside are returned
+    bit-for-bit unchanged (so wrapping twice changes nothing, which restarts rely on)."""
     cell = np.asarray(cell, dtype=np.float64)
-    frac = np.asarray(positions) @ np.linalg.inv(cell)
-    frac -= np.floor(frac)
-    frac[frac >= 1.0] = 0.0  # -1e-17 wraps to 1.0 in floating point
-    return frac @ cell
+    pos = np.array(positions, dtype=np.float64, copy=True)
+    n = np.floor(pos @ np.linalg.inv(cell))
+    moved = (n != 0).any(axis=1)
+    if moved.any():
+        pos[moved] -= n[moved] @ cell
+    return pos
