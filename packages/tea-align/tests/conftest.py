@@ -17,7 +17,3 @@ def demo_data(tmp_path_factory):
 def rng():
     return np.random.default_rng(7)
 
-
-def specs(paths):
-    """Input strings declaring the synthetic levels of the demo files."""
-    return [f"{paths['periodic']},level={synthetic.LEVEL_S}", f"{paths['molecules']},level={synthetic.LEVEL_T}"]

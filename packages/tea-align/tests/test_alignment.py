@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tea_align
-from conftest import specs
 from tea_align import synthetic
 from tea_align.alignment import Alignment, collect_anchors, fit_alignment
 from tea_align.readers import read_frames
+from tea_testutil import specs
 
 
 def test_morse_forces_are_minus_energy_gradient(rng):

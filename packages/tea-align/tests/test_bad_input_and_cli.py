@@ -7,9 +7,9 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import specs
 from tea_align import synthetic
 from tea_align.cli import main
+from tea_testutil import specs
 
 
 def run(argv, capsys):

@@ -147,7 +147,7 @@ def test_real_transition1x_endpoints(tmp_path):
 
 
 def test_aligned_dataset_embeds_alignment_and_provenance(demo_data, tmp_path):
-    from conftest import specs
+    from tea_testutil import specs
 
     paths, truth = demo_data
     al = tea_align.fit([paths["anchors"]], specs(paths), target_level=synthetic.LEVEL_T)
