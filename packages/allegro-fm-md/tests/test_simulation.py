@@ -60,3 +60,27 @@ def test_overlap_guard_names_atoms_and_keeps_last_good_state(tmp_path):
         s2.run(30)
     good = Simulation.read_restart(tmp_path / "run" / "restart_last_good.npz")
     assert good.step == s2.state.step - 1
+
+
+def test_trajectories_h5md_and_extxyz(tmp_path):
+    import ase.io
+    import h5py
+    from allegro_fm_md.trajectory import read_h5md_positions
+
+    a = bulk("Ar", "fcc", a=5.30) * (3, 3, 3)
+    base = _sim(tmp_path)
+    sim = Simulation(base.state, base.integrator, base.evaluator, tmp_path / "t", trajectory_every=20, numbers=a.numbers)
+    sim.run(60)
+    sim.close()
+    steps, pos, cells = read_h5md_positions(tmp_path / "t" / "trajectory.h5")
+    assert list(steps) == [0, 20, 40, 60]
+    np.testing.assert_array_equal(pos[-1], sim.state.positions)
+    np.testing.assert_array_equal(cells[0], a.cell)
+    with h5py.File(tmp_path / "t" / "trajectory.h5") as h5:
+        assert list(h5["h5md"].attrs["version"]) == [1, 1]
+        assert h5["particles/all/position/value"].attrs["unit"] == "angstrom"
+        assert list(h5["particles/all/box"].attrs["boundary"]) == [b"periodic"] * 3
+        np.testing.assert_allclose(h5["observables/temperature/value"][-1], sim.state.temperature())
+    frames = ase.io.read(tmp_path / "t" / "trajectory.extxyz", ":")
+    assert len(frames) == 4 and frames[-1].info["step"] == 60
+    np.testing.assert_allclose(frames[-1].positions, sim.state.positions, atol=1e-7)

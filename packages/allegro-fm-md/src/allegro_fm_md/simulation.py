@@ -68,13 +68,24 @@ class Simulation:
     ``restart.npz`` into ``outdir`` every ``thermo_every`` / ``restart_every`` steps."""
 
     def __init__(self, state: State, integrator, evaluator: ForceEvaluator, outdir: str | Path, *,
-                 thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False):
+                 thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
+                 trajectory_every: int = 0, numbers: np.ndarray | None = None):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
         self.outdir = Path(outdir)
         self.outdir.mkdir(parents=True, exist_ok=True)
         self.thermo_every, self.restart_every, self.min_distance = thermo_every, restart_every, min_distance
         self.progress = progress
         self.thermo: list[Thermo] = []
+        self.trajectory_every = trajectory_every
+        self.writers = []
+        if trajectory_every:
+            from .trajectory import ExtXYZWriter, H5MDWriter
+
+            if numbers is None:
+                raise ValueError("trajectory output needs the atomic numbers (numbers=...)")
+            resumed = state.step > 0
+            self.writers = [H5MDWriter(self.outdir / "trajectory.h5", numbers, state.pbc, append=resumed),
+                            ExtXYZWriter(self.outdir / "trajectory.extxyz", numbers)]
         if not np.isfinite(state.energy) or state.forces.shape != state.positions.shape:
             self._evaluate()
         else:  # resumed state: build the lists at exactly these positions, as the writer did
@@ -171,6 +182,12 @@ class Simulation:
                      step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"],
                      energy=float(arrays["energy"]), virial=arrays["virial"], momentum_conserved=bool(meta["momentum_conserved"]))
 
+    def close(self) -> None:
+        """Close trajectory files."""
+        for w in self.writers:
+            w.close()
+        self.writers = []
+
     # -- driver -------------------------------------------------------------------------------
     def run(self, steps: int) -> State:
         """Advance ``steps`` steps. On a guard failure the last good state is written to
@@ -178,6 +195,8 @@ class Simulation:
         n = len(self.state.masses)
         if self.state.step == 0 and not (self.outdir / "thermo.log").exists():
             self._log(self._thermo_row(0.0))
+            for w in self.writers:
+                w.write(self.state)
         t0, s0 = time.perf_counter(), self.state.step
         bar = None
         if self.progress and steps >= 100:
@@ -201,6 +220,9 @@ class Simulation:
                 if self.state.step % self.thermo_every == 0:
                     rate = n * (self.state.step - s0) / max(time.perf_counter() - t0, 1e-12)
                     self._log(self._thermo_row(rate))
+                if self.trajectory_every and self.state.step % self.trajectory_every == 0:
+                    for w in self.writers:
+                        w.write(self.state)
                 if self.state.step % self.restart_every == 0:
                     # rebuild lists here so that a run resumed from this file sees identical lists
                     self.state.positions = self.evaluator.rebuild(self.state.positions, self.state.cell, self.state.pbc)
@@ -208,4 +230,7 @@ class Simulation:
         finally:
             if bar is not None:
                 bar.close()
+            for w in self.writers:
+                if hasattr(w, "h5"):
+                    w.h5.flush()
         return self.state

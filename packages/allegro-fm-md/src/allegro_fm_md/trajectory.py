@@ -1,0 +1,115 @@
+"""Trajectory writers: H5MD (HDF5, readable by OVITO and MDAnalysis) and extxyz (ase.io).
+
+H5MD 1.1 layout written here (de Buyl et al., Comput. Phys. Commun. 185, 1546 (2014)):
+
+    /h5md                      attrs version = [1, 1]; groups author (name), creator (name, version)
+    /particles/all/box         attrs dimension = 3, boundary = ["periodic"|"none"] * 3
+    /particles/all/box/edges/{step,time,value}     value (T, 3, 3) Angstrom, rows = cell vectors
+    /particles/all/position/{step,time,value}      value (T, N, 3) Angstrom
+    /particles/all/velocity/{step,time,value}      value (T, N, 3) Angstrom/fs
+    /particles/all/force/{step,time,value}         value (T, N, 3) eV/Angstrom
+    /particles/all/species     (N,) int32 atomic numbers
+    /observables/{potential_energy,kinetic_energy,temperature}/{step,time,value}
+
+Time is in fs; each time-dependent value has a "unit" attribute. Datasets grow by one frame per write
+and are flushed, so a crash loses at most the frame being written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase import units
+
+from . import __about__
+
+
+class H5MDWriter:
+    """Append frames of a fixed set of N atoms to an H5MD file (created or, with ``append``, extended)."""
+
+    def __init__(self, path: str | Path, numbers: np.ndarray, pbc: np.ndarray, append: bool = False):
+        import h5py
+
+        self.path = Path(path)
+        self.n = len(numbers)
+        exists = self.path.exists() and append
+        self.h5 = h5py.File(self.path, "a" if exists else "w")
+        if exists:
+            return
+        h = self.h5.create_group("h5md")
+        h.attrs["version"] = np.array([1, 1], dtype=np.int32)
+        h.create_group("author").attrs["name"] = "allegro-fm-md"
+        c = h.create_group("creator")
+        c.attrs["name"], c.attrs["version"] = "allegro-fm-md", __about__.__version__
+        part = self.h5.create_group("particles/all")
+        box = part.create_group("box")
+        box.attrs["dimension"] = 3
+        box.attrs["boundary"] = np.array(["periodic" if p else "none" for p in pbc], dtype="S8")
+        part.create_dataset("species", data=np.asarray(numbers, dtype=np.int32))
+        for name, shape, unit in (("box/edges", (3, 3), "angstrom"), ("position", (self.n, 3), "angstrom"),
+                                  ("velocity", (self.n, 3), "angstrom fs-1"), ("force", (self.n, 3), "eV angstrom-1")):
+            self._element(part, name, shape, unit)
+        obs = self.h5.create_group("observables")
+        for name, unit in (("potential_energy", "eV"), ("kinetic_energy", "eV"), ("temperature", "K")):
+            self._element(obs, name, (), unit)
+
+    @staticmethod
+    def _element(group, name, shape, unit):
+        g = group.create_group(name)
+        g.create_dataset("step", (0,), np.int64, maxshape=(None,), chunks=(256,))
+        t = g.create_dataset("time", (0,), np.float64, maxshape=(None,), chunks=(256,))
+        t.attrs["unit"] = "fs"
+        v = g.create_dataset("value", (0, *shape), np.float64, maxshape=(None, *shape), chunks=(1, *shape) if shape else (256,))
+        v.attrs["unit"] = unit
+
+    def _append(self, group_path: str, step: int, time_fs: float, value) -> None:
+        g = self.h5[group_path]
+        k = g["step"].shape[0]
+        for name, val in (("step", step), ("time", time_fs), ("value", value)):
+            g[name].resize(k + 1, axis=0)
+            g[name][k] = val
+
+    def write(self, state) -> None:
+        """Append the current frame of an ``integrators.State``."""
+        s = state
+        vel_fs = s.velocities * units.fs  # ASE time unit -> Angstrom/fs
+        for path, val in (("particles/all/box/edges", s.cell), ("particles/all/position", s.positions),
+                          ("particles/all/velocity", vel_fs), ("particles/all/force", s.forces),
+                          ("observables/potential_energy", s.energy), ("observables/kinetic_energy", s.kinetic_energy()),
+                          ("observables/temperature", s.temperature())):
+            self._append(path, s.step, s.time_fs, val)
+        self.h5.flush()
+
+    def close(self) -> None:
+        self.h5.close()
+
+
+def read_h5md_positions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, positions (T, N, 3) A, cells (T, 3, 3) A) of an H5MD file written by H5MDWriter."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        p = h5["particles/all"]
+        return p["position/step"][()], p["position/value"][()], p["box/edges/value"][()]
+
+
+class ExtXYZWriter:
+    """Append frames as extxyz (positions A, velocities via ASE, forces eV/A, energy eV) with ase.io."""
+
+    def __init__(self, path: str | Path, numbers: np.ndarray):
+        self.path, self.numbers = Path(path), np.asarray(numbers)
+
+    def write(self, state) -> None:
+        from ase import Atoms
+        from ase.calculators.singlepoint import SinglePointCalculator
+        from ase.io import write
+
+        a = Atoms(numbers=self.numbers, positions=state.positions, cell=state.cell, pbc=state.pbc, masses=state.masses)
+        a.set_velocities(state.velocities)
+        a.calc = SinglePointCalculator(a, energy=state.energy, forces=state.forces)
+        a.info.update(step=state.step, time_fs=state.time_fs)
+        write(self.path, a, format="extxyz", append=True)
+
+    def close(self) -> None:
+        pass
