@@ -8,12 +8,14 @@ In progress (issue #4). What exists:
 
 - ``ForceEvaluator``, ``State``, ``VelocityVerlet``: ``Langevin``: one-rank forces, NVE and NVT (forces.py, integrators.py)
 - ``Simulation``: thermo log, restart files, guards on one rank (simulation.py)
+- ``Decomposition``, ``GhostExchange``, ``DistributedForceEvaluator``: MPI spatial decomposition (comm.py)
 
-Not yet: decomposition, MPI ghost exchange, other integrators, thermostats, barostat, I/O, guards, the CLI.
+Not yet: MPI-aware Simulation output, other integrators, thermostats, barostat, I/O, guards, the CLI.
 """
 
 from .__about__ import __version__
-from .forces import ForceEvaluator, ForceResult
+from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
+from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .integrators import Langevin, State, VelocityVerlet
 from .neighbor import VerletList, build_edges
@@ -22,4 +24,5 @@ from .simulation import Simulation, SimulationError
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
            "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
-           "Simulation", "SimulationError"]
+           "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
+           "DistributedForceEvaluator"]

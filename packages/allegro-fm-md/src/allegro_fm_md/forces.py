@@ -54,6 +54,11 @@ class ForceEvaluator:
     def _all_positions(self, positions: np.ndarray) -> np.ndarray:
         return np.concatenate([positions, positions[self._owner] + self._shift]) if len(self._owner) else positions
 
+    def update(self, state) -> None:
+        """Forces, energy and virial of ``state`` (an integrators.State) in place; positions may be re-wrapped."""
+        state.positions, r = self.compute(state.positions, state.cell, state.pbc)
+        state.forces, state.energy, state.virial = r.forces, r.energy, r.virial
+
     def compute(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, ForceResult]:
         """(possibly re-wrapped positions, result). Rebuilds the lists when the skin criterion says so."""
         n = len(positions)
@@ -64,3 +69,74 @@ class ForceEvaluator:
         types = np.concatenate([self.types, self.types[self._owner]])
         r = self.potential.compute(allpos, types, self.verlet.edges(allpos), n)
         return positions, ForceResult(float(r.energy), fold_forces(np.asarray(r.forces), n, self._owner), np.asarray(r.virial))
+
+
+class DistributedForceEvaluator:
+    """Forces over MPI ranks: migration, ghost exchange, Verlet lists and reverse force communication.
+
+    Each rank holds the atoms of its subdomain in ``state`` (with ``state.ids`` and ``state.types``,
+    which travel with the atoms). Lists are rebuilt, collectively, when any atom on any rank moved more
+    than skin / 2; then atoms migrate and the atom count is checked (lost atoms are an error naming the
+    missing ids). The potential sees local + ghost atoms and edges centred on local atoms only.
+    """
+
+    def __init__(self, potential, comm, cell: np.ndarray, skin: float = 1.0, grid: tuple[int, int, int] | None = None):
+        from .comm import Decomposition, GhostExchange, choose_grid
+
+        self.potential, self.comm, self.skin = potential, comm, float(skin)
+        cell = np.asarray(cell, dtype=np.float64)
+        self.dec = Decomposition(comm, cell, grid or choose_grid(comm.size, cell), potential.cutoff + self.skin)
+        self.exchange = GhostExchange(self.dec)
+        self.verlet = VerletList(potential.cutoff, self.skin)
+        self._ref: np.ndarray | None = None
+        self._types_all: np.ndarray | None = None
+        self.n_total: int | None = None
+        self.builds = 0
+
+    def _needs_rebuild(self, positions: np.ndarray) -> bool:
+        from .comm import _max_op
+
+        if self._ref is None or self._ref.shape != positions.shape:
+            local = np.inf
+        else:
+            local = float(np.sqrt(((positions - self._ref) ** 2).sum(axis=1).max(initial=0.0)))
+        op = _max_op(self.comm)
+        worst = self.comm.allreduce(local, op=op) if op is not None else local
+        return worst > 0.5 * self.skin
+
+    def _rebuild(self, state) -> np.ndarray:
+        from .comm import migrate
+
+        if state.ids is None or state.types is None:
+            raise ValueError("a distributed run needs state.ids and state.types")
+        arrays = {"positions": wrap(state.positions, self.dec.cell), "velocities": state.velocities, "masses": state.masses,
+                  "ids": state.ids, "types": state.types}
+        new = migrate(self.dec, arrays)
+        n = int(self.comm.allreduce(len(new["ids"])))
+        if self.n_total is None:
+            self.n_total = n
+        if n != self.n_total:
+            ids = np.sort(np.concatenate(self.comm.allgather(new["ids"])))
+            missing = np.setdiff1d(np.arange(self.n_total), ids)
+            raise RuntimeError(f"step {state.step}: lost atoms: {self.n_total - n} of {self.n_total} "
+                               f"(ids {', '.join(map(str, missing[:10]))})")
+        state.positions, state.velocities, state.masses = new["positions"], new["velocities"], new["masses"]
+        state.ids, state.types = new["ids"], new["types"]
+        allpos, self._types_all = self.exchange.build(state.positions, state.types)
+        self.verlet.build(allpos, len(state.positions))
+        self._ref = state.positions.copy()
+        self.builds += 1
+        return allpos
+
+    def update(self, state) -> None:
+        """Forces on this rank's atoms, global energy (eV) and virial (eV), in place."""
+        state.comm = self.comm
+        if self._needs_rebuild(state.positions):
+            allpos = self._rebuild(state)
+        else:
+            allpos = self.exchange.forward(state.positions)
+        n = len(state.positions)
+        r = self.potential.compute(allpos, self._types_all, self.verlet.edges(allpos), n)
+        state.forces = self.exchange.reverse(np.asarray(r.forces))
+        state.energy = float(self.comm.allreduce(float(r.energy)))
+        state.virial = np.asarray(self.comm.allreduce(np.asarray(r.virial)))

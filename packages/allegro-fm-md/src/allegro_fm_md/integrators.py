@@ -27,15 +27,27 @@ class State:
     virial: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
     #: True when the dynamics conserves total momentum (NVE); a Langevin bath does not.
     momentum_conserved: bool = True
+    #: global atom ids and type indices (they travel with atoms between ranks); None on one rank
+    ids: np.ndarray | None = None
+    types: np.ndarray | None = None
+    #: MPI communicator for global sums (None: this process holds every atom)
+    comm: object = None
+
+    def _sum(self, x):
+        return self.comm.allreduce(x) if self.comm is not None else x
+
+    @property
+    def n_global(self) -> int:
+        return int(self._sum(len(self.masses)))
 
     @property
     def dof(self) -> int:
         """Degrees of freedom: 3N, less 3 when total momentum is conserved."""
-        return max(3 * len(self.masses) - (3 if self.momentum_conserved else 0), 1)
+        return max(3 * self.n_global - (3 if self.momentum_conserved else 0), 1)
 
     def kinetic_energy(self) -> float:
         """eV."""
-        return 0.5 * float(np.sum(self.masses[:, None] * self.velocities**2))
+        return float(self._sum(0.5 * float(np.sum(self.masses[:, None] * self.velocities**2))))
 
     def temperature(self) -> float:
         """K, from the kinetic energy and ``dof``."""
@@ -54,10 +66,9 @@ class VelocityVerlet:
     def step(self, state: State, evaluator) -> State:
         inv_m = 1.0 / state.masses[:, None]
         state.velocities += 0.5 * self.dt * state.forces * inv_m
-        pos = state.positions + self.dt * state.velocities
-        pos, r = evaluator.compute(pos, state.cell, state.pbc)
-        state.positions, state.forces, state.energy, state.virial = pos, r.forces, r.energy, r.virial
-        state.velocities += 0.5 * self.dt * state.forces * inv_m
+        state.positions = state.positions + self.dt * state.velocities
+        evaluator.update(state)  # may move atoms between ranks: use the state's arrays afterwards
+        state.velocities += 0.5 * self.dt * state.forces / state.masses[:, None]
         state.step += 1
         state.time_fs += self.dt_fs
         return state
@@ -87,10 +98,9 @@ class Langevin:
         pos = state.positions + 0.5 * self.dt * state.velocities  # A
         noise = self.rng.standard_normal(state.velocities.shape)
         state.velocities = self.c1 * state.velocities + self.c2 * np.sqrt(kT * inv_m) * noise  # O
-        pos = pos + 0.5 * self.dt * state.velocities  # A
-        pos, r = evaluator.compute(pos, state.cell, state.pbc)
-        state.positions, state.forces, state.energy, state.virial = pos, r.forces, r.energy, r.virial
-        state.velocities += 0.5 * self.dt * state.forces * inv_m  # B
+        state.positions = pos + 0.5 * self.dt * state.velocities  # A
+        evaluator.update(state)
+        state.velocities += 0.5 * self.dt * state.forces / state.masses[:, None]  # B
         state.step += 1
         state.time_fs += self.dt_fs
         return state

@@ -1,0 +1,45 @@
+"""Decomposition checks that need no MPI: grids, ownership, too-thin subdomains, the serial exchange."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from allegro_fm_md.comm import Decomposition, GhostExchange, SerialComm, choose_grid
+from allegro_fm_md.ghosts import periodic_halo
+
+
+class FakeComm(SerialComm):
+    def __init__(self, size, rank=0):
+        self.size, self.rank = size, rank
+
+
+def test_grid_follows_cell_shape():
+    assert choose_grid(8, np.diag([20.0, 20.0, 20.0])) == (2, 2, 2)
+    assert choose_grid(4, np.diag([40.0, 10.0, 10.0])) == (4, 1, 1)
+    assert choose_grid(6, np.diag([30.0, 20.0, 10.0])) == (3, 2, 1)
+
+
+def test_subdomain_thinner_than_cutoff_is_refused():
+    with pytest.raises(ValueError, match="subdomain thinner than cutoff \\+ skin along x: 6.000 A < 7.000 A"):
+        Decomposition(FakeComm(2), np.diag([12.0, 30.0, 30.0]), (2, 1, 1), halo=7.0)
+
+
+def test_owner_covers_every_rank_once():
+    cell = np.array([[20.0, 0, 0], [3.0, 18.0, 0], [1.0, -2.0, 16.0]])
+    dec = Decomposition(FakeComm(8, 5), cell, (2, 2, 2), halo=5.0)
+    frac = np.random.default_rng(0).random((4000, 3))
+    own = dec.owner(frac)
+    assert set(own) == set(range(8))
+    mine = frac[own == 5]
+    assert np.all((mine >= dec.lo) & (mine < dec.hi))
+
+
+def test_serial_exchange_gives_the_periodic_images():
+    cell = np.array([[12.0, 0, 0], [2.0, 11.0, 0], [-1.0, 1.5, 10.5]])
+    pos = np.random.default_rng(1).random((50, 3)) @ cell
+    dec = Decomposition(SerialComm(), cell, (1, 1, 1), halo=4.0)
+    allpos, _ = GhostExchange(dec).build(pos, np.zeros(50, int))
+    ref = periodic_halo(pos, cell, 4.0)
+    ours = {tuple(np.round(p, 9)) for p in allpos[50:]}
+    theirs = {tuple(np.round(p, 9)) for p in ref.positions}
+    assert ours == theirs
