@@ -28,9 +28,9 @@ pytestmark = pytest.mark.skipif(not (MPIEXEC and HAVE_MPI4PY), reason="needs mpi
 STEPS = 1000
 
 
-def _run(n: int, tmp: Path) -> dict:
-    out = tmp / f"ranks{n}.npz"
-    subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", str(SCRIPT), str(out), str(STEPS)],
+def _run(n: int, tmp: Path, steps: int = STEPS, kind: str = "lj") -> dict:
+    out = tmp / f"{kind}{n}.npz"
+    subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", str(SCRIPT), str(out), str(steps), kind],
                    check=True, timeout=600, capture_output=True)
     return dict(np.load(out))
 
@@ -53,3 +53,18 @@ def test_n_ranks_equal_one_rank(n, one_rank, tmp_path):
     assert np.abs(d).max() < 1e-9
     assert np.abs(r["forces"] - one_rank["forces"]).max() < 1e-9
     assert np.abs(r["etot"] - one_rank["etot"]).max() < 1e-9
+
+
+def test_allegro_model_n_ranks_equal_one_rank(tmp_path):
+    """The same exactness with a (tiny, float64) Allegro-FM model: edges centred on local atoms only."""
+    pytest.importorskip("allegro_fm_model")
+    ref = _run(1, tmp_path, 60, "allegro")
+    for n in (2, 4):
+        r = _run(n, tmp_path, 60, "allegro")
+        d = r["positions"] - ref["positions"]
+        frac = d @ np.linalg.inv(ref["cell"])
+        d = (frac - np.round(frac)) @ ref["cell"]
+        print(f"Allegro, {n} ranks: max |dx| {np.abs(d).max():.1e} A, max |dF| {np.abs(r['forces'] - ref['forces']).max():.1e} eV/A")
+        assert np.prod(r["grid"]) == n
+        assert np.abs(d).max() < 1e-9 and np.abs(r["forces"] - ref["forces"]).max() < 1e-9
+        assert np.abs(r["etot"] - ref["etot"]).max() < 1e-9

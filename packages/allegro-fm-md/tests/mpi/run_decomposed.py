@@ -1,5 +1,9 @@
-"""Run the same drifting LJ argon NVE on however many MPI ranks this is launched with; rank 0 saves
-final ids, positions, velocities, forces and the energy history to the npz path given as argv[1]."""
+"""Run the same drifting NVE on however many MPI ranks this is launched with; rank 0 saves final ids,
+positions, velocities, forces and the energy history to the npz path given as argv[1].
+
+argv: OUT.npz [STEPS] [lj|allegro]. ``lj``: triclinic LJ argon (108 atoms, 4 fs steps). ``allegro``:
+a tiny float64 Allegro-FM model (identical random weights on every rank) on triclinic CaO (216 atoms,
+1 fs steps); needs allegro-fm-model, which the engine itself never imports."""
 
 from __future__ import annotations
 
@@ -14,23 +18,38 @@ from ase.build import bulk
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 out, steps = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 300
+kind = sys.argv[3] if len(sys.argv) > 3 else "lj"
 comm = world()
-a = bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
+if kind == "lj":
+    a = bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
+    pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
+    dt = 4.0
+else:
+    import torch
+    from allegro_fm_model import AllegroPotential, build_model, tiny_preset
+
+    a = bulk("CaO", "rocksalt", a=4.81, cubic=True) * (3, 3, 3)
+    torch.manual_seed(0)
+    model = build_model(tiny_preset(), ("O", "Ca"), dtype="float64", seed=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.2)
+    pot = AllegroPotential(model, ("O", "Ca"), cutoff=5.2)
+    dt = 1.0
 a.set_cell(a.cell @ np.array([[1, 0.06, 0], [0, 1, 0.04], [0, 0, 1]]), scale_atoms=True)  # triclinic
 MaxwellBoltzmannDistribution(a, temperature_K=50, rng=np.random.default_rng(0))
 Stationary(a)
 v = a.get_velocities() + np.array([0.02, 0.013, -0.017]) * 10.18  # + a drift of ~0.03 A/fs: atoms cross ranks
 # every rank starts from the whole system and keeps what migration gives it
 state = State(a.positions.copy(), v, a.get_masses(), np.array(a.cell), a.pbc.copy(),
-              ids=np.arange(len(a)), types=np.zeros(len(a), np.int64))
+              ids=np.arange(len(a)), types=pot.types_of(a.get_chemical_symbols()))
 if comm.rank != 0:  # only rank 0 holds atoms initially; migration distributes them
     state.positions, state.velocities, state.masses = state.positions[:0], state.velocities[:0], state.masses[:0]
     state.ids, state.types = state.ids[:0], state.types[:0]
-pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
 ev = DistributedForceEvaluator(pot, comm, state.cell, skin=0.5)
 ev.n_total = len(a)
 ev.update(state)
-integ = VelocityVerlet(4.0)
+integ = VelocityVerlet(dt)
 etot = []
 for _ in range(steps):
     integ.step(state, ev)
