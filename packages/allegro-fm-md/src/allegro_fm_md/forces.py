@@ -59,6 +59,22 @@ class ForceEvaluator:
         state.positions, r = self.compute(state.positions, state.cell, state.pbc)
         state.forces, state.energy, state.virial = r.forces, r.energy, r.virial
 
+    def invalidate(self) -> None:
+        """Force a list rebuild at the next update (restart files are written right after one)."""
+        self.verlet.builds = 0
+
+    def closest_pair(self, state) -> tuple[float, int, int]:
+        """Shortest distance (A) between two atoms within the lists, with the ids of the pair."""
+        allpos = self._all_positions(state.positions)
+        ei = self.verlet.edges(allpos)
+        if not ei.shape[1]:
+            return np.inf, -1, -1
+        d = np.linalg.norm(allpos[ei[1]] - allpos[ei[0]], axis=1)
+        k = int(np.argmin(d))
+        owner = np.concatenate([np.arange(len(state.positions)), self._owner])
+        ids = state.ids if state.ids is not None else np.arange(len(state.positions))
+        return float(d[k]), int(ids[ei[0, k]]), int(ids[owner[ei[1, k]]])
+
     def compute(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, ForceResult]:
         """(possibly re-wrapped positions, result). Rebuilds the lists when the skin criterion says so."""
         n = len(positions)
@@ -112,6 +128,8 @@ class DistributedForceEvaluator:
         arrays = {"positions": wrap(state.positions, self.dec.cell), "velocities": state.velocities, "masses": state.masses,
                   "ids": state.ids, "types": state.types}
         new = migrate(self.dec, arrays)
+        order = np.argsort(new["ids"], kind="stable")  # canonical local order: a resumed run builds identical lists
+        new = {k: v[order] for k, v in new.items()}
         n = int(self.comm.allreduce(len(new["ids"])))
         if self.n_total is None:
             self.n_total = n
@@ -122,7 +140,8 @@ class DistributedForceEvaluator:
                                f"(ids {', '.join(map(str, missing[:10]))})")
         state.positions, state.velocities, state.masses = new["positions"], new["velocities"], new["masses"]
         state.ids, state.types = new["ids"], new["types"]
-        allpos, self._types_all = self.exchange.build(state.positions, state.types)
+        allpos, tags = self.exchange.build(state.positions, np.stack([state.types, state.ids], axis=1))
+        self._types_all, self._ids_all = tags[:, 0], tags[:, 1]
         self.verlet.build(allpos, len(state.positions))
         self._ref = state.positions.copy()
         self.builds += 1
@@ -136,7 +155,22 @@ class DistributedForceEvaluator:
         else:
             allpos = self.exchange.forward(state.positions)
         n = len(state.positions)
+        self._allpos = allpos
         r = self.potential.compute(allpos, self._types_all, self.verlet.edges(allpos), n)
         state.forces = self.exchange.reverse(np.asarray(r.forces))
         state.energy = float(self.comm.allreduce(float(r.energy)))
         state.virial = np.asarray(self.comm.allreduce(np.asarray(r.virial)))
+
+    def invalidate(self) -> None:
+        """Force a (collective) rebuild at the next update."""
+        self._ref = None
+
+    def closest_pair(self, state) -> tuple[float, int, int]:
+        """Shortest distance (A) between two atoms over all ranks, with the global ids of the pair."""
+        ei = self.verlet.edges(self._allpos)
+        best = (np.inf, -1, -1)
+        if ei.shape[1]:
+            d = np.linalg.norm(self._allpos[ei[1]] - self._allpos[ei[0]], axis=1)
+            k = int(np.argmin(d))
+            best = (float(d[k]), int(self._ids_all[ei[0, k]]), int(self._ids_all[ei[1, k]]))
+        return min(self.comm.allgather(best))

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 from ase import units
 
-from .forces import ForceEvaluator
 from .integrators import State
 
 RESTART_FORMAT = "allegro-fm-md/restart"
@@ -64,40 +63,40 @@ class Thermo:
 
 
 class Simulation:
-    """Runs ``integrator`` on ``state`` with forces from ``evaluator``; writes ``thermo.log`` and
-    ``restart.npz`` into ``outdir`` every ``thermo_every`` / ``restart_every`` steps."""
+    """Runs ``integrator`` on ``state`` with forces from ``evaluator`` (one rank or MPI); rank 0 writes
+    ``thermo.log``, ``restart.npz`` and trajectories into ``outdir``. On several ranks, output gathers the
+    atoms to rank 0 ordered by id (fine up to millions of atoms; parallel HDF5 output is not written)."""
 
-    def __init__(self, state: State, integrator, evaluator: ForceEvaluator, outdir: str | Path, *,
+    def __init__(self, state: State, integrator, evaluator, outdir: str | Path, *,
                  thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
                  trajectory_every: int = 0, numbers: np.ndarray | None = None):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
+        self.comm = getattr(evaluator, "comm", None)
+        self.root = self.comm is None or self.comm.rank == 0
         self.outdir = Path(outdir)
-        self.outdir.mkdir(parents=True, exist_ok=True)
+        if self.root:
+            self.outdir.mkdir(parents=True, exist_ok=True)
         self.thermo_every, self.restart_every, self.min_distance = thermo_every, restart_every, min_distance
         self.progress = progress
         self.thermo: list[Thermo] = []
         self.trajectory_every = trajectory_every
         self.writers = []
         if trajectory_every:
-            from .trajectory import ExtXYZWriter, H5MDWriter
-
             if numbers is None:
                 raise ValueError("trajectory output needs the atomic numbers (numbers=...)")
-            resumed = state.step > 0
-            self.writers = [H5MDWriter(self.outdir / "trajectory.h5", numbers, state.pbc, append=resumed),
-                            ExtXYZWriter(self.outdir / "trajectory.extxyz", numbers)]
-        if not np.isfinite(state.energy) or state.forces.shape != state.positions.shape:
-            self._evaluate()
-        else:  # resumed state: build the lists at exactly these positions, as the writer did
-            state.positions = evaluator.rebuild(state.positions, state.cell, state.pbc)
+            if self.root:
+                from .trajectory import ExtXYZWriter, H5MDWriter
+
+                resumed = state.step > 0
+                self.writers = [H5MDWriter(self.outdir / "trajectory.h5", numbers, state.pbc, append=resumed),
+                                ExtXYZWriter(self.outdir / "trajectory.extxyz", numbers)]
+        if state.ids is None:
+            state.ids = np.arange(len(state.masses))
+        self.evaluator.invalidate()
+        self.evaluator.update(state)  # restart files hold positions right after a rebuild: same lists, same forces
         self._guard()
 
     # -- physics ------------------------------------------------------------------------------
-    def _evaluate(self) -> None:
-        s = self.state
-        s.positions, r = self.evaluator.compute(s.positions, s.cell, s.pbc)
-        s.forces, s.energy, s.virial = r.forces, r.energy, r.virial
-
     def stress_GPa(self) -> np.ndarray:
         """Stress tensor (GPa, ASE sign) including the kinetic term; NaN for open boundaries."""
         s = self.state
@@ -105,27 +104,40 @@ class Simulation:
             return np.full((3, 3), np.nan)
         vol = abs(np.linalg.det(s.cell))
         kin = (s.masses[:, None, None] * s.velocities[:, :, None] * s.velocities[:, None, :]).sum(axis=0)
+        kin = self.comm.allreduce(kin) if self.comm is not None else kin
         return -(s.virial + kin) / vol / units.GPa
 
     def _guard(self) -> None:
         s = self.state
+        bad = s.ids[~np.isfinite(s.forces).all(axis=1)]
+        if self.comm is not None:
+            bad = np.concatenate(self.comm.allgather(bad))
         if not np.isfinite(s.energy):
             raise SimulationError("potential energy is not finite", s.step)
-        bad = np.flatnonzero(~np.isfinite(s.forces).all(axis=1))
         if len(bad):
-            raise SimulationError("forces are not finite", s.step, tuple(int(b) for b in bad[:10]))
-        ev = self.evaluator
-        allpos = ev._all_positions(s.positions)
-        ei = ev.verlet.edges(allpos)
-        if ei.shape[1]:
-            d = np.linalg.norm(allpos[ei[1]] - allpos[ei[0]], axis=1)
-            k = int(np.argmin(d))
-            if d[k] < self.min_distance:
-                owner = np.concatenate([np.arange(len(s.positions)), ev._owner])
-                raise SimulationError(f"atoms closer than {self.min_distance} A ({d[k]:.3f} A)", s.step,
-                                      (int(ei[0, k]), int(owner[ei[1, k]])))
+            raise SimulationError("forces are not finite", s.step, tuple(int(b) for b in np.sort(bad)[:10]))
+        d, i, j = self.evaluator.closest_pair(s)
+        if d < self.min_distance:
+            raise SimulationError(f"atoms closer than {self.min_distance} A ({d:.3f} A)", s.step, tuple(sorted((i, j))))
 
-    # -- output -------------------------------------------------------------------------------
+    # -- gathering and output -----------------------------------------------------------------
+    def gathered(self, s: State | None = None) -> State | None:
+        """The whole system (``s`` or the current state), ordered by atom id, on rank 0 (None elsewhere)."""
+        s = s if s is not None else self.state
+        if self.comm is None or self.comm.size == 1:
+            if s.ids is None or np.array_equal(s.ids, np.arange(len(s.ids))):
+                return s
+        parts = (self.comm.allgather if self.comm is not None else (lambda x: [x]))(
+            (s.ids, s.positions, s.velocities, s.forces, s.masses, s.types))
+        if not self.root:
+            return None
+        cat = [np.concatenate([p[k] for p in parts]) for k in range(5)]
+        types = None if parts[0][5] is None else np.concatenate([p[5] for p in parts])
+        order = np.argsort(cat[0])
+        return State(cat[1][order], cat[2][order], cat[4][order], s.cell, s.pbc, step=s.step, time_fs=s.time_fs,
+                     forces=cat[3][order], energy=s.energy, virial=s.virial, momentum_conserved=s.momentum_conserved,
+                     ids=cat[0][order], types=None if types is None else types[order])
+
     def _thermo_row(self, rate: float) -> Thermo:
         s = self.state
         ke = s.kinetic_energy()
@@ -136,6 +148,8 @@ class Simulation:
 
     def _log(self, row: Thermo) -> None:
         self.thermo.append(row)
+        if not self.root:
+            return
         path = self.outdir / "thermo.log"
         new = not path.exists()
         with open(path, "a") as fh:
@@ -143,44 +157,70 @@ class Simulation:
                 fh.write("# " + " ".join(THERMO_COLUMNS) + "\n")
             fh.write(row.line() + "\n")
 
-    def _snapshot(self) -> tuple[State, dict | None]:
-        s = self.state
+    def _rng_state(self):
         rng = getattr(self.integrator, "rng", None)
-        copy = State(s.positions.copy(), s.velocities.copy(), s.masses, s.cell.copy(), s.pbc.copy(), step=s.step,
+        if rng is None:
+            return None
+        states = self.comm.allgather(rng.bit_generator.state) if self.comm is not None else [rng.bit_generator.state]
+        return states
+
+    def _snapshot(self) -> tuple[State, object]:
+        s = self.state
+        copy = State(s.positions.copy(), s.velocities.copy(), s.masses.copy(), s.cell.copy(), s.pbc.copy(), step=s.step,
                      time_fs=s.time_fs, forces=s.forces.copy(), energy=s.energy, virial=s.virial.copy(),
-                     momentum_conserved=s.momentum_conserved)
+                     momentum_conserved=s.momentum_conserved, ids=s.ids.copy(),
+                     types=None if s.types is None else s.types.copy(), comm=s.comm)
+        rng = getattr(self.integrator, "rng", None)
         return copy, (rng.bit_generator.state if rng is not None else None)
 
-    def write_restart(self, path: str | Path | None = None, snapshot: tuple[State, dict | None] | None = None) -> Path:
-        """Atomically write the full dynamic state (npz): the current one, or a ``_snapshot()``."""
-        s, rng_state = snapshot if snapshot is not None else self._snapshot()
+    def write_restart(self, path: str | Path | None = None, snapshot: tuple[State, object] | None = None) -> Path | None:
+        """Atomically write the full dynamic state (npz, all atoms by id) on rank 0 (collective call):
+        the current state, or a ``_snapshot()``."""
+        if snapshot is None:
+            g = self.gathered()
+            rng_states = self._rng_state()
+        else:
+            g = self.gathered(snapshot[0])
+            rng_states = (self.comm.allgather(snapshot[1]) if self.comm is not None else [snapshot[1]]) if snapshot[1] else None
+        if not self.root:
+            return None
         path = Path(path) if path else self.outdir / "restart.npz"
-        meta = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": s.step, "time_fs": s.time_fs,
-                "momentum_conserved": s.momentum_conserved, "integrator": type(self.integrator).__name__,
-                "rng_state": rng_state}
+        meta = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": g.step, "time_fs": g.time_fs,
+                "momentum_conserved": g.momentum_conserved, "integrator": type(self.integrator).__name__,
+                "rng_states": rng_states}
         buf = io.BytesIO()
-        np.savez(buf, positions=s.positions, velocities=s.velocities, masses=s.masses, cell=s.cell, pbc=s.pbc,
-                 forces=s.forces, virial=s.virial, energy=np.array(s.energy), meta=np.array(json.dumps(meta)))
+        np.savez(buf, positions=g.positions, velocities=g.velocities, masses=g.masses, cell=g.cell, pbc=g.pbc,
+                 forces=g.forces, virial=g.virial, energy=np.array(g.energy), ids=g.ids,
+                 types=g.types if g.types is not None else np.zeros(len(g.masses), np.int64), meta=np.array(json.dumps(meta)))
         _atomic_write_bytes(path, buf.getvalue())
         return path
 
     @staticmethod
-    def read_restart(path: str | Path, integrator=None) -> State:
-        """The State stored in a restart file (and the integrator's RNG state restored into ``integrator``)."""
+    def read_restart(path: str | Path, integrator=None, comm=None) -> State:
+        """The State stored in a restart file; with ``comm``, rank 0 holds all atoms and the others none
+        (the first force update migrates them). The integrator's RNG state is restored per rank."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in ("positions", "velocities", "masses", "cell", "pbc", "forces", "virial", "energy")}
+                arrays = {k: z[k] for k in ("positions", "velocities", "masses", "cell", "pbc", "forces", "virial", "energy",
+                                            "ids", "types")}
         except Exception as exc:  # zipfile/np.load raise many types for a truncated file
             raise ValueError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
         if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
             raise ValueError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
-        if integrator is not None and meta.get("rng_state") is not None and hasattr(integrator, "rng"):
-            integrator.rng.bit_generator.state = meta["rng_state"]
-        return State(arrays["positions"], arrays["velocities"], arrays["masses"], arrays["cell"], arrays["pbc"],
-                     step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"],
-                     energy=float(arrays["energy"]), virial=arrays["virial"], momentum_conserved=bool(meta["momentum_conserved"]))
+        rank = 0 if comm is None else comm.rank
+        size = 1 if comm is None else comm.size
+        states = meta.get("rng_states")
+        if integrator is not None and states and hasattr(integrator, "rng"):
+            if len(states) != size:
+                raise ValueError(f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many")
+            integrator.rng.bit_generator.state = states[rank]
+        keep = slice(None) if rank == 0 else slice(0, 0)
+        return State(arrays["positions"][keep], arrays["velocities"][keep], arrays["masses"][keep], arrays["cell"], arrays["pbc"],
+                     step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"][keep],
+                     energy=float(arrays["energy"]), virial=arrays["virial"], momentum_conserved=bool(meta["momentum_conserved"]),
+                     ids=arrays["ids"][keep], types=arrays["types"][keep], comm=comm)
 
     def close(self) -> None:
         """Close trajectory files."""
@@ -188,18 +228,24 @@ class Simulation:
             w.close()
         self.writers = []
 
+    def _write_frame(self) -> None:
+        g = self.gathered()
+        if self.root:
+            for w in self.writers:
+                w.write(g)
+
     # -- driver -------------------------------------------------------------------------------
     def run(self, steps: int) -> State:
         """Advance ``steps`` steps. On a guard failure the last good state is written to
-        ``restart_last_good.npz`` and SimulationError is raised."""
-        n = len(self.state.masses)
-        if self.state.step == 0 and not (self.outdir / "thermo.log").exists():
+        ``restart_last_good.npz`` and SimulationError is raised (on every rank)."""
+        n = self.state.n_global
+        if self.state.step == 0 and not (self.root and (self.outdir / "thermo.log").exists()):
             self._log(self._thermo_row(0.0))
-            for w in self.writers:
-                w.write(self.state)
+            if self.trajectory_every:
+                self._write_frame()
         t0, s0 = time.perf_counter(), self.state.step
         bar = None
-        if self.progress and steps >= 100:
+        if self.progress and self.root and steps >= 100:
             try:
                 from tqdm.auto import tqdm
 
@@ -221,11 +267,11 @@ class Simulation:
                     rate = n * (self.state.step - s0) / max(time.perf_counter() - t0, 1e-12)
                     self._log(self._thermo_row(rate))
                 if self.trajectory_every and self.state.step % self.trajectory_every == 0:
-                    for w in self.writers:
-                        w.write(self.state)
+                    self._write_frame()
                 if self.state.step % self.restart_every == 0:
-                    # rebuild lists here so that a run resumed from this file sees identical lists
-                    self.state.positions = self.evaluator.rebuild(self.state.positions, self.state.cell, self.state.pbc)
+                    # rebuild and recompute here, so that a run resumed from this file is identical
+                    self.evaluator.invalidate()
+                    self.evaluator.update(self.state)
                     self.write_restart()
         finally:
             if bar is not None:
