@@ -43,3 +43,24 @@ def test_serial_exchange_gives_the_periodic_images():
     ours = {tuple(np.round(p, 9)) for p in allpos[50:]}
     theirs = {tuple(np.round(p, 9)) for p in ref.positions}
     assert ours == theirs
+
+
+def test_lost_atoms_are_named(monkeypatch):
+    import allegro_fm_md.comm as comm_mod
+    from allegro_fm_md.forces import DistributedForceEvaluator
+    from allegro_fm_md.integrators import State
+    from allegro_fm_md.reference import LennardJones
+    from ase.build import bulk
+
+    a = bulk("Ar", "fcc", a=5.3, cubic=True) * (3, 3, 3)
+    st = State(a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy(), ids=np.arange(len(a)),
+               types=np.zeros(len(a), int))
+    ev = DistributedForceEvaluator(LennardJones(["Ar"], cutoff=6.0), SerialComm(), st.cell, skin=0.5)
+    ev.update(st)
+    real = comm_mod.migrate
+    # a broken exchange that drops atom 17 on the way
+    monkeypatch.setattr(comm_mod, "migrate", lambda dec, arrays: {k: np.delete(v, 17, axis=0) for k, v in real(dec, arrays).items()})
+    ev.invalidate()
+    st.step = 42
+    with pytest.raises(RuntimeError, match=r"step 42: lost atoms: 1 of 108 \(ids 17\)"):
+        ev.update(st)
