@@ -10,7 +10,9 @@ In progress (issue #4). What exists:
 - ``Simulation``: thermo log, restart files, guards on one rank (simulation.py)
 - ``Decomposition``, ``GhostExchange``, ``DistributedForceEvaluator``: MPI spatial decomposition (comm.py)
 
-Not yet: MPI-aware Simulation output, other integrators, thermostats, barostat, I/O, guards, the CLI.
+- ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py)
+
+Not yet: Nose-Hoover chains, NPT, deformation, FIRE, dead-rank handling, benchmarks.
 """
 
 from .__about__ import __version__
@@ -20,9 +22,10 @@ from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .integrators import Langevin, State, VelocityVerlet
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
+from .runfile import RunFile, run
 from .simulation import Simulation, SimulationError
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
            "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
-           "DistributedForceEvaluator"]
+           "DistributedForceEvaluator", "RunFile", "run"]

@@ -1,0 +1,212 @@
+"""The TOML run file and ``allegro-fm-md run``: structure in, MD out, on one rank or under mpiexec.
+
+    [system]
+    structure = "tob11a.cif"     # anything ase.io reads (extxyz, CIF, POSCAR, LAMMPS data, ...)
+    replicate = [2, 2, 1]        # n x m x k supercell
+    [potential]
+    kind = "allegro"             # allegro (a model file) | lj | morse (reference potentials, one element)
+    model = "model.ckpt"         # allegro: checkpoint or .nequip.zip, loaded by allegro_fm_model
+    device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<local rank> is chosen)
+    [run]
+    integrator = "langevin"      # nve | langevin
+    dt_fs = 1.0
+    steps = 1000
+    temperature_K = 300.0        # initial velocities (Maxwell-Boltzmann) and Langevin target
+    temperature_end_K = 300.0    # Langevin: linear ramp to this value over the run
+    friction_per_fs = 0.01
+    skin = 1.0                   # Verlet skin (A)
+    seed = 0
+    min_distance = 0.5           # guard: atoms closer than this (A) stop the run
+    [output]
+    dir = "md-run"
+    thermo_every = 10
+    trajectory_every = 100
+    restart_every = 1000
+    restart_from = ""            # a restart.npz to resume from (same number of ranks for Langevin)
+
+Units: A, fs, K, eV. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    structure: str
+    replicate: tuple[int, int, int] = (1, 1, 1)
+
+
+@dataclass(frozen=True)
+class PotentialSpec:
+    kind: str = "allegro"
+    model: str = ""
+    device: str = "cpu"
+    epsilon: float = 0.0104
+    sigma: float = 3.40
+    depth: float = 0.5
+    a: float = 1.5
+    r0: float = 2.5
+    cutoff: float = 6.5
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    integrator: str = "nve"
+    dt_fs: float = 1.0
+    steps: int = 1000
+    temperature_K: float = 300.0
+    temperature_end_K: float | None = None
+    friction_per_fs: float = 0.01
+    skin: float = 1.0
+    seed: int = 0
+    min_distance: float = 0.5
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    dir: str = "md-run"
+    thermo_every: int = 10
+    trajectory_every: int = 100
+    restart_every: int = 1000
+    restart_from: str = ""
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A parsed run file; relative paths are relative to the file's folder."""
+
+    system: SystemSpec
+    potential: PotentialSpec = field(default_factory=PotentialSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunFile:
+        path = Path(path)
+        try:
+            d = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read run file ({exc})") from exc
+        tables = {"system": SystemSpec, "potential": PotentialSpec, "run": RunSpec, "output": OutputSpec}
+        unknown = set(d) - set(tables)
+        if unknown:
+            raise ValueError(f"{path}: unknown tables {sorted(unknown)}; known: {sorted(tables)}")
+        if "system" not in d or "structure" not in d["system"]:
+            raise ValueError(f"{path}: [system] structure is required")
+        parsed = {}
+        for name, klass in tables.items():
+            t = dict(d.get(name, {}))
+            known = {f.name for f in fields(klass)}
+            bad = set(t) - known
+            if bad:
+                raise ValueError(f"{path}: unknown keys in [{name}]: {sorted(bad)}; known: {sorted(known)}")
+            for key in ("structure", "model", "dir", "restart_from"):
+                if t.get(key) and not Path(t[key]).is_absolute():
+                    t[key] = str(path.parent / t[key])
+            if "replicate" in t:
+                t["replicate"] = tuple(int(x) for x in t["replicate"])
+            parsed[name] = klass(**t)
+        return cls(**parsed)
+
+
+def load_structure(spec: SystemSpec):
+    """The structure of the run (ase.Atoms), replicated; clear errors for unreadable files."""
+    import ase.io
+
+    try:
+        atoms = ase.io.read(spec.structure)
+    except Exception as exc:  # ase raises many types for unreadable files
+        raise ValueError(f"{spec.structure}: cannot read structure ({type(exc).__name__}: {exc})") from exc
+    if len(spec.replicate) != 3 or min(spec.replicate) < 1:
+        raise ValueError(f"replicate must be three positive integers (got {spec.replicate})")
+    atoms = atoms * spec.replicate
+    if not atoms.pbc.all():
+        raise ValueError(f"{spec.structure}: the engine needs a periodic cell in all three directions (pbc={atoms.pbc.tolist()})")
+    return atoms
+
+
+def make_potential(spec: PotentialSpec, symbols: list[str], rank: int = 0):
+    """The potential named in the run file (an Allegro-FM model through allegro_fm_model's public API)."""
+    if spec.kind == "allegro":
+        if not spec.model:
+            raise ValueError("[potential] kind = 'allegro' needs model = <checkpoint or .nequip.zip>")
+        try:
+            from allegro_fm_model import load_potential
+        except ImportError as exc:
+            raise ValueError("kind = 'allegro' needs the allegro-fm-model package installed") from exc
+        device = spec.device
+        if device in ("cuda", "xpu"):
+            import torch
+
+            count = torch.cuda.device_count() if device == "cuda" else torch.xpu.device_count()
+            if count == 0:
+                raise ValueError(f"device {device!r} requested but none is available")
+            device = f"{device}:{rank % count}"  # one rank per GPU / tile
+        return load_potential(spec.model, device)
+    species = sorted(set(symbols))
+    if len(species) != 1:
+        raise ValueError(f"reference potential {spec.kind!r} is for one element; the structure has {species}")
+    from .reference import LennardJones, Morse
+
+    if spec.kind == "lj":
+        return LennardJones(species, epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff)
+    if spec.kind == "morse":
+        return Morse(species, depth=spec.depth, a=spec.a, r0=spec.r0, cutoff=spec.cutoff)
+    raise ValueError(f"unknown potential kind {spec.kind!r}; known: allegro, lj, morse")
+
+
+def run(runfile: RunFile, comm=None, progress: bool = True):
+    """Run the MD described by ``runfile`` (collective under MPI); returns the Simulation."""
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from ase.parallel import DummyMPI
+
+    from .comm import world
+    from .forces import DistributedForceEvaluator
+    from .ghosts import plane_spacings
+    from .integrators import Langevin, State, VelocityVerlet
+    from .simulation import Simulation, SimulationError
+
+    comm = comm or world()
+    atoms = load_structure(runfile.system)
+    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
+    types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
+    if comm.size == 1 and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell)).min():
+        raise ValueError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "
+                         "between faces): an atom would interact with its own image; replicate the cell")
+    r = runfile.run
+    if r.integrator == "nve":
+        integ = VelocityVerlet(r.dt_fs)
+    elif r.integrator == "langevin":
+        t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
+        temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
+        integ = Langevin(r.dt_fs, temp, friction=r.friction_per_fs, seed=r.seed + 1000 * comm.rank)
+    else:
+        raise ValueError(f"unknown integrator {r.integrator!r}; known: nve, langevin")
+    if runfile.output.restart_from:
+        state = Simulation.read_restart(runfile.output.restart_from, integ, comm)
+    else:
+        thermalize_momenta(atoms, r.temperature_K, comm=DummyMPI(), rng=np.random.default_rng(r.seed))  # same on every rank
+        Stationary(atoms)
+        keep = slice(None) if comm.rank == 0 else slice(0, 0)
+        state = State(atoms.positions[keep].copy(), atoms.get_velocities()[keep].copy(), atoms.get_masses()[keep].copy(),
+                      np.array(atoms.cell), atoms.pbc.copy(), ids=np.arange(len(atoms))[keep], types=types[keep])
+    ev = DistributedForceEvaluator(pot, comm, state.cell, skin=r.skin)
+    ev.n_total = len(atoms)
+    o = runfile.output
+    try:  # the first force call and the guards run here: bad input stops before any step
+        sim = Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
+                         min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=atoms.numbers)
+    except SimulationError as exc:
+        raise ValueError(f"{runfile.system.structure}: {exc} (before any step)") from exc
+    try:
+        sim.run(r.steps - state.step)
+    finally:
+        sim.close()
+    sim.write_restart()  # collective: every rank sends its atoms, rank 0 writes
+    return sim

@@ -1,0 +1,126 @@
+"""The TOML run file and the ``allegro-fm-md run`` command: a run, its outputs, and bad input stopped before step 0."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from allegro_fm_md.cli import main
+from allegro_fm_md.runfile import RunFile
+from ase.build import bulk
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+RUN = """
+[system]
+structure = "ar.extxyz"
+replicate = [3, 3, 3]
+[potential]
+kind = "lj"
+cutoff = 6.5
+[run]
+integrator = "{integrator}"
+dt_fs = 4.0
+steps = {steps}
+temperature_K = 40
+skin = 0.5
+[output]
+dir = "out"
+thermo_every = 10
+trajectory_every = 20
+restart_every = 20
+"""
+
+
+def _setup(tmp_path: Path, integrator: str = "nve", steps: int = 40, extra: str = "", atoms=None) -> Path:
+    ase.io.write(tmp_path / "ar.extxyz", atoms if atoms is not None else bulk("Ar", "fcc", a=5.26, cubic=True))
+    f = tmp_path / "run.toml"
+    f.write_text(RUN.format(integrator=integrator, steps=steps) + extra)
+    return f
+
+
+def test_run_writes_outputs_and_conserves_energy(tmp_path):
+    f = _setup(tmp_path, steps=40)
+    assert main(["run", str(f), "-q"]) == 0
+    out = tmp_path / "out"
+    t = np.loadtxt(out / "thermo.log")
+    assert t[-1, 0] == 40 and len(t) == 5
+    assert abs(t[-1, 5] - t[0, 5]) / 108 < 1e-5  # NVE: total energy per atom (eV)
+    frames = ase.io.read(out / "trajectory.extxyz", ":")
+    assert len(frames) == 3 and len(frames[0]) == 108
+    assert (out / "restart.npz").exists() and (out / "trajectory.h5").exists()
+
+
+def test_resume_from_restart_equals_one_long_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    assert main(["run", str(_setup(a, steps=40)), "-q"]) == 0
+    assert main(["run", str(_setup(b, steps=20)), "-q"]) == 0
+    (b / "out" / "restart.npz").rename(b / "first.npz")
+    f = _setup(b, steps=40, extra='restart_from = "first.npz"\n')
+    assert RunFile.load(f).output.restart_from.endswith("first.npz")
+    assert main(["run", str(f), "-q"]) == 0
+    ta, tb = np.loadtxt(a / "out" / "thermo.log"), np.loadtxt(b / "out" / "thermo.log")
+    np.testing.assert_array_equal(ta[-1, :13], tb[-1, :13])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown_key", "unknown keys in [run]"),
+    ("cutoff_too_large", "larger than half the cell"),
+    ("overlap", "closer than"),
+    ("two_elements", "for one element"),
+    ("truncated_restart", "not a readable restart file"),
+    ("missing_structure", "cannot read structure"),
+])
+def test_bad_input_stops_before_any_step(tmp_path, capsys, case, message):
+    atoms = None
+    extra = ""
+    f = _setup(tmp_path)
+    if case == "unknown_key":
+        f.write_text(f.read_text().replace("skin = 0.5", "skin = 0.5\nthermostat = 'x'"))
+    elif case == "cutoff_too_large":
+        f.write_text(f.read_text().replace("replicate = [3, 3, 3]", "replicate = [1, 1, 1]"))
+    elif case == "overlap":
+        atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
+        atoms.positions[1] = atoms.positions[0] + 0.1
+        f = _setup(tmp_path, atoms=atoms)
+    elif case == "two_elements":
+        atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
+        atoms[0].symbol = "Kr"
+        f = _setup(tmp_path, atoms=atoms)
+    elif case == "truncated_restart":
+        assert main(["run", str(f), "-q"]) == 0
+        data = (tmp_path / "out" / "restart.npz").read_bytes()
+        (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+        extra = 'restart_from = "cut.npz"\n'
+        f = _setup(tmp_path, extra=extra)
+        (tmp_path / "out" / "thermo.log").unlink()
+    elif case == "missing_structure":
+        (tmp_path / "ar.extxyz").write_text("3\nnot an extxyz file\n")
+    assert main(["run", str(f), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    if case == "overlap":
+        assert "(0.173 A) (atoms " in err and "step 0" in err and "before any step" in err
+    if case != "truncated_restart":
+        assert not (tmp_path / "out" / "thermo.log").exists()  # nothing ran
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec (pip install mpi4py mpich)")
+def test_cli_under_mpiexec_equals_one_rank(tmp_path):
+    pytest.importorskip("mpi4py")
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    assert main(["run", str(_setup(one, steps=40)), "-q"]) == 0
+    f = _setup(two, steps=40)
+    subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(f), "-q"],
+                   check=True, timeout=300, capture_output=True)
+    t1, t2 = np.loadtxt(one / "out" / "thermo.log"), np.loadtxt(two / "out" / "thermo.log")
+    np.testing.assert_allclose(t2[:, 2:13], t1[:, 2:13], rtol=0, atol=1e-9)
+    r1, r2 = np.load(one / "out" / "restart.npz"), np.load(two / "out" / "restart.npz")
+    np.testing.assert_allclose(r2["positions"], r1["positions"], rtol=0, atol=1e-9)
