@@ -1,9 +1,18 @@
-"""allegro_fm_bench: reproduction of the paper's results (EOS, g(r), NEB, tensile test, carbonation, Transition1x, scaling) as tables and plots.
+"""allegro_fm_bench: the paper's results as tables and plots, and the Allegro-FM-mini data pipeline.
 
-Not implemented yet: this package is reserved in the monorepo layout and tracked by issue #6.
-It exports only its version until then.
+In progress (issues #5, #6). What exists:
+
+- ``structures``: builders from published crystallographic facts (tobermorite 11 A hydrogenated,
+  portlandite, calcite, alpha-quartz, water boxes, small H/C/O molecules, the H2CO3 -> H2O + CO2 band)
+- ``labelling``: the two levels of theory of the mini dataset (SevenNet-0 for periodic PBE;
+  PySCF wB97M-D3(BJ)/def2-SVP for molecules)
+- ``minidata``: ``allegro-fm-bench make-mini-data``, the resumable generator of the mini dataset
+
+Not yet: the paper's experiments (EOS, g(r), NEB, tensile, carbonation, Transition1x, scaling) and the report.
 """
 
 from .__about__ import __version__
+from .structures import calcite, carbonic_acid_path, portlandite, quartz, small_molecules, tobermorite_11a, water_box
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "tobermorite_11a", "portlandite", "calcite", "quartz", "water_box", "small_molecules",
+           "carbonic_acid_path"]

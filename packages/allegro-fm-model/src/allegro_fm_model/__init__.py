@@ -15,7 +15,7 @@ from .calculator import AllegroFMCalculator, periodic_edges
 from .export import load_potential
 from .model import build_model, count_parameters
 from .potential import AllegroPotential, PotentialResult
-from .presets import FM64, FM256, FM512, PRESETS, Preset, get_preset, tiny_preset
+from .presets import FM64, FM256, FM512, MINI, PRESETS, Preset, get_preset, tiny_preset
 
 __all__ = ["__version__", "AllegroFMCalculator", "periodic_edges", "build_model", "count_parameters", "AllegroPotential",
-           "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset"]
+           "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset", "MINI"]

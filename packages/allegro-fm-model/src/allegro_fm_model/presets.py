@@ -92,17 +92,25 @@ FM512 = Preset("FM512", 2_600_000, 128, (512, 512, 512), (128, 256, 512), (128,)
 PRESETS: dict[str, Preset] = {p.name: p for p in (FM64, FM256, FM512)}
 
 
-def get_preset(name: str | Preset) -> Preset:
-    """A preset by name (FM64, FM256, FM512), case-insensitive."""
-    if isinstance(name, Preset):
-        return name
-    key = str(name).upper()
-    if key not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    return PRESETS[key]
-
-
 def tiny_preset(name: str = "tiny") -> Preset:
     """A very small preset for tests and CPU demos (not a paper model)."""
     return replace(FM64, name=name, paper_parameters=0, tensor_features=4, latent_mlp=(16, 16, 16),
                    two_body_mlp=(8, 8, 16), edge_energy_mlp=(16,), allegro_mlp_hidden_depth=1)
+
+
+#: FM64's widths with l_max = 1: the shipped Allegro-FM-mini model (about 5x faster than FM64 on a CPU,
+#: 41 968 parameters for 5 elements; a demonstration model, not one of the paper's).
+MINI = replace(FM64, name="mini", paper_parameters=0, l_max=1)
+DEMO_PRESETS: dict[str, Preset] = {"MINI": MINI, "TINY": tiny_preset()}
+
+
+def get_preset(name: str | Preset) -> Preset:
+    """A preset by name, case-insensitive: the paper's FM64, FM256, FM512, or the demo sizes mini and tiny."""
+    if isinstance(name, Preset):
+        return name
+    key = str(name).upper()
+    if key in DEMO_PRESETS:
+        return DEMO_PRESETS[key]
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}, mini, tiny")
+    return PRESETS[key]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .presets import get_preset, tiny_preset
+from .presets import get_preset
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def nequip_config(s: TrainSettings) -> dict:
                  "freeze": list(s.freeze)}
     else:
         types = list(s.type_names or dataset_elements(s.dataset))
-        preset = tiny_preset() if s.preset.lower() == "tiny" else get_preset(s.preset)
+        preset = get_preset(s.preset)
         r_max = preset.r_max
         shifts = reference_energies(s.dataset)
         model = preset.nequip_kwargs(types, seed=s.seed, model_dtype=s.model_dtype)

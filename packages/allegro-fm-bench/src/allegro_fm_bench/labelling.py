@@ -1,0 +1,70 @@
+"""Labelling calculators for generated data: two genuinely different levels of theory (ASE calculators).
+
+- PBE level, periodic: SevenNet-0 (``sevenn`` wheel, MIT licence; a GNN trained on MPtrj, i.e. on
+  VASP PBE/PBE+U PAW labels) stands in for periodic PBE, which does not fit on 2 CPU cores at these sizes.
+- wB97M-D3(BJ), molecular: PySCF all-electron Kohn-Sham DFT with the wB97M functional (VV10 switched
+  off) plus Grimme's D3 with Becke-Johnson damping from the ``dftd3`` package (wB97M parameters of
+  Najibi & Goerigk, JCTC 14, 5725 (2018)), def2-SVP basis (def2-TZVPPD in OFF23; SVP is what 2 cores
+  afford), closed shell or, for isolated atoms, unrestricted with the ground-state spin.
+
+Hand-written: the PySCF + D3 ASE calculator (ASE ships none that adds D3 to PySCF).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from ase.units import Bohr, Hartree
+
+PBE_LEVEL = "PBE~SevenNet-0"
+WB97M_LEVEL = "wB97M-D3(BJ)/def2-SVP"
+_GROUND_SPIN = {"H": 1, "C": 2, "N": 3, "O": 2, "Ca": 0, "Si": 2}  # 2S of the isolated atoms
+
+
+def pbe_calculator(device: str = "cpu"):
+    """SevenNet-0 as an ASE calculator (energy eV, forces eV/A, stress)."""
+    import warnings
+
+    from sevenn.calculator import SevenNetCalculator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SevenNetCalculator("7net-0", device=device)
+
+
+class WB97MD3BJ(Calculator):
+    """Molecular wB97M-D3(BJ) energy (eV) and forces (eV/A) from PySCF + dftd3; a cell, if any, is ignored."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, basis: str = "def2-svp", charge: int = 0, spin: int | None = None, grid_level: int = 3,
+                 max_memory_mb: int = 4000, **kwargs):
+        super().__init__(**kwargs)
+        self.basis, self.charge, self.spin, self.grid_level, self.max_memory_mb = basis, charge, spin, grid_level, max_memory_mb
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        from dftd3.interface import DispersionModel, RationalDampingParam
+        from pyscf import dft, gto
+
+        a = self.atoms
+        spin = self.spin
+        if spin is None:
+            spin = _GROUND_SPIN.get(a.get_chemical_symbols()[0], 0) if len(a) == 1 else 0
+        mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(a.get_chemical_symbols(), a.positions)], unit="Angstrom",
+                    basis=self.basis, charge=self.charge, spin=spin, verbose=0, max_memory=self.max_memory_mb)
+        mf = (dft.UKS if spin else dft.RKS)(mol)
+        mf.xc = "wb97m_v"
+        mf.nlc = False  # wB97M without VV10: dispersion comes from D3(BJ) below
+        mf.grids.level = self.grid_level
+        mf.conv_tol = 1e-9
+        e = mf.kernel()
+        if not mf.converged:
+            mf = mf.newton()
+            e = mf.kernel()
+        if not mf.converged:
+            raise RuntimeError(f"SCF did not converge for {a.get_chemical_formula()}")
+        grad = mf.nuc_grad_method().kernel()
+        d3 = DispersionModel(mol.atom_charges(), mol.atom_coords()).get_dispersion(RationalDampingParam(method="wb97m"), grad=True)
+        self.results["energy"] = float((e + d3["energy"]) * Hartree)
+        self.results["forces"] = -(np.asarray(grad) + np.asarray(d3["gradient"])) * Hartree / Bohr
