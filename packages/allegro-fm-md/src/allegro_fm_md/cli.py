@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``allegro-fm-md`` command; exit status 2 on bad input, 3 when a guard stops the run."""
@@ -13,7 +15,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the MD described by a TOML run file")
     p.add_argument("runfile")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g = sub.add_parser("rdf", help="partial g(r) and coordination numbers of a trajectory (PNG + table)")
+    g.add_argument("trajectory", help="trajectory.h5 (H5MD) or any file ase.io reads")
+    g.add_argument("-o", "--out", default="gr.png", help="PNG path; the table goes next to it as .md")
+    g.add_argument("--r-max", type=float, default=6.0, help="A")
+    g.add_argument("--bins", type=int, default=120)
+    g.add_argument("--skip", type=int, default=0, help="frames to drop at the start (equilibration)")
     args = ap.parse_args(argv)
+    if args.cmd == "rdf":
+        return _rdf(args)
     from .comm import world
     from .runfile import RunFile, run
     from .simulation import SimulationError
@@ -31,6 +41,31 @@ def main(argv: list[str] | None = None) -> int:
     if comm.rank == 0:
         t = sim.thermo[-1].values
         print(f"done: step {t[0]}, T {t[2]:.1f} K, total energy {t[5]:.6f} eV, {t[-1]:.0f} atom-steps/s; output in {sim.outdir}")
+    return 0
+
+
+def _rdf(args) -> int:
+    from pathlib import Path
+
+    from .analysis import plot_rdf, radial_distribution, read_frames
+
+    try:
+        frames = read_frames(args.trajectory)[args.skip:]
+        rdf = radial_distribution(frames, r_max=args.r_max, bins=args.bins)
+    except (ValueError, OSError) as exc:
+        print(f"allegro-fm-md: error: {exc}", file=sys.stderr)
+        return 2
+    out = plot_rdf(rdf, args.out, title=f"{Path(args.trajectory).name}: {rdf.frames} frames")
+    lines = ["| pair | first peak (A) | g max | r_cut (A) | coordination |", "|---|---|---|---|---|"]
+    for a, b in rdf.g:
+        for pair in ((a, b), (b, a)) if a != b else ((a, b),):
+            cn, rc = rdf.coordination(pair)
+            g = rdf[pair]
+            lines.append(f"| {pair[0]}-{pair[1]} | {rdf.r[int(np.argmax(g))]:.2f} | {g.max():.2f} | {rc:.2f} | {cn:.2f} |")
+    table = Path(out).with_suffix(".md")
+    table.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"g(r) plot: {out}; table: {table}")
     return 0
 
 

@@ -1,0 +1,152 @@
+"""Trajectory analysis: partial radial distribution functions g_ab(r) and coordination numbers.
+
+Pairs come from the engine's own periodic halo and cell lists (any cell shape, r_max may exceed half
+the box). g_ab(r) = V / (N_a N_b') * n_ab(r) / (4 pi r^2 dr), N_b' = N_b - delta_ab, averaged over
+frames; the coordination number of b around a up to r_c is the mean count of b within r_c of an a.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from .ghosts import periodic_halo, wrap
+from .neighbor import build_edges
+
+
+def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
+    """Frames of an H5MD file written by allegro-fm-md (.h5) or of anything ase.io reads."""
+    path = Path(path)
+    if path.suffix in (".h5", ".h5md", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as h5:
+                p = h5["particles/all"]
+                z = p["species"][()]
+                pos = p["position/value"][::every]
+                box = p["box/edges/value"][::every]
+                pbc = [b == b"periodic" for b in p["box"].attrs["boundary"]]
+        except (OSError, KeyError) as exc:
+            raise ValueError(f"{path}: not a readable H5MD trajectory ({exc})") from exc
+        return [Atoms(numbers=z, positions=x, cell=c, pbc=pbc) for x, c in zip(pos, box)]
+    import ase.io
+
+    return ase.io.read(path, f"::{every}")
+
+
+@dataclass(frozen=True)
+class RDF:
+    """Partial g(r) of element pairs: r (A, bin centres), g[pair] (dimensionless, symmetric in the pair),
+    pair_counts[pair](r): cumulative a-b pairs per frame, atoms[element]: atoms per frame."""
+
+    r: np.ndarray
+    g: dict[tuple[str, str], np.ndarray]
+    pair_counts: dict[tuple[str, str], np.ndarray]
+    atoms: dict[str, float]
+    frames: int
+
+    def __getitem__(self, pair: tuple[str, str]) -> np.ndarray:
+        return self.g[pair] if pair in self.g else self.g[pair[::-1]]
+
+    def running_coordination(self, pair: tuple[str, str]) -> np.ndarray:
+        """Mean number of ``pair[1]`` atoms within r of a ``pair[0]`` atom, at each r."""
+        c = self.pair_counts[pair] if pair in self.pair_counts else self.pair_counts[pair[::-1]]
+        return c / max(self.atoms[pair[0]], 1e-300)
+
+    def coordination(self, pair: tuple[str, str], r_cut: float | None = None) -> tuple[float, float]:
+        """(coordination number, r_cut): mean number of ``pair[1]`` within r_cut of a ``pair[0]``;
+        r_cut defaults to the first minimum of g after its first peak."""
+        g, n = self[pair], self.running_coordination(pair)
+        if r_cut is None:
+            gs = np.convolve(g, np.ones(3) / 3, mode="same")  # 3-bin smoothing against noise
+            above = np.flatnonzero(gs > max(1.0, 0.3 * gs.max()))
+            if len(above) == 0:
+                return 0.0, float("nan")
+            top = int(above[0])
+            while top + 1 < len(gs) and gs[top + 1] >= gs[top]:
+                top += 1
+            k = top
+            while k + 1 < len(gs) and gs[k + 1] < gs[k]:
+                k += 1
+            r_cut = float(self.r[k])
+        k = int(np.searchsorted(self.r, r_cut, side="right")) - 1
+        return float(n[max(k, 0)]), float(r_cut)
+
+
+def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int = 120,
+                        pairs: Sequence[tuple[str, str]] | None = None) -> RDF:
+    """Partial radial distribution functions averaged over periodic ``frames`` (r in A)."""
+    edges_r = np.linspace(0.0, r_max, bins + 1)
+    r = 0.5 * (edges_r[1:] + edges_r[:-1])
+    shell = 4.0 / 3.0 * np.pi * (edges_r[1:] ** 3 - edges_r[:-1] ** 3)
+    hist: dict[tuple[str, str], np.ndarray] = {}
+    norm: dict[tuple[str, str], float] = {}
+    natoms: dict[str, float] = {}
+    nf = 0
+    for a in frames:
+        if not np.all(a.pbc):
+            raise ValueError("radial_distribution needs periodic frames")
+        cell = np.array(a.cell)
+        pos = wrap(a.positions, cell)
+        halo = periodic_halo(pos, cell, r_max)
+        allpos = np.concatenate([pos, halo.positions])
+        owner = np.concatenate([np.arange(len(a)), halo.owner])
+        ei = build_edges(allpos, len(a), r_max)
+        d = np.linalg.norm(allpos[ei[1]] - allpos[ei[0]], axis=1)
+        zi, zj = a.numbers[ei[0]], a.numbers[owner[ei[1]]]
+        vol = a.get_volume()
+        present = sorted(set(a.numbers.tolist()))
+        want = pairs or [(chemical_symbols[x], chemical_symbols[y]) for i, x in enumerate(present) for y in present[i:]]
+        for pa, pb in want:
+            za, zb = chemical_symbols.index(pa), chemical_symbols.index(pb)
+            na, nb = int((a.numbers == za).sum()), int((a.numbers == zb).sum())
+            m = (zi == za) & (zj == zb)
+            h = np.histogram(d[m], bins=edges_r)[0].astype(float)
+            key = (pa, pb)
+            hist[key] = hist.get(key, 0) + h
+            norm[key] = norm.get(key, 0.0) + na * (nb - (za == zb)) / vol
+        for z in present:
+            natoms[chemical_symbols[z]] = natoms.get(chemical_symbols[z], 0.0) + float((a.numbers == z).sum())
+        nf += 1
+    if nf == 0:
+        raise ValueError("radial_distribution: no frames")
+    g = {k: hist[k] / np.maximum(norm[k], 1e-300) / shell for k in hist}
+    return RDF(r, g, {k: np.cumsum(hist[k]) / nf for k in hist}, {k: v / nf for k, v in natoms.items()}, nf)
+
+
+def plot_rdf(rdf: RDF, path: str | Path, title: str = "") -> Path:
+    """Write a PNG with one panel per element pair (g(r) and running coordination number)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(rdf.g)
+    cols = min(3, len(keys))
+    rows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, k in zip(axes.flat, keys):
+        ax.plot(rdf.r, rdf.g[k], color="C0")
+        ax.set_title(f"{k[0]}-{k[1]}")
+        ax.set_xlabel("r (A)")
+        ax.set_ylabel("g(r)")
+        ax2 = ax.twinx()
+        ax2.plot(rdf.r, rdf.running_coordination(k), color="C1", lw=0.8)
+        ax2.set_ylabel("N(r)", color="C1")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_suffix(".part.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
