@@ -1,4 +1,4 @@
-"""``allegro-fm`` command line (in progress): ``train``, ``evaluate``, ``params``.
+"""``allegro-fm`` command line (in progress): ``train``, ``evaluate``, ``export``, ``params``.
 
 ``allegro-fm train run.toml`` reads a ``[train]`` table (keys: the fields of TrainSettings, defaults
 the paper's), writes the nequip config into the run folder and trains, resuming from last.ckpt.
@@ -22,8 +22,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="checkpoint (.ckpt) or nequip package (.nequip.zip)")
     p.add_argument("dataset", help="tea-align aligned dataset (schema v1)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--split", choices=["train", "val", "test"], help="only the frames of this split of a training run")
+    p.add_argument("--run", help="the training run folder whose settings.json defines --split (default: the model's folder)")
+    p.add_argument("-o", "--out", help="also write the table (markdown) here")
+    p = sub.add_parser("export", help="the deployable .nequip.zip of a checkpoint (eager; checked against the checkpoint)")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--out", required=True, help="output path ending in .nequip.zip")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "export":
+            from .export import package_model
+
+            out = package_model(args.checkpoint, args.out)
+            print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+            return 0
         if args.cmd == "params":
             from .model import build_model, count_parameters
             from .presets import PRESETS
@@ -36,9 +48,31 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import evaluate
             from .export import load_potential
 
-            err = evaluate(load_potential(args.model, args.device), args.dataset)
-            print(f"{err.frames} frames")
-            print(err.markdown())
+            indices = None
+            if args.split:
+                import json
+                from pathlib import Path
+
+                from .training import _split
+
+                run = Path(args.run or Path(args.model).parent)
+                try:
+                    st = json.loads((run / "settings.json").read_text())
+                except OSError as exc:
+                    raise ValueError(f"--split needs the training run's settings.json ({exc})") from exc
+                import tea_align
+
+                with tea_align.open_dataset(args.dataset) as ds:
+                    n = len(ds)
+                parts = dict(zip(("train", "val", "test"), _split(n, st["val_fraction"], st["test_fraction"], st["seed"])))
+                indices = parts[args.split]
+            err = evaluate(load_potential(args.model, args.device), args.dataset, indices)
+            text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
+            print(text)
+            if args.out:
+                from tea_align.dataset import write_text_atomic
+
+                write_text_atomic(args.out, text + "\n")
             return 0
         from .training import TrainSettings, train, write_config
 

@@ -48,3 +48,51 @@ def load_potential(path: str | Path, device: str = "cpu") -> AllegroPotential:
     meta = model.metadata
     species = str(meta["type_names"]).split()
     return AllegroPotential(model, species, cutoff=float(meta["r_max"]), device=device)
+
+
+def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> Path:
+    """Build the deployable ``.nequip.zip`` of a training checkpoint with nequip-package (atomic write),
+    then check that it predicts the same energy and forces as the checkpoint (on ``check_atoms``, default
+    a small rattled structure of the model's first elements). Returns the written path."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if not out.name.endswith(".nequip.zip"):
+        raise ValueError(f"{out}: the deployed-model file must end in .nequip.zip")
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
+    ref = load_potential(checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = tempfile.mkdtemp(dir=out.parent, prefix=".package-")
+    tmp = Path(tmpdir) / out.name
+    try:
+        cmd = [sys.executable, "-m", "nequip.scripts.package", "build", str(checkpoint), str(tmp)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"nequip-package failed for {checkpoint}:\n{res.stderr[-2000:]}")
+        new = load_potential(tmp)
+        if check_atoms is None:
+            from ase import Atoms
+
+            rng = np.random.default_rng(0)
+            sp = ref.species[: min(3, len(ref.species))]
+            check_atoms = Atoms([sp[i % len(sp)] for i in range(8)], positions=rng.uniform(0, 4.0, (8, 3)) + 1.5 * np.eye(3)[np.arange(8) % 3])
+        from .calculator import periodic_edges
+
+        pos = check_atoms.positions
+        ei, sh = periodic_edges(pos, np.array(check_atoms.cell), check_atoms.pbc, ref.cutoff)
+        types = ref.types_of(check_atoms.get_chemical_symbols())
+        a, b = ref.compute(pos, types, ei, len(pos), sh), new.compute(pos, types, ei, len(pos), sh)
+        if not (abs(a.energy - b.energy) < 1e-5 * max(1.0, abs(a.energy)) and np.allclose(a.forces, b.forces, atol=1e-4)):
+            raise RuntimeError(f"packaged model disagrees with {checkpoint}: energy {b.energy} vs {a.energy} eV")
+        os.replace(tmp, out)
+    finally:
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return out
