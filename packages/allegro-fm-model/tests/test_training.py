@@ -59,6 +59,15 @@ def test_trained_checkpoint_loads_as_potential(aligned_train, tmp_path):
     assert r.energy == pytest.approx(float(out[K.TOTAL_ENERGY_KEY]), rel=1e-5)
     np.testing.assert_allclose(r.forces, out[K.FORCE_KEY].detach().numpy(), atol=2e-4)
     assert torch.isfinite(torch.as_tensor(r.virial)).all()
+    # the deployable file: nequip-package through `allegro-fm export`, same predictions, loads without the run folder
+    from allegro_fm_model.cli import main
+
+    assert main(["export", str(run / "best.ckpt"), "-o", str(tmp_path / "deploy" / "m.nequip.zip")]) == 0
+    dep = load_potential(tmp_path / "deploy" / "m.nequip.zip")
+    r2 = dep.compute(f.positions, dep.types_of(f.symbols), ei, f.n_atoms, sh)
+    assert r2.energy == pytest.approx(r.energy, rel=1e-6)
+    np.testing.assert_allclose(r2.forces, r.forces, atol=1e-5)
+    assert main(["export", str(run / "best.ckpt"), "-o", str(tmp_path / "m.zip")]) == 2
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -90,12 +99,3 @@ def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     assert all(not torch.equal(a[n], b[n]) for n in trained)
     with pytest.raises(ValueError, match="freeze needs init_from"):
         train(TrainSettings(run_dir=str(tmp_path / "x"), freeze=("readout",), **base))
-    # the deployable file: nequip-package through `allegro-fm export`, same predictions, loads without the run folder
-    from allegro_fm_model.cli import main
-
-    assert main(["export", str(run / "best.ckpt"), "-o", str(tmp_path / "deploy" / "m.nequip.zip")]) == 0
-    dep = load_potential(tmp_path / "deploy" / "m.nequip.zip")
-    r2 = dep.compute(f.positions, dep.types_of(f.symbols), ei, f.n_atoms, sh)
-    assert r2.energy == pytest.approx(r.energy, rel=1e-6)
-    np.testing.assert_allclose(r2.forces, r.forces, atol=1e-5)
-    assert main(["export", str(run / "best.ckpt"), "-o", str(tmp_path / "m.zip")]) == 2
