@@ -124,3 +124,29 @@ def test_cli_under_mpiexec_equals_one_rank(tmp_path):
     np.testing.assert_allclose(t2[:, 2:13], t1[:, 2:13], rtol=0, atol=1e-9)
     r1, r2 = np.load(one / "out" / "restart.npz"), np.load(two / "out" / "restart.npz")
     np.testing.assert_allclose(r2["positions"], r1["positions"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec (pip install mpi4py mpich)")
+def test_nhc_tensile_run_on_two_ranks_equals_one_rank(tmp_path):
+    """Nose-Hoover chain + uniaxial deformation along z: the cell changes every step (decomposition rebuilt)."""
+    pytest.importorskip("mpi4py")
+    extra = "tdamp_fs = 200.0\ndeform_axis = 'z'\nstrain_rate_per_fs = 1e-4\n"
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    for d in (one, two):
+        f = _setup(d, integrator="nhc", steps=40)
+        f.write_text(f.read_text().replace("skin = 0.5", "skin = 0.5\n" + extra))
+    assert main(["run", str(one / "run.toml"), "-q"]) == 0
+    subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(two / "run.toml"), "-q"],
+                   check=True, timeout=300, capture_output=True)
+    t1, t2 = np.loadtxt(one / "out" / "thermo.log"), np.loadtxt(two / "out" / "thermo.log")
+    np.testing.assert_allclose(t2[:, 2:13], t1[:, 2:13], rtol=0, atol=1e-9)
+    r1 = np.load(one / "out" / "restart.npz")
+    assert r1["cell"][2, 2] == pytest.approx(3 * 5.26 * (1 + 1e-4 * 160.0), rel=1e-12)  # 40 steps x 4 fs
+    ref = tmp_path / "ref"  # the same run without deformation: tension raises sigma_zz (GPa) relative to it
+    ref.mkdir()
+    f = _setup(ref, integrator="nhc", steps=40)
+    f.write_text(f.read_text().replace("skin = 0.5", "skin = 0.5\ntdamp_fs = 200.0\n"))
+    assert main(["run", str(f), "-q"]) == 0
+    t0 = np.loadtxt(ref / "out" / "thermo.log")
+    assert t1[-1, 9] - t0[-1, 9] > 0.02 and abs(t1[-1, 7] - t0[-1, 7]) < t1[-1, 9] - t0[-1, 9]

@@ -33,6 +33,7 @@ class ForceEvaluator:
         self.verlet = VerletList(potential.cutoff, skin)
         self._owner = np.zeros(0, np.int64)
         self._shift = np.zeros((0, 3))
+        self._cell: np.ndarray | None = None
 
     def _check_box(self, cell: np.ndarray, pbc: np.ndarray) -> None:
         if pbc.any() and not pbc.all():
@@ -49,6 +50,7 @@ class ForceEvaluator:
         else:
             self._owner, self._shift = np.zeros(0, np.int64), np.zeros((0, 3))
         self.verlet.build(self._all_positions(positions), n)
+        self._cell = np.array(cell, dtype=np.float64)
         return positions
 
     def _all_positions(self, positions: np.ndarray) -> np.ndarray:
@@ -78,7 +80,8 @@ class ForceEvaluator:
     def compute(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, ForceResult]:
         """(possibly re-wrapped positions, result). Rebuilds the lists when the skin criterion says so."""
         n = len(positions)
-        allpos = self._all_positions(positions) if self.verlet.builds else None
+        stale = not self.verlet.builds or self._cell is None or not np.array_equal(self._cell, cell)  # new cell: new images
+        allpos = None if stale else self._all_positions(positions)
         if allpos is None or self.verlet.needs_rebuild(allpos):
             positions = self.rebuild(positions, cell, pbc)
             allpos = self._all_positions(positions)
@@ -150,6 +153,12 @@ class DistributedForceEvaluator:
     def update(self, state) -> None:
         """Forces on this rank's atoms, global energy (eV) and virial (eV), in place."""
         state.comm = self.comm
+        if not np.array_equal(state.cell, self.dec.cell):  # deformation / barostat: same grid over the new cell
+            from .comm import Decomposition, GhostExchange
+
+            self.dec = Decomposition(self.comm, np.array(state.cell, dtype=np.float64), self.dec.grid, self.dec.halo)
+            self.exchange = GhostExchange(self.dec)
+            self._ref = None
         if self._needs_rebuild(state.positions):
             allpos = self._rebuild(state)
         else:

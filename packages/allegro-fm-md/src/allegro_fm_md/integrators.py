@@ -104,3 +104,115 @@ class Langevin:
         state.step += 1
         state.time_fs += self.dt_fs
         return state
+
+
+class NoseHooverChain:
+    """NVT by a Nose-Hoover chain (Martyna, Klein & Tuckerman, J. Chem. Phys. 97, 2635 (1992); the
+    Trotter splitting of Martyna et al., Mol. Phys. 87, 1117 (1996)) around velocity Verlet.
+
+    ``temperature_K`` (K or a callable of time in fs), ``tdamp_fs``: thermostat period (fs), ``chain``:
+    number of thermostats. Deterministic; ``conserved_energy`` is the extended-system energy (eV).
+    """
+
+    def __init__(self, dt_fs: float, temperature_K, tdamp_fs: float = 100.0, chain: int = 3):
+        if not dt_fs > 0 or not tdamp_fs > 0 or chain < 1:
+            raise ValueError(f"need dt > 0 fs, tdamp > 0 fs, chain >= 1 (got {dt_fs}, {tdamp_fs}, {chain})")
+        self.dt_fs, self.dt = float(dt_fs), float(dt_fs) * units.fs
+        self.temperature = temperature_K if callable(temperature_K) else (lambda t, T=float(temperature_K): T)
+        self.tau = float(tdamp_fs) * units.fs
+        self.xi = np.zeros(chain)  # thermostat positions (dimensionless)
+        self.v_xi = np.zeros(chain)  # thermostat velocities (1 / ASE time)
+
+    def _masses(self, state: State, kT: float) -> np.ndarray:
+        q = np.full(len(self.xi), kT * self.tau**2)
+        q[0] *= state.dof
+        return q
+
+    def _half_chain(self, state: State, kT: float) -> None:
+        """Propagate the chain and scale velocities over dt/2."""
+        d = 0.5 * self.dt
+        m = len(self.xi)
+        q = self._masses(state, kT)
+        ke2 = 2.0 * state.kinetic_energy()
+
+        def force(j):
+            if j == 0:
+                return (ke2 - state.dof * kT) / q[0]
+            return (q[j - 1] * self.v_xi[j - 1] ** 2 - kT) / q[j]
+
+        self.v_xi[m - 1] += 0.5 * d * force(m - 1)
+        for j in range(m - 2, -1, -1):
+            s = np.exp(-0.25 * d * self.v_xi[j + 1])
+            self.v_xi[j] = (self.v_xi[j] * s + 0.5 * d * force(j)) * s
+        self.xi += d * self.v_xi
+        scale = float(np.exp(-d * self.v_xi[0]))
+        state.velocities *= scale
+        ke2 *= scale**2
+        for j in range(m - 1):
+            s = np.exp(-0.25 * d * self.v_xi[j + 1])
+            self.v_xi[j] = (self.v_xi[j] * s + 0.5 * d * force(j)) * s
+        self.v_xi[m - 1] += 0.5 * d * force(m - 1)
+
+    def step(self, state: State, evaluator) -> State:
+        state.momentum_conserved = True  # the chain scales all velocities: total momentum stays zero
+        self._half_chain(state, units.kB * self.temperature(state.time_fs))
+        VelocityVerlet.step(self, state, evaluator)  # same dt fields; adds step and time
+        self._half_chain(state, units.kB * self.temperature(state.time_fs))
+        return state
+
+    def conserved_energy(self, state: State) -> float:
+        """E_pot + E_kin + thermostat energy (eV): constant in time for a constant target temperature."""
+        kT = units.kB * self.temperature(state.time_fs)
+        q = self._masses(state, kT)
+        return float(state.energy + state.kinetic_energy() + 0.5 * np.sum(q * self.v_xi**2)
+                     + state.dof * kT * self.xi[0] + kT * np.sum(self.xi[1:]))
+
+    def get_state(self) -> dict:
+        """Thermostat variables for restart files."""
+        return {"xi": self.xi.tolist(), "v_xi": self.v_xi.tolist()}
+
+    def set_state(self, d: dict) -> None:
+        self.xi, self.v_xi = np.array(d["xi"], dtype=np.float64), np.array(d["v_xi"], dtype=np.float64)
+
+
+class UniaxialDeformation:
+    """Deformation at a constant engineering strain rate along a Cartesian ``axis`` (0, 1, 2 = x, y, z),
+    wrapped around another integrator (a thermostat, for the paper's tensile test at 300 K).
+
+    Before each step the cell and positions are scaled affinely along ``axis`` so that the box length
+    is L0 (1 + rate t); the other directions are held fixed (uniaxial strain). ``rate_per_fs`` in 1/fs
+    (1e10 /s = 1e-5 /fs). The stress tensor in the thermo log is the response.
+    """
+
+    def __init__(self, inner, axis: int, rate_per_fs: float):
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2 (got {axis})")
+        self.inner, self.axis, self.rate = inner, int(axis), float(rate_per_fs)
+        self.dt_fs = inner.dt_fs
+        self.t0_fs: float | None = None
+        self.rng = getattr(inner, "rng", None)
+
+    def strain(self, state: State) -> float:
+        """Engineering strain applied so far."""
+        return 0.0 if self.t0_fs is None else self.rate * (state.time_fs - self.t0_fs)
+
+    def step(self, state: State, evaluator) -> State:
+        if self.t0_fs is None:
+            self.t0_fs = state.time_fs
+        lam = (1.0 + self.rate * (state.time_fs + self.dt_fs - self.t0_fs)) / (1.0 + self.strain(state))
+        f = np.eye(3)
+        f[self.axis, self.axis] = lam
+        state.cell = state.cell @ f
+        state.positions = state.positions @ f
+        return self.inner.step(state, evaluator)
+
+    def get_state(self) -> dict:
+        d = {"t0_fs": self.t0_fs}
+        if hasattr(self.inner, "get_state"):
+            d["inner"] = self.inner.get_state()
+        return d
+
+    def set_state(self, d: dict) -> None:
+        self.t0_fs = d["t0_fs"]
+        if "inner" in d and hasattr(self.inner, "set_state"):
+            self.inner.set_state(d["inner"])

@@ -8,12 +8,15 @@
     model = "model.ckpt"         # allegro: checkpoint or .nequip.zip, loaded by allegro_fm_model
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<local rank> is chosen)
     [run]
-    integrator = "langevin"      # nve | langevin
+    integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain)
     dt_fs = 1.0
     steps = 1000
     temperature_K = 300.0        # initial velocities (Maxwell-Boltzmann) and Langevin target
-    temperature_end_K = 300.0    # Langevin: linear ramp to this value over the run
-    friction_per_fs = 0.01
+    temperature_end_K = 300.0    # langevin, nhc: linear ramp to this value over the run
+    friction_per_fs = 0.01       # Langevin friction (1/fs)
+    tdamp_fs = 100.0             # Nose-Hoover chain period (fs)
+    deform_axis = ""             # "x" | "y" | "z": uniaxial deformation at a constant engineering strain rate
+    strain_rate_per_fs = 0.0     # 1e10 /s = 1e-5 /fs
     skin = 1.0                   # Verlet skin (A)
     seed = 0
     min_distance = 0.5           # guard: atoms closer than this (A) stop the run
@@ -63,6 +66,9 @@ class RunSpec:
     temperature_K: float = 300.0
     temperature_end_K: float | None = None
     friction_per_fs: float = 0.01
+    tdamp_fs: float = 100.0
+    deform_axis: str = ""
+    strain_rate_per_fs: float = 0.0
     skin: float = 1.0
     seed: int = 0
     min_distance: float = 0.5
@@ -169,7 +175,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True):
     from .comm import world
     from .forces import DistributedForceEvaluator
     from .ghosts import plane_spacings
-    from .integrators import Langevin, State, VelocityVerlet
+    from .integrators import Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
     from .simulation import Simulation, SimulationError
 
     comm = comm or world()
@@ -186,8 +192,16 @@ def run(runfile: RunFile, comm=None, progress: bool = True):
         t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
         temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
         integ = Langevin(r.dt_fs, temp, friction=r.friction_per_fs, seed=r.seed + 1000 * comm.rank)
+    elif r.integrator == "nhc":
+        t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
+        temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
+        integ = NoseHooverChain(r.dt_fs, temp, tdamp_fs=r.tdamp_fs)
     else:
-        raise ValueError(f"unknown integrator {r.integrator!r}; known: nve, langevin")
+        raise ValueError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc")
+    if r.deform_axis:
+        if r.deform_axis not in ("x", "y", "z"):
+            raise ValueError(f"deform_axis must be x, y or z (got {r.deform_axis!r})")
+        integ = UniaxialDeformation(integ, "xyz".index(r.deform_axis), r.strain_rate_per_fs)
     if runfile.output.restart_from:
         state = Simulation.read_restart(runfile.output.restart_from, integ, comm)
     else:

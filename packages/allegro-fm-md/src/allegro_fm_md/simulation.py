@@ -171,15 +171,18 @@ class Simulation:
                      momentum_conserved=s.momentum_conserved, ids=s.ids.copy(),
                      types=None if s.types is None else s.types.copy(), comm=s.comm)
         rng = getattr(self.integrator, "rng", None)
+        self._snap_integ = self.integrator.get_state() if hasattr(self.integrator, "get_state") else None
         return copy, (rng.bit_generator.state if rng is not None else None)
 
     def write_restart(self, path: str | Path | None = None, snapshot: tuple[State, object] | None = None) -> Path | None:
         """Atomically write the full dynamic state (npz, all atoms by id) on rank 0 (collective call):
         the current state, or a ``_snapshot()``."""
+        integ = self.integrator.get_state() if hasattr(self.integrator, "get_state") else None
         if snapshot is None:
             g = self.gathered()
             rng_states = self._rng_state()
         else:
+            integ = getattr(self, "_snap_integ", integ)
             g = self.gathered(snapshot[0])
             rng_states = (self.comm.allgather(snapshot[1]) if self.comm is not None else [snapshot[1]]) if snapshot[1] else None
         if not self.root:
@@ -187,7 +190,7 @@ class Simulation:
         path = Path(path) if path else self.outdir / "restart.npz"
         meta = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": g.step, "time_fs": g.time_fs,
                 "momentum_conserved": g.momentum_conserved, "integrator": type(self.integrator).__name__,
-                "rng_states": rng_states}
+                "rng_states": rng_states, "integrator_state": integ}
         buf = io.BytesIO()
         np.savez(buf, positions=g.positions, velocities=g.velocities, masses=g.masses, cell=g.cell, pbc=g.pbc,
                  forces=g.forces, virial=g.virial, energy=np.array(g.energy), ids=g.ids,
@@ -216,6 +219,10 @@ class Simulation:
             if len(states) != size:
                 raise ValueError(f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many")
             integrator.rng.bit_generator.state = states[rank]
+        if integrator is not None and meta.get("integrator_state") is not None:
+            if not hasattr(integrator, "set_state") or meta.get("integrator") != type(integrator).__name__:
+                raise ValueError(f"{path}: written by a {meta.get('integrator')} run; resume it with the same integrator")
+            integrator.set_state(meta["integrator_state"])
         keep = slice(None) if rank == 0 else slice(0, 0)
         return State(arrays["positions"][keep], arrays["velocities"][keep], arrays["masses"][keep], arrays["cell"], arrays["pbc"],
                      step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"][keep],
