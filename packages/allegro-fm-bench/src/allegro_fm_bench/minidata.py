@@ -6,7 +6,8 @@
 The two parts are independent (run them side by side). Each stage is written atomically to
 OUT/<part>/<stage>.extxyz and skipped when present, so an interrupted run resumes. Every frame carries
 its provenance in ``info``: level_of_theory, structure, generator (operation, seed, temperature).
-Anchors (the same molecules in the same 14 A boxes and isolated atoms at both levels) go to
+Anchors (the same molecules in the same 14 A boxes at both levels; isolated H, C, O atoms at the
+molecular level only) go to
 OUT/anchors/{pbe,molecular}.extxyz for tea-align's fit.
 """
 
@@ -95,8 +96,8 @@ def _stage(outdir: Path, name: str, make: Callable[[], list[Atoms]]) -> list[Ato
     return frames
 
 
-def anchor_structures() -> list[tuple[str, Atoms]]:
-    """Anchors: each small molecule and each isolated atom (H, C, O) in the same 14 A periodic box."""
+def anchor_structures(isolated_atoms: bool = True) -> list[tuple[str, Atoms]]:
+    """Anchors: each small molecule and (optionally) each isolated atom (H, C, O) in the same 14 A periodic box."""
     out = []
     for m in S.small_molecules():
         b = m.copy()
@@ -105,7 +106,7 @@ def anchor_structures() -> list[tuple[str, Atoms]]:
         b.center()
         b.positions = np.round(b.positions, 6)
         out.append((m.get_chemical_formula(), b))
-    for sym in ("H", "C", "O"):
+    for sym in ("H", "C", "O") if isolated_atoms else ():
         out.append((sym, Atoms(sym, positions=[[ANCHOR_BOX / 2] * 3], cell=[ANCHOR_BOX] * 3, pbc=True)))
     return out
 
@@ -186,7 +187,10 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
             return [_labelled(a, calc, PBE_LEVEL, name, g) for a, g in tqdm(jobs, desc=name, disable=not progress, leave=False)]
 
         everything += _stage(outdir / "pbe", name, make)
-    anchors = _stage(outdir / "anchors", "pbe", lambda: [_labelled(a, calc, PBE_LEVEL, n, "anchor") for n, a in anchor_structures()])
+    # no isolated atoms at this level: SevenNet-0 never saw one (MPtrj has none), its one-atom energy is
+    # not the PBE atom's, so tea-align fits the per-element shifts jointly with the scale from the molecules
+    anchors = _stage(outdir / "anchors", "pbe", lambda: [_labelled(a, calc, PBE_LEVEL, n, "anchor")
+                                                         for n, a in anchor_structures(isolated_atoms=False)])
     out = outdir / "pbe.extxyz"
     _write_atomic(everything, out)
     log.info("PBE part: %d frames, %d atoms; %d anchors", len(everything), sum(len(a) for a in everything), len(anchors))

@@ -38,9 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     except SimulationError as exc:
         print(f"allegro-fm-md: rank {comm.rank}: stopped: {exc}; last good state in restart_last_good.npz", file=sys.stderr)
         return 3
+    n = sim.state.n_global  # collective
     if comm.rank == 0:
-        t = sim.thermo[-1].values
-        print(f"done: step {t[0]}, T {t[2]:.1f} K, total energy {t[5]:.6f} eV, {t[-1]:.0f} atom-steps/s; output in {sim.outdir}")
+        t, t0 = sim.thermo[-1].values, sim.thermo[0].values
+        span_ps = (t[1] - t0[1]) / 1000.0
+        drift = (t[13] - t0[13]) / n / span_ps * 1000.0 if span_ps > 0 else float("nan")
+        inner = getattr(sim.integrator, "inner", sim.integrator)
+        stochastic = hasattr(inner, "rng") or inner is not sim.integrator  # Langevin bath or deformation work
+        d = "no conserved energy (bath or deformation)" if stochastic else f"conserved-energy drift {drift:+.4f} meV/atom/ps"
+        print(f"done: step {t[0]}, T {t[2]:.1f} K, total energy {t[5]:.6f} eV, {t[-1]:.0f} atom-steps/s; {d} over "
+              f"{span_ps:.3f} ps ({n} atoms); output in {sim.outdir}")
     return 0
 
 

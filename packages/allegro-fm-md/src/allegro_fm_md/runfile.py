@@ -5,7 +5,7 @@
     replicate = [2, 2, 1]        # n x m x k supercell
     [potential]
     kind = "allegro"             # allegro (a model file) | lj | morse (reference potentials, one element)
-    model = "model.ckpt"         # allegro: checkpoint or .nequip.zip, loaded by allegro_fm_model
+    model = "allegro-fm-mini"    # allegro: a shipped model's name, or a checkpoint / .nequip.zip path
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<local rank> is chosen)
     [run]
     integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain)
@@ -113,6 +113,8 @@ class RunFile:
             if bad:
                 raise ValueError(f"{path}: unknown keys in [{name}]: {sorted(bad)}; known: {sorted(known)}")
             for key in ("structure", "model", "dir", "restart_from"):
+                if key == "model" and t.get(key) and "/" not in t[key] and not (path.parent / t[key]).exists():
+                    continue  # a shipped model's name (allegro-fm-mini), resolved by allegro_fm_model
                 if t.get(key) and not Path(t[key]).is_absolute():
                     t[key] = str(path.parent / t[key])
             if "replicate" in t:

@@ -27,7 +27,9 @@ from .integrators import State
 RESTART_FORMAT = "allegro-fm-md/restart"
 RESTART_VERSION = 1
 THERMO_COLUMNS = ("step", "time_fs", "T_K", "pe_eV", "ke_eV", "etot_eV", "p_GPa", "sxx_GPa", "syy_GPa", "szz_GPa",
-                  "syz_GPa", "sxz_GPa", "sxy_GPa", "atom_steps_per_s")
+                  "syz_GPa", "sxz_GPa", "sxy_GPa", "conserved_eV", "atom_steps_per_s")
+#: conserved_eV: the quantity the dynamics conserves (NVE: etot; Nose-Hoover chain: etot + thermostat
+#: energy); for Langevin (not conservative) it is etot.
 
 
 class SimulationError(RuntimeError):
@@ -143,8 +145,10 @@ class Simulation:
         ke = s.kinetic_energy()
         st = self.stress_GPa()
         p = -np.trace(st) / 3.0
+        inner = getattr(self.integrator, "inner", self.integrator)
+        cons = inner.conserved_energy(s) if hasattr(inner, "conserved_energy") else s.energy + ke
         return Thermo((s.step, s.time_fs, s.temperature(), s.energy, ke, s.energy + ke, p, st[0, 0], st[1, 1], st[2, 2],
-                       st[1, 2], st[0, 2], st[0, 1], rate))
+                       st[1, 2], st[0, 2], st[0, 1], cons, rate))
 
     def _log(self, row: Thermo) -> None:
         self.thermo.append(row)

@@ -12,10 +12,10 @@ Not yet implemented: the tea-align dataset for nequip, training/fine-tuning, exp
 
 from .__about__ import __version__
 from .calculator import AllegroFMCalculator, periodic_edges
-from .export import load_potential
+from .export import builtin_model_path, load_potential, package_model
 from .model import build_model, count_parameters
 from .potential import AllegroPotential, PotentialResult
 from .presets import FM64, FM256, FM512, MINI, PRESETS, Preset, get_preset, tiny_preset
 
 __all__ = ["__version__", "AllegroFMCalculator", "periodic_edges", "build_model", "count_parameters", "AllegroPotential",
-           "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset", "MINI"]
+           "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset", "MINI", "builtin_model_path", "package_model"]

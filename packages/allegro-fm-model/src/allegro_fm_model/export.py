@@ -36,11 +36,28 @@ def _graph_model(path: Path):
     return models["sole_model"]
 
 
+#: Models shipped inside this package (name -> file under allegro_fm_model/models/).
+BUILTIN_MODELS = {"allegro-fm-mini": "allegro-fm-mini.nequip.zip"}
+
+
+def builtin_model_path(name: str = "allegro-fm-mini") -> Path:
+    """Path of a model shipped with the package (see models/MODEL_CARD.md for what it is and is not)."""
+    if name not in BUILTIN_MODELS:
+        raise ValueError(f"unknown built-in model {name!r}; shipped: {', '.join(BUILTIN_MODELS)}")
+    p = Path(__file__).parent / "models" / BUILTIN_MODELS[name]
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: the built-in model file is missing from this installation")
+    return p
+
+
 def load_potential(path: str | Path, device: str = "cpu") -> AllegroPotential:
-    """An AllegroPotential from a training checkpoint (.ckpt, the EMA weights) or a nequip package (.nequip.zip).
+    """An AllegroPotential from a training checkpoint (.ckpt, the EMA weights), a nequip package
+    (.nequip.zip), or the name of a shipped model ("allegro-fm-mini").
 
     The species and cutoff (Angstrom) come from the model's metadata.
     """
+    if str(path) in BUILTIN_MODELS:
+        path = builtin_model_path(str(path))
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: model file not found")
