@@ -12,14 +12,18 @@ In progress (issue #4). What exists:
 
 - ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py)
 
-Not yet: Nose-Hoover chains, NPT, deformation, FIRE, dead-rank handling, benchmarks.
+- ``NoseHooverChain``, ``UniaxialDeformation``: NVT by a thermostat chain, tensile deformation (integrators.py)
+- ``radial_distribution``: g(r) and coordination numbers (analysis.py)
+
+Not yet: NPT, FIRE, dead-rank handling, benchmarks.
 """
 
 from .__about__ import __version__
+from .analysis import RDF, radial_distribution, read_frames
 from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
 from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
-from .integrators import Langevin, State, VelocityVerlet
+from .integrators import Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
 from .runfile import RunFile, run
@@ -28,4 +32,5 @@ from .simulation import Simulation, SimulationError
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
            "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
-           "DistributedForceEvaluator", "RunFile", "run"]
+           "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
+           "read_frames"]
