@@ -18,4 +18,5 @@ from .potential import AllegroPotential, PotentialResult
 from .presets import FM64, FM256, FM512, MINI, PRESETS, Preset, get_preset, tiny_preset
 
 __all__ = ["__version__", "AllegroFMCalculator", "periodic_edges", "build_model", "count_parameters", "AllegroPotential",
-           "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset", "MINI", "builtin_model_path", "package_model"]
+           "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset", "get_preset", "tiny_preset", "MINI",
+           "builtin_model_path", "package_model"]
