@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("outdir")
     p.add_argument("--part", choices=["pbe", "molecular", "all"], default="all")
     p.add_argument("--quick", action="store_true", help="a few frames per stage (for tests)")
+    p.add_argument("--only", nargs="*", default=(), help="pbe part: only these structures (to label in parallel processes)")
     p.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     st = QUICK if args.quick else MiniDataSettings()
     if args.part in ("pbe", "all"):
-        make_pbe_part(args.outdir, st)
+        make_pbe_part(args.outdir, st, only=tuple(args.only))
     if args.part in ("molecular", "all"):
         make_molecular_part(args.outdir, st)
     return 0

@@ -147,23 +147,27 @@ def _md_snapshots(atoms: Atoms, calc, temperature: float, st: MiniDataSettings, 
     return out
 
 
-def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True) -> Path:
-    """Periodic frames at the PBE level (SevenNet-0) and the PBE side of the anchors; returns OUT/pbe.extxyz."""
+def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
+                  only: tuple[str, ...] = ()) -> Path | None:
+    """Periodic frames at the PBE level (SevenNet-0) and the PBE side of the anchors; returns OUT/pbe.extxyz
+    (None when ``only`` names a subset of the structures: a partial run for parallel labelling)."""
     from tqdm.auto import tqdm
 
     from .labelling import pbe_calculator
 
     outdir = Path(outdir)
     calc = pbe_calculator()
-    rng = np.random.default_rng(st.seed)
     t11 = _stage(outdir / "pbe", "tobermorite_relaxed", lambda: [_labelled(relax_tobermorite(calc), calc, PBE_LEVEL,
                                                                             "tobermorite-11A", "relaxed FIRE+cell fmax=0.05")])[0]
     t11.calc = None
     everything = []
-    for name, atoms in crystals():
+    for index, (name, atoms) in enumerate(crystals()):
+        if only and name not in only:
+            continue
         base = t11 if name == "tobermorite-11A" else atoms
+        rng = np.random.default_rng([st.seed, index])  # per structure: stages can run in any order or in parallel
 
-        def make(name=name, base=base):
+        def make(name=name, base=base, rng=rng):
             jobs: list[tuple[Atoms, str]] = [(base.copy(), "as built" if name != "tobermorite-11A" else "relaxed")]
             for e in st.strains:
                 a = base.copy()
@@ -187,6 +191,8 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
             return [_labelled(a, calc, PBE_LEVEL, name, g) for a, g in tqdm(jobs, desc=name, disable=not progress, leave=False)]
 
         everything += _stage(outdir / "pbe", name, make)
+    if only:
+        return None
     # no isolated atoms at this level: SevenNet-0 never saw one (MPtrj has none), its one-atom energy is
     # not the PBE atom's, so tea-align fits the per-element shifts jointly with the scale from the molecules
     anchors = _stage(outdir / "anchors", "pbe", lambda: [_labelled(a, calc, PBE_LEVEL, n, "anchor")
