@@ -75,3 +75,24 @@ def test_uniaxial_deformation_strain_and_stress():
     assert frac.min() > -0.2 and frac.max() < 1.2  # atoms moved with the cell
     # stretching argon from its compressed lattice (a=5.30 A < 5.26 * 2^(1/6) equilibrium): sigma_zz rises
     assert szz[-1] > szz[0] + 1e-4
+
+
+def test_crescale_npt_reaches_target_pressure():
+    from allegro_fm_md.integrators import CRescaleNPT
+
+    vols, press = {}, {}
+    for p0 in (0.0, 0.3):
+        st, ev = _argon(T0=60.0)
+        integ = CRescaleNPT(Langevin(5.0, 60.0, friction=0.02, seed=3), pressure_GPa=p0, compressibility_per_GPa=0.3,
+                            taup_fs=500.0, seed=4)
+        v, p = [], []
+        for k in range(5000):
+            integ.step(st, ev)
+            if k >= 1000:
+                vol = abs(np.linalg.det(st.cell))
+                v.append(vol)
+                p.append((2 * st.kinetic_energy() + np.trace(st.virial)) / (3 * vol) / 0.006241509)  # GPa
+        vols[p0], press[p0] = np.mean(v), np.mean(p)
+        print(f"C-rescale P0 = {p0} GPa: <P> = {np.mean(p):.4f} +- {np.std(p) / np.sqrt(len(p) / 50):.4f} GPa, <V> = {np.mean(v):.1f} A^3")
+        assert abs(np.mean(p) - p0) < 0.02
+    assert vols[0.3] < 0.97 * vols[0.0]

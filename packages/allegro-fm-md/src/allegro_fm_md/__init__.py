@@ -15,7 +15,9 @@ In progress (issue #4). What exists:
 - ``NoseHooverChain``, ``UniaxialDeformation``: NVT by a thermostat chain, tensile deformation (integrators.py)
 - ``radial_distribution``: g(r) and coordination numbers (analysis.py)
 
-Not yet: NPT, FIRE, dead-rank handling, benchmarks.
+- ``CRescaleNPT``: NPT; ``FIRE``, ``relax_cell``, ``EngineCalculator``: minimisation (minimize.py)
+
+Not yet: anisotropic NPT, dead-rank handling, benchmarks.
 """
 
 from .__about__ import __version__
@@ -23,7 +25,8 @@ from .analysis import RDF, radial_distribution, read_frames
 from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
 from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
-from .integrators import Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
+from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
+from .minimize import FIRE, EngineCalculator, relax_cell
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
 from .runfile import RunFile, run
@@ -33,4 +36,4 @@ __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacing
            "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
-           "read_frames"]
+           "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator"]

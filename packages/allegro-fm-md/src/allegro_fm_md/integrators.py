@@ -216,3 +216,52 @@ class UniaxialDeformation:
         self.t0_fs = d["t0_fs"]
         if "inner" in d and hasattr(self.inner, "set_state"):
             self.inner.set_state(d["inner"])
+
+
+class CRescaleNPT:
+    """NPT: isotropic stochastic cell rescaling (Bernetti & Bussi, J. Chem. Phys. 153, 114107 (2020))
+    around a thermostat (Langevin or Nose-Hoover chain).
+
+    Each step first moves eps = ln V by
+        d eps = -(beta_T / tau_p) (P0 - P - kT / V) dt + sqrt(2 kT beta_T dt / (V tau_p)) N(0, 1)
+    and scales cell and positions by exp(d eps / 3) and velocities by its inverse, then runs the
+    thermostat step. ``pressure_GPa`` P0, ``compressibility_per_GPa`` beta_T (only sets the coupling
+    strength: 0.01-0.05 /GPa for oxides, 0.45 /GPa for water), ``taup_fs`` the relaxation time. The
+    barostat noise is the same on every rank (``seed`` must be too) and its RNG state is saved in restarts.
+    """
+
+    def __init__(self, inner, pressure_GPa: float = 0.0, compressibility_per_GPa: float = 0.02, taup_fs: float = 1000.0,
+                 seed: int = 0):
+        if not taup_fs > 0 or not compressibility_per_GPa > 0:
+            raise ValueError("taup_fs and compressibility_per_GPa must be > 0")
+        self.inner, self.dt_fs = inner, inner.dt_fs
+        self.p0 = pressure_GPa * units.GPa  # eV/A^3
+        self.beta = compressibility_per_GPa / units.GPa  # A^3/eV
+        self.tau = taup_fs * units.fs
+        self.baro_rng = np.random.default_rng(seed)
+        self.rng = getattr(inner, "rng", None)
+
+    def step(self, state: State, evaluator) -> State:
+        vol = abs(np.linalg.det(state.cell))
+        ke = state.kinetic_energy()
+        p = (2.0 * ke + np.trace(state.virial)) / (3.0 * vol)
+        kT = units.kB * self.inner.temperature(state.time_fs)
+        dt = self.inner.dt
+        deps = (-(self.beta / self.tau) * (self.p0 - p - kT / vol) * dt
+                + np.sqrt(2.0 * kT * self.beta * dt / (vol * self.tau)) * self.baro_rng.standard_normal())
+        mu = float(np.exp(deps / 3.0))
+        state.cell = state.cell * mu
+        state.positions = state.positions * mu
+        state.velocities = state.velocities / mu
+        return self.inner.step(state, evaluator)
+
+    def get_state(self) -> dict:
+        d = {"baro_rng": self.baro_rng.bit_generator.state}
+        if hasattr(self.inner, "get_state"):
+            d["inner"] = self.inner.get_state()
+        return d
+
+    def set_state(self, d: dict) -> None:
+        self.baro_rng.bit_generator.state = d["baro_rng"]
+        if "inner" in d and hasattr(self.inner, "set_state"):
+            self.inner.set_state(d["inner"])

@@ -15,6 +15,9 @@
     temperature_end_K = 300.0    # langevin, nhc: linear ramp to this value over the run
     friction_per_fs = 0.01       # Langevin friction (1/fs)
     tdamp_fs = 100.0             # Nose-Hoover chain period (fs)
+    pressure_GPa = 0.0           # if present: NPT by stochastic cell rescaling around the thermostat (langevin or nhc)
+    compressibility_per_GPa = 0.02
+    taup_fs = 1000.0             # barostat relaxation time (fs)
     deform_axis = ""             # "x" | "y" | "z": uniaxial deformation at a constant engineering strain rate
     strain_rate_per_fs = 0.0     # 1e10 /s = 1e-5 /fs
     skin = 1.0                   # Verlet skin (A)
@@ -67,6 +70,9 @@ class RunSpec:
     temperature_end_K: float | None = None
     friction_per_fs: float = 0.01
     tdamp_fs: float = 100.0
+    pressure_GPa: float | None = None
+    compressibility_per_GPa: float = 0.02
+    taup_fs: float = 1000.0
     deform_axis: str = ""
     strain_rate_per_fs: float = 0.0
     skin: float = 1.0
@@ -177,7 +183,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True):
     from .comm import world
     from .forces import DistributedForceEvaluator
     from .ghosts import plane_spacings
-    from .integrators import Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
+    from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
     from .simulation import Simulation, SimulationError
 
     comm = comm or world()
@@ -200,6 +206,10 @@ def run(runfile: RunFile, comm=None, progress: bool = True):
         integ = NoseHooverChain(r.dt_fs, temp, tdamp_fs=r.tdamp_fs)
     else:
         raise ValueError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc")
+    if r.pressure_GPa is not None:
+        if r.integrator == "nve" or r.deform_axis:
+            raise ValueError("pressure_GPa (NPT) needs integrator = langevin or nhc and no deformation")
+        integ = CRescaleNPT(integ, r.pressure_GPa, r.compressibility_per_GPa, r.taup_fs, seed=r.seed)
     if r.deform_axis:
         if r.deform_axis not in ("x", "y", "z"):
             raise ValueError(f"deform_axis must be x, y or z (got {r.deform_axis!r})")
