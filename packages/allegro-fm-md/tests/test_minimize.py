@@ -44,5 +44,5 @@ def test_relax_cell_finds_lj_lattice_constant():
     # LJ fcc with a 6.5 A cutoff: minimum near 1.09 * 2^(1/6) sigma * sqrt(2) ~ 5.26 A (tail included)
     assert 5.15 < lat < 5.35 and np.allclose(relaxed.cell.cellpar()[3:], 90, atol=0.01)
     assert np.abs(relaxed.get_stress()).max() < 1e-4
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="atom 0: element .Ar. is not known"):
         relax_cell(a, LennardJones(["Ne"], epsilon=0.003, sigma=2.8, cutoff=5.0))  # unknown element
