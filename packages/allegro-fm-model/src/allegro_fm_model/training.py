@@ -26,7 +26,7 @@ class TrainSettings:
     """Settings of one training run (defaults: the paper's). Lengths A, energies eV."""
 
     dataset: str
-    run_dir: str = "runs/train"
+    run_dir: str = "runs/train"  # in a TOML file: relative to the file
     preset: str = "FM64"
     type_names: tuple[str, ...] = ()  # empty: the elements present in the dataset
     energy_weight: float = 8.0
@@ -64,7 +64,7 @@ class TrainSettings:
             if k in d:
                 d[k] = tuple(d[k])
         base = path.parent
-        for k in ("dataset", "init_from"):
+        for k in ("dataset", "init_from", "run_dir"):  # paths in the file are relative to the file
             if d.get(k) and not Path(d[k]).is_absolute():
                 d[k] = str(base / d[k])
         return cls(**d)
@@ -158,7 +158,8 @@ def nequip_config(s: TrainSettings) -> dict:
             "enable_progress_bar": True,
             "logger": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": run_dir, "name": "logs"},
             "callbacks": [{"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": run_dir,
-                           "monitor": "val0_epoch/weighted_sum", "filename": "best", "save_last": True}],
+                           "monitor": "val0_epoch/weighted_sum", "filename": "best", "save_last": True,
+                           "enable_version_counter": False}],  # a resumed run keeps writing best.ckpt / last.ckpt
         },
         "training_module": {
             "_target_": "nequip.train.EMALightningModule", "ema_decay": s.ema_decay,
