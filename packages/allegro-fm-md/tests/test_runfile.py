@@ -54,6 +54,9 @@ def test_run_writes_outputs_and_conserves_energy(tmp_path):
     frames = ase.io.read(out / "trajectory.extxyz", ":")
     assert len(frames) == 3 and len(frames[0]) == 108
     assert (out / "restart.npz").exists() and (out / "trajectory.h5").exists()
+    assert main(["run", str(f), "-q"]) == 2  # the folder holds a run: never mixed with a new one
+    assert main(["run", str(f), "-q", "--overwrite"]) == 0
+    assert len(np.loadtxt(out / "thermo.log")) == 5
 
 
 def test_resume_from_restart_equals_one_long_run(tmp_path):

@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the MD described by a TOML run file")
     p.add_argument("runfile")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace the output of an earlier run in the same folder")
     g = sub.add_parser("rdf", help="partial g(r) and coordination numbers of a trajectory (PNG + table)")
     g.add_argument("trajectory", help="trajectory.h5 (H5MD) or any file ase.io reads")
     g.add_argument("-o", "--out", default="gr.png", help="PNG path; the table goes next to it as .md")
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     comm = world()
     try:
-        sim = run(RunFile.load(args.runfile), comm, progress=not args.quiet)
+        sim = run(RunFile.load(args.runfile), comm, progress=not args.quiet, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError) as exc:
         if comm.rank == 0:
             print(f"allegro-fm-md: error: {exc}", file=sys.stderr)

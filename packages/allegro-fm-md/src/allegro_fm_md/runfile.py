@@ -175,8 +175,23 @@ def make_potential(spec: PotentialSpec, symbols: list[str], rank: int = 0):
     raise ValueError(f"unknown potential kind {spec.kind!r}; known: allegro, lj, morse")
 
 
-def run(runfile: RunFile, comm=None, progress: bool = True):
-    """Run the MD described by ``runfile`` (collective under MPI); returns the Simulation."""
+def _check_output(runfile: RunFile, overwrite: bool, rank: int) -> None:
+    """A new run never mixes its output with an old one: refuse (or, with ``overwrite``, remove) old files."""
+    out = Path(runfile.output.dir)
+    old = [out / n for n in ("thermo.log", "trajectory.h5", "trajectory.extxyz", "restart.npz", "restart_last_good.npz")]
+    old = [p for p in old if p.exists()]
+    if not old or runfile.output.restart_from:
+        return
+    if not overwrite:
+        raise ValueError(f"{out} already holds a run ({old[0].name}); use another [output] dir, restart_from, or --overwrite")
+    if rank == 0:
+        for p in old:
+            p.unlink()
+
+
+def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = False):
+    """Run the MD described by ``runfile`` (collective under MPI); returns the Simulation. Output files of an
+    earlier run in the same folder are an error unless ``overwrite`` (or the run resumes from a restart)."""
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from ase.parallel import DummyMPI
 
@@ -187,6 +202,9 @@ def run(runfile: RunFile, comm=None, progress: bool = True):
     from .simulation import Simulation, SimulationError
 
     comm = comm or world()
+    _check_output(runfile, overwrite, comm.rank)
+    if hasattr(comm, "barrier"):
+        comm.barrier()  # old files are gone before any rank starts writing
     atoms = load_structure(runfile.system)
     pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
     types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
