@@ -99,3 +99,13 @@ def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     assert all(not torch.equal(a[n], b[n]) for n in trained)
     with pytest.raises(ValueError, match="freeze needs init_from"):
         train(TrainSettings(run_dir=str(tmp_path / "x"), freeze=("readout",), **base))
+    # the same through `allegro-fm finetune` (config generation only) and its errors
+    from allegro_fm_model.cli import main
+
+    toml = tmp_path / "ft.toml"
+    toml.write_text(f'[train]\ndataset = "{aligned_train}"\nrun_dir = "ftcli"\npreset = "tiny"\n')
+    assert main(["finetune", str(toml)]) == 2  # no init_from
+    assert main(["finetune", str(toml), "--init-from", str(tmp_path / "missing.ckpt")]) == 2
+    assert main(["finetune", str(toml), "--init-from", str(pre / "best.ckpt"), "--freeze", "embedding", "--print-config"]) == 0
+    cfg = (tmp_path / "ftcli" / "config.yaml").read_text()
+    assert "finetune_model" in cfg and "embedding" in cfg

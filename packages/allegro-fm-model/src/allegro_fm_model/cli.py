@@ -1,4 +1,4 @@
-"""``allegro-fm`` command line (in progress): ``train``, ``evaluate``, ``export``, ``params``.
+"""``allegro-fm`` command line (in progress): ``train``, ``finetune``, ``evaluate``, ``export``, ``params``.
 
 ``allegro-fm train run.toml`` reads a ``[train]`` table (keys: the fields of TrainSettings, defaults
 the paper's), writes the nequip config into the run folder and trains, resuming from last.ckpt.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train (or resume) from a TOML file with a [train] table")
     p.add_argument("config")
+    p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
+    p = sub.add_parser("finetune", help="fine-tune a trained model on a new dataset (TOML [train] table; init_from required)")
+    p.add_argument("config")
+    p.add_argument("--init-from", help="checkpoint of the pretrained model (overrides init_from in the file)")
+    p.add_argument("--freeze", nargs="*", help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes)")
     p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
     p = sub.add_parser("params", help="trainable parameters of the presets vs the paper")
     p = sub.add_parser("evaluate", help="RMSEs (meV/atom, meV/A, MPa) of a model on an aligned dataset")
@@ -51,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
             indices = None
             if args.split:
                 import json
-                from pathlib import Path
 
                 from .training import _split
 
@@ -77,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         from .training import TrainSettings, train, write_config
 
         s = TrainSettings.from_toml(args.config)
+        if args.cmd == "finetune":
+            from dataclasses import replace
+
+            if args.init_from:
+                s = replace(s, init_from=str(args.init_from))
+            if args.freeze is not None:
+                s = replace(s, freeze=tuple(args.freeze))
+            if not s.init_from:
+                raise ValueError("finetune needs a pretrained checkpoint: --init-from CKPT or init_from in [train]")
+            if not Path(s.init_from).exists():
+                raise FileNotFoundError(f"{s.init_from}: pretrained checkpoint not found")
         if args.print_config:
             print(write_config(s).read_text())
             return 0
