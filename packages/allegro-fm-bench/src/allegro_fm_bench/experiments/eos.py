@@ -45,15 +45,20 @@ def run(potential, atoms=None, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.
 
     if atoms is None:
         atoms = ase.io.read(Path(__file__).resolve().parents[5] / "examples" / "tobermorite-11a" / "tobermorite-11A.extxyz")
-    base, _ = relax_cell(atoms, potential, fmax=fmax, steps=steps, cell=True)
+    base, ok = relax_cell(atoms, potential, fmax=fmax, steps=steps, cell=True)
+    unconverged = [] if ok else ["cell relaxation"]
     v_ref = base.get_volume()
     vols, ens = [], []
     for s in strains:
         a = base.copy()
         a.set_cell(a.cell * (1 + s) ** (1 / 3), scale_atoms=True)
-        r, _ = relax_cell(a, potential, fmax=fmax, steps=steps, cell=False)
+        r, ok = relax_cell(a, potential, fmax=fmax, steps=steps, cell=False)
+        if not ok:
+            unconverged.append(f"volume {1 + s:.2f} V_ref")
         vols.append(r.get_volume())
         ens.append(r.get_potential_energy())
+    if unconverged:  # an E(V) from unfinished relaxations is not an equation of state
+        raise RuntimeError(f"EOS: relaxations did not reach fmax {fmax} eV/A in {steps} steps: {', '.join(unconverged)}")
     eos = EquationOfState(vols, ens, eos="birchmurnaghan")
     v0, e0, b = eos.fit()
     outdir = Path(outdir)
