@@ -96,3 +96,14 @@ def test_simulation_output_and_restart_over_ranks(tmp_path):
     assert list(steps) == [0, 50, 100]
     frac = (pos[-1] - rb["positions"]) @ np.linalg.inv(cells[-1])  # the restart is written after re-wrapping
     assert np.abs(frac - np.round(frac)).max() < 1e-12
+
+
+def test_a_failing_rank_stops_every_rank_with_its_name_and_step(tmp_path):
+    """No hang: mpiexec returns with an error naming rank 1 and the step; the last restart file is on disk."""
+    script = Path(__file__).parent / "mpi" / "rank_failure.py"
+    res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", str(script), str(tmp_path / "out")],
+                         timeout=120, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "rank 1, step 10: FloatingPointError: injected failure on this rank; aborting all 2 ranks" in res.stderr, res.stderr
+    assert (tmp_path / "out" / "restart.npz").exists()
+    assert np.load(tmp_path / "out" / "restart.npz")["ids"].size == 108

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return _rdf(args)
     from .comm import world
     from .runfile import RunFile, run
-    from .simulation import SimulationError
+    from .simulation import RankFailure, SimulationError, abort_all
 
     comm = world()
     try:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         if comm.rank == 0:
             print(f"allegro-fm-md: error: {exc}", file=sys.stderr)
         return 2
+    except RankFailure as exc:
+        abort_all(comm, exc, RunFile.load(args.runfile).output.dir)
+        return 4
     except SimulationError as exc:
         print(f"allegro-fm-md: rank {comm.rank}: stopped: {exc}; last good state in restart_last_good.npz", file=sys.stderr)
         return 3

@@ -32,6 +32,22 @@ THERMO_COLUMNS = ("step", "time_fs", "T_K", "pe_eV", "ke_eV", "etot_eV", "p_GPa"
 #: energy); for Langevin (not conservative) it is etot.
 
 
+class RankFailure(RuntimeError):
+    """An unexpected error on one rank (not a guard): the other ranks cannot continue or be told
+    collectively, so callers abort the whole job (``abort_all``) rather than hang in the next collective."""
+
+    def __init__(self, step: int, rank: int, cause: BaseException):
+        self.step, self.rank = step, rank
+        super().__init__(f"rank {rank}, step {step}: {type(cause).__name__}: {cause}")
+
+
+def abort_all(comm, exc: BaseException, outdir: str | Path | None = None, code: int = 4) -> None:
+    """Print why on this rank and stop every rank (MPI_Abort); the last restart file written is the last good state."""
+    where = f"; last good state: the latest restart file in {outdir}" if outdir else ""
+    print(f"allegro-fm-md: {exc}; aborting all {comm.size} ranks{where}", file=sys.stderr, flush=True)
+    comm.Abort(code)
+
+
 class SimulationError(RuntimeError):
     """A guard stopped the run; ``step`` and ``atoms`` say where."""
 
@@ -266,7 +282,12 @@ class Simulation:
         try:
             for _ in range(steps):
                 prev = self._snapshot()
-                self.integrator.step(self.state, self.evaluator)
+                try:
+                    self.integrator.step(self.state, self.evaluator)
+                except Exception as exc:  # a failure of this rank alone: the caller aborts the job
+                    if self.comm is not None and self.comm.size > 1:
+                        raise RankFailure(self.state.step + 1, self.comm.rank, exc) from exc
+                    raise
                 try:
                     self._guard()
                 except SimulationError:
