@@ -153,3 +153,26 @@ def test_nhc_tensile_run_on_two_ranks_equals_one_rank(tmp_path):
     assert main(["run", str(f), "-q"]) == 0
     t0 = np.loadtxt(ref / "out" / "thermo.log")
     assert t1[-1, 9] - t0[-1, 9] > 0.02 and abs(t1[-1, 7] - t0[-1, 7]) < t1[-1, 9] - t0[-1, 9]
+
+
+def test_fire_run_stops_when_converged_and_two_ranks_agree(tmp_path):
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
+    atoms.rattle(0.2, seed=2)
+    runs = {}
+    for n in (1, 2) if MPIEXEC else (1,):
+        d = tmp_path / f"r{n}"
+        d.mkdir()
+        f = _setup(d, integrator="fire", steps=2000, atoms=atoms)
+        f.write_text(f.read_text().replace("skin = 0.5", "skin = 0.5\nfmax = 1e-3"))
+        if n == 1:
+            assert main(["run", str(f), "-q"]) == 0
+        else:
+            subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(f), "-q"],
+                           check=True, timeout=300, capture_output=True)
+        runs[n] = np.loadtxt(d / "out" / "thermo.log"), np.load(d / "out" / "restart.npz")
+    t, r = runs[1]
+    assert t[-1, 0] < 2000 and np.sqrt((r["forces"] ** 2).sum(axis=1)).max() < 1e-3  # stopped early, converged
+    assert t[-1, 3] < t[0, 3]  # energy went down
+    if 2 in runs:
+        np.testing.assert_allclose(runs[2][0][:, 3], t[:, 3], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(runs[2][1]["positions"], r["positions"], rtol=0, atol=1e-8)

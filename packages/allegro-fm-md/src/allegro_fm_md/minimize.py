@@ -119,3 +119,20 @@ def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: boo
     opt = AseFIRE(target, logfile=None)
     converged = bool(opt.run(fmax=fmax, steps=steps))
     return a, converged
+
+
+class FIREIntegrator:
+    """FIRE as a Simulation integrator (run file ``integrator = "fire"``): one FIRE move per step; the run
+    stops early once every force is below ``fmax`` (eV/A). The T column of the thermo log then shows FIRE's
+    fictitious velocities, not a temperature."""
+
+    def __init__(self, fmax: float = 0.05, **fire_kwargs):
+        self.fire, self.fmax, self.dt_fs = FIRE(**fire_kwargs), float(fmax), 0.0
+
+    def step(self, state, evaluator):
+        self.fire.step(state, evaluator)
+        state.step += 1
+        return state
+
+    def converged(self, state) -> bool:
+        return FIRE.fmax(state) < self.fmax

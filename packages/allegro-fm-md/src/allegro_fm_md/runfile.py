@@ -8,7 +8,8 @@
     model = "allegro-fm-mini"    # allegro: a shipped model's name, or a checkpoint / .nequip.zip path
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<local rank> is chosen)
     [run]
-    integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain)
+    integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation, positions only)
+    fmax = 0.05                  # fire: stop when every force is below this (eV/A); steps = the most FIRE steps
     dt_fs = 1.0
     steps = 1000
     temperature_K = 300.0        # initial velocities (Maxwell-Boltzmann) and Langevin target
@@ -70,6 +71,7 @@ class RunSpec:
     temperature_end_K: float | None = None
     friction_per_fs: float = 0.01
     tdamp_fs: float = 100.0
+    fmax: float = 0.05
     pressure_GPa: float | None = None
     compressibility_per_GPa: float = 0.02
     taup_fs: float = 1000.0
@@ -222,8 +224,12 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
         temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
         integ = NoseHooverChain(r.dt_fs, temp, tdamp_fs=r.tdamp_fs)
+    elif r.integrator == "fire":
+        from .minimize import FIREIntegrator
+
+        integ = FIREIntegrator(fmax=r.fmax)
     else:
-        raise ValueError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc")
+        raise ValueError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc, fire")
     if r.pressure_GPa is not None:
         if r.integrator == "nve" or r.deform_axis:
             raise ValueError("pressure_GPa (NPT) needs integrator = langevin or nhc and no deformation")

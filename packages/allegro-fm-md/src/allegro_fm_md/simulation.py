@@ -300,11 +300,16 @@ class Simulation:
                     self._log(self._thermo_row(rate))
                 if self.trajectory_every and self.state.step % self.trajectory_every == 0:
                     self._write_frame()
-                if self.state.step % self.restart_every == 0:
+                done = hasattr(self.integrator, "converged") and self.integrator.converged(self.state)  # minimisers
+                if self.state.step % self.restart_every == 0 or done:
                     # rebuild and recompute here, so that a run resumed from this file is identical
                     self.evaluator.invalidate()
                     self.evaluator.update(self.state)
                     self.write_restart()
+                if done:
+                    if self.state.step % self.thermo_every:
+                        self._log(self._thermo_row(n * (self.state.step - s0) / max(time.perf_counter() - t0, 1e-12)))
+                    break
         finally:
             if bar is not None:
                 bar.close()
