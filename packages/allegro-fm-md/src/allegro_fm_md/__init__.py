@@ -3,21 +3,18 @@
 In progress (issue #4). What exists:
 
 - ``build_edges``, ``VerletList``: numba cell lists over local + ghost atoms with a Verlet skin (neighbor.py)
-- ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
 - ``periodic_halo``, ``fold_forces``, ``wrap``: periodic images as ghosts on one rank (ghosts.py)
-
-- ``ForceEvaluator``, ``State``, ``VelocityVerlet``: ``Langevin``: one-rank forces, NVE and NVT (forces.py, integrators.py)
-- ``Simulation``: thermo log, restart files, guards on one rank (simulation.py)
-- ``Decomposition``, ``GhostExchange``, ``DistributedForceEvaluator``: MPI spatial decomposition (comm.py)
-
+- ``Decomposition``, ``GhostExchange``: MPI spatial decomposition, ghost exchange, migration (comm.py)
+- ``ForceEvaluator``, ``DistributedForceEvaluator``: where forces are computed, one rank or MPI (forces.py)
+- ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
+- ``State``, ``VelocityVerlet``, ``Langevin``, ``NoseHooverChain``, ``CRescaleNPT``, ``UniaxialDeformation``
+  (integrators.py); ``FIRE``, ``FIREIntegrator``, ``relax_cell``, ``EngineCalculator`` (minimize.py)
+- ``Simulation``: thermo log, restart files, guards, trajectories, one rank or MPI; ``RankFailure``,
+  ``abort_all``: a failing rank stops every rank with its name and step (simulation.py, trajectory.py)
 - ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py)
+- ``radial_distribution``: g(r) and coordination numbers, ``allegro-fm-md rdf`` (analysis.py)
 
-- ``NoseHooverChain``, ``UniaxialDeformation``: NVT by a thermostat chain, tensile deformation (integrators.py)
-- ``radial_distribution``: g(r) and coordination numbers (analysis.py)
-
-- ``CRescaleNPT``: NPT; ``FIRE``, ``relax_cell``, ``EngineCalculator``: minimisation (minimize.py)
-
-Not yet: anisotropic NPT, dead-rank handling, benchmarks.
+Not yet: anisotropic NPT, the LAMMPS benchmark peer.
 """
 
 from .__about__ import __version__
@@ -26,14 +23,15 @@ from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
 from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
-from .minimize import FIRE, EngineCalculator, relax_cell
+from .minimize import FIRE, EngineCalculator, FIREIntegrator, relax_cell
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
 from .runfile import RunFile, run
-from .simulation import Simulation, SimulationError
+from .simulation import RankFailure, Simulation, SimulationError, abort_all
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
            "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
-           "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator"]
+           "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",
+           "FIREIntegrator", "RankFailure", "abort_all"]
