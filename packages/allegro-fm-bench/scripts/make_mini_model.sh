@@ -7,7 +7,7 @@
 # About 40 min of labelling and 30-60 min of training on 2 CPU cores. Every stage resumes when rerun.
 set -euo pipefail
 OUT=${1:-runs/mini}
-EPOCHS=${2:-60}
+EPOCHS=${2:-120}
 mkdir -p "$OUT"
 
 # 1. labels (the two parts are independent: one core each)
