@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from allegro_fm_md.scaling import pingpong
+from allegro_fm_md.scaling import project_weak_scaling as projection
 
 ROOT = Path(__file__).resolve().parents[3]
 STRUCTURE = ROOT / "examples" / "tobermorite-11a" / "tobermorite-11A.extxyz"
@@ -40,55 +42,12 @@ def _system(reps):
     return a
 
 
-class Timed:
-    """A potential wrapper that accumulates the wall time of ``compute`` (s)."""
-
-    def __init__(self, pot):
-        self.pot, self.seconds, self.calls = pot, 0.0, 0
-        self.cutoff, self.species = pot.cutoff, pot.species
-
-    def types_of(self, symbols):
-        return self.pot.types_of(symbols)
-
-    def compute(self, *args, **kw):
-        t = time.perf_counter()
-        r = self.pot.compute(*args, **kw)
-        self.seconds += time.perf_counter() - t
-        self.calls += 1
-        return r
-
-
 def engine_run(model: str, reps, steps: int, comm=None) -> dict:
     """Our engine (one rank or all ranks of ``comm``): atom-steps/s, model time fraction, halo sizes."""
-    from allegro_fm_md.comm import world
-    from allegro_fm_md.forces import DistributedForceEvaluator
-    from allegro_fm_md.integrators import State, VelocityVerlet
+    from allegro_fm_md.scaling import time_engine
     from allegro_fm_model import load_potential
 
-    comm = comm or world()
-    a = _system(reps)
-    pot = Timed(load_potential(model))
-    keep = slice(None) if comm.rank == 0 else slice(0, 0)
-    st = State(a.positions[keep].copy(), a.get_velocities()[keep].copy(), a.get_masses()[keep].copy(), np.array(a.cell),
-               a.pbc.copy(), ids=np.arange(len(a))[keep], types=pot.types_of(a.get_chemical_symbols())[keep])
-    ev = DistributedForceEvaluator(pot, comm, st.cell, skin=1.0)
-    ev.update(st)
-    integ = VelocityVerlet(0.5)
-    for _ in range(3):  # warm-up
-        integ.step(st, ev)
-    pot.seconds, pot.calls = 0.0, 0
-    if hasattr(comm, "Barrier"):
-        comm.Barrier()
-    t = time.perf_counter()
-    for _ in range(steps):
-        integ.step(st, ev)
-    if hasattr(comm, "Barrier"):
-        comm.Barrier()
-    wall = time.perf_counter() - t
-    n_ghost = len(ev._allpos) - len(st.positions)
-    return {"atoms": len(a), "ranks": comm.size, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall,
-            "model_s": comm.allreduce(pot.seconds) / comm.size, "local_atoms": len(st.positions), "ghost_atoms": n_ghost,
-            "step_s": wall / steps}
+    return time_engine(_system(reps), load_potential(model), steps, comm)
 
 
 def ase_run(model: str, reps, steps: int) -> dict:
@@ -106,24 +65,6 @@ def ase_run(model: str, reps, steps: int) -> dict:
     return {"atoms": len(a), "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall}
 
 
-def pingpong(comm, sizes=(8, 1 << 16, 1 << 20), reps: int = 50) -> dict:
-    """Half round-trip time (s) of mpi4py Send/Recv between ranks 0 and 1 for message sizes in bytes."""
-    out = {}
-    for n in sizes:
-        buf = np.zeros(n // 8)
-        comm.Barrier()
-        t = time.perf_counter()
-        for _ in range(reps):
-            if comm.rank == 0:
-                comm.Send(buf, dest=1)
-                comm.Recv(buf, source=1)
-            elif comm.rank == 1:
-                comm.Recv(buf, source=0)
-                comm.Send(buf, dest=0)
-        out[n] = (time.perf_counter() - t) / (2 * reps)
-    return out
-
-
 def mpi_main(args) -> None:
     """Run under mpiexec: the 2-rank weak-scaling point and the ping-pong; rank 0 writes JSON."""
     import torch
@@ -139,26 +80,6 @@ def mpi_main(args) -> None:
         r["pingpong_s"] = {str(k): v for k, v in pp.items()}
         r["ghosts_per_rank"] = ghosts
         Path(args.out).write_text(json.dumps(r))
-
-
-def projection(t1: float, t2: float, ghosts: float, latency: float, bandwidth: float, ranks) -> list[tuple[int, float]]:
-    """Weak-scaling efficiency t1 / t(P), built on the measured 2-rank step time t2 (s), which already holds
-    the ghost work and one direction of off-rank halo swaps (a 2x1x1 grid).
-
-    From P = 2 to a full 3-D grid, 2 more directions go off-rank: each costs, per step, 2 forward swaps
-    (positions) and 2 reverse swaps (forces) of ghosts/6 atoms x 24 B, i.e. 4 x (latency + bytes / bandwidth).
-    Allreduces (energy, virial, rebuild check) add 3 x latency x log2(P / 2). No contention is modelled.
-    """
-    swap = latency + 24.0 * ghosts / 6.0 / bandwidth
-    out = []
-    for p in ranks:
-        if p == 1:
-            out.append((1, 1.0))
-            continue
-        dims_off = 1 if p == 2 else (2 if p < 8 else 3)
-        t = t2 + 4 * (dims_off - 1) * swap + 3 * latency * np.log2(p / 2)
-        out.append((p, t1 / t))
-    return out
 
 
 def main() -> None:

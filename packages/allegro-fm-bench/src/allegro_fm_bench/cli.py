@@ -1,4 +1,5 @@
-"""``allegro-fm-bench`` command. Today: ``make-mini-data`` (the mini model's dataset); the paper's experiments are not implemented yet."""
+"""``allegro-fm-bench`` command: ``run all|EXPERIMENT`` (the paper's results as a report) and ``make-mini-data``
+(the mini model's dataset)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a few frames per stage (for tests)")
     p.add_argument("--only", nargs="*", default=(), help="pbe part: only these structures (to label in parallel processes)")
     p.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
+    from .experiments import EXPERIMENTS
+
+    r = sub.add_parser("run", help="run the paper's experiments and write report.md (+ PNG plots)")
+    r.add_argument("experiments", nargs="+", choices=["all", *EXPERIMENTS], metavar="EXPERIMENT",
+                   help=f"all, or any of: {', '.join(EXPERIMENTS)}")
+    r.add_argument("--model", default="allegro-fm-mini", help="a model file (.nequip.zip / .ckpt) or a shipped model's name")
+    r.add_argument("-o", "--outdir", default="runs/bench")
+    r.add_argument("--quick", action="store_true", help="CI-sized settings (all: < 20 min on 2 cores); default: the paper's")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.cmd == "run":
+        return _run(args)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
         import torch
@@ -33,6 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("molecular", "all"):
         make_molecular_part(args.outdir, st)
     return 0
+
+
+def _run(args) -> int:
+    """Run the chosen experiments in order; the report is rewritten after each one (a crash keeps the others)."""
+    from pathlib import Path
+
+    from .experiments import EXPERIMENTS, resolve_model, run_experiment
+    from .report import machine, write_report
+
+    names = list(EXPERIMENTS) if "all" in args.experiments else list(dict.fromkeys(args.experiments))
+    try:
+        model = resolve_model(args.model)
+    except ValueError as exc:
+        print(f"allegro-fm-bench: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    header = (f"Model `{model}`; {'quick (CI-sized)' if args.quick else 'paper'} settings; machine: {machine()}. "
+              "Each section puts the measured numbers next to the paper's.")
+    results = []
+    for name in names:
+        results.append(run_experiment(name, model, out, quick=args.quick))
+        write_report(results, out / "report.md", header)
+        print(f"{name}: {results[-1].status} ({results[-1].provenance.wall_s:.0f} s)", flush=True)
+    print(f"report: {out / 'report.md'}")
+    return 0 if all(r.status == "ok" for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ In progress (issue #4). What exists:
   ``abort_all``: a failing rank stops every rank with its name and step (simulation.py, trajectory.py)
 - ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py)
 - ``radial_distribution``: g(r) and coordination numbers, ``allegro-fm-md rdf`` (analysis.py)
+- ``time_engine``, ``pingpong``, ``project_weak_scaling``: scaling measurements and the many-rank model (scaling.py;
+  ``python -m allegro_fm_md.scaling`` is the MPI worker)
 
 Not yet: anisotropic NPT, the LAMMPS benchmark peer.
 """
@@ -26,7 +28,8 @@ from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, Uniaxial
 from .minimize import FIRE, EngineCalculator, FIREIntegrator, relax_cell
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse, PairResult
-from .runfile import RunFile, run
+from .runfile import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
+from .scaling import TimedPotential, mpiexec_path, pingpong, project_weak_scaling, time_engine
 from .simulation import RankFailure, Simulation, SimulationError, abort_all
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
@@ -34,4 +37,5 @@ __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacing
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
            "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",
-           "FIREIntegrator", "RankFailure", "abort_all"]
+           "FIREIntegrator", "RankFailure", "abort_all", "SystemSpec", "PotentialSpec", "RunSpec", "OutputSpec",
+           "TimedPotential", "time_engine", "pingpong", "project_weak_scaling", "mpiexec_path"]

@@ -20,7 +20,7 @@ from .neighbor import build_edges
 
 
 def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
-    """Frames of an H5MD file written by allegro-fm-md (.h5) or of anything ase.io reads."""
+    """Frames of an H5MD file written by allegro-fm-md (.h5; info["step"], info["time_fs"] set) or of anything ase.io reads."""
     path = Path(path)
     if path.suffix in (".h5", ".h5md", ".hdf5"):
         import h5py
@@ -31,10 +31,15 @@ def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
                 z = p["species"][()]
                 pos = p["position/value"][::every]
                 box = p["box/edges/value"][::every]
+                steps = p["position/step"][::every] if "step" in p["position"] else np.zeros(len(pos), int)
+                times = p["position/time"][::every] if "time" in p["position"] else np.zeros(len(pos))
                 pbc = [b == b"periodic" for b in p["box"].attrs["boundary"]]
         except (OSError, KeyError) as exc:
             raise ValueError(f"{path}: not a readable H5MD trajectory ({exc})") from exc
-        return [Atoms(numbers=z, positions=x, cell=c, pbc=pbc) for x, c in zip(pos, box)]
+        frames = [Atoms(numbers=z, positions=x, cell=c, pbc=pbc) for x, c in zip(pos, box)]
+        for a, st, t in zip(frames, steps, times):
+            a.info.update(step=int(st), time_fs=float(t))
+        return frames
     import ase.io
 
     return ase.io.read(path, f"::{every}")

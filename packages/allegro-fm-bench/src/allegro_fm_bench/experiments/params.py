@@ -21,3 +21,9 @@ def run() -> ParamsResult:
     from allegro_fm_model.model import count_parameters
 
     return ParamsResult(tuple((n, count_parameters(build_model(p)), p.paper_parameters) for n, p in PRESETS.items()))
+
+
+def experiment(ctx) -> tuple[str, list[str], dict]:
+    """Report-runner entry: the table (no model needed)."""
+    r = run()
+    return r.markdown(), [], {n: {"ours": o, "paper": p} for n, o, p in r.rows}
