@@ -32,19 +32,22 @@ def pbe_calculator(device: str = "cpu"):
         return SevenNetCalculator("7net-0", device=device)
 
 
-class WB97MD3BJ(Calculator):
-    """Molecular wB97M-D3(BJ) energy (eV) and forces (eV/A) from PySCF + dftd3; a cell, if any, is ignored."""
+class PySCFCalculator(Calculator):
+    """Molecular Kohn-Sham DFT energy (eV) and forces (eV/A) from PySCF, all-electron, with optional D3(BJ) from
+    ``dftd3``; a cell, if any, is ignored. ``xc``: a libxc name ("wb97m_v" with ``nlc=False`` is wB97M without
+    VV10, "pbe"); ``d3``: the dftd3 method name for rational damping ("wb97m", "pbe") or None. Forces are computed
+    only when asked for."""
 
     implemented_properties = ["energy", "forces"]
 
-    def __init__(self, basis: str = "def2-svp", charge: int = 0, spin: int | None = None, grid_level: int = 3,
-                 max_memory_mb: int = 4000, **kwargs):
+    def __init__(self, xc: str = "pbe", basis: str = "def2-svp", d3: str | None = None, nlc: bool = True, charge: int = 0,
+                 spin: int | None = None, grid_level: int = 3, max_memory_mb: int = 4000, **kwargs):
         super().__init__(**kwargs)
+        self.xc, self.d3, self.nlc = xc, d3, nlc
         self.basis, self.charge, self.spin, self.grid_level, self.max_memory_mb = basis, charge, spin, grid_level, max_memory_mb
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        from dftd3.interface import DispersionModel, RationalDampingParam
         from pyscf import dft, gto
 
         a = self.atoms
@@ -54,8 +57,9 @@ class WB97MD3BJ(Calculator):
         mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(a.get_chemical_symbols(), a.positions)], unit="Angstrom",
                     basis=self.basis, charge=self.charge, spin=spin, verbose=0, max_memory=self.max_memory_mb)
         mf = (dft.UKS if spin else dft.RKS)(mol)
-        mf.xc = "wb97m_v"
-        mf.nlc = False  # wB97M without VV10: dispersion comes from D3(BJ) below
+        mf.xc = self.xc
+        if not self.nlc:
+            mf.nlc = False
         mf.grids.level = self.grid_level
         mf.conv_tol = 1e-9
         e = mf.kernel()
@@ -63,8 +67,24 @@ class WB97MD3BJ(Calculator):
             mf = mf.newton()
             e = mf.kernel()
         if not mf.converged:
-            raise RuntimeError(f"SCF did not converge for {a.get_chemical_formula()}")
-        grad = mf.nuc_grad_method().kernel()
-        d3 = DispersionModel(mol.atom_charges(), mol.atom_coords()).get_dispersion(RationalDampingParam(method="wb97m"), grad=True)
-        self.results["energy"] = float((e + d3["energy"]) * Hartree)
-        self.results["forces"] = -(np.asarray(grad) + np.asarray(d3["gradient"])) * Hartree / Bohr
+            raise RuntimeError(f"SCF did not converge for {a.get_chemical_formula()} ({self.xc}/{self.basis})")
+        want_f = "forces" in properties
+        grad = np.asarray(mf.nuc_grad_method().kernel()) if want_f else 0.0
+        if self.d3:
+            from dftd3.interface import DispersionModel, RationalDampingParam
+
+            d3 = DispersionModel(mol.atom_charges(), mol.atom_coords()).get_dispersion(RationalDampingParam(method=self.d3),
+                                                                                      grad=want_f)
+            e = e + d3["energy"]
+            if want_f:
+                grad = grad + np.asarray(d3["gradient"])
+        self.results["energy"] = float(e * Hartree)
+        if want_f:
+            self.results["forces"] = -grad * Hartree / Bohr
+
+
+class WB97MD3BJ(PySCFCalculator):
+    """Molecular wB97M-D3(BJ) (wB97M without VV10, plus D3(BJ) with wB97M parameters): the OFF23/SPICE level."""
+
+    def __init__(self, basis: str = "def2-svp", **kwargs):
+        super().__init__(xc="wb97m_v", basis=basis, d3="wb97m", nlc=False, **kwargs)

@@ -176,9 +176,11 @@ def carbonic_acid_path(n_images: int = 9) -> list[Atoms]:
                                    (1.995, -0.180, 0), (-1.120, -1.637, 0)])
     p = Atoms("CO3H2", positions=[(0, 0, 0), (0, 1.16, 0), (2.95, -1.40, 0), (0, -1.16, 0),
                                    (3.37, -0.55, 0), (2.20, -1.92, 0)])
+    if n_images < 2:
+        raise ValueError("carbonic_acid_path needs n_images >= 2 (the two endpoints)")
     images = [r] + [r.copy() for _ in range(n_images - 2)] + [p]
-    neb = NEB(images, method="improvedtangent")
-    neb.interpolate("idpp")  # NEB(method=...) only matters for forces; unused here
+    if n_images > 2:
+        NEB(images).interpolate("idpp")
     return images
 
 
