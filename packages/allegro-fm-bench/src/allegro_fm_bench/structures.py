@@ -190,3 +190,92 @@ MOLECULES = ("H2O", "CO2", "CO", "H2", "CH4", "CH3OH", "HCOOH", "H2CO", "C2H6", 
 def small_molecules() -> list[Atoms]:
     """The H/C/O molecules of the mini dataset (ase.build.molecule geometries, G2 set)."""
     return [molecule(n) for n in MOLECULES]
+
+
+FORMAL_CHARGE = {"Ca": 2, "Si": 4, "O": -2, "H": 1, "C": 4}
+
+
+def csh_nanoparticle(radius_A: float = 12.0, crystal: Atoms | None = None) -> Atoms:
+    """A C-S-H nanoparticle: the atoms of a tobermorite 11 A supercell (``crystal``, default tobermorite_11a())
+    whose heavy atoms lie within ``radius_A`` of the supercell centre, plus the H atoms bonded to kept O atoms
+    (so OH groups and water stay whole). Non-periodic, centred at the origin. The paper cuts its particle
+    (1.2 nm) from amorphous C-S-H made with CLAYFF; this one is cut from the crystal. ``info["formal_charge"]``
+    is the net formal charge (Ca +2, Si +4, O -2, H +1, C +4) of the cut."""
+    base = crystal if crystal is not None else tobermorite_11a()
+    spacing = np.abs(np.linalg.det(base.cell)) / np.linalg.norm(np.cross(base.cell[[1, 2, 0]], base.cell[[2, 0, 1]]), axis=1)
+    reps = tuple(int(np.ceil((2 * radius_A + 6.0) / s)) for s in spacing)
+    sc = base * reps
+    centre = sc.cell.sum(axis=0) / 2
+    pos = sc.positions
+    sym = np.array(sc.get_chemical_symbols())
+    heavy = (sym != "H") & (np.linalg.norm(pos - centre, axis=1) <= radius_A)
+    keep = heavy.copy()
+    o_idx = np.flatnonzero(sym == "O")
+    for h in np.flatnonzero(sym == "H"):
+        d = sc.get_distances(h, o_idx, mic=True)
+        if heavy[o_idx[np.argmin(d)]] and d.min() < 1.25:
+            keep[h] = True
+    np_atoms = sc[keep]
+    np_atoms.positions -= centre
+    # unwrap: every kept atom is within radius + 1.25 A of the centre, far from the supercell faces
+    np_atoms.set_cell(None)
+    np_atoms.pbc = False
+    np_atoms.info["formal_charge"] = int(sum(FORMAL_CHARGE[x] for x in np_atoms.get_chemical_symbols()))
+    np_atoms.info["name"] = f"csh-np-r{radius_A:g}"
+    return np_atoms
+
+
+def nanoparticle_in_fluid(particle: Atoms, box_A: float, co2_fraction: float = 0.5, density_g_cc: float = 1.0,
+                          min_distance: float = 1.8, seed: int = 0) -> Atoms:
+    """``particle`` at the centre of a periodic cubic box of edge ``box_A`` filled with H2O and CO2 molecules
+    (``co2_fraction`` of the molecules are CO2) at ``density_g_cc`` in the volume the particle leaves free.
+    Molecules sit on a shuffled cubic lattice with random orientations, at least ``min_distance`` A from every
+    atom placed before (periodic); raises if the density cannot be packed."""
+    from ase.data import atomic_masses, atomic_numbers
+
+    rng = np.random.default_rng(seed)
+    box = Atoms(cell=[box_A] * 3, pbc=True)
+    p = particle.copy()
+    p.set_cell(box.cell)
+    p.pbc = True
+    p.positions += box_A / 2
+    r_np = float(np.linalg.norm(particle.positions, axis=1).max()) + min_distance
+    v_free = box_A ** 3 - 4.0 / 3.0 * np.pi * r_np ** 3
+    m_h2o = atomic_masses[atomic_numbers["H"]] * 2 + atomic_masses[atomic_numbers["O"]]
+    m_co2 = atomic_masses[atomic_numbers["C"]] + 2 * atomic_masses[atomic_numbers["O"]]
+    m_mean = co2_fraction * m_co2 + (1 - co2_fraction) * m_h2o
+    n_mol = int(round(density_g_cc * v_free / 1.66053906660 / m_mean))
+    n_co2 = int(round(co2_fraction * n_mol))
+    kinds = ["CO2"] * n_co2 + ["H2O"] * (n_mol - n_co2)
+    rng.shuffle(kinds)
+    n_side = int(np.ceil(1.3 * (box_A ** 3 / (v_free / max(n_mol, 1))) ** (1 / 3)))  # ~2x the sites needed
+    grid = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * box_A / n_side
+    grid = grid[np.linalg.norm(grid - box_A / 2, axis=1) > r_np]
+    rng.shuffle(grid)
+    placed = p.positions.copy()
+    out = p.copy()
+    templates = {"H2O": molecule("H2O"), "CO2": molecule("CO2")}
+    gi = 0
+    for kind in kinds:
+        ok = False
+        while gi < len(grid) and not ok:
+            site = grid[gi]
+            gi += 1
+            for _ in range(30):
+                m = templates[kind].copy()
+                m.rotate(rng.normal(size=3), rng.uniform(0, 360), center="COM")
+                m.positions += site - m.get_center_of_mass()
+                d = m.positions[:, None, :] - placed[None, :, :]
+                d -= box_A * np.round(d / box_A)
+                if np.sqrt((d ** 2).sum(-1)).min() >= min_distance:
+                    out += m
+                    placed = np.concatenate([placed, m.positions])
+                    ok = True
+                    break
+        if not ok:
+            raise ValueError(f"nanoparticle_in_fluid: cannot pack {n_mol} molecules at {density_g_cc} g/cc in a {box_A} A box "
+                             f"(min distance {min_distance} A): placed {len(out) - len(p)} atoms' worth")
+    out.wrap()
+    out.info["name"] = f"{particle.info.get('name', 'np')}-in-H2O-CO2"
+    out.info.update(n_h2o=n_mol - n_co2, n_co2=n_co2, particle_atoms=len(p))
+    return out

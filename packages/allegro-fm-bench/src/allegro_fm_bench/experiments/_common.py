@@ -75,7 +75,7 @@ def relaxed_t11(ctx: Context):
 def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, dt_fs: float = 0.5,
        temperature_K: float = 300.0, temperature_end_K: float | None = None, tdamp_fs: float = 50.0, friction_per_fs: float = 0.01,
        deform_axis: str = "", strain_rate_per_fs: float = 0.0, thermo_every: int = 10, trajectory_every: int = 20,
-       restart_from: str = "", progress: bool = True, seed: int = 0) -> Path:
+       restart_from: str = "", progress: bool = True, seed: int = 0, fmax: float = 0.05) -> Path:
     """One allegro-fm-md run (one rank) of ``atoms`` with the context's model, in ctx.outdir/name; returns that folder."""
     import ase.io
     from allegro_fm_md import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
@@ -87,11 +87,26 @@ def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, d
     rf = RunFile(SystemSpec(str(structure)), PotentialSpec(kind="allegro", model=ctx.model),
                  RunSpec(integrator=integrator, dt_fs=dt_fs, steps=steps, temperature_K=temperature_K,
                          temperature_end_K=temperature_end_K, tdamp_fs=tdamp_fs, friction_per_fs=friction_per_fs, deform_axis=deform_axis,
-                         strain_rate_per_fs=strain_rate_per_fs, seed=seed, min_distance=0.5),
+                         strain_rate_per_fs=strain_rate_per_fs, seed=seed, min_distance=0.5, fmax=fmax),
                  OutputSpec(dir=str(d), thermo_every=thermo_every, trajectory_every=trajectory_every,
                             restart_every=max(steps // 4, 1), restart_from=restart_from))
     run(rf, progress=progress, overwrite=True)
     return d
+
+
+def final_atoms(run_dir: str | Path):
+    """The last state of an allegro-fm-md run (its restart.npz) as ase.Atoms in atom-id order (positions A,
+    velocities in ASE units, cell, element types from the run's start.extxyz)."""
+    import ase.io
+
+    start = ase.io.read(Path(run_dir) / "start.extxyz")
+    with np.load(Path(run_dir) / "restart.npz") as z:
+        order = np.argsort(z["ids"])
+        a = start.copy()
+        a.positions = z["positions"][order]
+        a.set_velocities(z["velocities"][order])
+        a.cell = z["cell"]
+    return a
 
 
 def read_thermo(path: str | Path) -> dict[str, np.ndarray]:
