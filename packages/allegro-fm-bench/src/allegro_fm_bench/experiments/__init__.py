@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..report import ExperimentResult, provenance
 from ._common import Context
+from .transition1x import Skipped
 
 #: name -> (title, module); the order of the report
 EXPERIMENTS: dict[str, tuple[str, str]] = {
@@ -61,6 +62,8 @@ def run_experiment(name: str, model: str, outdir: str | Path, quick: bool = Fals
         mod = importlib.import_module(f"{__name__}.{module}")
         text, plots, data = mod.experiment(ctx)
         status = "ok"
+    except Skipped as exc:
+        text, plots, data, status = f"Skipped: {exc}\n", [], {}, f"skipped: {exc}"
     except Exception as exc:  # noqa: BLE001 - one failed experiment must not lose the others' results
         log.error("experiment %s failed:\n%s", name, traceback.format_exc())
         text, plots, data, status = f"The experiment stopped with an error: `{type(exc).__name__}: {exc}`\n", [], {}, \

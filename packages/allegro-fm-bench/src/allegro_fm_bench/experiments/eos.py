@@ -41,8 +41,8 @@ class EOSResult:
 
 
 def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax: float = 0.02,
-        steps: int = 1500, max_rounds: int = 3) -> tuple[EOSResult, str]:
-    """E(V) of the model-relaxed T11 cell; returns the result and the path of eos.png.
+        steps: int = 1500, max_rounds: int = 3, atoms=None) -> tuple[EOSResult, str]:
+    """E(V) of the model-relaxed T11 cell (or of ``atoms``, relaxed here); returns the result and the path of eos.png.
 
     A flexible hydrate has many nearby minima (water and OH orientations): a relaxation at one volume can fall
     into a basin lower than the one the scan started from. So each volume keeps the lowest energy found, and
@@ -51,8 +51,11 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
     from ase import units
     from ase.eos import EquationOfState
 
-    base = relaxed_t11(ctx)
     calc = ctx.calculator()
+    if atoms is None:
+        base = relaxed_t11(ctx)
+    else:  # another structure (tests): relaxed here the same way
+        base, _, _ = relax(relax(atoms, calc, fmax, steps, what="positions")[0], calc, fmax, steps, cell=True, what="cell")
     v_ref = base.get_volume()
     targets = [v_ref * (1 + x) for x in strains]
     best: list = [None] * len(targets)  # lowest-energy relaxed structure found at each volume
@@ -82,7 +85,7 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
     ax.plot(vv, [eos.func(v, *eos.eos_parameters) for v in vv], "-", label=f"Birch-Murnaghan, B0 = {b / units.GPa:.1f} GPa")
     ax.set_xlabel("volume (A^3)")
     ax.set_ylabel("energy (eV)")
-    ax.set_title(f"tobermorite 11 A, {len(base)} atoms")
+    ax.set_title(f"{base.get_chemical_formula()}, {len(base)} atoms")
     ax.legend()
     fig.tight_layout()
     plot = ctx.outdir / "eos.png"

@@ -30,34 +30,38 @@ def _first_peak(rdf, pair):
 
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
-    """Run the NVT trajectory and return (markdown, plots, data)."""
+    """Run the NVT trajectory of T11 2 x 2 x 1 and return (markdown, plots, data)."""
+    eq, prod = (100, 200) if ctx.quick else (480, 1440)  # steps of 0.5 fs: paper 0.24 ps + 0.72 ps
+    return run(ctx, relaxed_t11(ctx) * (2, 2, 1), eq, prod, 10 if ctx.quick else 20)
+
+
+def run(ctx: Context, t11, eq: int, prod: int, every: int, pairs=PAIRS) -> tuple[str, list[str], dict]:
+    """NVT at 300 K of ``t11`` (any periodic structure): ``eq`` steps of equilibration, g(r) averaged over ``prod``
+    steps sampled every ``every`` steps; returns (markdown, plots, data)."""
     import numpy as np
     from allegro_fm_md import radial_distribution, read_frames
     from allegro_fm_md.analysis import plot_rdf
 
-    eq, prod = (100, 200) if ctx.quick else (480, 1440)  # steps of 0.5 fs: paper 0.24 ps + 0.72 ps
-    every = 10 if ctx.quick else 20
-    t11 = relaxed_t11(ctx) * (2, 2, 1)
     d = md(ctx, t11, "nvt-300K", integrator="langevin", friction_per_fs=0.02, steps=eq + prod, trajectory_every=every)
     frames = read_frames(d / "trajectory.h5")
     prod_frames = [f for f in frames if f.info.get("step", 0) >= eq] or frames[eq // every:]
-    rdf = radial_distribution(prod_frames, r_max=6.0, bins=240, pairs=PAIRS)
-    ref = radial_distribution([t11], r_max=6.0, bins=240, pairs=PAIRS)
+    rdf = radial_distribution(prod_frames, r_max=6.0, bins=240, pairs=pairs)
+    ref = radial_distribution([t11], r_max=6.0, bins=240, pairs=pairs)
     plot = ctx.outdir / "gr.png"
-    plot_rdf(rdf, plot, title=f"T11 300 K NVT, {len(t11)} atoms, {len(prod_frames)} frames")
+    plot_rdf(rdf, plot, title=f"{t11.get_chemical_formula()} 300 K NVT, {len(t11)} atoms, {len(prod_frames)} frames")
     th = read_thermo(d / "thermo.log")
     sel = th["step"] >= eq
     t_mean, t_std = float(th["T_K"][sel].mean()), float(th["T_K"][sel].std())
     rows = ["| pair | first peak (A), 300 K | CN (r_cut A), 300 K | first peak (A), 0 K model crystal | CN, 0 K | crystal structure (A) |",
             "|---|---|---|---|---|---|"]
     data = {}
-    for p in PAIRS:
+    for p in pairs:
         r1, cn, rc = _first_peak(rdf, p)
         r0, cn0, _ = _first_peak(ref, p)
         data[f"{p[0]}-{p[1]}"] = {"peak_A": r1, "cn": cn, "r_cut_A": rc, "peak_0K_A": r0, "cn_0K": cn0}
         cr = CRYSTAL.get(p, "")
         rows.append(f"| {p[0]}-{p[1]} | {r1:.2f} | {cn:.2f} ({rc:.2f}) | {r0:.2f} | {cn0:.2f} | {cr} |")
-    text = (f"T11 {len(t11)} atoms, NVT (Langevin, 0.02 /fs) 300 K, dt 0.5 fs, {eq} steps equilibration + {prod} steps "
+    text = (f"{t11.get_chemical_formula()} ({len(t11)} atoms), NVT (Langevin, 0.02 /fs) 300 K, dt 0.5 fs, {eq} steps equilibration + {prod} steps "
             f"averaged ({len(prod_frames)} frames); <T> = {t_mean:.0f} +- {t_std:.0f} K. Paper: Fig. 2 (curves; Allegro-FM "
             "and QMD agree). CN: neighbours of the second element around the first within r_cut (first minimum of g).\n\n"
             + "\n".join(rows) + "\n")

@@ -1,0 +1,219 @@
+"""The paper's experiments on tiny systems: each module's physics and bookkeeping, with the shipped mini model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from allegro_fm_bench import structures as S
+from allegro_fm_bench.experiments import resolve_model, run_experiment
+from allegro_fm_bench.experiments._common import Context
+
+SHARED_T1X = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "transition1x_sample"
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench")
+    return Context(resolve_model("allegro-fm-mini"), d / "exp", True, d / "cache")
+
+
+def test_eos_of_portlandite_is_convex_with_positive_bulk_modulus(ctx):
+    from allegro_fm_bench.experiments import eos
+
+    ctx.outdir.mkdir(parents=True, exist_ok=True)
+    r, plot = eos.run(ctx, strains=(-0.04, -0.02, 0.0, 0.02, 0.04), fmax=0.05, steps=500, atoms=S.portlandite())
+    assert Path(plot).exists()
+    assert r.energies[2] < r.energies[0] and r.energies[2] < r.energies[4]  # a minimum inside the scanned range
+    assert 5 < r.bulk_modulus < 200  # GPa; portlandite: 30-40 GPa measured (the mini model is a demonstration model)
+    assert min(r.volumes) < r.v0 < max(r.volumes)
+
+
+def test_gr_of_portlandite_at_300K_keeps_its_bonds(ctx):
+    """NVT with allegro-fm-md, then g(r): O-H 0.97 A (1 H per O), Ca octahedrally coordinated by O."""
+    from allegro_fm_bench.experiments import gr
+
+    ctx.outdir.mkdir(parents=True, exist_ok=True)
+    text, plots, data = gr.run(ctx, S.portlandite() * (4, 4, 3), 10, 20, 5, pairs=(("H", "O"), ("Ca", "O")))
+    assert (ctx.outdir.parent / plots[0]).exists() and "| H-O |" in text
+    assert data["H-O"]["peak_A"] == pytest.approx(0.97, abs=0.05) and data["H-O"]["cn"] == pytest.approx(1.0, abs=0.05)
+    assert data["Ca-O"]["peak_A"] == pytest.approx(2.37, abs=0.12) and data["Ca-O"]["cn"] == pytest.approx(6.0, abs=0.3)
+    assert data["frames"] == 5
+
+
+def test_tensile_analysis_and_fracture_plane():
+    from allegro_fm_bench.experiments.tensile import analyse, fracture_plane
+
+    strain = np.linspace(0, 0.25, 101)
+    stress = np.where(strain < 0.15, 40 * strain, 0.2)  # linear to 6 GPa at 0.15, then broken
+    a = analyse(strain, stress, window=1)
+    assert a["yield_strain"] == pytest.approx(0.1475, abs=3e-3) and a["fracture_strain"] == pytest.approx(0.15, abs=3e-3)
+    t = S.tobermorite_11a() * (1, 1, 2)
+    frac = t.get_scaled_positions()
+    t.positions[frac[:, 2] > 0.5] += 0.5 * t.cell[2] * 0.2  # open a 0.1 c gap at z = 0.5 (and its image at 1.0)
+    t.set_cell(t.cell * [1, 1, 1.1], scale_atoms=False)
+    z, gap, near = fracture_plane(t)
+    assert gap > 4.0 and ("Ca" in near or "O" in near)
+
+
+def test_nanoparticle_in_fluid_density_spacing_and_species():
+    from allegro_fm_bench.experiments.carbonation import species
+    from ase import Atoms
+    from ase.geometry import get_distances
+
+    p = S.csh_nanoparticle(6.0)
+    assert {"Ca", "Si", "O", "H"} == set(p.get_chemical_symbols())
+    assert np.linalg.norm(p.positions, axis=1).max() < 6.0 + 1.3
+    box = S.nanoparticle_in_fluid(p, 22.0, seed=1)
+    assert box.info["n_co2"] == box.info["n_h2o"] or abs(box.info["n_co2"] - box.info["n_h2o"]) <= 1
+    fluid = box[len(p):]
+    r_np = np.linalg.norm(p.positions, axis=1).max() + 1.8
+    v_free = 22.0 ** 3 - 4 / 3 * np.pi * r_np ** 3
+    assert fluid.get_masses().sum() / v_free * 1.66054 == pytest.approx(1.0, abs=0.03)  # g/cc
+    _, d = get_distances(box.positions, cell=box.cell, pbc=True)
+    mol = np.repeat(np.arange(len(fluid) // 3), 3)  # 3-atom molecules after the particle
+    same = np.zeros_like(d, bool)
+    k = len(p)
+    same[k:, k:] = mol[:, None] == mol[None, :]
+    same[:k, :k] = True
+    assert d[~same].min() >= 1.8 - 1e-6
+    # a carbonate, a bicarbonate and a CO2 in a box: counted as such
+    co3 = Atoms("CO3", positions=[(0, 0, 0), (1.28, 0, 0), (-0.64, 1.11, 0), (-0.64, -1.11, 0)])
+    hco3 = co3.copy()
+    hco3 += Atoms("H", positions=[(2.2, 0.3, 0)])
+    hco3.positions += 6
+    co2 = Atoms("CO2", positions=[(12, 12, 12), (13.16, 12, 12), (10.84, 12, 12)])
+    ca = Atoms("CaSi", positions=[(3, 12, 3), (3, 14, 3)])
+    s = ca + co3 + hco3 + co2
+    s.set_cell([18] * 3)
+    s.pbc = True
+    c = species(s, 2, 1.0)
+    assert (c["CO3"], c["HCO3"], c["H2CO3"]) == (1, 1, 0)
+
+
+def test_neb_water_rotation_keeps_the_molecule_and_pbe_forces_are_gradients():
+    from allegro_fm_bench.experiments.neb import rotated_water
+    from allegro_fm_bench.labelling import PySCFCalculator
+    from ase import Atoms
+
+    p = S.carbonic_acid_path(2)[-1]
+    q = rotated_water(p)
+    w = [2, 4, 5]
+    assert np.allclose(p[w].get_all_distances(), q[w].get_all_distances(), atol=1e-9)
+    assert abs(q.positions[[4, 5], 2]).max() > 0.3  # out of the molecular plane
+    h2 = Atoms("H2", positions=[(0, 0, 0), (0, 0, 0.74)])
+    h2.calc = PySCFCalculator(xc="pbe", basis="def2-svp")
+    f = h2.get_forces()[1, 2]
+    e = []
+    for dz in (-1e-3, 1e-3):
+        x = h2.copy()
+        x.positions[1, 2] += dz
+        x.calc = PySCFCalculator(xc="pbe", basis="def2-svp")
+        e.append(x.get_potential_energy())
+    assert f == pytest.approx(-(e[1] - e[0]) / 2e-3, abs=2e-3)
+
+
+def test_transition1x_hdf5_errors_vanish_for_self_labels(ctx, tmp_path):
+    """An HDF5 in the dataset's layout labelled with the model itself plus per-element offsets: the evaluation must
+    find zero energy/force/barrier errors and recover the offsets."""
+    import h5py
+    from allegro_fm_bench.experiments.transition1x import LEVEL, evaluate_hdf5
+    from allegro_fm_model import AllegroFMCalculator
+
+    pot = ctx.potential()
+    calc = AllegroFMCalculator(pot)
+    offset = {1: -13.6, 6: -1029.4, 8: -2041.8}
+    band = S.carbonic_acid_path(5)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "t1x.h5"
+    with h5py.File(path, "w") as h5:
+        for name, images in (("rxn0", band), ("rxn1", [b.copy() for b in band])):
+            for b in images:
+                b.positions += rng.normal(0, 0.01, b.positions.shape)
+            z = images[0].numbers
+            es, fs = [], []
+            for b in images:
+                b.calc = calc
+                es.append(b.get_potential_energy() + sum(offset[int(x)] for x in z))
+                fs.append(b.get_forces())
+            g = h5.create_group(f"test/CH2O3/{name}")
+            g["atomic_numbers"] = z
+            g["positions"] = np.array([b.positions for b in images])
+            g[f"{LEVEL}.energy"] = np.array(es)
+            g[f"{LEVEL}.forces"] = np.array(fs)
+            k = int(np.argmax(es))
+            for sub, i in (("reactant", 0), ("product", len(images) - 1), ("transition_state", k)):
+                s = g.create_group(sub)
+                s["positions"] = g["positions"][()][i:i + 1]
+                s[f"{LEVEL}.energy"] = np.array(es[i:i + 1])
+                s[f"{LEVEL}.forces"] = np.array(fs[i:i + 1])
+    r = evaluate_hdf5(path, pot, calc)
+    assert r["configurations"] == 10
+    assert r["energy_rmse_meV_atom"] < 1e-3 and r["force_rmse_meV_A"] < 1e-3
+    assert r["barrier_mae_eV"] < 1e-6
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as h5:
+        h5.create_group("test/X/rxn0")["atomic_numbers"] = [1]
+    with pytest.raises(ValueError, match="not the Transition1x layout"):
+        evaluate_hdf5(bad, pot, calc)
+
+
+def test_transition1x_skips_without_data_and_on_unknown_elements(ctx, tmp_path, monkeypatch):
+    from allegro_fm_bench.experiments.transition1x import Skipped, find_data
+
+    monkeypatch.delenv("ALLEGRO_FM_TRANSITION1X", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Skipped, match="no Transition1x data"):
+        find_data()
+    r = run_experiment("transition1x", "allegro-fm-mini", tmp_path / "out", quick=True)
+    assert r.status.startswith("skipped")
+
+
+@pytest.mark.skipif(not SHARED_T1X.exists(), reason="../shared/data/transition1x_sample is absent")
+def test_transition1x_sample_lists_reactions_with_nitrogen_as_skipped(ctx, tmp_path):
+    from allegro_fm_bench.experiments.transition1x import evaluate_endpoints
+    from allegro_fm_model import AllegroFMCalculator
+
+    pot = ctx.potential()
+    r = evaluate_endpoints(SHARED_T1X, pot, AllegroFMCalculator(pot), steps=5)
+    assert len(r["reactions_skipped"]) == 7  # every reaction with N: the mini model knows H, C, O, Si, Ca
+    (row,) = r["reactions"]
+    assert row["reaction"] == "C2H4O/rxn0722" and row["dft_barrier_eV"] == pytest.approx(3.536, abs=1e-3)
+
+
+def test_scaling_point_one_rank(ctx):
+    import ase.io
+    from allegro_fm_bench.experiments.scaling import measure
+    from allegro_fm_md import project_weak_scaling
+
+    ctx.outdir.mkdir(parents=True, exist_ok=True)
+    f = ctx.outdir / "t11.extxyz"
+    ase.io.write(f, S.tobermorite_11a())
+    r = measure(ctx, str(f), 1, (2, 2, 1), 2, "test")
+    assert r["atoms"] == 352 and r["ranks"] == 1 and r["step_s"] > 0 and 0 < r["model_s"] <= r["wall_s"]
+    proj = dict(project_weak_scaling(1.0, 1.05, 2000, 2e-6, 1e10, [1, 2, 100, 100_000]))
+    assert proj[1] == 1.0 and proj[2] == pytest.approx(1 / 1.05) and proj[100_000] < proj[100] < proj[2]
+
+
+def test_run_cli_writes_the_report_and_rejects_unknown_models(tmp_path):
+    from allegro_fm_bench.cli import main
+
+    assert main(["run", "params", "-o", str(tmp_path)]) == 0
+    rep = (tmp_path / "report.md").read_text()
+    assert "| FM64 | 44,464 | 44,400 |" in rep and "sha256" in rep
+    res = json.loads((tmp_path / "params" / "result.json").read_text())
+    assert res["status"] == "ok" and res["data"]["FM256"]["paper"] == 690000
+    assert main(["run", "params", "--model", str(tmp_path / "nope.nequip.zip"), "-o", str(tmp_path)]) == 2
+
+
+def test_a_failing_experiment_is_reported_not_raised(tmp_path, monkeypatch):
+    from allegro_fm_bench.experiments import eos
+
+    def boom(ctx):
+        raise RuntimeError("relaxation did not converge")
+
+    monkeypatch.setattr(eos, "experiment", boom)
+    r = run_experiment("eos", "allegro-fm-mini", tmp_path, quick=True)
+    assert r.status == "failed: RuntimeError: relaxation did not converge" and r.provenance.model_sha256
