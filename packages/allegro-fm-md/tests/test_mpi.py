@@ -6,6 +6,7 @@ boundaries many times: migration, ghost exchange and reverse force communication
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -55,16 +56,22 @@ def test_n_ranks_equal_one_rank(n, one_rank, tmp_path):
     assert np.abs(r["etot"] - one_rank["etot"]).max() < 1e-9
 
 
+#: ALLEGRO_FM_LONG_MPI=1: the issue's full check (1000 steps, 2/4/8 ranks; ~10 min here); CI runs 60 steps on 2/4
+LONG = os.environ.get("ALLEGRO_FM_LONG_MPI") == "1"
+
+
 def test_allegro_model_n_ranks_equal_one_rank(tmp_path):
-    """The same exactness with a (tiny, float64) Allegro-FM model: edges centred on local atoms only."""
+    """The same exactness with a (tiny, float64) Allegro-FM model: edges centred on local atoms only; the
+    triclinic CaO crystal drifts ~20 A in 1000 steps, so atoms cross rank boundaries in the long run."""
     pytest.importorskip("allegro_fm_model")
-    ref = _run(1, tmp_path, 60, "allegro")
-    for n in (2, 4):
-        r = _run(n, tmp_path, 60, "allegro")
+    steps = 1000 if LONG else 60
+    ref = _run(1, tmp_path, steps, "allegro")
+    for n in (2, 4, 8) if LONG else (2, 4):
+        r = _run(n, tmp_path, steps, "allegro")
         d = r["positions"] - ref["positions"]
         frac = d @ np.linalg.inv(ref["cell"])
         d = (frac - np.round(frac)) @ ref["cell"]
-        print(f"Allegro, {n} ranks: max |dx| {np.abs(d).max():.1e} A, max |dF| {np.abs(r['forces'] - ref['forces']).max():.1e} eV/A")
+        print(f"Allegro, {n} ranks, {steps} steps, {r['builds']} list builds: max |dx| {np.abs(d).max():.1e} A, max |dF| {np.abs(r['forces'] - ref['forces']).max():.1e} eV/A")
         assert np.prod(r["grid"]) == n
         assert np.abs(d).max() < 1e-9 and np.abs(r["forces"] - ref["forces"]).max() < 1e-9
         assert np.abs(r["etot"] - ref["etot"]).max() < 1e-9
