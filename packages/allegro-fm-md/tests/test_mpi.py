@@ -71,7 +71,8 @@ def test_allegro_model_n_ranks_equal_one_rank(tmp_path):
         d = r["positions"] - ref["positions"]
         frac = d @ np.linalg.inv(ref["cell"])
         d = (frac - np.round(frac)) @ ref["cell"]
-        print(f"Allegro, {n} ranks, {steps} steps, {r['builds']} list builds: max |dx| {np.abs(d).max():.1e} A, max |dF| {np.abs(r['forces'] - ref['forces']).max():.1e} eV/A")
+        print(f"Allegro, {n} ranks, {steps} steps, {r['builds']} list builds:"
+              f" max |dx| {np.abs(d).max():.1e} A, max |dF| {np.abs(r['forces'] - ref['forces']).max():.1e} eV/A")
         assert np.prod(r["grid"]) == n
         assert np.abs(d).max() < 1e-9 and np.abs(r["forces"] - ref["forces"]).max() < 1e-9
         assert np.abs(r["etot"] - ref["etot"]).max() < 1e-9
