@@ -176,3 +176,37 @@ def test_fire_run_stops_when_converged_and_two_ranks_agree(tmp_path):
     if 2 in runs:
         np.testing.assert_allclose(runs[2][0][:, 3], t[:, 3], rtol=0, atol=1e-9)
         np.testing.assert_allclose(runs[2][1]["positions"], r["positions"], rtol=0, atol=1e-8)
+
+
+def test_cell_relaxation_from_the_run_file_reaches_zero_stress(tmp_path, capsys):
+    """LJ argon strained 4 %: FIRE on positions + cell ends at zero stress, the LJ fcc minimum, written atomically;
+    more than one rank and overlapping atoms are refused before any step."""
+    from allegro_fm_md import run
+    from ase import units
+
+    ase.io.write(tmp_path / "ar.extxyz", bulk("Ar", "fcc", a=5.26 * 1.04, cubic=True))
+    toml = RUN.format(integrator="fire", steps=400).replace("dt_fs = 4.0", "relax_cell = true\nfmax = 0.001\ndt_fs = 4.0")
+    (tmp_path / "run.toml").write_text(toml)
+    assert main(["run", str(tmp_path / "run.toml"), "-q"]) == 0
+    assert "cell relaxation converged" in capsys.readouterr().out
+    a = ase.io.read(tmp_path / "out" / "relaxed.extxyz")
+    assert len(a) == 108 and a.info["converged"]
+    a0 = ase.io.read(tmp_path / "ar.extxyz")
+    assert np.allclose(a0.cell.lengths(), 5.26 * 1.04)  # the input is never modified
+    from allegro_fm_md import EngineCalculator, LennardJones
+
+    a.calc = EngineCalculator(LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5))
+    assert np.abs(a.get_stress() / units.GPa).max() < 1e-2  # GPa; 0.12 GPa before relaxation
+    assert 5.25 < a.cell.lengths()[0] / 3 < 5.40  # truncated-LJ fcc lattice constant (2^(1/6) sigma sqrt 2 = 5.40 untruncated)
+
+    class TwoRanks:
+        size, rank = 2, 0
+
+    with pytest.raises(ValueError, match="one rank"):
+        run(RunFile.load(tmp_path / "run.toml"), comm=TwoRanks(), overwrite=True)
+    bad = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
+    bad.positions[1] = bad.positions[0] + [0.1, 0.0, 0.0]
+    ase.io.write(tmp_path / "ar.extxyz", bad)
+    (tmp_path / "run.toml").write_text(toml.replace("replicate = [3, 3, 3]", "replicate = [1, 1, 1]"))
+    assert main(["run", str(tmp_path / "run.toml"), "-q", "--overwrite"]) == 2
+    assert "atoms 0 and 1 are 0.100 A apart" in capsys.readouterr().err

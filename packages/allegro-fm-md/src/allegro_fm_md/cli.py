@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     except SimulationError as exc:
         print(f"allegro-fm-md: rank {comm.rank}: stopped: {exc}; last good state in restart_last_good.npz", file=sys.stderr)
         return 3
+    from .runfile import Relaxation
+
+    if isinstance(sim, Relaxation):
+        print(f"done: cell relaxation {'converged' if sim.converged else 'NOT converged'} in {sim.steps} FIRE steps: "
+              f"energy {sim.energy:.6f} eV, volume {sim.volume:.3f} A^3, max force {sim.fmax:.4f} eV/A, max stress deviation "
+              f"{sim.stress_GPa:.4f} GPa; {sim.structure}")
+        return 0 if sim.converged else 3
     n = sim.state.n_global  # collective
     if comm.rank == 0:
         t, t0 = sim.thermo[-1].values, sim.thermo[0].values

@@ -106,9 +106,11 @@ class EngineCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(-r.virial / a.get_volume())
 
 
-def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: bool = True, pressure_GPa: float = 0.0):
+def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: bool = True, pressure_GPa: float = 0.0,
+               logfile: str | None = None, return_steps: bool = False):
     """Relax positions (and the cell, at ``pressure_GPa``) of a copy of ``atoms`` with ase.optimize.FIRE;
-    returns (relaxed atoms, converged)."""
+    returns (relaxed atoms, converged) or, with ``return_steps``, (atoms, converged, steps). ``logfile``: ASE's
+    optimizer log (step, time, energy eV, fmax eV/A)."""
     from ase import units
     from ase.filters import FrechetCellFilter
     from ase.optimize import FIRE as AseFIRE
@@ -116,9 +118,9 @@ def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: boo
     a = atoms.copy()
     a.calc = EngineCalculator(potential)
     target = FrechetCellFilter(a, scalar_pressure=pressure_GPa * units.GPa) if cell else a
-    opt = AseFIRE(target, logfile=None)
+    opt = AseFIRE(target, logfile=logfile)
     converged = bool(opt.run(fmax=fmax, steps=steps))
-    return a, converged
+    return (a, converged, opt.nsteps) if return_steps else (a, converged)
 
 
 class FIREIntegrator:

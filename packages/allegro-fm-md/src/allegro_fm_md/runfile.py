@@ -10,6 +10,7 @@
     [run]
     integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation, positions only)
     fmax = 0.05                  # fire: stop when every force is below this (eV/A); steps = the most FIRE steps
+    relax_cell = false           # fire: also relax the cell (ASE FrechetCellFilter, target pressure_GPa or 0; one rank)
     dt_fs = 1.0
     steps = 1000
     temperature_K = 300.0        # initial velocities (Maxwell-Boltzmann) and Langevin target
@@ -72,6 +73,7 @@ class RunSpec:
     friction_per_fs: float = 0.01
     tdamp_fs: float = 100.0
     fmax: float = 0.05
+    relax_cell: bool = False
     pressure_GPa: float | None = None
     compressibility_per_GPa: float = 0.02
     taup_fs: float = 1000.0
@@ -180,7 +182,8 @@ def make_potential(spec: PotentialSpec, symbols: list[str], rank: int = 0):
 def _check_output(runfile: RunFile, overwrite: bool, rank: int) -> None:
     """A new run never mixes its output with an old one: refuse (or, with ``overwrite``, remove) old files."""
     out = Path(runfile.output.dir)
-    old = [out / n for n in ("thermo.log", "trajectory.h5", "trajectory.extxyz", "restart.npz", "restart_last_good.npz")]
+    old = [out / n for n in ("thermo.log", "trajectory.h5", "trajectory.extxyz", "restart.npz", "restart_last_good.npz",
+                             "relaxed.extxyz", "relax.log")]
     old = [p for p in old if p.exists()]
     if not old or runfile.output.restart_from:
         return
@@ -191,8 +194,59 @@ def _check_output(runfile: RunFile, overwrite: bool, rank: int) -> None:
             p.unlink()
 
 
+@dataclass(frozen=True)
+class Relaxation:
+    """Outcome of a cell relaxation run: the relaxed structure's file, energy (eV), volume (A^3), max force
+    (eV/A), max stress deviation from the target (GPa), steps taken and whether fmax was reached."""
+
+    structure: Path
+    energy: float
+    volume: float
+    fmax: float
+    stress_GPa: float
+    steps: int
+    converged: bool
+
+
+def _relax_cell(runfile: RunFile, atoms, pot, comm) -> Relaxation:
+    """Positions + cell by FIRE on ASE's FrechetCellFilter (one rank); writes relaxed.extxyz and relax.log."""
+    import os
+
+    import ase.io
+    from ase import units
+
+    from .minimize import relax_cell
+
+    r = runfile.run
+    if r.integrator != "fire":
+        raise ValueError("relax_cell = true needs integrator = \"fire\"")
+    if comm.size > 1:
+        raise ValueError("relax_cell = true runs on one rank (a cell relaxation is for small cells): use mpiexec -n 1")
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, r.min_distance)
+    if len(i):
+        raise ValueError(f"{runfile.system.structure}: atoms {i[0]} and {j[0]} are {d[0]:.3f} A apart (< min_distance "
+                         f"{r.min_distance} A) (before any step)")
+    out = Path(runfile.output.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p0 = r.pressure_GPa or 0.0
+    relaxed, ok, nsteps = relax_cell(atoms, pot, fmax=r.fmax, steps=r.steps, cell=True, pressure_GPa=p0,
+                                     logfile=str(out / "relax.log"), return_steps=True)
+    f = float(np.linalg.norm(relaxed.get_forces(), axis=1).max())
+    stress = relaxed.get_stress(voigt=False) / units.GPa
+    dev = float(np.abs(stress + p0 * np.eye(3)).max())
+    tmp = out / "relaxed.tmp.extxyz"
+    relaxed.info.update(relaxed_from=runfile.system.structure, converged=bool(ok), fmax=f)
+    ase.io.write(tmp, relaxed)
+    os.replace(tmp, out / "relaxed.extxyz")
+    return Relaxation(out / "relaxed.extxyz", float(relaxed.get_potential_energy()), float(relaxed.get_volume()), f, dev,
+                      nsteps, bool(ok))
+
+
 def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = False):
-    """Run the MD described by ``runfile`` (collective under MPI); returns the Simulation. Output files of an
+    """Run the MD described by ``runfile`` (collective under MPI); returns the Simulation (a ``Relaxation`` for
+    ``relax_cell = true``). Output files of an
     earlier run in the same folder are an error unless ``overwrite`` (or the run resumes from a restart)."""
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from ase.parallel import DummyMPI
@@ -214,6 +268,8 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         raise ValueError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "
                          "between faces): an atom would interact with its own image; replicate the cell")
     r = runfile.run
+    if r.relax_cell:
+        return _relax_cell(runfile, atoms, pot, comm)
     if r.integrator == "nve":
         integ = VelocityVerlet(r.dt_fs)
     elif r.integrator == "langevin":
