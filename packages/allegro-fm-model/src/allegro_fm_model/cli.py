@@ -33,14 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", help="also write the table (markdown) here")
     p = sub.add_parser("export", help="the deployable .nequip.zip of a checkpoint (eager; checked against the checkpoint)")
     p.add_argument("checkpoint")
-    p.add_argument("-o", "--out", required=True, help="output path ending in .nequip.zip")
+    p.add_argument("-o", "--out", help="output path ending in .nequip.zip (the deployable package)")
+    p.add_argument("--lammps-mliap", help="also/instead write the LAMMPS ML-IAP file (path ending in .nequip.lmp.pt)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "export":
             from .export import package_model
 
-            out = package_model(args.checkpoint, args.out)
-            print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+            if not args.out and not args.lammps_mliap:
+                raise ValueError("give -o OUT.nequip.zip and/or --lammps-mliap OUT.nequip.lmp.pt")
+            if args.out:
+                out = package_model(args.checkpoint, args.out)
+                print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+            if args.lammps_mliap:
+                from .export import export_lammps_mliap
+
+                out = export_lammps_mliap(args.checkpoint, args.lammps_mliap)
+                print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): pair_style mliap unified {out.name} 0")
             return 0
         if args.cmd == "params":
             from .model import build_model, count_parameters

@@ -1,7 +1,9 @@
 """Loading trained models for use: ``load_potential`` (checkpoint or nequip package -> AllegroPotential).
 
-Compiled deployment files (nequip-compile: TorchScript / AOTInductor) and the LAMMPS ML-IAP file are
-not wired in yet (issue #3); checkpoints and ``.nequip.zip`` packages run eagerly on any torch device.
+``export_lammps_mliap``: the LAMMPS ML-IAP file through nequip's ``nequip-prepare-lmp-mliap`` (needs the
+``lammps`` Python package; running it needs a LAMMPS built with ML-IAP's Python coupling). Compiled
+deployment files (nequip-compile: TorchScript / AOTInductor) are not wired in yet (issue #3); checkpoints and
+``.nequip.zip`` packages run eagerly on any torch device.
 """
 
 from __future__ import annotations
@@ -112,4 +114,43 @@ def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> 
         import shutil
 
         shutil.rmtree(tmpdir, ignore_errors=True)
+    return out
+
+
+def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = False) -> Path:
+    """Write the LAMMPS ML-IAP file (``pair_style mliap unified OUT 0``; ``pair_coeff * * <elements>``) of a
+    checkpoint, a ``.nequip.zip`` package or a shipped model's name, through nequip-prepare-lmp-mliap, atomically;
+    checks that the file holds the model's elements and cutoff. ``compile``: let LAMMPS torch.compile it at start."""
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    src = Path(model)
+    if not src.exists():
+        src = builtin_model_path(str(model))
+    out = Path(out)
+    if not out.name.endswith(".nequip.lmp.pt"):
+        raise ValueError(f"{out}: the LAMMPS ML-IAP file name must end in .nequip.lmp.pt")
+    prep = shutil.which("nequip-prepare-lmp-mliap", path=str(Path(sys.executable).parent)) or shutil.which("nequip-prepare-lmp-mliap")
+    if not prep:
+        raise RuntimeError("nequip-prepare-lmp-mliap not found (it ships with nequip)")
+    try:
+        import lammps.mliap  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("the LAMMPS ML-IAP file needs the lammps Python package: pip install lammps") from exc
+    tmp = out.with_name(out.name.replace(".nequip.lmp.pt", ".tmp.nequip.lmp.pt"))
+    cmd = [prep, str(src), str(tmp)] + ([] if compile else ["--no-compile"])
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"nequip-prepare-lmp-mliap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+    wrapper = torch.load(tmp, weights_only=False)
+    pot = load_potential(src)
+    if list(wrapper.element_types) != list(pot.species) or abs(2 * wrapper.rcutfac - pot.cutoff) > 1e-6:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"ML-IAP file disagrees with the model: {wrapper.element_types} / {2 * wrapper.rcutfac} A vs "
+                           f"{pot.species} / {pot.cutoff} A")
+    tmp.replace(out)
     return out
