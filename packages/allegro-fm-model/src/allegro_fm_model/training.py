@@ -33,6 +33,7 @@ class TrainSettings:
     force_weight: float = 1.0
     stress_weight: float = 1.0
     learning_rate: float = 1e-3
+    sam_rho: float = 0.0  # > 0: sharpness-aware minimisation around Adam (Allegro-Legato); 0.05 is SAM's usual radius
     batch_size: int = 4
     max_epochs: int = 100
     val_fraction: float = 0.05
@@ -166,7 +167,8 @@ def nequip_config(s: TrainSettings) -> dict:
             "loss": {"_target_": "nequip.train.MetricsManager", "metrics": loss_entries, "type_names": types},
             "val_metrics": {"_target_": "nequip.train.MetricsManager", "metrics": metric_entries, "type_names": types},
             "test_metrics": {"_target_": "nequip.train.MetricsManager", "metrics": metric_entries, "type_names": types},
-            "optimizer": {"_target_": "torch.optim.Adam", "lr": s.learning_rate},
+            "optimizer": ({"_target_": "allegro_fm_model.sam.SAM", "base": "torch.optim.Adam", "rho": s.sam_rho, "lr": s.learning_rate}
+                          if s.sam_rho > 0 else {"_target_": "torch.optim.Adam", "lr": s.learning_rate}),
             "model": model,
         },
         "global_options": {"allow_tf32": False},
