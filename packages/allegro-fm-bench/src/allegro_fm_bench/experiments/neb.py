@@ -116,7 +116,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     n_images = 7 if ctx.quick else 11
     calc = ctx.calculator()
     reactant, product = endpoints(calc)
-    steps = 300 if ctx.quick else 2000
+    steps = 200 if ctx.quick else 2000
     paths, conv = {}, {}
     for pname, via in (("in-plane", None), ("H2O rotation", rotated_water(product))):
         paths[pname], f, ok = band(calc, reactant, product, n_images, via=via, steps=steps)

@@ -140,7 +140,7 @@ def evaluate_endpoints(folder: Path, pot, calc, fmax: float = 0.05, steps: int =
 
 
 def experiment(ctx: Context, path: str | None = None) -> tuple[str, list[str], dict]:
-    """Evaluate on the data found by ``find_data``; quick: at most 10 configurations per reaction / 150 NEB steps."""
+    """Evaluate on the data found by ``find_data``; quick: at most 10 configurations per reaction / 100 + 100 NEB steps."""
     data_path = find_data(path or os.environ.get("ALLEGRO_FM_TRANSITION1X"))
     pot = ctx.potential()
     from allegro_fm_model import AllegroFMCalculator
@@ -148,7 +148,7 @@ def experiment(ctx: Context, path: str | None = None) -> tuple[str, list[str], d
     calc = AllegroFMCalculator(pot)
     plots = []
     if data_path.is_dir():
-        res = evaluate_endpoints(data_path, pot, calc, steps=150 if ctx.quick else 1000)
+        res = evaluate_endpoints(data_path, pot, calc, steps=100 if ctx.quick else 1000)
         rows = ["| reaction | model barrier (eV) | DFT barrier (eV) | error (eV) | model / DFT reaction energy (eV) | NEB |",
                 "|---|---|---|---|---|---|"]
         for r in res["reactions"]:
