@@ -117,6 +117,18 @@ def read_thermo(path: str | Path) -> dict[str, np.ndarray]:
     return {n: data[:, i] for i, n in enumerate(names)}
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write atomically (tmp file + rename) at 110 dpi and close ``fig``; returns ``path``."""
+    import matplotlib.pyplot as pyplot
+
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=110)
+    pyplot.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def plt():
     """matplotlib.pyplot with the Agg backend."""
     import matplotlib

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import Context, final_atoms, md, plt, read_thermo
+from ._common import Context, final_atoms, md, plt, read_thermo, save_figure
 
 CO_BOND, OH_BOND = 1.45, 1.15  # A
 
@@ -101,10 +101,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     ax2.set_xlabel("time (ps)")
     ax2.set_ylabel("T (K)")
     fig.suptitle(f"C-S-H nanoparticle (r = {radius / 10:.1f} nm) in H2O/CO2, {len(system)} atoms")
-    fig.tight_layout()
-    plot = ctx.outdir / "carbonation.png"
-    fig.savefig(plot, dpi=110)
-    pyplot.close(fig)
+    plot = save_figure(fig, ctx.outdir / "carbonation.png")
     last = series[-1] if series else {}
     rows = ["| quantity | this model | paper |", "|---|---|---|",
             f"| system | {len(system)} atoms, {system.get_chemical_formula()}, box {box} A, particle {n_p} atoms "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._common import Context, plt, relax, relaxed_t11
+from ._common import Context, plt, relax, relaxed_t11, save_figure
 
 PAPER_DENSITY, PAPER_B0 = 2.44, 60.0
 EXPT_DENSITY, EXPT_B0 = 2.46, "52.7-60.8"
@@ -87,10 +87,7 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
     ax.set_ylabel("energy (eV)")
     ax.set_title(f"{base.get_chemical_formula()}, {len(base)} atoms")
     ax.legend()
-    fig.tight_layout()
-    plot = ctx.outdir / "eos.png"
-    fig.savefig(plot, dpi=110)
-    pyplot.close(fig)
+    plot = save_figure(fig, ctx.outdir / "eos.png")
     mass = float(base.get_masses().sum())
     res = EOSResult(np.array(vols), np.array(ens), float(v0), mass / v0 * AMU_PER_A3_TO_G_CC, float(b / units.GPa), len(base),
                     float(1000 * np.sqrt(np.mean(resid ** 2))))

@@ -11,7 +11,7 @@ published crystal structure are in the table for orientation.
 
 from __future__ import annotations
 
-from ._common import Context, md, plt, read_thermo, relaxed_t11
+from ._common import Context, md, read_thermo, relaxed_t11
 
 #: first-shell distance (A) of the tobermorite 11 A crystal structure (Hamid 1981; Merlino 2001) for orientation
 CRYSTAL = {("Si", "O"): 1.63, ("Ca", "O"): 2.40, ("H", "O"): 0.97, ("O", "O"): 2.65, ("Ca", "Si"): 3.4}
@@ -38,7 +38,6 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
 def run(ctx: Context, t11, eq: int, prod: int, every: int, pairs=PAIRS) -> tuple[str, list[str], dict]:
     """NVT at 300 K of ``t11`` (any periodic structure): ``eq`` steps of equilibration, g(r) averaged over ``prod``
     steps sampled every ``every`` steps; returns (markdown, plots, data)."""
-    import numpy as np
     from allegro_fm_md import radial_distribution, read_frames
     from allegro_fm_md.analysis import plot_rdf
 
@@ -66,5 +65,4 @@ def run(ctx: Context, t11, eq: int, prod: int, every: int, pairs=PAIRS) -> tuple
             "and QMD agree). CN: neighbours of the second element around the first within r_cut (first minimum of g).\n\n"
             + "\n".join(rows) + "\n")
     data.update(T_mean_K=t_mean, T_std_K=t_std, frames=len(prod_frames))
-    _ = np, plt
     return text, [str(plot.relative_to(ctx.outdir.parent))], data

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import Context, plt
+from ._common import Context, plt, save_figure
 
 EV_TO_KCAL = 23.060547830619026
 PAPER = {"model": 45.7, "wB97M-D3(BJ)": 46.0, "PBE": 35.7}  # kcal/mol, conventional (in-plane) pathway
@@ -136,10 +136,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
         ax.set_xlabel("image")
         ax.legend()
     axes[0].set_ylabel("energy (kcal/mol, relative to H2CO3)")
-    fig.tight_layout()
-    plot = ctx.outdir / "neb.png"
-    fig.savefig(plot, dpi=110)
-    pyplot.close(fig)
+    plot = save_figure(fig, ctx.outdir / "neb.png")
     conv_lines = "".join(f"- {k}: {v}\n" for k, v in conv.items())
     rows = ["| pathway | level | barrier (kcal/mol) | paper (kcal/mol) | reaction energy (kcal/mol) | check |", "|---|---|---|---|---|---|"]
     data = {}

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from ._common import Context, plt, relaxed_t11
+from ._common import Context, plt, relaxed_t11, save_figure
 
 PAPER_WEAK_EFFICIENCY = 0.964
 
@@ -80,10 +80,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     ax.set_ylabel("parallel efficiency")
     ax.set_ylim(0, 1.1)
     ax.legend()
-    fig.tight_layout()
-    plot = ctx.outdir / "scaling.png"
-    fig.savefig(plot, dpi=110)
-    pyplot.close(fig)
+    plot = save_figure(fig, ctx.outdir / "scaling.png")
     text = (f"{steps} NVE steps per point after 3 warm-up steps, one torch thread per rank, {cores} cores on this machine. "
             f"Measured in the 2-rank run: latency {1e6 * latency:.1f} us, bandwidth {bandwidth / 1e9:.2f} GB/s (shared memory), "
             f"{ghosts:.0f} ghost atoms per rank for {two['local_atoms']} local. Paper: weak-scaling efficiency 0.964 on Aurora.\n\n"

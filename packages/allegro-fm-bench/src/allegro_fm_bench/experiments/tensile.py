@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import Context, md, plt, read_thermo, relaxed_t11
+from ._common import Context, md, plt, read_thermo, relaxed_t11, save_figure
 
 PAPER_FRACTURE_STRAIN = 0.15  # FM512 and QMD; FM256: yield at 0.13
 
@@ -80,10 +80,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     ax.set_ylabel("stress szz (GPa, tension > 0)")
     ax.set_title(f"T11 tensile test, {len(t11)} atoms, 300 K")
     ax.legend()
-    fig.tight_layout()
-    plot = ctx.outdir / "stress_strain.png"
-    fig.savefig(plot, dpi=110)
-    pyplot.close(fig)
+    plot = save_figure(fig, ctx.outdir / "stress_strain.png")
     text = (f"T11 {len(t11)} atoms, Langevin 300 K: {eq} steps of 0.5 fs thermalisation, then uniaxial strain along z to "
             f"{max_strain}. Paper: brittle fracture at strain 0.15 (FM512, QMD), cleavage between the Ca double layers; "
             "strain-rate effect negligible.\n\n" + "\n".join(rows) + "\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Context, plt
+from ._common import Context, plt, save_figure
 
 LEVEL = "wB97x_6-31G(d)"
 #: where the runner looks when --transition1x is not given (first that exists)
@@ -164,10 +164,7 @@ def experiment(ctx: Context, path: str | None = None) -> tuple[str, list[str], d
             ax.set_xlabel("image")
             ax.set_ylabel("energy relative to reactant (eV)")
             ax.legend(fontsize=7)
-            fig.tight_layout()
-            plot = ctx.outdir / "transition1x_neb.png"
-            fig.savefig(plot, dpi=110)
-            pyplot.close(fig)
+            plot = save_figure(fig, ctx.outdir / "transition1x_neb.png")
             plots.append(str(plot.relative_to(ctx.outdir.parent)))
             mae = float(np.mean([abs(r["model_barrier_eV"] - r["dft_barrier_eV"]) for r in res["reactions"]]))
             res["barrier_mae_eV"] = mae
