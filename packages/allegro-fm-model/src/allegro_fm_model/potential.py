@@ -30,6 +30,17 @@ class PotentialResult:
     atomic_energies: np.ndarray
 
 
+def types_of(species: Sequence[str], symbols: Sequence[str]) -> np.ndarray:
+    """Indices into ``species`` of element ``symbols``; ValueError naming the first unknown element and atom."""
+    lut = {s: i for i, s in enumerate(species)}
+    out = np.empty(len(symbols), dtype=np.int64)
+    for k, s in enumerate(symbols):
+        if s not in lut:
+            raise ValueError(f"atom {k}: element {s!r} is not known to this model (it knows {len(species)} elements)")
+        out[k] = lut[s]
+    return out
+
+
 class AllegroPotential:
     """Wraps a nequip Allegro model (eager) behind the engine's Potential call.
 
@@ -50,13 +61,7 @@ class AllegroPotential:
 
     def types_of(self, symbols: Sequence[str]) -> np.ndarray:
         """Type indices of element symbols; ValueError naming the first unknown element."""
-        lut = {s: i for i, s in enumerate(self.species)}
-        out = np.empty(len(symbols), dtype=np.int64)
-        for k, s in enumerate(symbols):
-            if s not in lut:
-                raise ValueError(f"atom {k}: element {s!r} is not known to this model (it knows {len(self.species)} elements)")
-            out[k] = lut[s]
-        return out
+        return types_of(self.species, symbols)
 
     def compute(
         self,

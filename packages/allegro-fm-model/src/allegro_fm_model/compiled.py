@@ -1,0 +1,168 @@
+"""Compiled deployment: an AOTInductor ``.nequip.pt2`` file made through nequip's export, and its Potential.
+
+The file is compiled for nequip-allegro's ``pair_allegro`` target: inputs are positions, edge index and atom
+types (periodic images are explicit ghost atoms, no cell), outputs per-atom energies, forces on every atom
+given and the virial. That is the engine's Potential call (see ``potential.py``), so the same local/ghost
+split works unchanged. Edges given with a periodic shift are turned into ghost copies before the call and
+their forces folded back onto the original atoms.
+
+TorchScript (``.nequip.pth``) is not offered: nequip refuses it on torch >= 2.10. A ``.nequip.pt2`` runs
+only on the device type it was compiled for (nequip checks this when loading).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .potential import PotentialResult, types_of
+
+log = logging.getLogger(__name__)
+
+#: nequip-allegro's compile target whose inputs/outputs are the engine's Potential call.
+TARGET = "pair_allegro"
+
+
+def _example(species, cutoff: float, n: int = 24, seed: int = 0):
+    """A random cluster of the model's first elements (well-spread, every atom with neighbours) to trace the
+    model on; sizes are dynamic in the compiled file, so its size does not matter."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(seed)
+    sp = list(species)[: min(4, len(species))]
+    side = 1.9 * n ** (1 / 3)
+    pos = rng.uniform(0, side, (n, 3))
+    for _ in range(200):  # push apart atoms closer than 1.2 A (simple, deterministic)
+        d = pos[:, None] - pos[None]
+        r = np.linalg.norm(d, axis=-1) + np.eye(n) * 10
+        close = r < 1.2
+        if not close.any():
+            break
+        pos += 0.05 * (d / r[..., None] * close[..., None]).sum(1)
+    return Atoms([sp[i % len(sp)] for i in range(n)], positions=pos)
+
+
+def compile_graph_model(model, out: str | Path, device: str = "cpu", example=None) -> Path:
+    """AOTInductor-compile an in-memory nequip Allegro GraphModel (``build_model`` or a loaded checkpoint) to
+    ``out`` (``.nequip.pt2``, written atomically) for ``device``; nequip's export checks that the compiled file
+    reproduces the eager model on ``example`` (ASE Atoms; default a small cluster). Takes minutes (C++ build)."""
+    import allegro._compile  # noqa: F401  (registers the pair_allegro target)
+    import torch
+    from nequip.data import AtomicDataDict as K
+    from nequip.scripts._compile_utils import COMPILE_TARGET_DICT
+    from nequip.utils.aot import aot_export_model
+    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, NEQUIP_AOTI_OUTPUTS_KEY, serialize_aoti_keys
+    from nequip.utils.global_state import get_latest_global_state
+
+    from .calculator import periodic_edges
+    from .model import ensure_nequip_state
+
+    out = Path(out)
+    if not out.name.endswith(".nequip.pt2"):
+        raise ValueError(f"{out}: a compiled model file must end in .nequip.pt2")
+    ensure_nequip_state()
+    species = str(model.metadata["type_names"]).split()
+    cutoff = float(model.metadata["r_max"])
+    atoms = example if example is not None else _example(species, cutoff)
+    lut = {s: i for i, s in enumerate(species)}
+    ei, sh = periodic_edges(atoms.positions, np.array(atoms.cell), atoms.pbc, cutoff)
+    if ei.shape[1] == 0:
+        raise ValueError("the example structure has no edges within the cutoff")
+    pos, typ, ei = _with_ghosts(atoms.positions, np.array([lut[s] for s in atoms.get_chemical_symbols()]), ei, sh)
+    dtype = next(model.parameters()).dtype
+    data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=dtype, device=device),
+            K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=device),
+            K.ATOM_TYPE_KEY: torch.as_tensor(typ, dtype=torch.long, device=device)}
+    tdict = COMPILE_TARGET_DICT[TARGET]
+    dims = {"graph": torch.export.Dim.STATIC, "node": torch.export.Dim("num_nodes", min=2),
+            "edge": torch.export.Dim("num_edges", min=2)}
+    metadata = dict(model.metadata)
+    metadata.update(get_latest_global_state(only_metadata_related=True))
+    metadata = {k: str(int(v)) if isinstance(v, bool) else str(v) for k, v in metadata.items()}
+    metadata[NEQUIP_AOTI_INPUTS_KEY] = serialize_aoti_keys(tdict["input"])
+    metadata[NEQUIP_AOTI_OUTPUTS_KEY] = serialize_aoti_keys(tdict["output"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".compile-", suffix=".nequip.pt2")
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        aot_export_model(model=model.to(device).eval(), device=device, input_fields=tdict["input"], output_fields=tdict["output"],
+                         data=data, batch_map=dims, output_path=tmp, inductor_configs={"aot_inductor.metadata": metadata})
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _with_ghosts(positions, types, edge_index, shifts):
+    """Edges with a non-zero periodic shift get their neighbour as an explicit ghost copy (x_j + shift)."""
+    positions, edge_index = np.asarray(positions, dtype=np.float64), np.array(edge_index)
+    if shifts is None:
+        return positions, np.asarray(types), edge_index
+    shifts = np.asarray(shifts, dtype=np.float64)
+    moved = np.abs(shifts).sum(1) != 0
+    j = edge_index[1, moved]
+    ghost_pos = positions[j] + shifts[moved]
+    edge_index[1, moved] = len(positions) + np.arange(int(moved.sum()))
+    return np.concatenate([positions, ghost_pos]), np.concatenate([np.asarray(types), np.asarray(types)[j]]), edge_index
+
+
+class CompiledAllegroPotential:
+    """A ``.nequip.pt2`` file (``compile_graph_model``) behind the engine's Potential call; same ``compute``
+    signature and results as ``AllegroPotential`` (eV, eV/A, virial eV)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        import allegro._compile  # noqa: F401
+        import torch
+        from nequip.model.inference_models.compiled import load_compiled_model
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: compiled model file not found")
+        try:
+            self.model, meta = load_compiled_model(str(path), device)
+        except RuntimeError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable compiled model ({type(exc).__name__}: {exc})") from exc
+        inputs = str(meta.get("nequip_aoti_inputs", "")).split()
+        if "pos" not in inputs or "cell" in inputs:
+            raise ValueError(f"{path}: compiled for another target (inputs {inputs!r}); recompile with allegro-fm export --compiled")
+        self.path = path
+        self.device = torch.device(device)
+        self.species = tuple(meta["type_names"])
+        self.cutoff = float(meta["r_max"])
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[str(meta["model_dtype"])]
+
+    def types_of(self, symbols) -> np.ndarray:
+        """Type indices of element symbols; ValueError naming the first unknown element."""
+        return types_of(self.species, symbols)
+
+    def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
+        """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
+        import torch
+        from nequip.data import AtomicDataDict as K
+
+        n = len(positions)
+        edge_index = np.asarray(edge_index)
+        if edge_index.size and int(edge_index[0].max()) >= n_local:
+            raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
+        pos, typ, ei = _with_ghosts(positions, types, edge_index, edge_shifts)
+        copy_of = np.concatenate([np.arange(n), np.asarray(edge_index)[1, np.abs(np.asarray(edge_shifts)).sum(1) != 0]]) \
+            if edge_shifts is not None else np.arange(n)
+        # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)
+        data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
+                K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
+                K.ATOM_TYPE_KEY: torch.as_tensor(np.asarray(typ), dtype=torch.long, device=self.device).contiguous()}
+        o = self.model(data)
+        atomic = o[K.PER_ATOM_ENERGY_KEY].detach().view(-1).double().cpu().numpy()[:n_local]
+        f_all = o[K.FORCE_KEY].detach().double().cpu().numpy()
+        forces = np.zeros((n, 3))
+        np.add.at(forces, copy_of, f_all)
+        virial = o[K.VIRIAL_KEY].detach().double().cpu().numpy().reshape(3, 3)
+        return PotentialResult(energy=float(atomic.sum()), forces=forces, virial=virial, atomic_energies=atomic)

@@ -1,0 +1,84 @@
+"""The AOTInductor deployment file: same energy, forces and virial as the eager model, through the same
+Potential call (local/ghost split, periodic shifts) and the ASE calculator. One compile (a C++ build, minutes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from allegro_fm_model import AllegroFMCalculator, AllegroPotential, CompiledAllegroPotential, build_model, load_potential, periodic_edges, tiny_preset
+from allegro_fm_model.compiled import compile_graph_model
+from ase.build import bulk
+
+SPECIES = ("H", "C", "O", "Si", "Ca")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model(tiny_preset(), SPECIES, dtype="float64", seed=5)
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.add_(0.3 * torch.randn_like(prm))
+    eager = AllegroPotential(model, SPECIES, cutoff=5.2)
+    out = tmp_path_factory.mktemp("compiled") / "tiny.nequip.pt2"
+    compile_graph_model(model, out)
+    return eager, out
+
+
+def _cell():
+    a = bulk("CaO", "rocksalt", a=4.8, cubic=True) * (2, 1, 1)
+    a.symbols[[1, 5]] = "Si"
+    a.rattle(0.1, seed=2)
+    return a
+
+
+def test_compiled_file_matches_eager_with_shifts_and_ghost_split(pair):
+    eager, path = pair
+    comp = load_potential(path)
+    assert isinstance(comp, CompiledAllegroPotential) and comp.species == SPECIES and comp.cutoff == pytest.approx(5.2)
+    a = _cell()
+    ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, 5.2)
+    types = eager.types_of(a.get_chemical_symbols())
+    r0 = eager.compute(a.positions, types, ei, len(a), sh)
+    r1 = comp.compute(a.positions, types, ei, len(a), sh)
+    assert r1.energy == pytest.approx(r0.energy, rel=1e-10)
+    np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-9)
+    np.testing.assert_allclose(r1.virial, r0.virial, atol=1e-9)
+    np.testing.assert_allclose(r1.atomic_energies, r0.atomic_energies, atol=1e-10)
+    assert abs(r0.forces).max() > 1e-2  # the comparison is not between zeros
+    # the engine's split: the first half local, periodic neighbours of local atoms as explicit ghosts
+    n_loc = len(a) // 2
+    keep = ei[0] < n_loc
+    eil, shl = ei[:, keep], sh[keep]
+    moved = np.abs(shl).sum(1) != 0
+    gpos = a.positions[eil[1, moved]] + shl[moved]
+    pos = np.concatenate([a.positions, gpos])
+    typ = np.concatenate([types, types[eil[1, moved]]])
+    eil = eil.copy()
+    eil[1, moved] = len(a) + np.arange(moved.sum())
+    typ = np.stack([typ, typ], 1)[:, 0]  # a strided view, as an engine may pass
+    assert not typ.flags["C_CONTIGUOUS"]
+    part = comp.compute(pos, typ, eil, n_loc, None)
+    ref = eager.compute(pos, typ, eil, n_loc, None)
+    assert part.energy == pytest.approx(ref.energy, rel=1e-10)
+    np.testing.assert_allclose(part.forces, ref.forces, atol=1e-9)
+
+
+def test_compiled_file_in_ase_and_bad_inputs(pair, tmp_path):
+    eager, path = pair
+    comp = CompiledAllegroPotential(path)
+    a = _cell()
+    a.calc = AllegroFMCalculator(comp)
+    b = a.copy()
+    b.calc = AllegroFMCalculator(eager)
+    np.testing.assert_allclose(a.get_stress(), b.get_stress(), atol=1e-10)
+    with pytest.raises(ValueError, match="element 'N'"):
+        comp.types_of(["Ca", "N"])
+    bad = tmp_path / "broken.nequip.pt2"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="broken.nequip.pt2"):
+        CompiledAllegroPotential(bad)
+    with pytest.raises(ValueError, match=r"\.nequip\.pt2"):
+        compile_graph_model(eager.model, tmp_path / "x.pt")
