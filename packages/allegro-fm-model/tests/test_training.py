@@ -157,3 +157,26 @@ def test_sam_step_is_the_gradient_at_the_perturbed_weights_and_trains(aligned_tr
     losses = _epochs(run)
     print("SAM train loss per epoch:", losses)
     assert losses[2] < losses[0]
+
+
+def test_ddp_training_over_two_cpu_processes(aligned_train, tmp_path, capfd):
+    """Lightning DDP (strategy = "ddp", gloo on CPU): two processes, each sees half of the training batches
+    per epoch, and the run trains and checkpoints as a single-process one does."""
+    s = TrainSettings(dataset=str(aligned_train), run_dir=str(tmp_path / "ddp"), preset="tiny", max_epochs=2, batch_size=2,
+                      learning_rate=1e-2, accelerator="cpu", devices=2, strategy="ddp", val_fraction=0.2, test_fraction=0.1)
+    run = train(s)
+    out = capfd.readouterr()
+    assert "MEMBER: 2/2" in out.out + out.err  # Lightning's "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2"
+    rows = list(csv.DictReader(next(run.rglob("metrics.csv")).open()))
+    steps = {int(r["epoch"]): int(r["step"]) for r in rows if r.get("train_loss_epoch/weighted_sum")}
+    import json
+
+    from allegro_fm_model.training import _split
+
+    st = json.loads((run / "settings.json").read_text())
+    with tea_align.open_dataset(aligned_train) as ds:
+        n_train = len(_split(len(ds), st["val_fraction"], st["test_fraction"], st["seed"])[0])
+    per_rank = -(-n_train // 2)  # DistributedSampler pads to equal shards
+    assert sorted(steps) == [0, 1]
+    assert steps[1] - steps[0] == -(-per_rank // 2)  # optimizer steps per epoch: one rank's shard / batch size
+    assert (run / "best.ckpt").exists() and (run / "last.ckpt").exists()
