@@ -32,7 +32,7 @@ STEPS = 1000
 def _run(n: int, tmp: Path, steps: int = STEPS, kind: str = "lj") -> dict:
     out = tmp / f"{kind}{n}.npz"
     subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", str(SCRIPT), str(out), str(steps), kind],
-                   check=True, timeout=600, capture_output=True)
+                   check=True, timeout=7200 if LONG else 600, capture_output=True)
     return dict(np.load(out))
 
 
