@@ -72,12 +72,18 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
         second = [via.copy() for _ in range(n_images - half)] + [product.copy()]
         NEB(second, method="improvedtangent").interpolate("idpp")
         images = first + second[1:]
+    from tqdm.auto import tqdm
+
     for im in images:
         im.calc = calc
     neb = NEB(images, climb=False, method="improvedtangent", allow_shared_calculator=True)
-    FIRE(neb, logfile=None).run(fmax=2 * fmax, steps=steps)
-    neb.climb = True
-    ok = bool(FIRE(neb, logfile=None).run(fmax=fmax, steps=steps))
+    ok = False
+    for stage, target in (("NEB", 2 * fmax), ("CI-NEB", fmax)):
+        neb.climb = stage == "CI-NEB"
+        opt = FIRE(neb, logfile=None)
+        with tqdm(total=steps, desc=f"{stage} to {target:g} eV/A", leave=False) as bar:
+            opt.attach(bar.update)  # a count only: re-reading forces would re-run a shared calculator
+            ok = bool(opt.run(fmax=target, steps=steps))
     f = float(np.sqrt((neb.get_forces() ** 2).sum(axis=1).max()))
     return images, f, ok
 
