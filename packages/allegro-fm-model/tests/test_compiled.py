@@ -74,6 +74,15 @@ def test_compiled_file_in_ase_and_bad_inputs(pair, tmp_path):
     b = a.copy()
     b.calc = AllegroFMCalculator(eager)
     np.testing.assert_allclose(a.get_stress(), b.get_stress(), atol=1e-10)
+    # no neighbours within the cutoff: isolated atoms, zero forces, the eager model's energy
+    from ase import Atoms
+
+    iso = Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]])
+    iso.calc = AllegroFMCalculator(comp)
+    np.testing.assert_allclose(iso.get_forces(), 0.0)
+    iso2 = iso.copy()
+    iso2.calc = AllegroFMCalculator(eager)
+    assert iso.get_potential_energy() == pytest.approx(iso2.get_potential_energy(), abs=1e-10)
     with pytest.raises(ValueError, match="element 'N'"):
         comp.types_of(["Ca", "N"])
     bad = tmp_path / "broken.nequip.pt2"

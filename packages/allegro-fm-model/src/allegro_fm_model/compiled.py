@@ -155,6 +155,13 @@ class CompiledAllegroPotential:
         pos, typ, ei = _with_ghosts(positions, types, edge_index, edge_shifts)
         copy_of = np.concatenate([np.arange(n), np.asarray(edge_index)[1, np.abs(np.asarray(edge_shifts)).sum(1) != 0]]) \
             if edge_shifts is not None else np.arange(n)
+        if ei.shape[1] < 2:  # the compiled graph needs >= 2 edges: pad with a far pair (beyond r_max: contributes 0)
+            far = (np.abs(pos).max() if len(pos) else 0.0) + 3 * self.cutoff
+            pos = np.concatenate([pos, [[far, far, far], [far + 2 * self.cutoff, far, far]]])
+            m = len(pos)
+            ei = np.concatenate([ei.reshape(2, -1), [[m - 2, m - 1], [m - 1, m - 2]]], axis=1)
+            typ = np.concatenate([np.asarray(typ), [0, 0]])
+            copy_of = np.concatenate([copy_of, [-1, -1]])
         # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)
         data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
                 K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
@@ -163,6 +170,7 @@ class CompiledAllegroPotential:
         atomic = o[K.PER_ATOM_ENERGY_KEY].detach().view(-1).double().cpu().numpy()[:n_local]
         f_all = o[K.FORCE_KEY].detach().double().cpu().numpy()
         forces = np.zeros((n, 3))
-        np.add.at(forces, copy_of, f_all)
+        real = copy_of >= 0
+        np.add.at(forces, copy_of[real], f_all[real])
         virial = o[K.VIRIAL_KEY].detach().double().cpu().numpy().reshape(3, 3)
         return PotentialResult(energy=float(atomic.sum()), forces=forces, virial=virial, atomic_energies=atomic)
