@@ -222,10 +222,11 @@ class CRescaleNPT:
     """NPT: isotropic stochastic cell rescaling (Bernetti & Bussi, J. Chem. Phys. 153, 114107 (2020))
     around a thermostat (Langevin or Nose-Hoover chain).
 
-    Each step first moves eps = ln V by
-        d eps = -(beta_T / tau_p) (P0 - P - kT / V) dt + sqrt(2 kT beta_T dt / (V tau_p)) N(0, 1)
-    and scales cell and positions by exp(d eps / 3) and velocities by its inverse, then runs the
-    thermostat step. ``pressure_GPa`` P0, ``compressibility_per_GPa`` beta_T (only sets the coupling
+    Each step first moves lambda = sqrt(V) by the paper's additive-noise form (its Eq. 7, Euler step)
+        d lambda = -(beta_T lambda / (2 tau_p)) (P0 - P - kT / (2 V)) dt + sqrt(kT beta_T dt / (2 tau_p)) N(0, 1)
+    (equivalently, in Ito form, d ln V = -(beta_T / tau_p)(P0 - P) dt + sqrt(2 kT beta_T dt / (V tau_p)) N(0, 1);
+    the kT/V term of the paper's Eq. 5 belongs to its equation for V, not ln V), scales cell and positions by
+    (V'/V)^(1/3) and velocities by its inverse, then runs the thermostat step. ``pressure_GPa`` P0, ``compressibility_per_GPa`` beta_T (only sets the coupling
     strength: 0.01-0.05 /GPa for oxides, 0.45 /GPa for water), ``taup_fs`` the relaxation time. The
     barostat noise is the same on every rank (``seed`` must be too) and its RNG state is saved in restarts.
     """
@@ -247,9 +248,13 @@ class CRescaleNPT:
         p = (2.0 * ke + np.trace(state.virial)) / (3.0 * vol)
         kT = units.kB * self.inner.temperature(state.time_fs)
         dt = self.inner.dt
-        deps = (-(self.beta / self.tau) * (self.p0 - p - kT / vol) * dt
-                + np.sqrt(2.0 * kT * self.beta * dt / (vol * self.tau)) * self.baro_rng.standard_normal())
-        mu = float(np.exp(deps / 3.0))
+        lam = np.sqrt(vol)
+        lam_new = (lam - (self.beta * lam / (2.0 * self.tau)) * (self.p0 - p - kT / (2.0 * vol)) * dt
+                   + np.sqrt(kT * self.beta * dt / (2.0 * self.tau)) * self.baro_rng.standard_normal())
+        if not lam_new > 0:
+            raise FloatingPointError(f"step {state.step}: the barostat collapsed the cell (pressure {p / units.GPa:.3g} GPa); "
+                                     "use a smaller compressibility_per_GPa or a longer taup_fs")
+        mu = float((lam_new / lam) ** (2.0 / 3.0))
         state.cell = state.cell * mu
         state.positions = state.positions * mu
         state.velocities = state.velocities / mu
