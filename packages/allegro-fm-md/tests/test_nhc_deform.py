@@ -96,3 +96,36 @@ def test_crescale_npt_reaches_target_pressure():
         print(f"C-rescale P0 = {p0} GPa: <P> = {np.mean(p):.4f} +- {np.std(p) / np.sqrt(len(p) / 50):.4f} GPa, <V> = {np.mean(v):.1f} A^3")
         assert abs(np.mean(p) - p0) < 0.02
     assert vols[0.3] < 0.97 * vols[0.0]
+
+
+def test_anisotropic_crescale_relaxes_each_axis_to_the_target_pressure():
+    """A cubic fcc argon crystal strained -4 % along x and +4 % along z: the anisotropic barostat brings each
+    diagonal pressure to P0 = 0 and the three lengths back to equal; the isotropic one cannot change their ratio."""
+    from allegro_fm_md.integrators import CRescaleNPT
+
+    res = {}
+    for aniso in (False, True):
+        a = bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
+        a.set_cell(a.cell * [0.96, 1.0, 1.04], scale_atoms=True)
+        pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
+        ev = ForceEvaluator(pot, np.zeros(len(a), int), skin=1.0)
+        pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
+        v = np.random.default_rng(1).normal(0, 1, (len(a), 3)) * np.sqrt(8.617e-5 * 60 / a.get_masses()[:, None])
+        st = State(pos, v - v.mean(0), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
+        integ = CRescaleNPT(Langevin(5.0, 60.0, friction=0.02, seed=3), pressure_GPa=0.0, compressibility_per_GPa=0.3,
+                            taup_fs=500.0, seed=4, anisotropic=aniso)
+        lengths, pdiag = [], []
+        for k in range(4000):
+            integ.step(st, ev)
+            if k >= 1000:
+                vol = abs(np.linalg.det(st.cell))
+                kin = np.einsum("i,ij,ik->jk", st.masses, st.velocities, st.velocities)
+                lengths.append(np.diag(st.cell).copy())
+                pdiag.append(np.diag(kin + st.virial) / vol / 0.006241509)  # GPa
+        L, P = np.mean(lengths, 0), np.mean(pdiag, 0)
+        res[aniso] = L
+        print(f"C-rescale {'anisotropic' if aniso else 'isotropic'}: <L> = {np.round(L, 3)} A, <P_ii> = {np.round(P, 4)} GPa")
+        if aniso:
+            assert np.abs(P).max() < 0.03
+    assert abs(res[False][2] / res[False][0] - 1.04 / 0.96) < 1e-9  # isotropic scaling keeps the ratio
+    assert abs(res[True][2] / res[True][0] - 1) < 0.03  # from 1.083; a 108-atom cell's lengths fluctuate by ~1 %

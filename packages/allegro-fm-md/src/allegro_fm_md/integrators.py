@@ -226,15 +226,23 @@ class CRescaleNPT:
         d lambda = -(beta_T lambda / (2 tau_p)) (P0 - P - kT / (2 V)) dt + sqrt(kT beta_T dt / (2 tau_p)) N(0, 1)
     (equivalently, in Ito form, d ln V = -(beta_T / tau_p)(P0 - P) dt + sqrt(2 kT beta_T dt / (V tau_p)) N(0, 1);
     the kT/V term of the paper's Eq. 5 belongs to its equation for V, not ln V), scales cell and positions by
-    (V'/V)^(1/3) and velocities by its inverse, then runs the thermostat step. ``pressure_GPa`` P0, ``compressibility_per_GPa`` beta_T (only sets the coupling
-    strength: 0.01-0.05 /GPa for oxides, 0.45 /GPa for water), ``taup_fs`` the relaxation time. The
+    (V'/V)^(1/3) and velocities by its inverse, then runs the thermostat step. ``pressure_GPa`` P0,
+    ``compressibility_per_GPa`` beta_T (only sets the coupling strength: 0.01-0.05 /GPa for oxides, 0.45 /GPa
+    for water), ``taup_fs`` the relaxation time. The
     barostat noise is the same on every rank (``seed`` must be too) and its RNG state is saved in restarts.
+
+    ``anisotropic=True``: the x, y and z lengths move independently under a hydrostatic P0 (Del Tatto, Raiteri,
+    Bernetti & Bussi, Appl. Sci. 12, 1139 (2022), their orthorhombic scheme): the volume by two half steps of
+    the equation above around a volume-preserving scaling exp((beta_T / (3 tau_p)) (P_ii - tr P / 3) dt +
+    sqrt(2 beta_T kT dt / (3 tau_p V')) R~_i), with R~ a traceless normal vector; P_ii from the instantaneous
+    kinetic and virial tensors. Cell rows and positions are scaled along the Cartesian axes.
     """
 
     def __init__(self, inner, pressure_GPa: float = 0.0, compressibility_per_GPa: float = 0.02, taup_fs: float = 1000.0,
-                 seed: int = 0):
+                 seed: int = 0, anisotropic: bool = False):
         if not taup_fs > 0 or not compressibility_per_GPa > 0:
             raise ValueError("taup_fs and compressibility_per_GPa must be > 0")
+        self.anisotropic = bool(anisotropic)
         self.inner, self.dt_fs = inner, inner.dt_fs
         self.p0 = pressure_GPa * units.GPa  # eV/A^3
         self.beta = compressibility_per_GPa / units.GPa  # A^3/eV
@@ -249,12 +257,26 @@ class CRescaleNPT:
         kT = units.kB * self.inner.temperature(state.time_fs)
         dt = self.inner.dt
         lam = np.sqrt(vol)
-        lam_new = (lam - (self.beta * lam / (2.0 * self.tau)) * (self.p0 - p - kT / (2.0 * vol)) * dt
-                   + np.sqrt(kT * self.beta * dt / (2.0 * self.tau)) * self.baro_rng.standard_normal())
-        if not lam_new > 0:
-            raise FloatingPointError(f"step {state.step}: the barostat collapsed the cell (pressure {p / units.GPa:.3g} GPa); "
-                                     "use a smaller compressibility_per_GPa or a longer taup_fs")
-        mu = float((lam_new / lam) ** (2.0 / 3.0))
+
+        def volume_step(lam_now: float, h: float) -> float:  # Euler step of d sqrt(V) over time h
+            out = (lam_now - (self.beta * lam / (2.0 * self.tau)) * (self.p0 - p - kT / (2.0 * vol)) * h
+                   + np.sqrt(kT * self.beta * h / (2.0 * self.tau)) * self.baro_rng.standard_normal())
+            if not out > 0:
+                raise FloatingPointError(f"step {state.step}: the barostat collapsed the cell (pressure {p / units.GPa:.3g} GPa); "
+                                         "use a smaller compressibility_per_GPa or a longer taup_fs")
+            return out
+
+        if not self.anisotropic:
+            mu = float((volume_step(lam, dt) / lam) ** (2.0 / 3.0))
+        else:
+            kin = np.asarray(state._sum(np.einsum("i,ij,ik->jk", state.masses, state.velocities, state.velocities)))
+            pdiag = np.diag(kin + np.asarray(state.virial)) / vol
+            lam_half = volume_step(lam, dt / 2)
+            r = self.baro_rng.standard_normal(3)
+            dev = ((self.beta / (3.0 * self.tau)) * (pdiag - pdiag.mean()) * dt
+                   + np.sqrt(2.0 * self.beta * kT * dt / (3.0 * self.tau)) / lam_half * (r - r.mean()))
+            lam_new = volume_step(lam_half, dt / 2)
+            mu = np.exp(dev) * (lam_new / lam) ** (2.0 / 3.0)  # scale factors along x, y, z
         state.cell = state.cell * mu
         state.positions = state.positions * mu
         state.velocities = state.velocities / mu

@@ -20,6 +20,7 @@
     pressure_GPa = 0.0           # if present: NPT by stochastic cell rescaling around the thermostat (langevin or nhc)
     compressibility_per_GPa = 0.02
     taup_fs = 1000.0             # barostat relaxation time (fs)
+    barostat = "isotropic"       # or "anisotropic": x, y, z lengths move independently (hydrostatic target)
     deform_axis = ""             # "x" | "y" | "z": uniaxial deformation at a constant engineering strain rate
     strain_rate_per_fs = 0.0     # 1e10 /s = 1e-5 /fs
     skin = 1.0                   # Verlet skin (A)
@@ -77,6 +78,7 @@ class RunSpec:
     pressure_GPa: float | None = None
     compressibility_per_GPa: float = 0.02
     taup_fs: float = 1000.0
+    barostat: str = "isotropic"
     deform_axis: str = ""
     strain_rate_per_fs: float = 0.0
     skin: float = 1.0
@@ -289,7 +291,10 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     if r.pressure_GPa is not None:
         if r.integrator == "nve" or r.deform_axis:
             raise ValueError("pressure_GPa (NPT) needs integrator = langevin or nhc and no deformation")
-        integ = CRescaleNPT(integ, r.pressure_GPa, r.compressibility_per_GPa, r.taup_fs, seed=r.seed)
+        if r.barostat not in ("isotropic", "anisotropic"):
+            raise ValueError(f"barostat must be 'isotropic' or 'anisotropic' (got {r.barostat!r})")
+        integ = CRescaleNPT(integ, r.pressure_GPa, r.compressibility_per_GPa, r.taup_fs, seed=r.seed,
+                            anisotropic=r.barostat == "anisotropic")
     if r.deform_axis:
         if r.deform_axis not in ("x", "y", "z"):
             raise ValueError(f"deform_axis must be x, y or z (got {r.deform_axis!r})")
