@@ -210,3 +210,28 @@ def test_cell_relaxation_from_the_run_file_reaches_zero_stress(tmp_path, capsys)
     (tmp_path / "run.toml").write_text(toml.replace("replicate = [3, 3, 3]", "replicate = [1, 1, 1]"))
     assert main(["run", str(tmp_path / "run.toml"), "-q", "--overwrite"]) == 2
     assert "atoms 0 and 1 are 0.100 A apart" in capsys.readouterr().err
+
+
+def test_anisotropic_npt_from_the_run_file_resumes_bit_for_bit(tmp_path):
+    """barostat = "anisotropic" reaches the integrator from the run file (the axes scale independently: Lx/Ly leaves
+    0.95, which isotropic scaling keeps; the physics is tested in test_nhc_deform.py); a run resumed from its restart
+    file (barostat RNG included) equals one long run; an unknown barostat is refused before step 0."""
+    strained = bulk("Ar", "fcc", a=5.26, cubic=True)
+    strained.set_cell(strained.cell * [0.95, 1.0, 1.0], scale_atoms=True)
+    npt = 'pressure_GPa = 0.0\ncompressibility_per_GPa = 0.3\ntaup_fs = 200.0\nbarostat = "anisotropic"\n'
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    fa = _setup(a, "langevin", 150, atoms=strained)
+    fa.write_text(fa.read_text().replace("skin = 0.5", "skin = 0.5\n" + npt))
+    assert main(["run", str(fa), "-q"]) == 0
+    lx, ly, lz = ase.io.read(a / "out" / "trajectory.extxyz", -1).cell.lengths()
+    assert abs(lx / ly - 0.95) > 1e-3 and abs(ly / lz - 1) > 1e-3
+    fb = _setup(b, "langevin", 50, atoms=strained)
+    fb.write_text(fb.read_text().replace("skin = 0.5", "skin = 0.5\n" + npt))
+    assert main(["run", str(fb), "-q"]) == 0
+    (b / "out" / "restart.npz").rename(b / "first.npz")
+    fb.write_text(fb.read_text().replace("steps = 50", "steps = 150") + 'restart_from = "first.npz"\n')
+    assert main(["run", str(fb), "-q"]) == 0
+    np.testing.assert_array_equal(np.loadtxt(a / "out" / "thermo.log")[-1, :13], np.loadtxt(b / "out" / "thermo.log")[-1, :13])
+    fb.write_text(fb.read_text().replace('"anisotropic"', '"semi"'))
+    assert main(["run", str(fb), "-q", "--overwrite"]) == 2
