@@ -168,7 +168,7 @@ def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check
     ``tol`` (relative) before moving it into place."""
     import numpy as np
 
-    from .compiled import CompiledAllegroPotential, compile_graph_model
+    from .compiled import CompiledAllegroPotential, compile_graph_model, example_cell
 
     src = Path(model)
     if not src.exists():
@@ -180,7 +180,7 @@ def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check
     try:
         comp = CompiledAllegroPotential(tmp, device)
         if check_atoms is None:
-            check_atoms = _check_cell(eager.species)
+            check_atoms = example_cell(eager.species)
         from .calculator import periodic_edges
 
         ei, sh = periodic_edges(check_atoms.positions, np.array(check_atoms.cell), check_atoms.pbc, eager.cutoff)
@@ -198,14 +198,3 @@ def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check
         tmp.unlink(missing_ok=True)
     return out
 
-
-def _check_cell(species):
-    """A rattled periodic 3x3x3 simple-cubic cell (2.4 A spacing) of up to four of ``species``."""
-    import numpy as np
-    from ase import Atoms
-
-    sp = list(species)[: min(4, len(species))]
-    g = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) * 2.4
-    a = Atoms([sp[i % len(sp)] for i in range(len(g))], positions=g, cell=[7.2] * 3, pbc=True)
-    a.rattle(0.1, seed=1)
-    return a
