@@ -115,6 +115,42 @@ def test_neb_water_rotation_keeps_the_molecule_and_pbe_forces_are_gradients():
     assert f == pytest.approx(-(e[1] - e[0]) / 2e-3, abs=2e-3)
 
 
+def test_neb_band_checkpoint_resumes_after_a_crash(tmp_path):
+    """A band killed mid-optimisation resumes from its last saved FIRE step, not from the interpolation."""
+    from allegro_fm_bench.experiments.neb import band
+    from ase.calculators.emt import EMT
+
+    class Crash(EMT):
+        calls = 0
+
+        def calculate(self, *a, **k):
+            Crash.calls += 1
+            if Crash.calls > 200:  # some FIRE steps in
+                raise RuntimeError("node lost")
+            super().calculate(*a, **k)
+
+    path = S.carbonic_acid_path(2)
+    r, p = path[0], path[-1]
+    ck = tmp_path / "ck"
+    with pytest.raises(RuntimeError, match="node lost"):
+        band(Crash(), r, p, 7, fmax=0.05, steps=40, checkpoint=ck)
+    state = json.loads((ck / "band.json").read_text())
+    assert state["stage"] == "NEB" and 3 <= state["steps_done"] < 40 and not state["stage_finished"]
+    import ase.io
+
+    saved = ase.io.read(ck / "band.extxyz", index=":")
+    fresh, _, _ = band(EMT(), r, p, 7, fmax=0.05, steps=0)  # 0 steps: the IDPP start
+    assert max(abs(a.positions - b.positions).max() for a, b in zip(saved, fresh)) > 1e-3  # it had moved
+    resumed, f, ok = band(EMT(), r, p, 7, fmax=0.05, steps=40, checkpoint=ck)
+    final = json.loads((ck / "band.json").read_text())
+    assert final["stage"] == "CI-NEB" and final["stage_finished"] and final["converged"] == ok
+    assert np.isfinite(f) and (ok or final["steps_done"] == 40)
+    again, f2, ok2 = band(EMT(), r, p, 7, fmax=0.05, steps=40, checkpoint=ck)  # finished: nothing re-run
+    assert ok2 == ok and f2 == pytest.approx(f) and all(np.allclose(a.positions, b.positions) for a, b in zip(again, resumed))
+    with pytest.raises(ValueError, match="band.extxyz"):
+        band(EMT(), r, p, 5, checkpoint=ck)
+
+
 def test_transition1x_hdf5_errors_vanish_for_self_labels(ctx, tmp_path):
     """An HDF5 in the dataset's layout labelled with the model itself plus per-element offsets: the evaluation must
     find zero energy/force/barrier errors and recover the offsets."""

@@ -16,6 +16,9 @@ the model's, so the reference barriers are checked against the paper's within ``
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from ._common import Context, plt, save_figure
@@ -55,10 +58,42 @@ def rotated_water(product):
     return a
 
 
-def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, steps: int = 300):
+def _save(path: Path, images, state: dict) -> None:
+    """Write the band (positions only) and its optimiser state atomically: a killed run resumes from here."""
+    import ase.io
+
+    tmp = path.with_suffix(".tmp.extxyz")
+    ase.io.write(tmp, [im.copy() for im in images], format="extxyz")  # copies: no (shared) calculator results
+    tmp.replace(path)
+    jtmp = path.with_suffix(".tmp.json")
+    jtmp.write_text(json.dumps(state))
+    jtmp.replace(path.with_suffix(".json"))
+
+
+def _load(path: Path, images) -> dict | None:
+    """The saved state of the band at ``path`` with its positions put into ``images``; None if nothing saved."""
+    import ase.io
+
+    if not (path.exists() and path.with_suffix(".json").exists()):
+        return None
+    state = json.loads(path.with_suffix(".json").read_text())
+    saved = ase.io.read(path, index=":")
+    if len(saved) != len(images) or any(s.get_chemical_symbols() != im.get_chemical_symbols()
+                                        for s, im in zip(saved, images)):
+        raise ValueError(f"{path}: saved band does not match this band (images or elements differ); "
+                         "remove the checkpoint folder to start over")
+    for s, im in zip(saved, images):
+        im.positions = s.positions
+    return state
+
+
+def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, steps: int = 300,
+         checkpoint: str | Path | None = None):
     """A NEB band (list of Atoms, endpoints included) from ``reactant`` to ``product``, optionally starting
     through ``via``: FIRE without climbing to 2 x ``fmax`` (eV/A), then with the climbing image to ``fmax``, at
-    most ``steps`` FIRE steps each. Returns (images, max NEB force eV/A, converged)."""
+    most ``steps`` FIRE steps each. With ``checkpoint`` (a folder), the band is saved after every FIRE step and a
+    rerun resumes from the last saved step (FIRE restarts its velocities). Returns (images, max NEB force eV/A,
+    converged)."""
     from ase.mep import NEB
     from ase.optimize import FIRE
 
@@ -74,30 +109,63 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
         images = first + second[1:]
     from tqdm.auto import tqdm
 
+    path = None
+    state = {"stage": "NEB", "steps_done": 0, "stage_finished": False, "converged": False}
+    if checkpoint is not None:
+        path = Path(checkpoint) / "band.extxyz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = _load(path, images) or state
     for im in images:
         im.calc = calc
     neb = NEB(images, climb=False, method="improvedtangent", allow_shared_calculator=True)
-    ok = False
+    ok = bool(state["converged"])
     for stage, target in (("NEB", 2 * fmax), ("CI-NEB", fmax)):
+        if state["stage"] == "CI-NEB" and stage == "NEB":
+            continue  # resumed after the first stage
+        if state["stage"] != stage:
+            state = {"stage": stage, "steps_done": 0, "stage_finished": False, "converged": False}
+        if state["stage_finished"]:
+            ok = bool(state["converged"])
+            continue
         neb.climb = stage == "CI-NEB"
         opt = FIRE(neb, logfile=None)
-        with tqdm(total=steps, desc=f"{stage} to {target:g} eV/A", leave=False) as bar:
+        left = steps - state["steps_done"]
+        with tqdm(total=steps, initial=state["steps_done"], desc=f"{stage} to {target:g} eV/A", leave=False) as bar:
             opt.attach(bar.update)  # a count only: re-reading forces would re-run a shared calculator
-            ok = bool(opt.run(fmax=target, steps=steps))
+            if path is not None:
+                opt.attach(lambda st=state, o=opt: _save(path, images, st | {"steps_done": st["steps_done"] + o.nsteps}))
+            ok = bool(opt.run(fmax=target, steps=left)) if left > 0 else False
+        state = state | {"steps_done": steps - left + opt.nsteps, "stage_finished": True, "converged": ok}
+        if path is not None:
+            _save(path, images, state)
+    neb.climb = True  # the residual is the climbing-image band's, also when both stages were resumed finished
     f = float(np.sqrt((neb.get_forces() ** 2).sum(axis=1).max()))
     return images, f, ok
 
 
-def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis: str = "def2-svp") -> dict:
+def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis: str = "def2-svp",
+                   checkpoint: str | Path | None = None) -> dict:
     """The paper's own procedure, independent of any model: endpoints and a climbing-image NEB at PBE/``basis``
     (PySCF forces), then wB97M-D3(BJ)/``basis`` single points on the PBE images. Returns the PBE images and both
     profiles (kcal/mol), the residual NEB force and whether it converged. Costs hundreds of PySCF gradients
-    (tens of minutes on 2 cores): run with the paper's settings only."""
+    (~1 h on 2 idle cores): with ``checkpoint`` (a folder) the endpoints and the band are saved as they go and a
+    rerun resumes where the last one stopped."""
+    import ase.io
+
     from ..labelling import WB97MD3BJ, PySCFCalculator
 
     pbe = PySCFCalculator(xc="pbe", basis=basis, grid_level=2)
-    reactant, product = endpoints(pbe, fmax=0.05, steps=100)
-    images, f, ok = band(pbe, reactant, product, n_images, fmax=fmax, steps=steps)
+    ends = Path(checkpoint) / "endpoints.extxyz" if checkpoint is not None else None
+    if ends is not None and ends.exists():
+        reactant, product = ase.io.read(ends, index=":")
+    else:
+        reactant, product = endpoints(pbe, fmax=0.05, steps=100)
+        if ends is not None:
+            ends.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ends.with_suffix(".tmp.extxyz")
+            ase.io.write(tmp, [reactant, product], format="extxyz")
+            tmp.replace(ends)
+    images, f, ok = band(pbe, reactant, product, n_images, fmax=fmax, steps=steps, checkpoint=checkpoint)
     return {"images": images, "PBE": energies(images, pbe), "wB97M-D3(BJ)": energies(images, WB97MD3BJ(basis=basis)),
             "max_force": f, "converged": ok}
 
@@ -158,7 +226,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
             data[f"{pname}/{k}"] = {"barrier_kcal": bar, "reaction_kcal": dE, "profile_kcal": e.tolist()}
     ref_text = ""
     if not ctx.quick:  # the reference path of the paper's procedure: NEB at PBE, wB97M-D3(BJ) on its images
-        ref = reference_path()
+        ref = reference_path(checkpoint=ctx.outdir / "neb-reference")
         rows.append("| PBE NEB (reference) | PBE | {:.1f} | 35.7 | {:.1f} | {} |".format(
             ref["PBE"].max(), ref["PBE"][-1], "within" if abs(ref["PBE"].max() - 35.7) <= REF_TOLERANCE else "OUTSIDE"))
         rows.append("| PBE NEB (reference) | wB97M-D3(BJ) | {:.1f} | 46.0 | {:.1f} | {} |".format(
