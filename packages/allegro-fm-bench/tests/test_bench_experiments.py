@@ -139,6 +139,55 @@ def test_shared_pyscf_calculator_remembers_geometries_and_restarts_from_the_near
     assert abs(got[1][0] - got[0][0]) > 1e-3  # the two geometries really differ
 
 
+def test_saddle_refinement_finds_the_analytic_saddle_of_a_proton_transfer(tmp_path):
+    """O-H...O proton transfer on an analytic double well E = A (x-a)^2 (x-b)^2 along the O...O axis (O atoms and
+    the proton's sideways motion tethered): from a coarse band the dimer method lands on x = (a+b)/2 with barrier
+    A h^4 = 1 eV and curvature -4 A h^2, the descents end in the two bonding patterns, and a rerun reuses the
+    checkpoint."""
+    from allegro_fm_bench.experiments.neb import refine_saddle
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator, all_changes
+
+    a, b, k = 0.97, 1.63, 20.0
+    h = (b - a) / 2
+    A = 1.0 / h**4
+    home = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [2.6, 0.0, 0.0]])
+
+    class Well(Calculator):
+        implemented_properties = ["energy", "forces"]
+        calls = 0
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            Well.calls += 1
+            r = self.atoms.positions
+            x = r[1, 0]
+            d = r - home
+            d[1, 0] = 0.0  # the proton moves freely along the O...O axis
+            self.results["energy"] = A * (x - a) ** 2 * (x - b) ** 2 + 0.5 * k * float((d**2).sum())
+            f = -k * d
+            f[1, 0] = -A * (2 * (x - a) * (x - b) ** 2 + 2 * (x - a) ** 2 * (x - b))
+            self.results["forces"] = f
+
+    images = []
+    for x in np.linspace(a, b, 5):
+        im = Atoms("OHO", positions=[home[0], (x, 0.0, 0.0), home[2]])
+        images.append(im)
+    images[1].positions[1, 1] += 0.05  # a band that is not exactly on the path
+    calc = Well()
+    r = refine_saddle(calc, images, fmax=0.01, checkpoint=tmp_path)
+    s = r["saddle"]
+    assert r["converged"] and r["connects"]
+    assert s.positions[1, 0] == pytest.approx((a + b) / 2, abs=0.01)
+    s.calc = calc
+    assert s.get_potential_energy() == pytest.approx(1.0, abs=0.01)
+    assert r["curvature"] == pytest.approx(-4 * A * h**2, rel=0.1)
+    assert sorted(map(tuple, r["sides"])) == [((0, 1),), ((1, 2),)]
+    n = Well.calls
+    again = refine_saddle(calc, images, fmax=0.01, checkpoint=tmp_path)
+    assert Well.calls == n and np.allclose(again["saddle"].positions, s.positions) and again["connects"]
+
+
 def test_neb_band_checkpoint_resumes_after_a_crash(tmp_path):
     """A band killed mid-optimisation resumes from its last saved FIRE step, not from the interpolation."""
     from allegro_fm_bench.experiments.neb import band
