@@ -193,7 +193,7 @@ def test_lammps_mliap_file_runs_in_a_plain_cpu_lammps_build(tmp_path):
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_lammps_mliap_file_in_a_real_lammps(tmp_path, ranks):
     """In a LAMMPS built with ML-IAP + PYTHON (path in $AFM_LMP; its python/ folder in $AFM_LMP_PYTHON), the file
-    gives the ASE calculator's energy and forces on a periodic cell, on 1 and 2 MPI ranks (run 0)."""
+    gives the ASE calculator's energy, forces and pressure (virial) on a periodic cell, on 1 and 2 MPI ranks (run 0)."""
     import os
     import shutil
     import subprocess
@@ -218,7 +218,7 @@ boundary p p p
 read_data cell.data
 pair_style mliap unified mini.nequip.lmp.pt 0
 pair_coeff * * {" ".join(species)}
-thermo_style custom step pe
+thermo_style custom step pe press
 thermo_modify format float %.10f
 dump 1 all custom 1 forces.dump id fx fy fz
 dump_modify 1 sort id format float %.12g
@@ -235,11 +235,13 @@ run 0
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     lines = p.stdout.splitlines()
-    e_lmp = float(lines[[ln.split()[:2] for ln in lines].index(["Step", "PotEng"]) + 1].split()[1])
+    _, e_lmp, p_lmp = map(float, lines[[ln.split()[:2] for ln in lines].index(["Step", "PotEng"]) + 1].split())
     f_lmp = np.loadtxt(tmp_path / "forces.dump", skiprows=9)[:, 1:]
     atoms.calc = AllegroFMCalculator(pot)
     assert e_lmp == pytest.approx(atoms.get_potential_energy(), abs=1e-6 * len(atoms))
     np.testing.assert_allclose(f_lmp, atoms.get_forces(), atol=1e-5)
+    p_ase = -atoms.get_stress()[:3].mean() / 1e-4 * 160.21766208  # eV/A^3 -> bar (LAMMPS metal units); no velocities
+    assert p_lmp == pytest.approx(p_ase, rel=1e-5, abs=1e-2)
 
 
 def test_sam_step_is_the_gradient_at_the_perturbed_weights_and_trains(aligned_train, tmp_path):
