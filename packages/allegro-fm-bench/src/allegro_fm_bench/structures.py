@@ -180,7 +180,7 @@ def carbonic_acid_path(n_images: int = 9) -> list[Atoms]:
         raise ValueError("carbonic_acid_path needs n_images >= 2 (the two endpoints)")
     images = [r] + [r.copy() for _ in range(n_images - 2)] + [p]
     if n_images > 2:
-        NEB(images).interpolate("idpp")
+        NEB(images, method="improvedtangent").interpolate("idpp")  # interpolation only
     return images
 
 
