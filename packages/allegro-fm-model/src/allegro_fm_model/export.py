@@ -154,8 +154,12 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
         raise RuntimeError(f"nequip-prepare-lmp-mliap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
     from .lammps_mliap import to_any_lammps
 
-    wrapper = to_any_lammps(torch.load(tmp, weights_only=False))  # runs in KOKKOS and in plain (CPU) ML-IAP builds
-    torch.save(wrapper, tmp)
+    try:
+        wrapper = to_any_lammps(torch.load(tmp, weights_only=False))  # runs in KOKKOS and plain (CPU) ML-IAP builds
+        torch.save(wrapper, tmp)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
     pot = load_potential(src)
     if list(wrapper.element_types) != list(pot.species) or abs(2 * wrapper.rcutfac - pot.cutoff) > 1e-6:
         tmp.unlink(missing_ok=True)
@@ -163,6 +167,30 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
                            f"{pot.species} / {pot.cutoff} A")
     tmp.replace(out)
     return out
+
+
+def lammps_mliap_input(model_file: str | Path, data_file: str | Path, species) -> str:
+    """LAMMPS input lines that read ``data_file`` (metal units: eV, A, ps; atomic style; periodic) and use the
+    ML-IAP ``model_file`` of ``export_lammps_mliap`` for LAMMPS atom types 1.. = ``species``; append the run."""
+    return (f"units metal\natom_style atomic\nboundary p p p\nread_data {data_file}\n"
+            f"pair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(species)}\n")
+
+
+def lammps_environment(lmp: str | Path, lmp_python: str | Path | None = None) -> dict:
+    """Environment variables for running the LAMMPS binary ``lmp`` on an Allegro-FM ML-IAP file: this Python
+    environment's bin/ first on PATH (LAMMPS's embedded interpreter then finds torch, nequip, allegro_fm_model),
+    its lib/ (MPI) and the binary's folder (liblammps) on LD_LIBRARY_PATH, that build's ``python/`` folder
+    (``lmp_python``, its own ``lammps`` package) on PYTHONPATH, one OpenMP thread per rank."""
+    import os
+    import sys
+
+    env_bin = Path(sys.executable).parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=os.pathsep.join([str(env_bin), os.environ.get("PATH", "")]),
+               LD_LIBRARY_PATH=os.pathsep.join([str(env_bin.parent / "lib"), str(Path(lmp).resolve().parent),
+                                                os.environ.get("LD_LIBRARY_PATH", "")]))
+    if lmp_python:
+        env["PYTHONPATH"] = os.pathsep.join([str(lmp_python), os.environ.get("PYTHONPATH", "")])
+    return env
 
 
 def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check_atoms=None, tol: float = 1e-4) -> Path:

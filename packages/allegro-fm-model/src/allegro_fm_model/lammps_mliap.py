@@ -23,7 +23,7 @@ class _HostMLIAPData:
         self.eatoms = torch.zeros(data.nlistatoms, dtype=torch.float64)  # nequip copies per-atom energies in here
         self.energy = 0.0
 
-    def __getattr__(self, name):  # rij, pair_i, pair_j, elems, nlocal, ntotal, npairs, ...
+    def __getattr__(self, name):  # rij, pair_i, pair_j, elems, ntotal, npairs, ...
         return getattr(self._data, name)
 
     def update_pair_forces_gpu(self, fij: torch.Tensor) -> None:

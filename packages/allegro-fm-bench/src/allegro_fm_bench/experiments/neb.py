@@ -165,13 +165,11 @@ def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint
 
     saved = Path(checkpoint) / "saddle.extxyz" if checkpoint is not None else None
     if saved is not None and saved.exists() and saved.with_suffix(".json").exists():
-        return {"saddle": ase.io.read(saved), **json.loads(saved.with_suffix(".json").read_text())}
-    e = []
-    for im in images:
-        a = im.copy()
-        a.calc = calc
-        e.append(a.get_potential_energy())
-    k = int(np.argmax(e[1:-1])) + 1
+        s = ase.io.read(saved)
+        if s.get_chemical_symbols() != images[0].get_chemical_symbols():
+            raise ValueError(f"{saved}: saved saddle is not of this band's molecule; remove it to start over")
+        return {"saddle": s, **json.loads(saved.with_suffix(".json").read_text())}
+    k = int(np.argmax(energies(images, calc)[1:-1])) + 1
     ts = images[k].copy()
     ts.calc = calc
     tangent = images[k + 1].positions - images[k - 1].positions
@@ -212,7 +210,7 @@ def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis:
     wB97M-D3(BJ)/``basis`` single points on the PBE images and saddle. Returns the PBE images, both profiles
     (kcal/mol, relative to the reactant), the barriers at the saddle ("barrier": {level: kcal/mol}), the saddle
     and its checks, the residual NEB force and whether the band converged. Costs hundreds of PySCF gradients
-    (~30 min on 2 idle cores): with ``checkpoint`` (a folder) the endpoints, the band and the saddle are saved as
+    (~35 min on 2 idle cores): with ``checkpoint`` (a folder) the endpoints, the band and the saddle are saved as
     they go and a rerun resumes where the last one stopped."""
     import ase.io
 
@@ -294,7 +292,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
             rows.append(f"| {pname} | {k} | {bar:.1f} | {ref if ref is not None else ''} | {dE:.1f} | {check} |")
             data[f"{pname}/{k}"] = {"barrier_kcal": bar, "reaction_kcal": dE, "profile_kcal": e.tolist()}
     ref_text = (" Quick settings: the paper's model-independent reference procedure (PBE CI-NEB, refined saddle, "
-                "wB97M-D3(BJ) single points; ~40 min, or scripts/check_neb_reference.py) is not run, so the PBE and "
+                "wB97M-D3(BJ) single points; ~35 min, or scripts/check_neb_reference.py) is not run, so the PBE and "
                 "wB97M-D3(BJ) rows below are PySCF on the model's images and test the model's path, not the reference.")
     if not ctx.quick:  # the reference path of the paper's procedure: NEB at PBE, wB97M-D3(BJ) on its images
         ref = reference_path(checkpoint=ctx.outdir / "neb-reference")
