@@ -40,7 +40,7 @@ def test_trained_checkpoint_loads_as_potential(aligned_train, tmp_path):
     import torch
     from allegro_fm_model.calculator import periodic_edges
     from allegro_fm_model.data import TeaAlignDataset
-    from allegro_fm_model.export import load_potential
+    from allegro_fm_model import load_potential
     from nequip.data import AtomicDataDict as K
     from nequip.data.transforms import NeighborListTransform
 
@@ -72,7 +72,7 @@ def test_trained_checkpoint_loads_as_potential(aligned_train, tmp_path):
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    from allegro_fm_model.export import load_potential
+    from allegro_fm_model import load_potential
 
     bad = tmp_path / "broken.ckpt"
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
@@ -84,7 +84,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     import torch
-    from allegro_fm_model.export import load_potential
+    from allegro_fm_model import load_potential
 
     base = dict(dataset=str(aligned_train), preset="tiny", max_epochs=1, batch_size=4, accelerator="cpu", devices=1,
                 val_fraction=0.2, test_fraction=0.0)

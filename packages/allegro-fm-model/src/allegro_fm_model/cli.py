@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "evaluate":
             from .evaluate import evaluate
-            from .export import load_potential
+            from .loading import load_potential
 
             indices = None
             if args.split:

@@ -107,6 +107,16 @@ def _with_ghosts(positions, types, edge_index, shifts):
             edge_index, np.concatenate([np.arange(n), j]))
 
 
+def _pad_far_pair(positions, types, edge_index, copy_of, cutoff: float):
+    """Two extra atoms of type 0, 2 x ``cutoff`` apart and far from all others, joined by two edges (beyond r_max: they
+    contribute nothing): for models that cannot take an empty edge list. Their ``copy_of`` is -1 (forces dropped)."""
+    far = (np.abs(positions).max() if len(positions) else 0.0) + 3 * cutoff
+    pos = np.concatenate([positions, [[far, far, far], [far + 2 * cutoff, far, far]]])
+    m = len(pos)
+    ei = np.concatenate([np.asarray(edge_index).reshape(2, -1), [[m - 2, m - 1], [m - 1, m - 2]]], axis=1)
+    return pos, np.concatenate([np.asarray(types), [0, 0]]), ei, np.concatenate([copy_of, [-1, -1]])
+
+
 class CompiledAllegroPotential:
     """A ``.nequip.pt2`` file (``compile_graph_model``) behind the engine's Potential call; same ``compute``
     signature and results as ``AllegroPotential`` (eV, eV/A, virial eV)."""
@@ -148,13 +158,8 @@ class CompiledAllegroPotential:
         if edge_index.size and int(edge_index[0].max()) >= n_local:
             raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
         pos, typ, ei, copy_of = _with_ghosts(positions, types, edge_index, edge_shifts)
-        if ei.shape[1] < 2:  # the compiled graph needs >= 2 edges: pad with a far pair (beyond r_max: contributes 0)
-            far = (np.abs(pos).max() if len(pos) else 0.0) + 3 * self.cutoff
-            pos = np.concatenate([pos, [[far, far, far], [far + 2 * self.cutoff, far, far]]])
-            m = len(pos)
-            ei = np.concatenate([ei.reshape(2, -1), [[m - 2, m - 1], [m - 1, m - 2]]], axis=1)
-            typ = np.concatenate([np.asarray(typ), [0, 0]])
-            copy_of = np.concatenate([copy_of, [-1, -1]])
+        if ei.shape[1] < 2:  # the compiled graph needs >= 2 edges
+            pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, self.cutoff)
         # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)
         data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
                 K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),

