@@ -38,9 +38,9 @@ def test_tiny_training_loss_falls_and_resumes(aligned_train, tmp_path):
 def test_trained_checkpoint_loads_as_potential(aligned_train, tmp_path):
     import numpy as np
     import torch
+    from allegro_fm_model import load_potential
     from allegro_fm_model.calculator import periodic_edges
     from allegro_fm_model.data import TeaAlignDataset
-    from allegro_fm_model import load_potential
     from nequip.data import AtomicDataDict as K
     from nequip.data.transforms import NeighborListTransform
 

@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from allegro_fm_model import AllegroFMCalculator, load_potential
 from ase import Atoms
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.spacegroup import crystal
-
-from allegro_fm_model import AllegroFMCalculator, load_potential
 
 
 def portlandite() -> Atoms:

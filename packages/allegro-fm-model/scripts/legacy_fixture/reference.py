@@ -40,7 +40,7 @@ def main(model: str, structures: str, out: str) -> None:
     with open(tmp, "w") as fh:
         json.dump(doc, fh, indent=1)
     os.replace(tmp, out)
-    print(f"wrote {out}: {', '.join(r['name'] + ' E=%.6f eV' % r['energy'] for r in rows)}")
+    print(f"wrote {out}: " + ", ".join(f"{r['name']} E={r['energy']:.6f} eV" for r in rows))
 
 
 if __name__ == "__main__":

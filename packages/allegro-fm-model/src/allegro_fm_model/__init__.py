@@ -8,7 +8,8 @@ Public façade:
   engine makes (local + ghost atoms, local-centred edges): eager, AOTInductor-compiled, or a nequip 0.6.x deployed
   TorchScript file such as the published ``afm256_01_HL.pt`` (``read_legacy_metadata``, ``LegacyModelError``)
 - ``AllegroFMCalculator``, ``periodic_edges``: ASE calculator (energy eV, forces eV/A, stress eV/A^3)
-- ``load_potential`` (any model file or shipped name), ``resolve_model``, ``builtin_model_path``, ``BUILTIN_MODELS``, ``package_model``, ``compile_model``, ``export_lammps_mliap``: files;
+- ``load_potential`` (any model file or shipped name), ``resolve_model``, ``builtin_model_path``, ``BUILTIN_MODELS``;
+  ``package_model``, ``compile_model``, ``export_lammps_mliap``: deployable files;
   ``lammps_mliap_input``, ``lammps_environment``: running an ML-IAP file in a LAMMPS build
 - training, fine-tuning and evaluation: ``allegro_fm_model.training`` / ``evaluate`` and the ``allegro-fm`` CLI
 """

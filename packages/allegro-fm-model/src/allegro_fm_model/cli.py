@@ -20,12 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
     p = sub.add_parser("finetune", help="fine-tune a trained model on a new dataset (TOML [train] table; init_from required)")
     p.add_argument("config")
-    p.add_argument("--init-from", help="checkpoint of the pretrained model (overrides init_from in the file)")
-    p.add_argument("--freeze", nargs="*", help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes)")
+    p.add_argument("--init-from", help="the pretrained model (overrides init_from in the file): a checkpoint, or a nequip 0.6.x "
+                   "deployed file such as the published afm256_01_HL.pt (fine-tuned as TorchScript)")
+    p.add_argument("--device", default="cpu", help="device for fine-tuning a deployed TorchScript file (cpu, cuda, xpu)")
+    p.add_argument("--freeze", nargs="*", help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes); "
+                   "a deployed TorchScript file: embedding layerK readout")
     p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
     p = sub.add_parser("params", help="trainable parameters of the presets vs the paper")
     p = sub.add_parser("evaluate", help="RMSEs (meV/atom, meV/A, MPa) of a model on an aligned dataset")
-    p.add_argument("model", help="checkpoint (.ckpt) or nequip package (.nequip.zip)")
+    p.add_argument("model", help="checkpoint (.ckpt), nequip package (.nequip.zip), compiled .nequip.pt2, nequip 0.6.x deployed "
+                   ".pt/.pth or a shipped model's name")
     p.add_argument("dataset", help="tea-align aligned dataset (schema v1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--split", choices=["train", "val", "test"], help="only the frames of this split of a training run")
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
             print(text)
             if args.out:
-                from tea_align.dataset import write_text_atomic
+                from tea_align.files import write_text_atomic
 
                 write_text_atomic(args.out, text + "\n")
             return 0
@@ -111,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("finetune needs a pretrained checkpoint: --init-from CKPT or init_from in [train]")
             if not Path(s.init_from).exists():
                 raise FileNotFoundError(f"{s.init_from}: pretrained checkpoint not found")
+            from .legacy import is_torchscript_archive
+
+            if is_torchscript_archive(s.init_from):  # a nequip 0.6.x deployed file, e.g. the published afm256_01_HL.pt
+                from .legacy_finetune import finetune_legacy
+
+                if args.print_config:
+                    raise ValueError(f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config")
+                run = finetune_legacy(s, device=args.device)
+                print(f"run folder: {run} (best.pth, last.pth: deployed files in the original format)")
+                return 0
         if args.print_config:
             print(write_config(s).read_text())
             return 0

@@ -183,7 +183,7 @@ def write_config(s: TrainSettings) -> Path:
 
     run = Path(s.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    from tea_align.dataset import write_text_atomic
+    from tea_align.files import write_text_atomic
 
     write_text_atomic(run / "settings.json", json.dumps(asdict(s), indent=1))
     return write_text_atomic(run / "config.yaml", yaml.safe_dump(nequip_config(s), sort_keys=False))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TeaAlignError
+from .files import AtomicFile, write_text_atomic  # noqa: F401  (public home: tea_align.files)
 from .frame import Frame, FrameBatch, SourceInfo
 from .units import SCHEMA_UNITS
 
@@ -54,35 +54,6 @@ def check_output_path(out: str | Path, inputs: list[str | Path]) -> Path:
         if out.resolve() == p.resolve() or (out.exists() and p.exists() and os.path.samefile(out, p)):
             raise TeaAlignError("output path is also an input; choose another output file", path=out)
     return out
-
-
-class AtomicFile:
-    """A temporary path next to ``target`` that becomes ``target`` only on ``commit()`` (os.replace)."""
-
-    def __init__(self, target: str | Path):
-        self.target = Path(target)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-
-    def commit(self) -> Path:
-        os.replace(self.tmp, self.target)
-        return self.target
-
-    def discard(self) -> None:
-        self.tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (readers never see a half-written file)."""
-    af = AtomicFile(path)
-    try:
-        af.tmp.write_text(text)
-        return af.commit()
-    except BaseException:
-        af.discard()
-        raise
 
 
 class DatasetWriter:

@@ -34,15 +34,12 @@ log = logging.getLogger("allegro_fm_bench")
 
 
 def resolve_model(model: str) -> str:
-    """A model file path from a path or a shipped model's name (allegro-fm-mini); clear error otherwise."""
-    p = Path(model)
-    if p.is_file():
-        return str(p.resolve())
-    from allegro_fm_model import builtin_model_path
+    """A model file path (absolute) from a path or a shipped model's name (allegro-fm-mini); ValueError otherwise."""
+    from allegro_fm_model import resolve_model as model_file
 
     try:
-        return str(builtin_model_path(model))
-    except (KeyError, ValueError, FileNotFoundError) as exc:
+        return str(model_file(model).resolve())
+    except (ValueError, FileNotFoundError) as exc:
         raise ValueError(f"model {model!r} is neither a file nor a shipped model name ({exc})") from exc
 
 

@@ -1,0 +1,278 @@
+"""Fine-tuning a nequip 0.6.x deployed TorchScript model (e.g. the published ``afm256_01_HL.pt``) directly.
+
+Why TorchScript: the Allegro 0.3.0 weights cannot be carried into nequip-allegro >= 0.7's module. The two
+architectures differ in function, not only in names: 0.3.0 embeds edges with a trainable per-basis Bessel
+basis and a product type embedding feeding a three-layer two-body MLP, couples tensor features through
+per-layer env-embedding MLPs and ``linears`` over the irreps, and reads out through a ``final_latent`` MLP and a
+separate edge-energy MLP; nequip-allegro 0.8 has fixed Bessel weights, separate centre/neighbour embeddings
+with a scalar-embedding MLP, per-path tensor-product weights over dense Wigner-3j buffers and a single linear
+readout. No assignment of one set of weights to the other gives the same energies.
+
+A deployed (unfrozen) TorchScript file keeps its weights as parameters, and its code still runs backwards:
+in training mode nequip 0.6's force output builds the graph of the forces (``create_graph``) and Allegro's
+sparse Wigner-3j products switch to their double-backward form. Only ``RescaleOutput`` changes meaning in
+training mode (it stops rescaling), so it is kept in eval mode: the outputs stay in eV and eV/A. The loss is
+the paper's: per-atom energy, force and stress mean squared errors weighted 8:1:1 (``TrainSettings``).
+
+The result is written in the same format with the same metadata (it runs wherever the original does:
+pair_allegro, RXMD-NN, this project), plus ``allegro_fm_finetune`` (what was done) as an extra file.
+Checkpointed every epoch (``last.pth`` + ``trainer_state.pt``); a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .legacy import METADATA_KEYS, load_legacy_module
+from .loading import resolve_model
+from .training import TrainSettings, _split
+
+log = logging.getLogger(__name__)
+
+#: groups of an Allegro 0.3.0 model that ``freeze`` can name (prefixes of the names below the energy graph)
+LEGACY_FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
+    "embedding": ("radial_basis.", "typeembed.", "allegro.latents.0."),
+    "readout": ("allegro.final_latent.", "edge_eng."),
+}
+
+
+def _group_prefixes(name: str) -> tuple[str, ...]:
+    if name in LEGACY_FREEZE_GROUPS:
+        return LEGACY_FREEZE_GROUPS[name]
+    if name.startswith("layer") and name[5:].isdigit():  # layerK: the K-th Allegro layer's tensor path
+        k = int(name[5:])
+        return (f"allegro.env_embed_mlps.{k}.", f"allegro.linears.{k}.", f"allegro.latents.{k + 1}.")
+    return (name,)
+
+
+def _local_name(param_name: str) -> str:
+    """A parameter's name below the energy graph (``...func.``), the part that names its role."""
+    return param_name.split("func.", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One frame prepared for the TorchScript call: positions with ghost copies, edges, types; labels in eV, eV/A, eV/A^3."""
+
+    pos: np.ndarray
+    edge_index: np.ndarray
+    types: np.ndarray
+    copy_of: np.ndarray
+    n_atoms: int
+    energy: float
+    forces: np.ndarray | None
+    stress: np.ndarray | None
+    volume: float
+
+
+def _graphs(dataset: str, species: tuple[str, ...], cutoff: float, indices: list[int]) -> list[Graph]:
+    import tea_align
+
+    from .calculator import periodic_edges
+    from .compiled import _pad_far_pair, _with_ghosts
+    from .potential import types_of
+
+    out = []
+    with tea_align.open_dataset(dataset) as ds:
+        for i in indices:
+            fr = ds[i]
+            try:
+                types = types_of(species, fr.symbols)
+            except ValueError as exc:
+                raise ValueError(f"{dataset}: frame {i}: {exc}") from exc
+            ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, cutoff)
+            pos, typ, ei, copy_of = _with_ghosts(fr.positions, types, ei, sh)
+            if ei.shape[1] == 0:
+                pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, cutoff)
+            periodic = bool(np.asarray(fr.pbc).all())
+            forces = None if fr.forces is None else np.array(fr.forces)  # writable copies (torch refuses read-only views)
+            stress = np.array(fr.stress) if periodic and fr.stress is not None else None
+            out.append(Graph(pos, ei, typ, copy_of, fr.n_atoms, fr.energy, forces, stress,
+                             abs(float(np.linalg.det(fr.cell))) if periodic else 0.0))
+    return out
+
+
+def _set_modes(module, training: bool) -> None:
+    """Training mode for the force/stress graph and Allegro's products, eval mode for RescaleOutput (see module doc)."""
+    module.train(training)
+    if training:
+        for _, sub in module.named_modules():
+            if sub.original_name == "RescaleOutput":
+                sub.training = False
+
+
+def _predict(module, g: Graph, dtype, device):
+    """(energy eV, forces (n, 3) eV/A, stress (3, 3) eV/A^3 or None) as differentiable tensors."""
+    import torch
+
+    data = {"pos": torch.as_tensor(g.pos, dtype=dtype, device=device),
+            "edge_index": torch.as_tensor(g.edge_index, dtype=torch.long, device=device),
+            "atom_types": torch.as_tensor(g.types, dtype=torch.long, device=device)}
+    out = module(data)
+    atomic = out["atomic_energy"].reshape(-1)
+    f_all = out["forces"]
+    real = torch.as_tensor(g.copy_of >= 0, device=device)
+    idx = torch.as_tensor(g.copy_of[g.copy_of >= 0], dtype=torch.long, device=device)
+    forces = torch.zeros((g.n_atoms, 3), dtype=f_all.dtype, device=device).index_add(0, idx, f_all[real])
+    stress = None
+    if g.stress is not None:
+        virial = data["pos"][real].T @ f_all[real]  # W = sum x (x) F (see legacy.py)
+        stress = -virial / g.volume
+    return atomic[: g.n_atoms].sum(), forces, stress
+
+
+def _check_training_mode(module, g: Graph, dtype, device, src) -> None:
+    """The outputs in the fine-tuning modes equal the deployed (eval) outputs: nothing but the graph changed."""
+    _set_modes(module, False)
+    e0, f0 = (t.detach() for t in _predict(module, g, dtype, device)[:2])
+    _set_modes(module, True)
+    e1, f1 = (t.detach() for t in _predict(module, g, dtype, device)[:2])
+    de, df = abs(float(e1 - e0)), float((f1 - f0).abs().max())
+    if de > 1e-5 * max(1.0, abs(float(e0))) or df > 1e-4 * max(1.0, float(f0.abs().max())):
+        raise RuntimeError(f"{src}: in training mode this file's outputs change (energy by {de:.3g} eV, forces by {df:.3g} "
+                           "eV/A): it has training-dependent modules this fine-tuning does not know; not fine-tuned")
+
+
+def _loss(module, g: Graph, s: TrainSettings, dtype, device):
+    """Per-frame loss (8:1:1 weights by default) and its parts (per-atom energy, force, stress squared errors)."""
+    import torch
+
+    e, f, st = _predict(module, g, dtype, device)
+    parts = {"e": ((e - g.energy) / g.n_atoms) ** 2}
+    loss = s.energy_weight * parts["e"]
+    if g.forces is not None:
+        parts["f"] = ((f - torch.as_tensor(g.forces, dtype=f.dtype, device=device)) ** 2).mean()
+        loss = loss + s.force_weight * parts["f"]
+    if st is not None and g.stress is not None:
+        parts["s"] = ((st - torch.as_tensor(g.stress, dtype=st.dtype, device=device)) ** 2).mean()
+        loss = loss + s.stress_weight * parts["s"]
+    return loss, parts
+
+
+def _save_module(module, meta: dict[str, str], note: dict, path: Path) -> Path:
+    """The module as a deployed file with the original metadata (+ what fine-tuning did), written atomically."""
+    import torch
+    from tea_align.files import write_bytes_atomic
+
+    _set_modes(module, False)
+    extra = {k: v for k, v in meta.items() if v and k in METADATA_KEYS}
+    extra["allegro_fm_finetune"] = json.dumps(note)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.10; this format exists only as TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(module, buf, _extra_files=extra)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True) -> Path:
+    """Fine-tune the nequip 0.6.x deployed model ``s.init_from`` on ``s.dataset`` (tea-align schema v1) for
+    ``s.max_epochs`` epochs with Adam (``s.learning_rate``), ``s.batch_size`` frames per step, the groups in
+    ``s.freeze`` (embedding, layerK, readout, or name prefixes) held fixed. Writes ``s.run_dir``/best.pth (lowest
+    validation loss), last.pth, metrics.csv, settings.json; resumes from trainer_state.pt. Returns the run folder."""
+    import torch
+    from tea_align.files import write_bytes_atomic, write_text_atomic
+
+    if s.sam_rho > 0 or s.strategy not in ("auto", "single_device") or s.num_nodes != 1:
+        raise ValueError("fine-tuning a legacy TorchScript model runs on one device without SAM (sam_rho = 0, strategy auto)")
+    src = resolve_model(s.init_from)
+    run = Path(s.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    state_path = run / "trainer_state.pt"
+    resume = state_path.exists() and (run / "last.pth").exists()
+    module, meta = load_legacy_module(run / "last.pth" if resume else src, device, freeze=False)
+    species = tuple(meta["type_names"].split())
+    cutoff = float(meta["r_max"])
+    dtype = getattr(torch, meta["default_dtype"] or "float32")
+    import tea_align
+
+    with tea_align.open_dataset(s.dataset) as ds:
+        n = len(ds)
+    train_idx, val_idx, _ = _split(n, s.val_fraction, s.test_fraction, s.seed)
+    train_g, val_g = _graphs(s.dataset, species, cutoff, train_idx), _graphs(s.dataset, species, cutoff, val_idx)
+
+    prefixes = [p for name in s.freeze for p in _group_prefixes(name)]
+    frozen, trainable = [], []
+    for name, prm in module.named_parameters():
+        if any(_local_name(name).startswith(p) for p in prefixes):
+            prm.requires_grad_(False)
+            frozen.append(name)
+        else:
+            prm.requires_grad_(True)
+            trainable.append(prm)
+    if prefixes and not frozen:
+        groups = sorted(LEGACY_FREEZE_GROUPS) + ["layer0", "layer1", "..."]
+        raise ValueError(f"freeze {list(s.freeze)} matched no parameter of {src}; groups: {groups}")
+    if not trainable:
+        raise ValueError(f"freeze {list(s.freeze)} leaves no parameter of {src} to train")
+    opt = torch.optim.Adam(trainable, lr=s.learning_rate)
+    rng = np.random.default_rng(s.seed)
+    epoch0, best = 0, float("inf")
+    if resume:
+        st = torch.load(state_path, weights_only=False)
+        opt.load_state_dict(st["optimizer"])
+        epoch0, best = st["epoch"], st["best"]
+        rng.bit_generator.state = st["rng"]
+        log.info("resuming %s at epoch %d", run, epoch0)
+    write_text_atomic(run / "settings.json", json.dumps({**asdict(s), "kind": "legacy-torchscript", "source": str(src),
+                                                        "frozen_parameters": frozen}, indent=1))
+
+    def val_loss() -> float:
+        _set_modes(module, True)
+        tot = 0.0
+        for g in val_g:
+            loss, _ = _loss(module, g, s, dtype, device)
+            tot += float(loss.detach())
+        return tot / len(val_g)
+
+    _check_training_mode(module, train_g[0], dtype, device, src)
+    metrics = run / "metrics.csv"
+    if epoch0 == 0:
+        first = val_loss()
+        write_text_atomic(metrics, f"epoch,train_loss,val_loss,seconds\n0,,{first:.8g},0\n")
+        log.info("epoch 0: validation loss %.6g", first)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional here
+        tqdm = None
+    bar = tqdm(range(epoch0, s.max_epochs), desc="fine-tune", disable=not progress, initial=epoch0, total=s.max_epochs) \
+        if tqdm else range(epoch0, s.max_epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        _set_modes(module, True)
+        order = rng.permutation(len(train_g))
+        tot = 0.0
+        for b in range(0, len(order), s.batch_size):
+            opt.zero_grad()
+            batch = order[b : b + s.batch_size]
+            for k in batch:
+                loss, _ = _loss(module, train_g[k], s, dtype, device)
+                (loss / len(batch)).backward()
+                tot += float(loss.detach())
+            opt.step()
+        train_loss, vl = tot / len(order), val_loss()
+        note = {"source": src.name, "epoch": epoch + 1, "dataset": Path(s.dataset).name, "frozen": list(s.freeze),
+                "val_loss": vl}
+        if vl < best:
+            best = vl
+            _save_module(module, meta, note, run / "best.pth")
+        _save_module(module, meta, note, run / "last.pth")
+        buf = io.BytesIO()
+        torch.save({"optimizer": opt.state_dict(), "epoch": epoch + 1, "best": best, "rng": rng.bit_generator.state}, buf)
+        write_bytes_atomic(state_path, buf.getvalue())
+        with open(metrics, newline="") as fh:
+            rows = list(csv.reader(fh))
+        rows.append([str(epoch + 1), f"{train_loss:.8g}", f"{vl:.8g}", f"{time.perf_counter() - t0:.2f}"])
+        write_text_atomic(metrics, "\n".join(",".join(r) for r in rows) + "\n")
+        log.info("epoch %d: train loss %.6g, validation loss %.6g", epoch + 1, train_loss, vl)
+        if tqdm:
+            bar.set_postfix(train=f"{train_loss:.4g}", val=f"{vl:.4g}")
+    return run
