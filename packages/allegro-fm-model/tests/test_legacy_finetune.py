@@ -21,8 +21,23 @@ MODEL = Path(__file__).parent / "data" / "legacy" / "legacy-allegro-0.3.0.pth"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
+    """New data for the fixture model: calcite and portlandite rattled by 0.12 A (more than it was trained on),
+    labelled by the shipped mini model (energy, forces, stress): a target system to fine-tune on."""
+    from allegro_fm_model import AllegroFMCalculator
+    from ase.calculators.singlepoint import SinglePointCalculator
+
     d = tmp_path_factory.mktemp("ft")
-    frames = ase.io.read(MODEL.parent / "train.extxyz", ":12")  # portlandite and calcite frames (with stress): a target system
+    calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
+    base = ase.io.read(MODEL.parent / "structures.extxyz", ":2")
+    rng = np.random.default_rng(5)
+    frames = []
+    for k in range(12):
+        a = base[k % 2].repeat((2, 2, 1)) if k % 2 == 0 else base[k % 2].copy()
+        a.positions += rng.normal(0, 0.12, a.positions.shape)
+        a.calc = calc
+        e, f, st = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=st)
+        frames.append(a)
     ase.io.write(d / "ft.extxyz", frames)
     tea_align.convert([f"{d / 'ft.extxyz'},level=L,name=ft"], d / "ft.h5")
     return d / "ft.h5"
@@ -43,7 +58,7 @@ def test_finetune_lowers_the_loss_keeps_frozen_groups_and_resumes(dataset, tmp_p
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3", "4"]
     val = [float(r["val_loss"]) for r in rows]
     print(f"validation loss by epoch: {val}")
-    assert val[-1] < 0.9 * val[0]  # the loss falls
+    assert val[-1] < 0.92 * val[0]  # the loss falls (1.59 -> 1.38 when measured)
 
     orig, _ = load_legacy_module(MODEL, freeze=False)
     tuned, meta = load_legacy_module(run / "last.pth", freeze=False)

@@ -6,6 +6,8 @@ In progress (issue #4). What exists:
 - ``periodic_halo``, ``fold_forces``, ``wrap``: periodic images as ghosts on one rank (ghosts.py)
 - ``Decomposition``, ``GhostExchange``: MPI spatial decomposition, ghost exchange, migration (comm.py)
 - ``ForceEvaluator``, ``DistributedForceEvaluator``: where forces are computed, one rank or MPI (forces.py)
+- ``Potential``, ``PotentialResult``, ``check_potential``: the force-provider contract every potential meets, and its
+  conformance check (contracts.py)
 - ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
 - ``State``, ``VelocityVerlet``, ``Langevin``, ``NoseHooverChain``, ``CRescaleNPT``, ``UniaxialDeformation``
   (integrators.py); ``FIRE``, ``FIREIntegrator``, ``relax_cell``, ``EngineCalculator`` (minimize.py)
@@ -16,24 +18,26 @@ In progress (issue #4). What exists:
 - ``time_engine``, ``pingpong``, ``project_weak_scaling``: scaling measurements and the many-rank model (scaling.py;
   ``python -m allegro_fm_md.scaling`` is the MPI worker)
 
-Not yet: anisotropic NPT, the LAMMPS benchmark peer.
+Not yet: a tilting (triclinic-shape) barostat; GPU runs (not tested here).
 """
 
 from .__about__ import __version__
 from .analysis import RDF, radial_distribution, read_frames
 from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
+from .contracts import ConformanceReport, Potential, PotentialContractError, PotentialResult, check_potential
 from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
 from .minimize import FIRE, EngineCalculator, FIREIntegrator, relax_cell
 from .neighbor import VerletList, build_edges
-from .reference import LennardJones, Morse, PairResult
+from .reference import LennardJones, Morse
 from .runfile import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
 from .scaling import TimedPotential, mpiexec_path, pingpong, project_weak_scaling, time_engine
 from .simulation import RankFailure, Simulation, SimulationError, abort_all
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
-           "LennardJones", "Morse", "PairResult", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
+           "LennardJones", "Morse", "Potential", "PotentialResult", "check_potential",
+           "PotentialContractError", "ConformanceReport", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
            "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",

@@ -8,19 +8,10 @@ summing E_local, forces and virials over ranks gives the whole system's. Units: 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class PairResult:
-    """energy (eV) of local atoms, forces (N, 3) eV/A on all atoms given, virial (3, 3) eV, per-atom energies (eV)."""
-
-    energy: float
-    forces: np.ndarray
-    virial: np.ndarray
-    atomic_energies: np.ndarray
+from .contracts import PotentialResult
 
 
 class _PairPotential:
@@ -39,7 +30,7 @@ class _PairPotential:
     def _phi(self, r: np.ndarray, ti: np.ndarray, tj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError  # pragma: no cover - each subclass defines its pair function
 
-    def compute(self, positions, types, edge_index, n_local, edge_shifts=None) -> PairResult:
+    def compute(self, positions, types, edge_index, n_local, edge_shifts=None) -> PotentialResult:
         """Same call as AllegroPotential.compute: local energy, forces on all atoms, virial."""
         pos = np.asarray(positions, dtype=np.float64)
         ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
@@ -58,7 +49,7 @@ class _PairPotential:
         np.add.at(forces, ei[0], g)
         np.add.at(forces, ei[1], -g)
         atomic = np.bincount(ei[0], weights=e, minlength=n_local)[:n_local]
-        return PairResult(float(atomic.sum()), forces, -(vec.T @ g), atomic)
+        return PotentialResult(float(atomic.sum()), forces, -(vec.T @ g), atomic)
 
 
 class LennardJones(_PairPotential):

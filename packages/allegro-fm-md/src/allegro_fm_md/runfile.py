@@ -5,7 +5,7 @@
     replicate = [2, 2, 1]        # n x m x k supercell
     [potential]
     kind = "allegro"             # allegro (a model file) | lj | morse (reference potentials, one element)
-    model = "allegro-fm-mini"    # allegro: a shipped model's name, or a checkpoint / .nequip.zip path
+    model = "allegro-fm-mini"    # allegro: a shipped model's name, or a .ckpt / .nequip.zip / .nequip.pt2 / nequip 0.6.x .pt path
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<local rank> is chosen)
     [run]
     integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation, positions only)
@@ -265,6 +265,9 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         comm.barrier()  # old files are gone before any rank starts writing
     atoms = load_structure(runfile.system)
     pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
+    if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
+        name = runfile.potential.model or runfile.potential.kind
+        print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
     types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
     if comm.size == 1 and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell)).min():
         raise ValueError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "

@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                     n = len(ds)
                 parts = dict(zip(("train", "val", "test"), _split(n, st["val_fraction"], st["test_fraction"], st["seed"])))
                 indices = parts[args.split]
-            err = evaluate(load_potential(args.model, args.device), args.dataset, indices)
+            pot = load_potential(args.model, args.device)
+            print(f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
+            err = evaluate(pot, args.dataset, indices)
             text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
             print(text)
             if args.out:

@@ -93,18 +93,23 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
 
 
 def _with_ghosts(positions, types, edge_index, shifts):
-    """Edges with a non-zero periodic shift get their neighbour as an explicit ghost copy (x_j + shift).
-    Returns positions, types, edge index and, per returned atom, the index of the atom it copies."""
+    """Periodic images as explicit ghost atoms: one ghost per distinct (neighbour, shift) pair, at x_j + shift, and
+    the edges with a non-zero shift pointed at it. Returns positions, types, edge index and, per returned atom,
+    the index of the atom it copies."""
     positions, edge_index = np.asarray(positions, dtype=np.float64), np.array(edge_index)
     n = len(positions)
     if shifts is None:
         return positions, np.asarray(types), edge_index, np.arange(n)
     shifts = np.asarray(shifts, dtype=np.float64)
     moved = np.abs(shifts).sum(1) != 0
-    j = edge_index[1, moved]
-    edge_index[1, moved] = n + np.arange(len(j))
-    return (np.concatenate([positions, positions[j] + shifts[moved]]), np.concatenate([np.asarray(types), np.asarray(types)[j]]),
-            edge_index, np.concatenate([np.arange(n), j]))
+    j, sh = edge_index[1, moved], shifts[moved]
+    # the same image of j is reached by several edges: one ghost each (shifts are lattice sums: equal ones round equally)
+    key = np.concatenate([j[:, None].astype(np.float64), np.round(sh, 6)], axis=1)
+    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    edge_index[1, moved] = n + inv.reshape(-1)
+    jg = j[first]
+    return (np.concatenate([positions, positions[jg] + sh[first]]), np.concatenate([np.asarray(types), np.asarray(types)[jg]]),
+            edge_index, np.concatenate([np.arange(n), jg]))
 
 
 def _pad_far_pair(positions, types, edge_index, copy_of, cutoff: float):

@@ -1,0 +1,191 @@
+"""The engine's force-provider contract: ``Potential``, its ``PotentialResult``, and ``check_potential``.
+
+A Potential is anything with these four members (a structural Protocol: implementations never import this
+module; allegro-fm-model's eager, compiled and legacy potentials and this package's reference potentials
+all conform):
+
+    species: tuple[str, ...]                 element symbols; types index into it
+    cutoff: float                            Angstrom; no interaction beyond it
+    types_of(symbols) -> np.ndarray          type indices; ValueError naming the first unknown element and atom
+    compute(positions, types, edge_index, n_local, edge_shifts=None) -> PotentialResult-like
+
+``compute`` gets local atoms [0, n_local) and ghost atoms [n_local, N) (periodic images or other ranks'
+atoms, positions unwrapped) and only edges i -> j whose centre i is local (a ValueError otherwise). It returns
+the energy of the local atoms only (eV: the sum over ranks is the system's energy), forces on every atom given
+(eV/A: the engine sends ghost forces to their owners), the virial W = -sum_edges r_ij (x) dE/dr_ij (eV; ASE
+stress = -W / V) and per-atom energies of the local atoms (eV). ``edge_shifts`` (E, 3) A, when given, are added
+to x_j - x_i (periodic images without ghost copies: one-process callers such as the ASE calculator).
+
+``check_potential`` checks an implementation against this contract on a small cluster (torch-sim's model
+validator plays the same role): result types and shapes, energy = sum of per-atom energies, ghost-centred
+edges refused, translation invariance, a two-rank partition adding up to the whole, virial = sum x (x) F,
+F = -dE/dx by central differences, and periodic shifts equal to explicit ghost copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PotentialResult:
+    """Output of ``Potential.compute``: energy (eV) of local atoms, forces (N, 3) eV/A on all atoms given, virial
+    (3, 3) eV (W = -sum r_ij (x) dE/dr_ij), per-atom energies (n_local,) eV."""
+
+    energy: float
+    forces: np.ndarray
+    virial: np.ndarray
+    atomic_energies: np.ndarray
+
+
+@runtime_checkable
+class Potential(Protocol):
+    """What the engine calls for forces (see the module docstring for the units and the local/ghost contract)."""
+
+    species: tuple[str, ...]
+    cutoff: float
+
+    def types_of(self, symbols: Sequence[str]) -> np.ndarray:
+        """Type indices of element symbols; ValueError naming the first unknown element and atom."""
+        ...
+
+    def compute(self, positions: np.ndarray, types: np.ndarray, edge_index: np.ndarray, n_local: int,
+                edge_shifts: np.ndarray | None = None) -> PotentialResult:
+        """Energy of the local atoms, forces on all atoms given, virial and per-atom energies."""
+        ...
+
+
+class PotentialContractError(AssertionError):
+    """A Potential implementation breaks the contract (the message says which check and by how much)."""
+
+
+@dataclass
+class ConformanceReport:
+    """What ``check_potential`` measured (max deviations: eV, eV/A) on its test structure."""
+
+    atoms: int
+    edges: int
+    checks: list[str] = field(default_factory=list)
+    deviations: dict[str, float] = field(default_factory=dict)
+
+
+def _edges(positions: np.ndarray, cutoff: float) -> np.ndarray:
+    d = np.linalg.norm(positions[None, :, :] - positions[:, None, :], axis=-1)  # small test clusters only
+    i, j = np.nonzero((d < cutoff) & (d > 0))
+    return np.stack([i, j]).astype(np.int64)
+
+
+def test_cluster(potential, n_side: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A rattled simple-cubic cluster (spacing 0.55 x cutoff, n_side^3 atoms) of up to three of the potential's
+    species: positions (A) and types. Neighbours sit well inside the cutoff, not on top of each other."""
+    rng = np.random.default_rng(seed)
+    g = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
+    pos = g * 0.55 * float(potential.cutoff) + rng.normal(0, 0.05 * float(potential.cutoff), g.shape)
+    sp = list(potential.species)[:3]
+    types = np.asarray(potential.types_of([sp[k % len(sp)] for k in range(len(pos))]), dtype=np.int64)
+    return pos, types
+
+
+def check_potential(potential, positions: np.ndarray | None = None, types: np.ndarray | None = None, *,
+                    energy_tol: float = 1e-8, force_tol: float = 1e-6, fd_step: float = 1e-4, fd_tol: float = 1e-5,
+                    fd_components: int = 6) -> ConformanceReport:
+    """Check ``potential`` against the contract (module docstring) on an open cluster (default ``test_cluster``).
+
+    Tolerances are absolute, in eV and eV/A: the defaults suit float64 models; float32 ones need about
+    energy_tol 1e-4, force_tol 1e-4, fd_step 1e-3, fd_tol 5e-3. Raises ``PotentialContractError`` naming the
+    failed check; returns a ``ConformanceReport`` of what was measured."""
+    rep = ConformanceReport(0, 0)
+
+    def check(ok: bool, name: str, detail: str) -> None:
+        if not ok:
+            raise PotentialContractError(f"{type(potential).__name__}: {name}: {detail}")
+        rep.checks.append(name)
+
+    check(isinstance(potential, Potential), "members", "needs species, cutoff, types_of() and compute()")
+    check(all(isinstance(s, str) for s in potential.species) and len(potential.species) > 0, "species", "a tuple of element symbols")
+    check(float(potential.cutoff) > 0, "cutoff", f"must be > 0 A (got {potential.cutoff})")
+    if positions is None:
+        positions, types = test_cluster(potential)
+    positions, types = np.asarray(positions, dtype=np.float64), np.asarray(types, dtype=np.int64)
+    n = len(positions)
+    ei = _edges(positions, potential.cutoff)
+    rep.atoms, rep.edges = n, ei.shape[1]
+    check(rep.edges > 0, "test structure", "has no edges within the cutoff")
+
+    r = potential.compute(positions, types, ei, n)
+    f, w, ea = np.asarray(r.forces), np.asarray(r.virial), np.asarray(r.atomic_energies)
+    check(f.shape == (n, 3) and w.shape == (3, 3) and ea.shape == (n,), "shapes",
+          f"forces {f.shape} (want {(n, 3)}), virial {w.shape} (3, 3), atomic_energies {ea.shape} ({(n,)})")
+    check(np.isfinite(float(r.energy)) and np.isfinite(f).all() and np.isfinite(w).all(), "finite", "NaN or inf in the result")
+    d = abs(float(ea.sum()) - float(r.energy))
+    rep.deviations["energy - sum(atomic_energies)"] = d
+    check(d <= energy_tol * max(1.0, n), "energy = sum of per-atom energies", f"differs by {d:.3g} eV")
+
+    if (ei[0] == n - 1).any():  # with n_local = n - 1, atom n - 1 is a ghost and its edges are not allowed
+        try:
+            potential.compute(positions, types, ei, n - 1)
+            refused = False
+        except ValueError:
+            refused = True
+        check(refused, "ghost-centred edges refused", "an edge centred on a ghost atom must raise ValueError")
+
+    t = potential.compute(positions + np.array([3.1, -2.7, 1.9]), types, ei, n)
+    d = abs(float(t.energy) - float(r.energy))
+    rep.deviations["translation"] = d
+    check(d <= energy_tol * max(1.0, n), "translation invariance", f"energy changes by {d:.3g} eV")
+    d = float(np.abs(f.sum(axis=0)).max())
+    rep.deviations["sum of forces"] = d
+    check(d <= force_tol * max(1.0, n), "sum of forces = 0", f"{d:.3g} eV/A")
+
+    wx = positions.T @ f
+    d = float(np.abs(wx - w).max())
+    rep.deviations["virial - sum x F"] = d
+    check(d <= force_tol * max(1.0, n) * max(1.0, float(np.abs(positions).max())), "virial = sum x (x) F", f"differs by {d:.3g} eV")
+
+    # two ranks: each owns half of the atoms, holds the rest as ghosts and gets only its own edges
+    mine = np.arange(n) < n // 2
+    e_sum, f_sum = 0.0, np.zeros_like(f)
+    for part in (mine, ~mine):
+        order = np.concatenate([np.flatnonzero(part), np.flatnonzero(~part)])
+        inv = np.empty(n, np.int64)
+        inv[order] = np.arange(n)
+        rp = potential.compute(positions[order], types[order], inv[ei[:, part[ei[0]]]], int(part.sum()))
+        check(np.asarray(rp.atomic_energies).shape == (int(part.sum()),), "per-atom energies of local atoms only",
+              f"shape {np.asarray(rp.atomic_energies).shape} for {int(part.sum())} local atoms")
+        e_sum += float(rp.energy)
+        f_sum += np.asarray(rp.forces)[inv]
+    d_e, d_f = abs(e_sum - float(r.energy)), float(np.abs(f_sum - f).max())
+    rep.deviations["partition energy"], rep.deviations["partition forces"] = d_e, d_f
+    check(d_e <= energy_tol * max(1.0, n) and d_f <= force_tol * max(1.0, n), "two-rank partition = whole",
+          f"energy {d_e:.3g} eV, forces {d_f:.3g} eV/A (ghost energies must not enter)")
+
+    # periodic shifts = explicit ghost copies: put atom n-1's image at its own place through a shift
+    shifted = positions.copy()
+    s = np.array([7.0, 0.0, 0.0])
+    shifted[n - 1] -= s
+    sh = np.zeros((ei.shape[1], 3))
+    sh[ei[1] == n - 1] = s
+    sh[ei[0] == n - 1] = -s
+    rs = potential.compute(shifted, types, ei, n, sh)
+    d_e, d_f = abs(float(rs.energy) - float(r.energy)), float(np.abs(np.asarray(rs.forces) - f).max())
+    rep.deviations["shifts energy"], rep.deviations["shifts forces"] = d_e, d_f
+    check(d_e <= energy_tol * max(1.0, n) and d_f <= force_tol * max(1.0, n), "edge shifts = explicit images",
+          f"energy {d_e:.3g} eV, forces {d_f:.3g} eV/A")
+
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for k in rng.choice(n * 3, size=min(fd_components, n * 3), replace=False):
+        a, c = divmod(int(k), 3)
+        es = []
+        for h in (fd_step, -fd_step):
+            p = positions.copy()
+            p[a, c] += h
+            es.append(float(potential.compute(p, types, ei, n).energy))
+        worst = max(worst, abs(-(es[0] - es[1]) / (2 * fd_step) - f[a, c]))
+    rep.deviations["F + dE/dx"] = worst
+    check(worst <= fd_tol, "F = -dE/dx (central differences)", f"max deviation {worst:.3g} eV/A")
+    return rep
