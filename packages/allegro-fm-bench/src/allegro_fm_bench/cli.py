@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the paper's experiments and write report.md (+ PNG plots)")
     r.add_argument("experiments", nargs="+", choices=["all", *EXPERIMENTS], metavar="EXPERIMENT",
                    help=f"all, or any of: {', '.join(EXPERIMENTS)}")
-    r.add_argument("--model", default="allegro-fm-mini", help="a model file (.ckpt / .nequip.zip / .nequip.pt2 / nequip 0.6.x .pt such as afm256_01_HL.pt) "
-                   "or a shipped model's name")
+    r.add_argument("--model", default="allegro-fm-mini", help="a model file (.ckpt / .nequip.zip / .nequip.pt2 / "
+                   "nequip 0.6.x .pt such as afm256_01_HL.pt) or a shipped model's name")
     r.add_argument("-o", "--outdir", default="runs/bench")
     r.add_argument("--transition1x", default="", help="Transition1x data: the dataset's HDF5 or an endpoints folder "
                    "(default: $ALLEGRO_FM_TRANSITION1X, else ../shared/data/transition1x_sample if present)")
