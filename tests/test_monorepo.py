@@ -59,3 +59,71 @@ def test_ci_runs_exactly_the_readme_test_command():
     cmds = [line.strip() for line in ci.splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
     assert cmds == ["./afm test"]
     assert "\n./afm test" in readme
+
+
+def _import_graph(src: Path, pkg: str) -> dict[str, set[str]]:
+    """Module -> modules of the same package it imports (module level and inside functions), read with ast."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for f in src.rglob("*.py"):
+        rel = f.relative_to(src).with_suffix("")
+        parts = list(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        name = ".".join(parts)
+        package = parts if rel.name == "__init__" else parts[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - node.level + 1]
+                    target = ".".join(base + (node.module.split(".") if node.module else []))
+                else:
+                    target = node.module or ""
+                names = [target + "." + a.name for a in node.names]
+                deps.update(n for n in [target, *names] if n.startswith(pkg))
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith(pkg))
+        graph[name] = deps
+    return {m: {d for d in deps if d in graph and d != m and not m.startswith(d + ".") and d != pkg} for m, deps in graph.items()}
+
+
+@pytest.mark.parametrize("dist,mod", PACKAGES.items())
+def test_no_import_cycles(dist, mod):
+    """Within each package the modules form a DAG (the package __init__, the façade, is left out: it imports all)."""
+    graph = _import_graph(ROOT / "packages" / dist / "src", mod)
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                raise AssertionError(f"import cycle: {' -> '.join(path[path.index(d):] + [d])}" if d in path else f"{m} -> {d}")
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_markdown_tables_lose_no_rows():
+    """A blank line inside a table ends it: the rows after it would render as plain text. Every table row of every
+    README and doc must belong to a table that starts with a header and a |---| line."""
+    files = [ROOT / "README.md", *ROOT.glob("packages/*/README.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("packages/*/docs/*.md"),
+             *ROOT.glob("packages/*/src/*/models/*.md")]
+    bad = []
+    for f in files:
+        lines = f.read_text().splitlines()
+        fence = False
+        for k, line in enumerate(lines):
+            if line.startswith("```"):
+                fence = not fence
+            if fence or not line.startswith("|"):
+                continue
+            prev = lines[k - 1] if k else ""
+            nxt = lines[k + 1] if k + 1 < len(lines) else ""
+            starts_table = not prev.startswith("|")
+            if starts_table and not nxt.replace(" ", "").startswith("|---") and not nxt.replace(" ", "").startswith("|:-"):
+                bad.append(f"{f.relative_to(ROOT)}:{k + 1}: {line[:60]}")
+    assert not bad, "table rows outside a table (a blank line cut the table?):\n" + "\n".join(bad)

@@ -326,3 +326,23 @@ def test_a_failing_experiment_is_reported_not_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(eos, "experiment", boom)
     r = run_experiment("eos", "allegro-fm-mini", tmp_path, quick=True)
     assert r.status == "failed: RuntimeError: relaxation did not converge" and r.provenance.model_sha256
+
+
+LEGACY = Path(__file__).resolve().parents[2] / "allegro-fm-model" / "tests" / "data" / "legacy" / "legacy-allegro-0.3.0.pth"
+
+
+def test_experiments_take_a_legacy_nequip_06_file(tmp_path):
+    """The published weights' format (nequip 0.6.x deployed TorchScript; here the test fixture, a toy model) goes
+    through the same Context and into allegro-fm-md run files: a short NVT g(r) run of portlandite, and the
+    provenance names the file and its sha256."""
+    import hashlib
+
+    from allegro_fm_bench.experiments import gr
+    from allegro_fm_bench.report import model_sha256
+
+    c = Context(resolve_model(str(LEGACY)), tmp_path / "exp", True, tmp_path / "cache")
+    c.outdir.mkdir(parents=True)
+    text, plots, data = gr.run(c, S.portlandite() * (4, 4, 3), 10, 20, 5, pairs=(("H", "O"), ("Ca", "O")))
+    assert (c.outdir.parent / plots[0]).exists() and "| H-O |" in text and data["frames"] == 5
+    assert data["H-O"]["peak_A"] == pytest.approx(0.97, abs=0.1)  # the O-H bond survives 10 fs
+    assert model_sha256(c.model) == hashlib.sha256(LEGACY.read_bytes()).hexdigest()

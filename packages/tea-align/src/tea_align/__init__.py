@@ -8,6 +8,8 @@ Public façade:
 - ``Alignment``, ``LevelShift``, ``fit_alignment``: the TEA transform
 - ``TeaAlignError``: every bad-input error, naming file and frame
 - ``elements``, ``units``: element sets and unit conversions
+- ``files``: atomic output files (``write_text_atomic``, ``write_bytes_atomic``, ``AtomicFile``, ``check_output_path``),
+  used by all packages of the project
 """
 
 from .__about__ import __version__
@@ -15,6 +17,7 @@ from .alignment import Alignment, AnchorPair, LevelShift, collect_anchors, fit_a
 from .dataset import SCHEMA, SCHEMA_VERSION, AlignedDataset, DatasetWriter, open_dataset
 from .elements import ALLEGRO_FM_ELEMENTS, MPTRJ_ELEMENTS, NOBLE_GASES
 from .errors import TeaAlignError
+from .files import AtomicFile, check_output_path, write_bytes_atomic, write_text_atomic
 from .frame import Frame, FrameBatch, SourceInfo
 from .pipeline import ApplySummary, Preprocessing, apply, convert, fit, inspect
 from .readers import InputSpec, read_frames
@@ -23,5 +26,6 @@ __all__ = [
     "__version__", "Alignment", "AnchorPair", "LevelShift", "collect_anchors", "fit_alignment", "SCHEMA",
     "SCHEMA_VERSION", "AlignedDataset", "DatasetWriter", "open_dataset", "ALLEGRO_FM_ELEMENTS", "MPTRJ_ELEMENTS",
     "NOBLE_GASES", "TeaAlignError", "Frame", "FrameBatch", "SourceInfo", "ApplySummary", "Preprocessing", "apply",
-    "convert", "fit", "inspect", "InputSpec", "read_frames",
+    "convert", "fit", "inspect", "InputSpec", "read_frames", "AtomicFile", "check_output_path", "write_bytes_atomic",
+    "write_text_atomic",
 ]

@@ -27,6 +27,7 @@ import numpy as np
 
 from .elements import MAX_Z, symbol_to_z, z_to_symbol
 from .errors import TeaAlignError
+from .files import write_text_atomic
 from .frame import Frame, FrameBatch
 
 ALIGNMENT_FORMAT = "tea-align/alignment"
@@ -146,8 +147,6 @@ class Alignment:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically."""
-        from .dataset import write_text_atomic
-
         return write_text_atomic(path, self.to_json())
 
     @classmethod

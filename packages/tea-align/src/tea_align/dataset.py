@@ -22,7 +22,6 @@ Layout (documented in docs/schema-v1.md):
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TeaAlignError
-from .files import AtomicFile, write_text_atomic  # noqa: F401  (public home: tea_align.files)
+from .files import AtomicFile, check_output_path, write_text_atomic  # noqa: F401  (public home: tea_align.files)
 from .frame import Frame, FrameBatch, SourceInfo
 from .units import SCHEMA_UNITS
 
@@ -44,16 +43,6 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-def check_output_path(out: str | Path, inputs: list[str | Path]) -> Path:
-    """Refuse an output path that is one of the inputs (it would be destroyed); return it as a Path."""
-    out = Path(out)
-    for p in inputs:
-        p = Path(p)
-        if out.resolve() == p.resolve() or (out.exists() and p.exists() and os.path.samefile(out, p)):
-            raise TeaAlignError("output path is also an input; choose another output file", path=out)
-    return out
 
 
 class DatasetWriter:

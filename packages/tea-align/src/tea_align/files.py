@@ -3,6 +3,7 @@ interrupted write leaves the previous file (if any) in place and no temporary be
 
 - ``AtomicFile(target)``: a temporary path next to ``target``; ``commit()`` renames it into place, ``discard()`` removes it
 - ``write_text_atomic(path, text)``, ``write_bytes_atomic(path, data)``: whole-file writes (fsync before the rename)
+- ``check_output_path(out, inputs)``: refuse an output that is one of the inputs
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import TeaAlignError
 
 
 class AtomicFile:
@@ -53,3 +56,13 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     except BaseException:
         af.discard()
         raise
+
+
+def check_output_path(out: str | Path, inputs: list[str | Path]) -> Path:
+    """Refuse an output path that is one of the inputs (it would be destroyed); return it as a Path."""
+    out = Path(out)
+    for p in inputs:
+        p = Path(p)
+        if out.resolve() == p.resolve() or (out.exists() and p.exists() and os.path.samefile(out, p)):
+            raise TeaAlignError("output path is also an input; choose another output file", path=out)
+    return out

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .alignment import Alignment, fit_alignment
-from .dataset import DatasetWriter, check_output_path
+from .dataset import DatasetWriter
 from .elements import NOBLE_GAS_MASK
 from .errors import TeaAlignError
+from .files import check_output_path
 from .frame import FrameBatch
 from .readers import InputSpec, read_batches, read_frames
 from .stats import DatasetStats

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .alignment import Alignment
 from .errors import TeaAlignError
+from .files import AtomicFile, write_text_atomic
 
 
 def _f(v, scale: float = 1000.0) -> str:
@@ -69,8 +70,6 @@ def plot_residuals(al: Alignment, path: str | Path) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"TEA onto {al.target_level}")
     fig.tight_layout()
-    from .dataset import AtomicFile
-
     af = AtomicFile(path)
     try:
         fig.savefig(af.tmp, dpi=120, format="png")
@@ -83,8 +82,6 @@ def plot_residuals(al: Alignment, path: str | Path) -> Path:
 
 def write_report(al: Alignment, outdir: str | Path) -> tuple[Path, Path | None]:
     """Write report.md (and residuals.png when the alignment has data statistics) into ``outdir``."""
-    from .dataset import write_text_atomic
-
     outdir = Path(outdir)
     md = write_text_atomic(outdir / "report.md", report_markdown(al))
     png = plot_residuals(al, outdir / "residuals.png") if al.statistics else None
