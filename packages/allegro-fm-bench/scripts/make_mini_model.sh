@@ -11,8 +11,8 @@ EPOCHS=${2:-120}
 mkdir -p "$OUT"
 
 # 1. labels (the two parts are independent: one core each)
-OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data "$OUT/data" --part pbe --threads 1 > "$OUT/data-pbe.log" 2>&1 &
-OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data "$OUT/data" --part molecular --threads 1 > "$OUT/data-molecular.log" 2>&1 &
+OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --part pbe --threads 1 > "$OUT/data-pbe.log" 2>&1 &
+OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --part molecular --threads 1 > "$OUT/data-molecular.log" 2>&1 &
 wait
 
 # 2. Total Energy Alignment onto the PBE level (ICEA from isolated H, C, O; AEC scale from molecule anchors)

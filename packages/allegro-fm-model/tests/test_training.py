@@ -279,11 +279,11 @@ def test_ddp_training_over_two_cpu_processes(aligned_train, tmp_path, capfd):
     steps = {int(r["epoch"]): int(r["step"]) for r in rows if r.get("train_loss_epoch/weighted_sum")}
     import json
 
-    from allegro_fm_model.training import _split
+    from allegro_fm_model.training import split_indices
 
     st = json.loads((run / "settings.json").read_text())
     with tea_align.open_dataset(aligned_train) as ds:
-        n_train = len(_split(len(ds), st["val_fraction"], st["test_fraction"], st["seed"])[0])
+        n_train = len(split_indices(len(ds), st["val_fraction"], st["test_fraction"], st["seed"])[0])
     per_rank = -(-n_train // 2)  # DistributedSampler pads to equal shards
     assert sorted(steps) == [0, 1]
     assert steps[1] - steps[0] == -(-per_rank // 2)  # optimizer steps per epoch: one rank's shard / batch size

@@ -3,37 +3,43 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``allegro-fm-bench``; exit status 2 on bad input."""
-    ap = argparse.ArgumentParser(prog="allegro-fm-bench")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("make-mini-data", help="label the Allegro-FM-mini dataset (PBE level and wB97M-D3(BJ) level)")
-    p.add_argument("outdir")
+    """Entry point of ``allegro-fm-bench`` (conventions: docs/cli.md; ``run`` exits 1 when an experiment failed)."""
+    from tea_align.commandline import command_parser, run, subcommands
+
+    from .__about__ import __version__
+    from .experiments import EXPERIMENTS
+
+    ap = command_parser("allegro-fm-bench", "The paper's results, reproduced: report.md + plots.", __version__)
+    sub = subcommands(ap)
+    p = sub.add_parser("make-mini-data", help="label the Allegro-FM-mini dataset (PBE level and wB97M-D3(BJ) level)",
+                       writes=True, output_required=True, output_help="dataset folder (resumable: finished stages are kept)")
     p.add_argument("--part", choices=["pbe", "molecular", "all"], default="all")
     p.add_argument("--quick", action="store_true", help="a few frames per stage (for tests)")
     p.add_argument("--only", nargs="*", default=(), help="pbe part: only these structures (to label in parallel processes)")
     p.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
-    from .experiments import EXPERIMENTS
-
-    r = sub.add_parser("run", help="run the paper's experiments and write report.md (+ PNG plots)")
+    p.set_defaults(func=_make_mini_data)
+    r = sub.add_parser("run", help="run the paper's experiments and write report.md (+ PNG plots)", writes=True,
+                       output_default="runs/bench", output_help="report folder")
     r.add_argument("experiments", nargs="+", choices=["all", *EXPERIMENTS], metavar="EXPERIMENT",
                    help=f"all, or any of: {', '.join(EXPERIMENTS)}")
     r.add_argument("--model", default="allegro-fm-mini", help="a model file (.ckpt / .nequip.zip / .nequip.pt2 / "
                    "nequip 0.6.x .pt such as afm256_01_HL.pt) or a shipped model's name")
-    r.add_argument("-o", "--outdir", default="runs/bench")
     r.add_argument("--transition1x", default="", help="Transition1x data: the dataset's HDF5 or an endpoints folder "
                    "(default: $ALLEGRO_FM_TRANSITION1X, else ../shared/data/transition1x_sample if present)")
     r.add_argument("--quick", action="store_true", help="CI-sized settings (all: < 20 min on 2 cores); default: the paper's")
-    args = ap.parse_args(argv)
+    r.set_defaults(func=_run)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.cmd == "run":
-        return _run(args)
+    return run(ap, argv, bad_input=(ValueError, OSError))
+
+
+def _make_mini_data(args) -> int:
+    """Label the mini dataset's parts (resumable per stage)."""
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
         import torch
@@ -43,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     st = QUICK if args.quick else MiniDataSettings()
     if args.part in ("pbe", "all"):
-        make_pbe_part(args.outdir, st, only=tuple(args.only))
+        make_pbe_part(args.output, st, only=tuple(args.only))
     if args.part in ("molecular", "all"):
-        make_molecular_part(args.outdir, st)
+        make_molecular_part(args.output, st)
     return 0
 
 
@@ -57,14 +63,10 @@ def _run(args) -> int:
     from .report import machine, write_report
 
     names = list(EXPERIMENTS) if "all" in args.experiments else list(dict.fromkeys(args.experiments))
-    try:
-        model = resolve_model(args.model)
-    except ValueError as exc:
-        print(f"allegro-fm-bench: {exc}", file=sys.stderr)
-        return 2
+    model = resolve_model(args.model)  # ValueError naming the model: bad input (exit 2)
     if args.transition1x:
         os.environ["ALLEGRO_FM_TRANSITION1X"] = args.transition1x
-    out = Path(args.outdir)
+    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     header = (f"Model `{model}`; {'quick (CI-sized)' if args.quick else 'paper'} settings; machine: {machine()}. "
               "Each section puts the measured numbers next to the paper's.")

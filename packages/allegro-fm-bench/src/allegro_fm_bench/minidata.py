@@ -1,7 +1,7 @@
 """The Allegro-FM-mini dataset: real labels at two levels of theory, made on 2 CPU cores.
 
-    allegro-fm-bench make-mini-data OUT --part pbe         # periodic Ca/Si/O/H/C, PBE level (SevenNet-0)
-    allegro-fm-bench make-mini-data OUT --part molecular   # H/C/O molecules, wB97M-D3(BJ)/def2-SVP (PySCF)
+    allegro-fm-bench make-mini-data -o OUT --part pbe         # periodic Ca/Si/O/H/C, PBE level (SevenNet-0)
+    allegro-fm-bench make-mini-data -o OUT --part molecular   # H/C/O molecules, wB97M-D3(BJ)/def2-SVP (PySCF)
 
 The two parts are independent (run them side by side). Each stage is written atomically to
 OUT/<part>/<stage>.extxyz and skipped when present, so an interrupted run resumes. Every frame carries

@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from .errors import MDInputError
 from .ghosts import periodic_halo, wrap
 from .neighbor import build_edges
 
@@ -35,7 +36,7 @@ def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
                 times = p["position/time"][::every] if "time" in p["position"] else np.zeros(len(pos))
                 pbc = [b == b"periodic" for b in p["box"].attrs["boundary"]]
         except (OSError, KeyError) as exc:
-            raise ValueError(f"{path}: not a readable H5MD trajectory ({exc})") from exc
+            raise MDInputError(f"{path}: not a readable H5MD trajectory ({exc})") from exc
         frames = [Atoms(numbers=z, positions=x, cell=c, pbc=pbc) for x, c in zip(pos, box)]
         for a, st, t in zip(frames, steps, times):
             a.info.update(step=int(st), time_fs=float(t))
@@ -96,7 +97,7 @@ def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int =
     nf = 0
     for a in frames:
         if not np.all(a.pbc):
-            raise ValueError("radial_distribution needs periodic frames")
+            raise MDInputError("radial_distribution needs periodic frames")
         cell = np.array(a.cell)
         pos = wrap(a.positions, cell)
         halo = periodic_halo(pos, cell, r_max)
@@ -120,7 +121,7 @@ def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int =
             natoms[chemical_symbols[z]] = natoms.get(chemical_symbols[z], 0.0) + float((a.numbers == z).sum())
         nf += 1
     if nf == 0:
-        raise ValueError("radial_distribution: no frames")
+        raise MDInputError("radial_distribution: no frames")
     g = {k: hist[k] / np.maximum(norm[k], 1e-300) / shell for k in hist}
     return RDF(r, g, {k: np.cumsum(hist[k]) / nf for k in hist}, {k: v / nf for k, v in natoms.items()}, nf)
 

@@ -1,90 +1,118 @@
-"""``allegro-fm-md`` command: ``run RUNFILE.toml`` (one rank, or under ``mpiexec -n N``)."""
+"""``allegro-fm-md`` command: ``run RUNFILE.toml`` (one rank, or under ``mpiexec -n N``), ``rdf`` (g(r) of a
+trajectory), ``scale`` (the timed MPI worker of the scaling benchmarks). Conventions and exit statuses: docs/cli.md
+(2 bad input, 3 a guard stopped the run, 4 a rank aborted)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
+from tea_align.commandline import EXIT_GUARD, EXIT_RANK_ABORTED, command_parser, run, subcommands
+from tea_align.files import write_text_atomic
+
+from .__about__ import __version__
+from .errors import MDInputError
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``allegro-fm-md`` command; exit status 2 on bad input, 3 when a guard stops the run."""
-    ap = argparse.ArgumentParser(prog="allegro-fm-md", description="Strictly-local MD for Allegro-FM models.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("run", help="run the MD described by a TOML run file")
-    p.add_argument("runfile")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace the output of an earlier run in the same folder")
-    g = sub.add_parser("rdf", help="partial g(r) and coordination numbers of a trajectory (PNG + table)")
-    g.add_argument("trajectory", help="trajectory.h5 (H5MD) or any file ase.io reads")
-    g.add_argument("-o", "--out", default="gr.png", help="PNG path; the table goes next to it as .md")
-    g.add_argument("--r-max", type=float, default=6.0, help="A")
-    g.add_argument("--bins", type=int, default=120)
-    g.add_argument("--skip", type=int, default=0, help="frames to drop at the start (equilibration)")
-    args = ap.parse_args(argv)
-    if args.cmd == "rdf":
-        return _rdf(args)
+def cmd_run(args) -> int:
+    """Run the MD of a run file; prints the summary line (rank 0)."""
     from .comm import world
-    from .runfile import RunFile, run
-    from .simulation import RankFailure, SimulationError, abort_all
+    from .runfile import Relaxation, RunFile
+    from .runfile import run as run_md
 
     comm = world()
+    args.comm = comm
     try:
-        sim = run(RunFile.load(args.runfile), comm, progress=not args.quiet, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as exc:
-        if comm.rank == 0:
-            print(f"allegro-fm-md: error: {exc}", file=sys.stderr)
-        return 2
-    except RankFailure as exc:
-        abort_all(comm, exc, RunFile.load(args.runfile).output.dir)
-        return 4
-    except SimulationError as exc:
-        print(f"allegro-fm-md: rank {comm.rank}: stopped: {exc}; last good state in restart_last_good.npz", file=sys.stderr)
-        return 3
-    from .runfile import Relaxation
-
+        sim = run_md(RunFile.load(args.runfile), comm, progress=not args.quiet, overwrite=args.overwrite)
+    except MDInputError:
+        if comm.rank != 0:  # one line from rank 0 only
+            raise SystemExit(2) from None
+        raise
     if isinstance(sim, Relaxation):
         print(f"done: cell relaxation {'converged' if sim.converged else 'NOT converged'} in {sim.steps} FIRE steps: "
               f"energy {sim.energy:.6f} eV, volume {sim.volume:.3f} A^3, max force {sim.fmax:.4f} eV/A, max stress deviation "
               f"{sim.stress_GPa:.4f} GPa; {sim.structure}")
-        return 0 if sim.converged else 3
+        return 0 if sim.converged else EXIT_GUARD
     n = sim.state.n_global  # collective
     if comm.rank == 0:
-        t, t0 = sim.thermo[-1].values, sim.thermo[0].values
-        span_ps = (t[1] - t0[1]) / 1000.0
-        drift = (t[13] - t0[13]) / n / span_ps * 1000.0 if span_ps > 0 else float("nan")
-        inner = getattr(sim.integrator, "inner", sim.integrator)
-        stochastic = hasattr(inner, "rng") or inner is not sim.integrator  # Langevin bath or deformation work
-        d = "no conserved energy (bath or deformation)" if stochastic else f"conserved-energy drift {drift:+.4f} meV/atom/ps"
-        print(f"done: step {t[0]}, T {t[2]:.1f} K, total energy {t[5]:.6f} eV, {t[-1]:.0f} atom-steps/s; {d} over "
-              f"{span_ps:.3f} ps ({n} atoms); output in {sim.outdir}")
+        t, t0 = sim.thermo[-1], sim.thermo[0]
+        span_ps = (t.column("time_fs") - t0.column("time_fs")) / 1000.0
+        drift = (t.column("conserved_eV") - t0.column("conserved_eV")) / n / span_ps * 1000.0 if span_ps > 0 else float("nan")
+        d = ("no conserved energy (bath or deformation)" if not sim.conserves_energy
+             else f"conserved-energy drift {drift:+.4f} meV/atom/ps")
+        print(f"done: step {int(t.column('step'))}, T {t.column('T_K'):.1f} K, total energy {t.column('etot_eV'):.6f} eV, "
+              f"{t.column('atom_steps_per_s'):.0f} atom-steps/s; {d} over {span_ps:.3f} ps ({n} atoms); output in {sim.outdir}")
     return 0
 
 
-def _rdf(args) -> int:
-    from pathlib import Path
+def _run_errors(exc: BaseException, args) -> int | None:
+    """A failing rank stops every rank (exit 4); a guard stops the run (exit 3) with the last good state on disk."""
+    from .simulation import RankFailure, SimulationError, abort_all
 
+    comm = getattr(args, "comm", None)
+    if isinstance(exc, RankFailure):
+        from .runfile import RunFile
+
+        abort_all(comm, exc, RunFile.load(args.runfile).output.dir)
+        return EXIT_RANK_ABORTED
+    if isinstance(exc, SimulationError):
+        rank = comm.rank if comm is not None else 0
+        print(f"allegro-fm-md: rank {rank}: stopped: {exc}; last good state in restart_last_good.npz", file=sys.stderr)
+        return EXIT_GUARD
+    return None
+
+
+def cmd_rdf(args) -> int:
+    """Partial g(r) and coordination numbers of a trajectory: a PNG and a markdown table next to it."""
     from .analysis import plot_rdf, radial_distribution, read_frames
 
-    try:
-        frames = read_frames(args.trajectory)[args.skip:]
-        rdf = radial_distribution(frames, r_max=args.r_max, bins=args.bins)
-    except (ValueError, OSError) as exc:
-        print(f"allegro-fm-md: error: {exc}", file=sys.stderr)
-        return 2
-    out = plot_rdf(rdf, args.out, title=f"{Path(args.trajectory).name}: {rdf.frames} frames")
+    frames = read_frames(args.trajectory)[args.skip:]
+    rdf = radial_distribution(frames, r_max=args.r_max, bins=args.bins)
+    out = plot_rdf(rdf, args.output, title=f"{Path(args.trajectory).name}: {rdf.frames} frames")
     lines = ["| pair | first peak (A) | g max | r_cut (A) | coordination |", "|---|---|---|---|---|"]
     for a, b in rdf.g:
         for pair in ((a, b), (b, a)) if a != b else ((a, b),):
             cn, rc = rdf.coordination(pair)
             g = rdf[pair]
             lines.append(f"| {pair[0]}-{pair[1]} | {rdf.r[int(np.argmax(g))]:.2f} | {g.max():.2f} | {rc:.2f} | {cn:.2f} |")
-    table = Path(out).with_suffix(".md")
-    table.write_text("\n".join(lines) + "\n")
+    table = write_text_atomic(Path(out).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"g(r) plot: {out}; table: {table}")
     return 0
+
+
+def cmd_scale(args) -> int:
+    """Timed NVE steps of a replicated structure on all ranks (under mpiexec); rank 0 writes the JSON."""
+    from .scaling import scale_worker
+
+    scale_worker(args.structure, tuple(args.reps), args.steps, args.model, args.threads, args.output)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``allegro-fm-md`` command."""
+    ap = command_parser("allegro-fm-md", "Strictly-local MD for Allegro-FM models.", __version__)
+    sub = subcommands(ap)
+    p = sub.add_parser("run", help="run the MD described by a TOML run file", overwrite=True)
+    p.add_argument("runfile")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("rdf", help="partial g(r) and coordination numbers of a trajectory (PNG + table)", writes=True,
+                       output_default="gr.png", output_help="PNG path; the table goes next to it as .md")
+    p.add_argument("trajectory", help="trajectory.h5 (H5MD) or any file ase.io reads")
+    p.add_argument("--r-max", type=float, default=6.0, help="A")
+    p.add_argument("--bins", type=int, default=120)
+    p.add_argument("--skip", type=int, default=0, help="frames to drop at the start (equilibration)")
+    p.set_defaults(func=cmd_rdf)
+    p = sub.add_parser("scale", help="timed NVE steps on all MPI ranks (the scaling benchmarks' worker); rank 0 writes JSON",
+                       writes=True, output_required=True, output_help="JSON file to write")
+    p.add_argument("structure", help="structure file (ase.io) to replicate")
+    p.add_argument("--reps", type=int, nargs=3, default=(1, 1, 1))
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--model", default="allegro-fm-mini")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    p.set_defaults(func=cmd_scale)
+    return run(ap, argv, bad_input=(MDInputError, OSError), on_error=_run_errors)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import MDInputError
+
 
 @dataclass(frozen=True)
 class SystemSpec:
@@ -110,20 +112,20 @@ class RunFile:
         try:
             d = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read run file ({exc})") from exc
+            raise MDInputError(f"{path}: cannot read run file ({exc})") from exc
         tables = {"system": SystemSpec, "potential": PotentialSpec, "run": RunSpec, "output": OutputSpec}
         unknown = set(d) - set(tables)
         if unknown:
-            raise ValueError(f"{path}: unknown tables {sorted(unknown)}; known: {sorted(tables)}")
+            raise MDInputError(f"{path}: unknown tables {sorted(unknown)}; known: {sorted(tables)}")
         if "system" not in d or "structure" not in d["system"]:
-            raise ValueError(f"{path}: [system] structure is required")
+            raise MDInputError(f"{path}: [system] structure is required")
         parsed = {}
         for name, klass in tables.items():
             t = dict(d.get(name, {}))
             known = {f.name for f in fields(klass)}
             bad = set(t) - known
             if bad:
-                raise ValueError(f"{path}: unknown keys in [{name}]: {sorted(bad)}; known: {sorted(known)}")
+                raise MDInputError(f"{path}: unknown keys in [{name}]: {sorted(bad)}; known: {sorted(known)}")
             for key in ("structure", "model", "dir", "restart_from"):
                 if key == "model" and t.get(key) and "/" not in t[key] and not (path.parent / t[key]).exists():
                     continue  # a shipped model's name (allegro-fm-mini), resolved by allegro_fm_model
@@ -142,12 +144,12 @@ def load_structure(spec: SystemSpec):
     try:
         atoms = ase.io.read(spec.structure)
     except Exception as exc:  # ase raises many types for unreadable files
-        raise ValueError(f"{spec.structure}: cannot read structure ({type(exc).__name__}: {exc})") from exc
+        raise MDInputError(f"{spec.structure}: cannot read structure ({type(exc).__name__}: {exc})") from exc
     if len(spec.replicate) != 3 or min(spec.replicate) < 1:
-        raise ValueError(f"replicate must be three positive integers (got {spec.replicate})")
+        raise MDInputError(f"replicate must be three positive integers (got {spec.replicate})")
     atoms = atoms * spec.replicate
     if not atoms.pbc.all():
-        raise ValueError(f"{spec.structure}: the engine needs a periodic cell in all three directions (pbc={atoms.pbc.tolist()})")
+        raise MDInputError(f"{spec.structure}: the engine needs a periodic cell in all three directions (pbc={atoms.pbc.tolist()})")
     return atoms
 
 
@@ -155,30 +157,30 @@ def make_potential(spec: PotentialSpec, symbols: list[str], rank: int = 0):
     """The potential named in the run file (an Allegro-FM model through allegro_fm_model's public API)."""
     if spec.kind == "allegro":
         if not spec.model:
-            raise ValueError("[potential] kind = 'allegro' needs model = <checkpoint or .nequip.zip>")
+            raise MDInputError("[potential] kind = 'allegro' needs model = <checkpoint or .nequip.zip>")
         try:
             from allegro_fm_model import load_potential
         except ImportError as exc:
-            raise ValueError("kind = 'allegro' needs the allegro-fm-model package installed") from exc
+            raise MDInputError("kind = 'allegro' needs the allegro-fm-model package installed") from exc
         device = spec.device
         if device in ("cuda", "xpu"):
             import torch
 
             count = torch.cuda.device_count() if device == "cuda" else torch.xpu.device_count()
             if count == 0:
-                raise ValueError(f"device {device!r} requested but none is available")
+                raise MDInputError(f"device {device!r} requested but none is available")
             device = f"{device}:{rank % count}"  # one rank per GPU / tile
         return load_potential(spec.model, device)
     species = sorted(set(symbols))
     if len(species) != 1:
-        raise ValueError(f"reference potential {spec.kind!r} is for one element; the structure has {species}")
+        raise MDInputError(f"reference potential {spec.kind!r} is for one element; the structure has {species}")
     from .reference import LennardJones, Morse
 
     if spec.kind == "lj":
         return LennardJones(species, epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff)
     if spec.kind == "morse":
         return Morse(species, depth=spec.depth, a=spec.a, r0=spec.r0, cutoff=spec.cutoff)
-    raise ValueError(f"unknown potential kind {spec.kind!r}; known: allegro, lj, morse")
+    raise MDInputError(f"unknown potential kind {spec.kind!r}; known: allegro, lj, morse")
 
 
 def _check_output(runfile: RunFile, overwrite: bool, rank: int) -> None:
@@ -190,7 +192,7 @@ def _check_output(runfile: RunFile, overwrite: bool, rank: int) -> None:
     if not old or runfile.output.restart_from:
         return
     if not overwrite:
-        raise ValueError(f"{out} already holds a run ({old[0].name}); use another [output] dir, restart_from, or --overwrite")
+        raise MDInputError(f"{out} already holds a run ({old[0].name}); use another [output] dir, restart_from, or --overwrite")
     if rank == 0:
         for p in old:
             p.unlink()
@@ -221,14 +223,14 @@ def _relax_cell(runfile: RunFile, atoms, pot, comm) -> Relaxation:
 
     r = runfile.run
     if r.integrator != "fire":
-        raise ValueError("relax_cell = true needs integrator = \"fire\"")
+        raise MDInputError("relax_cell = true needs integrator = \"fire\"")
     if comm.size > 1:
-        raise ValueError("relax_cell = true runs on one rank (a cell relaxation is for small cells): use mpiexec -n 1")
+        raise MDInputError("relax_cell = true runs on one rank (a cell relaxation is for small cells): use mpiexec -n 1")
     from ase.neighborlist import neighbor_list
 
     i, j, d = neighbor_list("ijd", atoms, r.min_distance)
     if len(i):
-        raise ValueError(f"{runfile.system.structure}: atoms {i[0]} and {j[0]} are {d[0]:.3f} A apart (< min_distance "
+        raise MDInputError(f"{runfile.system.structure}: atoms {i[0]} and {j[0]} are {d[0]:.3f} A apart (< min_distance "
                          f"{r.min_distance} A) (before any step)")
     out = Path(runfile.output.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,13 +266,19 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     if hasattr(comm, "barrier"):
         comm.barrier()  # old files are gone before any rank starts writing
     atoms = load_structure(runfile.system)
-    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
+    try:
+        pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
+    except (ValueError, OSError) as exc:  # the model package's own bad-input errors name the file
+        raise MDInputError(str(exc)) from exc
     if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
         name = runfile.potential.model or runfile.potential.kind
         print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
-    types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
+    try:
+        types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
+    except ValueError as exc:
+        raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
     if comm.size == 1 and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell)).min():
-        raise ValueError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "
+        raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "
                          "between faces): an atom would interact with its own image; replicate the cell")
     r = runfile.run
     if r.relax_cell:
@@ -290,17 +298,17 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
 
         integ = FIREIntegrator(fmax=r.fmax)
     else:
-        raise ValueError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc, fire")
+        raise MDInputError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc, fire")
     if r.pressure_GPa is not None:
         if r.integrator == "nve" or r.deform_axis:
-            raise ValueError("pressure_GPa (NPT) needs integrator = langevin or nhc and no deformation")
+            raise MDInputError("pressure_GPa (NPT) needs integrator = langevin or nhc and no deformation")
         if r.barostat not in ("isotropic", "anisotropic"):
-            raise ValueError(f"barostat must be 'isotropic' or 'anisotropic' (got {r.barostat!r})")
+            raise MDInputError(f"barostat must be 'isotropic' or 'anisotropic' (got {r.barostat!r})")
         integ = CRescaleNPT(integ, r.pressure_GPa, r.compressibility_per_GPa, r.taup_fs, seed=r.seed,
                             anisotropic=r.barostat == "anisotropic")
     if r.deform_axis:
         if r.deform_axis not in ("x", "y", "z"):
-            raise ValueError(f"deform_axis must be x, y or z (got {r.deform_axis!r})")
+            raise MDInputError(f"deform_axis must be x, y or z (got {r.deform_axis!r})")
         integ = UniaxialDeformation(integ, "xyz".index(r.deform_axis), r.strain_rate_per_fs)
     if runfile.output.restart_from:
         state = Simulation.read_restart(runfile.output.restart_from, integ, comm)
@@ -317,7 +325,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         sim = Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
                          min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=atoms.numbers)
     except SimulationError as exc:
-        raise ValueError(f"{runfile.system.structure}: {exc} (before any step)") from exc
+        raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
     try:
         sim.run(r.steps - state.step)
     finally:

@@ -2,19 +2,18 @@
 latency/bandwidth, and a communication/computation model of weak-scaling efficiency at many ranks.
 
 Under MPI, as a worker (rank 0 writes JSON):
-    mpiexec -n 2 python -m allegro_fm_md.scaling STRUCTURE --reps 4 2 1 --steps 60 --model allegro-fm-mini -o out.json
+    mpiexec -n 2 allegro-fm-md scale STRUCTURE --reps 4 2 1 --steps 60 --model allegro-fm-mini -o out.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TimedPotential", "time_engine", "pingpong", "project_weak_scaling", "mpiexec_path"]
+__all__ = ["TimedPotential", "time_engine", "pingpong", "project_weak_scaling", "mpiexec_path", "scale_worker"]
 
 
 class TimedPotential:
@@ -124,35 +123,25 @@ def mpiexec_path() -> str | None:
     return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 
-def main(argv=None) -> None:
-    """Worker: time the engine on all ranks (plus a ping-pong when there are 2+ ranks); rank 0 writes JSON."""
-    ap = argparse.ArgumentParser(prog="python -m allegro_fm_md.scaling")
-    ap.add_argument("structure")
-    ap.add_argument("--reps", type=int, nargs=3, default=(1, 1, 1))
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--model", default="allegro-fm-mini")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("-o", "--out", required=True)
-    args = ap.parse_args(argv)
+def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "allegro-fm-mini", threads: int = 1,
+                 output: str = "scaling.json") -> dict:
+    """``allegro-fm-md scale``: time the engine on all ranks of MPI (plus a ping-pong when there are 2+ ranks);
+    rank 0 writes the JSON (atom-steps/s, step and model seconds, halo sizes) atomically to ``output``."""
     import ase.io
     import torch
     from allegro_fm_model import load_potential
+    from tea_align.files import write_text_atomic
 
     from .comm import world
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     comm = world()
-    atoms = ase.io.read(args.structure) * tuple(args.reps)
-    r = time_engine(atoms, load_potential(args.model), args.steps, comm)
+    atoms = ase.io.read(structure) * tuple(reps)
+    r = time_engine(atoms, load_potential(model), steps, comm)
     ghosts = comm.allgather(r["ghost_atoms"]) if hasattr(comm, "allgather") else [r["ghost_atoms"]]
     if comm.size > 1:
         r["pingpong_s"] = {str(k): v for k, v in pingpong(comm).items()}
     r["ghosts_per_rank"] = ghosts
     if comm.rank == 0:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(r))
-        tmp.replace(args.out)
-
-
-if __name__ == "__main__":
-    main()
+        write_text_atomic(output, json.dumps(r))
+    return r

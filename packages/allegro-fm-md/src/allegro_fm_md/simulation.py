@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from ase import units
 
+from .errors import MDInputError
 from .integrators import State
 
 RESTART_FORMAT = "allegro-fm-md/restart"
@@ -79,6 +80,10 @@ class Thermo:
     def line(self) -> str:
         return " ".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in self.values)
 
+    def column(self, name: str):
+        """The value of column ``name`` (one of THERMO_COLUMNS)."""
+        return self.values[THERMO_COLUMNS.index(name)]
+
 
 class Simulation:
     """Runs ``integrator`` on ``state`` with forces from ``evaluator`` (one rank or MPI); rank 0 writes
@@ -115,6 +120,13 @@ class Simulation:
         self._guard()
 
     # -- physics ------------------------------------------------------------------------------
+    @property
+    def conserves_energy(self) -> bool:
+        """True when the thermo log's conserved_eV column is a conserved quantity: no stochastic bath and no imposed
+        deformation (NVE, Nose-Hoover chain)."""
+        inner = getattr(self.integrator, "inner", self.integrator)
+        return not (hasattr(inner, "rng") or inner is not self.integrator)
+
     def stress_GPa(self) -> np.ndarray:
         """Stress tensor (GPa, ASE sign) including the kinetic term; NaN for open boundaries."""
         s = self.state
@@ -229,19 +241,19 @@ class Simulation:
                 arrays = {k: z[k] for k in ("positions", "velocities", "masses", "cell", "pbc", "forces", "virial", "energy",
                                             "ids", "types")}
         except Exception as exc:  # zipfile/np.load raise many types for a truncated file
-            raise ValueError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
+            raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
         if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
-            raise ValueError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
+            raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
         rank = 0 if comm is None else comm.rank
         size = 1 if comm is None else comm.size
         states = meta.get("rng_states")
         if integrator is not None and states and hasattr(integrator, "rng"):
             if len(states) != size:
-                raise ValueError(f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many")
+                raise MDInputError(f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many")
             integrator.rng.bit_generator.state = states[rank]
         if integrator is not None and meta.get("integrator_state") is not None:
             if not hasattr(integrator, "set_state") or meta.get("integrator") != type(integrator).__name__:
-                raise ValueError(f"{path}: written by a {meta.get('integrator')} run; resume it with the same integrator")
+                raise MDInputError(f"{path}: written by a {meta.get('integrator')} run; resume it with the same integrator")
             integrator.set_state(meta["integrator_state"])
         keep = slice(None) if rank == 0 else slice(0, 0)
         return State(arrays["positions"][keep], arrays["velocities"][keep], arrays["masses"][keep], arrays["cell"], arrays["pbc"],

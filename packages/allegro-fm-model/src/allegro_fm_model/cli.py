@@ -1,23 +1,134 @@
-"""``allegro-fm`` command line (in progress): ``train``, ``finetune``, ``evaluate``, ``export``, ``params``.
+"""``allegro-fm`` command line: ``train``, ``finetune``, ``evaluate``, ``export``, ``params`` (conventions: docs/cli.md).
 
 ``allegro-fm train run.toml`` reads a ``[train]`` table (keys: the fields of TrainSettings, defaults
 the paper's), writes the nequip config into the run folder and trains, resuming from last.ckpt.
+``allegro-fm finetune`` does the same from a pretrained model: a checkpoint, or a nequip 0.6.x deployed file such as
+the published ``afm256_01_HL.pt`` (fine-tuned as TorchScript, ``legacy_finetune.py``).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+from tea_align import TeaAlignError
+from tea_align.commandline import command_parser, run, subcommands
+from tea_align.files import write_text_atomic
+
+from .__about__ import __version__
+
+
+def cmd_export(args) -> int:
+    """Deployable files of a model, each checked against it before it is written."""
+    from .export import compile_model, export_lammps_mliap, package_model
+
+    if not args.output and not args.lammps_mliap and not args.compiled:
+        raise ValueError("give -o OUT.nequip.zip, --compiled OUT.nequip.pt2 and/or --lammps-mliap OUT.nequip.lmp.pt")
+    if args.output:
+        out = package_model(args.checkpoint, args.output)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    if args.compiled:
+        if not args.quiet:
+            print("compiling with AOTInductor (a C++ build: minutes) ...", flush=True)
+        out = compile_model(args.checkpoint, args.compiled, args.device)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), checked against the eager model")
+    if args.lammps_mliap:
+        out = export_lammps_mliap(args.checkpoint, args.lammps_mliap)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): pair_style mliap unified {out.name} 0")
+    return 0
+
+
+def cmd_params(args) -> int:
+    """Trainable parameters of the presets next to the paper's Table 1."""
+    from .model import build_model, count_parameters
+    from .presets import PRESETS
+
+    for name, pr in PRESETS.items():
+        n = count_parameters(build_model(pr))
+        print(f"{name:6s} {n:>10d} parameters (paper {pr.paper_parameters:>9d}, {100 * (n / pr.paper_parameters - 1):+.1f} %)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """RMSEs of a model on an aligned dataset, optionally on one split of a training run."""
+    import tea_align
+
+    from .evaluate import evaluate
+    from .loading import load_potential
+    from .training import split_indices
+
+    indices = None
+    if args.split:
+        run_dir = Path(args.run or Path(args.model).parent)
+        try:
+            st = json.loads((run_dir / "settings.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"--split needs the training run's settings.json ({exc})") from exc
+        with tea_align.open_dataset(args.dataset) as ds:
+            n = len(ds)
+        parts = dict(zip(("train", "val", "test"), split_indices(n, st["val_fraction"], st["test_fraction"], st["seed"])))
+        indices = parts[args.split]
+    pot = load_potential(args.model, args.device)
+    print(f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
+    err = evaluate(pot, args.dataset, indices)
+    text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
+    print(text)
+    if args.output:
+        write_text_atomic(args.output, text + "\n")
+    return 0
+
+
+def cmd_train(args) -> int:
+    """Train (or resume) from the [train] table of a TOML file."""
+    from .training import TrainSettings, train, write_config
+
+    s = TrainSettings.from_toml(args.config)
+    if args.print_config:
+        print(write_config(s).read_text())
+        return 0
+    print(f"run folder: {train(s)}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    """Fine-tune a pretrained model: a checkpoint through nequip, a nequip 0.6.x deployed file as TorchScript."""
+    from .legacy import is_torchscript_archive
+    from .training import TrainSettings, train, write_config
+
+    s = TrainSettings.from_toml(args.config)
+    if args.init_from:
+        s = replace(s, init_from=str(args.init_from))
+    if args.freeze is not None:
+        s = replace(s, freeze=tuple(args.freeze))
+    if not s.init_from:
+        raise ValueError("finetune needs a pretrained model: --init-from FILE or init_from in [train]")
+    if not Path(s.init_from).exists():
+        raise FileNotFoundError(f"{s.init_from}: pretrained model not found")
+    if is_torchscript_archive(s.init_from):  # a nequip 0.6.x deployed file, e.g. the published afm256_01_HL.pt
+        from .legacy_finetune import finetune_legacy
+
+        if args.print_config:
+            raise ValueError(f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config")
+        run_dir = finetune_legacy(s, device=args.device, progress=not args.quiet)
+        print(f"run folder: {run_dir} (best.pth, last.pth: deployed files in the original format)")
+        return 0
+    if args.print_config:
+        print(write_config(s).read_text())
+        return 0
+    print(f"run folder: {train(s)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``allegro-fm`` command."""
-    ap = argparse.ArgumentParser(prog="allegro-fm", description="Allegro-FM models: presets and training.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    """Entry point of the ``allegro-fm`` command (exit statuses: docs/cli.md)."""
+    ap = command_parser("allegro-fm", "Allegro-FM models: presets, training, evaluation, deployment.", __version__)
+    sub = subcommands(ap)
     p = sub.add_parser("train", help="train (or resume) from a TOML file with a [train] table")
     p.add_argument("config")
     p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("finetune", help="fine-tune a trained model on a new dataset (TOML [train] table; init_from required)")
     p.add_argument("config")
     p.add_argument("--init-from", help="the pretrained model (overrides init_from in the file): a checkpoint, or a nequip 0.6.x "
@@ -26,123 +137,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freeze", nargs="*", help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes); "
                    "a deployed TorchScript file: embedding layerK readout")
     p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
+    p.set_defaults(func=cmd_finetune)
     p = sub.add_parser("params", help="trainable parameters of the presets vs the paper")
-    p = sub.add_parser("evaluate", help="RMSEs (meV/atom, meV/A, MPa) of a model on an aligned dataset")
+    p.set_defaults(func=cmd_params)
+    p = sub.add_parser("evaluate", help="RMSEs (meV/atom, meV/A, MPa) of a model on an aligned dataset", writes=True,
+                       output_help="also write the table (markdown) here")
     p.add_argument("model", help="checkpoint (.ckpt), nequip package (.nequip.zip), compiled .nequip.pt2, nequip 0.6.x deployed "
                    ".pt/.pth or a shipped model's name")
     p.add_argument("dataset", help="tea-align aligned dataset (schema v1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--split", choices=["train", "val", "test"], help="only the frames of this split of a training run")
     p.add_argument("--run", help="the training run folder whose settings.json defines --split (default: the model's folder)")
-    p.add_argument("-o", "--out", help="also write the table (markdown) here")
+    p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("export", help="deployable files of a model, each checked against it: .nequip.zip (eager), "
-                       ".nequip.pt2 (AOTInductor), LAMMPS ML-IAP")
+                       ".nequip.pt2 (AOTInductor), LAMMPS ML-IAP", writes=True,
+                       output_help="output path ending in .nequip.zip (the deployable package; needs a checkpoint)")
     p.add_argument("checkpoint", help="checkpoint (.ckpt), package (.nequip.zip) or a shipped model's name")
-    p.add_argument("-o", "--out", help="output path ending in .nequip.zip (the deployable package; needs a checkpoint)")
     p.add_argument("--compiled", help="also/instead write the AOTInductor file (path ending in .nequip.pt2; minutes)")
     p.add_argument("--device", default="cpu", help="device type the compiled file is built for (cpu, cuda, xpu)")
     p.add_argument("--lammps-mliap", help="also/instead write the LAMMPS ML-IAP file (path ending in .nequip.lmp.pt)")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "export":
-            from .export import package_model
-
-            if not args.out and not args.lammps_mliap and not args.compiled:
-                raise ValueError("give -o OUT.nequip.zip, --compiled OUT.nequip.pt2 and/or --lammps-mliap OUT.nequip.lmp.pt")
-            if args.out:
-                out = package_model(args.checkpoint, args.out)
-                print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
-            if args.compiled:
-                from .export import compile_model
-
-                print("compiling with AOTInductor (a C++ build: minutes) ...", flush=True)
-                out = compile_model(args.checkpoint, args.compiled, args.device)
-                print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), checked against the eager model")
-            if args.lammps_mliap:
-                from .export import export_lammps_mliap
-
-                out = export_lammps_mliap(args.checkpoint, args.lammps_mliap)
-                print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): pair_style mliap unified {out.name} 0")
-            return 0
-        if args.cmd == "params":
-            from .model import build_model, count_parameters
-            from .presets import PRESETS
-
-            for name, pr in PRESETS.items():
-                n = count_parameters(build_model(pr))
-                print(f"{name:6s} {n:>10d} parameters (paper {pr.paper_parameters:>9d}, {100 * (n / pr.paper_parameters - 1):+.1f} %)")
-            return 0
-        if args.cmd == "evaluate":
-            from .evaluate import evaluate
-            from .loading import load_potential
-
-            indices = None
-            if args.split:
-                import json
-
-                from .training import _split
-
-                run = Path(args.run or Path(args.model).parent)
-                try:
-                    st = json.loads((run / "settings.json").read_text())
-                except OSError as exc:
-                    raise ValueError(f"--split needs the training run's settings.json ({exc})") from exc
-                import tea_align
-
-                with tea_align.open_dataset(args.dataset) as ds:
-                    n = len(ds)
-                parts = dict(zip(("train", "val", "test"), _split(n, st["val_fraction"], st["test_fraction"], st["seed"])))
-                indices = parts[args.split]
-            pot = load_potential(args.model, args.device)
-            print(f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
-            err = evaluate(pot, args.dataset, indices)
-            text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
-            print(text)
-            if args.out:
-                from tea_align.files import write_text_atomic
-
-                write_text_atomic(args.out, text + "\n")
-            return 0
-        from .training import TrainSettings, train, write_config
-
-        s = TrainSettings.from_toml(args.config)
-        if args.cmd == "finetune":
-            from dataclasses import replace
-
-            if args.init_from:
-                s = replace(s, init_from=str(args.init_from))
-            if args.freeze is not None:
-                s = replace(s, freeze=tuple(args.freeze))
-            if not s.init_from:
-                raise ValueError("finetune needs a pretrained checkpoint: --init-from CKPT or init_from in [train]")
-            if not Path(s.init_from).exists():
-                raise FileNotFoundError(f"{s.init_from}: pretrained checkpoint not found")
-            from .legacy import is_torchscript_archive
-
-            if is_torchscript_archive(s.init_from):  # a nequip 0.6.x deployed file, e.g. the published afm256_01_HL.pt
-                from .legacy_finetune import finetune_legacy
-
-                if args.print_config:
-                    raise ValueError(f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config")
-                run = finetune_legacy(s, device=args.device)
-                print(f"run folder: {run} (best.pth, last.pth: deployed files in the original format)")
-                return 0
-        if args.print_config:
-            print(write_config(s).read_text())
-            return 0
-        run = train(s)
-        print(f"run folder: {run}")
-        return 0
-    except (ValueError, FileNotFoundError, NotImplementedError) as exc:
-        print(f"allegro-fm: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # tea-align errors name the file and frame
-        from tea_align import TeaAlignError
-
-        if isinstance(exc, TeaAlignError):
-            print(f"allegro-fm: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    p.set_defaults(func=cmd_export)
+    # bad input: ValueError (this package's checks, LegacyModelError), missing/unwritable files, tea-align's errors
+    return run(ap, argv, bad_input=(ValueError, OSError, NotImplementedError, TeaAlignError))
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .legacy import METADATA_KEYS, load_legacy_module
+from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
-from .training import TrainSettings, _split
+from .training import TrainSettings, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _check_training_mode(module, g: Graph, dtype, device, src) -> None:
     e1, f1 = (t.detach() for t in _predict(module, g, dtype, device)[:2])
     de, df = abs(float(e1 - e0)), float((f1 - f0).abs().max())
     if de > 1e-5 * max(1.0, abs(float(e0))) or df > 1e-4 * max(1.0, float(f0.abs().max())):
-        raise RuntimeError(f"{src}: in training mode this file's outputs change (energy by {de:.3g} eV, forces by {df:.3g} "
+        raise LegacyModelError(f"{src}: in training mode this file's outputs change (energy by {de:.3g} eV, forces by {df:.3g} "
                            "eV/A): it has training-dependent modules this fine-tuning does not know; not fine-tuned")
 
 
@@ -196,7 +196,7 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
 
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
-    train_idx, val_idx, _ = _split(n, s.val_fraction, s.test_fraction, s.seed)
+    train_idx, val_idx, _ = split_indices(n, s.val_fraction, s.test_fraction, s.seed)
     train_g, val_g = _graphs(s.dataset, species, cutoff, train_idx), _graphs(s.dataset, species, cutoff, val_idx)
 
     prefixes = [p for name in s.freeze for p in _group_prefixes(name)]

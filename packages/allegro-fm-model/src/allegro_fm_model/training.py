@@ -71,7 +71,8 @@ class TrainSettings:
         return cls(**d)
 
 
-def _split(n: int, val: float, test: float, seed: int) -> tuple[list[int], list[int], list[int]]:
+def split_indices(n: int, val: float, test: float, seed: int) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, test) frame indices of a dataset of ``n`` frames: a seeded permutation, fractions of n."""
     rng = np.random.default_rng(seed)
     idx = rng.permutation(n)
     n_val = max(1, int(round(val * n)))
@@ -101,7 +102,7 @@ def nequip_config(s: TrainSettings) -> dict:
 
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
-    train_idx, val_idx, test_idx = _split(n, s.val_fraction, s.test_fraction, s.seed)
+    train_idx, val_idx, test_idx = split_indices(n, s.val_fraction, s.test_fraction, s.seed)
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
         from .loading import load_potential
 
@@ -237,4 +238,4 @@ def with_overrides(s: TrainSettings, **kw) -> TrainSettings:
     return replace(s, **kw)
 
 
-__all__ = ["TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "field"]
+__all__ = ["TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "split_indices", "field"]

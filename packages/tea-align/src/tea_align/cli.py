@@ -7,7 +7,6 @@ input (with one line naming the file and frame), 1 on other errors.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -137,41 +136,34 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tea-align`` command."""
-    ap = argparse.ArgumentParser(prog="tea-align", description="Total Energy Alignment of quantum-chemistry datasets.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    subparsers = ap.add_subparsers(dest="cmd", required=True)
+    """Entry point of the ``tea-align`` command (exit statuses: docs/cli.md)."""
+    from . import __version__
+    from .commandline import command_parser, run, subcommands
 
-    class _Sub:  # every subcommand takes -q/--debug
-        @staticmethod
-        def add_parser(name, **kw):
-            return subparsers.add_parser(name, parents=[common], **kw)
+    ap = command_parser("tea-align", "Total Energy Alignment of quantum-chemistry datasets.", __version__)
+    sub = subcommands(ap)
 
-    sub = _Sub()
-
-    p = sub.add_parser("fit", help="fit an alignment from anchors (and gather statistics over the data)")
+    p = sub.add_parser("fit", help="fit an alignment from anchors (and gather statistics over the data)", writes=True,
+                       output_required=True, output_help="alignment JSON to write")
     p.add_argument("data", nargs="*", help="datasets to fuse (for statistics and per-element reference energies)")
     p.add_argument("--anchors", nargs="+", required=True, help="structures computed at several levels, isolated atoms included")
     p.add_argument("--target", required=True, help="target level of theory (as the readers name it)")
     p.add_argument("--atom-energies", help='JSON {"level": {"El": eV}} of isolated-atom energies')
     p.add_argument("--fix-scale", nargs="*", metavar="LEVEL=ALPHA", help="do not fit the AEC scale of LEVEL")
-    p.add_argument("-o", "--output", required=True, help="alignment JSON to write")
     _add_prep(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("apply", help="align datasets into one schema-v1 HDF5 file")
+    p = sub.add_parser("apply", help="align datasets into one schema-v1 HDF5 file", writes=True, output_required=True,
+                       output_help="aligned HDF5 file to write")
     p.add_argument("data", nargs="+")
     p.add_argument("--alignment", required=True)
-    p.add_argument("-o", "--output", required=True)
     p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
     _add_prep(p)
     p.set_defaults(func=cmd_apply)
 
-    p = sub.add_parser("convert", help="ingest datasets unchanged into one schema-v1 file")
+    p = sub.add_parser("convert", help="ingest datasets unchanged into one schema-v1 file", writes=True, output_required=True,
+                       output_help="HDF5 file to write")
     p.add_argument("data", nargs="+")
-    p.add_argument("-o", "--output", required=True)
     p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
     p.set_defaults(func=cmd_convert)
 
@@ -180,27 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("report", help="residuals before/after alignment: report.md + residuals.png")
+    p = sub.add_parser("report", help="residuals before/after alignment: report.md + residuals.png", writes=True,
+                       output_required=True, output_help="output folder")
     p.add_argument("alignment")
-    p.add_argument("-o", "--output", required=True, help="output folder")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="run fit/apply/report on synthetic two-level data with a known answer")
-    p.add_argument("-o", "--output", default="tea-align-demo")
+    p = sub.add_parser("demo", help="run fit/apply/report on synthetic two-level data with a known answer", writes=True,
+                       output_default="tea-align-demo", output_help="output folder")
     p.set_defaults(func=cmd_demo)
 
-    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return args.func(args)
-    except TeaAlignError as exc:
-        if args.debug:
-            raise
-        print(f"tea-align: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tea-align: interrupted; no partial output was left", file=sys.stderr)
-        return 130
+    return run(ap, argv, bad_input=(TeaAlignError, OSError))
 
 
 if __name__ == "__main__":

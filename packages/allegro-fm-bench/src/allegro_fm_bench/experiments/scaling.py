@@ -1,7 +1,7 @@
 """Experiment 8: weak and strong scaling of allegro-fm-md over MPI ranks (paper: weak-scaling efficiency 0.964 on
 Aurora, multi-billion atoms), with the many-rank projection of allegro_fm_md.project_weak_scaling.
 
-Every point is a separate ``mpiexec -n P python -m allegro_fm_md.scaling`` run (one torch thread per rank, NVE,
+Every point is a separate ``mpiexec -n P allegro-fm-md scale`` run (one torch thread per rank, NVE,
 0.5 fs) on the model-relaxed T11 cell: weak scaling keeps 2 x 2 x 1 cells (352 atoms) per rank, strong scaling
 keeps 4 x 2 x 1 cells (704 atoms) in all. Efficiencies: weak t(1)/t(P), strong t(1)/(P t(P)). The projection
 to 10^2..10^5 ranks is a communication/computation model built on the measured 2-rank step, halo size, latency
@@ -25,7 +25,7 @@ def measure(ctx: Context, structure: str, ranks: int, reps: tuple[int, int, int]
     from allegro_fm_md import mpiexec_path
 
     out = ctx.outdir / f"{tag}-{ranks}.json"
-    cmd = [sys.executable, "-W", "ignore", "-m", "allegro_fm_md.scaling", structure, "--reps", *map(str, reps), "--steps",
+    cmd = [sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "scale", structure, "--reps", *map(str, reps), "--steps",
            str(steps), "--model", ctx.model, "--threads", "1", "-o", str(out)]
     mpiexec = mpiexec_path()
     if mpiexec:
