@@ -7,7 +7,7 @@ In progress (issue #4). What exists:
 - ``Decomposition``, ``GhostExchange``: MPI spatial decomposition, ghost exchange, migration (comm.py)
 - ``ForceEvaluator``, ``DistributedForceEvaluator``: where forces are computed, one rank or MPI (forces.py)
 - ``Potential``, ``PotentialResult``, ``check_potential``: the force-provider contract every potential meets, and its
-  conformance check (contracts.py)
+  conformance check; ``Integrator``: what Simulation drives (contracts.py; defaults in ``IntegratorBase``)
 - ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
 - ``State``, ``VelocityVerlet``, ``Langevin``, ``NoseHooverChain``, ``CRescaleNPT``, ``UniaxialDeformation``
   (integrators.py); ``FIRE``, ``FIREIntegrator``, ``relax_cell``, ``EngineCalculator`` (minimize.py)
@@ -24,10 +24,10 @@ Not yet: a tilting (triclinic-shape) barostat; GPU runs (not tested here).
 from .__about__ import __version__
 from .analysis import RDF, radial_distribution, read_frames
 from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
-from .contracts import ConformanceReport, Potential, PotentialContractError, PotentialResult, check_potential
+from .contracts import ConformanceReport, Integrator, Potential, PotentialContractError, PotentialResult, check_potential
 from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
-from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
+from .integrators import CRescaleNPT, IntegratorBase, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet, verlet_step
 from .minimize import FIRE, EngineCalculator, FIREIntegrator, relax_cell
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse
@@ -37,7 +37,8 @@ from .simulation import RankFailure, Simulation, SimulationError, abort_all
 
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
            "LennardJones", "Morse", "Potential", "PotentialResult", "check_potential",
-           "PotentialContractError", "ConformanceReport", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
+           "PotentialContractError",
+           "ConformanceReport", "Integrator", "IntegratorBase", "verlet_step", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
            "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",

@@ -1,4 +1,5 @@
-"""The engine's force-provider contract: ``Potential``, its ``PotentialResult``, and ``check_potential``.
+"""The engine's contracts: ``Potential`` (forces), its ``PotentialResult`` and ``check_potential``; ``Integrator``
+(time stepping).
 
 A Potential is anything with these four members (a structural Protocol: implementations never import this
 module; allegro-fm-model's eager, compiled and legacy potentials and this package's reference potentials
@@ -56,6 +57,39 @@ class Potential(Protocol):
     def compute(self, positions: np.ndarray, types: np.ndarray, edge_index: np.ndarray, n_local: int,
                 edge_shifts: np.ndarray | None = None) -> PotentialResult:
         """Energy of the local atoms, forces on all atoms given, virial and per-atom energies."""
+        ...
+
+
+@runtime_checkable
+class Integrator(Protocol):
+    """What ``Simulation`` drives (integrators.IntegratorBase gives the defaults; the engine never probes for members).
+
+    ``dt_fs``: time step (fs; 0 for minimisers). ``rng``: the per-rank noise generator (its state goes into restart
+    files, per rank), None when deterministic. ``conserves_energy``: whether ``conserved_energy`` is conserved (NVE,
+    Nose-Hoover chain) or only reported (baths, deformation, minimisers). ``converged``: minimisers stop the run."""
+
+    dt_fs: float
+    rng: object
+    conserves_energy: bool
+
+    def step(self, state, evaluator):
+        """Advance ``state`` one step, calling ``evaluator.update(state)`` for forces; returns the state."""
+        ...
+
+    def converged(self, state) -> bool:
+        """True when a minimiser is done; always False for dynamics."""
+        ...
+
+    def conserved_energy(self, state) -> float:
+        """The thermo log's conserved_eV (eV; a collective call under MPI)."""
+        ...
+
+    def state_dict(self) -> dict:
+        """Variables a restart needs (thermostat chain, barostat noise state, deformation origin...)."""
+        ...
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore ``state_dict()``'s output."""
         ...
 
 

@@ -33,12 +33,13 @@ class State:
     #: MPI communicator for global sums (None: this process holds every atom)
     comm: object = None
 
-    def _sum(self, x):
+    def global_sum(self, x):
+        """``x`` summed over the ranks holding this state's atoms (itself on one rank)."""
         return self.comm.allreduce(x) if self.comm is not None else x
 
     @property
     def n_global(self) -> int:
-        return int(self._sum(len(self.masses)))
+        return int(self.global_sum(len(self.masses)))
 
     @property
     def dof(self) -> int:
@@ -47,14 +48,53 @@ class State:
 
     def kinetic_energy(self) -> float:
         """eV."""
-        return float(self._sum(0.5 * float(np.sum(self.masses[:, None] * self.velocities**2))))
+        return float(self.global_sum(0.5 * float(np.sum(self.masses[:, None] * self.velocities**2))))
 
     def temperature(self) -> float:
         """K, from the kinetic energy and ``dof``."""
         return 2.0 * self.kinetic_energy() / (self.dof * units.kB)
 
 
-class VelocityVerlet:
+class IntegratorBase:
+    """Defaults of the ``Integrator`` contract (contracts.py) for deterministic, energy-conserving dynamics:
+    no noise generator, never 'converged', conserved quantity E_pot + E_kin, nothing to save in restarts."""
+
+    dt_fs: float = 0.0
+    rng: np.random.Generator | None = None
+    conserves_energy: bool = True
+
+    def step(self, state: State, evaluator) -> State:  # pragma: no cover - every integrator defines its step
+        raise NotImplementedError
+
+    def converged(self, state: State) -> bool:
+        """Minimisers: True once done (the run stops). Dynamics: never."""
+        return False
+
+    def conserved_energy(self, state: State) -> float:
+        """The thermo log's conserved_eV (eV, collective): E_pot + E_kin unless the integrator extends it."""
+        return float(state.energy + state.kinetic_energy())
+
+    def state_dict(self) -> dict:
+        """Integrator variables a restart needs (not the per-rank noise state: that is ``rng``)."""
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore ``state_dict()``'s output."""
+
+
+def verlet_step(state: State, evaluator, dt: float, dt_fs: float) -> State:
+    """One velocity Verlet step (dt in ASE time units, dt_fs in fs): kick, drift, forces, kick; step and time advance.
+    Shared by ``VelocityVerlet`` and the thermostats built around it."""
+    state.velocities += 0.5 * dt * state.forces / state.masses[:, None]
+    state.positions = state.positions + dt * state.velocities
+    evaluator.update(state)  # may move atoms between ranks: use the state's arrays afterwards
+    state.velocities += 0.5 * dt * state.forces / state.masses[:, None]
+    state.step += 1
+    state.time_fs += dt_fs
+    return state
+
+
+class VelocityVerlet(IntegratorBase):
     """NVE velocity Verlet with time step ``dt_fs`` (fs)."""
 
     def __init__(self, dt_fs: float):
@@ -64,17 +104,10 @@ class VelocityVerlet:
         self.dt = self.dt_fs * units.fs
 
     def step(self, state: State, evaluator) -> State:
-        inv_m = 1.0 / state.masses[:, None]
-        state.velocities += 0.5 * self.dt * state.forces * inv_m
-        state.positions = state.positions + self.dt * state.velocities
-        evaluator.update(state)  # may move atoms between ranks: use the state's arrays afterwards
-        state.velocities += 0.5 * self.dt * state.forces / state.masses[:, None]
-        state.step += 1
-        state.time_fs += self.dt_fs
-        return state
+        return verlet_step(state, evaluator, self.dt, self.dt_fs)
 
 
-class Langevin:
+class Langevin(IntegratorBase):
     """NVT Langevin dynamics, BAOAB splitting (Leimkuhler & Matthews 2013).
 
     ``temperature_K`` (K, or a callable of time in fs for ramps), ``friction`` in 1/fs, ``seed`` for the
@@ -89,6 +122,7 @@ class Langevin:
         self.c1 = float(np.exp(-friction * dt_fs))
         self.c2 = float(np.sqrt(1.0 - self.c1**2))
         self.rng = np.random.default_rng(seed)
+        self.conserves_energy = False  # a heat bath: E_pot + E_kin is reported, not conserved
 
     def step(self, state: State, evaluator) -> State:
         state.momentum_conserved = False
@@ -106,7 +140,7 @@ class Langevin:
         return state
 
 
-class NoseHooverChain:
+class NoseHooverChain(IntegratorBase):
     """NVT by a Nose-Hoover chain (Martyna, Klein & Tuckerman, J. Chem. Phys. 97, 2635 (1992); the
     Trotter splitting of Martyna et al., Mol. Phys. 87, 1117 (1996)) around velocity Verlet.
 
@@ -156,7 +190,7 @@ class NoseHooverChain:
     def step(self, state: State, evaluator) -> State:
         state.momentum_conserved = True  # the chain scales all velocities: total momentum stays zero
         self._half_chain(state, units.kB * self.temperature(state.time_fs))
-        VelocityVerlet.step(self, state, evaluator)  # same dt fields; adds step and time
+        verlet_step(state, evaluator, self.dt, self.dt_fs)
         self._half_chain(state, units.kB * self.temperature(state.time_fs))
         return state
 
@@ -167,15 +201,34 @@ class NoseHooverChain:
         return float(state.energy + state.kinetic_energy() + 0.5 * np.sum(q * self.v_xi**2)
                      + state.dof * kT * self.xi[0] + kT * np.sum(self.xi[1:]))
 
-    def get_state(self) -> dict:
+    def state_dict(self) -> dict:
         """Thermostat variables for restart files."""
         return {"xi": self.xi.tolist(), "v_xi": self.v_xi.tolist()}
 
-    def set_state(self, d: dict) -> None:
+    def load_state_dict(self, d: dict) -> None:
         self.xi, self.v_xi = np.array(d["xi"], dtype=np.float64), np.array(d["v_xi"], dtype=np.float64)
 
 
-class UniaxialDeformation:
+class _Wrapper(IntegratorBase):
+    """An integrator around another (``inner``): its time step and noise, its conserved-energy column (reported,
+    not conserved: the wrapper does work on the system) and its restart variables under "inner"."""
+
+    conserves_energy = False
+
+    def __init__(self, inner):
+        self.inner, self.dt_fs, self.rng = inner, inner.dt_fs, inner.rng
+
+    def conserved_energy(self, state: State) -> float:
+        return self.inner.conserved_energy(state)
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.inner.load_state_dict(d.get("inner", {}))
+
+
+class UniaxialDeformation(_Wrapper):
     """Deformation at a constant engineering strain rate along a Cartesian ``axis`` (0, 1, 2 = x, y, z),
     wrapped around another integrator (a thermostat, for the paper's tensile test at 300 K).
 
@@ -187,10 +240,9 @@ class UniaxialDeformation:
     def __init__(self, inner, axis: int, rate_per_fs: float):
         if axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0, 1 or 2 (got {axis})")
-        self.inner, self.axis, self.rate = inner, int(axis), float(rate_per_fs)
-        self.dt_fs = inner.dt_fs
+        super().__init__(inner)
+        self.axis, self.rate = int(axis), float(rate_per_fs)
         self.t0_fs: float | None = None
-        self.rng = getattr(inner, "rng", None)
 
     def strain(self, state: State) -> float:
         """Engineering strain applied so far."""
@@ -206,19 +258,15 @@ class UniaxialDeformation:
         state.positions = state.positions @ f
         return self.inner.step(state, evaluator)
 
-    def get_state(self) -> dict:
-        d = {"t0_fs": self.t0_fs}
-        if hasattr(self.inner, "get_state"):
-            d["inner"] = self.inner.get_state()
-        return d
+    def state_dict(self) -> dict:
+        return {"t0_fs": self.t0_fs, **super().state_dict()}
 
-    def set_state(self, d: dict) -> None:
+    def load_state_dict(self, d: dict) -> None:
         self.t0_fs = d["t0_fs"]
-        if "inner" in d and hasattr(self.inner, "set_state"):
-            self.inner.set_state(d["inner"])
+        super().load_state_dict(d)
 
 
-class CRescaleNPT:
+class CRescaleNPT(_Wrapper):
     """NPT: isotropic stochastic cell rescaling (Bernetti & Bussi, J. Chem. Phys. 153, 114107 (2020))
     around a thermostat (Langevin or Nose-Hoover chain).
 
@@ -242,13 +290,12 @@ class CRescaleNPT:
                  seed: int = 0, anisotropic: bool = False):
         if not taup_fs > 0 or not compressibility_per_GPa > 0:
             raise ValueError("taup_fs and compressibility_per_GPa must be > 0")
+        super().__init__(inner)
         self.anisotropic = bool(anisotropic)
-        self.inner, self.dt_fs = inner, inner.dt_fs
         self.p0 = pressure_GPa * units.GPa  # eV/A^3
         self.beta = compressibility_per_GPa / units.GPa  # A^3/eV
         self.tau = taup_fs * units.fs
         self.baro_rng = np.random.default_rng(seed)
-        self.rng = getattr(inner, "rng", None)
 
     def step(self, state: State, evaluator) -> State:
         vol = abs(np.linalg.det(state.cell))
@@ -269,7 +316,7 @@ class CRescaleNPT:
         if not self.anisotropic:
             mu = float((volume_step(lam, dt) / lam) ** (2.0 / 3.0))
         else:
-            kin = np.asarray(state._sum(np.einsum("i,ij,ik->jk", state.masses, state.velocities, state.velocities)))
+            kin = np.asarray(state.global_sum(np.einsum("i,ij,ik->jk", state.masses, state.velocities, state.velocities)))
             pdiag = np.diag(kin + np.asarray(state.virial)) / vol
             lam_half = volume_step(lam, dt / 2)
             r = self.baro_rng.standard_normal(3)
@@ -282,13 +329,9 @@ class CRescaleNPT:
         state.velocities = state.velocities / mu
         return self.inner.step(state, evaluator)
 
-    def get_state(self) -> dict:
-        d = {"baro_rng": self.baro_rng.bit_generator.state}
-        if hasattr(self.inner, "get_state"):
-            d["inner"] = self.inner.get_state()
-        return d
+    def state_dict(self) -> dict:
+        return {"baro_rng": self.baro_rng.bit_generator.state, **super().state_dict()}
 
-    def set_state(self, d: dict) -> None:
+    def load_state_dict(self, d: dict) -> None:
         self.baro_rng.bit_generator.state = d["baro_rng"]
-        if "inner" in d and hasattr(self.inner, "set_state"):
-            self.inner.set_state(d["inner"])
+        super().load_state_dict(d)

@@ -14,6 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from .comm import _max_op
 from .forces import ForceEvaluator
+from .integrators import IntegratorBase
 
 
 class FIRE:
@@ -123,13 +124,14 @@ def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: boo
     return (a, converged, opt.nsteps) if return_steps else (a, converged)
 
 
-class FIREIntegrator:
+class FIREIntegrator(IntegratorBase):
     """FIRE as a Simulation integrator (run file ``integrator = "fire"``): one FIRE move per step; the run
     stops early once every force is below ``fmax`` (eV/A). The T column of the thermo log then shows FIRE's
     fictitious velocities, not a temperature."""
 
     def __init__(self, fmax: float = 0.05, **fire_kwargs):
         self.fire, self.fmax, self.dt_fs = FIRE(**fire_kwargs), float(fmax), 0.0
+        self.conserves_energy = False  # a minimiser: energy falls
 
     def step(self, state, evaluator):
         self.fire.step(state, evaluator)

@@ -122,10 +122,8 @@ class Simulation:
     # -- physics ------------------------------------------------------------------------------
     @property
     def conserves_energy(self) -> bool:
-        """True when the thermo log's conserved_eV column is a conserved quantity: no stochastic bath and no imposed
-        deformation (NVE, Nose-Hoover chain)."""
-        inner = getattr(self.integrator, "inner", self.integrator)
-        return not (hasattr(inner, "rng") or inner is not self.integrator)
+        """True when the thermo log's conserved_eV column is a conserved quantity (NVE, Nose-Hoover chain)."""
+        return bool(self.integrator.conserves_energy)
 
     def stress_GPa(self) -> np.ndarray:
         """Stress tensor (GPa, ASE sign) including the kinetic term; NaN for open boundaries."""
@@ -173,8 +171,7 @@ class Simulation:
         ke = s.kinetic_energy()
         st = self.stress_GPa()
         p = -np.trace(st) / 3.0
-        inner = getattr(self.integrator, "inner", self.integrator)
-        cons = inner.conserved_energy(s) if hasattr(inner, "conserved_energy") else s.energy + ke
+        cons = self.integrator.conserved_energy(s)
         return Thermo((s.step, s.time_fs, s.temperature(), s.energy, ke, s.energy + ke, p, st[0, 0], st[1, 1], st[2, 2],
                        st[1, 2], st[0, 2], st[0, 1], cons, rate))
 
@@ -190,7 +187,7 @@ class Simulation:
             fh.write(row.line() + "\n")
 
     def _rng_state(self):
-        rng = getattr(self.integrator, "rng", None)
+        rng = self.integrator.rng
         if rng is None:
             return None
         states = self.comm.allgather(rng.bit_generator.state) if self.comm is not None else [rng.bit_generator.state]
@@ -202,14 +199,17 @@ class Simulation:
                      time_fs=s.time_fs, forces=s.forces.copy(), energy=s.energy, virial=s.virial.copy(),
                      momentum_conserved=s.momentum_conserved, ids=s.ids.copy(),
                      types=None if s.types is None else s.types.copy(), comm=s.comm)
-        rng = getattr(self.integrator, "rng", None)
-        self._snap_integ = self.integrator.get_state() if hasattr(self.integrator, "get_state") else None
+        rng = self.integrator.rng
+        self._snap_integ = self._integrator_state()
         return copy, (rng.bit_generator.state if rng is not None else None)
+
+    def _integrator_state(self) -> dict | None:
+        return self.integrator.state_dict() or None  # None: nothing to restore (any integrator may resume the file)
 
     def write_restart(self, path: str | Path | None = None, snapshot: tuple[State, object] | None = None) -> Path | None:
         """Atomically write the full dynamic state (npz, all atoms by id) on rank 0 (collective call):
         the current state, or a ``_snapshot()``."""
-        integ = self.integrator.get_state() if hasattr(self.integrator, "get_state") else None
+        integ = self._integrator_state()
         if snapshot is None:
             g = self.gathered()
             rng_states = self._rng_state()
@@ -247,14 +247,14 @@ class Simulation:
         rank = 0 if comm is None else comm.rank
         size = 1 if comm is None else comm.size
         states = meta.get("rng_states")
-        if integrator is not None and states and hasattr(integrator, "rng"):
+        if integrator is not None and states and integrator.rng is not None:
             if len(states) != size:
                 raise MDInputError(f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many")
             integrator.rng.bit_generator.state = states[rank]
         if integrator is not None and meta.get("integrator_state") is not None:
-            if not hasattr(integrator, "set_state") or meta.get("integrator") != type(integrator).__name__:
+            if meta.get("integrator") != type(integrator).__name__:
                 raise MDInputError(f"{path}: written by a {meta.get('integrator')} run; resume it with the same integrator")
-            integrator.set_state(meta["integrator_state"])
+            integrator.load_state_dict(meta["integrator_state"])
         keep = slice(None) if rank == 0 else slice(0, 0)
         return State(arrays["positions"][keep], arrays["velocities"][keep], arrays["masses"][keep], arrays["cell"], arrays["pbc"],
                      step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"][keep],
@@ -312,7 +312,7 @@ class Simulation:
                     self._log(self._thermo_row(rate))
                 if self.trajectory_every and self.state.step % self.trajectory_every == 0:
                     self._write_frame()
-                done = hasattr(self.integrator, "converged") and self.integrator.converged(self.state)  # minimisers
+                done = self.integrator.converged(self.state)  # minimisers stop early
                 if self.state.step % self.restart_every == 0 or done:
                     # rebuild and recompute here, so that a run resumed from this file is identical
                     self.evaluator.invalidate()

@@ -1,0 +1,95 @@
+"""The Integrator contract: every integrator conforms, the engine drives a new one written outside it, restart
+variables round-trip through state_dict / load_state_dict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from allegro_fm_md import (
+    CRescaleNPT,
+    FIREIntegrator,
+    ForceEvaluator,
+    Integrator,
+    IntegratorBase,
+    Langevin,
+    LennardJones,
+    NoseHooverChain,
+    Simulation,
+    State,
+    UniaxialDeformation,
+    VelocityVerlet,
+    verlet_step,
+)
+from ase import units
+from ase.build import bulk
+
+
+def _argon():
+    a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
+    a.rattle(0.05, seed=3)
+    pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)
+    ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.5)
+    rng = np.random.default_rng(0)
+    v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(8.617e-5 * 40 / a.get_masses()[:, None])
+    st = State(a.positions.copy(), v - v.mean(0), a.get_masses(), np.array(a.cell), a.pbc.copy())
+    ev.update(st)
+    return a, ev, st
+
+
+def test_every_integrator_conforms():
+    nhc = NoseHooverChain(2.0, 40.0)
+    for integ in (VelocityVerlet(2.0), Langevin(2.0, 40.0), nhc, UniaxialDeformation(Langevin(2.0, 40.0), 2, 1e-5),
+                  CRescaleNPT(nhc, 0.0), FIREIntegrator()):
+        assert isinstance(integ, Integrator), type(integ).__name__
+    assert VelocityVerlet(1.0).conserves_energy and nhc.conserves_energy
+    assert not Langevin(1.0, 300.0).conserves_energy and not CRescaleNPT(nhc, 0.0).conserves_energy
+    assert CRescaleNPT(Langevin(1.0, 300.0, seed=4), 0.0).rng is not None and VelocityVerlet(1.0).rng is None
+
+
+def test_restart_variables_round_trip():
+    _, ev, st = _argon()
+    a = UniaxialDeformation(CRescaleNPT(NoseHooverChain(2.0, 40.0), 0.0, seed=3), 2, 1e-5)
+    for _ in range(5):
+        a.step(st, ev)
+    d = a.state_dict()
+    b = UniaxialDeformation(CRescaleNPT(NoseHooverChain(2.0, 40.0), 0.0, seed=99), 2, 1e-5)
+    b.load_state_dict(d)
+    assert b.state_dict() == d and d["inner"]["inner"]["xi"] != [0.0, 0.0, 0.0]
+
+
+def test_the_engine_drives_an_integrator_written_outside_it(tmp_path):
+    """A velocity-rescaling thermostat around velocity Verlet, written against the contract only (IntegratorBase's
+    defaults + verlet_step): Simulation runs it, writes its thermo log and restarts, and resumes it."""
+
+    class Rescale(IntegratorBase):
+        conserves_energy = False
+
+        def __init__(self, dt_fs, temperature_K):
+            self.dt_fs, self.T, self.rescales = dt_fs, temperature_K, 0
+
+        def step(self, state, evaluator):
+            verlet_step(state, evaluator, self.dt_fs * units.fs, self.dt_fs)
+            if state.step % 10 == 0:
+                state.velocities *= np.sqrt(self.T / state.temperature())
+                self.rescales += 1
+            return state
+
+        def state_dict(self):
+            return {"rescales": self.rescales}
+
+        def load_state_dict(self, d):
+            self.rescales = d["rescales"]
+
+    a, ev, st = _argon()
+    integ = Rescale(2.0, 40.0)
+    sim = Simulation(st, integ, ev, tmp_path / "out", thermo_every=10, restart_every=50)
+    sim.run(100)
+    sim.close()
+    sim.write_restart()
+    t = np.loadtxt(tmp_path / "out" / "thermo.log")
+    assert t[-1, 0] == 100 and abs(t[-1, 2] - 40.0) < 1e-6  # rescaled at step 100
+    integ2 = Rescale(2.0, 40.0)
+    st2 = Simulation.read_restart(tmp_path / "out" / "restart.npz", integ2)
+    assert integ2.rescales == 10 and st2.step == 100
+    with pytest.raises(ValueError, match="resume it with the same integrator"):
+        Simulation.read_restart(tmp_path / "out" / "restart.npz", NoseHooverChain(2.0, 40.0))
