@@ -93,3 +93,41 @@ def test_the_engine_drives_an_integrator_written_outside_it(tmp_path):
     assert integ2.rescales == 10 and st2.step == 100
     with pytest.raises(ValueError, match="resume it with the same integrator"):
         Simulation.read_restart(tmp_path / "out" / "restart.npz", NoseHooverChain(2.0, 40.0))
+
+
+def test_a_reporter_and_a_guard_written_outside_the_engine(tmp_path):
+    """A reporter (max force every 5 steps, to its own file, on rank 0) and a guard (a temperature ceiling) plugged
+    into Simulation's lists: both run, and the guard stops the run with the step named and the last good state saved."""
+    from allegro_fm_md import Guard, Reporter, ReporterBase, SimulationError
+
+    class MaxForce(ReporterBase):
+        def __init__(self, every, path):
+            self.every, self.path, self.lines = every, path, []
+
+        def report(self, sim, final=False):
+            f = float(np.abs(sim.state.forces).max())
+            if sim.root:
+                self.lines.append(f"{sim.state.step} {f:.6f}")
+
+        def close(self):
+            self.path.write_text("\n".join(self.lines) + "\n")
+
+    class Hot:
+        def __init__(self, ceiling_K):
+            self.ceiling = ceiling_K
+
+        def check(self, sim):
+            if sim.state.temperature() > self.ceiling:
+                raise SimulationError(f"temperature above {self.ceiling} K", sim.state.step)
+
+    _, ev, st = _argon()
+    rep, hot = MaxForce(5, tmp_path / "fmax.txt"), Hot(1e4)
+    assert isinstance(rep, Reporter) and isinstance(hot, Guard)
+    sim = Simulation(st, VelocityVerlet(2.0), ev, tmp_path / "out", reporters=[rep], guards=[hot])
+    sim.run(20)
+    sim.close()
+    assert [int(x.split()[0]) for x in (tmp_path / "fmax.txt").read_text().split("\n") if x] == [5, 10, 15, 20]
+    hot.ceiling = 1.0  # now far below the 40 K of the run
+    with pytest.raises(SimulationError, match="step 21: temperature above 1.0 K"):
+        sim.run(5)
+    assert Simulation.read_restart(tmp_path / "out" / "restart_last_good.npz").step == 20

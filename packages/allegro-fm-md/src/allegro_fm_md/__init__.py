@@ -11,7 +11,8 @@ In progress (issue #4). What exists:
 - ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
 - ``State``, ``VelocityVerlet``, ``Langevin``, ``NoseHooverChain``, ``CRescaleNPT``, ``UniaxialDeformation``
   (integrators.py); ``FIRE``, ``FIREIntegrator``, ``relax_cell``, ``EngineCalculator`` (minimize.py)
-- ``Simulation``: thermo log, restart files, guards, trajectories, one rank or MPI; ``RankFailure``,
+- ``Simulation``: a loop of integrator step, guards and reporters (thermo log, trajectories, restart files, or your own:
+  reporters.py), one rank or MPI; ``RankFailure``,
   ``abort_all``: a failing rank stops every rank with its name and step (simulation.py, trajectory.py)
 - ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py)
 - ``radial_distribution``: g(r) and coordination numbers, ``allegro-fm-md rdf`` (analysis.py)
@@ -24,13 +25,15 @@ Not yet: a tilting (triclinic-shape) barostat; GPU runs (not tested here).
 from .__about__ import __version__
 from .analysis import RDF, radial_distribution, read_frames
 from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
-from .contracts import ConformanceReport, Integrator, Potential, PotentialContractError, PotentialResult, check_potential
+from .contracts import ConformanceReport, Guard, Integrator, Potential, PotentialContractError, PotentialResult, Reporter, check_potential
+from .errors import MDInputError
 from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .integrators import CRescaleNPT, IntegratorBase, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet, verlet_step
 from .minimize import FIRE, EngineCalculator, FIREIntegrator, relax_cell
 from .neighbor import VerletList, build_edges
 from .reference import LennardJones, Morse
+from .reporters import THERMO_COLUMNS, FiniteGuard, MinDistanceGuard, ReporterBase, RestartReporter, Thermo, ThermoReporter, TrajectoryReporter
 from .runfile import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
 from .scaling import TimedPotential, mpiexec_path, pingpong, project_weak_scaling, time_engine
 from .simulation import RankFailure, Simulation, SimulationError, abort_all
@@ -38,7 +41,9 @@ from .simulation import RankFailure, Simulation, SimulationError, abort_all
 __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacings", "wrap", "VerletList", "build_edges",
            "LennardJones", "Morse", "Potential", "PotentialResult", "check_potential",
            "PotentialContractError",
-           "ConformanceReport", "Integrator", "IntegratorBase", "verlet_step", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
+           "ConformanceReport", "Integrator", "IntegratorBase", "verlet_step", "Reporter", "Guard", "MDInputError",
+           "THERMO_COLUMNS", "FiniteGuard", "MinDistanceGuard", "ReporterBase", "RestartReporter", "Thermo", "ThermoReporter",
+           "TrajectoryReporter", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
            "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",

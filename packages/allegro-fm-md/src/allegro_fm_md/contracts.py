@@ -1,5 +1,5 @@
 """The engine's contracts: ``Potential`` (forces), its ``PotentialResult`` and ``check_potential``; ``Integrator``
-(time stepping).
+(time stepping); ``Reporter`` and ``Guard`` (what a Simulation does after each step: reporters.py).
 
 A Potential is anything with these four members (a structural Protocol: implementations never import this
 module; allegro-fm-model's eager, compiled and legacy potentials and this package's reference potentials
@@ -90,6 +90,33 @@ class Integrator(Protocol):
 
     def load_state_dict(self, d: dict) -> None:
         """Restore ``state_dict()``'s output."""
+        ...
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Output of a Simulation (thermo log, trajectories, restarts, or your own): see reporters.py for when each is called."""
+
+    every: int
+
+    def start(self, sim) -> None:
+        """Before the first step of a run (collective)."""
+        ...
+
+    def report(self, sim, final: bool = False) -> None:
+        """After a step that is a multiple of ``every`` or a minimisation's last step (collective)."""
+        ...
+
+    def close(self) -> None:
+        """Release files."""
+        ...
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """A check after every step (collective): raises ``SimulationError`` naming the step and atoms to stop the run."""
+
+    def check(self, sim) -> None:
         ...
 
 

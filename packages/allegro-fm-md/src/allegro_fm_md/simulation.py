@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import units
+from tea_align.files import write_bytes_atomic
 
-from .errors import MDInputError
+from .errors import MDInputError, SimulationError
 from .integrators import State
+from .reporters import FiniteGuard, MinDistanceGuard, RestartReporter, Thermo, ThermoReporter, TrajectoryReporter
 
 RESTART_FORMAT = "allegro-fm-md/restart"
 RESTART_VERSION = 1
-THERMO_COLUMNS = ("step", "time_fs", "T_K", "pe_eV", "ke_eV", "etot_eV", "p_GPa", "sxx_GPa", "syy_GPa", "szz_GPa",
-                  "syz_GPa", "sxz_GPa", "sxy_GPa", "conserved_eV", "atom_steps_per_s")
 #: conserved_eV: the quantity the dynamics conserves (NVE: etot; Nose-Hoover chain: etot + thermostat
 #: energy); for Langevin (not conservative) it is etot.
 
@@ -49,42 +46,6 @@ def abort_all(comm, exc: BaseException, outdir: str | Path | None = None, code: 
     comm.Abort(code)
 
 
-class SimulationError(RuntimeError):
-    """A guard stopped the run; ``step`` and ``atoms`` say where."""
-
-    def __init__(self, message: str, step: int, atoms: tuple[int, ...] = ()):
-        self.step, self.atoms = step, atoms
-        super().__init__(f"step {step}: {message}" + (f" (atoms {', '.join(map(str, atoms))})" if atoms else ""))
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@dataclass
-class Thermo:
-    """One thermo row (units as in THERMO_COLUMNS)."""
-
-    values: tuple
-
-    def line(self) -> str:
-        return " ".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in self.values)
-
-    def column(self, name: str):
-        """The value of column ``name`` (one of THERMO_COLUMNS)."""
-        return self.values[THERMO_COLUMNS.index(name)]
-
-
 class Simulation:
     """Runs ``integrator`` on ``state`` with forces from ``evaluator`` (one rank or MPI); rank 0 writes
     ``thermo.log``, ``restart.npz`` and trajectories into ``outdir``. On several ranks, output gathers the
@@ -92,32 +53,40 @@ class Simulation:
 
     def __init__(self, state: State, integrator, evaluator, outdir: str | Path, *,
                  thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
-                 trajectory_every: int = 0, numbers: np.ndarray | None = None):
+                 trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=()):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
-        self.comm = getattr(evaluator, "comm", None)
+        self.comm = getattr(evaluator, "comm", None)  # DistributedForceEvaluator has one; ForceEvaluator is one process
         self.root = self.comm is None or self.comm.rank == 0
         self.outdir = Path(outdir)
         if self.root:
             self.outdir.mkdir(parents=True, exist_ok=True)
-        self.thermo_every, self.restart_every, self.min_distance = thermo_every, restart_every, min_distance
         self.progress = progress
-        self.thermo: list[Thermo] = []
-        self.trajectory_every = trajectory_every
-        self.writers = []
+        self._thermo = ThermoReporter(thermo_every)
+        #: reporters, in order (thermo, trajectory, restart, then the caller's): see reporters.py
+        self.reporters = [self._thermo]
         if trajectory_every:
             if numbers is None:
                 raise ValueError("trajectory output needs the atomic numbers (numbers=...)")
-            if self.root:
-                from .trajectory import ExtXYZWriter, H5MDWriter
-
-                resumed = state.step > 0
-                self.writers = [H5MDWriter(self.outdir / "trajectory.h5", numbers, state.pbc, append=resumed),
-                                ExtXYZWriter(self.outdir / "trajectory.extxyz", numbers)]
+            self.reporters.append(TrajectoryReporter(trajectory_every, self.outdir, numbers, state.pbc, self.root, state.step > 0))
+        self.reporters.append(RestartReporter(restart_every))
+        self.reporters.extend(reporters)
+        #: guards, checked after every step: see reporters.py
+        self.guards = [FiniteGuard(), MinDistanceGuard(min_distance), *guards]
+        self._t0, self._s0, self._n, self.fresh = 0.0, state.step, 0, False
         if state.ids is None:
             state.ids = np.arange(len(state.masses))
         self.evaluator.invalidate()
         self.evaluator.update(state)  # restart files hold positions right after a rebuild: same lists, same forces
         self._guard()
+
+    @property
+    def thermo(self) -> list[Thermo]:
+        """The thermo rows of this run (every rank)."""
+        return self._thermo.rows
+
+    def rate(self) -> float:
+        """atom-steps/s since the current ``run`` call started."""
+        return self._n * (self.state.step - self._s0) / max(time.perf_counter() - self._t0, 1e-12)
 
     # -- physics ------------------------------------------------------------------------------
     @property
@@ -136,17 +105,8 @@ class Simulation:
         return -(s.virial + kin) / vol / units.GPa
 
     def _guard(self) -> None:
-        s = self.state
-        bad = s.ids[~np.isfinite(s.forces).all(axis=1)]
-        if self.comm is not None:
-            bad = np.concatenate(self.comm.allgather(bad))
-        if not np.isfinite(s.energy):
-            raise SimulationError("potential energy is not finite", s.step)
-        if len(bad):
-            raise SimulationError("forces are not finite", s.step, tuple(int(b) for b in np.sort(bad)[:10]))
-        d, i, j = self.evaluator.closest_pair(s)
-        if d < self.min_distance:
-            raise SimulationError(f"atoms closer than {self.min_distance} A ({d:.3f} A)", s.step, tuple(sorted((i, j))))
+        for g in self.guards:
+            g.check(self)
 
     # -- gathering and output -----------------------------------------------------------------
     def gathered(self, s: State | None = None) -> State | None:
@@ -166,7 +126,8 @@ class Simulation:
                      forces=cat[3][order], energy=s.energy, virial=s.virial, momentum_conserved=s.momentum_conserved,
                      ids=cat[0][order], types=None if types is None else types[order])
 
-    def _thermo_row(self, rate: float) -> Thermo:
+    def thermo_row(self, rate: float) -> Thermo:
+        """The thermo row of the current state (collective); ``rate`` in atom-steps/s."""
         s = self.state
         ke = s.kinetic_energy()
         st = self.stress_GPa()
@@ -174,17 +135,6 @@ class Simulation:
         cons = self.integrator.conserved_energy(s)
         return Thermo((s.step, s.time_fs, s.temperature(), s.energy, ke, s.energy + ke, p, st[0, 0], st[1, 1], st[2, 2],
                        st[1, 2], st[0, 2], st[0, 1], cons, rate))
-
-    def _log(self, row: Thermo) -> None:
-        self.thermo.append(row)
-        if not self.root:
-            return
-        path = self.outdir / "thermo.log"
-        new = not path.exists()
-        with open(path, "a") as fh:
-            if new:
-                fh.write("# " + " ".join(THERMO_COLUMNS) + "\n")
-            fh.write(row.line() + "\n")
 
     def _rng_state(self):
         rng = self.integrator.rng
@@ -227,7 +177,7 @@ class Simulation:
         np.savez(buf, positions=g.positions, velocities=g.velocities, masses=g.masses, cell=g.cell, pbc=g.pbc,
                  forces=g.forces, virial=g.virial, energy=np.array(g.energy), ids=g.ids,
                  types=g.types if g.types is not None else np.zeros(len(g.masses), np.int64), meta=np.array(json.dumps(meta)))
-        _atomic_write_bytes(path, buf.getvalue())
+        write_bytes_atomic(path, buf.getvalue())
         return path
 
     @staticmethod
@@ -262,34 +212,30 @@ class Simulation:
                      ids=arrays["ids"][keep], types=arrays["types"][keep], comm=comm)
 
     def close(self) -> None:
-        """Close trajectory files."""
-        for w in self.writers:
-            w.close()
-        self.writers = []
-
-    def _write_frame(self) -> None:
-        g = self.gathered()
-        if self.root:
-            for w in self.writers:
-                w.write(g)
+        """Close the reporters' files."""
+        for r in self.reporters:
+            r.close()
 
     # -- driver -------------------------------------------------------------------------------
     def run(self, steps: int) -> State:
-        """Advance ``steps`` steps. On a guard failure the last good state is written to
-        ``restart_last_good.npz`` and SimulationError is raised (on every rank)."""
-        n = self.state.n_global
-        if self.state.step == 0 and not (self.root and (self.outdir / "thermo.log").exists()):
-            self._log(self._thermo_row(0.0))
-            if self.trajectory_every:
-                self._write_frame()
-        t0, s0 = time.perf_counter(), self.state.step
+        """Advance ``steps`` steps: integrator step, guards, then each due reporter. On a guard failure the last good
+        state is written to ``restart_last_good.npz`` and SimulationError is raised (on every rank)."""
+        self._n = self.state.n_global
+        logged = self.root and (self.outdir / "thermo.log").exists()
+        if self.comm is not None:
+            logged = bool(self.comm.allreduce(int(logged)))  # the same answer on every rank: starts are collective
+        #: True when this run starts the output (step 0, no thermo log yet): reporters write their step-0 rows/frames
+        self.fresh = self.state.step == 0 and not logged
+        for r in self.reporters:
+            r.start(self)
+        self._t0, self._s0 = time.perf_counter(), self.state.step
         bar = None
         if self.progress and self.root and steps >= 100:
             try:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=steps, unit="step", file=sys.stderr)
-            except ImportError:
+            except ImportError:  # tqdm is optional
                 bar = None
         try:
             for _ in range(steps):
@@ -307,25 +253,13 @@ class Simulation:
                     raise
                 if bar is not None:
                     bar.update(1)
-                if self.state.step % self.thermo_every == 0:
-                    rate = n * (self.state.step - s0) / max(time.perf_counter() - t0, 1e-12)
-                    self._log(self._thermo_row(rate))
-                if self.trajectory_every and self.state.step % self.trajectory_every == 0:
-                    self._write_frame()
                 done = self.integrator.converged(self.state)  # minimisers stop early
-                if self.state.step % self.restart_every == 0 or done:
-                    # rebuild and recompute here, so that a run resumed from this file is identical
-                    self.evaluator.invalidate()
-                    self.evaluator.update(self.state)
-                    self.write_restart()
+                for r in self.reporters:
+                    if (r.every and self.state.step % r.every == 0) or done:
+                        r.report(self, final=done)
                 if done:
-                    if self.state.step % self.thermo_every:
-                        self._log(self._thermo_row(n * (self.state.step - s0) / max(time.perf_counter() - t0, 1e-12)))
                     break
         finally:
             if bar is not None:
                 bar.close()
-            for w in self.writers:
-                if hasattr(w, "h5"):
-                    w.h5.flush()
         return self.state
