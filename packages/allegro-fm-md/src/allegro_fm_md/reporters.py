@@ -2,10 +2,10 @@
 objects in its lists (OpenMM's reporters; LAMMPS's thermo/dump/restart and its lost-atom checks).
 
 A reporter (contracts.Reporter) has ``every`` (steps; 0: never) and three collective calls: ``start(sim)`` before
-the first step of a run (``sim.fresh``: the run starts the output, step 0 and no thermo log yet), ``report(sim, final)`` after each step that is a multiple of ``every`` and after the last
-step of a minimisation (``final=True``), ``close()``. A guard has ``check(sim)``, called after every step on every
-rank, and raises ``SimulationError`` naming the step and atoms. Write your own and append it to
-``sim.reporters`` / ``sim.guards``: the engine does not change.
+the first step of a run (``sim.fresh``: the run starts the output, step 0 and no thermo log yet), ``report(sim,
+final)`` after each step that is a multiple of ``every`` and after the last step of a minimisation (``final=True``),
+and ``close()``. A guard has ``check(sim)``, called after every step on every rank, and raises ``SimulationError``
+naming the step and atoms. Write your own and append it to ``sim.reporters`` / ``sim.guards``: the engine does not change.
 """
 
 from __future__ import annotations

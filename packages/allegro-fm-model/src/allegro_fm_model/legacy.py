@@ -98,9 +98,16 @@ def is_legacy_model(path: str | Path) -> bool:
     return True
 
 
-def _set_jit_options(meta: dict[str, str]) -> None:
-    """The TorchScript settings nequip 0.6.x applies when it loads a deployed model (fusion strategy, TF32)."""
+def _set_jit_options(meta: dict[str, str], device: str) -> None:
+    """The TorchScript settings nequip 0.6.x applies when it loads a deployed model (fusion strategy, TF32), and on
+    the CPU TorchScript's simple graph executor instead of the profiling one: in MD the edge count changes every
+    step, the profiling executor re-specialises the graph until its bailout depth is spent, and the CPU wheel has no
+    fuser for it to feed (benchmarks/bench_legacy.py, 270 atoms: 3228 vs 2287 atom-steps/s; 960 atoms: within noise).
+    On GPUs the profiling executor (which feeds the fuser) is kept. The executor is a process-wide setting; no other
+    model kind here runs through TorchScript."""
     import torch
+
+    torch._C._jit_set_profiling_executor(torch.device(device).type != "cpu")
 
     strategy = meta.get("_jit_fusion_strategy", "")
     if strategy:
@@ -131,7 +138,7 @@ def load_legacy_module(path: str | Path, device: str = "cpu", freeze: bool = Tru
         module.eval()
         if freeze and hasattr(module, "training"):
             module = torch.jit.freeze(module)
-        _set_jit_options(meta)
+        _set_jit_options(meta, device)
     return module, meta
 
 
