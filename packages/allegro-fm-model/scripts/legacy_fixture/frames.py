@@ -15,30 +15,12 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
+from allegro_fm_bench.structures import calcite, portlandite, quartz  # the project's crystal builders
 from allegro_fm_model import AllegroFMCalculator, load_potential
 from ase import Atoms
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
-from ase.spacegroup import crystal
-
-
-def portlandite() -> Atoms:
-    """Ca(OH)2, P-3m1, a=3.589 c=4.911 A (Desgranges et al. 1993)."""
-    return crystal(["Ca", "O", "H"], [(0, 0, 0), (1 / 3, 2 / 3, 0.2341), (1 / 3, 2 / 3, 0.4248)], spacegroup=164,
-                   cellpar=[3.589, 3.589, 4.911, 90, 90, 120])
-
-
-def calcite() -> Atoms:
-    """CaCO3, R-3c hexagonal setting, a=4.988 c=17.061 A (Maslen et al. 1995)."""
-    return crystal(["Ca", "C", "O"], [(0, 0, 0), (0, 0, 0.25), (0.2578, 0, 0.25)], spacegroup=167,
-                   cellpar=[4.988, 4.988, 17.061, 90, 90, 120])
-
-
-def quartz() -> Atoms:
-    """alpha-SiO2, P3221, a=4.916 c=5.4054 A (Levien et al. 1980)."""
-    return crystal(["Si", "O"], [(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.7858)], spacegroup=154,
-                   cellpar=[4.916, 4.916, 5.4054, 90, 90, 120])
 
 
 def boxed(name: str, side: float = 10.0) -> Atoms:

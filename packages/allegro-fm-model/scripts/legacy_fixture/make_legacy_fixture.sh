@@ -18,7 +18,7 @@ venv=$(realpath -m "${LEGACY_VENV:-$root/runs/legacy-venv}")
 tarball=${ALLEGRO_TARBALL:-$root/../shared/third_party/allegro-0.3.0.tar.gz}
 py=${PYTHON:-python}
 [ -f "$tarball" ] || { echo "make_legacy_fixture: Allegro 0.3.0 archive not found: $tarball (set ALLEGRO_TARBALL)" >&2; exit 2; }
-"$py" -c "import allegro_fm_model" 2>/dev/null || { echo "make_legacy_fixture: $py has no allegro_fm_model (set PYTHON to the workspace python)" >&2; exit 2; }
+"$py" -c "import allegro_fm_model, allegro_fm_bench" 2>/dev/null || { echo "make_legacy_fixture: $py lacks allegro_fm_model or allegro_fm_bench (set PYTHON to the workspace python)" >&2; exit 2; }
 
 if ! [ -x "$venv/bin/nequip-deploy" ]; then
   echo "== nequip 0.6.1 environment -> $venv"
