@@ -1,14 +1,14 @@
 """allegro_fm_bench: the paper's results as tables and plots, and the Allegro-FM-mini data pipeline.
 
-In progress (issues #5, #6). What exists:
+What exists (issues #5, #6):
 
 - ``structures``: builders from published crystallographic facts (tobermorite 11 A hydrogenated,
   portlandite, calcite, alpha-quartz, water boxes, small H/C/O molecules, the H2CO3 -> H2O + CO2 band)
 - ``labelling``: the two levels of theory of the mini dataset (SevenNet-0 for periodic PBE;
   PySCF wB97M-D3(BJ)/def2-SVP for molecules)
 - ``minidata``: ``allegro-fm-bench make-mini-data``, the resumable generator of the mini dataset
-
-Not yet: the paper's experiments (EOS, g(r), NEB, tensile, carbonation, Transition1x, scaling) and the report.
+- ``experiments``: the paper's eight experiments (params, eos, gr, neb, tensile, carbonation, transition1x, scaling),
+  ``allegro-fm-bench run``, and ``report``: report.md with provenance, plots
 """
 
 from .__about__ import __version__

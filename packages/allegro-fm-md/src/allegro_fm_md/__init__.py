@@ -1,6 +1,6 @@
 """allegro_fm_md: a distributed, strictly-local MD engine for Allegro-FM models.
 
-In progress (issue #4). What exists:
+What exists (issue #4):
 
 - ``build_edges``, ``VerletList``: numba cell lists over local + ghost atoms with a Verlet skin (neighbor.py)
 - ``periodic_halo``, ``fold_forces``, ``wrap``: periodic images as ghosts on one rank (ghosts.py)
