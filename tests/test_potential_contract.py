@@ -118,3 +118,25 @@ def test_a_new_potential_runs_in_the_engine_unchanged():
         VelocityVerlet(2.0).step(st, ev)
         e.append(st.energy + st.kinetic_energy())
     assert np.ptp(np.array(e)) / len(a) < 1e-5
+
+
+def test_a_new_potential_kind_runs_from_a_run_file_without_editing_the_engine(tmp_path):
+    """``register_potential_kind`` (or an ``allegro_fm_md.potentials`` entry point) adds a run-file kind; its own keys
+    come from [potential.options]. allegro-fm-model's "allegro" kind arrives the same way (entry point)."""
+    import ase.io
+    from allegro_fm_md import potential_kinds, register_potential_kind
+    from allegro_fm_md.cli import main
+    from ase.build import bulk
+
+    assert "allegro" in potential_kinds()  # allegro-fm-model's entry point
+    register_potential_kind("springs", lambda spec, symbols, device: Springs(k=spec.options.get("k", 0.5)))
+    a = bulk("Ar", "fcc", a=3.6, cubic=True) * (3, 3, 3)
+    ase.io.write(tmp_path / "ar.extxyz", a)
+    (tmp_path / "run.toml").write_text('[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "springs"\noptions = {k = 0.3}\n'
+                                       '[run]\nintegrator = "nve"\ndt_fs = 2.0\nsteps = 50\ntemperature_K = 30\nskin = 0.5\n'
+                                       '[output]\ndir = "out"\nthermo_every = 10\n')
+    assert main(["run", str(tmp_path / "run.toml"), "-q"]) == 0
+    t = np.loadtxt(tmp_path / "out" / "thermo.log")
+    assert t[-1, 0] == 50 and np.ptp(t[:, 13]) / len(a) < 1e-5  # conserved energy of the toy's NVE
+    (tmp_path / "run.toml").write_text((tmp_path / "run.toml").read_text().replace('"springs"', '"nosuch"'))
+    assert main(["run", str(tmp_path / "run.toml"), "-q", "--overwrite"]) == 2

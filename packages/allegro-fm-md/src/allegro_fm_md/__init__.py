@@ -14,7 +14,9 @@ What exists (issue #4):
 - ``Simulation``: a loop of integrator step, guards and reporters (thermo log, trajectories, restart files, or your own:
   reporters.py), one rank or MPI; ``RankFailure``,
   ``abort_all``: a failing rank stops every rank with its name and step (simulation.py, trajectory.py)
-- ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py)
+- ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py); ``register_potential_kind``,
+  ``potential_kinds``: run-file potential kinds, built in or from the ``allegro_fm_md.potentials`` entry points
+  (potentials.py)
 - ``radial_distribution``: g(r) and coordination numbers, ``allegro-fm-md rdf`` (analysis.py)
 - ``time_engine``, ``pingpong``, ``project_weak_scaling``: scaling measurements and the many-rank model (scaling.py;
   ``python -m allegro_fm_md.scaling`` is the MPI worker)
@@ -32,6 +34,7 @@ from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
 from .integrators import CRescaleNPT, IntegratorBase, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet, verlet_step
 from .minimize import FIRE, EngineCalculator, FIREIntegrator, relax_cell
 from .neighbor import VerletList, build_edges
+from .potentials import potential_kinds, register_potential_kind
 from .reference import LennardJones, Morse
 from .reporters import THERMO_COLUMNS, FiniteGuard, MinDistanceGuard, ReporterBase, RestartReporter, Thermo, ThermoReporter, TrajectoryReporter
 from .runfile import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
@@ -43,7 +46,7 @@ __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacing
            "PotentialContractError",
            "ConformanceReport", "Integrator", "IntegratorBase", "verlet_step", "Reporter", "Guard", "MDInputError",
            "THERMO_COLUMNS", "FiniteGuard", "MinDistanceGuard", "ReporterBase", "RestartReporter", "Thermo", "ThermoReporter",
-           "TrajectoryReporter", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
+           "TrajectoryReporter", "potential_kinds", "register_potential_kind", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
            "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",

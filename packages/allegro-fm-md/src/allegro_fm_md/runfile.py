@@ -4,7 +4,7 @@
     structure = "tob11a.cif"     # anything ase.io reads (extxyz, CIF, POSCAR, LAMMPS data, ...)
     replicate = [2, 2, 1]        # n x m x k supercell
     [potential]
-    kind = "allegro"             # allegro (a model file) | lj | morse (reference potentials, one element)
+    kind = "allegro"             # allegro (a model file; from allegro-fm-model) | lj | morse (reference, one element) | plug-ins
     model = "allegro-fm-mini"    # allegro: a shipped model's name, or a .ckpt / .nequip.zip / .nequip.pt2 / nequip 0.6.x .pt path
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<local rank> is chosen)
     [run]
@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MDInputError
+from .potentials import make_potential
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class PotentialSpec:
     a: float = 1.5
     r0: float = 2.5
     cutoff: float = 6.5
+    options: dict = field(default_factory=dict)  # a plug-in kind's own keys ([potential.options] table)
 
 
 @dataclass(frozen=True)
@@ -153,36 +155,6 @@ def load_structure(spec: SystemSpec):
     return atoms
 
 
-def make_potential(spec: PotentialSpec, symbols: list[str], rank: int = 0):
-    """The potential named in the run file (an Allegro-FM model through allegro_fm_model's public API)."""
-    if spec.kind == "allegro":
-        if not spec.model:
-            raise MDInputError("[potential] kind = 'allegro' needs model = <checkpoint or .nequip.zip>")
-        try:
-            from allegro_fm_model import load_potential
-        except ImportError as exc:
-            raise MDInputError("kind = 'allegro' needs the allegro-fm-model package installed") from exc
-        device = spec.device
-        if device in ("cuda", "xpu"):
-            import torch
-
-            count = torch.cuda.device_count() if device == "cuda" else torch.xpu.device_count()
-            if count == 0:
-                raise MDInputError(f"device {device!r} requested but none is available")
-            device = f"{device}:{rank % count}"  # one rank per GPU / tile
-        return load_potential(spec.model, device)
-    species = sorted(set(symbols))
-    if len(species) != 1:
-        raise MDInputError(f"reference potential {spec.kind!r} is for one element; the structure has {species}")
-    from .reference import LennardJones, Morse
-
-    if spec.kind == "lj":
-        return LennardJones(species, epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff)
-    if spec.kind == "morse":
-        return Morse(species, depth=spec.depth, a=spec.a, r0=spec.r0, cutoff=spec.cutoff)
-    raise MDInputError(f"unknown potential kind {spec.kind!r}; known: allegro, lj, morse")
-
-
 def _check_output(runfile: RunFile, overwrite: bool, rank: int) -> None:
     """A new run never mixes its output with an old one: refuse (or, with ``overwrite``, remove) old files."""
     out = Path(runfile.output.dir)
@@ -266,10 +238,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     if hasattr(comm, "barrier"):
         comm.barrier()  # old files are gone before any rank starts writing
     atoms = load_structure(runfile.system)
-    try:
-        pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
-    except (ValueError, OSError) as exc:  # the model package's own bad-input errors name the file
-        raise MDInputError(str(exc)) from exc
+    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
     if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
         name = runfile.potential.model or runfile.potential.kind
         print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)

@@ -89,3 +89,12 @@ def load_potential(path: str | Path, device: str = "cpu"):
     return AllegroPotential(model, species, cutoff=float(meta["r_max"]), device=device)
 
 
+
+
+def md_potential(spec, symbols, device: str):
+    """allegro-fm-md's ``[potential] kind = "allegro"`` (entry point ``allegro_fm_md.potentials``): the potential of
+    the run file's ``model`` (any file ``load_potential`` reads, or a shipped model's name) on ``device``."""
+    if not spec.model:
+        raise ValueError("[potential] kind = 'allegro' needs model = <a .ckpt, .nequip.zip, .nequip.pt2, nequip 0.6.x .pt "
+                         "file or a shipped model's name>")
+    return load_potential(spec.model, device)

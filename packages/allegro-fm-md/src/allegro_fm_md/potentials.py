@@ -1,0 +1,78 @@
+"""Potential kinds of the run file's ``[potential] kind = ...``: name -> factory(spec, symbols, device) -> Potential.
+
+Built in: ``lj`` and ``morse`` (reference.py). Other packages add kinds through the entry-point group
+``allegro_fm_md.potentials`` (allegro-fm-model registers ``allegro``: the engine itself never imports a model
+package); a script or test can call ``register_potential_kind``. A factory gets the ``PotentialSpec`` (its
+``options`` table holds a plug-in's own keys), the structure's element symbols and the torch device chosen for this
+rank, and raises ValueError (bad input) naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from .errors import MDInputError
+
+ENTRY_POINT_GROUP = "allegro_fm_md.potentials"
+_KINDS: dict[str, Callable] = {}
+
+
+def _lj(spec, symbols, device):
+    from .reference import LennardJones
+
+    return LennardJones(_one_element(spec, symbols), epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff)
+
+
+def _morse(spec, symbols, device):
+    from .reference import Morse
+
+    return Morse(_one_element(spec, symbols), depth=spec.depth, a=spec.a, r0=spec.r0, cutoff=spec.cutoff)
+
+
+def _one_element(spec, symbols) -> list[str]:
+    species = sorted(set(symbols))
+    if len(species) != 1:
+        raise MDInputError(f"reference potential {spec.kind!r} is for one element; the structure has {species}")
+    return species
+
+
+def register_potential_kind(name: str, factory: Callable) -> None:
+    """Make ``kind = name`` in run files build its potential with ``factory(spec, symbols, device)``."""
+    _KINDS[name] = factory
+
+
+def potential_kinds() -> dict[str, Callable]:
+    """All kinds: built-ins, installed packages' entry points (loaded on first use) and registered ones."""
+    kinds = {"lj": _lj, "morse": _morse}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        kinds[ep.name] = ep  # loaded when used: a broken plug-in only fails the runs that ask for it
+    kinds.update(_KINDS)
+    return kinds
+
+
+def device_for_rank(device: str, rank: int) -> str:
+    """cuda / xpu -> the device of this rank (one rank per GPU or tile, round robin); cpu unchanged."""
+    if device not in ("cuda", "xpu"):
+        return device
+    import torch  # only for accelerators
+
+    count = torch.cuda.device_count() if device == "cuda" else torch.xpu.device_count()
+    if count == 0:
+        raise MDInputError(f"device {device!r} requested but none is available")
+    return f"{device}:{rank % count}"
+
+
+def make_potential(spec, symbols: list[str], rank: int = 0):
+    """The potential of a run file's [potential] table on this rank's device."""
+    kinds = potential_kinds()
+    if spec.kind not in kinds:
+        hint = " (kind 'allegro' comes with the allegro-fm-model package: pip install allegro-fm-model)" if spec.kind == "allegro" else ""
+        raise MDInputError(f"unknown potential kind {spec.kind!r}; known: {', '.join(sorted(kinds))}{hint}")
+    factory = kinds[spec.kind]
+    if not callable(factory):
+        factory = factory.load()
+    try:
+        return factory(spec, symbols, device_for_rank(spec.device, rank))
+    except (ValueError, OSError) as exc:  # the plug-in's bad-input errors name the file
+        raise MDInputError(str(exc)) from exc
