@@ -220,47 +220,18 @@ def _relax_cell(runfile: RunFile, atoms, pot, comm) -> Relaxation:
                       nsteps, bool(ok))
 
 
-def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = False):
-    """Run the MD described by ``runfile`` (collective under MPI); returns the Simulation (a ``Relaxation`` for
-    ``relax_cell = true``). Output files of an
-    earlier run in the same folder are an error unless ``overwrite`` (or the run resumes from a restart)."""
-    from ase.md.velocitydistribution import Stationary, thermalize_momenta
-    from ase.parallel import DummyMPI
+def build_integrator(r: RunSpec, rank: int = 0):
+    """The integrator of a [run] table (thermostat, then barostat and deformation around it); MDInputError on
+    inconsistent settings."""
+    from .integrators import CRescaleNPT, Langevin, NoseHooverChain, UniaxialDeformation, VelocityVerlet
 
-    from .comm import world
-    from .forces import DistributedForceEvaluator
-    from .ghosts import plane_spacings
-    from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
-    from .simulation import Simulation, SimulationError
-
-    comm = comm or world()
-    _check_output(runfile, overwrite, comm.rank)
-    if hasattr(comm, "barrier"):
-        comm.barrier()  # old files are gone before any rank starts writing
-    atoms = load_structure(runfile.system)
-    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
-    if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
-        name = runfile.potential.model or runfile.potential.kind
-        print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
-    try:
-        types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
-    except ValueError as exc:
-        raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
-    if comm.size == 1 and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell)).min():
-        raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "
-                         "between faces): an atom would interact with its own image; replicate the cell")
-    r = runfile.run
-    if r.relax_cell:
-        return _relax_cell(runfile, atoms, pot, comm)
+    t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
+    temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
     if r.integrator == "nve":
         integ = VelocityVerlet(r.dt_fs)
     elif r.integrator == "langevin":
-        t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
-        temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
-        integ = Langevin(r.dt_fs, temp, friction=r.friction_per_fs, seed=r.seed + 1000 * comm.rank)
+        integ = Langevin(r.dt_fs, temp, friction=r.friction_per_fs, seed=r.seed + 1000 * rank)
     elif r.integrator == "nhc":
-        t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
-        temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
         integ = NoseHooverChain(r.dt_fs, temp, tdamp_fs=r.tdamp_fs)
     elif r.integrator == "fire":
         from .minimize import FIREIntegrator
@@ -279,8 +250,42 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         if r.deform_axis not in ("x", "y", "z"):
             raise MDInputError(f"deform_axis must be x, y or z (got {r.deform_axis!r})")
         integ = UniaxialDeformation(integ, "xyz".index(r.deform_axis), r.strain_rate_per_fs)
-    if runfile.output.restart_from:
-        state = Simulation.read_restart(runfile.output.restart_from, integ, comm)
+    return integ
+
+
+def validate(runfile: RunFile, comm, progress: bool = True):
+    """Everything a run needs that can be wrong, checked before any output: the structure (replicated), the potential
+    and the atoms' types. Returns (atoms, potential, types)."""
+    from .ghosts import plane_spacings
+
+    atoms = load_structure(runfile.system)
+    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
+    if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
+        name = runfile.potential.model or runfile.potential.kind
+        print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
+    try:
+        types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
+    except ValueError as exc:
+        raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
+    if comm.size == 1 and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell)).min():
+        raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "
+                           "between faces): an atom would interact with its own image; replicate the cell")
+    return atoms, pot, types
+
+
+def build_simulation(runfile: RunFile, atoms, pot, types, integ, comm, progress: bool = True):
+    """The Simulation of a run file: the state (fresh at temperature_K, or from restart_from), the distributed force
+    evaluator and the reporters; the first force call and the guards run here (MDInputError before any step)."""
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from ase.parallel import DummyMPI
+
+    from .forces import DistributedForceEvaluator
+    from .integrators import State
+    from .simulation import Simulation, SimulationError
+
+    r, o = runfile.run, runfile.output
+    if o.restart_from:
+        state = Simulation.read_restart(o.restart_from, integ, comm)
     else:
         thermalize_momenta(atoms, r.temperature_K, comm=DummyMPI(), rng=np.random.default_rng(r.seed))  # same on every rank
         Stationary(atoms)
@@ -289,14 +294,30 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
                       np.array(atoms.cell), atoms.pbc.copy(), ids=np.arange(len(atoms))[keep], types=types[keep])
     ev = DistributedForceEvaluator(pot, comm, state.cell, skin=r.skin)
     ev.n_total = len(atoms)
-    o = runfile.output
-    try:  # the first force call and the guards run here: bad input stops before any step
-        sim = Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
-                         min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=atoms.numbers)
+    try:
+        return Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
+                          min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=atoms.numbers)
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
+
+
+def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = False):
+    """Run the MD described by ``runfile`` (collective under MPI): validate -> build integrator -> build simulation ->
+    run. Returns the Simulation (a ``Relaxation`` for ``relax_cell = true``). Output files of an earlier run in the
+    same folder are an error unless ``overwrite`` (or the run resumes from a restart)."""
+    from .comm import world
+
+    comm = comm or world()
+    _check_output(runfile, overwrite, comm.rank)
+    if hasattr(comm, "barrier"):  # mpi4py communicators; SerialComm has none
+        comm.barrier()  # old files are gone before any rank starts writing
+    atoms, pot, types = validate(runfile, comm, progress)
+    if runfile.run.relax_cell:
+        return _relax_cell(runfile, atoms, pot, comm)
+    integ = build_integrator(runfile.run, comm.rank)
+    sim = build_simulation(runfile, atoms, pot, types, integ, comm, progress)
     try:
-        sim.run(r.steps - state.step)
+        sim.run(runfile.run.steps - sim.state.step)
     finally:
         sim.close()
     sim.write_restart()  # collective: every rank sends its atoms, rank 0 writes
