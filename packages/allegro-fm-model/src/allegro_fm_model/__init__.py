@@ -17,7 +17,8 @@ Public façade:
 from .__about__ import __version__
 from .calculator import AllegroFMCalculator, periodic_edges
 from .compiled import CompiledAllegroPotential
-from .export import compile_model, export_lammps_mliap, lammps_environment, lammps_mliap_input, package_model
+from .export import check_same_predictions, compile_model, package_model
+from .lammps import export_lammps_mliap, lammps_environment, lammps_mliap_input
 from .legacy import LegacyAllegroPotential, LegacyModelError, read_legacy_metadata
 from .loading import BUILTIN_MODELS, builtin_model_path, load_potential, resolve_model
 from .model import build_model, count_parameters
@@ -28,4 +29,4 @@ __all__ = ["__version__", "AllegroFMCalculator", "periodic_edges", "build_model"
            "CompiledAllegroPotential", "PotentialResult", "load_potential", "FM64", "FM256", "FM512", "PRESETS", "Preset",
            "get_preset", "tiny_preset", "MINI", "builtin_model_path", "package_model", "compile_model", "export_lammps_mliap",
            "lammps_mliap_input", "lammps_environment", "LegacyAllegroPotential", "LegacyModelError", "read_legacy_metadata",
-           "BUILTIN_MODELS", "resolve_model"]
+           "BUILTIN_MODELS", "resolve_model", "check_same_predictions"]

@@ -22,7 +22,8 @@ from .__about__ import __version__
 
 def cmd_export(args) -> int:
     """Deployable files of a model, each checked against it before it is written."""
-    from .export import compile_model, export_lammps_mliap, package_model
+    from .export import compile_model, package_model
+    from .lammps import export_lammps_mliap
 
     if not args.output and not args.lammps_mliap and not args.compiled:
         raise ValueError("give -o OUT.nequip.zip, --compiled OUT.nequip.pt2 and/or --lammps-mliap OUT.nequip.lmp.pt")
