@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ase import units
 
 __all__ = ["TimedPotential", "time_engine", "pingpong", "project_weak_scaling", "mpiexec_path", "scale_worker"]
 
@@ -37,7 +38,7 @@ class TimedPotential:
 def _thermalized(atoms, temperature_K: float = 300.0, seed: int = 0):
     a = atoms.copy()
     rng = np.random.default_rng(seed)
-    v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(8.617333e-5 * temperature_K / a.get_masses()[:, None])
+    v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(units.kB * temperature_K / a.get_masses()[:, None])
     a.set_velocities(v - v.mean(axis=0))
     return a
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from nequip.data import AtomicDataDict
 from nequip.data.dataset import AtomicDataset
+from tea_align.elements import MAX_Z
 
 
 def reference_energies(path: str | Path) -> dict[str, float]:
@@ -45,7 +46,7 @@ class TeaAlignDataset(AtomicDataset):
         self._ds = None
         from ase.data import atomic_numbers
 
-        self._z_to_type = np.full(119, -1, dtype=np.int64)
+        self._z_to_type = np.full(MAX_Z + 1, -1, dtype=np.int64)
         for t, sym in enumerate(self.type_names):
             self._z_to_type[atomic_numbers[sym]] = t
 

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from tea_align.units import EV_PER_ANGSTROM3_TO_MPA
 
-EV_PER_A3_TO_MPA = 160.21766208 * 1000.0  # 1 eV/A^3 = 160.2 GPa
+EV_PER_A3_TO_MPA = EV_PER_ANGSTROM3_TO_MPA  # 1 eV/A^3 = 160.2 GPa
 
 
 @dataclass

@@ -23,6 +23,12 @@ KBAR_TO_EV_PER_ANGSTROM3: float = 0.1 * _u.GPa
 VASP_STRESS_SIGN: float = -1.0
 #: 1 kcal/mol in eV.
 KCAL_PER_MOL_TO_EV: float = _u.kcal / _u.mol
+#: eV -> kcal/mol (barriers in the paper's unit)
+EV_TO_KCAL_PER_MOL: float = 1.0 / KCAL_PER_MOL_TO_EV
+#: eV/A^3 -> MPa (stress RMSEs)
+EV_PER_ANGSTROM3_TO_MPA: float = 1.0 / _u.GPa * 1000.0
+#: Boltzmann constant (eV/K)
+BOLTZMANN_EV_PER_K: float = _u.kB
 
 #: The paper's force filter: frames with any force component above 0.25 Hartree/Bohr are dropped.
 PAPER_FORCE_THRESHOLD_EV_PER_ANGSTROM: float = 0.25 * HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM

@@ -20,10 +20,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tea_align.units import EV_TO_KCAL_PER_MOL
 
 from ._common import Context, plt, save_figure
 
-EV_TO_KCAL = 23.060547830619026
+EV_TO_KCAL = EV_TO_KCAL_PER_MOL
 PAPER = {"model": 45.7, "wB97M-D3(BJ)": 46.0, "PBE": 35.7}  # kcal/mol, conventional (in-plane) pathway
 LITERATURE = 41.5  # QCISD(T), ZPE-corrected (Wight & Boldyrev 1995)
 REF_TOLERANCE = 6.0  # kcal/mol: def2-SVP vs def2-TZVPPD and model images vs DFT images

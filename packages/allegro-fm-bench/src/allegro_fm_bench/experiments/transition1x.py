@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tea_align.elements import MAX_Z
 
 from ._common import Context, plt, save_figure
 
@@ -88,7 +89,7 @@ def evaluate_hdf5(path: Path, pot, calc, max_frames: int = 0) -> dict:
             for k in idx:
                 e, fm = _model_ef(calc, z, pos[k])
                 rows_e.append((e, float(e_ref[k]), len(z)))
-                rows_comp.append(np.bincount(z, minlength=119))
+                rows_comp.append(np.bincount(z, minlength=MAX_Z + 1))
                 f_err.append((fm - f_ref[k]).ravel())
             elements = sorted(set(elements) | set(z.tolist()))
             if "transition_state" in g and "reactant" in g:
