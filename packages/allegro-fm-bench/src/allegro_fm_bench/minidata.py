@@ -14,14 +14,13 @@ OUT/anchors/{pbe,molecular}.extxyz for tea-align's fit.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from tea_align.files import atomic_path
 
 from . import structures as S
 from .labelling import PBE_LEVEL, WB97M_LEVEL
@@ -72,15 +71,8 @@ def _labelled(atoms: Atoms, calc, level: str, structure: str, generator: str) ->
 def _write_atomic(frames: list[Atoms], path: Path) -> None:
     import ase.io
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".extxyz.part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _stage(outdir: Path, name: str, make: Callable[[], list[Atoms]]) -> list[Atoms]:

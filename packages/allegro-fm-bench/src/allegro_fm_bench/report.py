@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tea_align.files import write_text_atomic
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -108,7 +110,4 @@ def write_report(results: list[ExperimentResult], path: str | Path, header: str 
         lines += [f"![{r.name}]({p})" for p in r.plots]
         if r.provenance:
             lines += ["", r.provenance.markdown()]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
+from tea_align.files import atomic_path
 
 from .errors import MDInputError
 from .ghosts import periodic_halo, wrap
@@ -151,8 +152,7 @@ def plot_rdf(rdf: RDF, path: str | Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_suffix(".part.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
     return path

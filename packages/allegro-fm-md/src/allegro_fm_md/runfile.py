@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from tea_align.files import atomic_path
 
 from .errors import MDInputError
 from .potentials import make_potential
@@ -186,7 +187,6 @@ class Relaxation:
 
 def _relax_cell(runfile: RunFile, atoms, pot, comm) -> Relaxation:
     """Positions + cell by FIRE on ASE's FrechetCellFilter (one rank); writes relaxed.extxyz and relax.log."""
-    import os
 
     import ase.io
     from ase import units
@@ -212,10 +212,9 @@ def _relax_cell(runfile: RunFile, atoms, pot, comm) -> Relaxation:
     f = float(np.linalg.norm(relaxed.get_forces(), axis=1).max())
     stress = relaxed.get_stress(voigt=False) / units.GPa
     dev = float(np.abs(stress + p0 * np.eye(3)).max())
-    tmp = out / "relaxed.tmp.extxyz"
     relaxed.info.update(relaxed_from=runfile.system.structure, converged=bool(ok), fmax=f)
-    ase.io.write(tmp, relaxed)
-    os.replace(tmp, out / "relaxed.extxyz")
+    with atomic_path(out / "relaxed.extxyz") as tmp:
+        ase.io.write(tmp, relaxed, format="extxyz")
     return Relaxation(out / "relaxed.extxyz", float(relaxed.get_potential_energy()), float(relaxed.get_volume()), f, dev,
                       nsteps, bool(ok))
 

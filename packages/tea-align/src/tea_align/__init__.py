@@ -8,7 +8,8 @@ Public façade:
 - ``Alignment``, ``LevelShift``, ``fit_alignment``: the TEA transform
 - ``TeaAlignError``: every bad-input error, naming file and frame
 - ``elements``, ``units``: element sets and unit conversions
-- ``files``: atomic output files (``write_text_atomic``, ``write_bytes_atomic``, ``AtomicFile``, ``check_output_path``),
+- ``files``: atomic output files (``write_text_atomic``, ``write_bytes_atomic``, ``atomic_path``, ``AtomicFile``,
+  ``check_output_path``),
   used by all packages of the project
 """
 
@@ -17,7 +18,7 @@ from .alignment import Alignment, AnchorPair, LevelShift, collect_anchors, fit_a
 from .dataset import SCHEMA, SCHEMA_VERSION, AlignedDataset, DatasetWriter, open_dataset
 from .elements import ALLEGRO_FM_ELEMENTS, MPTRJ_ELEMENTS, NOBLE_GASES
 from .errors import TeaAlignError
-from .files import AtomicFile, check_output_path, write_bytes_atomic, write_text_atomic
+from .files import AtomicFile, atomic_path, check_output_path, write_bytes_atomic, write_text_atomic
 from .frame import Frame, FrameBatch, SourceInfo
 from .pipeline import ApplySummary, Preprocessing, apply, convert, fit, inspect
 from .readers import InputSpec, read_frames
@@ -26,6 +27,6 @@ __all__ = [
     "__version__", "Alignment", "AnchorPair", "LevelShift", "collect_anchors", "fit_alignment", "SCHEMA",
     "SCHEMA_VERSION", "AlignedDataset", "DatasetWriter", "open_dataset", "ALLEGRO_FM_ELEMENTS", "MPTRJ_ELEMENTS",
     "NOBLE_GASES", "TeaAlignError", "Frame", "FrameBatch", "SourceInfo", "ApplySummary", "Preprocessing", "apply",
-    "convert", "fit", "inspect", "InputSpec", "read_frames", "AtomicFile", "check_output_path", "write_bytes_atomic",
+    "convert", "fit", "inspect", "InputSpec", "read_frames", "AtomicFile", "atomic_path", "check_output_path", "write_bytes_atomic",
     "write_text_atomic",
 ]

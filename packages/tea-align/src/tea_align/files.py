@@ -2,6 +2,8 @@
 interrupted write leaves the previous file (if any) in place and no temporary behind.
 
 - ``AtomicFile(target)``: a temporary path next to ``target``; ``commit()`` renames it into place, ``discard()`` removes it
+- ``atomic_path(target)``: a context manager giving a temporary path that becomes ``target`` when the block ends
+  without an error (for writers that take a path: ase.io.write, matplotlib's savefig, torch.save)
 - ``write_text_atomic(path, text)``, ``write_bytes_atomic(path, data)``: whole-file writes (fsync before the rename)
 - ``check_output_path(out, inputs)``: refuse an output that is one of the inputs
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import TeaAlignError
@@ -21,7 +25,8 @@ class AtomicFile:
     def __init__(self, target: str | Path):
         self.target = Path(target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
+        # ends in the target's own suffix (".partial.png"), so writers that infer the format from the name work
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial" + self.target.suffix, dir=self.target.parent)
         os.close(fd)
         self.tmp = Path(tmp)
 
@@ -31,6 +36,18 @@ class AtomicFile:
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """``with atomic_path(out) as tmp: write(tmp)``: ``out`` appears (replaced atomically) only if the block succeeds."""
+    af = AtomicFile(target)
+    try:
+        yield af.tmp
+    except BaseException:
+        af.discard()
+        raise
+    af.commit()
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

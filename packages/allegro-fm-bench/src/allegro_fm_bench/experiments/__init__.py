@@ -14,6 +14,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+from tea_align.files import write_text_atomic
+
 from ..report import ExperimentResult, provenance
 from ._common import Context
 from .transition1x import Skipped
@@ -68,7 +70,6 @@ def run_experiment(name: str, model: str, outdir: str | Path, quick: bool = Fals
     wall = time.perf_counter() - t0
     prov = provenance(ctx.model, "quick (CI-sized)" if quick else "paper", wall, started)
     res = ExperimentResult(name, title, text, tuple(plots), status, prov, data)
-    tmp = ctx.outdir / "result.json.tmp"
-    tmp.write_text(json.dumps({"name": name, "status": status, "data": data, "provenance": asdict(prov)}, indent=1, default=float))
-    tmp.replace(ctx.outdir / "result.json")
+    write_text_atomic(ctx.outdir / "result.json",
+                      json.dumps({"name": name, "status": status, "data": data, "provenance": asdict(prov)}, indent=1, default=float))
     return res

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tea_align.files import atomic_path
 
 log = logging.getLogger("allegro_fm_bench")
 
@@ -66,9 +67,8 @@ def relaxed_t11(ctx: Context):
     log.info("T11 relaxed with the model in %d + %d LBFGS steps (max force %.3f eV/A)", n1, n2, f)
     a.calc = None
     ctx.cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.extxyz")
-    ase.io.write(tmp, a)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, a, format="extxyz")
     return a
 
 
@@ -122,10 +122,9 @@ def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as pyplot
 
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     pyplot.close(fig)
-    tmp.replace(path)
     return path
 
 

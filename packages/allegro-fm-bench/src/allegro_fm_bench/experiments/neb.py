@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tea_align.files import atomic_path, write_text_atomic
 from tea_align.units import EV_TO_KCAL_PER_MOL
 
 from ._common import Context, plt, save_figure
@@ -63,12 +64,9 @@ def _save(path: Path, images, state: dict) -> None:
     """Write the band (positions only) and its optimiser state atomically: a killed run resumes from here."""
     import ase.io
 
-    tmp = path.with_suffix(".tmp.extxyz")
-    ase.io.write(tmp, [im.copy() for im in images], format="extxyz")  # copies: no (shared) calculator results
-    tmp.replace(path)
-    jtmp = path.with_suffix(".tmp.json")
-    jtmp.write_text(json.dumps(state))
-    jtmp.replace(path.with_suffix(".json"))
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, [im.copy() for im in images], format="extxyz")  # copies: no (shared) calculator results
+    write_text_atomic(path.with_suffix(".json"), json.dumps(state))
 
 
 def _load(path: Path, images) -> dict | None:
@@ -195,12 +193,9 @@ def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint
             "sides": [sorted(b) for b in sides]}
     if saved is not None:  # geometry first, then its checks: a saddle.json always describes saddle.extxyz
         saved.with_suffix(".json").unlink(missing_ok=True)
-        tmp = saved.with_suffix(".tmp.extxyz")
-        ase.io.write(tmp, saddle, format="extxyz")
-        tmp.replace(saved)
-        jtmp = saved.with_suffix(".tmp.json")
-        jtmp.write_text(json.dumps(info))
-        jtmp.replace(saved.with_suffix(".json"))
+        with atomic_path(saved) as tmp:
+            ase.io.write(tmp, saddle, format="extxyz")
+        write_text_atomic(saved.with_suffix(".json"), json.dumps(info))
     return {"saddle": saddle, **info}
 
 
@@ -224,10 +219,8 @@ def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis:
     else:
         reactant, product = endpoints(pbe, fmax=0.05, steps=100)
         if ends is not None:
-            ends.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ends.with_suffix(".tmp.extxyz")
-            ase.io.write(tmp, [reactant, product], format="extxyz")
-            tmp.replace(ends)
+            with atomic_path(ends) as tmp:
+                ase.io.write(tmp, [reactant, product], format="extxyz")
     images, f, ok = band(pbe, reactant, product, n_images, fmax=fmax, steps=steps, checkpoint=checkpoint)
     ts = refine_saddle(pbe, images, checkpoint=checkpoint)
     out = {"images": images, "max_force": f, "converged": ok, "saddle": ts["saddle"],
