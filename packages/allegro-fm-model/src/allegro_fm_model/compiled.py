@@ -122,6 +122,27 @@ def _pad_far_pair(positions, types, edge_index, copy_of, cutoff: float):
     return pos, np.concatenate([np.asarray(types), [0, 0]]), ei, np.concatenate([copy_of, [-1, -1]])
 
 
+def ghost_graph(positions, types, edge_index, n_local: int, edge_shifts, cutoff: float, min_edges: int = 1):
+    """The graph a ghost-atom model call takes (compiled and legacy files): edges checked to be centred on local
+    atoms, periodic shifts turned into ghost copies, a far pair added when there are fewer than ``min_edges`` edges.
+    Returns positions, types, edge index, and per atom the index of the atom it copies (-1: padding)."""
+    edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+    if edge_index.size and int(edge_index[0].max()) >= n_local:
+        raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
+    pos, typ, ei, copy_of = _with_ghosts(positions, types, edge_index, edge_shifts)
+    if ei.shape[1] < min_edges:
+        pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, cutoff)
+    return pos, typ, ei, copy_of
+
+
+def fold_copies(f_all: np.ndarray, copy_of: np.ndarray, n: int) -> np.ndarray:
+    """Forces (n, 3) on the atoms given: each ghost copy's force added to the atom it copies; padding dropped."""
+    forces = np.zeros((n, 3))
+    real = copy_of >= 0
+    np.add.at(forces, copy_of[real], f_all[real])
+    return forces
+
+
 class CompiledAllegroPotential:
     """A ``.nequip.pt2`` file (``compile_graph_model``) behind the engine's Potential call; same ``compute``
     signature and results as ``AllegroPotential`` (eV, eV/A, virial eV)."""
@@ -158,22 +179,13 @@ class CompiledAllegroPotential:
         import torch
         from nequip.data import AtomicDataDict as K
 
-        n = len(positions)
-        edge_index = np.asarray(edge_index)
-        if edge_index.size and int(edge_index[0].max()) >= n_local:
-            raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
-        pos, typ, ei, copy_of = _with_ghosts(positions, types, edge_index, edge_shifts)
-        if ei.shape[1] < 2:  # the compiled graph needs >= 2 edges
-            pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, self.cutoff)
+        pos, typ, ei, copy_of = ghost_graph(positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2)
         # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)
         data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
                 K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
                 K.ATOM_TYPE_KEY: torch.as_tensor(np.asarray(typ), dtype=torch.long, device=self.device).contiguous()}
         o = self.model(data)
         atomic = o[K.PER_ATOM_ENERGY_KEY].detach().view(-1).double().cpu().numpy()[:n_local]
-        f_all = o[K.FORCE_KEY].detach().double().cpu().numpy()
-        forces = np.zeros((n, 3))
-        real = copy_of >= 0
-        np.add.at(forces, copy_of[real], f_all[real])
+        forces = fold_copies(o[K.FORCE_KEY].detach().double().cpu().numpy(), copy_of, len(positions))
         virial = o[K.VIRIAL_KEY].detach().double().cpu().numpy().reshape(3, 3)
         return PotentialResult(energy=float(atomic.sum()), forces=forces, virial=virial, atomic_energies=atomic)

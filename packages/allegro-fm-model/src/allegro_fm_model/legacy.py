@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .compiled import _pad_far_pair, _with_ghosts
+from .compiled import fold_copies, ghost_graph
 from .potential import PotentialResult, types_of
 
 log = logging.getLogger(__name__)
@@ -176,22 +176,16 @@ class LegacyAllegroPotential:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
         import torch
 
-        n = len(positions)
-        edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
-        if edge_index.size and int(edge_index[0].max()) >= n_local:
-            raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
-        pos, typ, ei, copy_of = _with_ghosts(positions, types, edge_index, edge_shifts)
-        if ei.shape[1] == 0:  # the TorchScript graph crashes (SIGSEGV) on an empty edge list
-            pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, self.cutoff)
+        # min_edges 1: the TorchScript graph crashes (SIGSEGV) on an empty edge list
+        pos, typ, ei, copy_of = ghost_graph(positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=1)
         data = {"pos": torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
                 "edge_index": torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
                 "atom_types": torch.as_tensor(np.asarray(typ), dtype=torch.long, device=self.device).contiguous()}
         out = self.model(data)
         atomic = out["atomic_energy"].detach().reshape(-1).double().cpu().numpy()
         f_all = out["forces"].detach().double().cpu().numpy()
-        forces = np.zeros((n, 3))
+        forces = fold_copies(f_all, copy_of, len(positions))
         real = copy_of >= 0
-        np.add.at(forces, copy_of[real], f_all[real])
         virial = pos[real].T @ f_all[real]  # sum_i x_i (x) F_i (see module docstring)
         return PotentialResult(energy=float(atomic[:n_local].sum()), forces=forces, virial=virial,
                                atomic_energies=atomic[:n_local].copy())

@@ -78,7 +78,7 @@ def _graphs(dataset: str, species: tuple[str, ...], cutoff: float, indices: list
     import tea_align
 
     from .calculator import periodic_edges
-    from .compiled import _pad_far_pair, _with_ghosts
+    from .compiled import ghost_graph
     from .potential import types_of
 
     out = []
@@ -90,9 +90,7 @@ def _graphs(dataset: str, species: tuple[str, ...], cutoff: float, indices: list
             except ValueError as exc:
                 raise ValueError(f"{dataset}: frame {i}: {exc}") from exc
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, cutoff)
-            pos, typ, ei, copy_of = _with_ghosts(fr.positions, types, ei, sh)
-            if ei.shape[1] == 0:
-                pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, cutoff)
+            pos, typ, ei, copy_of = ghost_graph(fr.positions, types, ei, fr.n_atoms, sh, cutoff)
             periodic = bool(np.asarray(fr.pbc).all())
             forces = None if fr.forces is None else np.array(fr.forces)  # writable copies (torch refuses read-only views)
             stress = np.array(fr.stress) if periodic and fr.stress is not None else None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .alignment import Alignment
 from .errors import TeaAlignError
-from .files import AtomicFile, write_text_atomic
+from .files import atomic_path, write_text_atomic
 
 
 def _f(v, scale: float = 1000.0) -> str:
@@ -70,14 +70,10 @@ def plot_residuals(al: Alignment, path: str | Path) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"TEA onto {al.target_level}")
     fig.tight_layout()
-    af = AtomicFile(path)
-    try:
-        fig.savefig(af.tmp, dpi=120, format="png")
-        plt.close(fig)
-        return af.commit()
-    except BaseException:
-        af.discard()
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return Path(path)
 
 
 def write_report(al: Alignment, outdir: str | Path) -> tuple[Path, Path | None]:
