@@ -37,6 +37,7 @@ from .neighbor import VerletList, build_edges
 from .potentials import potential_kinds, register_potential_kind
 from .reference import LennardJones, Morse
 from .reporters import THERMO_COLUMNS, FiniteGuard, MinDistanceGuard, ReporterBase, RestartReporter, Thermo, ThermoReporter, TrajectoryReporter
+from .restart import RestartFile, read_restart_file, restart_atoms, write_restart_file
 from .runfile import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
 from .scaling import TimedPotential, mpiexec_path, pingpong, project_weak_scaling, time_engine
 from .simulation import RankFailure, Simulation, SimulationError, abort_all
@@ -46,7 +47,8 @@ __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacing
            "PotentialContractError",
            "ConformanceReport", "Integrator", "IntegratorBase", "verlet_step", "Reporter", "Guard", "MDInputError",
            "THERMO_COLUMNS", "FiniteGuard", "MinDistanceGuard", "ReporterBase", "RestartReporter", "Thermo", "ThermoReporter",
-           "TrajectoryReporter", "potential_kinds", "register_potential_kind", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
+           "TrajectoryReporter", "potential_kinds", "register_potential_kind", "RestartFile",
+           "read_restart_file", "restart_atoms", "write_restart_file", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
            "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",

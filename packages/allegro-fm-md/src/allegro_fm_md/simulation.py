@@ -10,22 +10,18 @@ integrator's random-number state).
 
 from __future__ import annotations
 
-import io
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from ase import units
-from tea_align.files import write_bytes_atomic
 
 from .errors import MDInputError, SimulationError
 from .integrators import State
 from .reporters import FiniteGuard, MinDistanceGuard, RestartReporter, Thermo, ThermoReporter, TrajectoryReporter
+from .restart import read_restart_file, write_restart_file
 
-RESTART_FORMAT = "allegro-fm-md/restart"
-RESTART_VERSION = 1
 #: conserved_eV: the quantity the dynamics conserves (NVE: etot; Nose-Hoover chain: etot + thermostat
 #: energy); for Langevin (not conservative) it is etot.
 
@@ -169,31 +165,15 @@ class Simulation:
             rng_states = (self.comm.allgather(snapshot[1]) if self.comm is not None else [snapshot[1]]) if snapshot[1] else None
         if not self.root:
             return None
-        path = Path(path) if path else self.outdir / "restart.npz"
-        meta = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": g.step, "time_fs": g.time_fs,
-                "momentum_conserved": g.momentum_conserved, "integrator": type(self.integrator).__name__,
-                "rng_states": rng_states, "integrator_state": integ}
-        buf = io.BytesIO()
-        np.savez(buf, positions=g.positions, velocities=g.velocities, masses=g.masses, cell=g.cell, pbc=g.pbc,
-                 forces=g.forces, virial=g.virial, energy=np.array(g.energy), ids=g.ids,
-                 types=g.types if g.types is not None else np.zeros(len(g.masses), np.int64), meta=np.array(json.dumps(meta)))
-        write_bytes_atomic(path, buf.getvalue())
-        return path
+        return write_restart_file(Path(path) if path else self.outdir / "restart.npz", g,
+                                  {"integrator": type(self.integrator).__name__, "rng_states": rng_states, "integrator_state": integ})
 
     @staticmethod
     def read_restart(path: str | Path, integrator=None, comm=None) -> State:
         """The State stored in a restart file; with ``comm``, rank 0 holds all atoms and the others none
         (the first force update migrates them). The integrator's RNG state is restored per rank."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in ("positions", "velocities", "masses", "cell", "pbc", "forces", "virial", "energy",
-                                            "ids", "types")}
-        except Exception as exc:  # zipfile/np.load raise many types for a truncated file
-            raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
-        if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
-            raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
+        r = read_restart_file(path)
+        meta, arrays = r.meta, r.arrays
         rank = 0 if comm is None else comm.rank
         size = 1 if comm is None else comm.size
         states = meta.get("rng_states")

@@ -98,15 +98,9 @@ def final_atoms(run_dir: str | Path):
     """The last state of an allegro-fm-md run (its restart.npz) as ase.Atoms in atom-id order (positions A,
     velocities in ASE units, cell, element types from the run's start.extxyz)."""
     import ase.io
+    from allegro_fm_md import restart_atoms
 
-    start = ase.io.read(Path(run_dir) / "start.extxyz")
-    with np.load(Path(run_dir) / "restart.npz") as z:
-        order = np.argsort(z["ids"])
-        a = start.copy()
-        a.positions = z["positions"][order]
-        a.set_velocities(z["velocities"][order])
-        a.cell = z["cell"]
-    return a
+    return restart_atoms(Path(run_dir) / "restart.npz", ase.io.read(Path(run_dir) / "start.extxyz"))
 
 
 def read_thermo(path: str | Path) -> dict[str, np.ndarray]:
