@@ -36,6 +36,14 @@ def _argon():
     return a, ev, st
 
 
+def test_serial_and_mpi_communicators_conform():
+    from allegro_fm_md import Comm, SerialComm
+
+    assert isinstance(SerialComm(), Comm)
+    mpi = pytest.importorskip("mpi4py.MPI")
+    assert isinstance(mpi.COMM_WORLD, Comm)
+
+
 def test_every_integrator_conforms():
     nhc = NoseHooverChain(2.0, 40.0)
     for integ in (VelocityVerlet(2.0), Langevin(2.0, 40.0), nhc, UniaxialDeformation(Langevin(2.0, 40.0), 2, 1e-5),

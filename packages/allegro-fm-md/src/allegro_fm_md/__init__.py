@@ -27,7 +27,7 @@ Not yet: a tilting (triclinic-shape) barostat; GPU runs (not tested here).
 from .__about__ import __version__
 from .analysis import RDF, radial_distribution, read_frames
 from .comm import Decomposition, GhostExchange, SerialComm, choose_grid, world
-from .contracts import ConformanceReport, Guard, Integrator, Potential, PotentialContractError, PotentialResult, Reporter, check_potential
+from .contracts import Comm, ConformanceReport, Guard, Integrator, Potential, PotentialContractError, PotentialResult, Reporter, check_potential
 from .errors import MDInputError
 from .forces import DistributedForceEvaluator, ForceEvaluator, ForceResult
 from .ghosts import Halo, fold_forces, periodic_halo, plane_spacings, wrap
@@ -48,7 +48,7 @@ __all__ = ["__version__", "Halo", "fold_forces", "periodic_halo", "plane_spacing
            "ConformanceReport", "Integrator", "IntegratorBase", "verlet_step", "Reporter", "Guard", "MDInputError",
            "THERMO_COLUMNS", "FiniteGuard", "MinDistanceGuard", "ReporterBase", "RestartReporter", "Thermo", "ThermoReporter",
            "TrajectoryReporter", "potential_kinds", "register_potential_kind", "RestartFile",
-           "read_restart_file", "restart_atoms", "write_restart_file", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
+           "read_restart_file", "restart_atoms", "write_restart_file", "Comm", "ForceEvaluator", "ForceResult", "State", "VelocityVerlet", "Langevin",
            "Simulation", "SimulationError", "Decomposition", "GhostExchange", "SerialComm", "choose_grid", "world",
            "DistributedForceEvaluator", "RunFile", "run", "NoseHooverChain", "UniaxialDeformation", "RDF", "radial_distribution",
            "read_frames", "CRescaleNPT", "FIRE", "relax_cell", "EngineCalculator",

@@ -1,5 +1,6 @@
 """The engine's contracts: ``Potential`` (forces), its ``PotentialResult`` and ``check_potential``; ``Integrator``
-(time stepping); ``Reporter`` and ``Guard`` (what a Simulation does after each step: reporters.py).
+(time stepping); ``Reporter`` and ``Guard`` (what a Simulation does after each step: reporters.py); ``Comm`` (the
+communicator calls the engine makes: mpi4py's ``MPI.COMM_WORLD`` and comm.SerialComm both conform).
 
 A Potential is anything with these four members (a structural Protocol: implementations never import this
 module; allegro-fm-model's eager, compiled and legacy potentials and this package's reference potentials
@@ -117,6 +118,22 @@ class Guard(Protocol):
     """A check after every step (collective): raises ``SimulationError`` naming the step and atoms to stop the run."""
 
     def check(self, sim) -> None:
+        ...
+
+
+@runtime_checkable
+class Comm(Protocol):
+    """The communicator the engine uses (comm.py's decomposition, exchanges and global sums)."""
+
+    rank: int
+    size: int
+
+    def allreduce(self, x, op=None):
+        """``x`` reduced over ranks (sum unless ``op``)."""
+        ...
+
+    def allgather(self, x) -> list:
+        """``x`` of every rank, in rank order."""
         ...
 
 

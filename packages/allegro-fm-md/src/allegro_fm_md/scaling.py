@@ -129,16 +129,18 @@ def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "
     """``allegro-fm-md scale``: time the engine on all ranks of MPI (plus a ping-pong when there are 2+ ranks);
     rank 0 writes the JSON (atom-steps/s, step and model seconds, halo sizes) atomically to ``output``."""
     import ase.io
-    import torch
-    from allegro_fm_model import load_potential
+    import torch  # the Allegro-FM kind runs on torch: its thread count is set here
     from tea_align.files import write_text_atomic
 
     from .comm import world
+    from .potentials import make_potential
+    from .runfile import PotentialSpec
 
     torch.set_num_threads(threads)
     comm = world()
     atoms = ase.io.read(structure) * tuple(reps)
-    r = time_engine(atoms, load_potential(model), steps, comm)
+    pot = make_potential(PotentialSpec(kind="allegro", model=model), atoms.get_chemical_symbols(), comm.rank)
+    r = time_engine(atoms, pot, steps, comm)
     ghosts = comm.allgather(r["ghost_atoms"]) if hasattr(comm, "allgather") else [r["ghost_atoms"]]
     if comm.size > 1:
         r["pingpong_s"] = {str(k): v for k, v in pingpong(comm).items()}
