@@ -10,7 +10,8 @@ rank, and raises ValueError (bad input) naming what is wrong.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+from importlib.util import find_spec
 
 from .errors import MDInputError
 
@@ -47,6 +48,9 @@ def potential_kinds() -> dict[str, Callable]:
     kinds = {"lj": _lj, "morse": _morse}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         kinds[ep.name] = ep  # loaded when used: a broken plug-in only fails the runs that ask for it
+    if "allegro" not in kinds and find_spec("allegro_fm_model") is not None:
+        # an editable allegro-fm-model installed before it declared its entry point has no metadata for it
+        kinds["allegro"] = EntryPoint("allegro", "allegro_fm_model.loading:md_potential", ENTRY_POINT_GROUP)
     kinds.update(_KINDS)
     return kinds
 
