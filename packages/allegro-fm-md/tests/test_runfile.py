@@ -235,3 +235,24 @@ def test_anisotropic_npt_from_the_run_file_resumes_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(np.loadtxt(a / "out" / "thermo.log")[-1, :13], np.loadtxt(b / "out" / "thermo.log")[-1, :13])
     fb.write_text(fb.read_text().replace('"anisotropic"', '"semi"'))
     assert main(["run", str(fb), "-q", "--overwrite"]) == 2
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("steps = 40", 'steps = "10"', "[run] steps = '10': must be int, not str"),
+    ("steps = 40", "steps = -5", "[run] steps = -5: must be >= 0"),
+    ("steps = 40", "steps = 2.5", "[run] steps = 2.5: must be int, not float"),
+    ("thermo_every = 10", "thermo_every = 0", "[output] thermo_every = 0: must be >= 1"),
+    ("temperature_K = 40", "temperature_K = 1e308", "[run] temperature_K = 1e+308: must be >= 0.0 and <= 100000"),
+    ("temperature_K = 40", "temperature_K = -10", "[run] temperature_K = -10: must be >= 0.0"),
+    ("temperature_K = 40", "temperature_K = nan", "[run] temperature_K = nan: must be a finite number"),
+    ("dt_fs = 4.0", "dt_fs = 0", "[run] dt_fs = 0: must be > 0.0"),
+    ("cutoff = 6.5", 'cutoff = 6.5\ndevice = "tpu"', "[potential] device = 'tpu': must be cpu, cuda, xpu"),
+])
+def test_run_file_values_are_type_and_range_checked(tmp_path, capsys, old, new, message):
+    """Hardening: wrong types and out-of-range values are refused with file, table and key named, before any output."""
+    f = _setup(tmp_path)
+    f.write_text(f.read_text().replace(old, new, 1))
+    assert main(["run", str(f), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not (tmp_path / "out").exists()

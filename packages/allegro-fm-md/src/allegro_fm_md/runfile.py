@@ -135,9 +135,60 @@ class RunFile:
                 if t.get(key) and not Path(t[key]).is_absolute():
                     t[key] = str(path.parent / t[key])
             if "replicate" in t:
-                t["replicate"] = tuple(int(x) for x in t["replicate"])
+                if not isinstance(t["replicate"], list) or not all(type(x) is int for x in t["replicate"]):
+                    raise MDInputError(f"{path}: [system] replicate must be three integers (got {t['replicate']!r})")
+                t["replicate"] = tuple(t["replicate"])
+            _check_values(path, name, klass, t)
             parsed[name] = klass(**t)
         return cls(**parsed)
+
+
+#: allowed ranges of run-file numbers: key -> (low, high, low inclusive); None = unbounded
+_RANGES = {"dt_fs": (0.0, 100.0, False), "steps": (0, None, True), "temperature_K": (0.0, 1e5, True),
+           "temperature_end_K": (0.0, 1e5, True), "friction_per_fs": (0.0, None, False), "tdamp_fs": (0.0, None, False),
+           "fmax": (0.0, None, False), "compressibility_per_GPa": (0.0, None, False), "taup_fs": (0.0, None, False),
+           "skin": (0.0, None, True), "min_distance": (0.0, None, True), "thermo_every": (1, None, True),
+           "trajectory_every": (0, None, True), "restart_every": (1, None, True), "cutoff": (0.0, None, False)}
+
+
+def _check_values(path: Path, table: str, klass, values: dict) -> None:
+    """Each value has its field's type (an int where an int is meant: no "10", no 1.5; a float may be written as an
+    int), is finite, and lies in its range; a device is cpu, cuda[:i] or xpu[:i]. MDInputError naming file, table, key."""
+    import math
+    import re
+    import typing
+
+    hints = typing.get_type_hints(klass)
+    for key, v in values.items():
+        want = hints[key]
+        where = f"{path}: [{table}] {key} = {v!r}"
+        optional = type(None) in typing.get_args(want)
+        base = next((a for a in typing.get_args(want) if a is not type(None)), want) if optional else want
+        if v is None and optional:
+            continue
+        if base is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if ok and not math.isfinite(v):
+                raise MDInputError(f"{where}: must be a finite number")
+        elif base is int:
+            ok = type(v) is int
+        elif base is bool:
+            ok = isinstance(v, bool)
+        elif base is str:
+            ok = isinstance(v, str)
+        elif base is dict:
+            ok = isinstance(v, dict)
+        else:
+            ok = True  # tuples are converted above
+        if not ok:
+            raise MDInputError(f"{where}: must be {getattr(base, '__name__', base)}, not {type(v).__name__}")
+        if key in _RANGES and isinstance(v, (int, float)):
+            lo, hi, lo_incl = _RANGES[key]
+            if (v < lo if lo_incl else v <= lo) or (hi is not None and v > hi):
+                bound = f"{'>=' if lo_incl else '>'} {lo}" + (f" and <= {hi:g}" if hi is not None else "")
+                raise MDInputError(f"{where}: must be {bound}")
+    if table == "potential" and "device" in values and not re.fullmatch(r"cpu|(cuda|xpu)(:\d+)?", values["device"]):
+        raise MDInputError(f"{path}: [potential] device = {values['device']!r}: must be cpu, cuda, xpu (or cuda:N, xpu:N)")
 
 
 def load_structure(spec: SystemSpec):
