@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--profiling-executor", action="store_true",
+                    help="run ours under TorchScript's profiling executor (nequip's) instead of our CPU default, the simple one")
     args = ap.parse_args(argv)
 
     import torch
@@ -78,7 +80,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     pot = load_potential(args.model)
-    print(pot.describe())
+    if args.profiling_executor:
+        torch._C._jit_set_profiling_executor(True)  # after loading: load_potential chose the simple one on CPU
+    print(pot.describe() + (" [profiling executor]" if args.profiling_executor else ""))
     a = system(args.reps)
     b = a.copy()
     b.calc = AllegroFMCalculator(pot)

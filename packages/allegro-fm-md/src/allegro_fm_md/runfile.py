@@ -38,7 +38,10 @@ Units: A, fs, K, eV. Unknown keys are errors.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -154,10 +157,6 @@ _RANGES = {"dt_fs": (0.0, 100.0, False), "steps": (0, None, True), "temperature_
 def _check_values(path: Path, table: str, klass, values: dict) -> None:
     """Each value has its field's type (an int where an int is meant: no "10", no 1.5; a float may be written as an
     int), is finite, and lies in its range; a device is cpu, cuda[:i] or xpu[:i]. MDInputError naming file, table, key."""
-    import math
-    import re
-    import typing
-
     hints = typing.get_type_hints(klass)
     for key, v in values.items():
         want = hints[key]

@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import tea_align
 from tea_align import TeaAlignError
 from tea_align.commandline import command_parser, run, subcommands
 from tea_align.files import write_text_atomic
@@ -54,8 +55,6 @@ def cmd_params(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """RMSEs of a model on an aligned dataset, optionally on one split of a training run."""
-    import tea_align
-
     from .evaluate import evaluate
     from .loading import load_potential
     from .training import split_indices

@@ -102,7 +102,8 @@ def _set_jit_options(meta: dict[str, str], device: str) -> None:
     """The TorchScript settings nequip 0.6.x applies when it loads a deployed model (fusion strategy, TF32), and on
     the CPU TorchScript's simple graph executor instead of the profiling one: in MD the edge count changes every
     step, the profiling executor re-specialises the graph until its bailout depth is spent, and the CPU wheel has no
-    fuser for it to feed (benchmarks/bench_legacy.py, 270 atoms: 3228 vs 2287 atom-steps/s; 960 atoms: within noise).
+    fuser for it to feed (benchmarks/bench_legacy.py with and without --profiling-executor: 270 atoms 3595 vs 2864
+    atom-steps/s; 960 atoms within noise).
     On GPUs the profiling executor (which feeds the fuser) is kept. The executor is a process-wide setting; no other
     model kind here runs through TorchScript."""
     import torch

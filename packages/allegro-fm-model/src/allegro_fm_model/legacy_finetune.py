@@ -31,9 +31,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import tea_align
+from tea_align.files import write_bytes_atomic, write_text_atomic
 
+from .calculator import periodic_edges
+from .compiled import ghost_graph
 from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
+from .potential import types_of
 from .training import TrainSettings, split_indices
 
 log = logging.getLogger(__name__)
@@ -75,12 +80,6 @@ class Graph:
 
 
 def _graphs(dataset: str, species: tuple[str, ...], cutoff: float, indices: list[int]) -> list[Graph]:
-    import tea_align
-
-    from .calculator import periodic_edges
-    from .compiled import ghost_graph
-    from .potential import types_of
-
     out = []
     with tea_align.open_dataset(dataset) as ds:
         for i in indices:
@@ -159,7 +158,6 @@ def _loss(module, g: Graph, s: TrainSettings, dtype, device):
 def _save_module(module, meta: dict[str, str], note: dict, path: Path) -> Path:
     """The module as a deployed file with the original metadata (+ what fine-tuning did), written atomically."""
     import torch
-    from tea_align.files import write_bytes_atomic
 
     _set_modes(module, False)
     extra = {k: v for k, v in meta.items() if v and k in METADATA_KEYS}
@@ -177,7 +175,6 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     ``s.freeze`` (embedding, layerK, readout, or name prefixes) held fixed. Writes ``s.run_dir``/best.pth (lowest
     validation loss), last.pth, metrics.csv, settings.json; resumes from trainer_state.pt. Returns the run folder."""
     import torch
-    from tea_align.files import write_bytes_atomic, write_text_atomic
 
     if s.sam_rho > 0 or s.strategy not in ("auto", "single_device") or s.num_nodes != 1:
         raise ValueError("fine-tuning a legacy TorchScript model runs on one device without SAM (sam_rho = 0, strategy auto)")
@@ -190,8 +187,6 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     species = tuple(meta["type_names"].split())
     cutoff = float(meta["r_max"])
     dtype = getattr(torch, meta["default_dtype"] or "float32")
-    import tea_align
-
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
     train_idx, val_idx, _ = split_indices(n, s.val_fraction, s.test_fraction, s.seed)
