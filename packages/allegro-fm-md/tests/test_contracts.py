@@ -44,6 +44,28 @@ def test_serial_and_mpi_communicators_conform():
     assert isinstance(mpi.COMM_WORLD, Comm)
 
 
+def test_state_is_a_record_and_sums_over_the_comm_it_is_given():
+    """State holds no communicator: collective quantities take the comm explicitly (a fake two-rank comm that
+    doubles every sum doubles N, E_kin and dof, and leaves T unchanged up to the 3 removed dof)."""
+    import dataclasses
+
+    assert "comm" not in {f.name for f in dataclasses.fields(State)}
+    _, _, st = _argon()
+
+    class Twice:
+        rank, size = 0, 2
+
+        def allreduce(self, x, op=None):
+            return 2 * x
+
+    n = len(st.masses)
+    assert st.n_global() == n and st.n_global(Twice()) == 2 * n
+    assert st.kinetic_energy(Twice()) == pytest.approx(2 * st.kinetic_energy(), rel=1e-14)
+    assert st.dof(Twice()) == 6 * n - 3
+    t1 = st.temperature()
+    assert st.temperature(Twice()) == pytest.approx(t1 * (3 * n - 3) * 2 / (6 * n - 3), rel=1e-12)
+
+
 def test_every_integrator_conforms():
     nhc = NoseHooverChain(2.0, 40.0)
     for integ in (VelocityVerlet(2.0), Langevin(2.0, 40.0), nhc, UniaxialDeformation(Langevin(2.0, 40.0), 2, 1e-5),

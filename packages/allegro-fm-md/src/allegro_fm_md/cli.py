@@ -34,7 +34,7 @@ def cmd_run(args) -> int:
               f"energy {sim.energy:.6f} eV, volume {sim.volume:.3f} A^3, max force {sim.fmax:.4f} eV/A, max stress deviation "
               f"{sim.stress_GPa:.4f} GPa; {sim.structure}")
         return 0 if sim.converged else EXIT_GUARD
-    n = sim.state.n_global  # collective
+    n = sim.state.n_global(sim.comm)  # collective
     if comm.rank == 0:
         t, t0 = sim.thermo[-1], sim.thermo[0]
         span_ps = (t.column("time_fs") - t0.column("time_fs")) / 1000.0

@@ -74,15 +74,16 @@ class Integrator(Protocol):
     conserves_energy: bool
 
     def step(self, state, evaluator):
-        """Advance ``state`` one step, calling ``evaluator.update(state)`` for forces; returns the state."""
+        """Advance ``state`` one step, calling ``evaluator.update(state)`` for forces; returns the state. Global
+        sums (kinetic energy, dof) go over ``evaluator.comm`` (None: one process holds every atom)."""
         ...
 
-    def converged(self, state) -> bool:
-        """True when a minimiser is done; always False for dynamics."""
+    def converged(self, state, comm=None) -> bool:
+        """True when a minimiser is done (collective over ``comm``, None on one process); always False for dynamics."""
         ...
 
-    def conserved_energy(self, state) -> float:
-        """The thermo log's conserved_eV (eV; a collective call under MPI)."""
+    def conserved_energy(self, state, comm=None) -> float:
+        """The thermo log's conserved_eV (eV; collective over ``comm`` under MPI, None on one process)."""
         ...
 
     def state_dict(self) -> dict:

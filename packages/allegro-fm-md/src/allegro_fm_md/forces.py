@@ -27,6 +27,9 @@ class ForceResult:
 class ForceEvaluator:
     """Energy, forces and virial of a periodic (or open) system on one rank with any Potential."""
 
+    #: the communicator of collective sums (None: this process holds every atom; see DistributedForceEvaluator)
+    comm = None
+
     def __init__(self, potential, types: np.ndarray, skin: float = 1.0):
         self.potential = potential
         self.types = np.asarray(types, dtype=np.int64)
@@ -152,7 +155,6 @@ class DistributedForceEvaluator:
 
     def update(self, state) -> None:
         """Forces on this rank's atoms, global energy (eV) and virial (eV), in place."""
-        state.comm = self.comm
         if not np.array_equal(state.cell, self.dec.cell):  # deformation / barostat: same grid over the new cell
             from .comm import Decomposition, GhostExchange
 

@@ -30,29 +30,30 @@ class State:
     #: global atom ids and type indices (they travel with atoms between ranks); None on one rank
     ids: np.ndarray | None = None
     types: np.ndarray | None = None
-    #: MPI communicator for global sums (None: this process holds every atom)
-    comm: object = None
 
-    def global_sum(self, x):
-        """``x`` summed over the ranks holding this state's atoms (itself on one rank)."""
-        return self.comm.allreduce(x) if self.comm is not None else x
+    # Collective quantities take the communicator of the ranks that share the system (``comm`` None or a
+    # SerialComm: this process holds every atom). The state itself is a plain record of this rank's atoms.
 
-    @property
-    def n_global(self) -> int:
-        return int(self.global_sum(len(self.masses)))
+    def n_global(self, comm=None) -> int:
+        """Number of atoms on all ranks."""
+        return int(_global_sum(comm, len(self.masses)))
 
-    @property
-    def dof(self) -> int:
+    def dof(self, comm=None) -> int:
         """Degrees of freedom: 3N, less 3 when total momentum is conserved."""
-        return max(3 * self.n_global - (3 if self.momentum_conserved else 0), 1)
+        return max(3 * self.n_global(comm) - (3 if self.momentum_conserved else 0), 1)
 
-    def kinetic_energy(self) -> float:
-        """eV."""
-        return float(self.global_sum(0.5 * float(np.sum(self.masses[:, None] * self.velocities**2))))
+    def kinetic_energy(self, comm=None) -> float:
+        """eV, over all ranks."""
+        return float(_global_sum(comm, 0.5 * float(np.sum(self.masses[:, None] * self.velocities**2))))
 
-    def temperature(self) -> float:
+    def temperature(self, comm=None) -> float:
         """K, from the kinetic energy and ``dof``."""
-        return 2.0 * self.kinetic_energy() / (self.dof * units.kB)
+        return 2.0 * self.kinetic_energy(comm) / (self.dof(comm) * units.kB)
+
+
+def _global_sum(comm, x):
+    """``x`` summed over the ranks of ``comm`` (``x`` itself when comm is None)."""
+    return comm.allreduce(x) if comm is not None else x
 
 
 class IntegratorBase:
@@ -66,13 +67,13 @@ class IntegratorBase:
     def step(self, state: State, evaluator) -> State:  # pragma: no cover - every integrator defines its step
         raise NotImplementedError
 
-    def converged(self, state: State) -> bool:
-        """Minimisers: True once done (the run stops). Dynamics: never."""
+    def converged(self, state: State, comm=None) -> bool:
+        """Minimisers: True once done (the run stops; collective over ``comm``). Dynamics: never."""
         return False
 
-    def conserved_energy(self, state: State) -> float:
-        """The thermo log's conserved_eV (eV, collective): E_pot + E_kin unless the integrator extends it."""
-        return float(state.energy + state.kinetic_energy())
+    def conserved_energy(self, state: State, comm=None) -> float:
+        """The thermo log's conserved_eV (eV, collective over ``comm``): E_pot + E_kin unless the integrator extends it."""
+        return float(state.energy + state.kinetic_energy(comm))
 
     def state_dict(self) -> dict:
         """Integrator variables a restart needs (not the per-rank noise state: that is ``rng``)."""
@@ -157,21 +158,22 @@ class NoseHooverChain(IntegratorBase):
         self.xi = np.zeros(chain)  # thermostat positions (dimensionless)
         self.v_xi = np.zeros(chain)  # thermostat velocities (1 / ASE time)
 
-    def _masses(self, state: State, kT: float) -> np.ndarray:
+    def _masses(self, state: State, kT: float, comm) -> np.ndarray:
         q = np.full(len(self.xi), kT * self.tau**2)
-        q[0] *= state.dof
+        q[0] *= state.dof(comm)
         return q
 
-    def _half_chain(self, state: State, kT: float) -> None:
-        """Propagate the chain and scale velocities over dt/2."""
+    def _half_chain(self, state: State, kT: float, comm) -> None:
+        """Propagate the chain and scale velocities over dt/2 (kinetic energy and dof summed over ``comm``)."""
         d = 0.5 * self.dt
         m = len(self.xi)
-        q = self._masses(state, kT)
-        ke2 = 2.0 * state.kinetic_energy()
+        q = self._masses(state, kT, comm)
+        ke2 = 2.0 * state.kinetic_energy(comm)
+        dof = state.dof(comm)
 
         def force(j):
             if j == 0:
-                return (ke2 - state.dof * kT) / q[0]
+                return (ke2 - dof * kT) / q[0]
             return (q[j - 1] * self.v_xi[j - 1] ** 2 - kT) / q[j]
 
         self.v_xi[m - 1] += 0.5 * d * force(m - 1)
@@ -189,17 +191,18 @@ class NoseHooverChain(IntegratorBase):
 
     def step(self, state: State, evaluator) -> State:
         state.momentum_conserved = True  # the chain scales all velocities: total momentum stays zero
-        self._half_chain(state, units.kB * self.temperature(state.time_fs))
+        comm = evaluator.comm
+        self._half_chain(state, units.kB * self.temperature(state.time_fs), comm)
         verlet_step(state, evaluator, self.dt, self.dt_fs)
-        self._half_chain(state, units.kB * self.temperature(state.time_fs))
+        self._half_chain(state, units.kB * self.temperature(state.time_fs), comm)
         return state
 
-    def conserved_energy(self, state: State) -> float:
-        """E_pot + E_kin + thermostat energy (eV): constant in time for a constant target temperature."""
+    def conserved_energy(self, state: State, comm=None) -> float:
+        """E_pot + E_kin + thermostat energy (eV, collective over ``comm``): constant for a constant target temperature."""
         kT = units.kB * self.temperature(state.time_fs)
-        q = self._masses(state, kT)
-        return float(state.energy + state.kinetic_energy() + 0.5 * np.sum(q * self.v_xi**2)
-                     + state.dof * kT * self.xi[0] + kT * np.sum(self.xi[1:]))
+        q = self._masses(state, kT, comm)
+        return float(state.energy + state.kinetic_energy(comm) + 0.5 * np.sum(q * self.v_xi**2)
+                     + state.dof(comm) * kT * self.xi[0] + kT * np.sum(self.xi[1:]))
 
     def state_dict(self) -> dict:
         """Thermostat variables for restart files."""
@@ -218,8 +221,8 @@ class _Wrapper(IntegratorBase):
     def __init__(self, inner):
         self.inner, self.dt_fs, self.rng = inner, inner.dt_fs, inner.rng
 
-    def conserved_energy(self, state: State) -> float:
-        return self.inner.conserved_energy(state)
+    def conserved_energy(self, state: State, comm=None) -> float:
+        return self.inner.conserved_energy(state, comm)
 
     def state_dict(self) -> dict:
         return {"inner": self.inner.state_dict()}
@@ -299,7 +302,8 @@ class CRescaleNPT(_Wrapper):
 
     def step(self, state: State, evaluator) -> State:
         vol = abs(np.linalg.det(state.cell))
-        ke = state.kinetic_energy()
+        comm = evaluator.comm
+        ke = state.kinetic_energy(comm)
         p = (2.0 * ke + np.trace(state.virial)) / (3.0 * vol)
         kT = units.kB * self.inner.temperature(state.time_fs)
         dt = self.inner.dt
@@ -316,7 +320,7 @@ class CRescaleNPT(_Wrapper):
         if not self.anisotropic:
             mu = float((volume_step(lam, dt) / lam) ** (2.0 / 3.0))
         else:
-            kin = np.asarray(state.global_sum(np.einsum("i,ij,ik->jk", state.masses, state.velocities, state.velocities)))
+            kin = np.asarray(_global_sum(comm, np.einsum("i,ij,ik->jk", state.masses, state.velocities, state.velocities)))
             pdiag = np.diag(kin + np.asarray(state.virial)) / vol
             lam_half = volume_step(lam, dt / 2)
             r = self.baro_rng.standard_normal(3)

@@ -30,28 +30,28 @@ class FIRE:
         self.steps = 0
 
     @staticmethod
-    def _sum(state, x: float) -> float:
-        return float(state.comm.allreduce(x)) if state.comm is not None else float(x)
+    def _sum(comm, x: float) -> float:
+        return float(comm.allreduce(x)) if comm is not None else float(x)
 
     @staticmethod
-    def fmax(state) -> float:
-        """Largest force norm over all atoms and ranks (eV/A)."""
+    def fmax(state, comm=None) -> float:
+        """Largest force norm over all atoms (eV/A) and the ranks of ``comm`` (None: this process holds every atom)."""
         local = float(np.sqrt((state.forces**2).sum(axis=1)).max(initial=0.0))
-        if state.comm is None:
+        if comm is None:
             return local
-        op = _max_op(state.comm)
-        return float(state.comm.allreduce(local, op=op)) if op is not None else local
+        op = _max_op(comm)
+        return float(comm.allreduce(local, op=op)) if op is not None else local
 
     def step(self, state, evaluator) -> None:
-        f, v = state.forces, state.velocities
+        f, v, comm = state.forces, state.velocities, evaluator.comm
         if not self.started:
             v[:] = 0.0
             self.started = True
         else:
-            vf = self._sum(state, float(np.vdot(f, v)))
+            vf = self._sum(comm, float(np.vdot(f, v)))
             if vf > 0.0:
-                fnorm = np.sqrt(self._sum(state, float(np.vdot(f, f))))
-                vnorm = np.sqrt(self._sum(state, float(np.vdot(v, v))))
+                fnorm = np.sqrt(self._sum(comm, float(np.vdot(f, f))))
+                vnorm = np.sqrt(self._sum(comm, float(np.vdot(v, v))))
                 v[:] = (1.0 - self.a) * v + self.a * f / max(fnorm, 1e-300) * vnorm
                 if self.n_pos > self.n_min:
                     self.dt = min(self.dt * self.finc, self.dtmax)
@@ -64,7 +64,7 @@ class FIRE:
                 self.n_pos = 0
         v += self.dt * f
         dr = self.dt * v
-        norm = np.sqrt(self._sum(state, float(np.vdot(dr, dr))))
+        norm = np.sqrt(self._sum(comm, float(np.vdot(dr, dr))))
         if norm > self.maxstep:
             dr *= self.maxstep / norm
         state.positions = state.positions + dr
@@ -77,11 +77,11 @@ class FIRE:
         if state.forces.shape != state.positions.shape:
             evaluator.update(state)
         for _ in range(steps):
-            if self.fmax(state) < fmax:
+            if self.fmax(state, evaluator.comm) < fmax:
                 break
             self.step(state, evaluator)
         state.velocities[:] = 0.0
-        return self.fmax(state) < fmax
+        return self.fmax(state, evaluator.comm) < fmax
 
 
 class EngineCalculator(Calculator):
@@ -138,5 +138,5 @@ class FIREIntegrator(IntegratorBase):
         state.step += 1
         return state
 
-    def converged(self, state) -> bool:
-        return FIRE.fmax(state) < self.fmax
+    def converged(self, state, comm=None) -> bool:
+        return FIRE.fmax(state, comm) < self.fmax

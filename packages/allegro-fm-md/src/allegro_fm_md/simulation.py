@@ -51,7 +51,7 @@ class Simulation:
                  thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
                  trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=()):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
-        self.comm = getattr(evaluator, "comm", None)  # DistributedForceEvaluator has one; ForceEvaluator is one process
+        self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: None (one process)
         self.root = self.comm is None or self.comm.rank == 0
         self.outdir = Path(outdir)
         if self.root:
@@ -125,11 +125,11 @@ class Simulation:
     def thermo_row(self, rate: float) -> Thermo:
         """The thermo row of the current state (collective); ``rate`` in atom-steps/s."""
         s = self.state
-        ke = s.kinetic_energy()
+        ke = s.kinetic_energy(self.comm)
         st = self.stress_GPa()
         p = -np.trace(st) / 3.0
-        cons = self.integrator.conserved_energy(s)
-        return Thermo((s.step, s.time_fs, s.temperature(), s.energy, ke, s.energy + ke, p, st[0, 0], st[1, 1], st[2, 2],
+        cons = self.integrator.conserved_energy(s, self.comm)
+        return Thermo((s.step, s.time_fs, s.temperature(self.comm), s.energy, ke, s.energy + ke, p, st[0, 0], st[1, 1], st[2, 2],
                        st[1, 2], st[0, 2], st[0, 1], cons, rate))
 
     def _rng_state(self):
@@ -144,7 +144,7 @@ class Simulation:
         copy = State(s.positions.copy(), s.velocities.copy(), s.masses.copy(), s.cell.copy(), s.pbc.copy(), step=s.step,
                      time_fs=s.time_fs, forces=s.forces.copy(), energy=s.energy, virial=s.virial.copy(),
                      momentum_conserved=s.momentum_conserved, ids=s.ids.copy(),
-                     types=None if s.types is None else s.types.copy(), comm=s.comm)
+                     types=None if s.types is None else s.types.copy())
         rng = self.integrator.rng
         self._snap_integ = self._integrator_state()
         return copy, (rng.bit_generator.state if rng is not None else None)
@@ -189,7 +189,7 @@ class Simulation:
         return State(arrays["positions"][keep], arrays["velocities"][keep], arrays["masses"][keep], arrays["cell"], arrays["pbc"],
                      step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"][keep],
                      energy=float(arrays["energy"]), virial=arrays["virial"], momentum_conserved=bool(meta["momentum_conserved"]),
-                     ids=arrays["ids"][keep], types=arrays["types"][keep], comm=comm)
+                     ids=arrays["ids"][keep], types=arrays["types"][keep])
 
     def close(self) -> None:
         """Close the reporters' files."""
@@ -200,7 +200,7 @@ class Simulation:
     def run(self, steps: int) -> State:
         """Advance ``steps`` steps: integrator step, guards, then each due reporter. On a guard failure the last good
         state is written to ``restart_last_good.npz`` and SimulationError is raised (on every rank)."""
-        self._n = self.state.n_global
+        self._n = self.state.n_global(self.comm)
         logged = self.root and (self.outdir / "thermo.log").exists()
         if self.comm is not None:
             logged = bool(self.comm.allreduce(int(logged)))  # the same answer on every rank: starts are collective
@@ -233,7 +233,7 @@ class Simulation:
                     raise
                 if bar is not None:
                     bar.update(1)
-                done = self.integrator.converged(self.state)  # minimisers stop early
+                done = self.integrator.converged(self.state, self.comm)  # minimisers stop early
                 for r in self.reporters:
                     if (r.every and self.state.step % r.every == 0) or done:
                         r.report(self, final=done)

@@ -53,7 +53,7 @@ integ = VelocityVerlet(dt)
 etot = []
 for _ in range(steps):
     integ.step(state, ev)
-    etot.append(state.energy + state.kinetic_energy())
+    etot.append(state.energy + state.kinetic_energy(comm))
 parts = comm.allgather((state.ids, state.positions, state.velocities, state.forces))
 if comm.rank == 0:
     ids = np.concatenate([p[0] for p in parts])
