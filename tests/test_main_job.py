@@ -54,7 +54,7 @@ def test_main_job_short_run_is_stable(tmp_path):
     t = np.loadtxt(tmp_path / "out" / "thermo.log")
     assert t[-1, 0] == 30 and np.isfinite(t).all()
     assert abs(t[-1, 13] - t[0, 13]) / 352 < 5e-3  # conserved quantity (eV/atom) over 15 fs
-    assert main(["rdf", str(tmp_path / "out" / "trajectory.h5"), "-o", str(tmp_path / "gr.png")]) == 0
+    assert main(["rdf", str(tmp_path / "out" / "trajectory.h5md"), "-o", str(tmp_path / "gr.png")]) == 0
     table = (tmp_path / "gr.md").read_text()
     si_o = next(line for line in table.splitlines() if line.startswith("| Si-O |"))
     assert abs(float(si_o.split("|")[5]) - 4.0) < 0.05  # silicate tetrahedra stay tetrahedral

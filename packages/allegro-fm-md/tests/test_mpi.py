@@ -100,7 +100,7 @@ def test_simulation_output_and_restart_over_ranks(tmp_path):
     rb, rc = np.load(tmp_path / "two" / "restart.npz"), np.load(tmp_path / "split" / "restart.npz")
     for k in ("positions", "velocities", "forces", "ids"):
         assert np.array_equal(rb[k], rc[k]), k
-    steps, pos, cells = read_h5md_positions(tmp_path / "two" / "trajectory.h5")
+    steps, pos, cells = read_h5md_positions(tmp_path / "two" / "trajectory.h5md")
     assert list(steps) == [0, 50, 100]
     frac = (pos[-1] - rb["positions"]) @ np.linalg.inv(cells[-1])  # the restart is written after re-wrapping
     assert np.abs(frac - np.round(frac)).max() < 1e-12

@@ -53,7 +53,7 @@ def test_run_writes_outputs_and_conserves_energy(tmp_path):
     assert abs(t[-1, 5] - t[0, 5]) / 108 < 1e-5  # NVE: total energy per atom (eV)
     frames = ase.io.read(out / "trajectory.extxyz", ":")
     assert len(frames) == 3 and len(frames[0]) == 108
-    assert (out / "restart.npz").exists() and (out / "trajectory.h5").exists()
+    assert (out / "restart.npz").exists() and (out / "trajectory.h5md").exists()
     assert main(["run", str(f), "-q"]) == 2  # the folder holds a run: never mixed with a new one
     assert main(["run", str(f), "-q", "--overwrite"]) == 0
     assert len(np.loadtxt(out / "thermo.log")) == 5

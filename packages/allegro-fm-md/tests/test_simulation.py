@@ -72,13 +72,13 @@ def test_trajectories_h5md_and_extxyz(tmp_path):
     sim = Simulation(base.state, base.integrator, base.evaluator, tmp_path / "t", trajectory_every=20, numbers=a.numbers)
     sim.run(60)
     sim.close()
-    steps, pos, cells = read_h5md_positions(tmp_path / "t" / "trajectory.h5")
+    steps, pos, cells = read_h5md_positions(tmp_path / "t" / "trajectory.h5md")
     assert list(steps) == [0, 20, 40, 60]
     np.testing.assert_array_equal(pos[-1], sim.state.positions)
     np.testing.assert_array_equal(cells[0], a.cell)
-    with h5py.File(tmp_path / "t" / "trajectory.h5") as h5:
+    with h5py.File(tmp_path / "t" / "trajectory.h5md") as h5:
         assert list(h5["h5md"].attrs["version"]) == [1, 1]
-        assert h5["particles/all/position/value"].attrs["unit"] == "angstrom"
+        assert h5["particles/all/position/value"].attrs["unit"] == "Angstrom"  # spelt as MDAnalysis knows it
         assert list(h5["particles/all/box"].attrs["boundary"]) == [b"periodic"] * 3
         np.testing.assert_allclose(h5["observables/temperature/value"][-1], sim.state.temperature())
     frames = ase.io.read(tmp_path / "t" / "trajectory.extxyz", ":")

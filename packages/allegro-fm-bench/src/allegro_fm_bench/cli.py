@@ -6,15 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
+
+from tea_align.commandline import command_parser, run, subcommands
+
+from .__about__ import __version__
+from .experiments import EXPERIMENTS, resolve_model, run_experiment
+from .minidata import QUICK, MiniDataSettings, make_molecular_part, make_pbe_part
+from .report import machine, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``allegro-fm-bench`` (conventions: docs/cli.md; ``run`` exits 1 when an experiment failed)."""
-    from tea_align.commandline import command_parser, run, subcommands
-
-    from .__about__ import __version__
-    from .experiments import EXPERIMENTS
-
     ap = command_parser("allegro-fm-bench", "The paper's results, reproduced: report.md + plots.", __version__)
     sub = subcommands(ap)
     p = sub.add_parser("make-mini-data", help="label the Allegro-FM-mini dataset (PBE level and wB97M-D3(BJ) level)",
@@ -42,11 +45,9 @@ def _make_mini_data(args) -> int:
     """Label the mini dataset's parts (resumable per stage)."""
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
-        import torch
+        import torch  # lazy: torch takes seconds to import; only model paths need it
 
         torch.set_num_threads(args.threads)
-    from .minidata import QUICK, MiniDataSettings, make_molecular_part, make_pbe_part
-
     st = QUICK if args.quick else MiniDataSettings()
     if args.part in ("pbe", "all"):
         make_pbe_part(args.output, st, only=tuple(args.only))
@@ -57,11 +58,6 @@ def _make_mini_data(args) -> int:
 
 def _run(args) -> int:
     """Run the chosen experiments in order; the report is rewritten after each one (a crash keeps the others)."""
-    from pathlib import Path
-
-    from .experiments import EXPERIMENTS, resolve_model, run_experiment
-    from .report import machine, write_report
-
     names = list(EXPERIMENTS) if "all" in args.experiments else list(dict.fromkeys(args.experiments))
     model = resolve_model(args.model)  # ValueError naming the model: bad input (exit 2)
     if args.transition1x:

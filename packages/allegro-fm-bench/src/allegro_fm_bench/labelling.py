@@ -12,6 +12,8 @@ Hand-written: the PySCF + D3 ASE calculator (ASE ships none that adds D3 to PySC
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Bohr, Hartree
@@ -23,9 +25,7 @@ _GROUND_SPIN = {"H": 1, "C": 2, "N": 3, "O": 2, "Ca": 0, "Si": 2}  # 2S of the i
 
 def pbe_calculator(device: str = "cpu"):
     """SevenNet-0 as an ASE calculator (energy eV, forces eV/A, stress)."""
-    import warnings
-
-    from sevenn.calculator import SevenNetCalculator
+    from sevenn.calculator import SevenNetCalculator  # lazy: optional [datagen] extra
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -66,7 +66,7 @@ class PySCFCalculator(Calculator):
 
     def _scf(self, key):
         """The converged PySCF mean-field object of ``self.atoms`` (remembered under ``key``)."""
-        from pyscf import dft, gto
+        from pyscf import dft, gto  # lazy: optional [datagen] extra
 
         a = self.atoms
         spin = self.spin
@@ -103,7 +103,7 @@ class PySCFCalculator(Calculator):
             e = mf.e_tot
             grad = np.asarray(mf.nuc_grad_method().kernel()) if want_f else 0.0
             if self.d3:
-                from dftd3.interface import DispersionModel, RationalDampingParam
+                from dftd3.interface import DispersionModel, RationalDampingParam  # lazy: optional [datagen] extra
 
                 mol = mf.mol
                 d3 = DispersionModel(mol.atom_charges(), mol.atom_coords()).get_dispersion(RationalDampingParam(method=self.d3),

@@ -18,12 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ase.io
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
+from ase.build import molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.filters import FrechetCellFilter
+from ase.geometry import get_distances
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import thermalize_momenta
+from ase.optimize import FIRE
 from tea_align.files import atomic_path
+from tqdm.auto import tqdm
 
 from . import structures as S
-from .labelling import PBE_LEVEL, WB97M_LEVEL
+from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, pbe_calculator
 
 log = logging.getLogger("allegro_fm_bench.minidata")
 ANCHOR_BOX = 14.0  # A
@@ -51,8 +60,6 @@ QUICK = MiniDataSettings(strains=(-0.02, 0.02), rattles=(0.05,), md_temperatures
 
 
 def _labelled(atoms: Atoms, calc, level: str, structure: str, generator: str) -> Atoms:
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     a = atoms.copy()
     a.calc = calc
     e = a.get_potential_energy()
@@ -69,15 +76,11 @@ def _labelled(atoms: Atoms, calc, level: str, structure: str, generator: str) ->
 
 
 def _write_atomic(frames: list[Atoms], path: Path) -> None:
-    import ase.io
-
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")
 
 
 def _stage(outdir: Path, name: str, make: Callable[[], list[Atoms]]) -> list[Atoms]:
-    import ase.io
-
     path = outdir / f"{name}.extxyz"
     if path.exists():
         log.info("stage %s: present (%s), skipped", name, path)
@@ -111,9 +114,6 @@ def crystals() -> list[tuple[str, Atoms]]:
 
 def relax_tobermorite(calc, fmax: float = 0.05, steps: int = 300) -> Atoms:
     """Tobermorite 11 A relaxed (positions and cell, FIRE on a FrechetCellFilter) with ``calc``."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
     t = S.tobermorite_11a()
     t.calc = calc
     FIRE(FrechetCellFilter(t), logfile=None).run(fmax=fmax, steps=steps)
@@ -122,10 +122,6 @@ def relax_tobermorite(calc, fmax: float = 0.05, steps: int = 300) -> Atoms:
 
 
 def _md_snapshots(atoms: Atoms, calc, temperature: float, st: MiniDataSettings, seed: int) -> list[tuple[Atoms, str]]:
-    from ase import units
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import thermalize_momenta
-
     a = atoms.copy()
     a.calc = calc
     thermalize_momenta(a, 2 * temperature, rng=np.random.default_rng(seed))  # equipartition halves it quickly
@@ -143,9 +139,6 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
                   only: tuple[str, ...] = ()) -> Path | None:
     """Periodic frames at the PBE level (SevenNet-0) and the PBE side of the anchors; returns OUT/pbe.extxyz
     (None when ``only`` names a subset of the structures: a partial run for parallel labelling)."""
-    from tqdm.auto import tqdm
-
-    from .labelling import pbe_calculator
 
     outdir = Path(outdir)
     calc = pbe_calculator()
@@ -197,9 +190,6 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
 
 def _clusters(rng: np.random.Generator, n: int) -> list[tuple[Atoms, str]]:
     """Small H-bonded clusters: water dimers/trimers and CO2-H2O pairs at random orientations."""
-    from ase.build import molecule
-    from ase.geometry import get_distances
-
     out = []
     kinds = [("H2O", "H2O"), ("H2O", "H2O", "H2O"), ("CO2", "H2O"), ("H2CO3?", "H2O")]
     for k in range(n):
@@ -225,10 +215,6 @@ def _clusters(rng: np.random.Generator, n: int) -> list[tuple[Atoms, str]]:
 
 def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True) -> Path:
     """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors."""
-    from tqdm.auto import tqdm
-
-    from .labelling import WB97MD3BJ
-
     outdir = Path(outdir)
     calc = WB97MD3BJ()
     rng = np.random.default_rng(st.seed + 1)

@@ -8,6 +8,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from tea_align.files import write_text_atomic
@@ -46,8 +47,6 @@ class ExperimentResult:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for name in ("allegro-fm-bench", "allegro-fm-md", "allegro-fm-model", "tea-align", "nequip", "nequip-allegro", "torch",
                  "ase", "pyscf"):
@@ -74,7 +73,7 @@ def machine() -> str:
         mem = f", {kb / 2**20:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     return (f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, Python "
             f"{platform.python_version()}, torch threads {torch.get_num_threads()}")

@@ -9,8 +9,11 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 from ase.build import molecule
+from ase.data import atomic_masses, atomic_numbers
 from ase.geometry import get_distances
+from ase.mep import NEB
 from ase.spacegroup import crystal
+from scipy.spatial import cKDTree
 
 # Hamid, Z. Kristallogr. 154, 189 (1981), tobermorite 11 A, space group P 1 1 21 (Hall 'P 2c'),
 # a=6.69 b=7.39 c=22.77 A, gamma=123.49 deg (COD 8103889, public domain). The two Ca sites of
@@ -30,8 +33,6 @@ _OH = 0.97  # O-H bond length (A)
 
 def _nearest(points: np.ndarray, atoms: Atoms) -> np.ndarray:
     """Distance (A) from each point to the nearest atom of the periodic ``atoms`` (27 images, KD-tree)."""
-    from scipy.spatial import cKDTree
-
     shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) @ atoms.cell.array
     images = (atoms.positions[None] + shifts[:, None]).reshape(-1, 3)
     return cKDTree(images).query(points)[0]
@@ -169,8 +170,6 @@ def carbonic_acid_path(n_images: int = 9) -> list[Atoms]:
     Geometries from textbook bond lengths (C=O 1.205, C-O 1.34, O-H 0.97; CO2 1.16, H2O 0.96 A /
     104.5 deg); a starting band, not a converged path.
     """
-    from ase.mep import NEB
-
     # atom order: C, O1 (carbonyl), O2, O3, H on O2, H on O3 (pointing at O2 in the product)
     r = Atoms("CO3H2", positions=[(0, 0, 0), (0, 1.205, 0), (1.160, -0.670, 0), (-1.160, -0.670, 0),
                                    (1.995, -0.180, 0), (-1.120, -1.637, 0)])
@@ -231,8 +230,6 @@ def nanoparticle_in_fluid(particle: Atoms, box_A: float, co2_fraction: float = 0
     (``co2_fraction`` of the molecules are CO2) at ``density_g_cc`` in the volume the particle leaves free.
     Molecules sit on a shuffled cubic lattice with random orientations, at least ``min_distance`` A from every
     atom placed before (periodic); raises if the density cannot be packed."""
-    from ase.data import atomic_masses, atomic_numbers
-
     rng = np.random.default_rng(seed)
     box = Atoms(cell=[box_A] * 3, pbc=True)
     p = particle.copy()

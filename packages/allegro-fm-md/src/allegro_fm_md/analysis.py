@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import ase.io
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
@@ -25,7 +26,7 @@ def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
     """Frames of an H5MD file written by allegro-fm-md (.h5; info["step"], info["time_fs"] set) or of anything ase.io reads."""
     path = Path(path)
     if path.suffix in (".h5", ".h5md", ".hdf5"):
-        import h5py
+        import h5py  # lazy: HDF5 only for .h5 files
 
         try:
             with h5py.File(path, "r") as h5:
@@ -42,8 +43,6 @@ def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
         for a, st, t in zip(frames, steps, times):
             a.info.update(step=int(st), time_fs=float(t))
         return frames
-    import ase.io
-
     return ase.io.read(path, f"::{every}")
 
 
@@ -129,10 +128,10 @@ def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int =
 
 def plot_rdf(rdf: RDF, path: str | Path, title: str = "") -> Path:
     """Write a PNG with one panel per element pair (g(r) and running coordination number)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when plotting
 
     keys = list(rdf.g)
     cols = min(3, len(keys))

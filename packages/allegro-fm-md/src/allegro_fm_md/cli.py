@@ -12,15 +12,17 @@ from tea_align.commandline import EXIT_GUARD, EXIT_RANK_ABORTED, command_parser,
 from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
+from .analysis import plot_rdf, radial_distribution, read_frames
+from .comm import world
 from .errors import MDInputError
+from .runfile import Relaxation, RunFile
+from .runfile import run as run_md
+from .scaling import scale_worker
+from .simulation import RankFailure, SimulationError, abort_all
 
 
 def cmd_run(args) -> int:
     """Run the MD of a run file; prints the summary line (rank 0)."""
-    from .comm import world
-    from .runfile import Relaxation, RunFile
-    from .runfile import run as run_md
-
     comm = world()
     args.comm = comm
     try:
@@ -48,12 +50,8 @@ def cmd_run(args) -> int:
 
 def _run_errors(exc: BaseException, args) -> int | None:
     """A failing rank stops every rank (exit 4); a guard stops the run (exit 3) with the last good state on disk."""
-    from .simulation import RankFailure, SimulationError, abort_all
-
     comm = getattr(args, "comm", None)
     if isinstance(exc, RankFailure):
-        from .runfile import RunFile
-
         abort_all(comm, exc, RunFile.load(args.runfile).output.dir)
         return EXIT_RANK_ABORTED
     if isinstance(exc, SimulationError):
@@ -65,8 +63,6 @@ def _run_errors(exc: BaseException, args) -> int | None:
 
 def cmd_rdf(args) -> int:
     """Partial g(r) and coordination numbers of a trajectory: a PNG and a markdown table next to it."""
-    from .analysis import plot_rdf, radial_distribution, read_frames
-
     frames = read_frames(args.trajectory)[args.skip:]
     rdf = radial_distribution(frames, r_max=args.r_max, bins=args.bins)
     out = plot_rdf(rdf, args.output, title=f"{Path(args.trajectory).name}: {rdf.frames} frames")
@@ -84,8 +80,6 @@ def cmd_rdf(args) -> int:
 
 def cmd_scale(args) -> int:
     """Timed NVE steps of a replicated structure on all ranks (under mpiexec); rank 0 writes the JSON."""
-    from .scaling import scale_worker
-
     scale_worker(args.structure, tuple(args.reps), args.steps, args.model, args.threads, args.output)
     return 0
 
@@ -99,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("rdf", help="partial g(r) and coordination numbers of a trajectory (PNG + table)", writes=True,
                        output_default="gr.png", output_help="PNG path; the table goes next to it as .md")
-    p.add_argument("trajectory", help="trajectory.h5 (H5MD) or any file ase.io reads")
+    p.add_argument("trajectory", help="trajectory.h5md (H5MD) or any file ase.io reads")
     p.add_argument("--r-max", type=float, default=6.0, help="A")
     p.add_argument("--bins", type=int, default=120)
     p.add_argument("--skip", type=int, default=0, help="frames to drop at the start (equilibration)")

@@ -46,7 +46,7 @@ class SerialComm:
 def world():
     """mpi4py's COMM_WORLD when mpi4py is importable, else a SerialComm."""
     try:
-        from mpi4py import MPI
+        from mpi4py import MPI  # lazy: optional [mpi] extra; importing it initialises MPI
 
         return MPI.COMM_WORLD
     except ImportError:
@@ -55,7 +55,7 @@ def world():
 
 def _max_op(comm):
     try:
-        from mpi4py import MPI
+        from mpi4py import MPI  # lazy: optional [mpi] extra; importing it initialises MPI
 
         return MPI.MAX if not isinstance(comm, SerialComm) else None
     except ImportError:

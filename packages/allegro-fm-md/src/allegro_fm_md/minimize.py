@@ -10,7 +10,11 @@ FrechetCellFilter with the engine as an ASE calculator (one rank). Units: eV, An
 from __future__ import annotations
 
 import numpy as np
+from ase import units
 from ase.calculators.calculator import Calculator, all_changes
+from ase.filters import FrechetCellFilter
+from ase.optimize import FIRE as AseFIRE
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from .comm import _max_op
 from .forces import ForceEvaluator
@@ -102,8 +106,6 @@ class EngineCalculator(Calculator):
         self.results["energy"] = self.results["free_energy"] = r.energy
         self.results["forces"] = r.forces
         if a.pbc.all():
-            from ase.stress import full_3x3_to_voigt_6_stress
-
             self.results["stress"] = full_3x3_to_voigt_6_stress(-r.virial / a.get_volume())
 
 
@@ -112,10 +114,6 @@ def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: boo
     """Relax positions (and the cell, at ``pressure_GPa``) of a copy of ``atoms`` with ase.optimize.FIRE;
     returns (relaxed atoms, converged) or, with ``return_steps``, (atoms, converged, steps). ``logfile``: ASE's
     optimizer log (step, time, energy eV, fmax eV/A)."""
-    from ase import units
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE as AseFIRE
-
     a = atoms.copy()
     a.calc = EngineCalculator(potential)
     target = FrechetCellFilter(a, scalar_pressure=pressure_GPa * units.GPa) if cell else a

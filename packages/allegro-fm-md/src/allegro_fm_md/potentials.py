@@ -14,20 +14,17 @@ from importlib.metadata import EntryPoint, entry_points
 from importlib.util import find_spec
 
 from .errors import MDInputError
+from .reference import LennardJones, Morse
 
 ENTRY_POINT_GROUP = "allegro_fm_md.potentials"
 _KINDS: dict[str, Callable] = {}
 
 
 def _lj(spec, symbols, device):
-    from .reference import LennardJones
-
     return LennardJones(_one_element(spec, symbols), epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff)
 
 
 def _morse(spec, symbols, device):
-    from .reference import Morse
-
     return Morse(_one_element(spec, symbols), depth=spec.depth, a=spec.a, r0=spec.r0, cutoff=spec.cutoff)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SimulationError
+from .trajectory import ExtXYZWriter, H5MDWriter
 
 THERMO_COLUMNS = ("step", "time_fs", "T_K", "pe_eV", "ke_eV", "etot_eV", "p_GPa", "sxx_GPa", "syy_GPa", "szz_GPa",
                   "syz_GPa", "sxz_GPa", "sxy_GPa", "conserved_eV", "atom_steps_per_s")
@@ -77,17 +78,19 @@ class ThermoReporter(ReporterBase):
 
 
 class TrajectoryReporter(ReporterBase):
-    """trajectory.h5 (H5MD) and trajectory.extxyz, written by rank 0 from the gathered system every ``every`` steps
+    """trajectory.h5md (H5MD) and trajectory.extxyz, written by rank 0 from the gathered system every ``every`` steps
     (and at step 0 of a fresh run); appended to when the run resumes. The H5MD file is flushed after every frame."""
 
     def __init__(self, every: int, outdir: Path, numbers: np.ndarray, pbc: np.ndarray, root: bool, resumed: bool):
-        from .trajectory import ExtXYZWriter, H5MDWriter
-
         self.every = int(every)
-        self.writers = [H5MDWriter(outdir / "trajectory.h5", numbers, pbc, append=resumed),
-                        ExtXYZWriter(outdir / "trajectory.extxyz", numbers)] if root else []
+        self._open = (outdir, numbers, pbc, resumed) if root else None
+        self.writers: list = []  # opened by start(): no file exists before the starting state passed the guards
 
     def start(self, sim) -> None:
+        if self._open is not None and not self.writers:
+            outdir, numbers, pbc, resumed = self._open
+            self.writers = [H5MDWriter(outdir / "trajectory.h5md", numbers, pbc, append=resumed),
+                            ExtXYZWriter(outdir / "trajectory.extxyz", numbers)]
         if sim.fresh:
             self._write(sim)
 
@@ -120,17 +123,25 @@ class RestartReporter(ReporterBase):
 
 
 class FiniteGuard:
-    """Stops the run when the potential energy or any force is not finite (names up to 10 atom ids)."""
+    """Stops the run when positions, velocities, forces, the potential energy, the cell or the temperature are not
+    finite, naming the step, the quantity and (per-atom quantities) up to 10 atom ids."""
 
     def check(self, sim) -> None:
         s = sim.state
-        bad = s.ids[~np.isfinite(s.forces).all(axis=1)]
+        per_atom = [(name, s.ids[~np.isfinite(x).all(axis=1)]) for name, x in
+                    (("positions", s.positions), ("velocities", s.velocities), ("forces", s.forces))]
         if sim.comm is not None:
-            bad = np.concatenate(sim.comm.allgather(bad))
+            per_atom = [(name, np.concatenate(parts)) for name, parts in
+                        zip([n for n, _ in per_atom], zip(*sim.comm.allgather([b for _, b in per_atom])), strict=True)]
+        for name, bad in per_atom:
+            if len(bad):
+                raise SimulationError(f"{name} are not finite", s.step, tuple(int(b) for b in np.sort(bad)[:10]))
+        if not np.isfinite(s.cell).all():
+            raise SimulationError("the cell is not finite", s.step)
         if not np.isfinite(s.energy):
             raise SimulationError("potential energy is not finite", s.step)
-        if len(bad):
-            raise SimulationError("forces are not finite", s.step, tuple(int(b) for b in np.sort(bad)[:10]))
+        if not np.isfinite(s.kinetic_energy(sim.comm)):
+            raise SimulationError("the temperature is not finite (kinetic energy overflows)", s.step)
 
 
 class MinDistanceGuard:

@@ -59,6 +59,11 @@ def read_restart_file(path: str | Path) -> RestartFile:
         raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
     if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
         raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
+    for k in ("positions", "velocities", "cell"):
+        bad = ~np.isfinite(arrays[k]).reshape(len(arrays[k]), -1).all(axis=1)
+        if bad.any():
+            where = f"atom ids {arrays['ids'][bad][:10].tolist()}" if k != "cell" else "the cell"
+            raise MDInputError(f"{path}: {k} not finite ({where}); resume from an earlier restart file")
     return RestartFile(arrays, meta)
 
 

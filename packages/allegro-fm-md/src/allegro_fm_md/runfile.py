@@ -45,11 +45,24 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import ase.io
 import numpy as np
+from ase import units
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.neighborlist import neighbor_list
+from ase.parallel import DummyMPI
 from tea_align.files import atomic_path
 
+from .comm import world
 from .errors import MDInputError
+from .forces import DistributedForceEvaluator
+from .ghosts import plane_spacings
+from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
+from .minimize import FIREIntegrator, relax_cell
+from .outputs import RunLock, cut_back
 from .potentials import make_potential
+from .restart import read_restart_file
+from .simulation import Simulation, SimulationError
 
 
 @dataclass(frozen=True)
@@ -192,33 +205,49 @@ def _check_values(path: Path, table: str, klass, values: dict) -> None:
 
 def load_structure(spec: SystemSpec):
     """The structure of the run (ase.Atoms), replicated; clear errors for unreadable files."""
-    import ase.io
-
     try:
         atoms = ase.io.read(spec.structure)
     except Exception as exc:  # ase raises many types for unreadable files
         raise MDInputError(f"{spec.structure}: cannot read structure ({type(exc).__name__}: {exc})") from exc
     if len(spec.replicate) != 3 or min(spec.replicate) < 1:
         raise MDInputError(f"replicate must be three positive integers (got {spec.replicate})")
+    bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
+    if len(bad):
+        raise MDInputError(f"{spec.structure}: atom {bad[0]} ({atoms[bad[0]].symbol}) has a non-finite position {atoms.positions[bad[0]].tolist()}"
+                           + (f" ({len(bad)} atoms in all)" if len(bad) > 1 else ""))
+    if not np.isfinite(atoms.cell[:]).all():
+        raise MDInputError(f"{spec.structure}: the cell is not finite ({atoms.cell[:].tolist()})")
     atoms = atoms * spec.replicate
     if not atoms.pbc.all():
         raise MDInputError(f"{spec.structure}: the engine needs a periodic cell in all three directions (pbc={atoms.pbc.tolist()})")
     return atoms
 
 
-def _check_output(runfile: RunFile, overwrite: bool, rank: int) -> None:
-    """A new run never mixes its output with an old one: refuse (or, with ``overwrite``, remove) old files."""
+def lammps_orient(atoms) -> bool:
+    """Rotate ``atoms`` (cell and positions, in place) so that a lies along x and b in the xy plane (a lower-triangular
+    cell, LAMMPS's convention, which H5MD readers such as MDAnalysis assume); True when it had to turn."""
+    cell = np.array(atoms.cell)
+    if abs(np.linalg.det(cell)) == 0 or np.allclose(np.triu(cell, 1), 0.0, atol=1e-12) and (np.diag(cell) > 0).all():
+        return False
+    rcell, q = atoms.cell.standard_form()
+    atoms.positions = atoms.positions @ q.T
+    atoms.set_cell(np.array(rcell), scale_atoms=False)
+    return True
+
+
+def _check_output(runfile: RunFile, overwrite: bool) -> None:
+    """A new run never mixes its output with an old one: refuse (or, with ``overwrite``, remove) old files. Called by
+    the holder of the folder's lock only, so a live run's files are never removed."""
     out = Path(runfile.output.dir)
-    old = [out / n for n in ("thermo.log", "trajectory.h5", "trajectory.extxyz", "restart.npz", "restart_last_good.npz",
-                             "relaxed.extxyz", "relax.log")]
+    old = [out / n for n in ("thermo.log", "trajectory.h5md", "trajectory.h5", "trajectory.extxyz", "restart.npz",
+                             "restart_last_good.npz", "relaxed.extxyz", "relax.log")]
     old = [p for p in old if p.exists()]
     if not old or runfile.output.restart_from:
         return
     if not overwrite:
         raise MDInputError(f"{out} already holds a run ({old[0].name}); use another [output] dir, restart_from, or --overwrite")
-    if rank == 0:
-        for p in old:
-            p.unlink()
+    for p in old:
+        p.unlink()
 
 
 @dataclass(frozen=True)
@@ -235,27 +264,23 @@ class Relaxation:
     converged: bool
 
 
-def _relax_cell(runfile: RunFile, atoms, pot, comm) -> Relaxation:
-    """Positions + cell by FIRE on ASE's FrechetCellFilter (one rank); writes relaxed.extxyz and relax.log."""
-
-    import ase.io
-    from ase import units
-
-    from .minimize import relax_cell
-
+def _check_relax(runfile: RunFile, atoms, comm) -> None:
+    """What a cell relaxation needs, checked before any output (MDInputError)."""
     r = runfile.run
     if r.integrator != "fire":
         raise MDInputError("relax_cell = true needs integrator = \"fire\"")
     if comm.size > 1:
         raise MDInputError("relax_cell = true runs on one rank (a cell relaxation is for small cells): use mpiexec -n 1")
-    from ase.neighborlist import neighbor_list
-
     i, j, d = neighbor_list("ijd", atoms, r.min_distance)
     if len(i):
         raise MDInputError(f"{runfile.system.structure}: atoms {i[0]} and {j[0]} are {d[0]:.3f} A apart (< min_distance "
                          f"{r.min_distance} A) (before any step)")
+
+
+def _relax_cell(runfile: RunFile, atoms, pot) -> Relaxation:
+    """Positions + cell by FIRE on ASE's FrechetCellFilter (one rank); writes relaxed.extxyz and relax.log."""
+    r = runfile.run
     out = Path(runfile.output.dir)
-    out.mkdir(parents=True, exist_ok=True)
     p0 = r.pressure_GPa or 0.0
     relaxed, ok, nsteps = relax_cell(atoms, pot, fmax=r.fmax, steps=r.steps, cell=True, pressure_GPa=p0,
                                      logfile=str(out / "relax.log"), return_steps=True)
@@ -272,8 +297,6 @@ def _relax_cell(runfile: RunFile, atoms, pot, comm) -> Relaxation:
 def build_integrator(r: RunSpec, rank: int = 0):
     """The integrator of a [run] table (thermostat, then barostat and deformation around it); MDInputError on
     inconsistent settings."""
-    from .integrators import CRescaleNPT, Langevin, NoseHooverChain, UniaxialDeformation, VelocityVerlet
-
     t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
     temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
     if r.integrator == "nve":
@@ -283,8 +306,6 @@ def build_integrator(r: RunSpec, rank: int = 0):
     elif r.integrator == "nhc":
         integ = NoseHooverChain(r.dt_fs, temp, tdamp_fs=r.tdamp_fs)
     elif r.integrator == "fire":
-        from .minimize import FIREIntegrator
-
         integ = FIREIntegrator(fmax=r.fmax)
     else:
         raise MDInputError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc, fire")
@@ -305,9 +326,10 @@ def build_integrator(r: RunSpec, rank: int = 0):
 def validate(runfile: RunFile, comm, progress: bool = True):
     """Everything a run needs that can be wrong, checked before any output: the structure (replicated), the potential
     and the atoms' types. Returns (atoms, potential, types)."""
-    from .ghosts import plane_spacings
-
     atoms = load_structure(runfile.system)
+    if lammps_orient(atoms) and progress and comm.rank == 0:
+        print("cell rotated to the orientation MD codes expect (a along x, b in the xy plane, as LAMMPS does); positions "
+              "rotated with it: every output is in this frame", flush=True)
     pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
     if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
         name = runfile.potential.model or runfile.potential.kind
@@ -317,21 +339,15 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     except ValueError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
     if comm.size == 1 and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell)).min():
-        raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({plane_spacings(np.array(atoms.cell)).min():.3f} A "
-                           "between faces): an atom would interact with its own image; replicate the cell")
+        d = plane_spacings(np.array(atoms.cell)).min()
+        raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({d:.3f} A between its closest faces, half of it "
+                           f"{d / 2:.3f} A): an atom would interact with its own image; replicate the cell")
     return atoms, pot, types
 
 
 def build_simulation(runfile: RunFile, atoms, pot, types, integ, comm, progress: bool = True):
     """The Simulation of a run file: the state (fresh at temperature_K, or from restart_from), the distributed force
     evaluator and the reporters; the first force call and the guards run here (MDInputError before any step)."""
-    from ase.md.velocitydistribution import Stationary, thermalize_momenta
-    from ase.parallel import DummyMPI
-
-    from .forces import DistributedForceEvaluator
-    from .integrators import State
-    from .simulation import Simulation, SimulationError
-
     r, o = runfile.run, runfile.output
     if o.restart_from:
         state = Simulation.read_restart(o.restart_from, integ, comm)
@@ -354,20 +370,45 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     """Run the MD described by ``runfile`` (collective under MPI): validate -> build integrator -> build simulation ->
     run. Returns the Simulation (a ``Relaxation`` for ``relax_cell = true``). Output files of an earlier run in the
     same folder are an error unless ``overwrite`` (or the run resumes from a restart)."""
-    from .comm import world
-
     comm = comm or world()
-    _check_output(runfile, overwrite, comm.rank)
-    if hasattr(comm, "barrier"):  # mpi4py communicators; SerialComm has none
-        comm.barrier()  # old files are gone before any rank starts writing
-    atoms, pot, types = validate(runfile, comm, progress)
+    atoms, pot, types = validate(runfile, comm, progress)  # nothing is written before the input is valid
     if runfile.run.relax_cell:
-        return _relax_cell(runfile, atoms, pot, comm)
-    integ = build_integrator(runfile.run, comm.rank)
-    sim = build_simulation(runfile, atoms, pot, types, integ, comm, progress)
+        _check_relax(runfile, atoms, comm)
+    else:
+        integ = build_integrator(runfile.run, comm.rank)
+    lock = _take_folder(runfile, overwrite, comm, progress)
     try:
-        sim.run(runfile.run.steps - sim.state.step)
+        if runfile.run.relax_cell:
+            return _relax_cell(runfile, atoms, pot)
+        sim = build_simulation(runfile, atoms, pot, types, integ, comm, progress)
+        try:
+            sim.run(runfile.run.steps - sim.state.step)
+        finally:
+            sim.close()
+        sim.write_restart()  # collective: every rank sends its atoms, rank 0 writes
+        return sim
     finally:
-        sim.close()
-    sim.write_restart()  # collective: every rank sends its atoms, rank 0 writes
-    return sim
+        lock.release()
+
+
+def _take_folder(runfile: RunFile, overwrite: bool, comm, progress: bool) -> RunLock:
+    """Rank 0 locks the output folder (one run per folder), refuses or removes an old run's files, and on a resume
+    cuts the files back to the restart's step; every rank gets the same MDInputError when any of it fails."""
+    lock = RunLock(runfile.output.dir)
+    err = None
+    if comm.rank == 0:
+        try:
+            lock.acquire()
+            _check_output(runfile, overwrite)
+            if runfile.output.restart_from:
+                step = int(read_restart_file(runfile.output.restart_from).meta["step"])
+                cut = cut_back(runfile.output.dir, step)
+                if progress and str(cut) != "nothing":
+                    print(f"resuming at step {step}: removed {cut} written after the restart", flush=True)
+        except MDInputError as exc:
+            lock.release()
+            err = str(exc)
+    err = comm.allgather(err)[0]
+    if err is not None:
+        raise MDInputError(err)
+    return lock

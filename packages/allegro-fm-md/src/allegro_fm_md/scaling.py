@@ -8,11 +8,21 @@ Under MPI, as a worker (rank 0 writes JSON):
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 
+import ase.io
 import numpy as np
 from ase import units
+from tea_align.files import write_text_atomic
+
+from .comm import world
+from .forces import DistributedForceEvaluator
+from .integrators import State, VelocityVerlet
+from .potentials import make_potential
+from .runfile import PotentialSpec
 
 __all__ = ["TimedPotential", "time_engine", "pingpong", "project_weak_scaling", "mpiexec_path", "scale_worker"]
 
@@ -47,10 +57,6 @@ def time_engine(atoms, potential, steps: int, comm=None, dt_fs: float = 0.5, ski
     """Time ``steps`` NVE steps of ``atoms`` (ase.Atoms, given whole on every rank; velocities at 300 K from a
     fixed seed) on one rank or all ranks of ``comm``. Returns atoms, ranks, wall_s, step_s, atom_steps_per_s,
     model_s (mean over ranks of the time inside ``potential.compute``), local_atoms and ghost_atoms (this rank)."""
-    from .comm import world
-    from .forces import DistributedForceEvaluator
-    from .integrators import State, VelocityVerlet
-
     comm = comm or world()
     a = _thermalized(atoms)
     pot = TimedPotential(potential)
@@ -118,9 +124,6 @@ def project_weak_scaling(t1: float, t2: float, ghosts: float, latency: float, ba
 
 def mpiexec_path() -> str | None:
     """The mpiexec of this Python environment (mpich wheel) if any, else the one on PATH."""
-    import shutil
-    import sys
-
     return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 
@@ -128,13 +131,7 @@ def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "
                  output: str = "scaling.json") -> dict:
     """``allegro-fm-md scale``: time the engine on all ranks of MPI (plus a ping-pong when there are 2+ ranks);
     rank 0 writes the JSON (atom-steps/s, step and model seconds, halo sizes) atomically to ``output``."""
-    import ase.io
     import torch  # the Allegro-FM kind runs on torch: its thread count is set here
-    from tea_align.files import write_text_atomic
-
-    from .comm import world
-    from .potentials import make_potential
-    from .runfile import PotentialSpec
 
     torch.set_num_threads(threads)
     comm = world()

@@ -54,9 +54,15 @@ class Simulation:
         self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: None (one process)
         self.root = self.comm is None or self.comm.rank == 0
         self.outdir = Path(outdir)
-        if self.root:
-            self.outdir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
+        self._t0, self._s0, self._n, self.fresh = 0.0, state.step, 0, False
+        if state.ids is None:
+            state.ids = np.arange(len(state.masses))
+        #: guards, checked after every step: see reporters.py
+        self.guards = [FiniteGuard(), MinDistanceGuard(min_distance), *guards]
+        self.evaluator.invalidate()
+        self.evaluator.update(state)  # restart files hold positions right after a rebuild: same lists, same forces
+        self._guard()  # a bad starting state is refused before any output file is opened
         self._thermo = ThermoReporter(thermo_every)
         #: reporters, in order (thermo, trajectory, restart, then the caller's): see reporters.py
         self.reporters = [self._thermo]
@@ -66,14 +72,6 @@ class Simulation:
             self.reporters.append(TrajectoryReporter(trajectory_every, self.outdir, numbers, state.pbc, self.root, state.step > 0))
         self.reporters.append(RestartReporter(restart_every))
         self.reporters.extend(reporters)
-        #: guards, checked after every step: see reporters.py
-        self.guards = [FiniteGuard(), MinDistanceGuard(min_distance), *guards]
-        self._t0, self._s0, self._n, self.fresh = 0.0, state.step, 0, False
-        if state.ids is None:
-            state.ids = np.arange(len(state.masses))
-        self.evaluator.invalidate()
-        self.evaluator.update(state)  # restart files hold positions right after a rebuild: same lists, same forces
-        self._guard()
 
     @property
     def thermo(self) -> list[Thermo]:
@@ -206,13 +204,15 @@ class Simulation:
             logged = bool(self.comm.allreduce(int(logged)))  # the same answer on every rank: starts are collective
         #: True when this run starts the output (step 0, no thermo log yet): reporters write their step-0 rows/frames
         self.fresh = self.state.step == 0 and not logged
+        if self.root:
+            self.outdir.mkdir(parents=True, exist_ok=True)
         for r in self.reporters:
             r.start(self)
         self._t0, self._s0 = time.perf_counter(), self.state.step
         bar = None
         if self.progress and self.root and steps >= 100:
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm  # lazy: optional progress bar
 
                 bar = tqdm(total=steps, unit="step", file=sys.stderr)
             except ImportError:  # tqdm is optional
@@ -222,6 +222,9 @@ class Simulation:
                 prev = self._snapshot()
                 try:
                     self.integrator.step(self.state, self.evaluator)
+                except SimulationError:  # raised on every rank together (non-finite positions at the force call)
+                    self.write_restart(self.outdir / "restart_last_good.npz", prev)
+                    raise
                 except Exception as exc:  # a failure of this rank alone: the caller aborts the job
                     if self.comm is not None and self.comm.size > 1:
                         raise RankFailure(self.state.step + 1, self.comm.rank, exc) from exc

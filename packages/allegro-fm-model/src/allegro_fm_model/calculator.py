@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+from vesin import NeighborList
 
 
 def periodic_edges(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """Full neighbour list within ``cutoff`` (A) by vesin: edge_index (2, E) and Cartesian shifts (E, 3) A."""
-    from vesin import NeighborList
-
     pbc = np.asarray(pbc, dtype=bool)
     if pbc.any() and not pbc.all():
         raise ValueError("mixed periodicity is not supported: make all three directions periodic or none")
@@ -37,6 +37,4 @@ class AllegroFMCalculator(Calculator):
         r = self.potential.compute(a.positions, types, ei, len(a), shifts)
         self.results = {"energy": r.energy, "free_energy": r.energy, "energies": r.atomic_energies, "forces": r.forces}
         if a.pbc.all():
-            from ase.stress import full_3x3_to_voigt_6_stress
-
             self.results["stress"] = full_3x3_to_voigt_6_stress(-r.virial / a.get_volume())

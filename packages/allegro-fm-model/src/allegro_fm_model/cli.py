@@ -19,13 +19,19 @@ from tea_align.commandline import command_parser, run, subcommands
 from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
+from .evaluate import evaluate
+from .export import compile_model, package_model
+from .lammps import export_lammps_mliap
+from .legacy import is_torchscript_archive
+from .legacy_finetune import finetune_legacy
+from .loading import load_potential
+from .model import build_model, count_parameters
+from .presets import PRESETS
+from .training import TrainSettings, split_indices, train, write_config
 
 
 def cmd_export(args) -> int:
     """Deployable files of a model, each checked against it before it is written."""
-    from .export import compile_model, package_model
-    from .lammps import export_lammps_mliap
-
     if not args.output and not args.lammps_mliap and not args.compiled:
         raise ValueError("give -o OUT.nequip.zip, --compiled OUT.nequip.pt2 and/or --lammps-mliap OUT.nequip.lmp.pt")
     if args.output:
@@ -44,9 +50,6 @@ def cmd_export(args) -> int:
 
 def cmd_params(args) -> int:
     """Trainable parameters of the presets next to the paper's Table 1."""
-    from .model import build_model, count_parameters
-    from .presets import PRESETS
-
     for name, pr in PRESETS.items():
         n = count_parameters(build_model(pr))
         print(f"{name:6s} {n:>10d} parameters (paper {pr.paper_parameters:>9d}, {100 * (n / pr.paper_parameters - 1):+.1f} %)")
@@ -55,10 +58,6 @@ def cmd_params(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """RMSEs of a model on an aligned dataset, optionally on one split of a training run."""
-    from .evaluate import evaluate
-    from .loading import load_potential
-    from .training import split_indices
-
     indices = None
     if args.split:
         run_dir = Path(args.run or Path(args.model).parent)
@@ -82,8 +81,6 @@ def cmd_evaluate(args) -> int:
 
 def cmd_train(args) -> int:
     """Train (or resume) from the [train] table of a TOML file."""
-    from .training import TrainSettings, train, write_config
-
     s = TrainSettings.from_toml(args.config)
     if args.print_config:
         print(write_config(s).read_text())
@@ -94,9 +91,6 @@ def cmd_train(args) -> int:
 
 def cmd_finetune(args) -> int:
     """Fine-tune a pretrained model: a checkpoint through nequip, a nequip 0.6.x deployed file as TorchScript."""
-    from .legacy import is_torchscript_archive
-    from .training import TrainSettings, train, write_config
-
     s = TrainSettings.from_toml(args.config)
     if args.init_from:
         s = replace(s, init_from=str(args.init_from))
@@ -107,8 +101,6 @@ def cmd_finetune(args) -> int:
     if not Path(s.init_from).exists():
         raise FileNotFoundError(f"{s.init_from}: pretrained model not found")
     if is_torchscript_archive(s.init_from):  # a nequip 0.6.x deployed file, e.g. the published afm256_01_HL.pt
-        from .legacy_finetune import finetune_legacy
-
         if args.print_config:
             raise ValueError(f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config")
         run_dir = finetune_legacy(s, device=args.device, progress=not args.quiet)

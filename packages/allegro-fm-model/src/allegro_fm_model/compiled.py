@@ -18,7 +18,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from ase import Atoms
 
+from .calculator import periodic_edges
+from .model import ensure_nequip_state
 from .potential import PotentialResult, types_of
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,6 @@ TARGET = "pair_allegro"
 def example_cell(species):
     """A rattled periodic 3x3x3 simple-cubic cell (2.4 A spacing) of up to four of ``species``: the structure
     compiled files are traced on and checked with (sizes are dynamic in the file, so its size does not matter)."""
-    from ase import Atoms
-
     sp = list(species)[: min(4, len(species))]
     g = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) * 2.4
     a = Atoms([sp[i % len(sp)] for i in range(len(g))], positions=g, cell=[7.2] * 3, pbc=True)
@@ -44,15 +45,13 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     ``out`` (``.nequip.pt2``, written atomically) for ``device``; nequip's export checks that the compiled file
     reproduces the eager model on ``example`` (ASE Atoms; default ``example_cell``). A C++ build: ~30 s for the mini model here."""
     import allegro._compile  # noqa: F401  (registers the pair_allegro target)
-    import torch
-    from nequip.data import AtomicDataDict as K
-    from nequip.scripts._compile_utils import COMPILE_TARGET_DICT
-    from nequip.utils.aot import aot_export_model
-    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, NEQUIP_AOTI_OUTPUTS_KEY, serialize_aoti_keys
-    from nequip.utils.global_state import get_latest_global_state
+    import torch  # lazy: torch takes seconds to import; only model paths need it
+    from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
+    from nequip.scripts._compile_utils import COMPILE_TARGET_DICT  # lazy: nequip imports torch
+    from nequip.utils.aot import aot_export_model  # lazy: nequip imports torch
+    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, NEQUIP_AOTI_OUTPUTS_KEY, serialize_aoti_keys  # lazy: nequip imports torch
+    from nequip.utils.global_state import get_latest_global_state  # lazy: nequip imports torch
 
-    from .calculator import periodic_edges
-    from .model import ensure_nequip_state
 
     out = Path(out)
     if not out.name.endswith(".nequip.pt2"):
@@ -149,8 +148,8 @@ class CompiledAllegroPotential:
 
     def __init__(self, path: str | Path, device: str = "cpu"):
         import allegro._compile  # noqa: F401
-        import torch
-        from nequip.model.inference_models.compiled import load_compiled_model
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+        from nequip.model.inference_models.compiled import load_compiled_model  # lazy: nequip imports torch
 
         path = Path(path)
         if not path.exists():
@@ -176,8 +175,8 @@ class CompiledAllegroPotential:
 
     def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
-        import torch
-        from nequip.data import AtomicDataDict as K
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+        from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
         pos, typ, ei, copy_of = ghost_graph(positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2)
         # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)

@@ -12,15 +12,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import tea_align
+from ase.data import atomic_numbers
 from nequip.data import AtomicDataDict
 from nequip.data.dataset import AtomicDataset
+from tea_align import TeaAlignError
 from tea_align.elements import MAX_Z
 
 
 def reference_energies(path: str | Path) -> dict[str, float]:
     """Per-element energies (eV/atom) of the Alignment embedded in an aligned dataset (empty if none)."""
-    import tea_align
-
     with tea_align.open_dataset(path) as ds:
         al = ds.alignment
     return dict(al.reference_energies) if al is not None else {}
@@ -36,16 +37,12 @@ class TeaAlignDataset(AtomicDataset):
     def __init__(self, file_name: str, type_names: Sequence[str], indices: Sequence[int] | None = None,
                  transforms: list[Callable] = []):  # noqa: B006 (nequip's signature)
         super().__init__(transforms=transforms)
-        import tea_align
-
         self.file_name = str(file_name)
         self.type_names = list(type_names)
         with tea_align.open_dataset(self.file_name) as ds:  # validates schema version and units now
             self._n = len(ds)
         self.indices = np.arange(self._n) if indices is None else np.asarray(indices, dtype=np.int64)
         self._ds = None
-        from ase.data import atomic_numbers
-
         self._z_to_type = np.full(MAX_Z + 1, -1, dtype=np.int64)
         for t, sym in enumerate(self.type_names):
             self._z_to_type[atomic_numbers[sym]] = t
@@ -59,9 +56,7 @@ class TeaAlignDataset(AtomicDataset):
         return d
 
     def _frame_to_data(self, frame, i: int) -> AtomicDataDict.Type:
-        import torch
-        from tea_align import TeaAlignError
-
+        import torch  # lazy: torch takes seconds to import; only model paths need it
         types = self._z_to_type[frame.numbers]
         if (types < 0).any():
             bad = frame.symbols[int(np.argmax(types < 0))]
@@ -83,8 +78,6 @@ class TeaAlignDataset(AtomicDataset):
         return d
 
     def _get_data_list(self, indices) -> list[AtomicDataDict.Type]:
-        import tea_align
-
         if self._ds is None:
             self._ds = tea_align.open_dataset(self.file_name)
         idx = self.indices[indices] if not isinstance(indices, slice) else self.indices[indices]

@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import tea_align
+from ase.data import atomic_numbers
 from tea_align.units import EV_PER_ANGSTROM3_TO_MPA
+
+from .calculator import periodic_edges
 
 EV_PER_A3_TO_MPA = EV_PER_ANGSTROM3_TO_MPA  # 1 eV/A^3 = 160.2 GPa
 
@@ -54,10 +58,6 @@ class Errors:
 
 def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None) -> Errors:
     """Errors of ``potential`` (an AllegroPotential) on frames of a tea-align aligned dataset."""
-    import tea_align
-
-    from .calculator import periodic_edges
-
     e_acc: dict[str, _Acc] = defaultdict(_Acc)
     f_acc: dict[str, _Acc] = defaultdict(_Acc)
     s_acc: dict[str, _Acc] = defaultdict(_Acc)
@@ -90,7 +90,5 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None)
     out.energy = {k: v.rmse() for k, v in e_acc.items()}
     out.forces = {k: f_acc[k].rmse() if k in f_acc else None for k in e_acc}
     out.stress = {k: s_acc[k].rmse() if k in s_acc else None for k in e_acc}
-    from ase.data import atomic_numbers
-
     out.forces_per_element = {k: el_acc[k].rmse() for k in sorted(el_acc, key=lambda s: atomic_numbers[s])}
     return out

@@ -7,19 +7,23 @@ LAMMPS ML-IAP file: ``lammps.py``).
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from .calculator import periodic_edges
+from .compiled import CompiledAllegroPotential, compile_graph_model, example_cell
 from .loading import load_potential, resolve_model
 
 
 def check_same_predictions(reference, candidate, atoms=None, tol: float = 1e-5, what: str = "model") -> None:
     """RuntimeError unless ``candidate`` gives ``reference``'s energy, forces and virial on ``atoms`` (default: a rattled
     periodic cell of the model's elements, ``compiled.example_cell``) to ``tol``, relative to max(1, |value|)."""
-    import numpy as np
-
-    from .calculator import periodic_edges
-    from .compiled import example_cell
-
     atoms = atoms if atoms is not None else example_cell(reference.species)
     ei, sh = periodic_edges(atoms.positions, np.array(atoms.cell), atoms.pbc, reference.cutoff)
     types = reference.types_of(atoms.get_chemical_symbols())
@@ -36,12 +40,6 @@ def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> 
     """Build the deployable ``.nequip.zip`` of a training checkpoint with nequip-package (atomic write),
     then check that it predicts the checkpoint's energy, forces and virial (``check_same_predictions`` on
     ``check_atoms``). Returns the written path."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-
     checkpoint, out = Path(checkpoint), Path(out)
     if not out.name.endswith(".nequip.zip"):
         raise ValueError(f"{out}: the deployed-model file must end in .nequip.zip")
@@ -68,8 +66,6 @@ def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check
     ``device`` through nequip's export (minutes: a C++ build), then check that the file gives the eager model's
     energy, forces and virial on ``check_atoms`` (default: a rattled periodic cell of the model's elements) to
     ``tol`` (relative) before moving it into place."""
-    from .compiled import CompiledAllegroPotential, compile_graph_model
-
     src = resolve_model(model)
     out = Path(out)
     eager = load_potential(src, device)

@@ -7,8 +7,13 @@ without KOKKOS) to run it.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+from .lammps_mliap import to_any_lammps
 from .loading import load_potential, resolve_model
 
 
@@ -16,11 +21,7 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
     """Write the LAMMPS ML-IAP file (``pair_style mliap unified OUT 0``; ``pair_coeff * * <elements>``) of a
     checkpoint, a ``.nequip.zip`` package or a shipped model's name, through nequip-prepare-lmp-mliap, atomically;
     checks that the file holds the model's elements and cutoff. ``compile``: let LAMMPS torch.compile it at start."""
-    import shutil
-    import subprocess
-    import sys
-
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     src = resolve_model(model)
     out = Path(out)
@@ -39,8 +40,6 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
     if p.returncode:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"nequip-prepare-lmp-mliap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
-    from .lammps_mliap import to_any_lammps
-
     try:
         wrapper = to_any_lammps(torch.load(tmp, weights_only=False))  # runs in KOKKOS and plain (CPU) ML-IAP builds
         torch.save(wrapper, tmp)
@@ -68,9 +67,6 @@ def lammps_environment(lmp: str | Path, lmp_python: str | Path | None = None) ->
     environment's bin/ first on PATH (LAMMPS's embedded interpreter then finds torch, nequip, allegro_fm_model),
     its lib/ (MPI) and the binary's folder (liblammps) on LD_LIBRARY_PATH, that build's ``python/`` folder
     (``lmp_python``, its own ``lammps`` package) on PYTHONPATH, one OpenMP thread per rank."""
-    import os
-    import sys
-
     env_bin = Path(sys.executable).parent
     env = dict(os.environ, OMP_NUM_THREADS="1", PATH=os.pathsep.join([str(env_bin), os.environ.get("PATH", "")]),
                LD_LIBRARY_PATH=os.pathsep.join([str(env_bin.parent / "lib"), str(Path(lmp).resolve().parent),

@@ -106,7 +106,7 @@ def _set_jit_options(meta: dict[str, str], device: str) -> None:
     atom-steps/s; 960 atoms within noise).
     On GPUs the profiling executor (which feeds the fuser) is kept. The executor is a process-wide setting; no other
     model kind here runs through TorchScript."""
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     torch._C._jit_set_profiling_executor(torch.device(device).type != "cpu")
 
@@ -125,7 +125,7 @@ def _set_jit_options(meta: dict[str, str], device: str) -> None:
 def load_legacy_module(path: str | Path, device: str = "cpu", freeze: bool = True):
     """(TorchScript module, metadata) of a nequip 0.6.x deployed model on ``device``; ``freeze`` inlines the
     weights for speed (as pair_allegro does), ``freeze=False`` keeps them as parameters (fine-tuning)."""
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     path = Path(path)
     meta = read_legacy_metadata(path)
@@ -148,7 +148,7 @@ class LegacyAllegroPotential:
     ``compute`` signature and results as ``AllegroPotential``: eV, eV/A, virial eV)."""
 
     def __init__(self, path: str | Path, device: str = "cpu"):
-        import torch
+        import torch  # lazy: torch takes seconds to import; only model paths need it
 
         self.path = Path(path)
         self.device = torch.device(device)
@@ -175,7 +175,7 @@ class LegacyAllegroPotential:
 
     def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
-        import torch
+        import torch  # lazy: torch takes seconds to import; only model paths need it
 
         # min_edges 1: the TorchScript graph crashes (SIGSEGV) on an empty edge list
         pos, typ, ei, copy_of = ghost_graph(positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=1)

@@ -109,7 +109,7 @@ def _set_modes(module, training: bool) -> None:
 
 def _predict(module, g: Graph, dtype, device):
     """(energy eV, forces (n, 3) eV/A, stress (3, 3) eV/A^3 or None) as differentiable tensors."""
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     data = {"pos": torch.as_tensor(g.pos, dtype=dtype, device=device),
             "edge_index": torch.as_tensor(g.edge_index, dtype=torch.long, device=device),
@@ -141,7 +141,7 @@ def _check_training_mode(module, g: Graph, dtype, device, src) -> None:
 
 def _loss(module, g: Graph, s: TrainSettings, dtype, device):
     """Per-frame loss (8:1:1 weights by default) and its parts (per-atom energy, force, stress squared errors)."""
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     e, f, st = _predict(module, g, dtype, device)
     parts = {"e": ((e - g.energy) / g.n_atoms) ** 2}
@@ -157,7 +157,7 @@ def _loss(module, g: Graph, s: TrainSettings, dtype, device):
 
 def _save_module(module, meta: dict[str, str], note: dict, path: Path) -> Path:
     """The module as a deployed file with the original metadata (+ what fine-tuning did), written atomically."""
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     _set_modes(module, False)
     extra = {k: v for k, v in meta.items() if v and k in METADATA_KEYS}
@@ -174,7 +174,7 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     ``s.max_epochs`` epochs with Adam (``s.learning_rate``), ``s.batch_size`` frames per step, the groups in
     ``s.freeze`` (embedding, layerK, readout, or name prefixes) held fixed. Writes ``s.run_dir``/best.pth (lowest
     validation loss), last.pth, metrics.csv, settings.json; resumes from trainer_state.pt. Returns the run folder."""
-    import torch
+    import torch  # lazy: torch takes seconds to import; only model paths need it
 
     if s.sam_rho > 0 or s.strategy not in ("auto", "single_device") or s.num_nodes != 1:
         raise ValueError("fine-tuning a legacy TorchScript model runs on one device without SAM (sam_rho = 0, strategy auto)")
@@ -233,7 +233,7 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         write_text_atomic(metrics, f"epoch,train_loss,val_loss,seconds\n0,,{first:.8g},0\n")
         log.info("epoch 0: validation loss %.6g", first)
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: optional progress bar
     except ImportError:  # tqdm is optional here
         tqdm = None
     bar = tqdm(range(epoch0, s.max_epochs), desc="fine-tune", disable=not progress, initial=epoch0, total=s.max_epochs) \

@@ -13,23 +13,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .compiled import CompiledAllegroPotential
 from .legacy import LegacyAllegroPotential, is_torchscript_archive
+from .model import ensure_nequip_state
 from .potential import AllegroPotential
 
 
 def _graph_model(path: Path):
-    from .model import ensure_nequip_state
-
     ensure_nequip_state()
     logging.getLogger("nequip").setLevel(logging.WARNING)
     name = path.name
     try:
         if name.endswith(".nequip.zip"):
-            from nequip.model.saved_models.package import ModelFromPackage
+            from nequip.model.saved_models.package import ModelFromPackage  # lazy: nequip imports torch
 
             models = ModelFromPackage(str(path))
         else:
-            from nequip.model.saved_models.checkpoint import ModelFromCheckpoint
+            from nequip.model.saved_models.checkpoint import ModelFromCheckpoint  # lazy: nequip imports torch
 
             models = ModelFromCheckpoint(str(path))
     except FileNotFoundError:
@@ -76,8 +76,6 @@ def load_potential(path: str | Path, device: str = "cpu"):
     known kind gets a ValueError naming it and what was expected."""
     path = resolve_model(path)
     if path.name.endswith(".nequip.pt2"):
-        from .compiled import CompiledAllegroPotential
-
         return CompiledAllegroPotential(path, device)
     if path.suffix in LEGACY_SUFFIXES or is_torchscript_archive(path):  # the reader names what a wrong file lacks
         pot = LegacyAllegroPotential(path, device)

@@ -13,7 +13,7 @@ from .presets import Preset, get_preset
 
 def ensure_nequip_state() -> None:
     """Initialise nequip's global state (required before building models) once."""
-    from nequip.utils.global_state import global_state_initialized, set_global_state
+    from nequip.utils.global_state import global_state_initialized, set_global_state  # lazy: nequip imports torch
 
     if not global_state_initialized():
         set_global_state()
@@ -34,7 +34,7 @@ def build_model(
     ``per_type_energy_shifts`` (eV/atom per element, e.g. tea-align's ``Alignment.reference_energies``)
     set the per-atom energy offsets; elements not given get 0. ``overrides`` go to AllegroModel.
     """
-    from allegro.model import AllegroModel
+    from allegro.model import AllegroModel  # lazy: nequip-allegro imports torch
 
     ensure_nequip_state()
     p = get_preset(preset)

@@ -50,7 +50,7 @@ class AllegroPotential:
     """
 
     def __init__(self, model, species: Sequence[str], cutoff: float, device: str = "cpu"):
-        import torch
+        import torch  # lazy: torch takes seconds to import; only model paths need it
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -76,8 +76,8 @@ class AllegroPotential:
         positions (N, 3) A; types (N,) ints; edge_index (2, E) with edge_index[0] < n_local;
         edge_shifts (E, 3) A added to x_j - x_i (periodic images without ghost copies), or None.
         """
-        import torch
-        from nequip.data import AtomicDataDict as K
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+        from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
         n = len(positions)
         ei = torch.as_tensor(np.ascontiguousarray(edge_index), dtype=torch.long, device=self.device)

@@ -8,13 +8,13 @@ nequip's Lightning module uses it unchanged (``train.optimizer._target_``) and L
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 
 def _resolve(base):
     if isinstance(base, str):
-        import importlib
-
         mod, _, name = base.rpartition(".")
         return getattr(importlib.import_module(mod), name)
     return base

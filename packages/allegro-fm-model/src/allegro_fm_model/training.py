@@ -9,6 +9,7 @@ Multi-GPU / multi-node: ``devices``, ``num_nodes`` and ``strategy = "ddp"`` go t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+import tea_align
+import yaml
+from ase.data import chemical_symbols
+from tea_align.files import write_text_atomic
 
+from .data import reference_energies
+from .loading import load_potential
 from .presets import get_preset
 
 
@@ -84,9 +91,6 @@ def split_indices(n: int, val: float, test: float, seed: int) -> tuple[list[int]
 
 def dataset_elements(path: str | Path) -> tuple[str, ...]:
     """Elements present in an aligned dataset, ordered by atomic number."""
-    import tea_align
-    from ase.data import chemical_symbols
-
     zs = set()
     with tea_align.open_dataset(path) as ds:
         for b in ds.batches(65536):
@@ -96,16 +100,10 @@ def dataset_elements(path: str | Path) -> tuple[str, ...]:
 
 def nequip_config(s: TrainSettings) -> dict:
     """The nequip-train (Hydra) config of these settings, as a plain dict."""
-    import tea_align
-
-    from .data import reference_energies
-
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
     train_idx, val_idx, test_idx = split_indices(n, s.val_fraction, s.test_fraction, s.seed)
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
-        from .loading import load_potential
-
         pretrained = load_potential(s.init_from)
         types, r_max = list(pretrained.species), pretrained.cutoff
         missing = set(dataset_elements(s.dataset)) - set(types)
@@ -178,14 +176,8 @@ def nequip_config(s: TrainSettings) -> dict:
 
 def write_config(s: TrainSettings) -> Path:
     """Write run_dir/config.yaml (and settings.toml-equivalent JSON) for nequip-train; returns the yaml path."""
-    import json
-
-    import yaml
-
     run = Path(s.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    from tea_align.files import write_text_atomic
-
     write_text_atomic(run / "settings.json", json.dumps(asdict(s), indent=1))
     return write_text_atomic(run / "config.yaml", yaml.safe_dump(nequip_config(s), sort_keys=False))
 
@@ -219,7 +211,7 @@ FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
 def finetune_model(checkpoint_path: str, freeze: list[str] = ()):  # noqa: B006
     """Model builder for fine-tuning (used in the generated config): the pretrained weights, with the
     parameters of ``freeze`` (group names of FREEZE_GROUPS or raw name prefixes) not trained."""
-    from nequip.model.saved_models.checkpoint import ModelFromCheckpoint
+    from nequip.model.saved_models.checkpoint import ModelFromCheckpoint  # lazy: nequip imports torch
 
     models = ModelFromCheckpoint(checkpoint_path)
     prefixes = [p for f in freeze for p in FREEZE_GROUPS.get(f, (f,))]

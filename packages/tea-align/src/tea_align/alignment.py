@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .elements import MAX_Z, symbol_to_z, z_to_symbol
 from .errors import TeaAlignError
 from .files import write_text_atomic
@@ -306,6 +307,4 @@ def fit_alignment(
     if not all_levels:
         raise TeaAlignError(f"nothing to align: no anchors at a level other than the target {target_level!r}")
     shifts = {lvl: fit_level(lvl, pairs, merged, target_level, fix_scale.get(lvl)) for lvl in sorted(all_levels)}
-    from . import __version__
-
     return Alignment(target_level=target_level, levels=shifts, atom_energies=merged, tea_align_version=__version__)

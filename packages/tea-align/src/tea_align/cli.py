@@ -12,13 +12,17 @@ import logging
 import sys
 from pathlib import Path
 
+from . import __version__
+from .alignment import Alignment
+from .commandline import command_parser, run, subcommands
 from .errors import TeaAlignError
+from .pipeline import Preprocessing, apply, convert, fit, inspect
+from .report import write_report
+from .synthetic import LEVEL_S, LEVEL_T, Truth, make_demo_data
+from .units import parse_force
 
 
 def _preprocessing(args):
-    from .pipeline import Preprocessing
-    from .units import parse_force
-
     try:
         max_force = None if args.max_force.lower() == "none" else parse_force(args.max_force)
     except ValueError as exc:
@@ -45,8 +49,6 @@ def _load_atom_energies(path):
 
 
 def cmd_fit(args) -> int:
-    from .pipeline import fit
-
     fix = dict(kv.split("=", 1) for kv in args.fix_scale) if args.fix_scale else None
     al = fit(args.anchors, args.data, target_level=args.target, atom_energies=_load_atom_energies(args.atom_energies),
              fix_scale={k: float(v) for k, v in fix.items()} if fix else None, preprocessing=_preprocessing(args),
@@ -64,9 +66,6 @@ def cmd_fit(args) -> int:
 
 
 def cmd_apply(args) -> int:
-    from .alignment import Alignment
-    from .pipeline import apply
-
     al = Alignment.load(args.alignment)
     s = apply(al, args.data, args.output, preprocessing=_preprocessing(args), progress=not args.quiet,
               compression=None if args.compression == "none" else args.compression)
@@ -75,8 +74,6 @@ def cmd_apply(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .pipeline import convert
-
     s = convert(args.data, args.output, progress=not args.quiet,
                 compression=None if args.compression == "none" else args.compression)
     print(f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, {s.seconds:.1f} s")
@@ -84,8 +81,6 @@ def cmd_convert(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .pipeline import inspect
-
     info = inspect(args.data, progress=not args.quiet)
     if args.json:
         print(json.dumps(info, indent=1, default=float))
@@ -103,9 +98,6 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .alignment import Alignment
-    from .report import write_report
-
     md, png = write_report(Alignment.load(args.alignment), args.output)
     print(md.read_text())
     print(f"wrote {md}" + (f" and {png}" if png else ""))
@@ -114,11 +106,6 @@ def cmd_report(args) -> int:
 
 def cmd_demo(args) -> int:
     """Synthetic two-level fusion end to end: data, fit, apply, inspect, report."""
-    from .alignment import Alignment
-    from .pipeline import apply, fit
-    from .report import write_report
-    from .synthetic import LEVEL_S, LEVEL_T, Truth, make_demo_data
-
     out = Path(args.output)
     paths = make_demo_data(out / "data")
     data = [f"{paths['periodic']},level={LEVEL_S}", f"{paths['molecules']},level={LEVEL_T}"]
@@ -137,9 +124,6 @@ def cmd_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tea-align`` command (exit statuses: docs/cli.md)."""
-    from . import __version__
-    from .commandline import command_parser, run, subcommands
-
     ap = command_parser("tea-align", "Total Energy Alignment of quantum-chemistry datasets.", __version__)
     sub = subcommands(ap)
 

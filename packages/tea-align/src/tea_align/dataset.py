@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
+from .alignment import Alignment
 from .errors import TeaAlignError
 from .files import AtomicFile, check_output_path, write_text_atomic  # noqa: F401  (public home: tea_align.files)
 from .frame import Frame, FrameBatch, SourceInfo
@@ -40,8 +42,6 @@ _ATOM_FIELDS = ("numbers", "positions", "forces")
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__
 
 
@@ -63,7 +63,7 @@ class DatasetWriter:
         compression_opts: int | None = 1,
         chunk_frames: int = 8192,
     ):
-        import h5py
+        import h5py  # lazy: HDF5 only for .h5 files
 
         self.path = Path(path)
         self._af = AtomicFile(self.path)
@@ -175,7 +175,7 @@ class AlignedDataset:
     """
 
     def __init__(self, path: str | Path):
-        import h5py
+        import h5py  # lazy: HDF5 only for .h5 files
 
         self.path = Path(path)
         try:
@@ -220,8 +220,6 @@ class AlignedDataset:
         """The embedded Alignment, or None when the file holds unaligned (ingested) frames."""
         if not self.alignment_json:
             return None
-        from .alignment import Alignment
-
         return Alignment.from_json(self.alignment_json)
 
     def __len__(self) -> int:

@@ -19,6 +19,13 @@ from pathlib import Path
 from .errors import TeaAlignError
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class AtomicFile:
     """A temporary path next to ``target`` that becomes ``target`` only on ``commit()`` (os.replace)."""
 
@@ -29,6 +36,12 @@ class AtomicFile:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial" + self.target.suffix, dir=self.target.parent)
         os.close(fd)
         self.tmp = Path(tmp)
+        # mkstemp makes 0600: give the file the mode a plain open() would (the target's own, or 0666 less the umask)
+        try:
+            os.chmod(self.tmp, self.target.stat().st_mode & 0o7777 if self.target.exists() else 0o666 & ~_umask())
+        except BaseException:
+            self.discard()
+            raise
 
     def commit(self) -> Path:
         os.replace(self.tmp, self.target)

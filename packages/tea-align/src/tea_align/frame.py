@@ -11,6 +11,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from .elements import MAX_Z, z_to_symbol
 from .errors import TeaAlignError
@@ -66,10 +69,6 @@ class Frame:
 
     def to_ase(self):
         """This frame as an ``ase.Atoms`` with a SinglePointCalculator holding energy/forces/stress."""
-        from ase import Atoms
-        from ase.calculators.singlepoint import SinglePointCalculator
-        from ase.stress import full_3x3_to_voigt_6_stress
-
         atoms = Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
         kw = {"energy": self.energy}
         if self.forces is not None:

@@ -70,7 +70,7 @@ class Progress:
         self.bar = None
         if enabled:
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm  # lazy: optional progress bar
 
                 self.bar = tqdm(total=total, desc=desc, unit="frame", unit_scale=True, file=sys.stderr)
             except ImportError:

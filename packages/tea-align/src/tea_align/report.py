@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .alignment import Alignment
 from .errors import TeaAlignError
 from .files import atomic_path, write_text_atomic
@@ -46,12 +48,10 @@ def report_markdown(al: Alignment) -> str:
 
 def plot_residuals(al: Alignment, path: str | Path) -> Path:
     """Bar chart (log scale) of residual RMSE before/after alignment per source and per element."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when plotting
     st = al.statistics
     if not st:
         raise TeaAlignError("alignment has no data statistics (fit it with data to get a residual plot)")

@@ -12,12 +12,21 @@ quantum chemistry (see the Allegro-FM-mini data scripts).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ase.io
 import numpy as np
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import covalent_radii
+from ase.neighborlist import neighbor_list
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from .elements import symbol_to_z
+from .units import BOHR_TO_ANGSTROM, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV, KBAR_TO_EV_PER_ANGSTROM3, VASP_STRESS_SIGN
 
 LEVEL_T = "synthetic-T (all-electron-like)"
 LEVEL_S = "synthetic-S (PAW-like)"
@@ -42,9 +51,6 @@ class Truth:
 
 def morse(atoms, cutoff: float = 5.0, depth: float = 0.6, a: float = 1.4) -> tuple[float, np.ndarray]:
     """Morse pair sum B (eV) and forces (eV/A) with r0 = sum of covalent radii, shifted to 0 at cutoff."""
-    from ase.data import covalent_radii
-    from ase.neighborlist import neighbor_list
-
     i, j, d, D = neighbor_list("ijdD", atoms, cutoff)
     r0 = covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]]
     ex = np.exp(-a * (d - r0))
@@ -60,8 +66,6 @@ def morse(atoms, cutoff: float = 5.0, depth: float = 0.6, a: float = 1.4) -> tup
 
 def label(atoms, level: str, truth: Truth = Truth()):
     """Copy of ``atoms`` with energy/forces at a synthetic level (T or S) in a SinglePointCalculator."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     b, f = morse(atoms)
     eps = truth.eps_t if level == LEVEL_T else truth.eps_s
     k = 1.0 if level == LEVEL_T else 1.0 / truth.alpha
@@ -74,8 +78,6 @@ def label(atoms, level: str, truth: Truth = Truth()):
 
 def molecules(rng: np.random.Generator, n: int):
     """Rattled small H/C/O molecules (water, CO2, methanol, formic acid, carbonic acid, ...)."""
-    from ase.build import molecule
-
     names = ["H2O", "CO2", "CH3OH", "HCOOH", "CH4", "H2CO", "C2H6", "CH3CHO"]
     out = []
     for k in range(n):
@@ -87,9 +89,6 @@ def molecules(rng: np.random.Generator, n: int):
 
 def crystals(rng: np.random.Generator, n: int):
     """Strained and rattled Ca/Si/O/H crystals (CaO rocksalt, alpha-quartz-like SiO2 cell, Ca(OH)2-like cell)."""
-    from ase import Atoms
-    from ase.build import bulk
-
     out = []
     for k in range(n):
         kind = k % 3
@@ -113,17 +112,11 @@ def crystals(rng: np.random.Generator, n: int):
 
 def isolated_atoms(level: str, truth: Truth = Truth()):
     """One-atom frames at ``level`` (energy = eps, no forces from the Morse sum)."""
-    from ase import Atoms
-
     return [label(Atoms(s, positions=[(0, 0, 0)]), level, truth) for s in truth.eps_t]
 
 
 def write_mptrj_json(frames, path: str | Path) -> Path:
     """Write ASE frames (with results) in MPtrj's JSON layout (stress in kBar, VASP sign)."""
-    import json
-
-    from .units import KBAR_TO_EV_PER_ANGSTROM3, VASP_STRESS_SIGN
-
     doc: dict = {}
     for k, at in enumerate(frames):
         mp = f"mp-{1000 + k // 2}"
@@ -143,17 +136,14 @@ def write_mptrj_json(frames, path: str | Path) -> Path:
 
 
 def _full(s):
-    from ase.stress import voigt_6_to_full_3x3_stress
-
     s = np.asarray(s)
     return voigt_6_to_full_3x3_stress(s) if s.shape == (6,) else s
 
 
 def write_spice_h5(frames, path: str | Path, per_molecule: int = 4) -> Path:
     """Write ASE frames in SPICE's HDF5 layout (Bohr, Hartree, Hartree/Bohr gradients)."""
-    import h5py
+    import h5py  # lazy: HDF5 only for .h5 files
 
-    from .units import BOHR_TO_ANGSTROM, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV
 
     with h5py.File(path, "w") as h5:
         groups: dict[str, list] = {}
@@ -179,8 +169,6 @@ def make_demo_data(outdir: str | Path, n_crystals: int = 60, n_molecules: int = 
     periodic.json   MPtrj layout, level S;  molecules.h5  SPICE layout, level T;
     anchors.extxyz  structures (molecules and crystals) and isolated atoms at both levels.
     """
-    import ase.io
-
     rng = np.random.default_rng(seed)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ log = logging.getLogger("allegro_fm_bench")
 
 def resolve_model(model: str) -> str:
     """A model file path (absolute) from a path or a shipped model's name (allegro-fm-mini); ValueError otherwise."""
-    from allegro_fm_model import resolve_model as model_file
+    from allegro_fm_model import resolve_model as model_file  # lazy: allegro-fm-model imports torch and nequip
 
     try:
         return str(model_file(model).resolve())

@@ -7,8 +7,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import ase.io
 import numpy as np
+from ase.filters import FrechetCellFilter
+from ase.optimize import LBFGS
 from tea_align.files import atomic_path
+
+from ..report import model_sha256
+from ..structures import tobermorite_11a
 
 log = logging.getLogger("allegro_fm_bench")
 
@@ -24,12 +30,12 @@ class Context:
     cache: Path
 
     def potential(self):
-        from allegro_fm_model import load_potential
+        from allegro_fm_model import load_potential  # lazy: allegro-fm-model imports torch and nequip
 
         return load_potential(self.model)
 
     def calculator(self):
-        from allegro_fm_model import AllegroFMCalculator
+        from allegro_fm_model import AllegroFMCalculator  # lazy: allegro-fm-model imports torch and nequip
 
         return AllegroFMCalculator(self.potential())
 
@@ -37,9 +43,6 @@ class Context:
 def relax(atoms, calc, fmax: float, steps: int, cell: bool = False, what: str = "structure"):
     """LBFGS relaxation of a copy of ``atoms`` (positions, and the cell at zero pressure with ``cell``) ->
     (relaxed atoms, max force eV/A, steps taken). Raises if fmax (eV/A) is not reached in ``steps``."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import LBFGS
-
     a = atoms.copy()
     a.calc = calc
     opt = LBFGS(FrechetCellFilter(a) if cell else a, logfile=None)
@@ -53,11 +56,6 @@ def relax(atoms, calc, fmax: float, steps: int, cell: bool = False, what: str = 
 def relaxed_t11(ctx: Context):
     """Tobermorite 11 A (Ca8Si12O44H24, built by structures.tobermorite_11a) relaxed with the model, positions
     and cell at zero pressure; cached per model in ctx.cache."""
-    import ase.io
-
-    from ..report import model_sha256
-    from ..structures import tobermorite_11a
-
     path = ctx.cache / f"t11-relaxed-{model_sha256(ctx.model)[:12] or Path(ctx.model).stem}.extxyz"
     if path.exists():
         return ase.io.read(path)
@@ -77,7 +75,7 @@ def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, d
        deform_axis: str = "", strain_rate_per_fs: float = 0.0, thermo_every: int = 10, trajectory_every: int = 20,
        restart_from: str = "", progress: bool = True, seed: int = 0, fmax: float = 0.05) -> Path:
     """One allegro-fm-md run (one rank) of ``atoms`` with the context's model, in ctx.outdir/name; returns that folder."""
-    import ase.io
+    # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
     from allegro_fm_md import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
 
     d = ctx.outdir / name
@@ -97,8 +95,7 @@ def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, d
 def final_atoms(run_dir: str | Path):
     """The last state of an allegro-fm-md run (its restart.npz) as ase.Atoms in atom-id order (positions A,
     velocities in ASE units, cell, element types from the run's start.extxyz)."""
-    import ase.io
-    from allegro_fm_md import restart_atoms
+    from allegro_fm_md import restart_atoms  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
 
     return restart_atoms(Path(run_dir) / "restart.npz", ase.io.read(Path(run_dir) / "start.extxyz"))
 
@@ -113,7 +110,7 @@ def read_thermo(path: str | Path) -> dict[str, np.ndarray]:
 
 def save_figure(fig, path: Path) -> Path:
     """Lay out, write atomically (tmp file + rename) at 110 dpi and close ``fig``; returns ``path``."""
-    import matplotlib.pyplot as pyplot
+    import matplotlib.pyplot as pyplot  # lazy: matplotlib only when plotting
 
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -124,9 +121,9 @@ def save_figure(fig, path: Path) -> Path:
 
 def plt():
     """matplotlib.pyplot with the Agg backend."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
+    import matplotlib.pyplot as pyplot  # lazy: matplotlib only when plotting
 
     return pyplot

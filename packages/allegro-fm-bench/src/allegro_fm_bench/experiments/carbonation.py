@@ -12,17 +12,18 @@ when it is farther than radius + 2 A from the centroid of the particle's Si atom
 
 from __future__ import annotations
 
+import ase.io
 import numpy as np
+from ase.neighborlist import neighbor_list
 
-from ._common import Context, final_atoms, md, plt, read_thermo, save_figure
+from ..structures import csh_nanoparticle, nanoparticle_in_fluid
+from ._common import Context, final_atoms, md, plt, read_thermo, relaxed_t11, save_figure
 
 CO_BOND, OH_BOND = 1.45, 1.15  # A
 
 
 def species(atoms, particle_atoms: int, radius: float) -> dict[str, int]:
     """Counts of CO3, HCO3, H2CO3 units and of particle Ca beyond radius + 2 A from the particle's Si centroid."""
-    from ase.neighborlist import neighbor_list
-
     sym = np.array(atoms.get_chemical_symbols())
     i, j, d = neighbor_list("ijd", atoms, max(CO_BOND, OH_BOND))
     co = (sym[i] == "C") & (sym[j] == "O") & (d < CO_BOND)
@@ -49,11 +50,8 @@ def species(atoms, particle_atoms: int, radius: float) -> dict[str, int]:
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     """Quick: radius 6 A in a 22 A box, 100 + 200 + 100 steps; paper-like: radius 12 A in 45.7 A, 22 ps ramp, 10 ps hold."""
-    import ase.io
-    from allegro_fm_md import read_frames
+    from allegro_fm_md import read_frames  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
 
-    from ..structures import csh_nanoparticle, nanoparticle_in_fluid
-    from ._common import relaxed_t11
 
     if ctx.quick:
         radius, box, minimise, eq, ramp, hold = 6.0, 22.0, 100, 100, 200, 100
@@ -77,11 +75,11 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
         dirs = [d1, d2, d3]
     except Exception as exc:  # noqa: BLE001 - a crash is the finding here (the paper's robustness claim); analyse what exists
         stopped = f"{type(exc).__name__}: {exc}"
-        dirs = [p for p in (ctx.outdir / n for n in ("equilibrate-300K", "heat-1200K", "hold-1200K")) if (p / "trajectory.h5").exists()]
+        dirs = [p for p in (ctx.outdir / n for n in ("equilibrate-300K", "heat-1200K", "hold-1200K")) if (p / "trajectory.h5md").exists()]
     frames, temps, times = [], [], []
     for d in dirs:
         offset = eq * 0.5 if d.name != "equilibrate-300K" else 0.0  # the later stages' clocks start at the ramp
-        for f in read_frames(d / "trajectory.h5"):
+        for f in read_frames(d / "trajectory.h5md"):
             if times and f.info["time_fs"] + offset <= times[-1]:
                 continue
             frames.append(f)

@@ -12,8 +12,11 @@ equation of state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from ase import units
+from ase.eos import EquationOfState
 
 from ._common import Context, plt, relax, relaxed_t11, save_figure
 
@@ -48,9 +51,6 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
     into a basin lower than the one the scan started from. So each volume keeps the lowest energy found, and
     further rounds (up to ``max_rounds``) start every volume from every volume's best structure, until no
     energy improves by more than 1 meV."""
-    from ase import units
-    from ase.eos import EquationOfState
-
     calc = ctx.calculator()
     if atoms is None:
         base = relaxed_t11(ctx)
@@ -100,8 +100,6 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
         r, plot = run(ctx, strains=(-0.04, -0.02, 0.0, 0.02, 0.04), fmax=0.05, steps=1000)
     else:
         r, plot = run(ctx)
-    from pathlib import Path
-
     text = (f"T11 cell relaxed with the model (Ca8Si12O44H24, {r.atoms} atoms), E(V) of {len(r.volumes)} fixed-volume "
             "relaxations, Birch-Murnaghan fit (ase.eos). The paper's density and B0 are Allegro-FM's.\n\n" + r.markdown())
     return text, [str(Path(plot).relative_to(ctx.outdir.parent))], {"density_g_cc": r.density, "B0_GPa": r.bulk_modulus,

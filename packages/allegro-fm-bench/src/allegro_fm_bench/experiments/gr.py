@@ -11,6 +11,8 @@ published crystal structure are in the table for orientation.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._common import Context, md, read_thermo, relaxed_t11
 
 #: first-shell distance (A) of the tobermorite 11 A crystal structure (Hamid 1981; Merlino 2001) for orientation
@@ -19,8 +21,6 @@ PAIRS = (("Si", "O"), ("Ca", "O"), ("H", "O"), ("O", "O"), ("Si", "Si"), ("Ca", 
 
 
 def _first_peak(rdf, pair):
-    import numpy as np
-
     g = rdf[pair]
     cn, rc = rdf.coordination(pair)
     if not np.isfinite(rc):
@@ -38,11 +38,11 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
 def run(ctx: Context, t11, eq: int, prod: int, every: int, pairs=PAIRS) -> tuple[str, list[str], dict]:
     """NVT at 300 K of ``t11`` (any periodic structure): ``eq`` steps of equilibration, g(r) averaged over ``prod``
     steps sampled every ``every`` steps; returns (markdown, plots, data)."""
-    from allegro_fm_md import radial_distribution, read_frames
-    from allegro_fm_md.analysis import plot_rdf
+    from allegro_fm_md import radial_distribution, read_frames  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
+    from allegro_fm_md.analysis import plot_rdf  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
 
     d = md(ctx, t11, "nvt-300K", integrator="langevin", friction_per_fs=0.02, steps=eq + prod, trajectory_every=every)
-    frames = read_frames(d / "trajectory.h5")
+    frames = read_frames(d / "trajectory.h5md")
     prod_frames = [f for f in frames if f.info.get("step", 0) >= eq] or frames[eq // every:]
     rdf = radial_distribution(prod_frames, r_max=6.0, bins=240, pairs=pairs)
     ref = radial_distribution([t11], r_max=6.0, bins=240, pairs=pairs)

@@ -19,10 +19,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ase.io
 import numpy as np
+from ase.mep import NEB
+from ase.mep.dimer import DimerControl, MinModeAtoms, MinModeTranslate
+from ase.neighborlist import natural_cutoffs, neighbor_list
+from ase.optimize import BFGS, FIRE
 from tea_align.files import atomic_path, write_text_atomic
 from tea_align.units import EV_TO_KCAL_PER_MOL
+from tqdm.auto import tqdm
 
+from ..labelling import WB97MD3BJ, PySCFCalculator
+from ..structures import carbonic_acid_path
 from ._common import Context, plt, save_figure
 
 EV_TO_KCAL = EV_TO_KCAL_PER_MOL
@@ -33,10 +41,6 @@ REF_TOLERANCE = 6.0  # kcal/mol: def2-SVP vs def2-TZVPPD and model images vs DFT
 
 def endpoints(calc, fmax: float = 0.01, steps: int = 500):
     """(reactant, product) relaxed with ``calc`` (BFGS, non-periodic); raises if not converged."""
-    from ase.optimize import BFGS
-
-    from ..structures import carbonic_acid_path
-
     band = carbonic_acid_path(2)
     out = []
     for name, a in zip(("H2CO3", "CO2 + H2O"), (band[0], band[-1])):
@@ -62,8 +66,6 @@ def rotated_water(product):
 
 def _save(path: Path, images, state: dict) -> None:
     """Write the band (positions only) and its optimiser state atomically: a killed run resumes from here."""
-    import ase.io
-
     with atomic_path(path) as tmp:
         ase.io.write(tmp, [im.copy() for im in images], format="extxyz")  # copies: no (shared) calculator results
     write_text_atomic(path.with_suffix(".json"), json.dumps(state))
@@ -71,8 +73,6 @@ def _save(path: Path, images, state: dict) -> None:
 
 def _load(path: Path, images) -> dict | None:
     """The saved state of the band at ``path`` with its positions put into ``images``; None if nothing saved."""
-    import ase.io
-
     if not (path.exists() and path.with_suffix(".json").exists()):
         return None
     state = json.loads(path.with_suffix(".json").read_text())
@@ -93,9 +93,6 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
     most ``steps`` FIRE steps each. With ``checkpoint`` (a folder), the band is saved after every FIRE step and a
     rerun resumes from the last saved step (FIRE restarts its velocities). Returns (images, max NEB force eV/A,
     converged)."""
-    from ase.mep import NEB
-    from ase.optimize import FIRE
-
     if via is None:
         images = [reactant.copy() for _ in range(n_images - 1)] + [product.copy()]
         NEB(images, method="improvedtangent").interpolate("idpp")
@@ -106,8 +103,6 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
         second = [via.copy() for _ in range(n_images - half)] + [product.copy()]
         NEB(second, method="improvedtangent").interpolate("idpp")
         images = first + second[1:]
-    from tqdm.auto import tqdm
-
     path = None
     state = {"stage": "NEB", "steps_done": 0, "stage_finished": False, "converged": False}
     if checkpoint is not None:
@@ -144,8 +139,6 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
 
 def bonds(atoms) -> frozenset:
     """Covalent bonds (i, j) of a molecule by ASE's natural cutoffs (x 1.1): which species a geometry is."""
-    from ase.neighborlist import natural_cutoffs, neighbor_list
-
     i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=1.1))
     return frozenset((int(a), int(b)) for a, b in zip(i, j) if a < b)
 
@@ -158,10 +151,6 @@ def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint
     image well above the saddle; this finds the saddle itself. Returns {"saddle", "converged", "curvature"
     (eV/A^2), "connects", "sides" (bonds found on each side)}; with ``checkpoint`` (a folder) the result is saved
     (saddle.extxyz, saddle.json) and reused by a rerun."""
-    import ase.io
-    from ase.mep.dimer import DimerControl, MinModeAtoms, MinModeTranslate
-    from ase.optimize import BFGS
-
     saved = Path(checkpoint) / "saddle.extxyz" if checkpoint is not None else None
     if saved is not None and saved.exists() and saved.with_suffix(".json").exists():
         s = ase.io.read(saved)
@@ -208,9 +197,6 @@ def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis:
     and its checks, the residual NEB force and whether the band converged. Costs hundreds of PySCF gradients
     (~35 min on 2 idle cores): with ``checkpoint`` (a folder) the endpoints, the band and the saddle are saved as
     they go and a rerun resumes where the last one stopped."""
-    import ase.io
-
-    from ..labelling import WB97MD3BJ, PySCFCalculator
 
     pbe = PySCFCalculator(xc="pbe", basis=basis, grid_level=2)
     ends = Path(checkpoint) / "endpoints.extxyz" if checkpoint is not None else None
@@ -244,10 +230,6 @@ def energies(images, calc) -> np.ndarray:
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     """Both pathways with the model, then PySCF references on the same images."""
-    from tqdm.auto import tqdm
-
-    from ..labelling import WB97MD3BJ, PySCFCalculator
-
     n_images = 7 if ctx.quick else 11
     calc = ctx.calculator()
     reactant, product = endpoints(calc)

@@ -17,8 +17,8 @@ class ParamsResult:
 
 def run() -> ParamsResult:
     """Build each paper preset over the 89 elements and count its trainable parameters."""
-    from allegro_fm_model import PRESETS, build_model
-    from allegro_fm_model.model import count_parameters
+    from allegro_fm_model import PRESETS, build_model  # lazy: allegro-fm-model imports torch and nequip
+    from allegro_fm_model.model import count_parameters  # lazy: allegro-fm-model imports torch and nequip
 
     return ParamsResult(tuple((n, count_parameters(build_model(p)), p.paper_parameters) for n, p in PRESETS.items()))
 

@@ -15,6 +15,9 @@ import os
 import subprocess
 import sys
 
+import ase.io
+import numpy as np
+
 from ._common import Context, plt, relaxed_t11, save_figure
 
 PAPER_WEAK_EFFICIENCY = 0.964
@@ -22,7 +25,7 @@ PAPER_WEAK_EFFICIENCY = 0.964
 
 def measure(ctx: Context, structure: str, ranks: int, reps: tuple[int, int, int], steps: int, tag: str) -> dict:
     """One timed run under mpiexec (or plain Python for 1 rank when there is no mpiexec); returns its JSON."""
-    from allegro_fm_md import mpiexec_path
+    from allegro_fm_md import mpiexec_path  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
 
     out = ctx.outdir / f"{tag}-{ranks}.json"
     cmd = [sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "scale", structure, "--reps", *map(str, reps), "--steps",
@@ -41,9 +44,7 @@ def measure(ctx: Context, structure: str, ranks: int, reps: tuple[int, int, int]
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     """Weak and strong scaling on 1..P ranks (P = min(cores, 2) quick; the largest power of 2 <= cores otherwise)."""
-    import ase.io
-    import numpy as np
-    from allegro_fm_md import project_weak_scaling
+    from allegro_fm_md import project_weak_scaling  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
 
     cores = os.cpu_count() or 1
     top = 2 if ctx.quick else max(2, 1 << (cores.bit_length() - 1))

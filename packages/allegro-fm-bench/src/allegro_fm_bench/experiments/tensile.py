@@ -12,6 +12,7 @@ elements bounding it.
 
 from __future__ import annotations
 
+import ase.io
 import numpy as np
 
 from ._common import Context, md, plt, read_thermo, relaxed_t11, save_figure
@@ -44,8 +45,6 @@ def analyse(strain: np.ndarray, stress: np.ndarray, window: int = 5) -> dict:
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     """Quick: strain rate 1e12 /s to 0.25 (the paper's rates are 100-200 x slower); paper: 1e10 and 5e9 /s."""
-    import ase.io
-
     eq = 100 if ctx.quick else 2000  # 0.5 fs steps
     rates = (1e12,) if ctx.quick else (1e10, 5e9)  # 1/s
     max_strain = 0.25

@@ -20,9 +20,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
 from tea_align.elements import MAX_Z
+from tqdm.auto import tqdm
 
 from ._common import Context, plt, save_figure
+from .neb import band
 
 LEVEL = "wB97x_6-31G(d)"
 #: where the runner looks when --transition1x is not given (first that exists)
@@ -44,8 +48,6 @@ def find_data(path: str | None = None) -> Path:
 
 
 def _known(pot, numbers) -> bool:
-    from ase.data import chemical_symbols
-
     try:
         pot.types_of([chemical_symbols[z] for z in numbers])
         return True
@@ -54,8 +56,6 @@ def _known(pot, numbers) -> bool:
 
 
 def _model_ef(calc, numbers, positions) -> tuple[float, np.ndarray]:
-    from ase import Atoms
-
     a = Atoms(numbers=numbers, positions=positions)
     a.calc = calc
     return float(a.get_potential_energy()), a.get_forces()
@@ -64,9 +64,7 @@ def _model_ef(calc, numbers, positions) -> tuple[float, np.ndarray]:
 def evaluate_hdf5(path: Path, pot, calc, max_frames: int = 0) -> dict:
     """Errors of the model on a Transition1x-layout HDF5: energies (after per-element shifts), forces, barriers.
     ``max_frames`` > 0 evaluates at most that many evenly spaced configurations per reaction."""
-    import h5py
-    from tqdm.auto import tqdm
-
+    import h5py  # lazy: HDF5 only for .h5 files
     rows_e, rows_comp, f_err, barriers, skipped = [], [], [], [], []
     elements: list[int] = []
     with h5py.File(path, "r") as h5:
@@ -116,10 +114,6 @@ def evaluate_hdf5(path: Path, pot, calc, max_frames: int = 0) -> dict:
 
 def evaluate_endpoints(folder: Path, pot, calc, fmax: float = 0.05, steps: int = 300) -> dict:
     """The model's CI-NEB barrier (10 images, as the DFT band) for each reaction of an endpoints sample."""
-    from ase import Atoms
-
-    from .neb import band
-
     ends = json.loads((folder / "endpoints.json").read_text())["paths"]
     refs = {p["reaction_id"]: p for p in json.loads((folder / "dft_reference_energies.json").read_text())["paths"]}
     rows, skipped = [], []
@@ -144,7 +138,7 @@ def experiment(ctx: Context, path: str | None = None) -> tuple[str, list[str], d
     """Evaluate on the data found by ``find_data``; quick: at most 10 configurations per reaction / 100 + 100 NEB steps."""
     data_path = find_data(path or os.environ.get("ALLEGRO_FM_TRANSITION1X"))
     pot = ctx.potential()
-    from allegro_fm_model import AllegroFMCalculator
+    from allegro_fm_model import AllegroFMCalculator  # lazy: allegro-fm-model imports torch and nequip
 
     calc = AllegroFMCalculator(pot)
     plots = []

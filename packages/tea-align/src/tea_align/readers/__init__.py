@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..dataset import open_dataset
 from ..errors import TeaAlignError
 from ..frame import Frame, FrameBatch, SourceInfo, rebatch
 from .ase_formats import read_ase
@@ -78,7 +79,7 @@ def detect_format(path: str | Path) -> str:
     if suffix == ".json":
         return "mptrj"
     if suffix in (".h5", ".hdf5", ".hdf"):
-        import h5py
+        import h5py  # lazy: HDF5 only for .h5 files
 
         try:
             with h5py.File(path, "r") as h5:
@@ -114,8 +115,6 @@ def read_batches(spec: InputSpec | str | Path, size: int = 4096) -> Iterator[Fra
         spec = InputSpec(Path(spec))
     spec = spec.resolved()
     if spec.format == "tea":
-        from ..dataset import open_dataset
-
         with open_dataset(spec.path) as ds:
             yield from ds.batches(size)
         return

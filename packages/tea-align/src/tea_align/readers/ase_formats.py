@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import ase.io
 import numpy as np
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from ..errors import TeaAlignError
 from ..frame import Frame
@@ -16,8 +18,6 @@ _STRESS_KEYS = ("stress", "REF_stress", "dft_stress", "virial_stress")
 
 
 def _stress_3x3(s) -> np.ndarray:
-    from ase.stress import voigt_6_to_full_3x3_stress
-
     s = np.asarray(s, dtype=np.float64)
     if s.size == 6:
         return voigt_6_to_full_3x3_stress(s.reshape(6))
@@ -44,8 +44,6 @@ def read_ase(
     The level of theory comes from ``level_of_theory`` or each frame's ``info['level_of_theory']``;
     one file holds one level unless ``mixed_levels`` (anchor files: the same structures at several levels).
     """
-    import ase.io
-
     path = Path(path)
     it = ase.io.iread(str(path), index=":", format=format)
     i = -1

@@ -25,7 +25,7 @@ _NO_PBC = np.zeros(3, dtype=bool)
 
 
 def _open(path: Path):
-    import h5py
+    import h5py  # lazy: HDF5 only for .h5 files
 
     try:
         return h5py.File(path, "r")

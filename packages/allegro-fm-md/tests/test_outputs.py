@@ -1,0 +1,177 @@
+"""Output-folder discipline: one run per folder (lock), resumed files cut back to the restart's step, partial
+trailing rows/frames dropped, nothing created before the input is valid."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import ase.io
+import h5py
+import numpy as np
+import pytest
+from allegro_fm_md import MDInputError, RunFile, run
+from allegro_fm_md.outputs import LOCK_NAME, RunLock, cut_back
+from ase import units
+from ase.build import bulk
+
+ARGON = """
+[system]
+structure = "ar.extxyz"
+[potential]
+kind = "lj"
+epsilon = 0.0104
+sigma = 3.4
+cutoff = 6.5
+[run]
+integrator = "nve"
+dt_fs = 2.0
+steps = {steps}
+temperature_K = 60
+[output]
+dir = "out"
+thermo_every = 2
+trajectory_every = 2
+restart_every = {restart_every}
+{extra}
+"""
+
+
+def _argon(tmp_path, steps=12, restart_every=4, extra=""):
+    a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
+    ase.io.write(tmp_path / "ar.extxyz", a)
+    (tmp_path / "run.toml").write_text(ARGON.format(steps=steps, restart_every=restart_every, extra=extra))
+    return RunFile.load(tmp_path / "run.toml")
+
+
+def _h5_steps(path):
+    with h5py.File(path, "r") as h5:
+        return h5["particles/all/position/step"][()], h5["observables/temperature/step"][()]
+
+
+def _thermo_steps(path):
+    return [int(line.split()[0]) for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def _xyz_steps(path):
+    return [a.info["step"] for a in ase.io.read(path, ":")]
+
+
+def test_a_second_run_into_a_live_folder_is_refused_also_with_overwrite(tmp_path):
+    rf = _argon(tmp_path)
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        out.mkdir()
+        (out / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
+        (out / "thermo.log").write_text("# step\n0 1\n")
+        for overwrite in (False, True):
+            with pytest.raises(MDInputError, match=rf"in use by another run \(pid {holder.pid} on"):
+                run(rf, progress=False, overwrite=overwrite)
+        assert (out / "thermo.log").read_text() == "# step\n0 1\n"  # the live run's files are untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its stale lock is taken over, and --overwrite replaces the old files
+    sim = run(rf, progress=False, overwrite=True)
+    assert sim.state.step == 12 and not (out / LOCK_NAME).exists()
+    assert _thermo_steps(out / "thermo.log") == list(range(0, 13, 2))
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    a = RunLock(tmp_path / "o").acquire()
+    with pytest.raises(MDInputError, match=f"pid {os.getpid()}"):
+        RunLock(tmp_path / "o").acquire()
+    a.release()
+    with RunLock(tmp_path / "o"):
+        assert (tmp_path / "o" / LOCK_NAME).exists()
+    assert not (tmp_path / "o" / LOCK_NAME).exists()
+
+
+def test_nothing_is_created_before_the_input_is_valid(tmp_path):
+    rf = _argon(tmp_path)
+    (tmp_path / "ar.extxyz").write_text("3\nnot a frame\nAr 0 0\n")
+    with pytest.raises(MDInputError, match="ar.extxyz"):
+        run(rf, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_a_kill_cuts_files_back_to_the_restart(tmp_path):
+    """A run killed after its last restart (step 8) wrote rows and frames up to step 12 and half a frame; resumed
+    from restart.npz, every file has strictly increasing steps and the resumed run equals an unbroken one."""
+    run(_argon(tmp_path, steps=12, restart_every=8), progress=False)
+    out = tmp_path / "out"
+    unbroken = (out / "thermo.log").read_text().splitlines()
+    # the killed run's last restart is that of step 8: the same deterministic run stopped at step 8 wrote it
+    (tmp_path / "b").mkdir()
+    assert run(_argon(tmp_path / "b", steps=8, restart_every=8), progress=False).state.step == 8
+    os.replace(tmp_path / "b" / "out" / "restart.npz", out / "restart.npz")
+    with open(out / "trajectory.extxyz", "a") as fh:
+        fh.write("108\nLattice=\"1 0 0 0 1 0 0 0 1\" step=14\nAr 0 0 0\n")  # a frame cut short by a kill
+    with open(out / "thermo.log", "a") as fh:
+        fh.write("14 28.0 61.3")  # a row cut short
+    assert _thermo_steps(out / "thermo.log")[-3:] == [10, 12, 14]  # what the killed run left
+    rf2 = _argon(tmp_path, steps=12, restart_every=8, extra='restart_from = "out/restart.npz"')
+    sim = run(rf2, progress=False)
+    assert sim.state.step == 12
+    t = _thermo_steps(out / "thermo.log")
+    assert t == sorted(set(t)) == list(range(0, 13, 2))
+    pos_steps, obs_steps = _h5_steps(out / "trajectory.h5md")
+    assert list(pos_steps) == list(obs_steps) == list(range(0, 13, 2))
+    assert _xyz_steps(out / "trajectory.extxyz") == list(range(0, 13, 2))
+    # the resumed run is the unbroken run (NVE, deterministic): the same rows but for the speed column
+    resumed = (out / "thermo.log").read_text().splitlines()
+    assert [r.split()[:-1] for r in resumed] == [r.split()[:-1] for r in unbroken]
+
+
+def test_cut_back_names_what_it_removed(tmp_path):
+    (tmp_path / "thermo.log").write_text("# step x\n0 1\n2 1\n4 1\n6 1")
+    frames = []
+    for s in (0, 2, 4, 6):
+        a = bulk("Ar", "fcc", a=5.26)
+        a.info["step"] = s
+        frames.append(a)
+    ase.io.write(tmp_path / "trajectory.extxyz", frames)
+    r = cut_back(tmp_path, 2)
+    assert (r.thermo_rows, r.extxyz_frames, r.partial) == (1, 2, ("thermo.log",))
+    assert _thermo_steps(tmp_path / "thermo.log") == [0, 2]
+    assert _xyz_steps(tmp_path / "trajectory.extxyz") == [0, 2]
+    assert str(cut_back(tmp_path, 2)) == "nothing"
+    np.testing.assert_allclose(ase.io.read(tmp_path / "trajectory.extxyz", "-1").positions, frames[1].positions)
+
+
+def test_mdanalysis_and_ase_read_the_trajectories(tmp_path):
+    """MDAnalysis opens trajectory.h5md (detected by its suffix) with our positions, velocities (A/fs), forces (eV/A
+    read back through its kJ/mol units), box, and periodic distances equal to ase's to 1e-6 A, also for a triclinic
+    cell given in an orientation MD codes do not use (the engine turns it to a-along-x, b-in-xy first); the extxyz
+    frames carry energy and stress."""
+    mda = pytest.importorskip("MDAnalysis")
+    from MDAnalysis.lib.distances import distance_array
+
+    a = bulk("Ar", "fcc", a=5.26) * (4, 4, 4)  # triclinic, a not along x
+    a.rotate(35, "z", rotate_cell=True)
+    a.rotate(20, "x", rotate_cell=True)
+    ase.io.write(tmp_path / "ar.extxyz", a)
+    (tmp_path / "run.toml").write_text(ARGON.format(steps=6, restart_every=100, extra="").replace("cutoff = 6.5", "cutoff = 5.0"))
+    run(RunFile.load(tmp_path / "run.toml"), progress=False)
+    xyz = ase.io.read(tmp_path / "out" / "trajectory.extxyz", ":")
+    u = mda.Universe.empty(len(a), trajectory=True)
+    u.load_new(str(tmp_path / "out" / "trajectory.h5md"))
+    assert len(u.trajectory) == len(xyz) == 4 and len(a) == 64
+    for ts, frame in zip(u.trajectory, xyz, strict=True):
+        np.testing.assert_allclose(ts.positions, frame.positions, atol=1e-5)
+        np.testing.assert_allclose(ts.velocities / 1000.0, frame.get_velocities() * units.fs, atol=1e-5)  # MDA: A/ps
+        np.testing.assert_allclose(ts.forces * units.kJ / units.mol, frame.get_forces(), atol=1e-5)  # MDA: kJ/(mol A)
+        np.testing.assert_allclose(ts.dimensions[:3], frame.cell.lengths(), atol=1e-5)
+        np.testing.assert_allclose(ts.dimensions[3:], frame.cell.angles(), atol=1e-4)
+        ours = frame.get_all_distances(mic=True)
+        theirs = distance_array(ts.positions, ts.positions, box=ts.dimensions)
+        assert np.abs(ours - theirs).max() < 1e-6 * max(1.0, ours.max()) + 1e-5
+        assert np.isfinite(frame.get_potential_energy()) and frame.get_stress().shape == (6,)
+    assert np.allclose(np.triu(xyz[0].cell[:], 1), 0.0)  # turned to a-along-x, b-in-xy
+    # distances are those of the input structure (the turn is a rotation)
+    np.testing.assert_allclose(np.sort(xyz[0].get_all_distances(mic=True).ravel())[:200],
+                               np.sort(a.get_all_distances(mic=True).ravel())[:200], atol=1e-3)
