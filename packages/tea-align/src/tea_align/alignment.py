@@ -140,10 +140,18 @@ class Alignment:
             raise TeaAlignError(f"alignment version {d.get('version')} is not supported (this tea-align reads {ALIGNMENT_VERSION})", path=path)
         try:
             levels = {k: LevelShift(**v) for k, v in d["levels"].items()}
-            return cls(target_level=d["target_level"], levels=levels, atom_energies=d.get("atom_energies", {}),
-                       reference_energies=d.get("reference_energies", {}), statistics=d.get("statistics", {}),
-                       tea_align_version=d.get("tea_align_version", ""))
-        except (KeyError, TypeError) as exc:
+            al = cls(target_level=d["target_level"], levels=levels, atom_energies=d.get("atom_energies", {}),
+                     reference_energies=d.get("reference_energies", {}), statistics=d.get("statistics", {}),
+                     tea_align_version=d.get("tea_align_version", ""))
+            for lvl, ls in levels.items():  # an alignment with NaN would write NaN energies into every frame
+                numbers = {"scale": ls.scale, **{f"shifts.{k}": v for k, v in ls.shifts.items()}}
+                for key, v in numbers.items():
+                    if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+                        raise TeaAlignError(f"malformed alignment: level {lvl!r} {key} = {v!r} is not a finite number", path=path)
+                if not ls.scale > 0:
+                    raise TeaAlignError(f"malformed alignment: level {lvl!r} scale = {ls.scale!r} must be > 0", path=path)
+            return al
+        except (KeyError, TypeError, AttributeError) as exc:
             raise TeaAlignError(f"malformed alignment ({exc})", path=path) from exc
 
     def save(self, path: str | Path) -> Path:
@@ -154,9 +162,11 @@ class Alignment:
     def load(cls, path: str | Path) -> Alignment:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise TeaAlignError(f"cannot read alignment ({exc.strerror})", path=path) from exc
+        except UnicodeDecodeError as exc:
+            raise TeaAlignError(f"alignment is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from exc
         return cls.from_json(text, path)
 
 

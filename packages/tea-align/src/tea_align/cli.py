@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from . import __version__
 from .alignment import Alignment
 from .commandline import command_parser, run, subcommands
 from .errors import TeaAlignError
 from .pipeline import Preprocessing, apply, convert, fit, inspect
+from .readers import InputSpec
 from .report import write_report
 from .synthetic import LEVEL_S, LEVEL_T, Truth, make_demo_data
 from .units import parse_force
@@ -48,11 +52,48 @@ def _load_atom_energies(path):
     return d
 
 
+def _level_pairs(items, option: str, number: bool = False) -> dict:
+    """NAME=VALUE items of a repeatable option (split at the last '=', so names may hold '=' and commas)."""
+    out = {}
+    for item in items or ():
+        name, eq, value = item.rpartition("=")
+        if not eq or not name or not value:
+            raise TeaAlignError(f"{option} {item!r}: expected NAME=VALUE")
+        if number:
+            try:
+                value = float(value)
+            except ValueError:
+                raise TeaAlignError(f"{option} {item!r}: {value!r} is not a number") from None
+            if not np.isfinite(value) or value <= 0:
+                raise TeaAlignError(f"{option} {item!r}: the scale must be a finite number > 0")
+        out[name] = value
+    return out
+
+
+def _inputs(args, attr: str = "data") -> list:
+    """The positional inputs as InputSpecs, with ``--level NAME=LEVEL`` applied (NAME: the input's name or file stem)."""
+    specs = [InputSpec.parse(x) for x in getattr(args, attr)]
+    levels = _level_pairs(getattr(args, "level", None), "--level")
+    names = {s.name for s in specs}
+    for name in levels:
+        if name not in names:
+            raise TeaAlignError(f"--level {name}=...: no input is named {name!r} (inputs: {', '.join(sorted(names))})")
+    return [replace(s, level=levels.get(s.name, s.level)) for s in specs]
+
+
+def _add_level(p):
+    p.add_argument("--level", action="append", metavar="NAME=LEVEL",
+                   help="level of theory of the input named NAME (its name= or file stem); repeatable. Level names may "
+                        "contain commas here, as in the default SPICE level")
+
+
 def cmd_fit(args) -> int:
-    fix = dict(kv.split("=", 1) for kv in args.fix_scale) if args.fix_scale else None
-    al = fit(args.anchors, args.data, target_level=args.target, atom_energies=_load_atom_energies(args.atom_energies),
-             fix_scale={k: float(v) for k, v in fix.items()} if fix else None, preprocessing=_preprocessing(args),
-             progress=not args.quiet)
+    if not args.data and len(args.anchors) > 1 and not args.anchors_only:
+        raise TeaAlignError(f"--anchors took all {len(args.anchors)} files and no data was given: put the datasets before "
+                            "--anchors (tea-align fit DATA... --anchors A...), or pass --anchors-only to fit from anchors alone")
+    fix = _level_pairs(args.fix_scale, "--fix-scale", number=True)
+    al = fit(args.anchors, _inputs(args), target_level=args.target, atom_energies=_load_atom_energies(args.atom_energies),
+             fix_scale=fix or None, preprocessing=_preprocessing(args), progress=not args.quiet)
     al.save(args.output)
     for lvl, ls in al.levels.items():
         print(f"{lvl} -> {al.target_level}: scale {ls.scale:.8f}, {ls.n_anchors} anchors, anchor RMSE "
@@ -67,30 +108,33 @@ def cmd_fit(args) -> int:
 
 def cmd_apply(args) -> int:
     al = Alignment.load(args.alignment)
-    s = apply(al, args.data, args.output, preprocessing=_preprocessing(args), progress=not args.quiet,
-              compression=None if args.compression == "none" else args.compression)
+    s = apply(al, _inputs(args), args.output, preprocessing=_preprocessing(args), progress=not args.quiet,
+              compression=None if args.compression == "none" else args.compression, batch_size=args.batch_size)
     print(f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, dropped {s.dropped}, {s.seconds:.1f} s")
     return 0
 
 
 def cmd_convert(args) -> int:
-    s = convert(args.data, args.output, progress=not args.quiet,
+    s = convert(_inputs(args), args.output, progress=not args.quiet,
                 compression=None if args.compression == "none" else args.compression)
     print(f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, {s.seconds:.1f} s")
     return 0
 
 
 def cmd_inspect(args) -> int:
-    info = inspect(args.data, progress=not args.quiet)
+    info = inspect(_inputs(args), progress=not args.quiet)
     if args.json:
         print(json.dumps(info, indent=1, default=float))
         return 0
     print(f"{info['frames']} frames")
     print(f"{'source':<20} {'level of theory':<44} {'frames':>9} {'atoms':>10} {'E/atom min':>11} {'E/atom max':>11} {'max|F|':>8}")
+    aligned = False
     for name, s in info["sources"].items():
-        print(f"{name:<20} {s['level_of_theory']:<44} {s['frames']:>9} {s['atoms']:>10} "
-              f"{s['energy_per_atom_min']:>11.4f} {s['energy_per_atom_max']:>11.4f} {s['max_abs_force']:>8.3f}")
-    print("energies in eV/atom, forces in eV/A")
+        lo, hi = s["aligned_energy_per_atom_min"], s["aligned_energy_per_atom_max"]  # what the file holds (aligned if it is)
+        aligned |= (lo, hi) != (s["energy_per_atom_min"], s["energy_per_atom_max"])
+        print(f"{name:<20} {s['level_of_theory']:<44} {s['frames']:>9} {s['atoms']:>10} {lo:>11.4f} {hi:>11.4f} {s['max_abs_force']:>8.3f}")
+    print("energies in eV/atom" + (" after alignment (the source's raw energies: --json, energy_per_atom_*)" if aligned else "")
+          + ", forces in eV/A")
     print(f"{'element':<8} {'frames':>9} {'atoms':>10}")
     for sym, e in info["elements"].items():
         print(f"{sym:<8} {e['frames']:>9} {e['atoms']:>10}")
@@ -130,10 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fit", help="fit an alignment from anchors (and gather statistics over the data)", writes=True,
                        output_required=True, output_help="alignment JSON to write")
     p.add_argument("data", nargs="*", help="datasets to fuse (for statistics and per-element reference energies)")
-    p.add_argument("--anchors", nargs="+", required=True, help="structures computed at several levels, isolated atoms included")
+    p.add_argument("--anchors", nargs="+", action="extend", required=True,
+                   help="structures computed at several levels, isolated atoms included (repeatable; it takes every file "
+                        "after it, so put the data before it)")
+    p.add_argument("--anchors-only", action="store_true", help="fit from the anchors alone (no data statistics)")
     p.add_argument("--target", required=True, help="target level of theory (as the readers name it)")
     p.add_argument("--atom-energies", help='JSON {"level": {"El": eV}} of isolated-atom energies')
-    p.add_argument("--fix-scale", nargs="*", metavar="LEVEL=ALPHA", help="do not fit the AEC scale of LEVEL")
+    p.add_argument("--fix-scale", action="append", metavar="LEVEL=ALPHA", help="do not fit the AEC scale of LEVEL (repeatable)")
+    _add_level(p)
     _add_prep(p)
     p.set_defaults(func=cmd_fit)
 
@@ -142,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", nargs="+")
     p.add_argument("--alignment", required=True)
     p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
+    p.add_argument("--batch-size", type=int, default=4096, help="frames read, aligned and written at a time (memory)")
+    _add_level(p)
     _add_prep(p)
     p.set_defaults(func=cmd_apply)
 
@@ -149,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                        output_help="HDF5 file to write")
     p.add_argument("data", nargs="+")
     p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
+    _add_level(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("inspect", help="counts per element and source, energy ranges")
     p.add_argument("data", nargs="+")
     p.add_argument("--json", action="store_true")
+    _add_level(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("report", help="residuals before/after alignment: report.md + residuals.png", writes=True,
@@ -166,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_demo)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run(ap, argv, bad_input=(TeaAlignError, OSError))
+    return run(ap, argv, bad_input=(TeaAlignError,))  # OSError: commandline.run (unwritable place 2, full disk 1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ interrupted write leaves the previous file (if any) in place and no temporary be
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +27,20 @@ def _umask() -> int:
     return mask
 
 
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete ``.NAME.PID.*.partial*`` temporaries of ``target`` left by processes that no longer run (this host)."""
+    for p in target.parent.glob(f".{glob.escape(target.name)}.*.partial*"):
+        pid = p.name[len(target.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 class AtomicFile:
     """A temporary path next to ``target`` that becomes ``target`` only on ``commit()`` (os.replace)."""
 
@@ -33,7 +48,10 @@ class AtomicFile:
         self.target = Path(target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         # ends in the target's own suffix (".partial.png"), so writers that infer the format from the name work
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial" + self.target.suffix, dir=self.target.parent)
+        _remove_stale_temporaries(self.target)
+        # named after the writing process: a temporary whose writer was killed (kill -9) is removed by the next write
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.{os.getpid()}.", suffix=".partial" + self.target.suffix,
+                                   dir=self.target.parent)
         os.close(fd)
         self.tmp = Path(tmp)
         # mkstemp makes 0600: give the file the mode a plain open() would (the target's own, or 0666 less the umask)

@@ -18,6 +18,10 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from .elements import MAX_Z, z_to_symbol
 from .errors import TeaAlignError
 
+#: |E|/atom above this (eV) is not a total energy of any element (the heaviest all-electron atoms are ~1e6 eV):
+#: such frames are refused (overflowing sums give NaN statistics otherwise)
+MAX_ABS_ENERGY_PER_ATOM = 1.0e7
+
 
 def _ro(a: np.ndarray | None) -> np.ndarray | None:
     if a is not None:
@@ -206,8 +210,12 @@ class FrameBatch:
             raise TeaAlignError(f"unknown atomic number {int(self.numbers[np.argmax(bad_z)])}", **self.where(i))
         if (n == 0).any():
             raise TeaAlignError("frame has no atoms", **self.where(int(np.argmax(n == 0))))
+        with np.errstate(all="ignore"):
+            e_atom = np.abs(self.energy) / np.maximum(n, 1)
         checks = [
             ("energy is not finite", ~np.isfinite(self.energy)),
+            (f"energy per atom beyond {MAX_ABS_ENERGY_PER_ATOM:g} eV (not an energy in eV: check the units)",
+             np.isfinite(self.energy) & (e_atom > MAX_ABS_ENERGY_PER_ATOM)),
             ("cell is not finite", ~np.isfinite(self.cell).all(axis=(1, 2))),
             ("stress is not finite", self.has_stress & ~np.isfinite(self.stress).all(axis=(1, 2))),
         ]

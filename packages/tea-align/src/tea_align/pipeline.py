@@ -22,7 +22,7 @@ from .files import check_output_path
 from .frame import FrameBatch
 from .readers import InputSpec, read_batches, read_frames
 from .stats import DatasetStats
-from .units import PAPER_FORCE_THRESHOLD_EV_PER_ANGSTROM
+from .units import HARTREE_TO_EV, PAPER_FORCE_THRESHOLD_EV_PER_ANGSTROM
 
 log = logging.getLogger("tea_align")
 
@@ -62,6 +62,16 @@ class Preprocessing:
         return {"drop_noble_gases": self.drop_noble_gases, "max_force_eV_per_A": self.max_force}
 
 
+def _why_empty(dropped: dict[str, int], preprocessing: Preprocessing) -> str:
+    """What dropped every frame, with a hint when it was the force threshold (forces in other units than eV/A?)."""
+    parts = [f"{n} frames {reason.replace('_', ' ')}" for reason, n in dropped.items() if n]
+    text = "dropped: " + (", ".join(parts) or "none; the inputs hold no frames")
+    if dropped.get("max_force") and preprocessing.max_force is not None:
+        text += (f"; max_force drops frames with a force component above {preprocessing.max_force:.4g} eV/A: forces in "
+                 "another unit (kcal/mol/A, Hartree/Bohr) look too large; check the units or pass --max-force none")
+    return text
+
+
 class Progress:
     """A frames/s progress bar: tqdm when installed, else a log line every few seconds on stderr."""
 
@@ -99,11 +109,44 @@ def _as_specs(inputs: Iterable[InputSpec | str | Path]) -> list[InputSpec]:
     return specs
 
 
+def energy_scale_ratio(batch: FrameBatch) -> np.ndarray:
+    """Per frame, |E| over the sum of its atoms' all-electron energies (eV) estimated as 0.5 Z^2.4 Hartree (within ~3 %
+    of the Hartree-Fock atoms for H..Ca). About 1 for all-electron energies in eV, 1/27.2 for Hartree read as eV, 23 for
+    kcal/mol, 96 for kJ/mol; valence-only (pseudopotential/PAW) energies in eV give 0.001-0.3."""
+    ref = np.add.reduceat(0.5 * batch.numbers.astype(np.float64) ** 2.4 * HARTREE_TO_EV, batch.offsets[:-1])
+    return np.abs(batch.energy_raw) / ref
+
+
+#: (low, high, what it looks like) bands of energy_scale_ratio that are warned about
+SUSPICIOUS_ENERGY_SCALES = ((0.031, 0.043, "Hartree read as eV (x 1/27.2)"), (15.0, 35.0, "kcal/mol read as eV (x 23.06)"),
+                            (60.0, 140.0, "kJ/mol read as eV (x 96.49)"), (140.0, np.inf, "not eV at all"))
+
+
+def check_energy_scale(batch: FrameBatch, source: str) -> str | None:
+    """A warning (with the numbers) when the median energy-scale ratio of ``batch`` falls in a suspicious band."""
+    if batch.n_frames == 0:
+        return None
+    r = float(np.median(energy_scale_ratio(batch)))
+    for lo, hi, what in SUSPICIOUS_ENERGY_SCALES:
+        if lo <= r < hi:
+            e = float(np.median(batch.energy_raw / np.diff(batch.offsets)))
+            return (f"{source}: energies look like {what}: median E/atom {e:.6g}, {r:.3g} x the all-electron atom energies "
+                    "in eV (all-electron eV data: ~1; valence-only: < 0.3); check the units")
+    return None
+
+
 def stream(specs: Sequence[InputSpec], batch_size: int = 4096) -> Iterator[FrameBatch]:
-    """Validated FrameBatches of all inputs, one after the other."""
+    """Validated FrameBatches of all inputs, one after the other; a warning per input whose energies look like
+    another unit than eV (``check_energy_scale`` on its first batch)."""
     for spec in specs:
+        first = True
         for batch in read_batches(spec, batch_size):
             batch.validate()
+            if first:
+                first = False
+                warning = check_energy_scale(batch, str(spec.path))
+                if warning:
+                    log.warning(warning)
             yield batch
 
 
@@ -143,7 +186,7 @@ def fit(
         bar.close()
     summary = stats.summary()
     if summary["frames"] == 0:
-        raise TeaAlignError("no frames left after preprocessing (empty dataset)", path=data_specs[0].path)
+        raise TeaAlignError(f"no frames left after preprocessing ({_why_empty(stats.dropped, preprocessing)})", path=data_specs[0].path)
     summary["preprocessing"] = preprocessing.to_dict()
     ref = summary.pop("reference_energies", {})
     return replace(al, statistics=summary, reference_energies=ref)
@@ -186,6 +229,8 @@ def apply(
             n_frames += batch.n_frames
             n_atoms += int(batch.offsets[-1])
             bar.update(batch.n_frames)
+        if n_frames == 0:
+            raise TeaAlignError(f"no frames left after preprocessing ({_why_empty(dropped, preprocessing)})", path=specs[0].path)
         writer.preprocessing["dropped"] = dropped
         writer.close()
     except BaseException:
@@ -222,7 +267,7 @@ def inspect(data: Iterable[InputSpec | str | Path], batch_size: int = 4096, prog
     bar = Progress("inspect", enabled=progress)
     try:
         for batch in stream(_as_specs(data), batch_size):
-            stats.add(batch)
+            stats.add(batch, batch)  # "aligned" ranges: the energies a file holds for training (= raw for unaligned sources)
             bar.update(batch.n_frames)
     finally:
         bar.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from .alignment import Alignment
 from .errors import TeaAlignError
 from .files import atomic_path, write_text_atomic
 
+log = logging.getLogger("tea_align")
 
 def _f(v, scale: float = 1000.0) -> str:
     return "-" if v is None else f"{v * scale:.2f}"
@@ -77,8 +79,13 @@ def plot_residuals(al: Alignment, path: str | Path) -> Path:
 
 
 def write_report(al: Alignment, outdir: str | Path) -> tuple[Path, Path | None]:
-    """Write report.md (and residuals.png when the alignment has data statistics) into ``outdir``."""
+    """Write report.md (and residuals.png when the alignment has data statistics and matplotlib is installed) into ``outdir``."""
     outdir = Path(outdir)
     md = write_text_atomic(outdir / "report.md", report_markdown(al))
-    png = plot_residuals(al, outdir / "residuals.png") if al.statistics else None
+    png = None
+    if al.statistics:
+        try:
+            png = plot_residuals(al, outdir / "residuals.png")
+        except ImportError:  # the [plot] extra is not installed: the report stands without its figure
+            log.warning("matplotlib is not installed (pip install 'tea-align[plot]'): residuals.png not drawn")
     return md, png

@@ -9,6 +9,7 @@ unaligned ingest made by ``tea-align convert``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,8 +44,10 @@ class InputSpec:
 
     @classmethod
     def parse(cls, text: str) -> InputSpec:
-        """Parse ``PATH[,format=F][,name=N][,level=L][,energy_key=K]...`` (the CLI's input syntax)."""
-        path, *kvs = str(text).split(",")
+        """Parse ``PATH[,format=F][,name=N][,level=L][,energy_key=K]...`` (the CLI's input syntax). A comma starts a new
+        option only where ``key=`` follows it, so level names with commas ("wB97M-D3(BJ)/def2-TZVPPD (Psi4, SPICE/OFF23)")
+        can be written; the CLI's ``--level NAME=LEVEL`` sets a level outside the list."""
+        path, *kvs = re.split(r",(?=[A-Za-z_][A-Za-z0-9_]*=)", str(text))
         kw: dict = {}
         opts = []
         for kv in kvs:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from ..elements import symbol_to_z
 from ..errors import TeaAlignError
@@ -95,6 +96,13 @@ def _iter_items(cur: _Cursor) -> Iterator[str]:
 def read_mptrj(path: str | Path, *, source: str, level_of_theory: str = DEFAULT_LEVEL) -> Iterator[Frame]:
     """Stream MPtrj frames (bounded memory: one frame object is decoded at a time)."""
     path = Path(path)
+    try:
+        yield from _read_mptrj(path, source, level_of_theory)
+    except UnicodeDecodeError as exc:
+        raise TeaAlignError(f"not UTF-8 text ({exc.reason}): MPtrj files are UTF-8 JSON", path=path) from None
+
+
+def _read_mptrj(path: Path, source: str, level_of_theory: str) -> Iterator[Frame]:
     i = 0
     with open(path, encoding="utf-8") as fh:
         cur = _Cursor(fh, path)
@@ -117,6 +125,9 @@ def read_mptrj(path: str | Path, *, source: str, level_of_theory: str = DEFAULT_
 
 
 def _to_frame(d: dict, source: str, level: str, key: str, i: int) -> Frame:
+    energy = d["uncorrected_total_energy"]  # first: a frame without its energy is named as such
+    if energy is None:
+        raise ValueError("'uncorrected_total_energy' is null")
     s = d["structure"]
     lattice = s["lattice"]
     cell = np.asarray(lattice["matrix"], dtype=np.float64)
@@ -136,10 +147,12 @@ def _to_frame(d: dict, source: str, level: str, key: str, i: int) -> Frame:
         raise ValueError(f"'force' has shape {forces.shape} for {len(sites)} sites")
     stress = d.get("stress")
     if stress is not None:
-        stress = VASP_STRESS_SIGN * KBAR_TO_EV_PER_ANGSTROM3 * np.asarray(stress, dtype=np.float64).reshape(3, 3)
-    energy = d["uncorrected_total_energy"]
-    if energy is None:
-        raise ValueError("'uncorrected_total_energy' is null")
+        stress = np.asarray(stress, dtype=np.float64)
+        if stress.size == 6:  # Voigt order xx yy zz yz xz xy
+            stress = voigt_6_to_full_3x3_stress(stress.ravel())
+        elif stress.size != 9:
+            raise ValueError(f"'stress' has {stress.size} components; expected 9 (3x3) or 6 (Voigt xx yy zz yz xz xy), in kBar")
+        stress = VASP_STRESS_SIGN * KBAR_TO_EV_PER_ANGSTROM3 * stress.reshape(3, 3)
     return Frame(
         numbers=numbers, positions=positions, cell=cell, pbc=lattice.get("pbc", (True, True, True)),
         energy=float(energy), forces=forces, stress=stress, source=source, level_of_theory=level, key=key, index=i,
