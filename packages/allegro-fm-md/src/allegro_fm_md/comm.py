@@ -102,12 +102,15 @@ class Decomposition:
     cell: np.ndarray
     grid: tuple[int, int, int]
     halo: float
+    #: periodic axes (default all): along an open axis there are no images and atoms beyond the box belong to the edge ranks
+    pbc: np.ndarray = field(default_factory=lambda: np.ones(3, bool))
     coords: tuple[int, int, int] = field(init=False)
     lo: np.ndarray = field(init=False)
     hi: np.ndarray = field(init=False)
 
     def __post_init__(self):
         self.cell = np.asarray(self.cell, dtype=np.float64)
+        self.pbc = np.asarray(self.pbc, dtype=bool).reshape(3)
         g = np.array(self.grid)
         if int(np.prod(g)) != self.comm.size:
             raise ValueError(f"rank grid {self.grid} does not have {self.comm.size} ranks")
@@ -116,7 +119,7 @@ class Decomposition:
         self.lo = np.array(self.coords) / g
         self.hi = (np.array(self.coords) + 1) / g
         width = plane_spacings(self.cell) / g
-        thin = np.flatnonzero(width < self.halo)
+        thin = np.flatnonzero((width < self.halo) & (self.pbc | (g > 1)))  # one rank along an open axis: any width
         if len(thin):
             d = int(thin[0])
             raise ValueError(f"subdomain thinner than cutoff + skin along {'xyz'[d]}: {width[d]:.3f} A < {self.halo:.3f} A "
@@ -127,9 +130,11 @@ class Decomposition:
         return int(((coords[0] % g[0]) * g[1] + (coords[1] % g[1])) * g[2] + (coords[2] % g[2]))
 
     def owner(self, frac: np.ndarray) -> np.ndarray:
-        """Rank owning each fractional position (wrapped into [0, 1))."""
-        c = np.floor((frac - np.floor(frac)) * np.array(self.grid)).astype(np.int64)
-        c = np.minimum(c, np.array(self.grid) - 1)
+        """Rank owning each fractional position (wrapped into [0, 1) along periodic axes; beyond the box along an open
+        axis: the edge rank)."""
+        f = np.where(self.pbc, frac - np.floor(frac), frac)
+        c = np.floor(f * np.array(self.grid)).astype(np.int64)
+        c = np.clip(c, 0, np.array(self.grid) - 1)
         return (c[:, 0] * self.grid[1] + c[:, 1]) * self.grid[2] + c[:, 2]
 
 
@@ -164,6 +169,8 @@ class GhostExchange:
                 else:
                     sel = np.flatnonzero(frac[:m, d] >= dec.hi[d] - hfrac[d])
                     fshift = -1.0 if dec.coords[d] == dec.grid[d] - 1 else 0.0
+                if fshift and not dec.pbc[d]:  # across the box's face along an open axis: no images
+                    sel = sel[:0]
                 shift = fshift * dec.cell[d]
                 sw = _Swap(d, dest, source, sel, shift, fshift)
                 out_frac = frac[sel].copy()

@@ -29,12 +29,14 @@ class Halo:
     shift: np.ndarray
 
 
-def periodic_halo(positions: np.ndarray, cell: np.ndarray, halo: float) -> Halo:
-    """All images of ``positions`` (inside the cell) within ``halo`` of the cell's faces."""
+def periodic_halo(positions: np.ndarray, cell: np.ndarray, halo: float, pbc=None) -> Halo:
+    """All images of ``positions`` (inside the cell along periodic axes) within ``halo`` of the cell's faces; images
+    only along the axes where ``pbc`` (default: all three) is True (slabs: [T, T, F])."""
     cell = np.asarray(cell, dtype=np.float64)
+    periodic = np.ones(3, bool) if pbc is None else np.asarray(pbc, dtype=bool).reshape(3)
     frac = np.asarray(positions, dtype=np.float64) @ np.linalg.inv(cell)
-    margin = halo / plane_spacings(cell)
-    m = np.ceil(margin).astype(int)
+    margin = np.where(periodic, halo / plane_spacings(cell), np.inf)  # no face to be near along an open axis
+    m = np.where(periodic, np.ceil(halo / plane_spacings(cell)), 0).astype(int)
     shifts = np.array([(i, j, k) for i in range(-m[0], m[0] + 1) for j in range(-m[1], m[1] + 1)
                        for k in range(-m[2], m[2] + 1) if (i, j, k) != (0, 0, 0)], dtype=np.int64).reshape(-1, 3)
     pos_l, own_l, sh_l = [], [], []
@@ -58,12 +60,14 @@ def fold_forces(forces: np.ndarray, n_local: int, owner: np.ndarray) -> np.ndarr
     return out
 
 
-def wrap(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Positions moved into the cell by whole lattice vectors; atoms already inside are returned
-    bit-for-bit unchanged (so wrapping twice changes nothing, which restarts rely on)."""
+def wrap(positions: np.ndarray, cell: np.ndarray, pbc=None) -> np.ndarray:
+    """Positions moved into the cell by whole lattice vectors along the periodic axes (``pbc``, default all); atoms
+    already inside are returned bit-for-bit unchanged (so wrapping twice changes nothing, which restarts rely on)."""
     cell = np.asarray(cell, dtype=np.float64)
     pos = np.array(positions, dtype=np.float64, copy=True)
     n = np.floor(pos @ np.linalg.inv(cell))
+    if pbc is not None:
+        n[:, ~np.asarray(pbc, dtype=bool).reshape(3)] = 0.0
     moved = (n != 0).any(axis=1)
     if moved.any():
         pos[moved] -= n[moved] @ cell

@@ -218,8 +218,9 @@ def load_structure(spec: SystemSpec):
     if not np.isfinite(atoms.cell[:]).all():
         raise MDInputError(f"{spec.structure}: the cell is not finite ({atoms.cell[:].tolist()})")
     atoms = atoms * spec.replicate
-    if not atoms.pbc.all():
-        raise MDInputError(f"{spec.structure}: the engine needs a periodic cell in all three directions (pbc={atoms.pbc.tolist()})")
+    if abs(np.linalg.det(np.array(atoms.cell))) < 1e-9:
+        raise MDInputError(f"{spec.structure}: the cell needs three linearly independent vectors, also along open axes "
+                           f"(pbc={atoms.pbc.tolist()}; a slab needs a box vector across its vacuum: ase.build.surface(..., vacuum=V))")
     return atoms
 
 
@@ -327,6 +328,10 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     """Everything a run needs that can be wrong, checked before any output: the structure (replicated), the potential
     and the atoms' types. Returns (atoms, potential, types)."""
     atoms = load_structure(runfile.system)
+    r = runfile.run
+    if not atoms.pbc.all() and (r.pressure_GPa is not None or r.deform_axis or r.relax_cell):
+        raise MDInputError(f"{runfile.system.structure}: pressure_GPa, deform_axis and relax_cell need a cell periodic in all three "
+                           f"directions (pbc={atoms.pbc.tolist()})")
     if lammps_orient(atoms) and progress and comm.rank == 0:
         print("cell rotated to the orientation MD codes expect (a along x, b in the xy plane, as LAMMPS does); positions "
               "rotated with it: every output is in this frame", flush=True)
@@ -338,8 +343,8 @@ def validate(runfile: RunFile, comm, progress: bool = True):
         types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
     except ValueError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
-    if comm.size == 1 and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell)).min():
-        d = plane_spacings(np.array(atoms.cell)).min()
+    if comm.size == 1 and atoms.pbc.any() and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell))[atoms.pbc].min():
+        d = plane_spacings(np.array(atoms.cell))[atoms.pbc].min()
         raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({d:.3f} A between its closest faces, half of it "
                            f"{d / 2:.3f} A): an atom would interact with its own image; replicate the cell")
     return atoms, pot, types
@@ -357,7 +362,7 @@ def build_simulation(runfile: RunFile, atoms, pot, types, integ, comm, progress:
         keep = slice(None) if comm.rank == 0 else slice(0, 0)
         state = State(atoms.positions[keep].copy(), atoms.get_velocities()[keep].copy(), atoms.get_masses()[keep].copy(),
                       np.array(atoms.cell), atoms.pbc.copy(), ids=np.arange(len(atoms))[keep], types=types[keep])
-    ev = DistributedForceEvaluator(pot, comm, state.cell, skin=r.skin)
+    ev = DistributedForceEvaluator(pot, comm, state.cell, skin=r.skin, pbc=state.pbc)
     ev.n_total = len(atoms)
     try:
         return Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,

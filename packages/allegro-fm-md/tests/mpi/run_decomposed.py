@@ -20,7 +20,14 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 out, steps = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 300
 kind = sys.argv[3] if len(sys.argv) > 3 else "lj"
 comm = world()
-if kind == "lj":
+if kind == "slab":  # LJ argon (111) slab, open along z: 2 ranks split it along z, across the vacuum
+    from ase.build import fcc111
+
+    a = fcc111("Ar", size=(4, 4, 8), a=5.30, vacuum=7.0, orthogonal=False)
+    a.pbc = (True, True, False)
+    pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
+    dt = 4.0
+elif kind == "lj":
     a = bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     dt = 4.0
@@ -36,7 +43,8 @@ else:
             p.mul_(0.2)
     pot = AllegroPotential(model, ("O", "Ca"), cutoff=5.2)
     dt = 1.0
-a.set_cell(a.cell @ np.array([[1, 0.06, 0], [0, 1, 0.04], [0, 0, 1]]), scale_atoms=True)  # triclinic
+if kind != "slab":
+    a.set_cell(a.cell @ np.array([[1, 0.06, 0], [0, 1, 0.04], [0, 0, 1]]), scale_atoms=True)  # triclinic
 MaxwellBoltzmannDistribution(a, temperature_K=50, rng=np.random.default_rng(0))
 Stationary(a)
 v = a.get_velocities() + np.array([0.02, 0.013, -0.017]) * 10.18  # + a drift of ~0.03 A/fs: atoms cross ranks
@@ -46,7 +54,7 @@ state = State(a.positions.copy(), v, a.get_masses(), np.array(a.cell), a.pbc.cop
 if comm.rank != 0:  # only rank 0 holds atoms initially; migration distributes them
     state.positions, state.velocities, state.masses = state.positions[:0], state.velocities[:0], state.masses[:0]
     state.ids, state.types = state.ids[:0], state.types[:0]
-ev = DistributedForceEvaluator(pot, comm, state.cell, skin=0.5)
+ev = DistributedForceEvaluator(pot, comm, state.cell, skin=0.5, pbc=state.pbc)
 ev.n_total = len(a)
 ev.update(state)
 integ = VelocityVerlet(dt)
