@@ -7,41 +7,15 @@ from __future__ import annotations
 import ase.io
 import numpy as np
 import pytest
-from allegro_fm_bench.structures import tobermorite_11a
+from allegro_fm_bench.structures import slab_with_water, tobermorite_11a
 from allegro_fm_md import ForceEvaluator, RunFile, run
 from allegro_fm_model import AllegroFMCalculator, load_potential
-from ase.build import molecule
-from ase.geometry import get_distances
 
-GAP = 14.0  # A of water region + vacuum above the slab
+GAP = 14.0  # A of water layer + vacuum above the slab
 
 
-def _slab_with_water(n_water: int = 24, seed: int = 0):
-    t = tobermorite_11a() * (2, 2, 1)
-    c0 = t.cell[2].copy()
-    cell = np.array(t.cell)
-    cell[2] = c0 / np.linalg.norm(c0) * (np.linalg.norm(c0) + GAP)
-    t.set_cell(cell, scale_atoms=False)
-    t.pbc = (True, True, False)
-    top = t.positions[:, 2].max()
-    rng = np.random.default_rng(seed)
-    w = molecule("H2O")
-    w.positions -= w.positions[0]
-    centres = []
-    while len(centres) < n_water:  # O at least 2.6 A from every O placed and 2.2 A from the slab
-        frac = np.array([rng.random(), rng.random(), 0.0])
-        p = frac @ cell
-        p[2] = top + 2.2 + rng.random() * 6.0
-        others = np.array(centres + list(t.positions))
-        _, d = get_distances(p[None], others, cell=cell, pbc=(True, True, False))
-        if d.min() < (2.6 if centres else 2.2):
-            continue
-        centres.append(p)
-        m = w.copy()
-        m.rotate(rng.random() * 360, rng.normal(size=3))
-        m.positions += p
-        t += m
-    return t
+def _slab_with_water():
+    return slab_with_water(tobermorite_11a() * (2, 2, 1), 24, gap_A=GAP)
 
 
 @pytest.fixture(scope="module")

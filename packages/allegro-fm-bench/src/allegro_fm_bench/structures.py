@@ -154,6 +154,40 @@ def water_box(n_molecules: int = 32, density_g_cc: float = 1.0, seed: int = 0, m
     return box
 
 
+def slab_with_water(crystal: Atoms, n_water: int, gap_A: float = 14.0, layer_A: float = 6.0, seed: int = 0) -> Atoms:
+    """``crystal`` as a slab open along its third cell vector (pbc = T, T, F) with ``n_water`` randomly placed and oriented
+    H2O in a ``layer_A`` thick layer 2.2 A above its top (O-O >= 2.6 A, O-slab >= 2.2 A); the third vector is made normal
+    to the slab and lengthened by ``gap_A`` (water layer + vacuum), so the result also runs fully periodic."""
+    t = crystal.copy()
+    cell = np.array(t.cell)
+    normal = np.cross(cell[0], cell[1])
+    normal /= np.linalg.norm(normal)
+    cell[2] = normal * (abs(float(cell[2] @ normal)) + gap_A)
+    t.set_cell(cell, scale_atoms=False)
+    t.pbc = (True, True, False)
+    top = float(np.max(t.positions @ normal))
+    rng = np.random.default_rng(seed)
+    w = molecule("H2O")
+    w.positions -= w.positions[0]
+    centres: list[np.ndarray] = []
+    tries = 0
+    while len(centres) < n_water:
+        tries += 1
+        if tries > 200_000:
+            raise RuntimeError(f"slab_with_water: cannot place {n_water} molecules in a {layer_A} A layer")
+        p = rng.random() * cell[0] + rng.random() * cell[1] + normal * (top + 2.2 + rng.random() * layer_A)
+        _, d = get_distances(p[None], np.array(centres + list(t.positions[: len(crystal)])), cell=cell, pbc=t.pbc)
+        if d[0, len(centres):].min() < 2.2 or (centres and d[0, : len(centres)].min() < 2.6):
+            continue
+        centres.append(p)
+        m = w.copy()
+        m.rotate(rng.random() * 360, rng.normal(size=3))
+        m.positions += p
+        t += m
+    t.info["name"] = f"{crystal.info.get('name', crystal.get_chemical_formula())}-slab+{n_water}H2O"
+    return t
+
+
 def in_box(atoms: Atoms, vacuum: float = 8.0) -> Atoms:
     """A molecule centred in a periodic cubic box with at least ``vacuum`` A between images."""
     m = atoms.copy()
