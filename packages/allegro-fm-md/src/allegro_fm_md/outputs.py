@@ -47,6 +47,7 @@ class RunLock:
         self.outdir = Path(outdir)
         self.path = self.outdir / LOCK_NAME
         self.held = False
+        self.created = False
 
     def describe_holder(self) -> dict | None:
         """The lock file's content (pid, host, started) or None when there is none."""
@@ -59,6 +60,7 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Create the folder and the lock, or raise MDInputError naming the run that holds it."""
+        self.created = not self.outdir.exists()
         self.outdir.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(2):
@@ -79,11 +81,14 @@ class RunLock:
             return self
         raise MDInputError(f"{self.path}: cannot take the lock")  # pragma: no cover - a race lost twice
 
-    def release(self) -> None:
-        """Remove the lock (only the holder does)."""
+    def release(self, remove_if_empty: bool = False) -> None:
+        """Remove the lock (only the holder does); with ``remove_if_empty`` also the folder, when the lock created it and
+        nothing else was written (a run refused before its first step leaves no trace)."""
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+            if remove_if_empty and self.created and not any(self.outdir.iterdir()):
+                self.outdir.rmdir()
 
     def __enter__(self) -> RunLock:
         return self.acquire()

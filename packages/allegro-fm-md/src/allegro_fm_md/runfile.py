@@ -160,7 +160,8 @@ class RunFile:
 
 
 #: allowed ranges of run-file numbers: key -> (low, high, low inclusive); None = unbounded
-_RANGES = {"dt_fs": (0.0, 100.0, False), "steps": (0, None, True), "temperature_K": (0.0, 1e5, True),
+_RANGES = {"dt_fs": (0.0, 10.0, False),  # fs: beyond ~10 fs no atomic vibration is resolved
+           "steps": (0, None, True), "temperature_K": (0.0, 1e5, True),
            "temperature_end_K": (0.0, 1e5, True), "friction_per_fs": (0.0, None, False), "tdamp_fs": (0.0, None, False),
            "fmax": (0.0, None, False), "compressibility_per_GPa": (0.0, None, False), "taup_fs": (0.0, None, False),
            "skin": (0.0, None, True), "min_distance": (0.0, None, True), "thermo_every": (1, None, True),
@@ -328,6 +329,10 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     """Everything a run needs that can be wrong, checked before any output: the structure (replicated), the potential
     and the atoms' types. Returns (atoms, potential, types)."""
     atoms = load_structure(runfile.system)
+    if runfile.output.restart_from:  # read once here so that a bad restart file is refused before the folder is touched
+        n = len(read_restart_file(runfile.output.restart_from).arrays["ids"])
+        if n != len(atoms):
+            raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(atoms)}")
     r = runfile.run
     if not atoms.pbc.all() and (r.pressure_GPa is not None or r.deform_axis or r.relax_cell):
         raise MDInputError(f"{runfile.system.structure}: pressure_GPa, deform_axis and relax_cell need a cell periodic in all three "
@@ -385,7 +390,11 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     try:
         if runfile.run.relax_cell:
             return _relax_cell(runfile, atoms, pot)
-        sim = build_simulation(runfile, atoms, pot, types, integ, comm, progress)
+        try:
+            sim = build_simulation(runfile, atoms, pot, types, integ, comm, progress)
+        except MDInputError:  # refused before step 0 (atoms too close, ...): no trace left
+            lock.release(remove_if_empty=True)
+            raise
         try:
             sim.run(runfile.run.steps - sim.state.step)
         finally:

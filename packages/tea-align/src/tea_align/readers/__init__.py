@@ -63,7 +63,8 @@ class InputSpec:
     def resolved(self) -> InputSpec:
         """Fill in format and name; checks that the file exists and the format is known."""
         if not self.path.exists():
-            raise TeaAlignError("file not found", path=self.path)
+            hint = " (options are written ,key=value after the path)" if "," in self.path.name else ""
+            raise TeaAlignError("file not found" + hint, path=self.path)
         fmt = self.format or detect_format(self.path)
         if fmt not in FORMATS:
             raise TeaAlignError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path=self.path)
