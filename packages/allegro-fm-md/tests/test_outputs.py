@@ -175,3 +175,33 @@ def test_mdanalysis_and_ase_read_the_trajectories(tmp_path):
     # distances are those of the input structure (the turn is a rotation)
     np.testing.assert_allclose(np.sort(xyz[0].get_all_distances(mic=True).ravel())[:200],
                                np.sort(a.get_all_distances(mic=True).ravel())[:200], atol=1e-3)
+
+
+def test_a_full_disk_ends_the_run_with_exit_1_naming_the_file(tmp_path, monkeypatch, capsys):
+    """The disk fills at the trajectory frame of step 6 (os.statvfs reports 0.5 MB free from then on): exit 1, one line
+    naming trajectory.h5md, the frames before it readable, the restart of step 4 intact, the lock released.
+    (Checked for real on a 1.6 MB tmpfs: the same message at frame 18, the files before it readable.)"""
+    from allegro_fm_md.cli import main
+
+    _argon(tmp_path, steps=20, restart_every=4)
+    real = os.statvfs
+    calls = {"n": 0}
+
+    class Full:
+        f_bavail, f_frsize = 128, 4096  # 0.5 MB
+
+    def statvfs(path):
+        calls["n"] += 1
+        return Full() if calls["n"] > 3 else real(path)  # frames of steps 0, 2, 4 fit
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    code = main(["run", str(tmp_path / "run.toml")])
+    err = capsys.readouterr().err
+    assert code == 1 and "no space left for frame 6" in err and "trajectory.h5md" in err and "Traceback" not in err, err
+    monkeypatch.setattr(os, "statvfs", real)
+    steps, _ = _h5_steps(tmp_path / "out" / "trajectory.h5md")
+    assert list(steps) == [0, 2, 4]
+    from allegro_fm_md.restart import read_restart_file
+
+    assert int(read_restart_file(tmp_path / "out" / "restart.npz").meta["step"]) == 4
+    assert not (tmp_path / "out" / LOCK_NAME).exists()

@@ -192,3 +192,25 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     live.write_bytes(b"\0")
     write_text_atomic(tmp_path / "out.h5", "x")
     assert not stale.exists() and live.exists()
+
+
+def test_a_full_disk_is_a_clean_error_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """apply on a disk that fills after the first batch: exit 1, one line naming the output, no partial file (HDF5 would
+    crash the process on a failed write, so the space is checked before each batch; checked for real on a 1.5 MB tmpfs)."""
+    path = _molecules(tmp_path / "m.extxyz", n=300)
+    real = os.statvfs
+    calls = {"n": 0}
+
+    class Full:
+        f_bavail, f_frsize = 10, 4096
+
+    def statvfs(p):
+        calls["n"] += 1
+        return real(p) if calls["n"] == 1 else Full()
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    code, _, err = run(["apply", f"{path},level=L", "--alignment", str(_identity(tmp_path)), "--batch-size", "100",
+                        "-o", str(tmp_path / "out.h5"), "-q"], capsys)
+    assert code == 1 and "no space left" in err and "out.h5" in err and err.count("\n") == 1, err
+    assert calls["n"] >= 2
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith((".out.h5", "out.h5"))]

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quick", action="store_true", help="CI-sized settings (all: < 20 min on 2 cores); default: the paper's")
     r.set_defaults(func=_run)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return run(ap, argv, bad_input=(ValueError, OSError))
+    return run(ap, argv, bad_input=(ValueError,))
 
 
 def _make_mini_data(args) -> int:

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="allegro-fm-mini")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     p.set_defaults(func=cmd_scale)
-    return run(ap, argv, bad_input=(MDInputError, OSError), on_error=_run_errors)
+    return run(ap, argv, bad_input=(MDInputError,), on_error=_run_errors)
 
 
 if __name__ == "__main__":

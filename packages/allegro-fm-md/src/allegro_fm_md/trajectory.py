@@ -20,7 +20,9 @@ loses at most the frame being written; a resumed run first cuts the file back to
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +85,14 @@ class H5MDWriter:
             g[name][k] = val
 
     def write(self, state) -> None:
-        """Append the current frame of an ``integrators.State``."""
+        """Append the current frame of an ``integrators.State``; OSError(ENOSPC) naming the file, before writing, when the
+        frame would not fit on the disk (HDF5 cannot recover from a failed write: the file would be lost)."""
         s = state
+        st = os.statvfs(self.path.parent)
+        need = 3 * s.positions.nbytes + (1 << 20)  # positions, velocities, forces (one chunk each per frame) + metadata
+        if st.f_bavail * st.f_frsize < need:
+            raise OSError(errno.ENOSPC, f"no space left for frame {s.step} of the trajectory ({need / 1e6:.1f} MB needed, "
+                                        f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free); the frames before it are kept", str(self.path))
         vel_fs = s.velocities * units.fs  # ASE time unit -> Angstrom/fs
         for path, val in (("particles/all/box/edges", s.cell), ("particles/all/position", s.positions),
                           ("particles/all/velocity", vel_fs), ("particles/all/force", s.forces * EV_PER_A_TO_FORCE_UNIT),

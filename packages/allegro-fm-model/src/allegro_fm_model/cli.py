@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lammps-mliap", help="also/instead write the LAMMPS ML-IAP file (path ending in .nequip.lmp.pt)")
     p.set_defaults(func=cmd_export)
     # bad input: ValueError (this package's checks, LegacyModelError), missing/unwritable files, tea-align's errors
-    return run(ap, argv, bad_input=(ValueError, OSError, NotImplementedError, TeaAlignError))
+    return run(ap, argv, bad_input=(ValueError, NotImplementedError, TeaAlignError))
 
 
 if __name__ == "__main__":

@@ -85,10 +85,10 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: 
         if isinstance(exc, bad_input):
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        if isinstance(exc, OSError):  # the file system, not a bug: unwritable place (2), full disk or I/O error (1)
+        if isinstance(exc, OSError):  # the file system, not a bug: missing file or unwritable place (2), full disk or I/O error (1)
             where = f" ({exc.filename})" if getattr(exc, "filename", None) and str(exc.filename) not in str(exc) else ""
             print(f"{prog}: error: {exc}{where}", file=sys.stderr)
-            return EXIT_BAD_INPUT if isinstance(exc, (PermissionError, NotADirectoryError, IsADirectoryError)) else EXIT_INTERNAL
+            return EXIT_BAD_INPUT if isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)) else EXIT_INTERNAL
         print(f"{prog}: internal error: {type(exc).__name__}: {exc}" + ("" if getattr(args, "debug", False) else
               " (a bug: rerun with --debug for the traceback and report it)"), file=sys.stderr)
         return EXIT_INTERNAL

@@ -21,7 +21,9 @@ Layout (documented in docs/schema-v1.md):
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -116,10 +118,28 @@ class DatasetWriter:
         ds.resize(n0 + arr.shape[0], axis=0)
         ds[n0:] = arr
 
+    def _check_space(self, batch: FrameBatch) -> None:
+        """OSError(ENOSPC) before a batch that would not fit: HDF5 cannot recover from a failed write (the process
+        crashes when the file is closed), so the space is checked first. Counted: every new chunk the batch opens, at
+        its full uncompressed size (an upper bound: compressed chunks are smaller), the keys' heap, 1 MiB of metadata."""
+        add_frames, add_atoms = batch.n_frames, int(batch.offsets[-1])
+        need = (1 << 20) + sum(len(str(k)) + 16 for k in batch.key)
+        for name, ds in self._d.items():
+            add = add_atoms if name in ("numbers", "positions", "forces") else add_frames
+            n0, c = ds.shape[0], ds.chunks[0]
+            new_chunks = -(-(n0 + add) // c) - (-(-n0 // c))
+            need += new_chunks * int(np.prod(ds.chunks)) * max(ds.dtype.itemsize, 1)
+        st = os.statvfs(self._af.tmp.parent)
+        free = st.f_bavail * st.f_frsize
+        if free < need:
+            raise OSError(errno.ENOSPC, f"no space left for the next frames: {need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free "
+                                        f"(the partial output file is removed)", str(self.path))
+
     def append(self, batch: FrameBatch) -> None:
         """Append a batch (frames already validated, aligned and filtered by the caller)."""
         if batch.n_frames == 0:
             return
+        self._check_space(batch)
         d = self._d
         self._append(d["atom_offset"], batch.offsets[1:] + self._n_atoms)
         for name in _FRAME_FIELDS:
@@ -150,9 +170,15 @@ class DatasetWriter:
             raise
 
     def abort(self) -> None:
-        """Drop the partial file."""
+        """Drop the partial file (emptied first: HDF5's final flush then has room even on a full disk)."""
+        try:
+            os.truncate(self._af.tmp, 0)
+        except OSError:
+            pass
         try:
             self._h5.close()
+        except Exception:  # noqa: BLE001 - the file is being discarded; its flush may fail
+            pass
         finally:
             self._af.discard()
 
