@@ -28,7 +28,8 @@ def test_mptrj_stress_kbar_with_vasp_sign(tmp_path):
              "stress": [[10.0, 1.0, 0.0], [1.0, 20.0, 0.0], [0.0, 0.0, 30.0]]}
     voigt = dict(frame, stress=[10.0, 20.0, 30.0, 0.0, 0.0, 1.0])  # xx yy zz yz xz xy
     (tmp_path / "mp.json").write_text(json.dumps({"mp-1": {"0": frame, "1": voigt}}))
-    frames = read_frames(InputSpec.parse(str(tmp_path / "mp.json")))
+    frames = list(read_frames(InputSpec.parse(str(tmp_path / "mp.json"))))
+    assert len(frames) == 2
     for f in frames:
         assert f.energy == -6.5
         np.testing.assert_array_equal(f.forces, [[0.1, -0.2, 0.3], [-0.1, 0.2, -0.3]])
@@ -60,7 +61,7 @@ def test_transition1x_values_pass_unchanged(tmp_path):
         g["positions"] = pos
         g["wB97x_6-31G(d).energy"] = e
         g["wB97x_6-31G(d).forces"] = forces
-    frames = read_frames(InputSpec.parse(f"{tmp_path / 't1x.h5'},format=transition1x"))
+    frames = list(read_frames(InputSpec.parse(f"{tmp_path / 't1x.h5'},format=transition1x")))
     assert [f.energy for f in frames] == [-3000.25, -2999.75]
     for f, p, fo in zip(frames, pos, forces, strict=True):
         np.testing.assert_array_equal(f.positions, p)
