@@ -64,3 +64,30 @@ def test_lost_atoms_are_named(monkeypatch):
     st.step = 42
     with pytest.raises(RuntimeError, match=r"step 42: lost atoms: 1 of 108 \(ids 17\)"):
         ev.update(st)
+
+
+def test_wrapped_atoms_lie_in_the_subdomain_of_their_owner():
+    """Lattice atoms a rounding error below a face (frac = -1e-17) used to wrap to frac = 1.0 exactly while their owner
+    was computed as the bottom rank, so the top ghosts of the triclinic 4x4x4 crystal on a 2 x 1 x 2 grid went missing
+    (256 atoms: 7294 of 7680 edges on 4 ranks; found by the NPT 4-rank == 1-rank test). Every wrapped atom now lies in
+    the [lo, hi) box of the rank that owns it."""
+    from allegro_fm_md.ghosts import wrap
+    from ase.build import bulk
+
+    a = bulk("Ar", "fcc", a=5.30, cubic=True) * (4, 4, 4)
+    a.set_cell(a.cell @ np.array([[1, 0.06, 0], [0, 1, 0.04], [0, 0, 1]]), scale_atoms=True)
+    cell = np.array(a.cell)
+    pos = wrap(a.positions, cell)
+    frac = pos @ np.linalg.inv(cell)
+    assert (frac >= -1e-12).all() and (frac < 1.0).all()
+
+    class Rank:
+        def __init__(self, r):
+            self.rank, self.size = r, 4
+
+    decs = [Decomposition(Rank(r), cell, (2, 1, 2), halo=7.0) for r in range(4)]
+    owner = decs[0].owner(frac)
+    for r, dec in enumerate(decs):
+        f = frac[owner == r]
+        assert ((f >= dec.lo - 1e-12) & (f < dec.hi)).all(), r
+    assert sorted(np.bincount(owner, minlength=4)) == [64, 64, 64, 64]

@@ -96,6 +96,24 @@ def test_slab_n_ranks_equal_one_rank(tmp_path):
     assert np.ptp(ref["etot"]) < 1e-3  # and NVE conserves energy
 
 
+def test_npt_n_ranks_equal_one_rank(tmp_path):
+    """NPT (Nose-Hoover chain + isotropic C-rescale at 0.5 GPa, the barostat noise drawn alike on every rank) on the
+    drifting LJ crystal: the cell shrinks every step, the decomposition follows it, and 2 and 4 ranks equal 1 rank."""
+    steps = 600 if LONG else 150
+    ref = _run(1, tmp_path, steps, "npt")
+    v0 = 64 * 5.30**3 / 4 * 4  # 256 atoms at a = 5.30 A
+    assert abs(np.linalg.det(ref["cell"])) < 0.995 * v0  # compressed by the 0.5 GPa target
+    for n in (2, 4):
+        r = _run(n, tmp_path, steps, "npt")
+        assert np.prod(r["grid"]) == n and np.array_equal(r["ids"], ref["ids"])
+        np.testing.assert_allclose(r["cell"], ref["cell"], rtol=0, atol=1e-10)
+        d = r["positions"] - ref["positions"]
+        frac = d @ np.linalg.inv(ref["cell"])
+        d = (frac - np.round(frac)) @ ref["cell"]
+        assert np.abs(d).max() < 1e-9 and np.abs(r["forces"] - ref["forces"]).max() < 1e-9
+        assert np.abs(r["etot"] - ref["etot"]).max() < 1e-9
+
+
 SIM = Path(__file__).parent / "mpi" / "run_simulation.py"
 
 

@@ -133,6 +133,7 @@ class Decomposition:
         """Rank owning each fractional position (wrapped into [0, 1) along periodic axes; beyond the box along an open
         axis: the edge rank)."""
         f = np.where(self.pbc, frac - np.floor(frac), frac)
+        f = np.where(self.pbc & (f >= 1.0), 0.0, f)  # frac = -1e-17 rounds to 1.0 above: the atom is at 0 (as ghosts.wrap leaves it)
         c = np.floor(f * np.array(self.grid)).astype(np.int64)
         c = np.clip(c, 0, np.array(self.grid) - 1)
         return (c[:, 0] * self.grid[1] + c[:, 1]) * self.grid[2] + c[:, 2]

@@ -65,7 +65,9 @@ def wrap(positions: np.ndarray, cell: np.ndarray, pbc=None) -> np.ndarray:
     already inside are returned bit-for-bit unchanged (so wrapping twice changes nothing, which restarts rely on)."""
     cell = np.asarray(cell, dtype=np.float64)
     pos = np.array(positions, dtype=np.float64, copy=True)
-    n = np.floor(pos @ np.linalg.inv(cell))
+    frac = pos @ np.linalg.inv(cell)
+    n = np.floor(frac)
+    n[frac - n >= 1.0] += 1.0  # frac = -1e-17 would land on 1.0 exactly (rounding): such an atom stays at ~0, in [0, 1)
     if pbc is not None:
         n[:, ~np.asarray(pbc, dtype=bool).reshape(3)] = 0.0
     moved = (n != 0).any(axis=1)

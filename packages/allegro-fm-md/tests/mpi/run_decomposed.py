@@ -7,12 +7,13 @@ a tiny float64 Allegro-FM model (identical random weights on every rank) on tric
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
 from allegro_fm_md.comm import world
 from allegro_fm_md.forces import DistributedForceEvaluator
-from allegro_fm_md.integrators import State, VelocityVerlet
+from allegro_fm_md.integrators import CRescaleNPT, NoseHooverChain, State, VelocityVerlet
 from allegro_fm_md.reference import LennardJones
 from ase.build import bulk
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
@@ -27,8 +28,8 @@ if kind == "slab":  # LJ argon (111) slab, open along z: 2 ranks split it along 
     a.pbc = (True, True, False)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     dt = 4.0
-elif kind == "lj":
-    a = bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
+elif kind in ("lj", "npt"):
+    a = bulk("Ar", "fcc", a=5.30, cubic=True) * (4, 4, 4) if kind == "npt" else bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     dt = 4.0
 else:
@@ -57,11 +58,15 @@ if comm.rank != 0:  # only rank 0 holds atoms initially; migration distributes t
 ev = DistributedForceEvaluator(pot, comm, state.cell, skin=0.5, pbc=state.pbc)
 ev.n_total = len(a)
 ev.update(state)
-integ = VelocityVerlet(dt)
+if kind == "npt" and not os.environ.get("NVE"):  # Nose-Hoover chain + isotropic C-rescale barostat at 0.5 GPa: the cell (and the rank grid) change
+    integ = CRescaleNPT(NoseHooverChain(dt, 50.0, tdamp_fs=100.0), pressure_GPa=0.5, compressibility_per_GPa=0.05, taup_fs=200.0,
+                        seed=7)  # the same barostat noise on every rank
+else:
+    integ = VelocityVerlet(dt)
 etot = []
 for _ in range(steps):
     integ.step(state, ev)
-    etot.append(state.energy + state.kinetic_energy(comm))
+    etot.append(integ.conserved_energy(state, comm) if kind == "npt" else state.energy + state.kinetic_energy(comm))
 parts = comm.allgather((state.ids, state.positions, state.velocities, state.forces))
 if comm.rank == 0:
     ids = np.concatenate([p[0] for p in parts])
