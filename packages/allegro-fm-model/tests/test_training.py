@@ -16,12 +16,30 @@ def _epochs(run: Path) -> dict[int, float]:
     return {int(r["epoch"]): float(r["train_loss_epoch/weighted_sum"]) for r in rows if r.get("train_loss_epoch/weighted_sum")}
 
 
+def _assert_loss_weights_8_1_1(run: Path) -> None:
+    """The logged weighted loss is (8 x per-atom energy RMSE + force RMSE + stress RMSE) / 10 (the paper's 8:1:1; nequip
+    normalises the coefficients to sum to 1), on every validation epoch row (whole-set metrics; NaN components, e.g. no
+    stress labels, count as 0)."""
+    rows = list(csv.DictReader(next(run.rglob("metrics.csv")).open()))
+    checked = 0
+    for r in rows:
+        for key in [k for k in r if k.endswith("/weighted_sum") and k.startswith("val") and r[k]]:
+            p = key[: -len("weighted_sum")]
+            e, f, st = (float(r.get(p + n) or "nan") for n in ("per_atom_energy_rmse", "forces_rmse", "stress_rmse"))
+            e, f, st = (0.0 if np.isnan(x) else x for x in (e, f, st))
+            assert float(r[key]) == pytest.approx((8.0 * e + f + st) / 10.0, rel=1e-5), (key, r[key], e, f, st)
+            assert abs((8.0 * e + f + st) - 10.0 / 3.0 * (e + f + st)) > 1e-2 * float(r[key])  # 1:1:1 would differ visibly
+            checked += 1
+    assert checked >= 3
+
+
 def test_tiny_training_loss_falls_and_resumes(aligned_train, tmp_path):
     s = TrainSettings(dataset=str(aligned_train), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=3, batch_size=2,
                       learning_rate=1e-2, accelerator="cpu", devices=1, val_fraction=0.2, test_fraction=0.1)
     run = train(s)
     first = _epochs(run)
     assert sorted(first) == [0, 1, 2]
+    _assert_loss_weights_8_1_1(run)
     # "interrupted" after 3 epochs: asking for 6 resumes from last.ckpt instead of starting again
     train(TrainSettings(**{**s.__dict__, "max_epochs": 6}))
     rows = list(csv.DictReader(next(run.rglob("version_1/metrics.csv")).open()))
