@@ -142,6 +142,38 @@ def test_simulation_output_and_restart_over_ranks(tmp_path):
     assert np.abs(frac - np.round(frac)).max() < 1e-12
 
 
+def test_langevin_n_ranks_equal_one_rank(tmp_path):
+    """Langevin noise keyed by (seed, step, atom id): the stochastic run on 2 and 4 ranks equals 1 rank to round-off."""
+    steps = 600 if LONG else 120
+    ref = _run(1, tmp_path, steps, "langevin")
+    for n in (2, 4):
+        r = _run(n, tmp_path, steps, "langevin")
+        assert np.array_equal(r["ids"], ref["ids"])
+        d = r["positions"] - ref["positions"]
+        frac = d @ np.linalg.inv(ref["cell"])
+        d = (frac - np.round(frac)) @ ref["cell"]
+        assert np.abs(d).max() < 1e-9 and np.abs(r["velocities"] - ref["velocities"]).max() < 1e-9
+
+
+def test_langevin_restart_written_on_4_ranks_resumes_on_2_and_1(tmp_path):
+    """A Langevin run written on 4 ranks (restart at step 50) resumes on 2 ranks and on 1 rank with the trajectory of
+    the unbroken 1-rank run (the noise continues by step and atom id; nothing per rank is in the file)."""
+    def sim(n, out, steps, restart="-"):
+        cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", str(SIM), str(out), str(steps), str(restart), "langevin"]
+        subprocess.run(cmd, check=True, timeout=600, capture_output=True)
+
+    sim(1, tmp_path / "unbroken", 100)
+    sim(4, tmp_path / "four", 50)
+    for n in (2, 1):
+        sim(n, tmp_path / f"resumed{n}", 100, tmp_path / "four" / "restart.npz")
+        a, b = np.load(tmp_path / "unbroken" / "restart.npz"), np.load(tmp_path / f"resumed{n}" / "restart.npz")
+        d = a["positions"] - b["positions"]
+        frac = d @ np.linalg.inv(a["cell"])
+        d = (frac - np.round(frac)) @ a["cell"]
+        assert np.array_equal(a["ids"], b["ids"]) and np.abs(d).max() < 1e-9, n
+        assert np.abs(a["velocities"] - b["velocities"]).max() < 1e-9, n
+
+
 def test_a_failing_rank_stops_every_rank_with_its_name_and_step(tmp_path):
     """No hang: mpiexec returns with an error naming rank 1 and the step; the last restart file is on disk."""
     script = Path(__file__).parent / "mpi" / "rank_failure.py"

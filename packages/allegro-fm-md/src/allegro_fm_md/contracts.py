@@ -65,8 +65,9 @@ class Potential(Protocol):
 class Integrator(Protocol):
     """What ``Simulation`` drives (integrators.IntegratorBase gives the defaults; the engine never probes for members).
 
-    ``dt_fs``: time step (fs; 0 for minimisers). ``rng``: the per-rank noise generator (its state goes into restart
-    files, per rank), None when deterministic. ``conserves_energy``: whether ``conserved_energy`` is conserved (NVE,
+    ``dt_fs``: time step (fs; 0 for minimisers). ``rng``: a per-rank stateful noise generator (its state goes into
+    restart files, per rank, and ties a resume to the same rank count), None when there is none: the built-in Langevin
+    and barostat use counter-based noise (noise.py) and have none. ``conserves_energy``: whether ``conserved_energy`` is conserved (NVE,
     Nose-Hoover chain) or only reported (baths, deformation, minimisers). ``converged``: minimisers stop the run."""
 
     dt_fs: float

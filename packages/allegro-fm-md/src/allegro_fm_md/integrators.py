@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import units
 
+from .noise import BAROSTAT, LANGEVIN, standard_normal
+
 
 @dataclass
 class State:
@@ -112,7 +114,8 @@ class Langevin(IntegratorBase):
     """NVT Langevin dynamics, BAOAB splitting (Leimkuhler & Matthews 2013).
 
     ``temperature_K`` (K, or a callable of time in fs for ramps), ``friction`` in 1/fs, ``seed`` for the
-    noise. One force evaluation per step.
+    noise. One force evaluation per step. The noise is counter-based (noise.py): keyed by (seed, step, atom id), so the
+    trajectory is the same on any number of ranks and a restart resumes it on any rank count (``rng`` is None).
     """
 
     def __init__(self, dt_fs: float, temperature_K, friction: float = 0.01, seed: int = 0):
@@ -122,7 +125,7 @@ class Langevin(IntegratorBase):
         self.temperature = temperature_K if callable(temperature_K) else (lambda t, T=float(temperature_K): T)
         self.c1 = float(np.exp(-friction * dt_fs))
         self.c2 = float(np.sqrt(1.0 - self.c1**2))
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
         self.conserves_energy = False  # a heat bath: E_pot + E_kin is reported, not conserved
 
     def step(self, state: State, evaluator) -> State:
@@ -131,7 +134,8 @@ class Langevin(IntegratorBase):
         kT = units.kB * self.temperature(state.time_fs + 0.5 * self.dt_fs)
         state.velocities += 0.5 * self.dt * state.forces * inv_m  # B
         pos = state.positions + 0.5 * self.dt * state.velocities  # A
-        noise = self.rng.standard_normal(state.velocities.shape)
+        ids = state.ids if state.ids is not None else np.arange(len(state.masses))
+        noise = standard_normal(self.seed, LANGEVIN, state.step, ids)
         state.velocities = self.c1 * state.velocities + self.c2 * np.sqrt(kT * inv_m) * noise  # O
         state.positions = pos + 0.5 * self.dt * state.velocities  # A
         evaluator.update(state)
@@ -280,7 +284,8 @@ class CRescaleNPT(_Wrapper):
     (V'/V)^(1/3) and velocities by its inverse, then runs the thermostat step. ``pressure_GPa`` P0,
     ``compressibility_per_GPa`` beta_T (only sets the coupling strength: 0.01-0.05 /GPa for oxides, 0.45 /GPa
     for water), ``taup_fs`` the relaxation time. The
-    barostat noise is the same on every rank (``seed`` must be too) and its RNG state is saved in restarts.
+    barostat noise is counter-based (noise.py, keyed by seed and step): the same on every rank and after a restart on
+    any rank count.
 
     ``anisotropic=True``: the x, y and z lengths move independently under a hydrostatic P0 (Del Tatto, Raiteri,
     Bernetti & Bussi, Appl. Sci. 12, 1139 (2022), their orthorhombic scheme): the volume by two half steps of
@@ -298,7 +303,7 @@ class CRescaleNPT(_Wrapper):
         self.p0 = pressure_GPa * units.GPa  # eV/A^3
         self.beta = compressibility_per_GPa / units.GPa  # A^3/eV
         self.tau = taup_fs * units.fs
-        self.baro_rng = np.random.default_rng(seed)
+        self.seed = int(seed)  # counter-based barostat noise (noise.py): the same numbers on every rank, no state to save
 
     def step(self, state: State, evaluator) -> State:
         vol = abs(np.linalg.det(state.cell))
@@ -309,9 +314,11 @@ class CRescaleNPT(_Wrapper):
         dt = self.inner.dt
         lam = np.sqrt(vol)
 
+        draws = iter(standard_normal(self.seed, BAROSTAT, state.step, np.arange(5), 1).ravel())  # <= 5 numbers per step
+
         def volume_step(lam_now: float, h: float) -> float:  # Euler step of d sqrt(V) over time h
             out = (lam_now - (self.beta * lam / (2.0 * self.tau)) * (self.p0 - p - kT / (2.0 * vol)) * h
-                   + np.sqrt(kT * self.beta * h / (2.0 * self.tau)) * self.baro_rng.standard_normal())
+                   + np.sqrt(kT * self.beta * h / (2.0 * self.tau)) * next(draws))
             if not out > 0:
                 raise FloatingPointError(f"step {state.step}: the barostat collapsed the cell (pressure {p / units.GPa:.3g} GPa); "
                                          "use a smaller compressibility_per_GPa or a longer taup_fs")
@@ -323,7 +330,7 @@ class CRescaleNPT(_Wrapper):
             kin = np.asarray(_global_sum(comm, np.einsum("i,ij,ik->jk", state.masses, state.velocities, state.velocities)))
             pdiag = np.diag(kin + np.asarray(state.virial)) / vol
             lam_half = volume_step(lam, dt / 2)
-            r = self.baro_rng.standard_normal(3)
+            r = np.array([next(draws) for _ in range(3)])
             dev = ((self.beta / (3.0 * self.tau)) * (pdiag - pdiag.mean()) * dt
                    + np.sqrt(2.0 * self.beta * kT * dt / (3.0 * self.tau)) / lam_half * (r - r.mean()))
             lam_new = volume_step(lam_half, dt / 2)
@@ -334,8 +341,8 @@ class CRescaleNPT(_Wrapper):
         return self.inner.step(state, evaluator)
 
     def state_dict(self) -> dict:
-        return {"baro_rng": self.baro_rng.bit_generator.state, **super().state_dict()}
+        return {"seed": self.seed, **super().state_dict()}
 
     def load_state_dict(self, d: dict) -> None:
-        self.baro_rng.bit_generator.state = d["baro_rng"]
+        self.seed = int(d.get("seed", self.seed))  # files of the stateful generator (version <= 0.1.0.dev0) keep the run's seed
         super().load_state_dict(d)

@@ -31,7 +31,7 @@
     thermo_every = 10
     trajectory_every = 100
     restart_every = 1000
-    restart_from = ""            # a restart.npz to resume from (same number of ranks for Langevin)
+    restart_from = ""            # a restart.npz to resume from (on any number of ranks)
 
 Units: A, fs, K, eV. Unknown keys are errors.
 """
@@ -304,7 +304,7 @@ def build_integrator(r: RunSpec, rank: int = 0):
     if r.integrator == "nve":
         integ = VelocityVerlet(r.dt_fs)
     elif r.integrator == "langevin":
-        integ = Langevin(r.dt_fs, temp, friction=r.friction_per_fs, seed=r.seed + 1000 * rank)
+        integ = Langevin(r.dt_fs, temp, friction=r.friction_per_fs, seed=r.seed)  # counter-based noise: one seed for all ranks
     elif r.integrator == "nhc":
         integ = NoseHooverChain(r.dt_fs, temp, tdamp_fs=r.tdamp_fs)
     elif r.integrator == "fire":

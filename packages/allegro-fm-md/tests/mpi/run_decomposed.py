@@ -13,7 +13,7 @@ import sys
 import numpy as np
 from allegro_fm_md.comm import world
 from allegro_fm_md.forces import DistributedForceEvaluator
-from allegro_fm_md.integrators import CRescaleNPT, NoseHooverChain, State, VelocityVerlet
+from allegro_fm_md.integrators import CRescaleNPT, Langevin, NoseHooverChain, State, VelocityVerlet
 from allegro_fm_md.reference import LennardJones
 from ase.build import bulk
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
@@ -28,7 +28,7 @@ if kind == "slab":  # LJ argon (111) slab, open along z: 2 ranks split it along 
     a.pbc = (True, True, False)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     dt = 4.0
-elif kind in ("lj", "npt"):
+elif kind in ("lj", "npt", "langevin"):
     a = bulk("Ar", "fcc", a=5.30, cubic=True) * (4, 4, 4) if kind == "npt" else bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     dt = 4.0
@@ -61,6 +61,8 @@ ev.update(state)
 if kind == "npt" and not os.environ.get("NVE"):  # Nose-Hoover chain + isotropic C-rescale barostat at 0.5 GPa: the cell (and the rank grid) change
     integ = CRescaleNPT(NoseHooverChain(dt, 50.0, tdamp_fs=100.0), pressure_GPa=0.5, compressibility_per_GPa=0.05, taup_fs=200.0,
                         seed=7)  # the same barostat noise on every rank
+elif kind == "langevin":  # counter-based noise keyed by atom id: the same on any rank count
+    integ = Langevin(dt, 50.0, friction=0.01, seed=3)
 else:
     integ = VelocityVerlet(dt)
 etot = []
