@@ -15,16 +15,30 @@ from .__about__ import __version__
 from .analysis import plot_rdf, radial_distribution, read_frames
 from .comm import world
 from .errors import MDInputError
-from .runfile import Relaxation, RunFile
+from .plan import plan
+from .runfile import Relaxation, RunFile, validate
 from .runfile import run as run_md
 from .scaling import scale_worker
 from .simulation import RankFailure, SimulationError, abort_all
+
+
+def _dry_run(args, comm) -> int:
+    """The rank plan of a run file (nothing is written): grid, atoms, ghosts, edges and memory per rank."""
+    rf = RunFile.load(args.runfile)
+    atoms, pot, _ = validate(rf, comm, progress=False)
+    n = args.ranks or comm.size
+    p = plan(atoms.positions, np.array(atoms.cell), atoms.pbc, pot.cutoff, rf.run.skin, n, getattr(pot, "memory_per_edge_bytes", None))
+    if comm.rank == 0:
+        print(p.table())
+    return 0
 
 
 def cmd_run(args) -> int:
     """Run the MD of a run file; prints the summary line (rank 0)."""
     comm = world()
     args.comm = comm
+    if args.dry_run:
+        return _dry_run(args, comm)
     try:
         sim = run_md(RunFile.load(args.runfile), comm, progress=not args.quiet, overwrite=args.overwrite)
     except MDInputError:
@@ -90,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = subcommands(ap)
     p = sub.add_parser("run", help="run the MD described by a TOML run file", overwrite=True)
     p.add_argument("runfile")
+    p.add_argument("--dry-run", action="store_true", help="print the rank grid, atoms, ghosts and memory per rank; run nothing")
+    p.add_argument("--ranks", type=int, default=None, help="with --dry-run: plan for this many ranks (default: the ranks launched)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("rdf", help="partial g(r) and coordination numbers of a trajectory (PNG + table)", writes=True,
                        output_default="gr.png", output_help="PNG path; the table goes next to it as .md")

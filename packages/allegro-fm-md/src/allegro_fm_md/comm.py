@@ -12,6 +12,7 @@ Works without MPI installed (``SerialComm``) and on one rank the exchange produc
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +52,32 @@ def world():
         return MPI.COMM_WORLD
     except ImportError:
         return SerialComm()
+
+
+#: launcher variables that hold a process's rank on its node (Slurm, PBS/PALS on Aurora-class machines, Open MPI, MPICH)
+LOCAL_RANK_VARIABLES = ("SLURM_LOCALID", "PALS_LOCAL_RANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+def node_local_rank(comm=None, environ=None) -> tuple[int, int]:
+    """(rank on this node, ranks on this node): from an MPI shared-memory split of ``comm`` (the ranks that share a
+    node's memory) when it is an mpi4py communicator, else from the launcher's variables, else (0, 1). Accelerators are
+    bound by this rank, never by the global rank modulo the device count (wrong once nodes hold different rank counts)."""
+    split = getattr(comm, "Split_type", None)
+    if split is not None:
+        from mpi4py import MPI  # lazy: only reached with an mpi4py communicator
+
+        local = split(MPI.COMM_TYPE_SHARED)
+        try:
+            return int(local.Get_rank()), int(local.Get_size())
+        finally:
+            local.Free()
+    env = os.environ if environ is None else environ
+    for var in LOCAL_RANK_VARIABLES:
+        if var in env:
+            size = next((int(env[v]) for v in ("SLURM_NTASKS_PER_NODE", "PALS_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
+                                               "MPI_LOCALNRANKS") if v in env and env[v].isdigit()), int(env[var]) + 1)
+            return int(env[var]), size
+    return 0, 1
 
 
 def _max_op(comm):

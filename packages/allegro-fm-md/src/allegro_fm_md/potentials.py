@@ -9,6 +9,7 @@ rank, and raises ValueError (bad input) naming what is wrong.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from importlib.util import find_spec
@@ -19,6 +20,8 @@ from .reference import LennardJones, Morse
 ENTRY_POINT_GROUP = "allegro_fm_md.potentials"
 _KINDS: dict[str, Callable] = {}
 
+
+log = logging.getLogger("allegro_fm_md")
 
 def _lj(spec, symbols, device):
     return LennardJones(_one_element(spec, symbols), epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff)
@@ -52,20 +55,25 @@ def potential_kinds() -> dict[str, Callable]:
     return kinds
 
 
-def device_for_rank(device: str, rank: int) -> str:
-    """cuda / xpu -> the device of this rank (one rank per GPU or tile, round robin); cpu unchanged."""
+def device_for_rank(device: str, local_rank: int, local_size: int = 1, count: int | None = None) -> str:
+    """cuda / xpu -> this rank's device: the node-local rank modulo the node's device (or tile) count, so one rank per
+    GPU or tile when as many ranks as devices run on each node (comm.node_local_rank gives the local rank); cpu and
+    explicit cuda:N / xpu:N unchanged. ``count``: the device count (default: asked from torch)."""
     if device not in ("cuda", "xpu"):
         return device
-    import torch  # only for accelerators
+    if count is None:
+        import torch  # lazy: only for accelerators
 
-    count = torch.cuda.device_count() if device == "cuda" else torch.xpu.device_count()
+        count = torch.cuda.device_count() if device == "cuda" else torch.xpu.device_count()
     if count == 0:
-        raise MDInputError(f"device {device!r} requested but none is available")
-    return f"{device}:{rank % count}"
+        raise MDInputError(f"device {device!r} requested but none is available on this node")
+    if local_size > count:
+        log.warning("%d ranks on this node share %d %s devices (%d per device)", local_size, count, device, -(-local_size // count))
+    return f"{device}:{local_rank % count}"
 
 
-def make_potential(spec, symbols: list[str], rank: int = 0):
-    """The potential of a run file's [potential] table on this rank's device."""
+def make_potential(spec, symbols: list[str], local_rank: int = 0, local_size: int = 1):
+    """The potential of a run file's [potential] table on this rank's device (chosen by its node-local rank)."""
     kinds = potential_kinds()
     if spec.kind not in kinds:
         hint = " (kind 'allegro' comes with the allegro-fm-model package: pip install allegro-fm-model)" if spec.kind == "allegro" else ""
@@ -74,6 +82,6 @@ def make_potential(spec, symbols: list[str], rank: int = 0):
     if not callable(factory):
         factory = factory.load()
     try:
-        return factory(spec, symbols, device_for_rank(spec.device, rank))
+        return factory(spec, symbols, device_for_rank(spec.device, local_rank, local_size))
     except (ValueError, OSError) as exc:  # the plug-in's bad-input errors name the file
         raise MDInputError(str(exc)) from exc

@@ -6,7 +6,7 @@
     [potential]
     kind = "allegro"             # allegro (a model file; from allegro-fm-model) | lj | morse (reference, one element) | plug-ins
     model = "allegro-fm-mini"    # allegro: a shipped model's name, or a .ckpt / .nequip.zip / .nequip.pt2 / nequip 0.6.x .pt path
-    device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<local rank> is chosen)
+    device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<node-local rank> is chosen)
     [run]
     integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation, positions only)
     fmax = 0.05                  # fire: stop when every force is below this (eV/A); steps = the most FIRE steps
@@ -53,7 +53,7 @@ from ase.neighborlist import neighbor_list
 from ase.parallel import DummyMPI
 from tea_align.files import atomic_path
 
-from .comm import world
+from .comm import node_local_rank, world
 from .errors import MDInputError
 from .forces import DistributedForceEvaluator
 from .ghosts import plane_spacings
@@ -340,7 +340,7 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     if lammps_orient(atoms) and progress and comm.rank == 0:
         print("cell rotated to the orientation MD codes expect (a along x, b in the xy plane, as LAMMPS does); positions "
               "rotated with it: every output is in this frame", flush=True)
-    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), comm.rank)
+    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), *node_local_rank(comm))
     if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
         name = runfile.potential.model or runfile.potential.kind
         print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)

@@ -18,7 +18,7 @@ import numpy as np
 from ase import units
 from tea_align.files import write_text_atomic
 
-from .comm import world
+from .comm import node_local_rank, world
 from .forces import DistributedForceEvaluator
 from .integrators import State, VelocityVerlet
 from .potentials import make_potential
@@ -136,7 +136,7 @@ def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "
     torch.set_num_threads(threads)
     comm = world()
     atoms = ase.io.read(structure) * tuple(reps)
-    pot = make_potential(PotentialSpec(kind="allegro", model=model), atoms.get_chemical_symbols(), comm.rank)
+    pot = make_potential(PotentialSpec(kind="allegro", model=model), atoms.get_chemical_symbols(), *node_local_rank(comm))
     r = time_engine(atoms, pot, steps, comm)
     ghosts = comm.allgather(r["ghost_atoms"]) if hasattr(comm, "allgather") else [r["ghost_atoms"]]
     if comm.size > 1:

@@ -1,0 +1,76 @@
+"""Launching on clusters: the rank plan (--dry-run), accelerator binding by node-local rank, and the job scripts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from allegro_fm_md import MDInputError
+from allegro_fm_md.comm import node_local_rank
+from allegro_fm_md.ghosts import periodic_halo
+from allegro_fm_md.plan import plan
+from allegro_fm_md.potentials import device_for_rank
+from ase.build import bulk, fcc111
+
+JOBS = Path(__file__).parents[3] / "examples" / "jobs"
+
+
+def test_plan_counts_local_atoms_exactly_and_bounds_the_ghosts():
+    a = bulk("Ar", "fcc", a=5.26, cubic=True) * (6, 6, 6)
+    one = plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 1)
+    exact = len(periodic_halo(a.positions, np.array(a.cell), 7.0).owner)
+    assert one.ranks[0].local == len(a) and exact <= one.ranks[0].ghosts <= 1.3 * exact
+    eight = plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 8)
+    assert eight.grid == (2, 2, 2) and sum(r.local for r in eight.ranks) == len(a)
+    assert {r.local for r in eight.ranks} == {len(a) // 8}
+    assert "rank grid 2 x 2 x 2" in eight.table()
+    with_model = plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 8, memory_per_edge_bytes=1e4)
+    assert with_model.ranks[0].model_bytes == pytest.approx(1e4 * with_model.ranks[0].edges, rel=1e-6)
+
+
+def test_plan_refuses_empty_and_thin_ranks():
+    slab = fcc111("Ar", size=(6, 6, 4), a=5.26, vacuum=40.0)
+    slab.pbc = (True, True, False)
+    with pytest.raises(MDInputError, match=r"without atoms"):  # most of the z range is vacuum
+        plan(slab.positions, np.array(slab.cell), slab.pbc, 6.5, 0.5, 8)
+    a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
+    with pytest.raises(MDInputError, match=r"thinner than cutoff"):
+        plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 27)
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from allegro_fm_md.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    ase.io.write("ar.extxyz", bulk("Ar", "fcc", a=5.26, cubic=True) * (4, 4, 4))
+    Path("run.toml").write_text('[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "lj"\ncutoff = 6.5\n'
+                                '[run]\nsteps = 10\n[output]\ndir = "out"\n')
+    assert main(["run", "run.toml", "--dry-run", "--ranks", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "256 atoms" in out and "| 3 |" in out and not Path("out").exists()
+
+
+def test_binding_uses_the_node_local_rank():
+    """Two nodes with 6 ranks each and 4 GPUs per node: global rank 6 is the first rank of node 2 and takes cuda:0
+    (the global rank modulo 4 would give cuda:2 and leave cuda:0 of node 2 to share)."""
+    env = {"SLURM_LOCALID": "0", "SLURM_NTASKS_PER_NODE": "6", "SLURM_PROCID": "6"}
+    local, size = node_local_rank(None, env)
+    assert (local, size) == (0, 6)
+    assert device_for_rank("cuda", local, size, count=4) == "cuda:0"
+    assert node_local_rank(None, {"PALS_LOCAL_RANKID": "11", "PALS_LOCAL_SIZE": "12"}) == (11, 12)
+    assert device_for_rank("xpu", 11, 12, count=12) == "xpu:11"
+    assert node_local_rank(None, {}) == (0, 1)
+    assert device_for_rank("cpu", 5, 8) == "cpu" and device_for_rank("cuda:1", 5, 8) == "cuda:1"
+    with pytest.raises(MDInputError, match="none is available"):
+        device_for_rank("xpu", 0, 1, count=0)
+
+
+@pytest.mark.parametrize("script", ["slurm-gpu.sh", "pbs-aurora.sh"])
+def test_job_scripts_parse_and_plan_first(script):
+    path = JOBS / script
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    text = path.read_text()
+    assert text.index("--dry-run") < text.rindex("allegro-fm-md run")  # the plan runs before the job's run
