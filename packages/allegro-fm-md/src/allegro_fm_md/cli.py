@@ -20,16 +20,25 @@ from .runfile import Relaxation, RunFile, validate
 from .runfile import run as run_md
 from .scaling import scale_worker
 from .simulation import RankFailure, SimulationError, abort_all
+from .trajectory import merge_shards
 
 
 def _dry_run(args, comm) -> int:
     """The rank plan of a run file (nothing is written): grid, atoms, ghosts, edges and memory per rank."""
     rf = RunFile.load(args.runfile)
-    atoms, pot, _ = validate(rf, comm, progress=False)
+    system, pot, _ = validate(rf, comm, progress=False)
+    atoms = system.atoms()  # planning tool: the whole structure, on the process that plans
     n = args.ranks or comm.size
     p = plan(atoms.positions, np.array(atoms.cell), atoms.pbc, pot.cutoff, rf.run.skin, n, getattr(pot, "memory_per_edge_bytes", None))
     if comm.rank == 0:
         print(p.table())
+    return 0
+
+
+def cmd_merge(args) -> int:
+    """Merge a sharded trajectory into one file, streaming frame by frame."""
+    frames, atoms = merge_shards(args.shards, args.output)
+    print(f"wrote {args.output}: {frames} frames of {atoms} atoms")
     return 0
 
 
@@ -72,6 +81,11 @@ def _run_errors(exc: BaseException, args) -> int | None:
         rank = comm.rank if comm is not None else 0
         print(f"allegro-fm-md: rank {rank}: stopped: {exc}; last good state in restart_last_good.npz", file=sys.stderr)
         return EXIT_GUARD
+    if comm is not None and comm.size > 1 and not isinstance(exc, (MDInputError, KeyboardInterrupt)) and hasattr(comm, "Abort"):
+        # an unexpected error on one rank outside the step loop (set-up, output): the others would wait in the next
+        # collective for ever, so every rank is stopped with this rank's name
+        abort_all(comm, RuntimeError(f"rank {comm.rank}: {type(exc).__name__}: {exc}"), None)
+        return EXIT_RANK_ABORTED
     return None
 
 
@@ -114,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bins", type=int, default=120)
     p.add_argument("--skip", type=int, default=0, help="frames to drop at the start (equilibration)")
     p.set_defaults(func=cmd_rdf)
+    p = sub.add_parser("merge", help="one H5MD (or .extxyz) trajectory from a run's trajectory.shards folder, atoms by id",
+                       writes=True, output_required=True, output_help="trajectory file to write (.h5md or .extxyz)")
+    p.add_argument("shards", help="a trajectory.shards folder of a run with [output] shards = true")
+    p.set_defaults(func=cmd_merge)
     p = sub.add_parser("scale", help="timed NVE steps on all MPI ranks (the scaling benchmarks' worker); rank 0 writes JSON",
                        writes=True, output_required=True, output_help="JSON file to write")
     p.add_argument("structure", help="structure file (ase.io) to replicate")

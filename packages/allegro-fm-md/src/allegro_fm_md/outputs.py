@@ -196,6 +196,24 @@ def _cut_h5md(path: Path, step: int) -> int:
     return cut
 
 
+def _cut_shard(path: Path, step: int) -> int:
+    """One trajectory shard (trajectory.ShardWriter's layout) cut back to its frames with step <= ``step``."""
+    import h5py  # lazy: HDF5 only for trajectories
+
+    with h5py.File(path, "a") as h5:
+        fr, at = h5["frames"], h5["atoms"]
+        steps = fr["step"][()]
+        k = int((steps <= step).sum())
+        if k == len(steps):
+            return 0
+        n_atoms = int(fr["offset"][k]) if k < fr["offset"].shape[0] else at["ids"].shape[0]
+        for name in fr:
+            fr[name].resize(k, axis=0)
+        for name in at:
+            at[name].resize(min(n_atoms, at[name].shape[0]), axis=0)
+        return len(steps) - k
+
+
 def cut_back(outdir: str | Path, step: int, trajectories: tuple[str, ...] = ("trajectory.h5md", "trajectory.h5", "trajectory.extxyz")) -> CutBack:
     """Cut the folder's thermo log and trajectories back to ``step`` (see the module docstring); returns what went."""
     outdir = Path(outdir)
@@ -222,4 +240,6 @@ def cut_back(outdir: str | Path, step: int, trajectories: tuple[str, ...] = ("tr
                 frames_h5 = max(frames_h5, _cut_h5md(path, step))
             except OSError as exc:
                 raise MDInputError(f"{path}: cannot open the trajectory to resume it ({exc}); move it away to start a new file") from exc
+    for shard in sorted((outdir / "trajectory.shards").glob("rank-*.h5")):
+        frames_h5 = max(frames_h5, _cut_shard(shard, step))
     return CutBack(rows, frames_h5, frames_xyz, tuple(partial))

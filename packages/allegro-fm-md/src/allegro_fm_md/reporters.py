@@ -10,12 +10,13 @@ naming the step and atoms. Write your own and append it to ``sim.reporters`` / `
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SimulationError
-from .trajectory import ExtXYZWriter, H5MDWriter
+from .trajectory import ExtXYZWriter, H5MDWriter, ShardWriter
 
 THERMO_COLUMNS = ("step", "time_fs", "T_K", "pe_eV", "ke_eV", "etot_eV", "p_GPa", "sxx_GPa", "syy_GPa", "szz_GPa",
                   "syz_GPa", "sxz_GPa", "sxy_GPa", "conserved_eV", "atom_steps_per_s")
@@ -107,6 +108,37 @@ class TrajectoryReporter(ReporterBase):
         for w in self.writers:
             w.close()
         self.writers = []
+
+
+class ShardedTrajectoryReporter(ReporterBase):
+    """trajectory.shards/: every rank appends its own atoms every ``every`` steps (and at step 0 of a fresh run); no
+    gather. ``allegro-fm-md merge`` (trajectory.merge_shards) makes one H5MD or extxyz of it."""
+
+    def __init__(self, every: int, outdir: Path, species: tuple[str, ...], pbc, comm, resumed: bool):
+        self.every = int(every)
+        self._open = (outdir / "trajectory.shards", species, pbc, comm, resumed)
+        self.writer = None
+
+    def start(self, sim) -> None:
+        if self.writer is None:
+            folder, species, pbc, comm, resumed = self._open
+            rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
+            index = folder / "index.json"
+            if resumed and index.exists() and json.loads(index.read_text()).get("shards") != size:
+                folder = folder.with_name(f"{folder.name}-from-step-{sim.state.step}")  # other rank count: a new part
+                resumed = False
+            self.writer = ShardWriter(folder, rank, size, species, pbc, append=resumed)
+        if sim.fresh:
+            self.writer.write(sim.state)
+
+    def report(self, sim, final: bool = False) -> None:
+        if sim.state.step % self.every == 0:
+            self.writer.write(sim.state)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class RestartReporter(ReporterBase):

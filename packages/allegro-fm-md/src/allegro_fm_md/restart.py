@@ -1,5 +1,8 @@
-"""The restart file: one npz per run (rank 0 writes it from the gathered system, atomically), the format's only
-reader and writer. ``Simulation.write_restart`` / ``read_restart`` and analysis tools (allegro-fm-bench) use it.
+"""The restart file: one npz per run (rank 0 writes it from the gathered system, atomically), or with ``shards`` a
+folder ``restart.shards/`` of one npz per writing rank plus ``index.json`` (no rank ever holds the whole system); the
+format's only reader and writer. ``Simulation.write_restart`` / ``read_restart`` and analysis tools (allegro-fm-bench)
+use it. Either form resumes on any number of ranks: a sharded restart is read shard r, r + M, r + 2M, ... by rank r of
+M, and the first force call migrates the atoms to their owners.
 
 Arrays (all atoms, ordered by id): positions (A), velocities (A / ASE time), masses (amu), cell (A, rows), pbc,
 forces (eV/A), virial (eV), energy (eV), ids, types; ``meta`` (JSON): format, version, step, time_fs,
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +56,8 @@ def write_restart_file(path: str | Path, state, meta: dict) -> Path:
 def read_restart_file(path: str | Path) -> RestartFile:
     """The content of a restart file; MDInputError naming the file if it is unreadable or of another format/version."""
     path = Path(path)
+    if path.is_dir():  # a sharded restart: all of its atoms
+        return read_restart_shards(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
@@ -79,3 +86,85 @@ def restart_atoms(path: str | Path, template):
     a.set_velocities(r.arrays["velocities"][order])
     a.cell = r.arrays["cell"]
     return a
+
+
+SHARD_ARRAYS = ("positions", "velocities", "masses", "forces", "ids", "types")
+
+
+def _comm_barrier(comm) -> None:
+    comm.allgather(None)  # a barrier every Comm has
+
+
+def write_restart_shards(path: str | Path, state, meta: dict, comm) -> Path:
+    """Collective: every rank writes its own atoms as ``path/rank-RRRRR.npz`` and rank 0 ``path/index.json`` (format,
+    version, step, time_fs, shards, atoms, cell, pbc, energy, virial and ``meta``). Written into a temporary folder that
+    replaces ``path`` only when every shard is on disk: a crash leaves the previous restart."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    rank, size = comm.rank, comm.size
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _comm_barrier(comm)
+    types = state.types if state.types is not None else np.zeros(len(state.masses), np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, positions=state.positions, velocities=state.velocities, masses=state.masses, forces=state.forces,
+             ids=state.ids, types=types)
+    write_bytes_atomic(tmp / f"rank-{rank:05d}.npz", buf.getvalue())
+    n = int(comm.allreduce(len(state.masses)))
+    if rank == 0:
+        index = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": state.step, "time_fs": state.time_fs,
+                 "momentum_conserved": state.momentum_conserved, "shards": size, "atoms": n, "cell": np.asarray(state.cell).tolist(),
+                 "pbc": np.asarray(state.pbc).tolist(), "energy": float(state.energy), "virial": np.asarray(state.virial).tolist(),
+                 **meta}
+        (tmp / "index.json").write_text(json.dumps(index))
+        old = path.with_name(path.name + ".old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    _comm_barrier(comm)
+    return path
+
+
+def _read_index(path: Path) -> dict:
+    try:
+        index = json.loads((path / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise MDInputError(f"{path}: not a readable sharded restart (index.json: {exc})") from exc
+    if index.get("format") != RESTART_FORMAT or index.get("version") != RESTART_VERSION:
+        raise MDInputError(f"{path}: not an allegro-fm-md restart of version {RESTART_VERSION}")
+    return index
+
+
+def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> RestartFile:
+    """The atoms of shards ``rank``, ``rank + size``, ... of a sharded restart (all of them for rank 0 of 1) and the
+    index as ``meta``; ``arrays`` also hold cell, pbc, energy and virial. MDInputError naming the file when one is bad."""
+    path = Path(path)
+    index = _read_index(path)
+    parts = []
+    for r in range(rank, int(index["shards"]), size):
+        f = path / f"rank-{r:05d}.npz"
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                parts.append({k: z[k] for k in SHARD_ARRAYS})
+        except Exception as exc:  # zipfile/np.load raise many types for a truncated file
+            raise MDInputError(f"{f}: not a readable restart shard ({type(exc).__name__}: {exc})") from exc
+    empty = {"positions": np.zeros((0, 3)), "velocities": np.zeros((0, 3)), "forces": np.zeros((0, 3)), "masses": np.zeros(0),
+             "ids": np.zeros(0, np.int64), "types": np.zeros(0, np.int64)}  # more ranks than shards: some read none
+    arrays = {k: (np.concatenate([p[k] for p in parts]) if parts else empty[k]) for k in SHARD_ARRAYS}
+    for k in ("positions", "velocities"):
+        bad = ~np.isfinite(arrays[k]).all(axis=1)
+        if bad.any():
+            raise MDInputError(f"{path}: {k} not finite (atom ids {arrays['ids'][bad][:10].tolist()}); resume from an earlier restart")
+    arrays.update(cell=np.array(index["cell"]), pbc=np.array(index["pbc"], dtype=bool), energy=np.array(index["energy"]),
+                  virial=np.array(index["virial"]))
+    return RestartFile(arrays, index)
+
+
+def restart_atom_count(path: str | Path) -> int:
+    """Atoms in a restart (npz or sharded folder), reading only what says so."""
+    path = Path(path)
+    if path.is_dir():
+        return int(_read_index(path)["atoms"])
+    return len(read_restart_file(path).arrays["ids"])

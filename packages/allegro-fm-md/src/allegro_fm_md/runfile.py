@@ -31,7 +31,9 @@
     thermo_every = 10
     trajectory_every = 100
     restart_every = 1000
-    restart_from = ""            # a restart.npz to resume from (on any number of ranks)
+    restart_from = ""            # a restart.npz (or restart.shards folder) to resume from (on any number of ranks)
+    shards = false               # true: every rank writes its own atoms (restart.shards/, trajectory.shards/; no gather,
+                                 # for systems no rank should hold whole); allegro-fm-md merge makes one H5MD of them
 
 Units: A, fs, K, eV. Unknown keys are errors.
 """
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -48,9 +51,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 from ase import units
-from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.neighborlist import neighbor_list
-from ase.parallel import DummyMPI
 from tea_align.files import atomic_path
 
 from .comm import node_local_rank, world
@@ -61,8 +62,9 @@ from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, Uniaxial
 from .minimize import FIREIntegrator, relax_cell
 from .outputs import RunLock, cut_back
 from .potentials import make_potential
-from .restart import read_restart_file
+from .restart import read_restart_file, restart_atom_count
 from .simulation import Simulation, SimulationError
+from .supercell import Supercell, maxwell_boltzmann
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class OutputSpec:
     trajectory_every: int = 100
     restart_every: int = 1000
     restart_from: str = ""
+    shards: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,9 @@ def _check_values(path: Path, table: str, klass, values: dict) -> None:
         raise MDInputError(f"{path}: [potential] device = {values['device']!r}: must be cpu, cuda, xpu (or cuda:N, xpu:N)")
 
 
-def load_structure(spec: SystemSpec):
-    """The structure of the run (ase.Atoms), replicated; clear errors for unreadable files."""
+def load_structure(spec: SystemSpec) -> Supercell:
+    """The structure of the run: its unit (ase.Atoms, as read) and the replication, never built whole (supercell.py);
+    clear errors for unreadable files, non-finite numbers and degenerate cells."""
     try:
         atoms = ase.io.read(spec.structure)
     except Exception as exc:  # ase raises many types for unreadable files
@@ -218,11 +222,10 @@ def load_structure(spec: SystemSpec):
                            + (f" ({len(bad)} atoms in all)" if len(bad) > 1 else ""))
     if not np.isfinite(atoms.cell[:]).all():
         raise MDInputError(f"{spec.structure}: the cell is not finite ({atoms.cell[:].tolist()})")
-    atoms = atoms * spec.replicate
     if abs(np.linalg.det(np.array(atoms.cell))) < 1e-9:
         raise MDInputError(f"{spec.structure}: the cell needs three linearly independent vectors, also along open axes "
                            f"(pbc={atoms.pbc.tolist()}; a slab needs a box vector across its vacuum: ase.build.surface(..., vacuum=V))")
-    return atoms
+    return Supercell(atoms, tuple(int(r) for r in spec.replicate))
 
 
 def lammps_orient(atoms) -> bool:
@@ -242,14 +245,15 @@ def _check_output(runfile: RunFile, overwrite: bool) -> None:
     the holder of the folder's lock only, so a live run's files are never removed."""
     out = Path(runfile.output.dir)
     old = [out / n for n in ("thermo.log", "trajectory.h5md", "trajectory.h5", "trajectory.extxyz", "restart.npz",
-                             "restart_last_good.npz", "relaxed.extxyz", "relax.log")]
+                             "restart_last_good.npz", "relaxed.extxyz", "relax.log", "restart.shards", "restart_last_good.shards",
+                             "trajectory.shards")]
     old = [p for p in old if p.exists()]
     if not old or runfile.output.restart_from:
         return
     if not overwrite:
         raise MDInputError(f"{out} already holds a run ({old[0].name}); use another [output] dir, restart_from, or --overwrite")
     for p in old:
-        p.unlink()
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 @dataclass(frozen=True)
@@ -326,13 +330,14 @@ def build_integrator(r: RunSpec, rank: int = 0):
 
 
 def validate(runfile: RunFile, comm, progress: bool = True):
-    """Everything a run needs that can be wrong, checked before any output: the structure (replicated), the potential
-    and the atoms' types. Returns (atoms, potential, types)."""
-    atoms = load_structure(runfile.system)
+    """Everything a run needs that can be wrong, checked before any output: the structure, the potential and the
+    atoms' types. Returns (system: a Supercell, potential, types of the unit cell's atoms)."""
+    system = load_structure(runfile.system)
+    atoms = system.unit
     if runfile.output.restart_from:  # read once here so that a bad restart file is refused before the folder is touched
-        n = len(read_restart_file(runfile.output.restart_from).arrays["ids"])
-        if n != len(atoms):
-            raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(atoms)}")
+        n = restart_atom_count(runfile.output.restart_from)
+        if n != len(system):
+            raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(system)}")
     r = runfile.run
     if not atoms.pbc.all() and (r.pressure_GPa is not None or r.deform_axis or r.relax_cell):
         raise MDInputError(f"{runfile.system.structure}: pressure_GPa, deform_axis and relax_cell need a cell periodic in all three "
@@ -348,30 +353,34 @@ def validate(runfile: RunFile, comm, progress: bool = True):
         types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
     except ValueError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
-    if comm.size == 1 and atoms.pbc.any() and pot.cutoff > 0.5 * plane_spacings(np.array(atoms.cell))[atoms.pbc].min():
-        d = plane_spacings(np.array(atoms.cell))[atoms.pbc].min()
+    if comm.size == 1 and atoms.pbc.any() and pot.cutoff > 0.5 * plane_spacings(system.cell)[atoms.pbc].min():
+        d = plane_spacings(system.cell)[atoms.pbc].min()
         raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({d:.3f} A between its closest faces, half of it "
                            f"{d / 2:.3f} A): an atom would interact with its own image; replicate the cell")
-    return atoms, pot, types
+    return system, pot, types
 
 
-def build_simulation(runfile: RunFile, atoms, pot, types, integ, comm, progress: bool = True):
-    """The Simulation of a run file: the state (fresh at temperature_K, or from restart_from), the distributed force
-    evaluator and the reporters; the first force call and the guards run here (MDInputError before any step)."""
+def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, comm, progress: bool = True):
+    """The Simulation of a run file: the state (fresh at temperature_K, each rank building only its own atoms, or from
+    restart_from), the distributed force evaluator and the reporters; the first force call and the guards run here
+    (MDInputError before any step)."""
     r, o = runfile.run, runfile.output
+    ev = DistributedForceEvaluator(pot, comm, system.cell, skin=r.skin, pbc=system.pbc)
+    ev.n_total = len(system)
     if o.restart_from:
         state = Simulation.read_restart(o.restart_from, integ, comm)
     else:
-        thermalize_momenta(atoms, r.temperature_K, comm=DummyMPI(), rng=np.random.default_rng(r.seed))  # same on every rank
-        Stationary(atoms)
-        keep = slice(None) if comm.rank == 0 else slice(0, 0)
-        state = State(atoms.positions[keep].copy(), atoms.get_velocities()[keep].copy(), atoms.get_masses()[keep].copy(),
-                      np.array(atoms.cell), atoms.pbc.copy(), ids=np.arange(len(atoms))[keep], types=types[keep])
-    ev = DistributedForceEvaluator(pot, comm, state.cell, skin=r.skin, pbc=state.pbc)
-    ev.n_total = len(atoms)
+        ids, positions = system.local(ev.dec)
+        n_unit = len(system.unit)
+        unit_masses = system.unit.get_masses()
+        masses = unit_masses[ids % n_unit]
+        velocities = maxwell_boltzmann(ids, masses, r.temperature_K, r.seed, comm)
+        state = State(positions, velocities, masses, system.cell, system.pbc, ids=ids, types=np.asarray(types)[ids % n_unit])
+    numbers = system.numbers if (comm.rank == 0 and o.trajectory_every and not o.shards) else None
     try:
         return Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
-                          min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=atoms.numbers)
+                          min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=numbers,
+                          shards=o.shards, species=tuple(pot.species))
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
 
@@ -381,8 +390,9 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     run. Returns the Simulation (a ``Relaxation`` for ``relax_cell = true``). Output files of an earlier run in the
     same folder are an error unless ``overwrite`` (or the run resumes from a restart)."""
     comm = comm or world()
-    atoms, pot, types = validate(runfile, comm, progress)  # nothing is written before the input is valid
+    system, pot, types = validate(runfile, comm, progress)  # nothing is written before the input is valid
     if runfile.run.relax_cell:
+        atoms = system.atoms()  # one rank, a small cell: built whole
         _check_relax(runfile, atoms, comm)
     else:
         integ = build_integrator(runfile.run, comm.rank)
@@ -391,7 +401,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         if runfile.run.relax_cell:
             return _relax_cell(runfile, atoms, pot)
         try:
-            sim = build_simulation(runfile, atoms, pot, types, integ, comm, progress)
+            sim = build_simulation(runfile, system, pot, types, integ, comm, progress)
         except MDInputError:  # refused before step 0 (atoms too close, ...): no trace left
             lock.release(remove_if_empty=True)
             raise
@@ -399,7 +409,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
             sim.run(runfile.run.steps - sim.state.step)
         finally:
             sim.close()
-        sim.write_restart()  # collective: every rank sends its atoms, rank 0 writes
+        sim.write_restart()  # collective: gathered to rank 0, or one shard per rank
         return sim
     finally:
         lock.release()

@@ -17,10 +17,19 @@ from pathlib import Path
 import numpy as np
 from ase import units
 
+from .comm import SerialComm
 from .errors import MDInputError, SimulationError
 from .integrators import State
-from .reporters import FiniteGuard, MinDistanceGuard, RestartReporter, Thermo, ThermoReporter, TrajectoryReporter
-from .restart import read_restart_file, write_restart_file
+from .reporters import (
+    FiniteGuard,
+    MinDistanceGuard,
+    RestartReporter,
+    ShardedTrajectoryReporter,
+    Thermo,
+    ThermoReporter,
+    TrajectoryReporter,
+)
+from .restart import read_restart_file, read_restart_shards, write_restart_file, write_restart_shards
 
 #: conserved_eV: the quantity the dynamics conserves (NVE: etot; Nose-Hoover chain: etot + thermostat
 #: energy); for Langevin (not conservative) it is etot.
@@ -44,17 +53,20 @@ def abort_all(comm, exc: BaseException, outdir: str | Path | None = None, code: 
 
 class Simulation:
     """Runs ``integrator`` on ``state`` with forces from ``evaluator`` (one rank or MPI); rank 0 writes
-    ``thermo.log``, ``restart.npz`` and trajectories into ``outdir``. On several ranks, output gathers the
-    atoms to rank 0 ordered by id (fine up to millions of atoms; parallel HDF5 output is not written)."""
+    ``thermo.log``. Restarts and trajectories: gathered to rank 0 ordered by id (``restart.npz``, ``trajectory.h5md``,
+    ``trajectory.extxyz``), or with ``shards=True`` written by every rank for its own atoms (``restart.shards/``,
+    ``trajectory.shards/``: no rank holds the whole system; ``species``, the potential's element list, names the types)."""
 
     def __init__(self, state: State, integrator, evaluator, outdir: str | Path, *,
                  thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
-                 trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=()):
+                 trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=(), shards: bool = False,
+                 species: tuple[str, ...] | None = None):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
         self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: None (one process)
         self.root = self.comm is None or self.comm.rank == 0
         self.outdir = Path(outdir)
         self.progress = progress
+        self.shards = bool(shards)
         self._t0, self._s0, self._n, self.fresh = 0.0, state.step, 0, False
         if state.ids is None:
             state.ids = np.arange(len(state.masses))
@@ -66,8 +78,12 @@ class Simulation:
         self._thermo = ThermoReporter(thermo_every)
         #: reporters, in order (thermo, trajectory, restart, then the caller's): see reporters.py
         self.reporters = [self._thermo]
-        if trajectory_every:
-            if numbers is None:
+        if trajectory_every and self.shards:
+            if species is None:
+                raise ValueError("sharded trajectory output needs the element of each type (species=...)")
+            self.reporters.append(ShardedTrajectoryReporter(trajectory_every, self.outdir, species, state.pbc, self.comm, state.step > 0))
+        elif trajectory_every:
+            if numbers is None and self.root:
                 raise ValueError("trajectory output needs the atomic numbers (numbers=...)")
             self.reporters.append(TrajectoryReporter(trajectory_every, self.outdir, numbers, state.pbc, self.root, state.step > 0))
         self.reporters.append(RestartReporter(restart_every))
@@ -151,9 +167,19 @@ class Simulation:
         return self.integrator.state_dict() or None  # None: nothing to restore (any integrator may resume the file)
 
     def write_restart(self, path: str | Path | None = None, snapshot: tuple[State, object] | None = None) -> Path | None:
-        """Atomically write the full dynamic state (npz, all atoms by id) on rank 0 (collective call):
-        the current state, or a ``_snapshot()``."""
+        """Atomically write the full dynamic state (collective call): the current state, or a ``_snapshot()``. Gathered:
+        one npz of all atoms by id, by rank 0. Sharded: a folder of one npz per rank (``restart.shards``)."""
         integ = self._integrator_state()
+        if self.shards:
+            path = Path(path) if path else self.outdir / "restart.shards"
+            path = path.with_suffix(".shards") if path.suffix == ".npz" else path
+            s = self.state if snapshot is None else snapshot[0]
+            if snapshot is not None:
+                integ = getattr(self, "_snap_integ", integ)
+            rng = self._rng_state() if snapshot is None else (
+                (self.comm.allgather(snapshot[1]) if self.comm is not None else [snapshot[1]]) if snapshot[1] else None)
+            meta = {"integrator": type(self.integrator).__name__, "rng_states": rng, "integrator_state": integ}
+            return write_restart_shards(path, s, meta, self.comm if self.comm is not None else SerialComm())
         if snapshot is None:
             g = self.gathered()
             rng_states = self._rng_state()
@@ -170,10 +196,11 @@ class Simulation:
     def read_restart(path: str | Path, integrator=None, comm=None) -> State:
         """The State stored in a restart file; with ``comm``, rank 0 holds all atoms and the others none
         (the first force update migrates them). The integrator's RNG state is restored per rank."""
-        r = read_restart_file(path)
-        meta, arrays = r.meta, r.arrays
         rank = 0 if comm is None else comm.rank
         size = 1 if comm is None else comm.size
+        sharded = Path(path).is_dir()
+        r = read_restart_shards(path, rank, size) if sharded else read_restart_file(path)
+        meta, arrays = r.meta, r.arrays
         states = meta.get("rng_states")
         if integrator is not None and states and integrator.rng is not None:
             if len(states) != size:
@@ -183,7 +210,7 @@ class Simulation:
             if meta.get("integrator") != type(integrator).__name__:
                 raise MDInputError(f"{path}: written by a {meta.get('integrator')} run; resume it with the same integrator")
             integrator.load_state_dict(meta["integrator_state"])
-        keep = slice(None) if rank == 0 else slice(0, 0)
+        keep = slice(None) if (rank == 0 or sharded) else slice(0, 0)  # sharded: this rank's shards
         return State(arrays["positions"][keep], arrays["velocities"][keep], arrays["masses"][keep], arrays["cell"], arrays["pbc"],
                      step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"][keep],
                      energy=float(arrays["energy"]), virial=arrays["virial"], momentum_conserved=bool(meta["momentum_conserved"]),

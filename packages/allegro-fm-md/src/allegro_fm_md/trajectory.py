@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 from pathlib import Path
 
@@ -30,8 +31,10 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.stress import full_3x3_to_voigt_6_stress
+from tea_align.files import AtomicFile
 
 from . import __about__
+from .errors import MDInputError
 
 FORCE_UNIT = "kJ mol-1 Angstrom-1"
 #: eV/Angstrom -> kJ/(mol Angstrom)
@@ -137,3 +140,127 @@ class ExtXYZWriter:
 
     def close(self) -> None:
         pass
+
+
+class ShardWriter:
+    """One rank's part of a sharded trajectory (``trajectory.shards/rank-RRRRR.h5``): per frame its own atoms (ids,
+    atomic numbers, positions A, velocities A/fs, forces eV/A) appended flat, and per frame the step, time (fs), cell
+    (A), potential energy (eV, the system's) and the frame's offset into the atom arrays. Rank 0 also writes
+    ``index.json`` (shards, pbc). ``merge_shards`` turns the folder into one H5MD, streaming frame by frame."""
+
+    def __init__(self, folder: str | Path, rank: int, size: int, species: tuple[str, ...], pbc, append: bool = False):
+        import h5py  # lazy: HDF5 only for trajectories
+        from ase.data import atomic_numbers
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f"rank-{rank:05d}.h5"
+        self.z_of_type = np.array([atomic_numbers[s] for s in species], dtype=np.int32)
+        if rank == 0:
+            (self.folder / "index.json").write_text(json.dumps({"format": SHARD_FORMAT, "shards": size,
+                                                                 "pbc": [bool(p) for p in pbc], "species": list(species)}))
+        exists = append and self.path.exists()
+        self.h5 = h5py.File(self.path, "a" if exists else "w")
+        if exists:
+            return
+        fr, at = self.h5.create_group("frames"), self.h5.create_group("atoms")
+        for name, shape, dt in (("step", (), np.int64), ("time", (), np.float64), ("cell", (3, 3), np.float64),
+                                ("energy", (), np.float64), ("virial", (3, 3), np.float64), ("offset", (), np.int64)):
+            kw = {"fillvalue": np.iinfo(np.int64).max} if name == "step" else {}
+            fr.create_dataset(name, (0, *shape), dt, maxshape=(None, *shape), chunks=(256, *shape), **kw)
+        for name, shape, dt in (("ids", (), np.int64), ("numbers", (), np.int32), ("positions", (3,), np.float64),
+                                ("velocities", (3,), np.float64), ("forces", (3,), np.float64)):
+            at.create_dataset(name, (0, *shape), dt, maxshape=(None, *shape), chunks=(4096, *shape))
+
+    def write(self, state) -> None:
+        """Append this rank's atoms of the current frame (no communication)."""
+        st = os.statvfs(self.folder)
+        need = 8 * state.positions.nbytes + (1 << 20)
+        if st.f_bavail * st.f_frsize < need:
+            raise OSError(errno.ENOSPC, f"no space left for frame {state.step} of the trajectory shards", str(self.path))
+        at, fr = self.h5["atoms"], self.h5["frames"]
+        n0, n = at["ids"].shape[0], len(state.masses)
+        types = state.types if state.types is not None else np.zeros(n, np.int64)
+        for name, val in (("ids", state.ids), ("numbers", self.z_of_type[types]), ("positions", state.positions),
+                          ("velocities", state.velocities * units.fs), ("forces", state.forces)):
+            at[name].resize(n0 + n, axis=0)
+            at[name][n0:] = val
+        k = fr["step"].shape[0]
+        for name, val in (("time", state.time_fs), ("cell", state.cell), ("energy", state.energy), ("virial", state.virial),
+                          ("offset", n0), ("step", state.step)):
+            fr[name].resize(k + 1, axis=0)
+            fr[name][k] = val
+        self.h5.flush()
+
+    def close(self) -> None:
+        self.h5.close()
+
+
+SHARD_FORMAT = "allegro-fm-md/trajectory-shards"
+
+
+def merge_shards(folder: str | Path, out: str | Path) -> tuple[int, int]:
+    """One H5MD file (or extxyz, by ``out``'s suffix) from a sharded trajectory, atoms ordered by id, frame by frame
+    (memory: one frame of the whole system); frames every shard completed. Returns (frames, atoms)."""
+    import h5py  # lazy: HDF5 only for trajectories
+
+    folder, out = Path(folder), Path(out)
+    try:
+        index = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise MDInputError(f"{folder}: not a sharded trajectory (index.json: {exc})") from exc
+    files = [h5py.File(folder / f"rank-{r:05d}.h5", "r") for r in range(int(index["shards"]))]
+    try:
+        steps = [f["frames/step"][()] for f in files]
+        n_frames = min(int((s != np.iinfo(np.int64).max).sum()) for s in steps)
+        writer = None
+        tmp = AtomicFile(out)
+        try:
+            for k in range(n_frames):
+                parts = []
+                for f in files:
+                    off = f["frames/offset"][()]
+                    a0 = int(off[k])
+                    a1 = int(off[k + 1]) if k + 1 < len(off) else f["atoms/ids"].shape[0]
+                    parts.append({n: f[f"atoms/{n}"][a0:a1] for n in ("ids", "numbers", "positions", "velocities", "forces")})
+                cat = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
+                order = np.argsort(cat["ids"])
+                f0 = files[0]["frames"]
+                frame = _Frame(positions=cat["positions"][order], velocities=cat["velocities"][order] / units.fs,
+                               forces=cat["forces"][order], cell=f0["cell"][k], pbc=np.array(index["pbc"]), step=int(f0["step"][k]),
+                               time_fs=float(f0["time"][k]), energy=float(f0["energy"][k]), numbers=cat["numbers"][order],
+                               virial=f0["virial"][k])
+                if writer is None:
+                    writer = (ExtXYZWriter(tmp.tmp, frame.numbers) if out.suffix == ".extxyz"
+                              else H5MDWriter(tmp.tmp, frame.numbers, frame.pbc))
+                writer.write(frame)
+            if writer is not None:
+                writer.close()
+            tmp.commit()
+        except BaseException:
+            tmp.discard()
+            raise
+    finally:
+        for f in files:
+            f.close()
+    return n_frames, int(len(order)) if n_frames else 0
+
+
+class _Frame:
+    """A whole-system frame for the writers (the State fields they read; masses from the atomic numbers)."""
+
+    def __init__(self, *, positions, velocities, forces, cell, pbc, step, time_fs, energy, numbers, virial):
+        from ase.data import atomic_masses
+
+        self.positions, self.velocities, self.forces, self.cell, self.pbc = positions, velocities, forces, cell, pbc
+        self.step, self.time_fs, self.energy, self.numbers = step, time_fs, energy, numbers
+        self.masses = atomic_masses[numbers]
+        self.virial = virial
+        self.ids = np.arange(len(numbers))
+        self.types = None
+
+    def kinetic_energy(self, comm=None) -> float:
+        return float(0.5 * np.sum(self.masses[:, None] * self.velocities**2))
+
+    def temperature(self, comm=None) -> float:
+        return 2.0 * self.kinetic_energy() / (max(3 * len(self.masses) - 3, 1) * units.kB)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .lammps_mliap import to_any_lammps
 from .loading import load_potential, resolve_model
 
 
@@ -41,6 +40,7 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"nequip-prepare-lmp-mliap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
     try:
+        from .lammps_mliap import to_any_lammps  # lazy: nequip's wrapper needs LAMMPS's Python module, absent from a plain install
         wrapper = to_any_lammps(torch.load(tmp, weights_only=False))  # runs in KOKKOS and plain (CPU) ML-IAP builds
         torch.save(wrapper, tmp)
     except Exception:
