@@ -143,10 +143,10 @@ def test_simulation_output_and_restart_over_ranks(tmp_path):
 
 
 def test_langevin_n_ranks_equal_one_rank(tmp_path):
-    """Langevin noise keyed by (seed, step, atom id): the stochastic run on 2 and 4 ranks equals 1 rank to round-off."""
+    """Langevin noise keyed by (seed, step, atom id): the stochastic run on 2, 4 and 8 ranks equals 1 rank to round-off."""
     steps = 600 if LONG else 120
     ref = _run(1, tmp_path, steps, "langevin")
-    for n in (2, 4):
+    for n in (2, 4, 8):
         r = _run(n, tmp_path, steps, "langevin")
         assert np.array_equal(r["ids"], ref["ids"])
         d = r["positions"] - ref["positions"]
