@@ -5,24 +5,19 @@ Langevin); ``allegro-fm-md merge`` makes one H5MD of the shards that ase and MDA
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import ase.io
 import numpy as np
 import pytest
+from allegro_fm_md import mpiexec_path
 from ase.build import bulk
 
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-try:
-    import mpi4py  # noqa: F401
-
-    HAVE_MPI4PY = True
-except ImportError:
-    HAVE_MPI4PY = False
-pytestmark = pytest.mark.skipif(not (MPIEXEC and HAVE_MPI4PY), reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
+MPIEXEC = mpiexec_path()
+pytestmark = pytest.mark.skipif(not (MPIEXEC and find_spec("mpi4py")), reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
 
 RUN = """[system]
 structure = "ar.extxyz"

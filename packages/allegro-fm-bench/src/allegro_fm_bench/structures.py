@@ -126,30 +126,39 @@ def quartz() -> Atoms:
                    cellpar=[4.916, 4.916, 5.4054, 90, 90, 120])
 
 
+def _add_waters(host: Atoms, n: int, rng: np.random.Generator, draw, fits, what: str) -> Atoms:
+    """``host`` plus ``n`` randomly oriented H2O whose O sits at ``draw()`` (A) where ``fits(p, centres)`` accepts it
+    (rejection sampling, at most 200 000 draws)."""
+    w = molecule("H2O")
+    w.positions -= w.positions[0]
+    centres: list[np.ndarray] = []
+    for _ in range(200_000):
+        if len(centres) == n:
+            return host
+        p = draw()
+        if not fits(p, centres):
+            continue
+        centres.append(p)
+        m = w.copy()
+        m.rotate(rng.random() * 360, rng.normal(size=3))
+        m.positions += p
+        host += m
+    if len(centres) == n:
+        return host
+    raise RuntimeError(f"cannot place {n} water molecules {what}")
+
+
 def water_box(n_molecules: int = 32, density_g_cc: float = 1.0, seed: int = 0, min_distance: float = 2.5) -> Atoms:
     """A cubic periodic box of randomly placed and oriented H2O at ``density_g_cc`` (O-O at least ``min_distance`` A)."""
     rng = np.random.default_rng(seed)
     mass = n_molecules * 18.015 / 6.02214076e23  # g
     side = (mass / density_g_cc) ** (1 / 3) * 1e8  # A
-    w = molecule("H2O")
-    w.positions -= w.positions[0]
     box = Atoms(cell=[side] * 3, pbc=True)
-    centres: list[np.ndarray] = []
-    tries = 0
-    while len(centres) < n_molecules:
-        tries += 1
-        if tries > 200_000:
-            raise RuntimeError(f"water_box: cannot place {n_molecules} molecules {min_distance} A apart in {side:.2f} A")
-        p = rng.random(3) * side
-        if centres:
-            _, d = get_distances(p[None], np.array(centres), cell=box.cell, pbc=True)
-            if d.min() < min_distance:
-                continue
-        centres.append(p)
-        m = w.copy()
-        m.rotate(rng.random() * 360, rng.normal(size=3))
-        m.positions += p
-        box += m
+
+    def fits(p, centres):
+        return not centres or get_distances(p[None], np.array(centres), cell=box.cell, pbc=True)[1].min() >= min_distance
+
+    box = _add_waters(box, n_molecules, rng, lambda: rng.random(3) * side, fits, f"{min_distance} A apart in {side:.2f} A")
     box.info["name"] = f"water-{n_molecules}"
     return box
 
@@ -166,24 +175,17 @@ def slab_with_water(crystal: Atoms, n_water: int, gap_A: float = 14.0, layer_A: 
     t.set_cell(cell, scale_atoms=False)
     t.pbc = (True, True, False)
     top = float(np.max(t.positions @ normal))
+    slab = t.positions.copy()
     rng = np.random.default_rng(seed)
-    w = molecule("H2O")
-    w.positions -= w.positions[0]
-    centres: list[np.ndarray] = []
-    tries = 0
-    while len(centres) < n_water:
-        tries += 1
-        if tries > 200_000:
-            raise RuntimeError(f"slab_with_water: cannot place {n_water} molecules in a {layer_A} A layer")
-        p = rng.random() * cell[0] + rng.random() * cell[1] + normal * (top + 2.2 + rng.random() * layer_A)
-        _, d = get_distances(p[None], np.array(centres + list(t.positions[: len(crystal)])), cell=cell, pbc=t.pbc)
-        if d[0, len(centres):].min() < 2.2 or (centres and d[0, : len(centres)].min() < 2.6):
-            continue
-        centres.append(p)
-        m = w.copy()
-        m.rotate(rng.random() * 360, rng.normal(size=3))
-        m.positions += p
-        t += m
+
+    def draw():
+        return rng.random() * cell[0] + rng.random() * cell[1] + normal * (top + 2.2 + rng.random() * layer_A)
+
+    def fits(p, centres):
+        d = get_distances(p[None], np.array(centres + list(slab)), cell=cell, pbc=t.pbc)[1][0]
+        return d[len(centres):].min() >= 2.2 and (not centres or d[: len(centres)].min() >= 2.6)
+
+    t = _add_waters(t, n_water, rng, draw, fits, f"in a {layer_A} A layer")
     t.info["name"] = f"{crystal.info.get('name', crystal.get_chemical_formula())}-slab+{n_water}H2O"
     return t
 
