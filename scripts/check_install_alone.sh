@@ -33,10 +33,10 @@ PY
     allegro-fm-model)
       allegro-fm --version && allegro-fm params && python - <<'PY'
 import numpy as np
-from allegro_fm_model import AllegroFMCalculator
+from allegro_fm_model import AllegroFMCalculator, load_potential
 from ase.build import molecule
 m = molecule("H2O")
-m.calc = AllegroFMCalculator("allegro-fm-mini")
+m.calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
 e, f = m.get_potential_energy(), m.get_forces()
 assert np.isfinite(e) and np.isfinite(f).all(), (e, f)
 print(f"allegro-fm-mini on H2O: {e:.4f} eV")

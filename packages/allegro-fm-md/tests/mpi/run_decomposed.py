@@ -44,6 +44,10 @@ else:
             p.mul_(0.2)
     pot = AllegroPotential(model, ("O", "Ca"), cutoff=5.2)
     dt = 1.0
+if os.environ.get("CHUNK_EDGES"):  # memory-bounded evaluation (chunked.py) must not change the result
+    from allegro_fm_md.chunked import ChunkedPotential
+
+    pot = ChunkedPotential(pot, int(os.environ["CHUNK_EDGES"]))
 if kind != "slab":
     a.set_cell(a.cell @ np.array([[1, 0.06, 0], [0, 1, 0.04], [0, 0, 1]]), scale_atoms=True)  # triclinic
 MaxwellBoltzmannDistribution(a, temperature_K=50, rng=np.random.default_rng(0))
