@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -214,3 +215,23 @@ def test_a_full_disk_ends_the_run_with_exit_1_naming_the_file(tmp_path, monkeypa
 
     assert int(read_restart_file(tmp_path / "out" / "restart.npz").meta["step"]) == 4
     assert not (tmp_path / "out" / LOCK_NAME).exists()
+
+
+def test_sharded_resume_cuts_the_shards_back_and_merges_in_order(tmp_path):
+    """The kill-and-resume test with [output] shards = true (one rank): the trajectory shard is cut back to the
+    restart's step, and the merged trajectory has strictly increasing steps and the unbroken run's positions."""
+    from allegro_fm_md.trajectory import merge_shards
+
+    def runfile(base, steps, extra=""):
+        return _argon(base, steps=steps, restart_every=8, extra="shards = true\n" + extra)
+
+    run(runfile(tmp_path, 12), progress=False)
+    (tmp_path / "b").mkdir()
+    run(runfile(tmp_path / "b", 8), progress=False)  # the same run stopped at its step-8 restart
+    shutil.rmtree(tmp_path / "out" / "restart.shards")
+    shutil.copytree(tmp_path / "b" / "out" / "restart.shards", tmp_path / "out" / "restart.shards")
+    run(runfile(tmp_path, 12, 'restart_from = "out/restart.shards"'), progress=False)
+    n, atoms = merge_shards(tmp_path / "out" / "trajectory.shards", tmp_path / "m.h5md")
+    steps, _ = _h5_steps(tmp_path / "m.h5md")
+    assert n == 7 and atoms == 108 and list(steps) == list(range(0, 13, 2))
+    assert _thermo_steps(tmp_path / "out" / "thermo.log") == list(range(0, 13, 2))

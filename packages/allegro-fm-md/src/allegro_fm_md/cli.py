@@ -79,7 +79,8 @@ def _run_errors(exc: BaseException, args) -> int | None:
         return EXIT_RANK_ABORTED
     if isinstance(exc, SimulationError):
         rank = comm.rank if comm is not None else 0
-        print(f"allegro-fm-md: rank {rank}: stopped: {exc}; last good state in restart_last_good.npz", file=sys.stderr)
+        print(f"allegro-fm-md: rank {rank}: stopped: {exc}; last good state in restart_last_good.npz (.shards with shards = true)",
+              file=sys.stderr)
         return EXIT_GUARD
     if comm is not None and comm.size > 1 and not isinstance(exc, (MDInputError, KeyboardInterrupt)) and hasattr(comm, "Abort"):
         # an unexpected error on one rank outside the step loop (set-up, output): the others would wait in the next

@@ -224,7 +224,7 @@ class Simulation:
     # -- driver -------------------------------------------------------------------------------
     def run(self, steps: int) -> State:
         """Advance ``steps`` steps: integrator step, guards, then each due reporter. On a guard failure the last good
-        state is written to ``restart_last_good.npz`` and SimulationError is raised (on every rank)."""
+        state is written to ``restart_last_good.npz`` (``.shards`` when sharded) and SimulationError is raised (on every rank)."""
         self._n = self.state.n_global(self.comm)
         logged = self.root and (self.outdir / "thermo.log").exists()
         if self.comm is not None:
