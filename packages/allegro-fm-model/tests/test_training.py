@@ -306,3 +306,29 @@ def test_ddp_training_over_two_cpu_processes(aligned_train, tmp_path, capfd):
     assert sorted(steps) == [0, 1]
     assert steps[1] - steps[0] == -(-per_rank // 2)  # optimizer steps per epoch: one rank's shard / batch size
     assert (run / "best.ckpt").exists() and (run / "last.ckpt").exists()
+
+
+def test_cli_train_evaluate_split_and_params(aligned_train, tmp_path, capsys):
+    """The command line's main paths: ``allegro-fm train CONFIG`` makes a run folder, ``evaluate --split test`` scores
+    exactly the run's held-out frames (the split recomputed from settings.json), ``params`` prints the presets."""
+    from allegro_fm_model.cli import main
+
+    (tmp_path / "t.toml").write_text(f'[train]\ndataset = "{aligned_train}"\nrun_dir = "{tmp_path / "run"}"\npreset = "tiny"\n'
+                                     'max_epochs = 1\nbatch_size = 4\nval_fraction = 0.2\ntest_fraction = 0.25\n'
+                                     'accelerator = "cpu"\ndevices = 1\n')
+    assert main(["train", str(tmp_path / "t.toml"), "-q"]) == 0
+    assert "run folder:" in capsys.readouterr().out and (tmp_path / "run" / "best.ckpt").exists()
+    assert main(["evaluate", str(tmp_path / "run" / "best.ckpt"), str(aligned_train), "--split", "test", "-o", str(tmp_path / "e.md"),
+                 "-q"]) == 0
+    out = capsys.readouterr().out
+    import json
+
+    from allegro_fm_model.training import split_indices
+
+    st = json.loads((tmp_path / "run" / "settings.json").read_text())
+    with tea_align.open_dataset(aligned_train) as ds:
+        n_test = len(split_indices(len(ds), st["val_fraction"], st["test_fraction"], st["seed"])[2])
+    assert f"{n_test} frames (test split)" in out and (tmp_path / "e.md").read_text().startswith(f"{n_test} frames")
+    assert main(["params", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "FM64" in text and "FM256" in text and "FM512" in text and "paper" in text
