@@ -306,6 +306,10 @@ def test_ddp_training_over_two_cpu_processes(aligned_train, tmp_path, capfd):
     assert sorted(steps) == [0, 1]
     assert steps[1] - steps[0] == -(-per_rank // 2)  # optimizer steps per epoch: one rank's shard / batch size
     assert (run / "best.ckpt").exists() and (run / "last.ckpt").exists()
+    # both ranks ended with identical weights (each wrote the SHA-256 of its parameters at the end of training)
+    digests = [json.loads((run / f"weights-rank{r}.json").read_text()) for r in (0, 1)]
+    assert digests[0]["world_size"] == 2 and digests[0]["step"] == digests[1]["step"] > 0
+    assert digests[0]["sha256"] == digests[1]["sha256"]
 
 
 def test_cli_train_evaluate_split_and_params(aligned_train, tmp_path, capsys):

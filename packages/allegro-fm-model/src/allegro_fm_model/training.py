@@ -159,7 +159,8 @@ def nequip_config(s: TrainSettings) -> dict:
             "logger": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": run_dir, "name": "logs"},
             "callbacks": [{"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": run_dir,
                            "monitor": "val0_epoch/weighted_sum", "filename": "best", "save_last": True,
-                           "enable_version_counter": False}],  # a resumed run keeps writing best.ckpt / last.ckpt
+                           "enable_version_counter": False},  # a resumed run keeps writing best.ckpt / last.ckpt
+                          {"_target_": "allegro_fm_model.callbacks.WeightsDigest", "dirpath": run_dir}],  # DDP: ranks in sync
         },
         "training_module": {
             "_target_": "nequip.train.EMALightningModule", "ema_decay": s.ema_decay,
