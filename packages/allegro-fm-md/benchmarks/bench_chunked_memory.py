@@ -58,6 +58,13 @@ def main() -> int:
                   f"{r['seconds'] / r['atoms'] * 1e6:7.1f} us/atom, peak {r['peak_MiB']:8.0f} MiB "
                   f"({r['peak_MiB'] / r['atoms'] * 1024:.1f} KiB/atom)", flush=True)
     base = min((r for r in rows if r["mode"] != "whole"), key=lambda r: r["atoms"])
+    whole = [r for r in rows if r["mode"] == "whole"]
+    if whole:  # the peer measured in this run: the whole (unchunked) evaluation
+        w = max(whole, key=lambda r: r["atoms"])
+        for r in rows:
+            if r["mode"] != "whole":
+                print(f"{r['atoms']} atoms chunked vs {w['atoms']} atoms whole: peak memory x{r['peak_MiB'] / w['peak_MiB']:.2f}, "
+                      f"cost per atom x{(r['seconds'] / r['atoms']) / (w['seconds'] / w['atoms']):.2f}")
     print("\n| mode | atoms | edges | s per evaluation | us per atom | peak MiB | KiB per atom | atom-steps/s vs smallest |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

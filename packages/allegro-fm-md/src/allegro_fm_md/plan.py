@@ -102,7 +102,6 @@ def plan(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, skin: floa
     ranks = []
     for r, dec in enumerate(decs):
         lo = np.array(dec.coords) * per
-        total = 1
         sel = []
         for d in range(3):
             ids = np.arange(lo[d] - ext[d], lo[d] + per[d] + ext[d])

@@ -160,19 +160,22 @@ class FiniteGuard:
 
     def check(self, sim) -> None:
         s = sim.state
-        per_atom = [(name, s.ids[~np.isfinite(x).all(axis=1)]) for name, x in
-                    (("positions", s.positions), ("velocities", s.velocities), ("forces", s.forces))]
-        if sim.comm is not None:
-            per_atom = [(name, np.concatenate(parts)) for name, parts in
-                        zip([n for n, _ in per_atom], zip(*sim.comm.allgather([b for _, b in per_atom])), strict=True)]
-        for name, bad in per_atom:
-            if len(bad):
-                raise SimulationError(f"{name} are not finite", s.step, tuple(int(b) for b in np.sort(bad)[:10]))
+        names = ("positions", "velocities", "forces")
+        bad = [s.ids[~np.isfinite(x).all(axis=1)] for x in (s.positions, s.velocities, s.forces)]
+        with np.errstate(over="ignore"):
+            ke_ok = bool(np.isfinite(np.sum(s.masses[:, None] * s.velocities**2)))
+        if sim.comm is not None:  # one collective per step for all of it
+            parts = sim.comm.allgather((bad, ke_ok))
+            bad = [np.concatenate([p[0][k] for p in parts]) for k in range(3)]
+            ke_ok = all(p[1] for p in parts)
+        for name, ids in zip(names, bad, strict=True):
+            if len(ids):
+                raise SimulationError(f"{name} are not finite", s.step, tuple(int(b) for b in np.sort(ids)[:10]))
         if not np.isfinite(s.cell).all():
             raise SimulationError("the cell is not finite", s.step)
         if not np.isfinite(s.energy):
             raise SimulationError("potential energy is not finite", s.step)
-        if not np.isfinite(s.kinetic_energy(sim.comm)):
+        if not ke_ok:
             raise SimulationError("the temperature is not finite (kinetic energy overflows)", s.step)
 
 

@@ -162,9 +162,19 @@ def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> Resta
     return RestartFile(arrays, index)
 
 
-def restart_atom_count(path: str | Path) -> int:
-    """Atoms in a restart (npz or sharded folder), reading only what says so."""
+def restart_header(path: str | Path) -> tuple[int, int]:
+    """(step, atoms) of a restart (npz or sharded folder), reading only its metadata and id count: no rank loads the
+    system to learn where a run resumes. MDInputError naming the file when it is unreadable."""
     path = Path(path)
     if path.is_dir():
-        return int(_read_index(path)["atoms"])
-    return len(read_restart_file(path).arrays["ids"])
+        index = _read_index(path)
+        return int(index["step"]), int(index["atoms"])
+    try:
+        with np.load(path, allow_pickle=False) as z:  # npz members load one at a time
+            meta = json.loads(str(z["meta"]))
+            n = int(z["ids"].shape[0])
+    except Exception as exc:  # zipfile/np.load raise many types for a truncated file
+        raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
+    if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
+        raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
+    return int(meta["step"]), n

@@ -64,7 +64,7 @@ from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, Uniaxial
 from .minimize import FIREIntegrator, relax_cell
 from .outputs import RunLock, cut_back
 from .potentials import make_potential
-from .restart import read_restart_file, restart_atom_count
+from .restart import restart_header
 from .simulation import Simulation, SimulationError
 from .supercell import Supercell, maxwell_boltzmann
 
@@ -339,7 +339,7 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     system = load_structure(runfile.system)
     atoms = system.unit
     if runfile.output.restart_from:  # read once here so that a bad restart file is refused before the folder is touched
-        n = restart_atom_count(runfile.output.restart_from)
+        _, n = restart_header(runfile.output.restart_from)
         if n != len(system):
             raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(system)}")
     r = runfile.run
@@ -431,7 +431,7 @@ def _take_folder(runfile: RunFile, overwrite: bool, comm, progress: bool) -> Run
             lock.acquire()
             _check_output(runfile, overwrite)
             if runfile.output.restart_from:
-                step = int(read_restart_file(runfile.output.restart_from).meta["step"])
+                step, _ = restart_header(runfile.output.restart_from)
                 cut = cut_back(runfile.output.dir, step)
                 if progress and str(cut) != "nothing":
                     print(f"resuming at step {step}: removed {cut} written after the restart", flush=True)

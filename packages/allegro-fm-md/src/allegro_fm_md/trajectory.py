@@ -31,7 +31,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.stress import full_3x3_to_voigt_6_stress
-from tea_align.files import AtomicFile
+from tea_align.files import AtomicFile, write_text_atomic
 
 from . import __about__
 from .errors import MDInputError
@@ -157,8 +157,8 @@ class ShardWriter:
         self.path = self.folder / f"rank-{rank:05d}.h5"
         self.z_of_type = np.array([atomic_numbers[s] for s in species], dtype=np.int32)
         if rank == 0:
-            (self.folder / "index.json").write_text(json.dumps({"format": SHARD_FORMAT, "shards": size,
-                                                                 "pbc": [bool(p) for p in pbc], "species": list(species)}))
+            write_text_atomic(self.folder / "index.json", json.dumps({"format": SHARD_FORMAT, "shards": size,
+                                                                       "pbc": [bool(p) for p in pbc], "species": list(species)}))
         exists = append and self.path.exists()
         self.h5 = h5py.File(self.path, "a" if exists else "w")
         if exists:
