@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                        writes=True, output_required=True, output_help="dataset folder (resumable: finished stages are kept)")
     p.add_argument("--part", choices=["pbe", "molecular", "all"], default="all")
     p.add_argument("--quick", action="store_true", help="a few frames per stage (for tests)")
-    p.add_argument("--only", nargs="*", default=(), help="pbe part: only these structures (to label in parallel processes)")
+    p.add_argument("--only", nargs="*", default=(), help="pbe part: only these structure families (to label in parallel processes)")
     p.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
     p.set_defaults(func=_make_mini_data)
     r = sub.add_parser("run", help="run the paper's experiments and write report.md (+ PNG plots)", writes=True,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ase.io
@@ -48,15 +48,74 @@ class MiniDataSettings:
     md_steps: int = 48
     md_every: int = 8
     md_dt_fs: float = 0.5
-    molecule_rattles: tuple[float, ...] = (0.04, 0.08, 0.12, 0.16)
-    path_images: int = 9
+    relax_steps: int = 120
+    melt_steps: int = 300
+    molecule_rattles: tuple[float, ...] = (0.03, 0.06, 0.09, 0.12, 0.15, 0.18)
+    molecule_seeds: int = 2
+    path_images: int = 13
     path_rattles: tuple[float, ...] = (0.0, 0.05, 0.1)
-    clusters: int = 12
+    clusters: int = 36
+    heldout_clusters: int = 8
     seed: int = 0
 
 
 QUICK = MiniDataSettings(strains=(-0.02, 0.02), rattles=(0.05,), md_temperatures=(600.0,), md_steps=8, md_every=4,
-                         molecule_rattles=(0.08,), path_images=3, path_rattles=(0.0,), clusters=1)
+                         relax_steps=5, melt_steps=5, molecule_rattles=(0.08,), molecule_seeds=1, path_images=3,
+                         path_rattles=(0.0,), clusters=1, heldout_clusters=1)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One periodic structure family: how to build its base structure, how to sample it, and whether it is held out
+    (never trained on: the test set is whole families, not random frames)."""
+
+    name: str
+    build: Callable[[], Atoms]
+    what: str
+    max_temperature: float = 1200.0  # K: molecular solids and liquids are sampled below it
+    temperatures: tuple[float, ...] = ()  # K, replaces the settings' MD temperatures when given
+    relax: str = "cell"  # "cell" (positions and cell), "positions", "melt" (positions, then MD at the first temperature),
+    # "none" (as built) or "given" (already relaxed)
+    extra_strains: tuple[float, ...] = ()  # isotropic, on top of the settings' strains
+    held_out: bool = False
+
+
+def _slab() -> Atoms:
+    return S.slab_with_water(S.tobermorite_11a(), 6, gap_A=12.0, layer_A=6.0)
+
+
+#: The periodic families (PBE level). Held out (test set only): aragonite (a CaCO3 polymorph; calcite is trained),
+#: the sodalite silica framework (quartz, cristobalite, stishovite trained), ice Ih (liquid water, dry ice trained) and a
+#: Ca2SiO4 melt (a CaSiO3 melt trained).
+FAMILIES: tuple[Family, ...] = (
+    Family("tobermorite-11A", S.tobermorite_11a, "C-S-H crystal, 88 atoms (relaxed with cell)"),
+    Family("portlandite", lambda: S.portlandite() * (3, 3, 2), "Ca(OH)2 3x3x2", relax="none"),
+    Family("calcite", lambda: S.calcite() * (2, 2, 1), "CaCO3 2x2x1", relax="none"),
+    Family("quartz", lambda: S.quartz() * (2, 2, 2), "alpha-SiO2 2x2x2", relax="none"),
+    Family("water", lambda: S.water_box(32), "32 H2O, 1 g/cm3", max_temperature=400.0, relax="none"),
+    Family("cristobalite", lambda: S.alpha_cristobalite() * (2, 2, 2), "alpha-cristobalite SiO2 2x2x2"),
+    Family("stishovite", lambda: S.stishovite() * (2, 2, 3), "six-fold SiO2 2x2x3"),
+    Family("lime", lambda: S.lime() * (2, 2, 2), "CaO 2x2x2"),
+    Family("silicon", lambda: S.silicon() * (2, 2, 2), "diamond Si 2x2x2, dense and expanded (+-7, +-10 %)",
+           temperatures=(300.0, 1000.0, 2000.0), extra_strains=(-0.10, -0.07, 0.07, 0.10)),
+    Family("dry-ice", lambda: S.dry_ice() * (2, 2, 2), "solid CO2 2x2x2", temperatures=(100.0, 200.0, 300.0)),
+    Family("carbonic-acid-box", lambda: S.molecular_box("H2CO3", 12, 1.5), "12 H2CO3 at 1.5 g/cm3",
+           temperatures=(200.0, 300.0, 400.0), relax="positions"),
+    Family("CaSiO3-melt", lambda: S.random_packing("Ca16Si16O48", 2.7), "CaSiO3 melt-quench, 80 atoms at 2.7 g/cm3",
+           temperatures=(3000.0, 2000.0, 1200.0), relax="melt"),
+    Family("tobermorite-slab-water", _slab, "tobermorite slab (pbc T,T,F) with 6 H2O above", temperatures=(300.0, 400.0),
+           relax="positions"),
+    Family("aragonite", lambda: S.aragonite() * (2, 2, 1), "CaCO3 polymorph 2x2x1", held_out=True),
+    Family("sodalite-SiO2", S.silica_sodalite, "zeolite framework (SOD), 36 atoms", held_out=True),
+    Family("ice-Ih", S.ice_ih, "proton-disordered ice Ih 2x2x2", temperatures=(100.0, 200.0, 250.0), held_out=True),
+    Family("Ca2SiO4-melt", lambda: S.random_packing("Ca16Si8O32", 3.0), "Ca2SiO4 melt-quench, 56 atoms at 3.0 g/cm3",
+           temperatures=(3000.0, 2000.0, 1200.0), relax="melt", held_out=True),
+)
+
+#: Molecular families (wB97M-D3(BJ) level). Trained: S.MOLECULES plus these; held out: ethanol, methyl formate and acetone
+#: (functional groups seen, molecules never) and methanol-water clusters.
+MORE_MOLECULES = ("CH3CHO", "C2H4", "C2H2", "H2O2", "H2CCO", "C3H8", "CH3OCH3", "CH2OCH2", "OCHCHO")
+HELDOUT_MOLECULES = ("CH3CH2OH", "HCOOCH3", "CH3COCH3")
 
 
 def _labelled(atoms: Atoms, calc, level: str, structure: str, generator: str) -> Atoms:
@@ -106,10 +165,9 @@ def anchor_structures(isolated_atoms: bool = True) -> list[tuple[str, Atoms]]:
     return out
 
 
-def crystals() -> list[tuple[str, Atoms]]:
-    """The periodic structures of the mini dataset (unrelaxed, as built)."""
-    return [("tobermorite-11A", S.tobermorite_11a()), ("portlandite", S.portlandite() * (3, 3, 2)),
-            ("calcite", S.calcite() * (2, 2, 1)), ("quartz", S.quartz() * (2, 2, 2)), ("water", S.water_box(32))]
+def crystals(held_out: bool = False) -> list[tuple[str, Atoms]]:
+    """The periodic structures of the mini dataset, unrelaxed, as built (the trained families, or the held-out ones)."""
+    return [(f.name, f.build()) for f in FAMILIES if f.held_out == held_out]
 
 
 def relax_tobermorite(calc, fmax: float = 0.05, steps: int = 300) -> Atoms:
@@ -121,61 +179,103 @@ def relax_tobermorite(calc, fmax: float = 0.05, steps: int = 300) -> Atoms:
     return t
 
 
-def _md_snapshots(atoms: Atoms, calc, temperature: float, st: MiniDataSettings, seed: int) -> list[tuple[Atoms, str]]:
+def _md(atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, seed: int, every: int = 0):
+    """Langevin MD (friction 0.02/fs) from momenta drawn at 2 x ``temperature`` (equipartition halves it quickly);
+    returns the snapshots every ``every`` steps (or the last frame when ``every`` is 0)."""
     a = atoms.copy()
     a.calc = calc
-    thermalize_momenta(a, 2 * temperature, rng=np.random.default_rng(seed))  # equipartition halves it quickly
-    dyn = Langevin(a, st.md_dt_fs * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=np.random.default_rng(seed))
+    thermalize_momenta(a, 2 * temperature, rng=np.random.default_rng(seed))
+    dyn = Langevin(a, dt_fs * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=np.random.default_rng(seed))
     out = []
-    for k in range(st.md_steps // st.md_every):
-        dyn.run(st.md_every)
+    for _ in range(steps // every if every else 1):
+        dyn.run(every or steps)
         snap = a.copy()
         snap.calc = None
-        out.append((snap, f"md T={temperature:g}K step={(k + 1) * st.md_every} dt={st.md_dt_fs}fs seed={seed}"))
+        out.append(snap)
     return out
+
+
+def _md_snapshots(atoms: Atoms, calc, temperature: float, st: MiniDataSettings, seed: int, dt_fs: float | None = None):
+    dt = st.md_dt_fs if dt_fs is None else dt_fs
+    snaps = _md(atoms, calc, temperature, dt, st.md_steps, seed, every=st.md_every)
+    return [(snap, f"md T={temperature:g}K step={(k + 1) * st.md_every} dt={dt}fs seed={seed}") for k, snap in enumerate(snaps)]
+
+
+def _base(family: Family, calc, st: MiniDataSettings, seed: int) -> tuple[Atoms, str]:
+    """The family's base structure after its relaxation (SevenNet-0) and how it was made."""
+    a = family.build()
+    if family.relax in ("none", "given"):
+        return a, "as built" if family.relax == "none" else "relaxed (FIRE+cell fmax=0.05)"
+    a.calc = calc
+    if family.relax == "cell" and a.pbc.all():
+        FIRE(FrechetCellFilter(a), logfile=None).run(fmax=0.05, steps=st.relax_steps)
+        how = f"relaxed FIRE+cell fmax=0.05 <= {st.relax_steps} steps"
+    else:
+        FIRE(a, logfile=None).run(fmax=0.05, steps=st.relax_steps)
+        how = f"relaxed FIRE positions fmax=0.05 <= {st.relax_steps} steps"
+    a.calc = None
+    if family.relax == "melt":
+        temps = family.temperatures or st.md_temperatures
+        a = _md(a, calc, temps[0], 1.0, st.melt_steps, seed)[-1]
+        how += f", melted: Langevin {st.melt_steps} x 1 fs at {temps[0]:g} K"
+    return a, how
+
+
+def _family_frames(family: Family, index: int, calc, st: MiniDataSettings, progress: bool) -> list[Atoms]:
+    """Base, strained, rattled and MD-sampled frames of one family, labelled at the PBE level."""
+    rng = np.random.default_rng([st.seed, index])  # per family: stages can run in any order or in parallel
+    base, how = _base(family, calc, st, int(rng.integers(1 << 30)))
+    has_h = "H" in base.get_chemical_symbols()
+    jobs: list[tuple[Atoms, str]] = [(base.copy(), how)]
+    periodic_axes = [k for k in range(3) if base.pbc[k]]
+    for e in st.strains + family.extra_strains:
+        a = base.copy()
+        m = np.eye(3)
+        m[periodic_axes, periodic_axes] += e
+        a.set_cell(a.cell @ m, scale_atoms=True)
+        jobs.append((a, f"isotropic strain {e:+g}"))
+        if e in family.extra_strains:
+            continue
+        a = base.copy()
+        axis = int(rng.choice(periodic_axes))
+        m = np.eye(3)
+        m[axis, axis] += e
+        a.set_cell(a.cell @ m, scale_atoms=True)
+        jobs.append((a, f"uniaxial strain {e:+g} along cell vector {axis}"))
+    for s in st.rattles:
+        a = base.copy()
+        seed = int(rng.integers(1 << 30))
+        a.rattle(s, seed=seed)
+        jobs.append((a, f"rattle sigma={s}A seed={seed}"))
+    temps = family.temperatures or tuple(min(t, family.max_temperature) for t in st.md_temperatures)
+    for T in temps:
+        jobs += _md_snapshots(base, calc, T, st, int(rng.integers(1 << 30)), dt_fs=st.md_dt_fs if has_h else 2 * st.md_dt_fs)
+    return [_labelled(a, calc, PBE_LEVEL, family.name, g) for a, g in tqdm(jobs, desc=family.name, disable=not progress, leave=False)]
 
 
 def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
                   only: tuple[str, ...] = ()) -> Path | None:
-    """Periodic frames at the PBE level (SevenNet-0) and the PBE side of the anchors; returns OUT/pbe.extxyz
-    (None when ``only`` names a subset of the structures: a partial run for parallel labelling)."""
+    """Periodic frames at the PBE level (SevenNet-0): OUT/pbe.extxyz (trained families), OUT/pbe-heldout.extxyz
+    (held-out families) and the PBE side of the anchors; returns OUT/pbe.extxyz (None when ``only`` names a subset of
+    the families: a partial run for parallel labelling)."""
 
     outdir = Path(outdir)
+    unknown = set(only) - {f.name for f in FAMILIES}
+    if unknown:
+        raise ValueError(f"unknown structure families {sorted(unknown)}; known: {', '.join(f.name for f in FAMILIES)}")
     calc = pbe_calculator()
-    t11 = _stage(outdir / "pbe", "tobermorite_relaxed", lambda: [_labelled(relax_tobermorite(calc), calc, PBE_LEVEL,
-                                                                            "tobermorite-11A", "relaxed FIRE+cell fmax=0.05")])[0]
-    t11.calc = None
-    everything = []
-    for index, (name, atoms) in enumerate(crystals()):
-        if only and name not in only:
+    frames: dict[bool, list[Atoms]] = {False: [], True: []}
+    for index, family in enumerate(FAMILIES):
+        if only and family.name not in only:
             continue
-        base = t11 if name == "tobermorite-11A" else atoms
-        rng = np.random.default_rng([st.seed, index])  # per structure: stages can run in any order or in parallel
-
-        def make(name=name, base=base, rng=rng):
-            jobs: list[tuple[Atoms, str]] = [(base.copy(), "as built" if name != "tobermorite-11A" else "relaxed")]
-            for e in st.strains:
-                a = base.copy()
-                a.set_cell(a.cell * (1 + e), scale_atoms=True)
-                jobs.append((a, f"isotropic strain {e:+g}"))
-                a = base.copy()
-                axis = int(rng.integers(3))
-                m = np.eye(3)
-                m[axis, axis] += e
-                a.set_cell(a.cell @ m, scale_atoms=True)
-                jobs.append((a, f"uniaxial strain {e:+g} along cell vector {axis}"))
-            for s in st.rattles:
-                a = base.copy()
-                seed = int(rng.integers(1 << 30))
-                a.rattle(s, seed=seed)
-                jobs.append((a, f"rattle sigma={s}A seed={seed}"))
-            for T in st.md_temperatures:
-                if name == "water" and T > 400:
-                    T = 400.0
-                jobs += _md_snapshots(base, calc, T, st, int(rng.integers(1 << 30)))
-            return [_labelled(a, calc, PBE_LEVEL, name, g) for a, g in tqdm(jobs, desc=name, disable=not progress, leave=False)]
-
-        everything += _stage(outdir / "pbe", name, make)
+        if family.name == "tobermorite-11A":  # v1's stages, kept: the relaxed crystal is also the main job's structure
+            t11 = _stage(outdir / "pbe", "tobermorite_relaxed",
+                         lambda: [_labelled(relax_tobermorite(calc), calc, PBE_LEVEL, "tobermorite-11A", "relaxed FIRE+cell fmax=0.05")])[0]
+            t11.calc = None
+            fam = replace(family, build=lambda t=t11: t.copy(), relax="given")
+            frames[False] += _stage(outdir / "pbe", family.name, lambda f=fam, i=index: _family_frames(f, i, calc, st, progress))
+            continue
+        frames[family.held_out] += _stage(outdir / "pbe", family.name, lambda f=family, i=index: _family_frames(f, i, calc, st, progress))
     if only:
         return None
     # no isolated atoms at this level: SevenNet-0 never saw one (MPtrj has none), its one-atom energy is
@@ -183,15 +283,19 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
     anchors = _stage(outdir / "anchors", "pbe", lambda: [_labelled(a, calc, PBE_LEVEL, n, "anchor")
                                                          for n, a in anchor_structures(isolated_atoms=False)])
     out = outdir / "pbe.extxyz"
-    _write_atomic(everything, out)
-    log.info("PBE part: %d frames, %d atoms; %d anchors", len(everything), sum(len(a) for a in everything), len(anchors))
+    _write_atomic(frames[False], out)
+    _write_atomic(frames[True], outdir / "pbe-heldout.extxyz")
+    log.info("PBE part: %d frames, %d atoms (+ %d held-out frames); %d anchors", len(frames[False]),
+             sum(len(a) for a in frames[False]), len(frames[True]), len(anchors))
     return out
 
 
-def _clusters(rng: np.random.Generator, n: int) -> list[tuple[Atoms, str]]:
-    """Small H-bonded clusters: water dimers/trimers and CO2-H2O pairs at random orientations."""
+def _clusters(rng: np.random.Generator, n: int, kinds=None) -> list[tuple[Atoms, str]]:
+    """Small H-bonded clusters at random orientations (default kinds: water dimers, trimers and tetramers, CO2-H2O,
+    H2CO3-H2O, formic-acid dimers)."""
     out = []
-    kinds = [("H2O", "H2O"), ("H2O", "H2O", "H2O"), ("CO2", "H2O"), ("H2CO3?", "H2O")]
+    kinds = kinds or [("H2O", "H2O"), ("H2O", "H2O", "H2O"), ("CO2", "H2O"), ("H2CO3?", "H2O"), ("HCOOH", "HCOOH"),
+                      ("H2O", "H2O", "H2O", "H2O"), ("H2CO3?", "H2O", "H2O"), ("CO2", "H2O", "H2O")]
     for k in range(n):
         names = kinds[k % len(kinds)]
         parts = []
@@ -213,26 +317,30 @@ def _clusters(rng: np.random.Generator, n: int) -> list[tuple[Atoms, str]]:
     return out
 
 
+def _conformers(names, rng: np.random.Generator, st: MiniDataSettings) -> list[tuple[str, Atoms, str]]:
+    jobs = []
+    for name in names:
+        m = molecule(name)
+        formula = m.get_chemical_formula()
+        jobs.append((formula, m.copy(), f"G2 geometry of {name}"))
+        for s in st.molecule_rattles:
+            for _ in range(st.molecule_seeds):
+                a = m.copy()
+                seed = int(rng.integers(1 << 30))
+                a.rattle(s, seed=seed)
+                jobs.append((formula, a, f"{name} rattle sigma={s}A seed={seed}"))
+    return jobs
+
+
 def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True) -> Path:
-    """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors."""
+    """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors:
+    OUT/molecular.extxyz (trained) and OUT/molecular-heldout.extxyz (held-out molecules and methanol-water clusters)."""
     outdir = Path(outdir)
     calc = WB97MD3BJ()
     rng = np.random.default_rng(st.seed + 1)
 
     def run(jobs, desc):
         return [_labelled(a, calc, WB97M_LEVEL, n, g) for n, a, g in tqdm(jobs, desc=desc, disable=not progress, leave=False)]
-
-    def molecules():
-        jobs = []
-        for m in S.small_molecules():
-            name = m.get_chemical_formula()
-            jobs.append((name, m.copy(), "G2 geometry"))
-            for s in st.molecule_rattles:
-                a = m.copy()
-                seed = int(rng.integers(1 << 30))
-                a.rattle(s, seed=seed)
-                jobs.append((name, a, f"rattle sigma={s}A seed={seed}"))
-        return run(jobs, "molecules")
 
     def path():
         jobs = []
@@ -245,14 +353,23 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
                 jobs.append(("H2CO3->H2O+CO2", a, f"IDPP image {k}/{st.path_images - 1}" + (f" rattle sigma={s}A seed={seed}" if s else "")))
         return run(jobs, "H2CO3 path")
 
-    def clusters():
-        return run([(g.split()[1], a, g) for a, g in _clusters(rng, st.clusters)], "clusters")
+    def clusters(n, kinds=None, r=rng):
+        return run([(g.split()[1], a, g) for a, g in _clusters(r, n, kinds)], "clusters")
 
-    frames = _stage(outdir / "molecular", "molecules", molecules)
-    frames += _stage(outdir / "molecular", "carbonic_acid_path", path)
-    frames += _stage(outdir / "molecular", "clusters", clusters)
+    mol = outdir / "molecular"
+    frames = _stage(mol, "molecules", lambda: run(_conformers(S.MOLECULES, rng, st), "molecules"))
+    frames += _stage(mol, "carbonic_acid_path", path)
+    frames += _stage(mol, "clusters", lambda: clusters(st.clusters))
+    frames += _stage(mol, "more_molecules", lambda: run(_conformers(MORE_MOLECULES, np.random.default_rng([st.seed, 2]), st),
+                                                        "more molecules"))
+    held = _stage(mol, "heldout_molecules", lambda: run(_conformers(HELDOUT_MOLECULES, np.random.default_rng([st.seed, 3]), st),
+                                                        "held-out molecules"))
+    held += _stage(mol, "heldout_clusters", lambda: clusters(st.heldout_clusters, [("CH3OH", "H2O"), ("CH3OH", "H2O", "H2O")],
+                                                             np.random.default_rng([st.seed, 4])))
     anchors = _stage(outdir / "anchors", "molecular", lambda: run([(n, a, "anchor") for n, a in anchor_structures()], "anchors"))
     out = outdir / "molecular.extxyz"
     _write_atomic(frames, out)
-    log.info("molecular part: %d frames, %d atoms; %d anchors", len(frames), sum(len(a) for a in frames), len(anchors))
+    _write_atomic(held, outdir / "molecular-heldout.extxyz")
+    log.info("molecular part: %d frames, %d atoms (+ %d held-out); %d anchors", len(frames), sum(len(a) for a in frames),
+             len(held), len(anchors))
     return out

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from ase.build import molecule
+from ase.build import bulk, molecule
 from ase.data import atomic_masses, atomic_numbers
 from ase.geometry import get_distances
 from ase.mep import NEB
+from ase.neighborlist import neighbor_list
 from ase.spacegroup import crystal
 from scipy.spatial import cKDTree
 
@@ -124,6 +125,134 @@ def quartz() -> Atoms:
     origin shifted to ase's setting of group 154 (Si-O 1.605 and 1.614 A, as published)."""
     return crystal(["Si", "O"], [(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.7858)], spacegroup=154,
                    cellpar=[4.916, 4.916, 5.4054, 90, 90, 120])
+
+
+def alpha_cristobalite() -> Atoms:
+    """Alpha-cristobalite SiO2, P4(1)2(1)2, a=4.9709 c=6.9278 A (Pluth, Smith, Faber, J. Appl. Phys. 57, 1045 (1985)); Si-O 1.60 A."""
+    return crystal(["Si", "O"], [(0.3003, 0.3003, 0), (0.2392, 0.1044, 0.1787)], spacegroup=92,
+                   cellpar=[4.9709, 4.9709, 6.9278, 90, 90, 90])
+
+
+def stishovite() -> Atoms:
+    """Stishovite SiO2 (rutile type, six-fold Si, 4.29 g/cm3), P4(2)/mnm, a=4.1773 c=2.6655 A, O x=0.3062
+    (Ross et al., Am. Mineral. 75, 739 (1990))."""
+    return crystal(["Si", "O"], [(0, 0, 0), (0.3062, 0.3062, 0)], spacegroup=136, cellpar=[4.1773, 4.1773, 2.6655, 90, 90, 90])
+
+
+def silica_sodalite() -> Atoms:
+    """Pure-silica sodalite (a zeolite framework, SOD), I-43m, a=8.83 A, Si 12d, O 24g (0.1414, 0.1414, 0.4413)
+    (Richardson et al., J. Phys. Chem. 93, 8279 (1989)); Si-O 1.66 A as built, relax before use."""
+    return crystal(["Si", "O"], [(0.25, 0.5, 0), (0.1414, 0.1414, 0.4413)], spacegroup=217, cellpar=[8.83] * 3 + [90] * 3)
+
+
+def aragonite() -> Atoms:
+    """Aragonite CaCO3, Pnma (the published Pmcn setting with axes relabelled), a=5.741 b=4.962 c=7.968 A
+    (de Villiers, Am. Mineral. 56, 758 (1971)); C-O 1.28 A, Ca nine-fold."""
+    return crystal(["Ca", "C", "O", "O"], [(0.7597, 0.25, 0.4150), (-0.0852, 0.25, 0.7622), (-0.0962, 0.25, 0.9225),
+                                            (-0.0862, 0.4736, 0.6810)], spacegroup=62, cellpar=[5.741, 4.962, 7.968, 90, 90, 90])
+
+
+def lime() -> Atoms:
+    """Lime CaO, rock salt, a=4.811 A (conventional cubic cell, 8 atoms)."""
+    return bulk("CaO", "rocksalt", a=4.811, cubic=True)
+
+
+def silicon() -> Atoms:
+    """Diamond-cubic Si, a=5.431 A (conventional cell, 8 atoms)."""
+    return bulk("Si", "diamond", a=5.431, cubic=True)
+
+
+def dry_ice() -> Atoms:
+    """Solid CO2 (dry ice), Pa-3, a=5.624 A, O x=0.1185 (Simon & Peters, Acta Cryst. B36, 2750 (1980)); C=O 1.15 A."""
+    return crystal(["C", "O"], [(0, 0, 0), (0.1185, 0.1185, 0.1185)], spacegroup=205, cellpar=[5.624] * 3 + [90] * 3)
+
+
+def ice_ih(repeat: tuple[int, int, int] = (2, 2, 2), seed: int = 0, oh: float = 0.98) -> Atoms:
+    """Proton-disordered hexagonal ice Ih: O on the wurtzite lattice of P6(3)/mmc, a=4.519 c=7.357 A, O z=0.0625
+    (O-O 2.76 A; Röttger et al., Acta Cryst. B50, 644 (1994)), ``repeat`` unit cells, and H placed by the ice rules
+    (each O donates two and accepts two H bonds, one H per O-O bond, ``oh`` A from its O): the O-O bond graph is
+    4-regular, so orienting its edges along a random Euler circuit gives every O in-degree 2 and out-degree 2
+    (hand-written: no library builds proton-disordered ice). Relax before use."""
+    o = crystal(["O"], [(1 / 3, 2 / 3, 0.0625)], spacegroup=194, cellpar=[4.519, 4.519, 7.357, 90, 90, 120]) * repeat
+    i, j, shift = neighbor_list("ijS", o, 3.0)
+    rng = np.random.default_rng(seed)
+    edges = [(int(a), int(b), tuple(int(x) for x in s)) for a, b, s in zip(i, j, shift) if (a, b, tuple(s)) < (b, a, tuple(-s))]
+    adj: dict[int, list[int]] = {k: [] for k in range(len(o))}
+    for e, (a, b, _) in enumerate(edges):
+        adj[a].append(e)
+        adj[b].append(e)
+    for k in adj:
+        rng.shuffle(adj[k])
+    if any(len(v) != 4 for v in adj.values()):
+        raise RuntimeError("ice_ih: the O lattice is not four-coordinated (repeat too small?)")
+    used = np.zeros(len(edges), bool)
+    donor_to: list[tuple[int, np.ndarray]] = []  # (donor O, vector to the acceptor O)
+    stack, path = [int(rng.integers(len(o)))], []
+    while stack:  # Hierholzer's algorithm: the circuit's direction orients each bond donor -> acceptor
+        v = stack[-1]
+        while adj[v] and used[adj[v][-1]]:
+            adj[v].pop()
+        if not adj[v]:
+            path.append(stack.pop())
+            continue
+        e = adj[v].pop()
+        used[e] = True
+        a, b, s = edges[e]
+        vec = o.positions[b] + np.array(s) @ o.cell.array - o.positions[a]
+        donor_to.append((v, vec if v == a else -vec))
+        stack.append(b if v == a else a)
+    h = [o.positions[d] + oh * vec / np.linalg.norm(vec) for d, vec in donor_to]
+    ice = o + Atoms(f"H{len(h)}", positions=h)
+    ice.info["name"] = "ice-Ih"
+    return ice
+
+
+def random_packing(formula: str, density_g_cc: float, seed: int = 0, min_distance: float = 2.0) -> Atoms:
+    """Atoms of ``formula`` (e.g. "Ca16Si16O48") placed at random in a cubic periodic box of ``density_g_cc``, every pair
+    at least ``min_distance`` A apart: the start of a melt-quench (run MD at high temperature before use)."""
+    numbers = Atoms(formula).numbers
+    rng = np.random.default_rng(seed)
+    side = (atomic_masses[numbers].sum() / 6.02214076e23 / density_g_cc) ** (1 / 3) * 1e8
+    a = Atoms(cell=[side] * 3, pbc=True)
+    for z in rng.permutation(numbers):
+        for _ in range(20_000):
+            p = rng.random(3) * side
+            if not len(a) or get_distances(p[None], a.positions, cell=a.cell, pbc=True)[1].min() >= min_distance:
+                a += Atoms(numbers=[z], positions=[p])
+                break
+        else:
+            raise RuntimeError(f"random_packing: cannot place {formula} {min_distance} A apart at {density_g_cc} g/cm3")
+    a.info["name"] = f"{formula}-random"
+    return a
+
+
+def molecular_box(name: str, n: int, density_g_cc: float, seed: int = 0, min_distance: float = 2.6) -> Atoms:
+    """``n`` randomly oriented copies of molecule ``name`` ("H2CO3": cis,trans carbonic acid; else ase's G2) in a
+    cubic periodic box of ``density_g_cc``, centres at least ``min_distance`` A apart and no two molecules' atoms closer
+    than 2.0 A."""
+    m = carbonic_acid_path(2)[0] if name == "H2CO3" else molecule(name)
+    m.positions -= m.get_center_of_mass()
+    rng = np.random.default_rng(seed)
+    side = (n * m.get_masses().sum() / 6.02214076e23 / density_g_cc) ** (1 / 3) * 1e8
+    box = Atoms(cell=[side] * 3, pbc=True)
+    centres: list[np.ndarray] = []
+    for _ in range(200_000):
+        if len(centres) == n:
+            break
+        p = rng.random(3) * side
+        if centres and get_distances(p[None], np.array(centres), cell=box.cell, pbc=True)[1].min() < min_distance:
+            continue
+        c = m.copy()
+        c.rotate(rng.random() * 360, rng.normal(size=3), center=(0, 0, 0))
+        c.positions += p
+        if len(box) and get_distances(c.positions, box.positions, cell=box.cell, pbc=True)[1].min() < 2.0:
+            continue
+        centres.append(p)
+        box += c
+    if len(centres) < n:
+        raise RuntimeError(f"molecular_box: cannot place {n} {name} at {density_g_cc} g/cm3")
+    box.info["name"] = f"{name}-box-{n}"
+    return box
 
 
 def _add_waters(host: Atoms, n: int, rng: np.random.Generator, draw, fits, what: str) -> Atoms:
