@@ -41,3 +41,35 @@ def test_rmse_units_on_known_offsets(tmp_path):
     assert err.stress["all"] == pytest.approx(np.sqrt(3 / 9) * 1e-5 * 160217.66208, rel=1e-3)
     assert set(err.forces_per_element) == {"H", "C", "O", "Ca"}
     assert "| mix |" in err.markdown()
+
+
+def test_errors_by_frame_key_and_force_cosine(tmp_path):
+    """Grouped by the frames' key (extxyz config_type: a structure family): labels equal to the model's forces give cosine
+    1 and RMSE 0, labels with every force reversed give cosine -1 and RMSE 2 |F|; ``all`` pools both."""
+    import ase.io
+
+    species = ("C", "O", "Ca")
+    pot = AllegroPotential(build_model(tiny_preset(), species, dtype="float64"), species, cutoff=5.2)
+    frames, fsq = [], 0.0
+    for k, family in enumerate(("same", "reversed", "same")):
+        a = bulk("CaO", "rocksalt", a=4.81) * (2, 1, 1)
+        a.rattle(0.1, seed=k)
+        a.calc = AllegroFMCalculator(pot)
+        e, f = a.get_potential_energy(), a.get_forces()
+        b = a.copy()
+        b.calc = SinglePointCalculator(b, energy=e, forces=f if family == "same" else -f)
+        b.info["config_type"] = family
+        frames.append(b)
+        if family == "reversed":
+            fsq = float((f ** 2).mean())
+    ase.io.write(tmp_path / "x.extxyz", frames)
+    tea_align.convert([f"{tmp_path / 'x.extxyz'},level=L,name=mix"], tmp_path / "x.h5")
+    err = evaluate(pot, str(tmp_path / "x.h5"), by="key")
+    assert set(err.forces) == {"all", "same", "reversed"}
+    assert err.force_cosine["same"] == pytest.approx(1.0, abs=1e-9) and err.forces["same"] == pytest.approx(0.0, abs=1e-3)  # extxyz digits
+    assert err.force_cosine["reversed"] == pytest.approx(-1.0, abs=1e-9)
+    assert err.forces["reversed"] == pytest.approx(2000.0 * np.sqrt(fsq), rel=1e-6)
+    assert -1.0 < err.force_cosine["all"] < 1.0
+    assert "| key |" in err.markdown() and "| reversed |" in err.markdown()
+    with pytest.raises(ValueError, match="by must be"):
+        evaluate(pot, str(tmp_path / "x.h5"), by="family")

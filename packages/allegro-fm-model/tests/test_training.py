@@ -35,9 +35,13 @@ def _assert_loss_weights_8_1_1(run: Path) -> None:
 
 def test_tiny_training_loss_falls_and_resumes(aligned_train, tmp_path):
     s = TrainSettings(dataset=str(aligned_train), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=3, batch_size=2,
-                      learning_rate=1e-2, accelerator="cpu", devices=1, val_fraction=0.2, test_fraction=0.1)
+                      learning_rate=1e-2, accelerator="cpu", devices=1, val_fraction=0.2, test_fraction=0.1, lr_patience=1)
     run = train(s)
     first = _epochs(run)
+    import torch
+
+    sched = torch.load(run / "last.ckpt", map_location="cpu", weights_only=False)["lr_schedulers"]
+    assert len(sched) == 1 and sched[0]["patience"] == 1 and sched[0]["factor"] == 0.5  # the plateau schedule is wired
     assert sorted(first) == [0, 1, 2]
     _assert_loss_weights_8_1_1(run)
     # "interrupted" after 3 epochs: asking for 6 resumes from last.ckpt instead of starting again

@@ -5,7 +5,9 @@
 
 The two parts are independent (run them side by side). Each stage is written atomically to
 OUT/<part>/<stage>.extxyz and skipped when present, so an interrupted run resumes. Every frame carries
-its provenance in ``info``: level_of_theory, structure, generator (operation, seed, temperature).
+its provenance in ``info``: level_of_theory, structure (also as ``config_type``: tea-align's frame key, by which
+``allegro-fm evaluate --by key`` groups errors per family), generator (operation, seed, temperature). Whole structure
+families are held out (OUT/pbe-heldout.extxyz, OUT/molecular-heldout.extxyz): never trained on, they are the test set.
 Anchors (the same molecules in the same 14 A boxes at both levels; isolated H, C, O atoms at the
 molecular level only) go to
 OUT/anchors/{pbe,molecular}.extxyz for tea-align's fit.
@@ -130,7 +132,7 @@ def _labelled(atoms: Atoms, calc, level: str, structure: str, generator: str) ->
         raise RuntimeError(f"{level} returned non-finite labels for {structure} ({generator})")
     out = atoms.copy()
     out.calc = SinglePointCalculator(out, **kw)
-    out.info.update({"level_of_theory": level, "structure": structure, "generator": generator})
+    out.info.update({"level_of_theory": level, "structure": structure, "generator": generator, "config_type": structure})
     return out
 
 
@@ -143,7 +145,10 @@ def _stage(outdir: Path, name: str, make: Callable[[], list[Atoms]]) -> list[Ato
     path = outdir / f"{name}.extxyz"
     if path.exists():
         log.info("stage %s: present (%s), skipped", name, path)
-        return ase.io.read(path, ":")
+        frames = ase.io.read(path, ":")
+        for a in frames:  # stages written before config_type was set: the family is the frame's key in tea-align
+            a.info.setdefault("config_type", a.info.get("structure", name))
+        return frames
     frames = make()
     _write_atomic(frames, path)
     log.info("stage %s: %d frames -> %s", name, len(frames), path)

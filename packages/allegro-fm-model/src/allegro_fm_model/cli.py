@@ -71,7 +71,7 @@ def cmd_evaluate(args) -> int:
         indices = parts[args.split]
     pot = load_potential(args.model, args.device)
     print(f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
-    err = evaluate(pot, args.dataset, indices)
+    err = evaluate(pot, args.dataset, indices, by=args.by)
     text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
     print(text)
     if args.output:
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--split", choices=["train", "val", "test"], help="only the frames of this split of a training run")
     p.add_argument("--run", help="the training run folder whose settings.json defines --split (default: the model's folder)")
+    p.add_argument("--by", choices=["source", "key"], default="source",
+                   help="group errors by source dataset or by frame key (e.g. extxyz config_type: structure families)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("export", help="deployable files of a model, each checked against it: .nequip.zip (eager), "
                        ".nequip.pt2 (AOTInductor), LAMMPS ML-IAP", writes=True,

@@ -1,7 +1,9 @@
 """Test-set errors of a potential on an aligned dataset, in the paper's units: meV/atom, meV/A, MPa.
 
 Errors are RMSEs over frames (per-atom energy), force components and stress components, overall, per
-source dataset and (forces) per element. Frames without forces or stress are skipped for that term.
+source dataset (or per frame key, e.g. a structure family written as extxyz ``config_type``) and (forces) per
+element, with the force cosine (sum F_model . F_label / (|F_model| |F_label|) over the group's atoms: 1 is a perfect
+direction field, below ~0.9 many forces point the wrong way). Frames without forces or stress are skipped for that term.
 """
 
 from __future__ import annotations
@@ -43,26 +45,49 @@ class Errors:
     forces: dict[str, float | None] = field(default_factory=dict)
     stress: dict[str, float | None] = field(default_factory=dict)
     forces_per_element: dict[str, float | None] = field(default_factory=dict)
+    force_cosine: dict[str, float | None] = field(default_factory=dict)
+    by: str = "source"
 
     def markdown(self) -> str:
-        def f(v):
-            return "-" if v is None else f"{v:.2f}"
+        def f(v, fmt=".2f"):
+            return "-" if v is None else f"{v:{fmt}}"
 
-        lines = ["| source | energy RMSE (meV/atom) | force RMSE (meV/A) | stress RMSE (MPa) |", "|---|---|---|---|"]
+        lines = [f"| {self.by} | energy RMSE (meV/atom) | force RMSE (meV/A) | force cosine | stress RMSE (MPa) |", "|---|---|---|---|---|"]
         for k in self.energy:
-            lines.append(f"| {k} | {f(self.energy[k])} | {f(self.forces.get(k))} | {f(self.stress.get(k))} |")
+            lines.append(f"| {k} | {f(self.energy[k])} | {f(self.forces.get(k))} | {f(self.force_cosine.get(k), '.3f')} | "
+                         f"{f(self.stress.get(k))} |")
         lines += ["", "| element | force RMSE (meV/A) |", "|---|---|"]
         lines += [f"| {el} | {f(v)} |" for el, v in self.forces_per_element.items()]
         return "\n".join(lines) + "\n"
 
 
-def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None) -> Errors:
-    """Errors of ``potential`` (an AllegroPotential) on frames of a tea-align aligned dataset."""
+@dataclass
+class _Cos:
+    dot: float = 0.0
+    a: float = 0.0
+    b: float = 0.0
+
+    def add(self, pred: np.ndarray, ref: np.ndarray) -> None:
+        pred, ref = np.asarray(pred, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+        self.dot += float(pred @ ref)
+        self.a += float(pred @ pred)
+        self.b += float(ref @ ref)
+
+    def value(self) -> float | None:
+        return self.dot / np.sqrt(self.a * self.b) if self.a > 0 and self.b > 0 else None
+
+
+def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None, by: str = "source") -> Errors:
+    """Errors of ``potential`` (an AllegroPotential) on frames of a tea-align aligned dataset, grouped ``by`` "source"
+    (the dataset each frame came from) or "key" (each frame's key, e.g. its structure family)."""
+    if by not in ("source", "key"):
+        raise ValueError(f"by must be 'source' or 'key', not {by!r}")
     e_acc: dict[str, _Acc] = defaultdict(_Acc)
     f_acc: dict[str, _Acc] = defaultdict(_Acc)
     s_acc: dict[str, _Acc] = defaultdict(_Acc)
     el_acc: dict[str, _Acc] = defaultdict(_Acc)
-    out = Errors()
+    cos: dict[str, _Cos] = defaultdict(_Cos)
+    out = Errors(by=by)
     with tea_align.open_dataset(dataset_path) as ds:
         idx = range(len(ds)) if indices is None else indices
         for i in idx:
@@ -73,22 +98,25 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None)
                 raise tea_align.TeaAlignError(str(exc), path=dataset_path, frame=int(i), key=fr.key) from exc
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, potential.cutoff)
             r = potential.compute(fr.positions, types, ei, fr.n_atoms, sh)
-            for key in ("all", fr.source):
+            group = fr.source if by == "source" else (fr.key or "(no key)")
+            for key in ("all", group):
                 e_acc[key].add(1000.0 * (r.energy - fr.energy) / fr.n_atoms)
             if fr.forces is not None:
                 df = 1000.0 * (r.forces - fr.forces)
-                for key in ("all", fr.source):
+                for key in ("all", group):
                     f_acc[key].add(df)
+                    cos[key].add(r.forces, fr.forces)
                 for sym in set(fr.symbols):
                     el_acc[sym].add(df[np.array(fr.symbols) == sym])
             if fr.stress is not None and fr.pbc.all():
                 vol = abs(np.linalg.det(fr.cell))
                 ds_ = EV_PER_A3_TO_MPA * (-r.virial / vol - fr.stress)
-                for key in ("all", fr.source):
+                for key in ("all", group):
                     s_acc[key].add(ds_)
             out.frames += 1
     out.energy = {k: v.rmse() for k, v in e_acc.items()}
     out.forces = {k: f_acc[k].rmse() if k in f_acc else None for k in e_acc}
     out.stress = {k: s_acc[k].rmse() if k in s_acc else None for k in e_acc}
+    out.force_cosine = {k: cos[k].value() if k in cos else None for k in e_acc}
     out.forces_per_element = {k: el_acc[k].rmse() for k in sorted(el_acc, key=lambda s: atomic_numbers[s])}
     return out

@@ -40,6 +40,8 @@ class TrainSettings:
     force_weight: float = 1.0
     stress_weight: float = 1.0
     learning_rate: float = 1e-3
+    lr_patience: int = 0  # > 0: the learning rate is halved after this many epochs without a better validation loss
+    lr_min: float = 1e-5  # the floor of that schedule
     sam_rho: float = 0.0  # > 0: sharpness-aware minimisation around Adam (Allegro-Legato); 0.05 is SAM's usual radius
     batch_size: int = 4
     max_epochs: int = 100
@@ -170,6 +172,10 @@ def nequip_config(s: TrainSettings) -> dict:
             "optimizer": ({"_target_": "allegro_fm_model.sam.SAM", "base": "torch.optim.Adam", "rho": s.sam_rho, "lr": s.learning_rate}
                           if s.sam_rho > 0 else {"_target_": "torch.optim.Adam", "lr": s.learning_rate}),
             "model": model,
+            **({"lr_scheduler": {"scheduler": {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "factor": 0.5,
+                                               "patience": s.lr_patience, "min_lr": s.lr_min},
+                                 "monitor": "val0_epoch/weighted_sum", "interval": "epoch", "frequency": 1}}
+               if s.lr_patience > 0 else {}),
         },
         "global_options": {"allow_tf32": False},
     }
