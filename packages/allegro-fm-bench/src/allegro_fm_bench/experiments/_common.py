@@ -4,8 +4,10 @@ run-file API, and the thermo log reader."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ase.io
 import numpy as np
@@ -22,12 +24,16 @@ log = logging.getLogger("allegro_fm_bench")
 @dataclass(frozen=True)
 class Context:
     """model: a model file path (resolved); outdir: this experiment's folder; quick: the CI-sized settings;
-    cache: a folder shared by the experiments of one report (relaxed structures)."""
+    cache: a folder shared by the experiments of one report (relaxed structures). For oracles with known answers
+    (tests), ``calculator_factory`` replaces the model in the ASE-driven steps (an EMT or Lennard-Jones calculator) and
+    ``md_potential`` (allegro-fm-md PotentialSpec fields, e.g. {"kind": "lj", ...}) replaces it in the MD runs."""
 
     model: str
     outdir: Path
     quick: bool
     cache: Path
+    calculator_factory: Callable[[], Any] | None = None
+    md_potential: dict | None = None
 
     def potential(self):
         from allegro_fm_model import load_potential  # lazy: allegro-fm-model imports torch and nequip
@@ -35,6 +41,8 @@ class Context:
         return load_potential(self.model)
 
     def calculator(self):
+        if self.calculator_factory is not None:
+            return self.calculator_factory()
         from allegro_fm_model import AllegroFMCalculator  # lazy: allegro-fm-model imports torch and nequip
 
         return AllegroFMCalculator(self.potential())
@@ -82,7 +90,8 @@ def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, d
     d.mkdir(parents=True, exist_ok=True)
     structure = d / "start.extxyz"
     ase.io.write(structure, atoms)
-    rf = RunFile(SystemSpec(str(structure)), PotentialSpec(kind="allegro", model=ctx.model),
+    pot = PotentialSpec(**ctx.md_potential) if ctx.md_potential else PotentialSpec(kind="allegro", model=ctx.model)
+    rf = RunFile(SystemSpec(str(structure)), pot,
                  RunSpec(integrator=integrator, dt_fs=dt_fs, steps=steps, temperature_K=temperature_K,
                          temperature_end_K=temperature_end_K, tdamp_fs=tdamp_fs, friction_per_fs=friction_per_fs, deform_axis=deform_axis,
                          strain_rate_per_fs=strain_rate_per_fs, seed=seed, min_distance=0.5, fmax=fmax),

@@ -43,37 +43,50 @@ def analyse(strain: np.ndarray, stress: np.ndarray, window: int = 5) -> dict:
             "fracture_strain": float(strain[k + after[0]]) if len(after) else float("nan"), "smoothed": s}
 
 
+def run(ctx: Context, crystal, eq: int, rates=(1e12,), max_strain: float = 0.25, temperature_K: float = 300.0,
+        dt_fs: float = 0.5, axis: str = "z") -> dict:
+    """Thermalise ``crystal`` (any periodic structure) for ``eq`` steps of ``dt_fs`` fs at ``temperature_K`` (Langevin), then
+    strain it along ``axis`` at each engineering strain rate in ``rates`` (1/s) to ``max_strain``, around the same
+    thermostat; returns {rate: {"strain", "stress" (GPa, tension > 0, from the thermo log), analyse()'s numbers,
+    the fracture plane}}."""
+    therm = md(ctx, crystal, f"thermalise-{temperature_K:g}K", integrator="langevin", friction_per_fs=0.02, steps=eq,
+               trajectory_every=eq, temperature_K=temperature_K, dt_fs=dt_fs)
+    out = {}
+    for rate in rates:
+        steps = int(round(max_strain / (rate * 1e-15) / dt_fs))
+        d = md(ctx, crystal, f"strain-{rate:.0e}", integrator="langevin", friction_per_fs=0.01, steps=eq + steps,
+               deform_axis=axis, strain_rate_per_fs=rate * 1e-15, thermo_every=max(steps // 200, 1),
+               trajectory_every=max(steps // 20, 1), restart_from=str(therm / "restart.npz"), temperature_K=temperature_K,
+               dt_fs=dt_fs)
+        th = read_thermo(d / "thermo.log")
+        sel = th["step"] > eq
+        strain = rate * 1e-15 * (th["time_fs"][sel] - eq * dt_fs)
+        stress = th[f"s{axis}{axis}_GPa"][sel]
+        z, gap, near = fracture_plane(ase.io.read(d / "trajectory.extxyz", -1))
+        out[rate] = {"strain": strain, "stress": stress, **analyse(strain, stress), "plane_z_frac": z, "gap_A": gap, "near": near}
+    return out
+
+
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     """Quick: strain rate 1e12 /s to 0.25 (the paper's rates are 100-200 x slower); paper: 1e10 and 5e9 /s."""
     eq = 100 if ctx.quick else 2000  # 0.5 fs steps
     rates = (1e12,) if ctx.quick else (1e10, 5e9)  # 1/s
     max_strain = 0.25
     t11 = relaxed_t11(ctx) * (2, 2, 1)
-    dt = 0.5
-    therm = md(ctx, t11, "thermalise-300K", integrator="langevin", friction_per_fs=0.02, steps=eq, trajectory_every=eq)
+    curves = run(ctx, t11, eq, rates, max_strain)
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6, 4))
     rows = ["| strain rate (1/s) | peak stress (GPa) | strain at peak | fracture strain | paper | fracture plane (z/c, gap A, atoms near) |",
             "|---|---|---|---|---|---|"]
     data = {}
-    for rate in rates:
-        steps = int(round(max_strain / (rate * 1e-15) / dt))
-        d = md(ctx, t11, f"strain-{rate:.0e}", integrator="langevin", friction_per_fs=0.01, steps=eq + steps,
-               deform_axis="z", strain_rate_per_fs=rate * 1e-15, thermo_every=max(steps // 200, 1),
-               trajectory_every=max(steps // 20, 1), restart_from=str(therm / "restart.npz"))
-        th = read_thermo(d / "thermo.log")
-        sel = th["step"] > eq
-        strain = rate * 1e-15 * (th["time_fs"][sel] - eq * dt)
-        stress = th["szz_GPa"][sel]
-        a = analyse(strain, stress)
-        last = ase.io.read(d / "trajectory.extxyz", -1)
-        z, gap, near = fracture_plane(last)
+    for rate, a in curves.items():
+        strain, stress = a["strain"], a["stress"]
         ax.plot(strain, stress, lw=0.6, alpha=0.5)
         ax.plot(strain, a["smoothed"], label=f"{rate:.0e} /s")
         frac_s = f"{a['fracture_strain']:.3f}" if np.isfinite(a["fracture_strain"]) else f"none up to {strain.max():.2f}"
         rows.append(f"| {rate:.0e} | {a['peak_GPa']:.2f} | {a['yield_strain']:.3f} | {frac_s} | {PAPER_FRACTURE_STRAIN} | "
-                    f"{z:.2f}, {gap:.1f}, {near} |")
-        data[f"{rate:.0e}"] = {k: v for k, v in a.items() if k != "smoothed"} | {"plane_z_frac": z, "gap_A": gap, "near": near}
+                    f"{a['plane_z_frac']:.2f}, {a['gap_A']:.1f}, {a['near']} |")
+        data[f"{rate:.0e}"] = {k: v for k, v in a.items() if k not in ("smoothed", "strain", "stress")}
     ax.axvline(PAPER_FRACTURE_STRAIN, color="k", ls=":", label="paper: fracture (FM512, QMD)")
     ax.set_xlabel("engineering strain (z)")
     ax.set_ylabel("stress szz (GPa, tension > 0)")

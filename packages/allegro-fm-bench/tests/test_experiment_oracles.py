@@ -1,0 +1,85 @@
+"""The bench experiments' own code paths, end to end, on calculators with known answers (Context's calculator_factory
+and md_potential replace the model): EOS on EMT copper against ASE's energy minimum and the stress derivative, g(r) of
+Lennard-Jones fcc argon against its 12 nearest neighbours at a/sqrt(2), the tensile curve's initial slope against C33
+from ASE's static Lennard-Jones stress. Each fails when the reported number is off by a sign, a unit or a factor of 2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from allegro_fm_bench.experiments import eos, gr, tensile
+from allegro_fm_bench.experiments._common import Context
+from ase import units
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.lj import LennardJones as AseLJ
+from ase.stress import voigt_6_to_full_3x3_stress
+from scipy.optimize import minimize_scalar
+
+EPS, SIG, RC = 0.0104, 3.40, 6.9  # rc between the 3rd (6.44 A) and 4th (7.44 A) fcc shells: no shell crosses it at 2 % strain
+LJ = {"kind": "lj", "epsilon": EPS, "sigma": SIG, "cutoff": RC}
+
+
+def _ctx(tmp_path, **kw):
+    c = Context("oracle", tmp_path / "exp", True, tmp_path / "cache", **kw)
+    c.outdir.mkdir(parents=True, exist_ok=True)
+    return c
+
+
+def _emt_energy(a: float) -> float:
+    x = bulk("Cu", "fcc", a=a, cubic=True)
+    x.calc = EMT()
+    return x.get_potential_energy()
+
+
+def _emt_pressure(a: float) -> float:
+    x = bulk("Cu", "fcc", a=a, cubic=True)
+    x.calc = EMT()
+    return -np.trace(voigt_6_to_full_3x3_stress(x.get_stress())) / 3  # eV/A^3
+
+
+def test_eos_experiment_on_emt_copper(tmp_path):
+    r, _ = eos.run(_ctx(tmp_path, calculator_factory=EMT), strains=(-0.03, -0.015, 0.0, 0.015, 0.03), fmax=0.001, steps=200,
+                   max_rounds=1, atoms=bulk("Cu", "fcc", a=3.7, cubic=True))
+    a0 = minimize_scalar(_emt_energy, bracket=(3.5, 3.6, 3.7), tol=1e-10).x  # oracle 1: the energy minimum of the lattice
+    density = 4 * 63.546 / a0 ** 3 * 1.66053906660  # g/cm3
+    h = 1e-3  # oracle 2: B = -V dP/dV from ASE's stress, central difference in ln V
+    b0 = -(_emt_pressure(a0 * (1 + h) ** (1 / 3)) - _emt_pressure(a0 * (1 - h) ** (1 / 3))) / (np.log1p(h) - np.log1p(-h)) / units.GPa
+    print(f"EOS experiment on EMT Cu: density {r.density:.4f} g/cm3 (oracle {density:.4f}), B0 {r.bulk_modulus:.2f} GPa "
+          f"(oracle {b0:.2f}), fit rms {r.fit_rms_meV:.3f} meV/cell")
+    assert r.density == pytest.approx(density, rel=1e-3)
+    assert r.bulk_modulus == pytest.approx(b0, rel=0.02)  # Birch-Murnaghan over +-3 % vs the derivative at V0
+
+
+def test_gr_experiment_on_lennard_jones_fcc_argon(tmp_path):
+    a = 5.26
+    text, _, data = gr.run(_ctx(tmp_path, md_potential=LJ), bulk("Ar", "fcc", a=a, cubic=True) * (3, 3, 3), 100, 200, 10,
+                           pairs=(("Ar", "Ar"),), temperature_K=20.0, dt_fs=2.0)
+    d = data["Ar-Ar"]
+    print(f"g(r) experiment on LJ fcc Ar at 20 K: first peak {d['peak_A']:.3f} A (a/sqrt2 = {a / np.sqrt(2):.3f}), CN {d['cn']:.2f}; "
+          f"0 K: {d['peak_0K_A']:.3f} A, CN {d['cn_0K']:.2f}; <T> {data['T_mean_K']:.1f} K")
+    assert d["cn_0K"] == pytest.approx(12.0, abs=1e-6) and d["peak_0K_A"] == pytest.approx(a / np.sqrt(2), abs=0.03)
+    assert d["cn"] == pytest.approx(12.0, abs=0.2)  # fcc: 12 nearest neighbours inside the first minimum
+    assert d["cn_from_g"] == pytest.approx(12.0, abs=0.2)  # g(r) itself is normalised: rho 4 pi r^2 g integrates to them
+    assert d["peak_A"] == pytest.approx(a / np.sqrt(2), abs=0.06)
+    assert 10.0 < data["T_mean_K"] < 30.0
+
+
+def test_tensile_experiment_initial_slope_is_c33_on_lennard_jones_argon(tmp_path):
+    a = 5.26
+    crystal = bulk("Ar", "fcc", a=a, cubic=True) * (3, 3, 3)
+    rate = 1e11  # 1/s: 1e-4 per fs, strain 0.02 in 100 steps of 2 fs
+    curve = tensile.run(_ctx(tmp_path, md_potential=LJ), crystal, 50, rates=(rate,), max_strain=0.02, temperature_K=5.0, dt_fs=2.0)[rate]
+    slope = np.polyfit(curve["strain"], curve["stress"], 1)[0]  # GPa
+
+    def szz(eps):  # oracle: ASE's static Lennard-Jones stress of the affinely strained crystal (tension > 0)
+        x = crystal.copy()
+        x.set_cell(x.cell @ np.diag([1, 1, 1 + eps]), scale_atoms=True)
+        x.calc = AseLJ(epsilon=EPS, sigma=SIG, rc=RC)
+        return voigt_6_to_full_3x3_stress(x.get_stress())[2, 2] / units.GPa
+
+    c33 = (szz(0.02) - szz(0.0)) / 0.02  # the secant over the strained range (fcc: no internal relaxation)
+    print(f"tensile experiment on LJ Ar: d szz / d strain = {slope:.3f} GPa (static C33 secant {c33:.3f} GPa), "
+          f"szz {curve['stress'][0]:.4f} -> {curve['stress'][-1]:.4f} GPa")
+    assert slope == pytest.approx(c33, rel=0.1)
+    assert curve["stress"][-1] > curve["stress"][0]  # tension positive
