@@ -98,3 +98,43 @@ def test_rank_deficient_anchors_are_refused(demo_data):
     frames = [f for f in read_frames(paths["anchors"], mixed_levels=True) if f.n_atoms > 1 and set(f.symbols) == {"H", "O"}]
     with pytest.raises(tea_align.TeaAlignError, match="do not determine"):
         fit_alignment(frames, synthetic.LEVEL_T)
+
+
+def _fd_stress(atoms, level: str, h: float = 1e-5) -> np.ndarray:
+    """Stress (eV/A^3, ASE sign) of a synthetic level by central finite differences of its energy under strain: an oracle
+    that shares no code with tea-align's apply (sigma_ab = (1/V) dE/d eps_ab, symmetric strain)."""
+    out = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for sgn in (1, -1):
+                eps = np.eye(3)
+                eps[a, b] += sgn * h / 2
+                eps[b, a] += sgn * h / 2
+                x = atoms.copy()
+                x.set_cell(atoms.cell @ eps, scale_atoms=True)
+                e.append(synthetic.label(x, level).get_potential_energy())
+            out[a, b] = (e[0] - e[1]) / (2 * h) / atoms.get_volume()
+    return out
+
+
+def test_aligned_stress_is_the_target_levels_stress(demo_data, rng):
+    """Stress moves onto the target level with the scale alpha (the per-element constants do not depend on strain): the
+    aligned source stress equals the target level's own stress, both from finite differences of the energies."""
+    paths, truth = demo_data
+    al = tea_align.fit([paths["anchors"]], target_level=synthetic.LEVEL_T)
+    from tea_align.frame import SourceInfo, batch_from_frames
+
+    structs = synthetic.crystals(rng, 3)
+    src = SourceInfo("s", "mem", "ase", synthetic.LEVEL_S)
+    frames, target = [], []
+    for k, a in enumerate(structs):
+        s = synthetic.label(a, synthetic.LEVEL_S)
+        frames.append(tea_align.Frame(a.numbers, a.positions, a.cell, a.pbc, s.get_potential_energy(), s.get_forces(),
+                                      _fd_stress(a, synthetic.LEVEL_S), "s", synthetic.LEVEL_S, str(k), k))
+        target.append(_fd_stress(a, synthetic.LEVEL_T))
+    aligned = al.apply(batch_from_frames(frames, [src]))
+    scale = np.abs(np.array(target)).max()
+    assert scale > 1e-3  # strained crystals: the stress is not ~0
+    np.testing.assert_allclose(aligned.stress, np.array(target), atol=1e-7 * scale / 1e-3)
+    assert not np.allclose(np.array([f.stress for f in frames]), np.array(target), atol=1e-3 * scale)  # alpha != 1 matters
