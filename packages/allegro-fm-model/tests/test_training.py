@@ -340,3 +340,23 @@ def test_cli_train_evaluate_split_and_params(aligned_train, tmp_path, capsys):
     assert main(["params", "-q"]) == 0
     text = capsys.readouterr().out
     assert "FM64" in text and "FM256" in text and "FM512" in text and "paper" in text
+    # export --compiled: the AOTInductor file (a C++ build, ~1 min for this tiny model) is written only after it gave the
+    # checkpoint's energy, forces and virial; read back here independently on a new structure
+    import numpy as np
+    from allegro_fm_model import load_potential, periodic_edges
+    from ase.build import molecule
+
+    pt2 = tmp_path / "tiny.nequip.pt2"
+    assert main(["export", str(tmp_path / "run" / "best.ckpt"), "--compiled", str(pt2), "-q"]) == 0
+    assert "checked against the eager model" in capsys.readouterr().out and pt2.exists()
+    assert not list(tmp_path.glob(".check-*"))  # the unchecked file is gone
+    eager, comp = load_potential(tmp_path / "run" / "best.ckpt"), load_potential(pt2)
+    m = molecule("CH3OH")
+    m.rattle(0.05, seed=1)
+    m.center(vacuum=4.0)
+    types = eager.types_of(m.get_chemical_symbols())
+    ei, sh = periodic_edges(m.positions, np.array(m.cell), m.pbc, eager.cutoff)
+    r0 = eager.compute(m.positions, types, ei, len(m), sh)
+    r1 = comp.compute(m.positions, comp.types_of(m.get_chemical_symbols()), ei, len(m), sh)
+    assert abs(r1.energy - r0.energy) < 1e-4 * max(1.0, abs(r0.energy))
+    np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-4 * max(1.0, np.abs(r0.forces).max()))
