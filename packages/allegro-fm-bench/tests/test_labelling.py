@@ -62,3 +62,40 @@ def test_isolated_atoms_use_ground_state_spin():
     s.calc = WB97MD3BJ(spin=0)
     assert e_triplet < s.get_potential_energy()  # triplet below the closed-shell singlet
     assert np.allclose(o.get_forces(), 0.0)
+
+
+def test_a_spice_layout_excerpt_made_with_pyscf_reads_back_in_ev_and_angstrom(tmp_path):
+    """A real-level SPICE-layout excerpt (Bohr, Hartree, Hartree/Bohr gradient, as SPICE stores them), made here from PySCF's
+    own numbers for two water geometries, read by tea-align's SPICE reader: energies and forces equal the eV and eV/A
+    of the labelling calculator, which converts independently (ase.units)."""
+    import h5py
+    from allegro_fm_bench.labelling import PySCFCalculator
+    from pyscf import dft, gto
+    from tea_align.readers import InputSpec, read_frames
+
+    bohr = 0.529177210903  # A (CODATA 2018, as SPICE)
+    confs, energies, grads, ref = [], [], [], []
+    for seed in (1, 2):
+        w = molecule("H2O")
+        w.rattle(0.05, seed=seed)
+        mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(w.get_chemical_symbols(), w.positions)], unit="Angstrom", basis="def2-svp",
+                    verbose=0)
+        mf = dft.RKS(mol)
+        mf.xc, mf.grids.level, mf.conv_tol = "pbe", 3, 1e-10
+        energies.append(mf.kernel())
+        grads.append(mf.nuc_grad_method().kernel())
+        confs.append(w.positions / bohr)
+        w.calc = PySCFCalculator(xc="pbe", basis="def2-svp", grid_level=3)
+        ref.append((w.get_potential_energy(), w.get_forces()))
+    with h5py.File(tmp_path / "spice.h5", "w") as h5:
+        g = h5.create_group("water")
+        g["atomic_numbers"] = np.array([8, 1, 1])
+        g["conformations"] = np.array(confs)
+        g["dft_total_energy"] = np.array(energies)
+        g["dft_total_gradient"] = np.array(grads)
+    frames = list(read_frames(InputSpec.parse(f"{tmp_path / 'spice.h5'},format=spice,level=PBE/def2-SVP")))
+    assert len(frames) == 2
+    for f, (e, forces) in zip(frames, ref, strict=True):
+        assert f.energy == pytest.approx(e, abs=2e-5)  # eV; CODATA 2014 (ase) vs 2018 Hartree: 2e-6 eV on 2070 eV
+        np.testing.assert_allclose(f.forces, forces, atol=1e-4)  # eV/A: force = -gradient (SCF tolerances differ: 1e-5 seen)
+        assert np.abs(forces).max() > 0.1  # rattled: the sign is visible
