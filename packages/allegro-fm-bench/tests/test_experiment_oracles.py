@@ -83,3 +83,37 @@ def test_tensile_experiment_initial_slope_is_c33_on_lennard_jones_argon(tmp_path
           f"szz {curve['stress'][0]:.4f} -> {curve['stress'][-1]:.4f} GPa")
     assert slope == pytest.approx(c33, rel=0.1)
     assert curve["stress"][-1] > curve["stress"][0]  # tension positive
+
+
+def test_neb_band_and_profile_on_a_curved_analytic_path():
+    """The NEB experiment's band() and energies() on one atom in V = s [(1 - x^2)^2 + 5 (y - x^2)^2] + z^2 (s = 0.5 eV):
+    the minimum-energy path bends along y = x^2 (the straight line between the minima (+-1, 1) crosses 3 eV), the saddle
+    is (0, 0) with barrier s = 0.5 eV = 11.53 kcal/mol. The band must converge onto the curved path and the climbing
+    image onto the saddle; the profile is reported in kcal/mol."""
+    from allegro_fm_bench.experiments.neb import band, energies
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator, all_changes
+
+    s = 0.5
+
+    class Surface(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            x, y, z = self.atoms.positions[0]
+            u = y - x * x
+            self.results["energy"] = s * ((1 - x * x) ** 2 + 5 * u * u) + z * z
+            self.results["forces"] = -np.array([[s * (-4 * x * (1 - x * x) - 20 * x * u), s * 10 * u, 2 * z]])
+
+    calc = Surface()
+    images, fmax, ok = band(calc, Atoms("H", [(-1.0, 1.0, 0.0)]), Atoms("H", [(1.0, 1.0, 0.0)]), 9, fmax=0.005, steps=2000)
+    assert ok and fmax < 0.005
+    prof = energies(images, calc)
+    top = images[int(np.argmax(prof))].positions[0]
+    print(f"NEB on the analytic surface: barrier {prof.max():.3f} kcal/mol (exact {s * 23.0605:.3f}) at {np.round(top, 4)}")
+    assert prof.max() == pytest.approx(s * 23.060548, abs=0.02)  # eV -> kcal/mol
+    np.testing.assert_allclose(top, [0.0, 0.0, 0.0], atol=0.01)
+    for im in images[1:-1]:  # every image on the curved path, not the straight line
+        x, y, _ = im.positions[0]
+        assert abs(y - x * x) < 0.1  # NEB cuts the curve a little between images (0.06 seen); the straight line is 1 - x^2 off
