@@ -224,9 +224,11 @@ def test_neb_band_checkpoint_resumes_after_a_crash(tmp_path):
         band(EMT(), r, p, 5, checkpoint=ck)
 
 
-def test_transition1x_hdf5_errors_vanish_for_self_labels(ctx, tmp_path):
-    """An HDF5 in the dataset's layout labelled with the model itself plus per-element offsets: the evaluation must
-    find zero energy/force/barrier errors and recover the offsets."""
+def test_transition1x_hdf5_errors_are_the_planted_ones(ctx, tmp_path):
+    """An HDF5 in the dataset's layout labelled with the model itself plus per-element offsets, plus planted errors: every
+    label force shifted by c = (0.03, -0.04, 0) eV/A and each transition state's energy raised by 0.1 eV. The evaluation
+    must find zero energy error along the bands (offsets recovered), a force RMSE of |c| / sqrt(3) = 28.868 meV/A and a
+    barrier MAE of 0.1 eV: a unit, sign or factor-2 slip in any of the three shows."""
     import h5py
     from allegro_fm_bench.experiments.transition1x import LEVEL, evaluate_hdf5
     from allegro_fm_model import AllegroFMCalculator
@@ -246,7 +248,7 @@ def test_transition1x_hdf5_errors_vanish_for_self_labels(ctx, tmp_path):
             for b in images:
                 b.calc = calc
                 es.append(b.get_potential_energy() + sum(offset[int(x)] for x in z))
-                fs.append(b.get_forces())
+                fs.append(b.get_forces() + np.array([0.03, -0.04, 0.0]))
             g = h5.create_group(f"test/CH2O3/{name}")
             g["atomic_numbers"] = z
             g["positions"] = np.array([b.positions for b in images])
@@ -256,12 +258,15 @@ def test_transition1x_hdf5_errors_vanish_for_self_labels(ctx, tmp_path):
             for sub, i in (("reactant", 0), ("product", len(images) - 1), ("transition_state", k)):
                 s = g.create_group(sub)
                 s["positions"] = g["positions"][()][i:i + 1]
-                s[f"{LEVEL}.energy"] = np.array(es[i:i + 1])
+                s[f"{LEVEL}.energy"] = np.array(es[i:i + 1]) + (0.1 if sub == "transition_state" else 0.0)
                 s[f"{LEVEL}.forces"] = np.array(fs[i:i + 1])
     r = evaluate_hdf5(path, pot, calc)
     assert r["configurations"] == 10
-    assert r["energy_rmse_meV_atom"] < 1e-3 and r["force_rmse_meV_A"] < 1e-3
-    assert r["barrier_mae_eV"] < 1e-6
+    assert r["energy_rmse_meV_atom"] < 1e-3
+    assert r["force_rmse_meV_A"] == pytest.approx(1000 * np.sqrt((0.03**2 + 0.04**2) / 3), abs=1e-3)
+    assert r["barrier_mae_eV"] == pytest.approx(0.1, abs=1e-6)
+    n = {1: 2, 6: 1, 8: 3}  # one composition (H2CO3): only the total shift of the molecule is determined
+    assert sum(v * n[int(k)] for k, v in r["element_shift_eV"].items()) == pytest.approx(sum(offset[k] * n[k] for k in n), abs=1e-4)
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as h5:
         h5.create_group("test/X/rxn0")["atomic_numbers"] = [1]
