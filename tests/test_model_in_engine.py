@@ -45,6 +45,41 @@ def test_engine_forces_equal_ase_calculator(allegro):
     np.testing.assert_allclose(-r.virial / a.get_volume(), b.get_stress(voigt=False), atol=1e-9)
 
 
+def test_device_edge_path_equals_host_edges_and_uploads_only_at_rebuilds(allegro, monkeypatch):
+    """AllegroPotential(device_edges=True) on the CPU device (the code path cuda/xpu take): the engine hands it the Verlet
+    candidates only when the list was rebuilt and the potential filters them to the cutoff in torch; 60 NVE steps equal
+    the host-filtered run to 1e-12, and the candidate upload happened once per list build, not once per step."""
+    from allegro_fm_md import ForceEvaluator, State, VelocityVerlet
+    from allegro_fm_model import AllegroPotential
+
+    dev = AllegroPotential(allegro.model, allegro.species, allegro.cutoff, device_edges=True)
+    assert not allegro.device_edges and dev.device_edges  # the default on the CPU is the host filter
+    uploads = []
+    real = AllegroPotential.compute_from_candidates
+
+    def counting(self, positions, types, candidates, n_local, key):
+        if self._candidates is None or self._candidates[0] != key:
+            uploads.append(key)
+        return real(self, positions, types, candidates, n_local, key)
+
+    monkeypatch.setattr(AllegroPotential, "compute_from_candidates", counting)
+    runs = []
+    for pot in (allegro, dev):
+        a = _cao()
+        MaxwellBoltzmannDistribution(a, temperature_K=600, rng=np.random.default_rng(3))
+        Stationary(a)
+        ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.3)
+        pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
+        st = State(pos, a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
+        integ = VelocityVerlet(1.0)
+        for _ in range(60):
+            integ.step(st, ev)
+        runs.append((st.positions.copy(), st.forces.copy(), st.energy, ev.verlet.builds))
+    (p0, f0, e0, b0), (p1, f1, e1, b1) = runs
+    assert np.abs(p1 - p0).max() < 1e-12 and np.abs(f1 - f0).max() < 1e-12 and abs(e1 - e0) < 1e-10
+    assert b1 == b0 and 1 < b1 < 30 and len(uploads) == b1  # rebuilds happened; one upload per build
+
+
 def test_allegro_nve_conserves_energy(allegro):
     from allegro_fm_md import ForceEvaluator, State, VelocityVerlet
 

@@ -128,6 +128,20 @@ def test_chunked_evaluation_n_ranks_equal_one_rank(tmp_path, monkeypatch):
     assert np.abs(r["etot"] - ref["etot"]).max() < 1e-9
 
 
+def test_device_edges_n_ranks_equal_host_edges_one_rank(tmp_path, monkeypatch):
+    """The device-edge path (Verlet candidates sent to the potential's device at rebuilds only, cutoff filter in torch)
+    on the CPU device, 2 ranks, equals the host-filtered 1-rank run (float64)."""
+    pytest.importorskip("allegro_fm_model")
+    ref = _run(1, tmp_path, 30, "allegro")
+    monkeypatch.setenv("DEVICE_EDGES", "1")
+    r = _run(2, tmp_path, 30, "allegro")
+    d = r["positions"] - ref["positions"]
+    frac = d @ np.linalg.inv(ref["cell"])
+    d = (frac - np.round(frac)) @ ref["cell"]
+    assert np.abs(d).max() < 1e-9 and np.abs(r["forces"] - ref["forces"]).max() < 1e-9
+    assert np.abs(r["etot"] - ref["etot"]).max() < 1e-9
+
+
 SIM = Path(__file__).parent / "mpi" / "run_simulation.py"
 
 

@@ -62,6 +62,22 @@ class Potential(Protocol):
 
 
 @runtime_checkable
+class DeviceEdgePotential(Potential, Protocol):
+    """A Potential that keeps the neighbour edges on its own device (cuda, xpu): the engine hands it the Verlet list's
+    candidate pairs (within cutoff + skin) only when the list was rebuilt, and every step only the positions; the
+    potential keeps the pairs within ``cutoff`` on the device and returns forces. Used when ``device_edges`` is True
+    (allegro-fm-model's AllegroPotential: by default on any device but the CPU)."""
+
+    device_edges: bool
+
+    def compute_from_candidates(self, positions: np.ndarray, types: np.ndarray, candidates: np.ndarray, n_local: int,
+                                key: object) -> PotentialResult:
+        """As ``compute``, with ``candidates`` (2, E) uploaded only when ``key`` changes; the same result as ``compute`` on
+        the candidates within ``cutoff``."""
+        ...
+
+
+@runtime_checkable
 class Integrator(Protocol):
     """What ``Simulation`` drives (integrators.IntegratorBase gives the defaults; the engine never probes for members).
 

@@ -34,6 +34,14 @@ class NonFinitePositions(Exception):
     """Raised inside DistributedForceEvaluator when the collective displacement check sees NaN/inf positions."""
 
 
+def _evaluate(potential, allpos: np.ndarray, types: np.ndarray, verlet: VerletList, n_local: int, key):
+    """One Potential call: with the edges filtered on the potential's device when it keeps them there (the candidate
+    list goes over only when ``key`` changes, i.e. after a rebuild), else with the edges filtered here."""
+    if getattr(potential, "device_edges", False):
+        return potential.compute_from_candidates(allpos, types, verlet.candidates, n_local, key)
+    return potential.compute(allpos, types, verlet.edges(allpos), n_local)
+
+
 class ForceEvaluator:
     """Energy, forces and virial of a periodic (or open) system on one rank with any Potential."""
 
@@ -104,7 +112,7 @@ class ForceEvaluator:
             positions = self.rebuild(positions, cell, pbc)
             allpos = self._all_positions(positions)
         types = np.concatenate([self.types, self.types[self._owner]])
-        r = self.potential.compute(allpos, types, self.verlet.edges(allpos), n)
+        r = _evaluate(self.potential, allpos, types, self.verlet, n, (id(self), self.verlet.builds))
         return positions, ForceResult(float(r.energy), fold_forces(np.asarray(r.forces), n, self._owner), np.asarray(r.virial))
 
 
@@ -186,7 +194,7 @@ class DistributedForceEvaluator:
             allpos = self.exchange.forward(state.positions)
         n = len(state.positions)
         self._allpos = allpos
-        r = self.potential.compute(allpos, self._types_all, self.verlet.edges(allpos), n)
+        r = _evaluate(self.potential, allpos, self._types_all, self.verlet, n, (id(self), self.builds))
         state.forces = self.exchange.reverse(np.asarray(r.forces))
         state.energy = float(self.comm.allreduce(float(r.energy)))
         state.virial = np.asarray(self.comm.allreduce(np.asarray(r.virial)))

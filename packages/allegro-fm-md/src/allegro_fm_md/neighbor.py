@@ -126,6 +126,11 @@ class VerletList:
         self._ref = np.array(positions, dtype=np.float64, copy=True)
         self.builds += 1
 
+    @property
+    def candidates(self) -> np.ndarray:
+        """The stored pairs (2, E) within cutoff + skin at the last build (``builds`` counts the builds)."""
+        return self._edges
+
     def edges(self, positions: np.ndarray) -> np.ndarray:
         """Edges of the stored list that are within ``cutoff`` now."""
         ei = self._edges

@@ -42,7 +42,8 @@ else:
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(0.2)
-    pot = AllegroPotential(model, ("O", "Ca"), cutoff=5.2)
+    # DEVICE_EDGES=1: the device-edge path (candidates uploaded at rebuilds, filtered in torch) on the CPU device
+    pot = AllegroPotential(model, ("O", "Ca"), cutoff=5.2, device_edges=bool(os.environ.get("DEVICE_EDGES")))
     dt = 1.0
 if os.environ.get("CHUNK_EDGES"):  # memory-bounded evaluation (chunked.py) must not change the result
     from allegro_fm_md.chunked import ChunkedPotential

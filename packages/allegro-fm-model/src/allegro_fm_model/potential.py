@@ -46,13 +46,17 @@ class AllegroPotential:
 
     ``species`` are the model's type names; ``types`` passed to ``compute`` index into them.
     ``device`` is a torch device string (cpu, cuda, xpu); computation runs in the model's dtype and
-    results come back as float64 numpy arrays.
+    results come back as float64 numpy arrays. ``device_edges`` (default: True on any device but the CPU): an engine
+    may call ``compute_from_candidates`` instead, so that the neighbour pairs stay on the device between list rebuilds
+    and only positions go in and forces come out per step.
     """
 
-    def __init__(self, model, species: Sequence[str], cutoff: float, device: str = "cpu"):
+    def __init__(self, model, species: Sequence[str], cutoff: float, device: str = "cpu", device_edges: bool | None = None):
         import torch  # lazy: torch takes seconds to import; only model paths need it
 
         self.device = torch.device(device)
+        self.device_edges = self.device.type != "cpu" if device_edges is None else bool(device_edges)
+        self._candidates = None  # (key, candidate pairs on the device, types on the device)
         self.model = model.to(self.device).eval()
         self.species = tuple(species)
         self.cutoff = float(cutoff)
@@ -77,13 +81,39 @@ class AllegroPotential:
         edge_shifts (E, 3) A added to x_j - x_i (periodic images without ghost copies), or None.
         """
         import torch  # lazy: torch takes seconds to import; only model paths need it
-        from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
-        n = len(positions)
         ei = torch.as_tensor(np.ascontiguousarray(edge_index), dtype=torch.long, device=self.device)
         if ei.numel() and int(ei[0].max()) >= n_local:
             raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
         pos = torch.as_tensor(np.asarray(positions), dtype=self.dtype, device=self.device)
+        types_t = torch.as_tensor(np.asarray(types), dtype=torch.long, device=self.device)
+        return self._evaluate(pos, types_t, ei, n_local, edge_shifts)
+
+    def compute_from_candidates(self, positions: np.ndarray, types: np.ndarray, candidates: np.ndarray, n_local: int,
+                                key: object) -> PotentialResult:
+        """``compute`` with the edges chosen on this potential's device: ``candidates`` (2, E) are the pairs of a Verlet
+        list (within cutoff + skin, centres local), sent to the device with ``types`` only when ``key`` changes (after a
+        list rebuild); per call only the positions (N, 3) A go over, the pairs within ``cutoff`` are selected on the
+        device, and the forces come back. Equal to ``compute`` on the host-filtered edges."""
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+
+        if self._candidates is None or self._candidates[0] != key:
+            cand = torch.as_tensor(np.ascontiguousarray(candidates), dtype=torch.long, device=self.device)
+            if cand.numel() and int(cand[0].max()) >= n_local:
+                raise ValueError("candidate pairs include one centred on a ghost atom; only local centres are allowed")
+            self._candidates = (key, cand, torch.as_tensor(np.asarray(types), dtype=torch.long, device=self.device))
+        _, cand, types_t = self._candidates
+        pos = torch.as_tensor(np.asarray(positions), dtype=self.dtype, device=self.device)
+        d = pos[cand[1]] - pos[cand[0]]
+        ei = cand[:, (d * d).sum(dim=1) < self.cutoff**2]
+        return self._evaluate(pos, types_t, ei, n_local, None)
+
+    def _evaluate(self, pos, types_t, ei, n_local: int, edge_shifts) -> PotentialResult:
+        """The model on device tensors: positions, types, edge index (and optional shifts, A)."""
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+        from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
+
+        n = pos.shape[0]
         vec = pos[ei[1]] - pos[ei[0]]
         if edge_shifts is not None:
             vec = vec + torch.as_tensor(np.asarray(edge_shifts), dtype=self.dtype, device=self.device)
@@ -91,7 +121,7 @@ class AllegroPotential:
         data = {
             K.POSITIONS_KEY: pos,
             K.EDGE_INDEX_KEY: ei,
-            K.ATOM_TYPE_KEY: torch.as_tensor(np.asarray(types), dtype=torch.long, device=self.device),
+            K.ATOM_TYPE_KEY: types_t,
             K.EDGE_VECTORS_KEY: vec,
         }
         out = self._energy_model(data)
