@@ -12,10 +12,10 @@ CLIS = {"tea-align": "tea_align.cli", "allegro-fm": "allegro_fm_model.cli", "all
 #: every subcommand, as docs/cli.md lists them
 SUBCOMMANDS = {"tea-align": ["fit", "apply", "convert", "inspect", "report", "demo"],
                "allegro-fm": ["train", "finetune", "evaluate", "export", "params"],
-               "allegro-fm-md": ["run", "rdf", "merge", "scale"], "allegro-fm-bench": ["run", "make-mini-data"]}
+               "allegro-fm-md": ["run", "rdf", "merge", "scale"], "allegro-fm-bench": ["run", "make-mini-data", "peer-errors"]}
 #: subcommands that write a file or folder (they take -o/--output)
 WRITERS = {"tea-align": {"fit", "apply", "convert", "report", "demo"}, "allegro-fm": {"evaluate", "export"},
-           "allegro-fm-md": {"rdf", "merge", "scale"}, "allegro-fm-bench": {"run", "make-mini-data"}}
+           "allegro-fm-md": {"rdf", "merge", "scale"}, "allegro-fm-bench": {"run", "make-mini-data", "peer-errors"}}
 #: one bad-input call per CLI: a file that does not exist
 BAD = {"tea-align": ["inspect", "/nonexistent/data.extxyz"], "allegro-fm": ["evaluate", "/nonexistent/model.pt", "x.h5"],
        "allegro-fm-md": ["run", "/nonexistent/run.toml"], "allegro-fm-bench": ["run", "params", "--model", "/nonexistent.pt"]}

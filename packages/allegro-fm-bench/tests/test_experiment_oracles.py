@@ -117,3 +117,38 @@ def test_neb_band_and_profile_on_a_curved_analytic_path():
     for im in images[1:-1]:  # every image on the curved path, not the straight line
         x, y, _ = im.positions[0]
         assert abs(y - x * x) < 0.1  # NEB cuts the curve a little between images (0.06 seen); the straight line is 1 - x^2 off
+
+
+def test_peer_force_errors_per_family(tmp_path):
+    """peers.force_errors on an aligned dataset labelled by EMT: EMT itself scores 0 meV/A and cosine 1 on the family it
+    labelled, -1 on the family whose label forces were reversed (RMSE 2 |F|); molecules in vacuum are skipped."""
+    import ase.io
+    import tea_align
+    from allegro_fm_bench.peers import force_errors, markdown, peer_calculator
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames, fsq = [], []
+    for k, family in enumerate(("same", "reversed")):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+        a.rattle(0.1, seed=k)
+        a.calc = EMT()
+        f = a.get_forces()
+        b = a.copy()
+        b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=f if family == "same" else -f)
+        b.info["config_type"] = family
+        frames.append(b)
+        fsq.append(float((f**2).mean()))
+    m = molecule("H2O")
+    m.calc = SinglePointCalculator(m, energy=0.0, forces=np.zeros((3, 3)))
+    frames.append(m)
+    ase.io.write(tmp_path / "x.extxyz", frames)
+    tea_align.convert([f"{tmp_path / 'x.extxyz'},level=EMT,name=emt"], tmp_path / "x.h5")
+    r = force_errors(EMT(), str(tmp_path / "x.h5"), progress=False)
+    assert r["skipped_frames"] == 1 and r["all"]["frames"] == 2
+    assert r["same"]["force_rmse_meV_A"] == pytest.approx(0.0, abs=1e-3) and r["same"]["force_cosine"] == pytest.approx(1.0, abs=1e-9)
+    assert r["reversed"]["force_cosine"] == pytest.approx(-1.0, abs=1e-9)
+    assert r["reversed"]["force_rmse_meV_A"] == pytest.approx(2000 * np.sqrt(fsq[1]), rel=1e-6)
+    assert "| reversed |" in markdown({"emt": r})
+    with pytest.raises(ValueError, match="unknown peer"):
+        peer_calculator("mace")

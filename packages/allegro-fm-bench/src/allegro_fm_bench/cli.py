@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 from tea_align.commandline import command_parser, run, subcommands
+from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
 from .experiments import EXPERIMENTS, resolve_model, run_experiment
 from .minidata import QUICK, MiniDataSettings, make_molecular_part, make_pbe_part
+from .peers import PEERS, force_errors, markdown, peer_calculator
 from .report import machine, write_report
 
 
@@ -27,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=(), help="pbe part: only these structure families (to label in parallel processes)")
     p.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
     p.set_defaults(func=_make_mini_data)
+    q = sub.add_parser("peer-errors", help="force errors of the weight-shipping peers (SevenNet-0, CHGNet) on an aligned dataset, "
+                       "per structure family", writes=True, output_required=True, output_help="markdown table to write")
+    q.add_argument("dataset", help="tea-align aligned dataset (e.g. the mini model's held-out families)")
+    q.add_argument("--peer", action="append", choices=list(PEERS), help="repeatable (default: all)")
+    q.add_argument("--by", choices=["key", "source"], default="key")
+    q.add_argument("--device", default="cpu")
+    q.set_defaults(func=_peer_errors)
     r = sub.add_parser("run", help="run the paper's experiments and write report.md (+ PNG plots)", writes=True,
                        output_default="runs/bench", output_help="report folder")
     r.add_argument("experiments", nargs="+", choices=["all", *EXPERIMENTS], metavar="EXPERIMENT",
@@ -53,6 +62,19 @@ def _make_mini_data(args) -> int:
         make_pbe_part(args.output, st, only=tuple(args.only))
     if args.part in ("molecular", "all"):
         make_molecular_part(args.output, st)
+    return 0
+
+
+def _peer_errors(args) -> int:
+    """Force RMSE and cosine of each peer on the dataset's periodic frames, grouped by family (or source)."""
+    results = {}
+    for name in args.peer or PEERS:
+        results[name] = force_errors(peer_calculator(name, args.device), args.dataset, by=args.by, progress=not args.quiet)
+        print(f"{name}: {results[name]['all']['force_rmse_meV_A']:.1f} meV/A over {results[name]['all']['frames']} frames "
+              f"({results[name]['skipped_frames']} skipped)", flush=True)
+    text = markdown(results)
+    print(text)
+    write_text_atomic(args.output, text)
     return 0
 
 
