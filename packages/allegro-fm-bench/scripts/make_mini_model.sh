@@ -24,12 +24,12 @@ data --part pbe >> "$OUT/data-pbe-a.log" 2>&1  # every family present: writes pb
 # 2. Total Energy Alignment onto the PBE level (scale and per-element shifts fitted jointly on the molecule anchors)
 tea-align fit "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
   --anchors "$OUT/data/anchors/pbe.extxyz" "$OUT/data/anchors/molecular.extxyz" \
-  --target "PBE~SevenNet-0" -o "$OUT/alignment.json" --overwrite
-tea-align report "$OUT/alignment.json" -o "$OUT/alignment-report" --overwrite
+  --target "PBE~SevenNet-0" -o "$OUT/alignment.json"
+tea-align report "$OUT/alignment.json" -o "$OUT/alignment-report"
 tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
-  --alignment "$OUT/alignment.json" -o "$OUT/aligned.h5" --overwrite
+  --alignment "$OUT/alignment.json" -o "$OUT/aligned.h5"
 tea-align apply "$OUT/data/pbe-heldout.extxyz,name=heldout-pbe" "$OUT/data/molecular-heldout.extxyz,name=heldout-wb97m" \
-  --alignment "$OUT/alignment.json" -o "$OUT/heldout.h5" --overwrite
+  --alignment "$OUT/alignment.json" -o "$OUT/heldout.h5"
 
 # 3. training (mini preset: FM64 widths, l_max 1), 8:1:1 loss, 80/10/10 split of the trained families, learning rate
 #    halved after 10 epochs without a better validation loss
@@ -52,11 +52,11 @@ TOML
 allegro-fm train "$OUT/train.toml"
 
 # 4. errors: random held-out frames of trained families, whole held-out families (per family and per level), peers
-allegro-fm evaluate "$OUT/train/best.ckpt" "$OUT/aligned.h5" --split test -o "$OUT/test_errors.md" --overwrite
-allegro-fm evaluate "$OUT/train/best.ckpt" "$OUT/heldout.h5" --by key -o "$OUT/heldout_by_family.md" --overwrite
-allegro-fm evaluate "$OUT/train/best.ckpt" "$OUT/heldout.h5" -o "$OUT/heldout_by_level.md" --overwrite
-allegro-fm-bench peer-errors "$OUT/heldout.h5" -o "$OUT/heldout_peers.md" --overwrite
+allegro-fm evaluate "$OUT/train/best.ckpt" "$OUT/aligned.h5" --split test -o "$OUT/test_errors.md"
+allegro-fm evaluate "$OUT/train/best.ckpt" "$OUT/heldout.h5" --by key -o "$OUT/heldout_by_family.md"
+allegro-fm evaluate "$OUT/train/best.ckpt" "$OUT/heldout.h5" -o "$OUT/heldout_by_level.md"
+allegro-fm-bench peer-errors "$OUT/heldout.h5" -o "$OUT/heldout_peers.md"
 
 # 5. the deployable file
-allegro-fm export "$OUT/train/best.ckpt" -o "$OUT/allegro-fm-mini.nequip.zip" --overwrite
+allegro-fm export "$OUT/train/best.ckpt" -o "$OUT/allegro-fm-mini.nequip.zip"
 echo "done: $OUT/allegro-fm-mini.nequip.zip; errors in $OUT/{test_errors,heldout_by_family,heldout_by_level,heldout_peers}.md"
