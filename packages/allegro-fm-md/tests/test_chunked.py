@@ -59,3 +59,39 @@ def test_run_file_key_bounds_the_edges_per_call_and_keeps_the_run(tmp_path):
         if name == "chunked":
             assert isinstance(sim.evaluator.potential, ChunkedPotential) and sim.evaluator.potential.calls > 4
     np.testing.assert_allclose(rows["chunked"], rows["whole"], rtol=1e-10, atol=1e-10)
+
+
+def test_automatic_chunk_size_from_a_measured_memory_cost():
+    """max_edges=None: the first large call measures the peak memory of PROBE_EDGES edges (the process's peak resident set
+    on the CPU) and sizes the chunks to the budget; a small budget chunks and still equals the whole evaluation
+    (float64), the default budget (half of MemAvailable) evaluates this system whole."""
+    torch = pytest.importorskip("torch")
+    from allegro_fm_md.chunked import PROBE_EDGES
+    from allegro_fm_md.memory import available_bytes, peak_meter
+    from allegro_fm_model import AllegroPotential, build_model, tiny_preset
+
+    assert available_bytes("cpu") > 2**28
+    with peak_meter("cpu") as m:
+        x = np.ones((64, 2**20 // 8))  # 64 MiB touched
+        x += 1
+    assert 48 * 2**20 < m["bytes"] < 256 * 2**20
+    del x
+    a = bulk("CaO", "rocksalt", a=4.81) * (6, 6, 6)  # 432 atoms, 32 neighbours each within 5.2 A: 13 824 edges
+    a.rattle(0.05, seed=3)
+    torch.manual_seed(0)
+    pot = AllegroPotential(build_model(tiny_preset(), ("O", "Ca"), dtype="float64", seed=1), ("O", "Ca"), cutoff=5.2)
+    ref = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.3)
+    _, r0 = ref.compute(a.positions.copy(), np.array(a.cell), a.pbc)
+    small = ChunkedPotential(pot, None, memory_budget_bytes=40 * 2**20)
+    ev = ForceEvaluator(small, pot.types_of(a.get_chemical_symbols()), skin=0.3)
+    _, r1 = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
+    print(f"automatic chunks: {small.bytes_per_edge / 1024:.2f} KiB per edge measured -> {small.max_edges} edges per call, "
+          f"{small.calls} calls")
+    assert 0.1 * 1024 < small.bytes_per_edge < 200 * 1024  # a float64 tiny model: of order KiB per edge
+    assert small.max_edges >= PROBE_EDGES and small.calls >= 2
+    assert r1.energy == pytest.approx(r0.energy, abs=1e-10)
+    np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-10)
+    np.testing.assert_allclose(r1.virial, r0.virial, atol=1e-10)
+    whole = ChunkedPotential(pot, None)
+    ForceEvaluator(whole, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(a.positions.copy(), np.array(a.cell), a.pbc)
+    assert whole.calls == 1 and whole.max_edges > 13_824

@@ -11,21 +11,95 @@ ASE splits a graph by centres with the local/ghost bookkeeping this engine's con
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from .contracts import PotentialResult
+from .memory import available_bytes, peak_meter
+
+log = logging.getLogger("allegro_fm_md")
+PROBE_EDGES = 4096  # edges of the calibration call of the automatic chunk size
+SAFETY = 1.5  # the measured bytes per edge are multiplied by this (allocator slack, other arrays of the step)
 
 
 class ChunkedPotential:
     """``potential`` evaluated at most ``max_edges`` edges at a time (at least one centre atom per call); the same
-    Potential contract (species, cutoff, types_of, compute). ``calls`` counts the inner calls of the last compute."""
+    Potential contract (species, cutoff, types_of, compute). ``calls`` counts the inner calls of the last compute.
 
-    def __init__(self, potential, max_edges: int):
-        if int(max_edges) < 1:
+    ``max_edges=None`` (automatic): the first call with more than PROBE_EDGES edges measures the peak memory of one
+    call on that many edges (``memory.peak_meter``: the process's peak resident set on the CPU, the allocator's peak on
+    cuda/xpu), and ``max_edges`` becomes ``memory_budget_bytes`` / (bytes per edge x SAFETY). The budget defaults to
+    half the device's free memory at that moment divided by ``ranks_sharing`` (the ranks of a node that share the
+    device). A system whose edges fit the budget is evaluated in one call, as without this wrapper; a potential that
+    keeps edges on its device (``device_edges``) keeps doing so while they fit."""
+
+    def __init__(self, potential, max_edges: int | None, memory_budget_bytes: float | None = None, ranks_sharing: int = 1):
+        if max_edges is not None and int(max_edges) < 1:
             raise ValueError(f"max_edges must be >= 1 (got {max_edges})")
-        self.inner, self.max_edges = potential, int(max_edges)
+        if memory_budget_bytes is not None and not memory_budget_bytes > 0:
+            raise ValueError(f"memory_budget_bytes must be > 0 (got {memory_budget_bytes})")
+        self.inner = potential
+        self.max_edges = None if max_edges is None else int(max_edges)
+        self.memory_budget_bytes, self.ranks_sharing = memory_budget_bytes, max(int(ranks_sharing), 1)
+        self.bytes_per_edge: float | None = None  # measured (automatic mode)
         self.species, self.cutoff = potential.species, potential.cutoff
         self.calls = 0
+
+    @property
+    def device_edges(self) -> bool:
+        return bool(getattr(self.inner, "device_edges", False))
+
+    def _device(self):
+        return getattr(self.inner, "device", "cpu")
+
+    def _sharing(self) -> int:
+        """Ranks that share this rank's device: all of the node's ranks for the CPU, node ranks / devices otherwise."""
+        kind = str(self._device()).split(":")[0]
+        if kind == "cpu":
+            return self.ranks_sharing
+        import torch  # lazy: only device paths need torch
+
+        count = getattr(getattr(torch, kind, None), "device_count", lambda: 1)() or 1
+        return max(1, -(-self.ranks_sharing // count))
+
+    def _calibrate(self, positions, types, ei, n_local: int, edge_shifts) -> None:
+        """Measure the peak memory of one inner call on about PROBE_EDGES edges; set max_edges from the budget."""
+        order = np.argsort(ei[0], kind="stable")
+        starts = np.searchsorted(ei[0][order], np.arange(n_local + 1))
+        c1 = max(int(np.searchsorted(starts, PROBE_EDGES, side="right")) - 1, 1)
+        budget = self.memory_budget_bytes
+        if budget is None:
+            free = available_bytes(self._device())
+            budget = 0.5 * free / self._sharing() if free else None
+        sub = order[: int(starts[c1])]
+        with peak_meter(self._device()) as m:
+            self._chunk(positions, types, ei[:, sub], np.arange(c1), None if edge_shifts is None else np.asarray(edge_shifts)[sub])
+        self.bytes_per_edge = None if m["bytes"] is None else max(m["bytes"], 1) / max(int(starts[c1]), 1)
+        if budget is None or self.bytes_per_edge is None:
+            self.max_edges = 1 << 62  # nothing measurable: no chunking (as without this wrapper)
+            log.info("automatic chunk size: memory not measurable on %s; evaluating whole", self._device())
+            return
+        self.max_edges = max(PROBE_EDGES, int(budget / (self.bytes_per_edge * SAFETY)))
+        log.info("automatic chunk size: %.1f KiB per edge measured on %s, budget %.2f GiB -> at most %d edges per call",
+                 self.bytes_per_edge / 1024, self._device(), budget / 2**30, self.max_edges)
+
+    def _limit(self, positions, types, ei, n_local: int, edge_shifts) -> int:
+        if self.max_edges is None:
+            if ei.shape[1] <= PROBE_EDGES:
+                return PROBE_EDGES
+            self._calibrate(positions, types, ei, n_local, edge_shifts)
+        return self.max_edges
+
+    def compute_from_candidates(self, positions, types, candidates, n_local: int, key) -> PotentialResult:
+        """The inner potential's device-edge call while the candidate pairs fit the chunk size; else host-filtered edges
+        evaluated in chunks."""
+        cand = np.asarray(candidates, dtype=np.int64)
+        if cand.shape[1] <= self._limit(positions, types, cand, n_local, None):
+            self.calls = 1
+            return self.inner.compute_from_candidates(positions, types, candidates, n_local, key)
+        d = positions[cand[1]] - positions[cand[0]]
+        return self.compute(positions, types, cand[:, np.einsum("ij,ij->i", d, d) < self.cutoff**2], n_local)
 
     def types_of(self, symbols):
         return self.inner.types_of(symbols)
@@ -38,7 +112,7 @@ class ChunkedPotential:
         positions = np.asarray(positions)
         types = np.asarray(types)
         ei = np.asarray(edge_index, dtype=np.int64)
-        if ei.shape[1] <= self.max_edges:
+        if ei.shape[1] <= self._limit(positions, types, ei, n_local, edge_shifts):
             self.calls = 1
             return self.inner.compute(positions, types, ei, n_local, edge_shifts)
         if (ei[0] >= n_local).any():
@@ -59,14 +133,7 @@ class ChunkedPotential:
             c1 = int(np.searchsorted(starts, starts[c0] + self.max_edges, side="right")) - 1
             c1 = min(max(c1, c0 + 1), n_local)
             e0, e1 = int(starts[c0]), int(starts[c1])
-            sub_e = ei[:, e0:e1]
-            centres = np.arange(c0, c1)
-            others = np.setdiff1d(np.unique(sub_e[1]), centres, assume_unique=False)
-            atoms = np.concatenate([centres, others])
-            remap = np.full(len(positions), -1, dtype=np.int64)
-            remap[atoms] = np.arange(len(atoms))
-            r = self.inner.compute(positions[atoms], types[atoms], remap[sub_e], len(centres),
-                                   None if shifts is None else shifts[e0:e1])
+            atoms, r = self._chunk(positions, types, ei[:, e0:e1], np.arange(c0, c1), None if shifts is None else shifts[e0:e1])
             energy += float(r.energy)
             forces[atoms] += np.asarray(r.forces, dtype=np.float64)
             virial += np.asarray(r.virial, dtype=np.float64)
@@ -74,3 +141,11 @@ class ChunkedPotential:
             self.calls += 1
             c0 = c1
         return PotentialResult(energy, forces, virial, atomic)
+
+    def _chunk(self, positions, types, sub_e, centres, shifts):
+        """One inner call: ``centres`` as local atoms, the other ends of ``sub_e`` as ghosts; (atoms, result)."""
+        others = np.setdiff1d(np.unique(sub_e[1]), centres, assume_unique=False)
+        atoms = np.concatenate([centres, others])
+        remap = np.full(len(positions), -1, dtype=np.int64)
+        remap[atoms] = np.arange(len(atoms))
+        return atoms, self.inner.compute(positions[atoms], types[atoms], remap[sub_e], len(centres), shifts)

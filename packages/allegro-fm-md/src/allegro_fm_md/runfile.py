@@ -7,7 +7,8 @@
     kind = "allegro"             # allegro (a model file; from allegro-fm-model) | lj | morse (reference, one element) | plug-ins
     model = "allegro-fm-mini"    # allegro: a shipped model's name, or a .ckpt / .nequip.zip / .nequip.pt2 / nequip 0.6.x .pt path
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<node-local rank> is chosen)
-    max_edges_per_call = 0       # > 0: evaluate at most this many edges at once (bounded model memory; same result)
+    max_edges_per_call = 0       # > 0: evaluate at most this many edges at once; 0: from memory_budget_gib (same result)
+    memory_budget_gib = 0.0      # > 0: memory one force evaluation may use per rank; 0: half the device's free memory / ranks on it
     [run]
     integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation, positions only)
     fmax = 0.05                  # fire: stop when every force is below this (eV/A); steps = the most FIRE steps
@@ -87,7 +88,8 @@ class PotentialSpec:
     r0: float = 2.5
     cutoff: float = 6.5
     options: dict = field(default_factory=dict)  # a plug-in kind's own keys ([potential.options] table)
-    max_edges_per_call: int = 0  # > 0: the potential sees at most this many edges at once (memory-bounded; chunked.py)
+    max_edges_per_call: int = 0  # > 0: the potential sees at most this many edges at once; 0: from the budget (chunked.py)
+    memory_budget_gib: float = 0.0  # > 0: per-rank memory of one force evaluation; 0: half the device's free memory / node ranks
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ _RANGES = {"dt_fs": (0.0, 10.0, False),  # fs: beyond ~10 fs no atomic vibration
            "fmax": (0.0, None, False), "compressibility_per_GPa": (0.0, None, False), "taup_fs": (0.0, None, False),
            "skin": (0.0, None, True), "min_distance": (0.0, None, True), "thermo_every": (1, None, True),
            "trajectory_every": (0, None, True), "restart_every": (1, None, True), "cutoff": (0.0, None, False),
-           "max_edges_per_call": (0, None, True)}
+           "max_edges_per_call": (0, None, True), "memory_budget_gib": (0.0, None, True)}
 
 
 def _check_values(path: Path, table: str, klass, values: dict) -> None:
@@ -349,9 +351,10 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     if lammps_orient(atoms) and progress and comm.rank == 0:
         print("cell rotated to the orientation MD codes expect (a along x, b in the xy plane, as LAMMPS does); positions "
               "rotated with it: every output is in this frame", flush=True)
-    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), *node_local_rank(comm))
-    if runfile.potential.max_edges_per_call:
-        pot = ChunkedPotential(pot, runfile.potential.max_edges_per_call)
+    local_rank, local_size = node_local_rank(comm)
+    pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), local_rank, local_size)
+    ps = runfile.potential  # memory-bounded evaluation, automatic by default (one call while the edges fit the budget)
+    pot = ChunkedPotential(pot, ps.max_edges_per_call or None, ps.memory_budget_gib * 2**30 or None, ranks_sharing=local_size)
     if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
         name = runfile.potential.model or runfile.potential.kind
         print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
