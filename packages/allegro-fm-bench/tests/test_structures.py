@@ -88,3 +88,86 @@ def test_carbonic_acid_path_keeps_atom_order():
     assert len(p) == 5 and all(i.get_chemical_formula() == "CH2O3" for i in p)
     co2 = [float(np.linalg.norm(i.positions[2] - i.positions[0])) for i in p]
     assert co2[0] == pytest.approx(1.34, abs=0.01) and co2[-1] > 3.0 and np.all(np.diff(co2) > 0)
+
+
+def _bonds(atoms, a, b, cut):
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, cut)
+    s = np.array(atoms.get_chemical_symbols())
+    m = (s[i] == a) & (s[j] == b)
+    return i[m], d[m]
+
+
+@pytest.mark.parametrize("name, builder, density, pair, bond, cn", [
+    ("alpha-cristobalite", "alpha_cristobalite", 2.33, ("Si", "O"), 1.602, 4),
+    ("stishovite", "stishovite", 4.29, ("Si", "O"), 1.757, 6),
+    ("silica sodalite", "silica_sodalite", 1.74, ("Si", "O"), 1.657, 4),
+    ("aragonite", "aragonite", 2.93, ("C", "O"), 1.279, 3),
+    ("lime", "lime", 3.35, ("Ca", "O"), 2.405, 6),
+    ("silicon", "silicon", 2.33, ("Si", "Si"), 2.352, 4),
+    ("dry ice", "dry_ice", 1.64, ("C", "O"), 1.154, 2),
+])
+def test_v2_crystals_have_their_published_density_bonds_and_coordination(name, builder, density, pair, bond, cn):
+    from ase.data import atomic_masses
+
+    a = getattr(S, builder)()
+    rho = atomic_masses[a.numbers].sum() / a.get_volume() * 1.66053906660
+    assert rho == pytest.approx(density, abs=0.02), name
+    i, d = _bonds(a, *pair, bond + 0.15)
+    assert d.min() == pytest.approx(bond, abs=0.01), name
+    centres = [k for k, s in enumerate(a.get_chemical_symbols()) if s == pair[0]]
+    assert all((i == k).sum() == cn for k in centres), name
+
+
+def test_ice_ih_obeys_the_ice_rules():
+    """Every O has exactly two H at 0.98 A, every O-O bond (2.76 A) carries exactly one H, density 0.92 g/cm3, and
+    two seeds give different proton arrangements (disorder) on the same O lattice."""
+    from ase.data import atomic_masses
+    from ase.neighborlist import neighbor_list
+
+    ice = S.ice_ih(seed=0)
+    o = [k for k, s in enumerate(ice.get_chemical_symbols()) if s == "O"]
+    assert len(ice) == 3 * len(o) == 96
+    i, _ = _bonds(ice, "O", "H", 1.1)
+    assert all((i == k).sum() == 2 for k in o)
+    assert atomic_masses[ice.numbers].sum() / ice.get_volume() * 1.66053906660 == pytest.approx(0.92, abs=0.01)
+    oo_i, oo_j, oo_D = neighbor_list("ijD", ice[o], 3.0)
+    h = ice.positions[[k for k, s in enumerate(ice.get_chemical_symbols()) if s == "H"]]
+    for a, b, vec in zip(oo_i, oo_j, oo_D):
+        if a < b:  # the H on bond a-b sits 0.98 A from one end along the bond
+            mid = [ice[o].positions[a] + 0.98 * vec / np.linalg.norm(vec), ice[o].positions[a] + (1 - 0.98 / np.linalg.norm(vec)) * vec]
+            from ase.geometry import get_distances
+
+            near = sum(int(get_distances(p[None], h, cell=ice.cell, pbc=True)[1].min() < 1e-6) for p in mid)
+            assert near == 1
+    other = S.ice_ih(seed=1)
+    assert np.allclose(other.positions[: len(o)], ice.positions[: len(o)])
+    assert not np.allclose(other.positions[len(o):], ice.positions[len(o):])
+
+
+def test_melt_and_molecular_box_starts():
+    from ase.data import atomic_masses
+    from ase.geometry import get_distances
+
+    m = S.random_packing("Ca16Si16O48", 2.7, seed=0)
+    assert m.get_chemical_formula() == "Ca16O48Si16"
+    assert atomic_masses[m.numbers].sum() / m.get_volume() * 1.66053906660 == pytest.approx(2.7, rel=1e-6)
+    d = get_distances(m.positions, cell=m.cell, pbc=True)[1]
+    assert d[np.triu_indices(len(m), 1)].min() >= 2.0
+    box = S.molecular_box("H2CO3", 12, 1.5, seed=0)
+    assert box.get_chemical_formula() == "C12H24O36" and len(box) == 72
+    d = get_distances(box.positions, cell=box.cell, pbc=True)[1]
+    mol = np.repeat(np.arange(12), 6)
+    assert d[mol[:, None] != mol[None, :]].min() >= 2.0
+
+
+def test_mini_v2_families_build_and_hold_out_whole_families():
+    from allegro_fm_bench.minidata import FAMILIES, HELDOUT_MOLECULES, MORE_MOLECULES, crystals
+
+    names = [f.name for f in FAMILIES]
+    assert len(names) == len(set(names)) == 17
+    held = {f.name for f in FAMILIES if f.held_out}
+    assert held == {"aragonite", "sodalite-SiO2", "ice-Ih", "Ca2SiO4-melt"}
+    assert {n for n, _ in crystals(held_out=True)} == held and not held & {n for n, _ in crystals()}
+    assert not set(HELDOUT_MOLECULES) & (set(MORE_MOLECULES) | set(S.MOLECULES))
