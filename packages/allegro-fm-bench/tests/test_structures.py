@@ -171,3 +171,33 @@ def test_mini_v2_families_build_and_hold_out_whole_families():
     assert held == {"aragonite", "sodalite-SiO2", "ice-Ih", "Ca2SiO4-melt"}
     assert {n for n, _ in crystals(held_out=True)} == held and not held & {n for n, _ in crystals()}
     assert not set(HELDOUT_MOLECULES) & (set(MORE_MOLECULES) | set(S.MOLECULES))
+
+
+def test_mini_data_stages_resume_share_and_take_over(tmp_path):
+    """A stage present on disk is read, not remade; a stage locked by a live process is skipped (None); a dead process's
+    lock is taken over; parts of a split stage are made one by one and a whole file of an earlier version is used as is."""
+    import os
+    import subprocess
+
+    from allegro_fm_bench.minidata import _stage, _stages
+    from ase import Atoms
+
+    made = []
+
+    def make(tag):
+        made.append(tag)
+        return [Atoms("H", positions=[(0, 0, len(made))], info={"structure": tag})]
+
+    assert len(_stage(tmp_path, "a", lambda: make("a"))) == 1 and made == ["a"]
+    assert _stage(tmp_path, "a", lambda: make("again"))[0].info["config_type"] == "a" and made == ["a"]
+    (tmp_path / "b.lock").write_text(f"{os.getppid()}\n")  # a live process holds stage b
+    assert _stage(tmp_path, "b", lambda: make("b")) is None and "b" not in made
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "b.lock").write_text(f"{dead.pid}\n")  # its holder died: taken over
+    assert _stage(tmp_path, "b", lambda: make("b")) is not None and "b" in made and not (tmp_path / "b.lock").exists()
+    jobs = list(range(5))
+    got = _stages(tmp_path, "c", jobs, lambda j, desc: sum((make(f"c{x}") for x in j), []), 2)
+    assert len(got) == 5 and sorted(p.name for p in tmp_path.glob("c.part*.extxyz")) == ["c.part00.extxyz", "c.part01.extxyz", "c.part02.extxyz"]
+    (tmp_path / "d.extxyz").write_text((tmp_path / "a.extxyz").read_text())
+    assert len(_stages(tmp_path, "d", jobs, lambda j, desc: [], 2)) == 1  # the earlier version's whole stage file

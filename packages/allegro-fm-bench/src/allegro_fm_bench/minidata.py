@@ -16,6 +16,7 @@ OUT/anchors/{pbe,molecular}.extxyz for tea-align's fit.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -141,18 +142,67 @@ def _write_atomic(frames: list[Atoms], path: Path) -> None:
         ase.io.write(tmp, frames, format="extxyz")
 
 
-def _stage(outdir: Path, name: str, make: Callable[[], list[Atoms]]) -> list[Atoms]:
+def _read_stage(path: Path, name: str) -> list[Atoms]:
+    frames = ase.io.read(path, ":")
+    for a in frames:  # stages written before config_type was set: the family is the frame's key in tea-align
+        a.info.setdefault("config_type", a.info.get("structure", name))
+    return frames
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stage(outdir: Path, name: str, make: Callable[[], list[Atoms]]) -> list[Atoms] | None:
+    """The frames of stage ``name``: read from OUT/.../name.extxyz when present, else made and written atomically. While
+    a stage is being made its folder holds name.lock (the pid): another process running the same part skips that stage
+    (returns None) and labels the next one, so several processes share one part's stages; a dead process's lock is
+    taken over."""
     path = outdir / f"{name}.extxyz"
     if path.exists():
         log.info("stage %s: present (%s), skipped", name, path)
-        frames = ase.io.read(path, ":")
-        for a in frames:  # stages written before config_type was set: the family is the frame's key in tea-align
-            a.info.setdefault("config_type", a.info.get("structure", name))
+        return _read_stage(path, name)
+    outdir.mkdir(parents=True, exist_ok=True)
+    lock = outdir / f"{name}.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = -1
+        if pid > 0 and pid != os.getpid() and _alive(pid):
+            log.info("stage %s: being made by process %d, skipped here", name, pid)
+            return None
+        lock.unlink(missing_ok=True)  # its maker died: take the stage over
+        return _stage(outdir, name, make)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        if path.exists():  # finished by another process between the check and the lock
+            return _read_stage(path, name)
+        frames = make()
+        _write_atomic(frames, path)
+        log.info("stage %s: %d frames -> %s", name, len(frames), path)
         return frames
-    frames = make()
-    _write_atomic(frames, path)
-    log.info("stage %s: %d frames -> %s", name, len(frames), path)
-    return frames
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _stages(outdir: Path, name: str, jobs: list, run: Callable[[list, str], list[Atoms]], chunk: int) -> list[Atoms] | None:
+    """Stage ``name`` made in parts of ``chunk`` jobs (name.partNN): a process killed mid-way loses one part, and several
+    processes can share the parts. A whole name.extxyz (as earlier versions wrote it) is used when present."""
+    if (outdir / f"{name}.extxyz").exists():
+        return _stage(outdir, name, lambda: [])
+    parts = [_stage(outdir, f"{name}.part{k:02d}", lambda j=jobs[i:i + chunk], k=k: run(j, f"{name} {k + 1}/{-(-len(jobs) // chunk)}"))
+             for k, i in enumerate(range(0, len(jobs), chunk))]
+    return None if any(p is None for p in parts) else [a for p in parts for a in p]
 
 
 def anchor_structures(isolated_atoms: bool = True) -> list[tuple[str, Atoms]]:
@@ -270,23 +320,37 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
         raise ValueError(f"unknown structure families {sorted(unknown)}; known: {', '.join(f.name for f in FAMILIES)}")
     calc = pbe_calculator()
     frames: dict[bool, list[Atoms]] = {False: [], True: []}
+    busy = False
     for index, family in enumerate(FAMILIES):
         if only and family.name not in only:
             continue
         if family.name == "tobermorite-11A":  # v1's stages, kept: the relaxed crystal is also the main job's structure
-            t11 = _stage(outdir / "pbe", "tobermorite_relaxed",
-                         lambda: [_labelled(relax_tobermorite(calc), calc, PBE_LEVEL, "tobermorite-11A", "relaxed FIRE+cell fmax=0.05")])[0]
+            t11s = _stage(outdir / "pbe", "tobermorite_relaxed",
+                          lambda: [_labelled(relax_tobermorite(calc), calc, PBE_LEVEL, "tobermorite-11A", "relaxed FIRE+cell fmax=0.05")])
+            if t11s is None:
+                busy = True
+                continue
+            t11 = t11s[0]
             t11.calc = None
             fam = replace(family, build=lambda t=t11: t.copy(), relax="given")
-            frames[False] += _stage(outdir / "pbe", family.name, lambda f=fam, i=index: _family_frames(f, i, calc, st, progress))
-            continue
-        frames[family.held_out] += _stage(outdir / "pbe", family.name, lambda f=family, i=index: _family_frames(f, i, calc, st, progress))
-    if only:
+            got = _stage(outdir / "pbe", family.name, lambda f=fam, i=index: _family_frames(f, i, calc, st, progress))
+        else:
+            got = _stage(outdir / "pbe", family.name, lambda f=family, i=index: _family_frames(f, i, calc, st, progress))
+        if got is None:
+            busy = True
+        else:
+            frames[family.held_out] += got
+    if only or busy:
+        if busy:
+            log.info("PBE part: some families are being labelled by another process; run again when it ends to assemble")
         return None
     # no isolated atoms at this level: SevenNet-0 never saw one (MPtrj has none), its one-atom energy is
     # not the PBE atom's, so tea-align fits the per-element shifts jointly with the scale from the molecules
     anchors = _stage(outdir / "anchors", "pbe", lambda: [_labelled(a, calc, PBE_LEVEL, n, "anchor")
                                                          for n, a in anchor_structures(isolated_atoms=False)])
+    if anchors is None:
+        log.info("PBE part: the anchors are being labelled by another process; run again when it ends to assemble")
+        return None
     out = outdir / "pbe.extxyz"
     _write_atomic(frames[False], out)
     _write_atomic(frames[True], outdir / "pbe-heldout.extxyz")
@@ -337,9 +401,10 @@ def _conformers(names, rng: np.random.Generator, st: MiniDataSettings) -> list[t
     return jobs
 
 
-def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True) -> Path:
+def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True) -> Path | None:
     """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors:
-    OUT/molecular.extxyz (trained) and OUT/molecular-heldout.extxyz (held-out molecules and methanol-water clusters)."""
+    OUT/molecular.extxyz (trained) and OUT/molecular-heldout.extxyz (held-out molecules and methanol-water clusters);
+    None when another process is still labelling some of the stages (run again to assemble)."""
     outdir = Path(outdir)
     calc = WB97MD3BJ()
     rng = np.random.default_rng(st.seed + 1)
@@ -347,31 +412,34 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     def run(jobs, desc):
         return [_labelled(a, calc, WB97M_LEVEL, n, g) for n, a, g in tqdm(jobs, desc=desc, disable=not progress, leave=False)]
 
-    def path():
-        jobs = []
-        for k, img in enumerate(S.carbonic_acid_path(st.path_images)):
-            for s in st.path_rattles:
-                a = img.copy()
-                seed = int(rng.integers(1 << 30))
-                if s:
-                    a.rattle(s, seed=seed)
-                jobs.append(("H2CO3->H2O+CO2", a, f"IDPP image {k}/{st.path_images - 1}" + (f" rattle sigma={s}A seed={seed}" if s else "")))
-        return run(jobs, "H2CO3 path")
-
-    def clusters(n, kinds=None, r=rng):
-        return run([(g.split()[1], a, g) for a, g in _clusters(r, n, kinds)], "clusters")
-
+    # every job list is drawn up front, in one fixed order, whether or not its stage is already labelled: a resumed run
+    # draws the same random rattles and placements as an uninterrupted one
+    molecules = _conformers(S.MOLECULES, rng, st)
+    path = []
+    for k, img in enumerate(S.carbonic_acid_path(st.path_images)):
+        for s in st.path_rattles:
+            a = img.copy()
+            seed = int(rng.integers(1 << 30))
+            if s:
+                a.rattle(s, seed=seed)
+            path.append(("H2CO3->H2O+CO2", a, f"IDPP image {k}/{st.path_images - 1}" + (f" rattle sigma={s}A seed={seed}" if s else "")))
+    clusters = [(g.split()[1], a, g) for a, g in _clusters(rng, st.clusters)]
+    more = _conformers(MORE_MOLECULES, np.random.default_rng([st.seed, 2]), st)
+    held_mol = _conformers(HELDOUT_MOLECULES, np.random.default_rng([st.seed, 3]), st)
+    held_cl = [(g.split()[1], a, g) for a, g in _clusters(np.random.default_rng([st.seed, 4]), st.heldout_clusters,
+                                                          [("CH3OH", "H2O"), ("CH3OH", "H2O", "H2O")])]
     mol = outdir / "molecular"
-    frames = _stage(mol, "molecules", lambda: run(_conformers(S.MOLECULES, rng, st), "molecules"))
-    frames += _stage(mol, "carbonic_acid_path", path)
-    frames += _stage(mol, "clusters", lambda: clusters(st.clusters))
-    frames += _stage(mol, "more_molecules", lambda: run(_conformers(MORE_MOLECULES, np.random.default_rng([st.seed, 2]), st),
-                                                        "more molecules"))
-    held = _stage(mol, "heldout_molecules", lambda: run(_conformers(HELDOUT_MOLECULES, np.random.default_rng([st.seed, 3]), st),
-                                                        "held-out molecules"))
-    held += _stage(mol, "heldout_clusters", lambda: clusters(st.heldout_clusters, [("CH3OH", "H2O"), ("CH3OH", "H2O", "H2O")],
-                                                             np.random.default_rng([st.seed, 4])))
+    parts = [_stage(mol, "molecules", lambda: run(molecules, "molecules")),
+             _stage(mol, "carbonic_acid_path", lambda: run(path, "H2CO3 path")),
+             _stages(mol, "clusters", clusters, run, 6),
+             _stages(mol, "more_molecules", more, run, 13)]
+    held_parts = [_stages(mol, "heldout_molecules", held_mol, run, 13), _stages(mol, "heldout_clusters", held_cl, run, 4)]
     anchors = _stage(outdir / "anchors", "molecular", lambda: run([(n, a, "anchor") for n, a in anchor_structures()], "anchors"))
+    if any(p is None for p in parts + held_parts) or anchors is None:
+        log.info("molecular part: some stages are being made by another process; run again when it ends to assemble")
+        return None
+    frames = [a for p in parts for a in p]
+    held = [a for p in held_parts for a in p]
     out = outdir / "molecular.extxyz"
     _write_atomic(frames, out)
     _write_atomic(held, outdir / "molecular-heldout.extxyz")
