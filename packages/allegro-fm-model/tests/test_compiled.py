@@ -91,3 +91,35 @@ def test_compiled_file_in_ase_and_bad_inputs(pair, tmp_path):
         CompiledAllegroPotential(bad)
     with pytest.raises(ValueError, match=r"\.nequip\.pt2"):
         compile_graph_model(eager.model, tmp_path / "x.pt")
+
+
+def test_md_runs_compile_a_packaged_model_on_first_use_and_cache_it(monkeypatch, capsys):
+    """allegro-fm-md's kind "allegro" compiles the shipped model once (a message says so), keyed by the file's SHA-256,
+    torch version and device; the next run takes the cached file without compiling; compile = false and
+    ALLEGRO_FM_COMPILE=0 load it eager; the compiled file predicts the eager model's forces."""
+    from types import SimpleNamespace
+
+    import allegro_fm_model.export as export
+    from allegro_fm_model.loading import compiled_cache_dir, md_potential
+
+    spec = SimpleNamespace(model="allegro-fm-mini", options={})
+    pot = md_potential(spec, [], "cpu")
+    assert isinstance(pot, CompiledAllegroPotential)
+    assert pot.path.parent == compiled_cache_dir() and "-cpu-" in pot.path.name
+    monkeypatch.setattr(export, "compile_model", lambda *a, **k: pytest.fail("compiled again instead of using the cache"))
+    capsys.readouterr()
+    again = md_potential(spec, [], "cpu")
+    assert again.path == pot.path and "compiling" not in capsys.readouterr().out
+    eager = md_potential(SimpleNamespace(model="allegro-fm-mini", options={"compile": False}), [], "cpu")
+    assert isinstance(eager, AllegroPotential)
+    monkeypatch.setenv("ALLEGRO_FM_COMPILE", "0")
+    assert isinstance(md_potential(spec, [], "cpu"), AllegroPotential)
+    with pytest.raises(ValueError, match="unknown keys"):
+        md_potential(SimpleNamespace(model="allegro-fm-mini", options={"compiled": True}), [], "cpu")
+    a = _cell()
+    a.symbols[[0, 2]] = "O"
+    a.symbols[[3]] = "H"
+    types = eager.types_of(a.get_chemical_symbols())
+    ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, eager.cutoff)
+    r0, r1 = eager.compute(a.positions, types, ei, len(a), sh), pot.compute(a.positions, types, ei, len(a), sh)
+    np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-4 * max(1.0, np.abs(r0.forces).max()))

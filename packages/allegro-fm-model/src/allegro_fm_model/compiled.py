@@ -40,10 +40,16 @@ def example_cell(species):
     return a
 
 
-def compile_graph_model(model, out: str | Path, device: str = "cpu", example=None) -> Path:
+def compile_graph_model(model, out: str | Path, device: str = "cpu", example=None, kernel_threads: int | None = 1) -> Path:
     """AOTInductor-compile an in-memory nequip Allegro GraphModel (``build_model`` or a loaded checkpoint) to
     ``out`` (``.nequip.pt2``, written atomically) for ``device``; nequip's export checks that the compiled file
-    reproduces the eager model on ``example`` (ASE Atoms; default ``example_cell``). A C++ build: ~30 s for the mini model here."""
+    reproduces the eager model on ``example`` (ASE Atoms; default ``example_cell``). A C++ build: ~30 s for the mini model here.
+
+    ``kernel_threads`` (CPU): the OpenMP threads of the generated C++ kernels, fixed at compile time (Inductor's
+    ``cpp.threads``; None: torch's thread count when compiling). Default 1: an Allegro step is hundreds of small
+    kernels, and with 2 threads each opens a parallel region whose barriers cost more than the work (measured here,
+    shipped model, 352 atoms: compiled with 2 kernel threads 870 ms/step at 2 threads vs 151-207 ms with serial kernels;
+    eager 300-340 ms); matrix products still use torch's threads (benchmarks/bench_force_eval.py)."""
     import allegro._compile  # noqa: F401  (registers the pair_allegro target)
     import torch  # lazy: torch takes seconds to import; only model paths need it
     from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
@@ -83,7 +89,9 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     os.unlink(tmp)
     try:
         aot_export_model(model=model.to(device).eval(), device=device, input_fields=tdict["input"], output_fields=tdict["output"],
-                         data=data, batch_map=dims, output_path=tmp, inductor_configs={"aot_inductor.metadata": metadata})
+                         data=data, batch_map=dims, output_path=tmp,
+                         inductor_configs={"aot_inductor.metadata": metadata,
+                                           **({"cpp.threads": int(kernel_threads)} if kernel_threads and str(device).startswith("cpu") else {})})
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
