@@ -23,11 +23,11 @@ from allegro_fm_bench.structures import tobermorite_11a
 from allegro_fm_md import ForceEvaluator
 from allegro_fm_md.chunked import ChunkedPotential
 from allegro_fm_model import load_potential
-n_target, max_edges = int(sys.argv[1]), int(sys.argv[2])
+n_target, max_edges, model = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 t = tobermorite_11a()
 reps = np.maximum(1, np.round((n_target / len(t)) ** (1 / 3) * np.array([1.3, 1.2, 0.65]))).astype(int)
 a = t * tuple(int(r) for r in reps)
-pot = load_potential("allegro-fm-mini")
+pot = load_potential(model)
 if max_edges:
     pot = ChunkedPotential(pot, max_edges)
 ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.0)
@@ -45,12 +45,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[3000, 30000, 100000])
     ap.add_argument("--max-edges", type=int, default=50000)
+    ap.add_argument("--model", default="allegro-fm-mini", help="model file or shipped name (e.g. a compiled .nequip.pt2)")
     ap.add_argument("--whole-max", type=int, default=12000, help="largest size evaluated whole (unchunked)")
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
         for chunk in ([0] if n <= args.whole_max else []) + [args.max_edges]:
-            out = subprocess.run([sys.executable, "-c", WORKER, str(n), str(chunk)], capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-c", WORKER, str(n), str(chunk), args.model], capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             r["mode"] = f"chunked ({chunk} edges/call, {r['calls']} calls)" if chunk else "whole"
             rows.append(r)
