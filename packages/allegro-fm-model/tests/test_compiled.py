@@ -99,14 +99,14 @@ def test_md_runs_compile_a_packaged_model_on_first_use_and_cache_it(monkeypatch,
     ALLEGRO_FM_COMPILE=0 load it eager; the compiled file predicts the eager model's forces."""
     from types import SimpleNamespace
 
-    import allegro_fm_model.export as export
-    from allegro_fm_model.loading import compiled_cache_dir, md_potential
+    import allegro_fm_model.plugin as plugin
+    from allegro_fm_model.plugin import compiled_cache_dir, md_potential
 
     spec = SimpleNamespace(model="allegro-fm-mini", options={})
     pot = md_potential(spec, [], "cpu")
     assert isinstance(pot, CompiledAllegroPotential)
     assert pot.path.parent == compiled_cache_dir() and "-cpu-" in pot.path.name
-    monkeypatch.setattr(export, "compile_model", lambda *a, **k: pytest.fail("compiled again instead of using the cache"))
+    monkeypatch.setattr(plugin, "compile_model", lambda *a, **k: pytest.fail("compiled again instead of using the cache"))
     capsys.readouterr()
     again = md_potential(spec, [], "cpu")
     assert again.path == pot.path and "compiling" not in capsys.readouterr().out

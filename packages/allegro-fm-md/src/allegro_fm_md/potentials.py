@@ -50,7 +50,7 @@ def potential_kinds() -> dict[str, Callable]:
         kinds[ep.name] = ep  # loaded when used: a broken plug-in only fails the runs that ask for it
     if "allegro" not in kinds and find_spec("allegro_fm_model") is not None:
         # an editable allegro-fm-model installed before it declared its entry point has no metadata for it
-        kinds["allegro"] = EntryPoint("allegro", "allegro_fm_model.loading:md_potential", ENTRY_POINT_GROUP)
+        kinds["allegro"] = EntryPoint("allegro", "allegro_fm_model.plugin:md_potential", ENTRY_POINT_GROUP)
     kinds.update(_KINDS)
     return kinds
 

@@ -1,0 +1,69 @@
+"""allegro-fm-md's ``[potential] kind = "allegro"`` (entry point ``allegro_fm_md.potentials``): a model file or shipped
+model on a device, compiled on first use and cached. Apart from ``loading`` so that loading and export do not import
+each other."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+
+from .__about__ import __version__
+from .export import compile_model
+from .loading import BUILTIN_MODELS, load_potential, resolve_model
+
+
+def compiled_cache_dir() -> Path:
+    """Where compiled models are cached: $ALLEGRO_FM_CACHE, else $XDG_CACHE_HOME/allegro-fm/compiled, else
+    ~/.cache/allegro-fm/compiled."""
+    if os.environ.get("ALLEGRO_FM_CACHE"):
+        return Path(os.environ["ALLEGRO_FM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "allegro-fm" / "compiled"
+
+
+def compiled_on_first_use(model: str | Path, device: str = "cpu", progress: bool = True) -> Path:
+    """The AOTInductor file of a packaged model (``.nequip.zip`` or a shipped model's name) for ``device``, compiled the
+    first time and then taken from the cache (``compiled_cache_dir``), keyed by the model file's SHA-256, the torch
+    version, the device kind and this package's version; concurrent callers (MPI ranks) wait on a file lock for one
+    compile. Returns the path of the compiled file."""
+    import torch  # lazy: torch takes seconds to import; only model paths need it
+
+
+    src = resolve_model(model)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:20]
+    kind = str(device).split(":")[0]
+    out = compiled_cache_dir() / f"{digest}-torch{torch.__version__.replace('+', '_')}-{kind}-afm{__version__}.nequip.pt2"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one compile per cache entry; the others wait and then read it
+        if not out.exists():
+            if progress:
+                print(f"compiling {src.name} for {kind} on first use (AOTInductor, a C++ build: about a minute; cached in "
+                      f"{out.parent}; [potential.options] compile = false runs it eager) ...", flush=True)
+            compile_model(src, out, device)
+    return out
+
+
+def md_potential(spec, symbols, device: str):
+    """allegro-fm-md's ``[potential] kind = "allegro"`` (entry point ``allegro_fm_md.potentials``): the potential of
+    the run file's ``model`` (any file ``load_potential`` reads, or a shipped model's name) on ``device``.
+
+    ``[potential.options] compile`` (default true; false or the environment ALLEGRO_FM_COMPILE=0 opt out): a packaged
+    model (``.nequip.zip`` or a shipped name) on the CPU or CUDA is AOTInductor-compiled on first use and cached
+    (``compiled_on_first_use``); it runs about 2x faster than eager here. Checkpoints, compiled and legacy files load
+    as they are."""
+    if not spec.model:
+        raise ValueError("[potential] kind = 'allegro' needs model = <a .ckpt, .nequip.zip, .nequip.pt2, nequip 0.6.x .pt "
+                         "file or a shipped model's name>")
+    options = dict(getattr(spec, "options", {}) or {})
+    unknown = set(options) - {"compile"}
+    if unknown:
+        raise ValueError(f"[potential.options] for kind 'allegro': unknown keys {sorted(unknown)}; known: compile")
+    want = options.get("compile", True)
+    if not isinstance(want, bool):
+        raise ValueError(f"[potential.options] compile must be true or false, not {want!r}")
+    packaged = str(spec.model) in BUILTIN_MODELS or str(spec.model).endswith(".nequip.zip")
+    if want and packaged and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0" and str(device).split(":")[0] in ("cpu", "cuda"):
+        return load_potential(compiled_on_first_use(spec.model, device), device)
+    return load_potential(spec.model, device)
