@@ -29,6 +29,18 @@ def _cao():
     return a
 
 
+def _nve_start(pot, temperature_K: float, skin: float):
+    """(state, evaluator) of the rattled CaO cell at ``temperature_K`` with forces computed."""
+    from allegro_fm_md import ForceEvaluator, State
+
+    a = _cao()
+    MaxwellBoltzmannDistribution(a, temperature_K=temperature_K, rng=np.random.default_rng(3))
+    Stationary(a)
+    ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=skin)
+    pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
+    return State(pos, a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy), ev
+
+
 def test_engine_forces_equal_ase_calculator(allegro):
     from allegro_fm_md import ForceEvaluator
     from allegro_fm_model import AllegroFMCalculator
@@ -49,7 +61,7 @@ def test_device_edge_path_equals_host_edges_and_uploads_only_at_rebuilds(allegro
     """AllegroPotential(device_edges=True) on the CPU device (the code path cuda/xpu take): the engine hands it the Verlet
     candidates only when the list was rebuilt and the potential filters them to the cutoff in torch; 60 NVE steps equal
     the host-filtered run to 1e-12, and the candidate upload happened once per list build, not once per step."""
-    from allegro_fm_md import ForceEvaluator, State, VelocityVerlet
+    from allegro_fm_md import VelocityVerlet
     from allegro_fm_model import AllegroPotential
 
     dev = AllegroPotential(allegro.model, allegro.species, allegro.cutoff, device_edges=True)
@@ -65,12 +77,7 @@ def test_device_edge_path_equals_host_edges_and_uploads_only_at_rebuilds(allegro
     monkeypatch.setattr(AllegroPotential, "compute_from_candidates", counting)
     runs = []
     for pot in (allegro, dev):
-        a = _cao()
-        MaxwellBoltzmannDistribution(a, temperature_K=600, rng=np.random.default_rng(3))
-        Stationary(a)
-        ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.3)
-        pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-        st = State(pos, a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
+        st, ev = _nve_start(pot, 600, 0.3)
         integ = VelocityVerlet(1.0)
         for _ in range(60):
             integ.step(st, ev)
@@ -81,20 +88,15 @@ def test_device_edge_path_equals_host_edges_and_uploads_only_at_rebuilds(allegro
 
 
 def test_allegro_nve_conserves_energy(allegro):
-    from allegro_fm_md import ForceEvaluator, State, VelocityVerlet
+    from allegro_fm_md import VelocityVerlet
 
-    a = _cao()
-    MaxwellBoltzmannDistribution(a, temperature_K=300, rng=np.random.default_rng(3))
-    Stationary(a)
-    ev = ForceEvaluator(allegro, allegro.types_of(a.get_chemical_symbols()), skin=0.5)
-    pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-    st = State(pos, a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
+    st, ev = _nve_start(allegro, 300, 0.5)
     integ = VelocityVerlet(0.5)
     e = []
     for _ in range(200):
         integ.step(st, ev)
         e.append(st.energy + st.kinetic_energy())
-    e = np.array(e) / len(a)
+    e = np.array(e) / len(st.masses)
     print(f"tiny Allegro NVE, 64 atoms, 100 fs: total-energy spread {np.ptp(e):.2e} eV/atom")
     assert np.ptp(e) < 1e-4
 

@@ -8,8 +8,8 @@ nequip-compile for its "batch" target), all measured in one run. Prepared for a 
 
 Each row: one tobermorite supercell near the size asked, VelocityVerlet steps through the engine's ForceEvaluator
 (neighbour list on the host, rebuilt by the skin rule; positions in, forces out per step), median seconds per step
-after one warm-up step; memory: the device allocator's peak (cuda/xpu) or the process's peak resident set (cpu) per
-atom. TorchSim rows time its model call (neighbour list and model on the device). A size that runs out of memory is
+after one warm-up step; memory: the peak above the start (allegro_fm_md.memory.peak_meter: the device allocator's on cuda/xpu, the process's
+resident set on the cpu) per atom. TorchSim rows time its model call (neighbour list and model on the device). A size that runs out of memory is
 printed as such and the next one is tried. FM64 has no TorchSim row (nequip-compile needs a packaged file).
 """
 
@@ -24,31 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _peak_reset(device):
-    import torch
-
-    kind = str(device).split(":")[0]
-    if kind != "cpu":
-        getattr(torch, kind).reset_peak_memory_stats(torch.device(device))
-    else:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
-
-
-def _peak_bytes(device) -> int:
-    import torch
-
-    kind = str(device).split(":")[0]
-    if kind != "cpu":
-        return int(getattr(torch, kind).max_memory_allocated(torch.device(device)))
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+from allegro_fm_md.memory import peak_meter
 
 
 def _sync(device):
@@ -76,19 +52,19 @@ def engine_row(pot, atoms, device, steps: int) -> dict:
 
     chunked = ChunkedPotential(pot, None)
     ev = ForceEvaluator(chunked, pot.types_of(atoms.get_chemical_symbols()), skin=1.0)
-    _peak_reset(device)
-    pos, r = ev.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
-    st = State(pos, atoms.get_velocities().copy(), atoms.get_masses(), np.array(atoms.cell), atoms.pbc.copy(),
-               forces=r.forces, energy=r.energy)
-    integ = VelocityVerlet(0.5)
-    times = []
-    for _ in range(steps + 1):
-        t = time.perf_counter()
-        integ.step(st, ev)
-        _sync(device)
-        times.append(time.perf_counter() - t)
+    with peak_meter(device) as m:
+        pos, r = ev.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
+        st = State(pos, atoms.get_velocities().copy(), atoms.get_masses(), np.array(atoms.cell), atoms.pbc.copy(),
+                   forces=r.forces, energy=r.energy)
+        integ = VelocityVerlet(0.5)
+        times = []
+        for _ in range(steps + 1):
+            t = time.perf_counter()
+            integ.step(st, ev)
+            _sync(device)
+            times.append(time.perf_counter() - t)
     s = float(np.median(times[1:]))
-    return {"s_per_step": s, "atom_steps_per_s": len(atoms) / s, "bytes_per_atom": _peak_bytes(device) / len(atoms),
+    return {"s_per_step": s, "atom_steps_per_s": len(atoms) / s, "bytes_per_atom": (m["bytes"] or 0) / len(atoms),
             "chunk_edges": chunked.max_edges, "calls": chunked.calls}
 
 
@@ -103,15 +79,15 @@ def torchsim_row(compiled_batch: Path, atoms, device, steps: int) -> dict:
     except ImportError:
         calc = NequIPTorchSimCalc.from_compiled_model(compiled_batch, device=device, neighborlist_backend="vesin")
     state = ts.io.atoms_to_state([atoms], device=torch.device(device), dtype=torch.float64)  # nequip casts to the model dtype
-    _peak_reset(device)
-    times = []
-    for _ in range(steps + 1):
-        t = time.perf_counter()
-        calc(state)
-        _sync(device)
-        times.append(time.perf_counter() - t)
+    with peak_meter(device) as m:
+        times = []
+        for _ in range(steps + 1):
+            t = time.perf_counter()
+            calc(state)
+            _sync(device)
+            times.append(time.perf_counter() - t)
     s = float(np.median(times[1:]))
-    return {"s_per_step": s, "atom_steps_per_s": len(atoms) / s, "bytes_per_atom": _peak_bytes(device) / len(atoms)}
+    return {"s_per_step": s, "atom_steps_per_s": len(atoms) / s, "bytes_per_atom": (m["bytes"] or 0) / len(atoms)}
 
 
 def main() -> None:
