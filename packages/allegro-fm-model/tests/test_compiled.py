@@ -123,3 +123,38 @@ def test_md_runs_compile_a_packaged_model_on_first_use_and_cache_it(monkeypatch,
     ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, eager.cutoff)
     r0, r1 = eager.compute(a.positions, types, ei, len(a), sh), pot.compute(a.positions, types, ei, len(a), sh)
     np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-4 * max(1.0, np.abs(r0.forces).max()))
+
+
+def test_float32_model_compiles_to_pair_allegros_float64_convention(tmp_path, caplog):
+    """A float32 model's compiled file takes float64 positions and returns float64 forces (what LAMMPS pair_allegro
+    feeds and reads; nequip-compile's convention), equal to the eager model to float32 round-off. A file traced with
+    float32 positions (allegro-fm-model < 0.1.0.dev1) gives NaN for float64 positions, since AOTInductor does not check
+    dtypes: such a file is recognised by the probe at load and still fed float32, with a warning."""
+    import torch
+    from nequip.data import AtomicDataDict as K
+
+    torch.manual_seed(0)
+    model = build_model(tiny_preset(), SPECIES, dtype="float32", seed=7)
+    eager = AllegroPotential(model, SPECIES, cutoff=5.2)
+    a = _cell()
+    ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, 5.2)
+    types = eager.types_of(a.get_chemical_symbols())
+    ref = eager.compute(a.positions, types, ei, len(a), sh)
+    assert abs(ref.forces).max() > 1e-3
+    new = compile_graph_model(model, tmp_path / "new.nequip.pt2")
+    old = compile_graph_model(model, tmp_path / "old.nequip.pt2", _positions_dtype=torch.float32)
+    comp = CompiledAllegroPotential(new)
+    assert comp.positions_dtype == torch.float64 and comp._probe_positions_dtype() == torch.float64
+    r = comp.compute(a.positions, types, ei, len(a), sh)
+    assert r.energy == pytest.approx(ref.energy, abs=1e-4 * len(a))  # float32 round-off, stated
+    np.testing.assert_allclose(r.forces, ref.forces, atol=2e-4)
+    two = {K.POSITIONS_KEY: torch.tensor([[0.0, 0.0, 0.0], [1.5, 0.3, 0.0]], dtype=torch.float64),
+           K.EDGE_INDEX_KEY: torch.tensor([[0, 1], [1, 0]]), K.ATOM_TYPE_KEY: torch.tensor([2, 4])}
+    out = comp.model(two)  # the raw call pair_allegro makes
+    assert out[K.FORCE_KEY].dtype == torch.float64 and torch.isfinite(out[K.FORCE_KEY]).all()
+    with caplog.at_level("WARNING"):
+        legacy = CompiledAllegroPotential(old)
+    assert legacy.positions_dtype == torch.float32 and "pair_allegro" in caplog.text
+    assert not torch.isfinite(legacy.model(two)[K.FORCE_KEY]).all()  # why the probe exists
+    r_old = legacy.compute(a.positions, types, ei, len(a), sh)
+    np.testing.assert_allclose(r_old.forces, ref.forces, atol=2e-4)

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 #: nequip-allegro's compile target whose inputs/outputs are the engine's Potential call.
 TARGET = "pair_allegro"
+#: metadata key naming the dtype the file's positions input was traced with. AOTInductor does not check input dtypes
+#: (float64 positions into a float32-traced file give NaN): files of allegro-fm-model < 0.1.0.dev1 took the model's
+#: dtype and carry no key (found by a probe at load), nequip-compile's and ours since take float64.
+POSITIONS_DTYPE_KEY = "afm_positions_dtype"
 
 
 def example_cell(species):
@@ -40,10 +44,13 @@ def example_cell(species):
     return a
 
 
-def compile_graph_model(model, out: str | Path, device: str = "cpu", example=None, kernel_threads: int | None = 1) -> Path:
+def compile_graph_model(model, out: str | Path, device: str = "cpu", example=None, kernel_threads: int | None = 1,
+                        _positions_dtype=None) -> Path:
     """AOTInductor-compile an in-memory nequip Allegro GraphModel (``build_model`` or a loaded checkpoint) to
     ``out`` (``.nequip.pt2``, written atomically) for ``device``; nequip's export checks that the compiled file
     reproduces the eager model on ``example`` (ASE Atoms; default ``example_cell``). A C++ build: ~30 s for the mini model here.
+    The file takes float64 positions and returns float64 energies and forces (nequip-compile's convention, what LAMMPS
+    pair_allegro feeds); ``_positions_dtype`` (tests only) writes a file as allegro-fm-model < 0.1.0.dev1 did.
 
     ``kernel_threads`` (CPU): the OpenMP threads of the generated C++ kernels, fixed at compile time (Inductor's
     ``cpp.threads``; None: torch's thread count when compiling). Default 1: an Allegro step is hundreds of small
@@ -71,8 +78,10 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     if ei.shape[1] == 0:
         raise ValueError("the example structure has no edges within the cutoff")
     pos, typ, ei, _ = _with_ghosts(atoms.positions, np.array([lut[s] for s in atoms.get_chemical_symbols()]), ei, sh)
-    dtype = next(model.parameters()).dtype
-    data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=dtype, device=device),
+    # positions in float64 whatever the model's dtype: nequip's convention (its global dtype; the model casts edge
+    # lengths to model_dtype and returns float64 energies and forces), which LAMMPS pair_allegro feeds a .nequip.pt2
+    pdtype = _positions_dtype or torch.float64
+    data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=pdtype, device=device),
             K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=device),
             K.ATOM_TYPE_KEY: torch.as_tensor(typ, dtype=torch.long, device=device)}
     tdict = COMPILE_TARGET_DICT[TARGET]
@@ -83,6 +92,8 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     metadata = {k: str(int(v)) if isinstance(v, bool) else str(v) for k, v in metadata.items()}
     metadata[NEQUIP_AOTI_INPUTS_KEY] = serialize_aoti_keys(tdict["input"])
     metadata[NEQUIP_AOTI_OUTPUTS_KEY] = serialize_aoti_keys(tdict["output"])
+    if _positions_dtype is None:
+        metadata[POSITIONS_DTYPE_KEY] = "float64"
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".compile-", suffix=".nequip.pt2")
     os.close(fd)
@@ -176,6 +187,26 @@ class CompiledAllegroPotential:
         self.species = tuple(meta["type_names"])
         self.cutoff = float(meta["r_max"])
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[str(meta["model_dtype"])]
+        key = meta.get(POSITIONS_DTYPE_KEY)
+        self.positions_dtype = {"float32": torch.float32, "float64": torch.float64}[key] if key else self._probe_positions_dtype()
+        if self.positions_dtype != torch.float64:
+            log.warning("%s: compiled by an older allegro-fm-model (float32 positions input): it runs here, but LAMMPS "
+                        "pair_allegro gives it float64 positions and would get NaN; recompile it with allegro-fm export "
+                        "--compiled", path)
+
+    def _probe_positions_dtype(self):
+        """The positions dtype of a file without ``POSITIONS_DTYPE_KEY``: float64 (nequip's convention) if a float64
+        two-atom graph gives float64 forces, else the model's dtype (older allegro-fm files). Safe for both: a float64
+        buffer is larger than the float32 one the older files read."""
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+        from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
+
+        d = 0.6 * self.cutoff
+        data = {K.POSITIONS_KEY: torch.tensor([[0.0, 0.0, 0.0], [d, 0.0, 0.0]], dtype=torch.float64, device=self.device),
+                K.EDGE_INDEX_KEY: torch.tensor([[0, 1], [1, 0]], dtype=torch.long, device=self.device),
+                K.ATOM_TYPE_KEY: torch.zeros(2, dtype=torch.long, device=self.device)}
+        forces = self.model(data)[K.FORCE_KEY]
+        return torch.float64 if forces.dtype == torch.float64 and bool(torch.isfinite(forces).all()) else self.dtype
 
     def types_of(self, symbols) -> np.ndarray:
         """Type indices of element symbols; ValueError naming the first unknown element."""
@@ -188,7 +219,7 @@ class CompiledAllegroPotential:
 
         pos, typ, ei, copy_of = ghost_graph(positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2)
         # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)
-        data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
+        data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=self.positions_dtype, device=self.device).contiguous(),
                 K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
                 K.ATOM_TYPE_KEY: torch.as_tensor(np.asarray(typ), dtype=torch.long, device=self.device).contiguous()}
         o = self.model(data)
