@@ -55,12 +55,19 @@ if comm.rank == 0:
 
 
 def reps_for(n_per_rank: int, ranks: int, cell_atoms: int, lengths) -> tuple[int, int, int]:
-    """Supercell repeats giving about ``n_per_rank`` atoms per rank, near-cubic per rank, ranks stacked along x."""
-    cells = max(1.0, n_per_rank / cell_atoms)
-    side = cells ** (1 / 3) * np.mean(lengths)
-    r = np.maximum(1, np.round(side / np.asarray(lengths))).astype(int)
-    r[0] *= ranks
-    return int(r[0]), int(r[1]), int(r[2])
+    """Supercell repeats giving about ``n_per_rank`` atoms per rank (the closest count, then the most cubic box per
+    rank), ranks stacked along x."""
+    target = max(1.0, n_per_rank / cell_atoms)
+    best = None
+    for r0 in range(1, 60):
+        for r1 in range(1, 60):
+            r2 = max(1, round(target / (r0 * r1)))
+            box = np.array([r0, r1, r2]) * np.asarray(lengths)
+            key = (round(abs(np.log(r0 * r1 * r2 / target)), 1), box.max() / box.min())
+            if best is None or key < best[0]:
+                best = (key, (r0, r1, r2))
+    r0, r1, r2 = best[1]
+    return r0 * ranks, r1, r2
 
 
 def make_system(reps, path_xyz: Path, path_data: Path, species: list[str]):

@@ -158,3 +158,57 @@ def test_float32_model_compiles_to_pair_allegros_float64_convention(tmp_path, ca
     assert not torch.isfinite(legacy.model(two)[K.FORCE_KEY]).all()  # why the probe exists
     r_old = legacy.compute(a.positions, types, ei, len(a), sh)
     np.testing.assert_allclose(r_old.forces, ref.forces, atol=2e-4)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_compiled_file_in_a_real_lammps_pair_allegro(tmp_path, ranks):
+    """In a LAMMPS built with pair_nequip_allegro and NEQUIP_AOT_COMPILE=ON (path in $AFM_LMP_ALLEGRO; recipe in
+    packages/allegro-fm-md/README.md), the file ``allegro-fm export --compiled`` writes gives the ASE calculator's
+    energy, forces and pressure on a periodic triclinic cell, on 1 and 2 MPI ranks (run 0). Float32 model: energies to
+    1e-6 eV/atom, forces to 1e-4 eV/A (round-off, stated)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lmp = os.environ.get("AFM_LMP_ALLEGRO", "")
+    if not lmp:
+        pytest.skip("set AFM_LMP_ALLEGRO to a LAMMPS binary with pair_style allegro (see packages/allegro-fm-md/README.md)")
+    import ase.io
+    from allegro_fm_model import compile_model
+
+    pt2 = compile_model("allegro-fm-mini", tmp_path / "mini.nequip.pt2")
+    atoms = ase.io.read(Path(__file__).resolve().parents[3] / "examples" / "tobermorite-11a" / "tobermorite-11A.extxyz") * (2, 2, 1)
+    atoms.rattle(0.05, seed=3)
+    species = sorted(set(atoms.get_chemical_symbols()))
+    ase.io.write(tmp_path / "cell.data", atoms, format="lammps-data", specorder=species, masses=True)
+    (tmp_path / "in.check").write_text(f"""units metal
+atom_style atomic
+atom_modify map yes
+newton on
+read_data cell.data
+pair_style allegro
+pair_coeff * * {pt2.name} {' '.join(species)}
+thermo_style custom step pe press
+thermo_modify format float %.10f
+dump 1 all custom 1 forces.dump id fx fy fz
+dump_modify 1 sort id format float %.12g
+run 0
+""")
+    cmd = [lmp, "-in", "in.check", "-log", "log.lammps"]
+    if ranks > 1:
+        cmd = [shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec", "-n", str(ranks), *cmd]
+    p = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    lines = p.stdout.splitlines()
+    _, e_lmp, p_lmp = map(float, lines[[ln.split()[:2] for ln in lines].index(["Step", "PotEng"]) + 1].split())
+    from ase.calculators.lammps import Prism
+
+    # LAMMPS's frame has a along x, b in the xy plane: its forces rotated back to the cell's own frame
+    f_lmp = Prism(np.array(atoms.cell)).vector_to_ase(np.loadtxt(tmp_path / "forces.dump", skiprows=9)[:, 1:])
+    atoms.calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
+    assert e_lmp == pytest.approx(atoms.get_potential_energy(), abs=1e-6 * len(atoms))
+    np.testing.assert_allclose(f_lmp, atoms.get_forces(), atol=1e-4)
+    p_ase = -atoms.get_stress()[:3].mean() / 1e-4 * 160.21766208  # eV/A^3 -> bar (LAMMPS metal units); no velocities
+    assert p_lmp == pytest.approx(p_ase, rel=1e-4, abs=0.5)
