@@ -48,7 +48,8 @@ from allegro_fm_model import load_potential
 comm = MPI.COMM_WORLD
 system, model, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 a = ase.io.read(system)
-r = time_engine(a, ChunkedPotential(load_potential(model), None), steps, comm, warmup=1)
+shared = comm.Split_type(MPI.COMM_TYPE_SHARED).size  # ranks sharing this node's memory, as allegro-fm-md run passes
+r = time_engine(a, ChunkedPotential(load_potential(model), None, ranks_sharing=shared), steps, comm, warmup=1)
 if comm.rank == 0:
     open(out, "w").write(json.dumps(r))
 '''
@@ -258,6 +259,17 @@ def main() -> int:
                 if "error" in r:
                     print(f"{'':>10} {who}: {r['error']}", flush=True)
             rows.append({"atoms_per_rank": n, "ranks": ranks, "atoms": len(a), "steps": steps, "ours": o, "lammps": lm})
+    for n in args.sizes:  # weak scaling: the same atoms per rank on 1 and on more ranks, each engine
+        by = {r["ranks"]: r for r in rows if r["atoms_per_rank"] == n}
+        for ranks in sorted(set(by) - {1}):
+            if 1 not in by:
+                break
+            eff = []
+            for who in ("ours", "lammps"):
+                one, many = by[1][who], by[ranks][who]
+                ok = "error" not in one and "error" not in many
+                eff.append(f"{many['atom_steps_per_s'] / ranks / one['atom_steps_per_s']:.3f}" if ok else "-")
+            print(f"weak scaling 1 -> {ranks} ranks at {n} atoms/rank: allegro-fm-md {eff[0]}, LAMMPS {eff[1]}")
     (work / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"inputs, logs and results.json in {work}")
     return 0

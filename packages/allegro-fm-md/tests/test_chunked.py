@@ -64,9 +64,10 @@ def test_run_file_key_bounds_the_edges_per_call_and_keeps_the_run(tmp_path):
 def test_automatic_chunk_size_from_a_measured_memory_cost():
     """max_edges=None: the first large call measures the peak memory of PROBE_EDGES edges (the process's peak resident set
     on the CPU) and sizes the chunks to the budget; a small budget chunks and still equals the whole evaluation
-    (float64), the default budget (half of MemAvailable) evaluates this system whole."""
+    (float64); the default budget (half of MemAvailable) fits this system, which the CPU cache cap then splits; without the
+    cap it is evaluated whole."""
     torch = pytest.importorskip("torch")
-    from allegro_fm_md.chunked import PROBE_EDGES
+    from allegro_fm_md.chunked import CPU_CALL_EDGES, PROBE_EDGES
     from allegro_fm_md.memory import available_bytes, peak_meter
     from allegro_fm_model import AllegroPotential, build_model, tiny_preset
 
@@ -92,6 +93,10 @@ def test_automatic_chunk_size_from_a_measured_memory_cost():
     assert r1.energy == pytest.approx(r0.energy, abs=1e-10)
     np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-10)
     np.testing.assert_allclose(r1.virial, r0.virial, atol=1e-10)
-    whole = ChunkedPotential(pot, None)
+    capped = ChunkedPotential(pot, None)  # the default budget fits; the CPU cache cap splits 13 824 edges in two
+    _, r2 = ForceEvaluator(capped, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(a.positions.copy(), np.array(a.cell), a.pbc)
+    assert capped.max_edges == CPU_CALL_EDGES and capped.calls == 2
+    np.testing.assert_allclose(r2.forces, r0.forces, atol=1e-10)
+    whole = ChunkedPotential(pot, None, cpu_call_edges=None)
     ForceEvaluator(whole, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(a.positions.copy(), np.array(a.cell), a.pbc)
     assert whole.calls == 1 and whole.max_edges > 13_824
