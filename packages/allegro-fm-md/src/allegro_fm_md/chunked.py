@@ -56,6 +56,7 @@ class ChunkedPotential:
         self.bytes_per_edge: float | None = None  # measured (automatic mode)
         self.species, self.cutoff = potential.species, potential.cutoff
         self.calls = 0
+        self.progress = False  # a progress bar (stderr) over the chunks of an evaluation that lasts more than 10 s
 
     @property
     def device_edges(self) -> bool:
@@ -141,6 +142,7 @@ class ChunkedPotential:
         energy = 0.0
         self.calls = 0
         c0 = 0
+        bar = self._bar(n_local, ei.shape[1])
         while c0 < n_local:
             # the largest c1 with starts[c1] - starts[c0] <= max_edges (at least one centre)
             c1 = int(np.searchsorted(starts, starts[c0] + self.max_edges, side="right")) - 1
@@ -152,8 +154,26 @@ class ChunkedPotential:
             virial += np.asarray(r.virial, dtype=np.float64)
             atomic[c0:c1] = np.asarray(r.atomic_energies, dtype=np.float64)
             self.calls += 1
+            if bar is not None:
+                bar.update(c1 - c0)
             c0 = c1
+        if bar is not None:
+            bar.close()
         return PotentialResult(energy, forces, virial, atomic)
+
+    def _bar(self, n_local: int, n_edges: int):
+        """A tqdm bar over the centre atoms when ``progress`` is on and there are many chunks; shown only once the
+        evaluation has lasted 10 s (a 10^6-atom evaluation takes minutes on one core), removed when it ends."""
+        if not self.progress or n_edges < 64 * self.max_edges:
+            return None
+        try:
+            from tqdm.auto import tqdm  # lazy: optional progress bar
+        except ImportError:  # tqdm is optional
+            return None
+        import sys
+
+        return tqdm(total=n_local, unit="atom", unit_scale=True, desc=f"forces, {n_edges:,} edges", leave=False,
+                    delay=10, mininterval=5, file=sys.stderr)
 
     def _chunk(self, positions, types, sub_e, centres, shifts):
         """One inner call: ``centres`` as local atoms, the other ends of ``sub_e`` as ghosts; (atoms, result)."""

@@ -355,6 +355,7 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), local_rank, local_size)
     ps = runfile.potential  # memory-bounded evaluation, automatic by default (one call while the edges fit the budget)
     pot = ChunkedPotential(pot, ps.max_edges_per_call or None, ps.memory_budget_gib * 2**30 or None, ranks_sharing=local_size)
+    pot.progress = bool(progress and comm.rank == 0)  # rank 0 shows a bar over a long evaluation's chunks
     if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
         name = runfile.potential.model or runfile.potential.kind
         print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
