@@ -7,7 +7,7 @@
     kind = "allegro"             # allegro (a model file; from allegro-fm-model) | lj | morse (reference, one element) | plug-ins
     model = "allegro-fm-mini"    # allegro: a shipped model's name, or a .ckpt / .nequip.zip / .nequip.pt2 / nequip 0.6.x .pt path
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<node-local rank> is chosen)
-    max_edges_per_call = 0       # > 0: evaluate at most this many edges at once; 0: from memory_budget_gib (same result)
+    max_edges_per_call = 0       # > 0: evaluate at most this many edges at once; 0: automatic (memory_budget_gib; CPU: <= 8192, cache)
     memory_budget_gib = 0.0      # > 0: memory one force evaluation may use per rank; 0: half the device's free memory / ranks on it
     [run]
     integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation, positions only)
