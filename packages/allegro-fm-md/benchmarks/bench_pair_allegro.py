@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -121,8 +122,6 @@ class PeakWatch:
                              text=True, start_new_session=True)
         peaks: dict[int, int] = {}
         killed = False
-        import threading
-
         chunks: list[str] = []
         reader = threading.Thread(target=lambda: chunks.append(p.stdout.read()), daemon=True)
         reader.start()
