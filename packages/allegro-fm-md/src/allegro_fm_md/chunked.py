@@ -37,7 +37,9 @@ class ChunkedPotential:
     cuda/xpu), and ``max_edges`` becomes ``memory_budget_bytes`` / (bytes per edge x SAFETY). The budget defaults to
     half the device's free memory at that moment divided by ``ranks_sharing`` (the ranks of a node that share the
     device). On the CPU the automatic size is also capped at ``cpu_call_edges`` (default CPU_CALL_EDGES; None: no cap),
-    which keeps a call's temporaries in cache: cost per atom then stays flat as systems grow. A system whose edges fit is
+    which keeps a call's temporaries in cache: cost per atom then stays flat as systems grow. (The CPU measurement can
+    come out low in a process whose allocator reuses pages freed by earlier work: the resident set does not grow; the
+    cap bounds the chunks then. GPU allocators count exactly.) A system whose edges fit is
     evaluated in one call, as without this wrapper; a potential that keeps edges on its device (``device_edges``) keeps
     doing so while they fit."""
 
