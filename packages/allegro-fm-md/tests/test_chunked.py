@@ -85,8 +85,8 @@ print(json.dumps({"bytes_per_edge": small.bytes_per_edge, "max_edges": small.max
 def test_automatic_chunk_size_from_a_measured_memory_cost():
     """max_edges=None: the first large call measures the peak memory of PROBE_EDGES edges (the process's peak resident set
     on the CPU) and sizes the chunks to the budget; a small budget chunks and still equals the whole evaluation
-    (float64); the default budget (half of MemAvailable) fits this system, which the CPU cache cap then splits; without the
-    cap it is evaluated whole. The calibration runs in a fresh process: in a long-lived one (this test session) the
+    (float64); a 4 GiB budget fits this system, which the CPU cache cap then splits; without the cap it is evaluated
+    whole. The calibration runs in a fresh process: in a long-lived one (this test session) the
     allocator reuses pages earlier work freed, the resident set does not grow, and the CPU measurement comes out low
     (the CPU cap bounds the chunks then; GPU allocators count exactly)."""
     import json
@@ -118,10 +118,11 @@ def test_automatic_chunk_size_from_a_measured_memory_cost():
     pot = AllegroPotential(build_model(tiny_preset(), ("O", "Ca"), dtype="float64", seed=1), ("O", "Ca"), cutoff=5.2)
     ref = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.3)
     _, r0 = ref.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-    capped = ChunkedPotential(pot, None)  # the default budget fits; the CPU cache cap splits 13 824 edges in two
+    # a budget that fits (not the machine's free memory, which a loaded CI machine may lack); the CPU cap splits it in two
+    capped = ChunkedPotential(pot, None, memory_budget_bytes=4 * 2**30)
     _, r2 = ForceEvaluator(capped, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(a.positions.copy(), np.array(a.cell), a.pbc)
     assert capped.max_edges == CPU_CALL_EDGES and capped.calls == 2
     np.testing.assert_allclose(r2.forces, r0.forces, atol=1e-10)
-    whole = ChunkedPotential(pot, None, cpu_call_edges=None)
+    whole = ChunkedPotential(pot, None, memory_budget_bytes=4 * 2**30, cpu_call_edges=None)
     ForceEvaluator(whole, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(a.positions.copy(), np.array(a.cell), a.pbc)
     assert whole.calls == 1 and whole.max_edges > 13_824
