@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from allegro_fm_md.memory import _proc_kib  # this package's /proc reader (same package: benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[3]
 STRUCTURE = ROOT / "examples" / "tobermorite-11a" / "tobermorite-11A.extxyz"
@@ -107,16 +108,6 @@ class PeakWatch:
             i += 1
         return out
 
-    @staticmethod
-    def _kib(pid: int, key: str) -> int:
-        try:
-            for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if ln.startswith(key + ":"):
-                    return int(ln.split()[1])
-        except OSError:
-            pass
-        return 0
-
     def run(self) -> dict:
         p = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
@@ -128,8 +119,8 @@ class PeakWatch:
         while p.poll() is None:
             rss_total = 0
             for pid in self._tree(p.pid):
-                peaks[pid] = max(peaks.get(pid, 0), self._kib(pid, "VmHWM"))
-                rss_total += self._kib(pid, "VmRSS")
+                peaks[pid] = max(peaks.get(pid, 0), (_proc_kib(f"/proc/{pid}/status", "VmHWM") or 0))
+                rss_total += (_proc_kib(f"/proc/{pid}/status", "VmRSS") or 0)
             if rss_total * 1024 > self.limit:
                 os.killpg(p.pid, signal.SIGKILL)
                 killed = True
