@@ -24,7 +24,8 @@ SAFETY = 1.5  # the measured bytes per edge are multiplied by this (allocator sl
 #: automatic mode on the CPU: at most this many edges per call, whatever the memory allows. An Allegro call's per-edge
 #: temporaries fall out of the caches as calls grow: measured here (shipped model, 4928-atom tobermorite, one thread),
 #: compiled 1852 atoms/s whole vs 2976 at 8192 edges per call (2334 at 65536, 2882 at 16384, 2967 at 4096), eager
-#: 732 vs 1732 (1672 at 4096, 1539 at 2048). GPUs want large calls: no cap there.
+#: 732 vs 1732 (1672 at 4096, 1539 at 2048). GPUs want large calls: no cap there. Rerun: benchmarks/
+#: bench_chunked_memory.py --sizes 5000 --whole-max 6000 --max-edges N [--model FILE.nequip.pt2].
 CPU_CALL_EDGES = 8192
 
 
