@@ -49,3 +49,24 @@ def test_unknown_element_and_bad_schema(aligned_small, tmp_path):
         h5.attrs["schema_version"] = 9
     with pytest.raises(tea_align.TeaAlignError, match="schema version 9"):
         TeaAlignDataset(tmp_path / "v9.h5", ["H"])
+
+
+def test_in_memory_cache_gives_the_frames_of_the_file(aligned_small):
+    """The in-memory copy (small files) returns the same frames as per-frame reads, for a subset too, and
+    hands out copies: flagging a returned tensor for grad leaves the cached one untouched."""
+    from nequip.data import AtomicDataDict as K
+
+    sub = [11, 3, 5]
+    cached = TeaAlignDataset(aligned_small, ["H", "C", "O", "Si", "Ca"], indices=sub)
+    direct = TeaAlignDataset(aligned_small, ["H", "C", "O", "Si", "Ca"], indices=sub, cache=False)
+    assert cached.cache and not direct.cache
+    for i in range(len(sub)):
+        a, b = cached[i], direct[i]
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
+    first = cached[0]
+    first[K.POSITIONS_KEY].requires_grad_(True)
+    first[K.POSITIONS_KEY].data.add_(1.0)
+    np.testing.assert_array_equal(cached[0][K.POSITIONS_KEY].numpy(), direct[0][K.POSITIONS_KEY].numpy())
+    assert not cached[0][K.POSITIONS_KEY].requires_grad
