@@ -351,3 +351,30 @@ def test_experiments_take_a_legacy_nequip_06_file(tmp_path):
     assert (c.outdir.parent / plots[0]).exists() and "| H-O |" in text and data["frames"] == 5
     assert data["H-O"]["peak_A"] == pytest.approx(0.97, abs=0.1)  # the O-H bond survives 10 fs
     assert model_sha256(c.model) == hashlib.sha256(LEGACY.read_bytes()).hexdigest()
+
+
+def test_neb_reference_energies_survive_an_image_whose_scf_fails():
+    """A model's band can hold a broken geometry on which PySCF's SCF does not converge: that image's reference
+    energy is NaN and named, the others are kept (before, the whole NEB experiment stopped)."""
+    from allegro_fm_bench.experiments.neb import energies
+    from allegro_fm_bench.labelling import SCFNotConverged
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class FailsFarApart(Calculator):
+        implemented_properties = ["energy"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            d = atoms.get_distance(0, 1)
+            if d > 2.0:
+                raise SCFNotConverged(f"SCF did not converge for {atoms.get_chemical_formula()}")
+            self.results["energy"] = d  # eV
+
+    images = [Atoms("H2", positions=[[0, 0, 0], [0, 0, d]]) for d in (0.7, 1.0, 2.5, 1.2)]
+    failed: list[int] = []
+    e = energies(images, FailsFarApart(), failed=failed)
+    assert failed == [2] and np.isnan(e[2])
+    np.testing.assert_allclose(e[[0, 1, 3]], np.array([0.0, 0.3, 0.5]) * 23.060547830619, rtol=1e-6)  # kcal/mol
+    with pytest.raises(SCFNotConverged):
+        energies(images, FailsFarApart())

@@ -32,6 +32,10 @@ def pbe_calculator(device: str = "cpu"):
         return SevenNetCalculator("7net-0", device=device)
 
 
+class SCFNotConverged(RuntimeError):
+    """PySCF's SCF (and its second-order fallback) did not converge for a geometry."""
+
+
 class PySCFCalculator(Calculator):
     """Molecular Kohn-Sham DFT energy (eV) and forces (eV/A) from PySCF, all-electron, with optional D3(BJ) from
     ``dftd3``; a cell, if any, is ignored. ``xc``: a libxc name ("wb97m_v" with ``nlc=False`` is wB97M without
@@ -85,7 +89,7 @@ class PySCFCalculator(Calculator):
             mf = mf.newton()
             mf.kernel()
         if not mf.converged:
-            raise RuntimeError(f"SCF did not converge for {a.get_chemical_formula()} ({self.xc}/{self.basis})")
+            raise SCFNotConverged(f"SCF did not converge for {a.get_chemical_formula()} ({self.xc}/{self.basis})")
         self.scf_runs += 1
         return mf
 
