@@ -82,6 +82,8 @@ def _run(args) -> int:
     """Run the chosen experiments in order; the report is rewritten after each one (a crash keeps the others)."""
     names = list(EXPERIMENTS) if "all" in args.experiments else list(dict.fromkeys(args.experiments))
     model = resolve_model(args.model)  # ValueError naming the model: bad input (exit 2)
+    if args.quiet:  # the experiments' tqdm bars (optimisers, PySCF, MD) read tqdm's own switch
+        os.environ["TQDM_DISABLE"] = "1"
     if args.transition1x:
         os.environ["ALLEGRO_FM_TRANSITION1X"] = args.transition1x
     out = Path(args.output)
