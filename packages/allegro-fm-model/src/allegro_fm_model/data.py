@@ -21,7 +21,8 @@ from nequip.data.dataset import AtomicDataset
 from tea_align import TeaAlignError
 from tea_align.elements import MAX_Z
 
-#: Files of at most this many atoms are held in memory (about 80 bytes per atom as tensors).
+#: Files of at most this many atoms are held in memory (positions, forces, types: 56 bytes per atom in float64, plus
+#: the per-frame tensors).
 CACHE_ATOMS = 5_000_000
 
 
@@ -88,15 +89,8 @@ class TeaAlignDataset(AtomicDataset):
 
     def _fill_cache(self) -> dict[int, AtomicDataDict.Type]:
         wanted = set(self.indices.tolist())
-        cached: dict[int, AtomicDataDict.Type] = {}
-        with tea_align.open_dataset(self.file_name) as ds:
-            i = 0
-            for batch in ds.batches(4096):
-                for j in range(batch.n_frames):
-                    if i in wanted:
-                        cached[i] = self._frame_to_data(batch.frame(j), i)
-                    i += 1
-        return cached
+        with tea_align.open_dataset(self.file_name) as ds:  # iteration streams the file in blocks of frames
+            return {i: self._frame_to_data(f, i) for i, f in enumerate(ds) if i in wanted}
 
     def _get_data_list(self, indices) -> list[AtomicDataDict.Type]:
         idx = np.atleast_1d(self.indices[indices])
