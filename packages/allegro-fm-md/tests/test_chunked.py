@@ -95,22 +95,30 @@ def test_automatic_chunk_size_from_a_measured_memory_cost():
 
     torch = pytest.importorskip("torch")
     from allegro_fm_md.chunked import CPU_CALL_EDGES, PROBE_EDGES
-    from allegro_fm_md.memory import available_bytes, peak_meter
+    from allegro_fm_md.memory import available_bytes, cpu_peak_measurable, peak_meter
     from allegro_fm_model import AllegroPotential, build_model, tiny_preset
 
     assert available_bytes("cpu") > 2**28
+    measurable = cpu_peak_measurable()
     with peak_meter("cpu") as m:
         x = np.ones((64, 2**20 // 8))  # 64 MiB touched
         x += 1
-    assert 48 * 2**20 < m["bytes"] < 256 * 2**20
+    if measurable:
+        assert 48 * 2**20 < m["bytes"] < 256 * 2**20
+    else:  # the documented fallback: unknown, never a made-up number (then the calibration below uses the CPU cap)
+        print("this machine's resident-set counters do not show touched memory: the measured parts are not checked")
+        assert m["bytes"] is None
     del x
     out = subprocess.run([sys.executable, "-c", CALIBRATION], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     small = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"automatic chunks: {small['bytes_per_edge'] / 1024:.2f} KiB per edge measured -> {small['max_edges']} edges per "
           f"call, {small['calls']} calls")
-    assert 0.1 * 1024 < small["bytes_per_edge"] < 200 * 1024  # a float64 tiny model: of order KiB per edge
-    assert small["max_edges"] >= PROBE_EDGES and small["calls"] >= 2
+    if small["bytes_per_edge"] is None:  # not measurable in the calibration process: at most the CPU cap per call
+        assert small["max_edges"] == CPU_CALL_EDGES and small["calls"] == 2
+    else:
+        assert 0.1 * 1024 < small["bytes_per_edge"] < 200 * 1024  # a float64 tiny model: of order KiB per edge
+        assert small["max_edges"] >= PROBE_EDGES and small["calls"] >= 2
     assert small["de"] < 1e-10 and small["df"] < 1e-10 and small["dv"] < 1e-10
     a = bulk("CaO", "rocksalt", a=4.81) * (6, 6, 6)
     a.rattle(0.05, seed=3)
