@@ -57,6 +57,19 @@ def test_tiny_training_loss_falls_and_resumes(aligned_train, tmp_path):
     assert (run / "config.yaml").exists() and (run / "best.ckpt").exists()
 
 
+def test_last_checkpoint_is_written_after_every_epoch(aligned_train, tmp_path):
+    """The resume point follows every epoch, also epochs whose validation loss does not improve (learning rate 0:
+    the same loss each epoch), so an interrupted run loses at most one epoch."""
+    import torch
+
+    s = TrainSettings(dataset=str(aligned_train), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=3, batch_size=4,
+                      learning_rate=0.0, accelerator="cpu", devices=1, val_fraction=0.2, test_fraction=0.0)
+    run = train(s)
+    last = torch.load(run / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(run / "best.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2 and best["epoch"] == 0, (last["epoch"], best["epoch"])
+
+
 def test_trained_checkpoint_loads_as_potential(aligned_train, tmp_path):
     import numpy as np
     import torch
@@ -112,7 +125,12 @@ def test_finetune_with_frozen_layers(aligned_train, tmp_path):
                 val_fraction=0.2, test_fraction=0.0)
     pre = train(TrainSettings(run_dir=str(tmp_path / "pre"), **base))
     ft = train(TrainSettings(run_dir=str(tmp_path / "ft"), init_from=str(pre / "best.ckpt"), freeze=("embedding", "layer0"),
-                             learning_rate=1e-2, **{**base, "max_epochs": 2, "seed": 1}))
+                             learning_rate=1e-2, lr_schedule="cosine", lr_min=1e-4, **{**base, "max_epochs": 2, "seed": 1}))
+    # the cosine decay phase: epoch 1 of 2 runs at learning_rate, epoch 2 halfway to lr_min, (1e-2 + 1e-4) / 2 (the
+    # checkpoint is written before the epoch's scheduler step)
+    ck = torch.load(ft / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["lr_schedulers"][0]["T_max"] == 2 and ck["lr_schedulers"][0]["eta_min"] == 1e-4
+    assert ck["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.5 * (1e-2 + 1e-4), rel=1e-9)
     a = dict(load_potential(pre / "best.ckpt").model.named_parameters())
     b = dict(load_potential(ft / "best.ckpt").model.named_parameters())
     frozen = [n for n in a if n.startswith(("model.func.radial_chemical_embed", "model.func.allegro.latents.0"))]
@@ -132,6 +150,36 @@ def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     assert main(["finetune", str(toml), "--init-from", str(pre / "best.ckpt"), "--freeze", "embedding", "--print-config"]) == 0
     cfg = (tmp_path / "ftcli" / "config.yaml").read_text()
     assert "finetune_model" in cfg and "embedding" in cfg
+
+
+def test_oversampling_repeats_the_named_level_in_the_training_split_only(aligned_train, tmp_path):
+    """oversample = {level = k}: the training split lists each frame of that level k times; validation and test are the
+    same as without it; a level no frame has, a count below 1 and an unknown schedule are errors naming them."""
+    from allegro_fm_model.training import nequip_config
+
+    with tea_align.open_dataset(aligned_train) as ds:
+        levels = [f.level_of_theory for f in ds]
+    mol = sorted(set(levels))[0]
+    base = dict(dataset=str(aligned_train), run_dir=str(tmp_path / "r"), preset="tiny", val_fraction=0.2, test_fraction=0.1)
+    plain = nequip_config(TrainSettings(**base))["data"]
+    toml = tmp_path / "o.toml"
+    toml.write_text(f'[train]\ndataset = "{aligned_train}"\npreset = "tiny"\nval_fraction = 0.2\ntest_fraction = 0.1\n'
+                    f'oversample = {{ "{mol}" = 3 }}\n')
+    s = TrainSettings.from_toml(toml)
+    assert s.oversample == ((mol, 3),)
+    over = nequip_config(s)["data"]
+    t0, t1 = plain["train_dataset"]["indices"], over["train_dataset"]["indices"]
+    n_mol = sum(levels[i] == mol for i in t0)
+    assert 0 < n_mol < len(t0) and len(t1) == len(t0) + 2 * n_mol
+    assert all(t1.count(i) == (3 if levels[i] == mol else 1) for i in t0) and set(t1) == set(t0)
+    for k in ("val_dataset", "test_dataset"):
+        assert over[k]["indices"] == plain[k]["indices"]
+    with pytest.raises(ValueError, match="no-such-level"):
+        nequip_config(TrainSettings(**base, oversample=(("no-such-level", 2),)))
+    with pytest.raises(ValueError, match="integer >= 1"):
+        TrainSettings(**base, oversample=((mol, 0),))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainSettings(**base, lr_schedule="linear")
 
 
 def test_lammps_mliap_file_of_the_shipped_model(tmp_path):

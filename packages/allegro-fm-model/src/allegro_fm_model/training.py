@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -40,8 +41,11 @@ class TrainSettings:
     force_weight: float = 1.0
     stress_weight: float = 1.0
     learning_rate: float = 1e-3
-    lr_patience: int = 0  # > 0: the learning rate is halved after this many epochs without a better validation loss
-    lr_min: float = 1e-5  # the floor of that schedule
+    lr_schedule: str = "plateau"  # "plateau": halved after lr_patience epochs without a better validation loss (0: never);
+    #                               "cosine": annealed from learning_rate to lr_min over max_epochs (a decay phase)
+    lr_patience: int = 0
+    lr_min: float = 1e-5  # the floor of either schedule
+    oversample: tuple[tuple[str, int], ...] = ()  # (level of theory, k): training frames at that level appear k times
     sam_rho: float = 0.0  # > 0: sharpness-aware minimisation around Adam (Allegro-Legato); 0.05 is SAM's usual radius
     batch_size: int = 4
     max_epochs: int = 100
@@ -73,11 +77,28 @@ class TrainSettings:
         for k in ("type_names", "freeze"):
             if k in d:
                 d[k] = tuple(d[k])
+        if "oversample" in d:  # a TOML table {level = k}
+            if not isinstance(d["oversample"], dict):
+                raise ValueError(f"{path}: [train] oversample must be a table of level of theory = repeat count")
+            d["oversample"] = tuple(sorted(d["oversample"].items()))
         base = path.parent
         for k in ("dataset", "init_from", "run_dir"):  # paths in the file are relative to the file
             if d.get(k) and not Path(d[k]).is_absolute():
                 d[k] = str(base / d[k])
         return cls(**d)
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"lr_schedule must be 'plateau' or 'cosine' (got {self.lr_schedule!r})")
+        for level, k in self.oversample:
+            if not (isinstance(k, int) and k >= 1):
+                raise ValueError(f"oversample[{level!r}] must be an integer >= 1 (got {k!r})")
+
+
+def oversampled(indices: list[int], levels: Sequence[str], repeat: dict[str, int]) -> list[int]:
+    """``indices`` with each frame whose level of theory (``levels[i]``) is in ``repeat`` listed ``repeat[level]`` times
+    (sorted): a level with few atoms weighs more in each epoch's loss. Validation and test splits are never oversampled."""
+    return sorted(i for i in indices for _ in range(repeat.get(levels[i], 1)))
 
 
 def split_indices(n: int, val: float, test: float, seed: int) -> tuple[list[int], list[int], list[int]]:
@@ -104,7 +125,14 @@ def nequip_config(s: TrainSettings) -> dict:
     """The nequip-train (Hydra) config of these settings, as a plain dict."""
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
+        levels = [b.sources[int(j)].level_of_theory for b in ds.batches() for j in b.source_id] if s.oversample else []
     train_idx, val_idx, test_idx = split_indices(n, s.val_fraction, s.test_fraction, s.seed)
+    if s.oversample:
+        unknown = {lv for lv, _ in s.oversample} - set(levels)
+        if unknown:
+            raise ValueError(f"{s.dataset}: oversample names levels of theory {sorted(unknown)} that no frame has; "
+                             f"present: {sorted(set(levels))}")
+        train_idx = oversampled(train_idx, levels, dict(s.oversample))
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
         pretrained = load_potential(s.init_from)
         types, r_max = list(pretrained.species), pretrained.cutoff
@@ -159,9 +187,14 @@ def nequip_config(s: TrainSettings) -> dict:
             "strategy": s.strategy, "max_epochs": s.max_epochs, "enable_checkpointing": True, "log_every_n_steps": 1,
             "enable_progress_bar": True,
             "logger": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": run_dir, "name": "logs"},
+            # best.ckpt when the validation loss improves; last.ckpt after every epoch (Lightning >= 2.6 writes its
+            # save_last file only when the monitored checkpoint is written, which would leave a resume point stale)
             "callbacks": [{"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": run_dir,
-                           "monitor": "val0_epoch/weighted_sum", "filename": "best", "save_last": True,
+                           "monitor": "val0_epoch/weighted_sum", "filename": "best", "save_last": False,
                            "enable_version_counter": False},  # a resumed run keeps writing best.ckpt / last.ckpt
+                          {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": run_dir,
+                           "monitor": None, "filename": "last", "save_top_k": 1, "every_n_epochs": 1,
+                           "enable_version_counter": False},
                           {"_target_": "allegro_fm_model.callbacks.WeightsDigest", "dirpath": run_dir}],  # DDP: ranks in sync
         },
         "training_module": {
@@ -175,7 +208,11 @@ def nequip_config(s: TrainSettings) -> dict:
             **({"lr_scheduler": {"scheduler": {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "factor": 0.5,
                                                "patience": s.lr_patience, "min_lr": s.lr_min},
                                  "monitor": "val0_epoch/weighted_sum", "interval": "epoch", "frequency": 1}}
-               if s.lr_patience > 0 else {}),
+               if s.lr_schedule == "plateau" and s.lr_patience > 0 else {}),
+            **({"lr_scheduler": {"scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+                                               "T_max": s.max_epochs, "eta_min": s.lr_min},
+                                 "interval": "epoch", "frequency": 1}}
+               if s.lr_schedule == "cosine" else {}),
         },
         "global_options": {"allow_tf32": False},
     }
@@ -237,4 +274,4 @@ def with_overrides(s: TrainSettings, **kw) -> TrainSettings:
     return replace(s, **kw)
 
 
-__all__ = ["TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "split_indices", "field"]
+__all__ = ["TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "split_indices", "oversampled", "field"]
