@@ -50,6 +50,11 @@ def test_tensile_analysis_and_fracture_plane():
     stress = np.where(strain < 0.15, 40 * strain, 0.2)  # linear to 6 GPa at 0.15, then broken
     a = analyse(strain, stress, window=1)
     assert a["yield_strain"] == pytest.approx(0.1475, abs=3e-3) and a["fracture_strain"] == pytest.approx(0.15, abs=3e-3)
+    smooth = analyse(strain, stress)  # the default 5-point running mean: the same fracture, one or two points early
+    assert smooth["fracture_strain"] == pytest.approx(0.15, abs=6e-3)
+    # yields at 0.12 and flows at 70 % of the peak to the end: no fracture (the running mean's ends are not zero-padded)
+    flow = np.where(strain < 0.12, 50 * strain, 4.2)
+    assert np.isnan(analyse(strain, flow)["fracture_strain"]) and 5.0 < analyse(strain, flow)["peak_GPa"] <= 6.0
     t = S.tobermorite_11a() * (1, 1, 2)
     frac = t.get_scaled_positions()
     t.positions[frac[:, 2] > 0.5] += 0.5 * t.cell[2] * 0.2  # open a 0.1 c gap at z = 0.5 (and its image at 1.0)

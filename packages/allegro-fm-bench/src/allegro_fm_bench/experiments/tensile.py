@@ -35,8 +35,10 @@ def fracture_plane(atoms, bins: int = 200) -> tuple[float, float, dict[str, int]
 
 def analyse(strain: np.ndarray, stress: np.ndarray, window: int = 5) -> dict:
     """Peak stress (GPa), strain at the peak, and the fracture strain (stress below half the peak after it; nan if
-    none) of a stress-strain curve, smoothed by a running mean over ``window`` points."""
-    s = np.convolve(stress, np.ones(window) / window, mode="same") if len(stress) >= window else stress
+    none) of a stress-strain curve, smoothed by a running mean over ``window`` points (fewer at the ends: zero padding
+    would halve the last points and read as a fracture)."""
+    w = np.ones(min(window, len(stress)))
+    s = np.convolve(stress, w, mode="same") / np.convolve(np.ones(len(stress)), w, mode="same")
     k = int(np.argmax(s))
     after = np.flatnonzero(s[k:] < 0.5 * s[k])
     return {"peak_GPa": float(s[k]), "yield_strain": float(strain[k]),
