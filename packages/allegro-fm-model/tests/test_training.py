@@ -126,11 +126,13 @@ def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     pre = train(TrainSettings(run_dir=str(tmp_path / "pre"), **base))
     ft = train(TrainSettings(run_dir=str(tmp_path / "ft"), init_from=str(pre / "best.ckpt"), freeze=("embedding", "layer0"),
                              learning_rate=1e-2, lr_schedule="cosine", lr_min=1e-4, **{**base, "max_epochs": 2, "seed": 1}))
-    # the cosine decay phase: epoch 1 of 2 runs at learning_rate, epoch 2 halfway to lr_min, (1e-2 + 1e-4) / 2 (the
-    # checkpoint is written before the epoch's scheduler step)
+    # the cosine decay phase: epoch 1 of 2 runs at learning_rate, epoch 2 halfway, (1e-2 + 1e-4) / 2, and after epoch 2's
+    # scheduler step (last.ckpt is written after it) the rate is lr_min
     ck = torch.load(ft / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ck["lr_schedulers"][0]["T_max"] == 2 and ck["lr_schedulers"][0]["eta_min"] == 1e-4
-    assert ck["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.5 * (1e-2 + 1e-4), rel=1e-9)
+    sched = ck["lr_schedulers"][0]
+    assert sched["T_max"] == 2 and sched["eta_min"] == 1e-4 and sched["last_epoch"] == 2 and ck["epoch"] == 1
+    assert sched["base_lrs"] == [pytest.approx(1e-2)]
+    assert ck["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-4, rel=1e-9)
     a = dict(load_potential(pre / "best.ckpt").model.named_parameters())
     b = dict(load_potential(ft / "best.ckpt").model.named_parameters())
     frozen = [n for n in a if n.startswith(("model.func.radial_chemical_embed", "model.func.allegro.latents.0"))]
