@@ -34,21 +34,24 @@ tea-align apply "$OUT/data/pbe-heldout.extxyz,name=heldout-pbe" "$OUT/data/molec
 
 # 3. training (mini preset: FM64 widths, l_max 1), 8:1:1 loss, 80/10/10 split of the trained families, learning rate
 #    halved after 10 epochs without a better validation loss
+# what both training phases share: batch, peak rate, and the 80/10/10 split (same seed: phase 2 is validated and tested on
+# the frames phase 1 was)
+SHARED='batch_size = 4
+learning_rate = 0.002
+val_fraction = 0.1
+test_fraction = 0.1
+accelerator = "cpu"
+devices = 1
+seed = 0'
 cat > "$OUT/train.toml" <<TOML
 [train]
 dataset = "aligned.h5"
 run_dir = "train"
 preset = "mini"
 max_epochs = $EPOCHS
-batch_size = 4
-learning_rate = 0.002
 lr_patience = 10
 lr_min = 1e-5
-val_fraction = 0.1
-test_fraction = 0.1
-accelerator = "cpu"
-devices = 1
-seed = 0
+$SHARED
 TOML
 allegro-fm train "$OUT/train.toml"
 
@@ -61,16 +64,10 @@ dataset = "aligned.h5"
 run_dir = "decay"
 init_from = "decay/init.ckpt"
 max_epochs = $DECAY_EPOCHS
-batch_size = 4
-learning_rate = 0.002
 lr_schedule = "cosine"
 lr_min = 1e-5
 oversample = { "wB97M-D3(BJ)/def2-SVP" = 4 }
-val_fraction = 0.1
-test_fraction = 0.1
-accelerator = "cpu"
-devices = 1
-seed = 0
+$SHARED
 TOML
 allegro-fm train "$OUT/decay.toml"
 MODEL="$OUT/decay/best.ckpt"
