@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
-# Remakes Allegro-FM-mini (v2) end to end: label 17 structure families and ~30 molecules/clusters at two levels of
-# theory, align them with tea-align, train the mini preset with allegro-fm-model, evaluate on the held-out families
-# (never trained on) next to the weight-shipping peers, package the model.
+# Remakes Allegro-FM-mini (v2.1) end to end: label 19 structure families (15 trained, in two rounds; 4 held out) and
+# ~40 molecules/clusters plus the reference reaction path at two levels of theory, align them with tea-align, train the
+# mini preset with allegro-fm-model in three phases (plateau, cosine decay, round-2 fine-tune), evaluate on the held-out
+# families (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
-#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS]
-# About 3 h of labelling (three processes) and several hours of training on 2 CPU cores. Every stage resumes when
-# rerun: labels per structure family and per molecular stage, training from OUT/train/last.ckpt.
+#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS]
+# About 3 h of labelling (three processes, plus the reference NEB) and about 8 h of training on 2 CPU cores. Every stage
+# resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
+# phase from its last.ckpt.
 set -euo pipefail
 OUT=${1:-runs/mini}
 EPOCHS=${2:-200}
 DECAY_EPOCHS=${3:-140}
+ROUND2_EPOCHS=${4:-40}
 mkdir -p "$OUT"
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
+here=$(dirname "$0")
 
-# 1. labels: the periodic families in two processes, the molecular part in a third
-data --part pbe --only tobermorite-11A portlandite calcite quartz water cristobalite stishovite lime silicon > "$OUT/data-pbe-a.log" 2>&1 &
+# 1. labels: the periodic families in two processes, the molecular part in a third; the bench's reference NEB
+#    (PBE CI-NEB + saddle, PySCF) alongside, for round 2's reaction-path frames
+data --part pbe --only tobermorite-11A portlandite calcite quartz water cristobalite stishovite lime silicon SiO2-melt \
+  > "$OUT/data-pbe-a.log" 2>&1 &
 data --part pbe --only dry-ice carbonic-acid-box CaSiO3-melt tobermorite-slab-water aragonite sodalite-SiO2 ice-Ih Ca2SiO4-melt \
-  > "$OUT/data-pbe-b.log" 2>&1 &
+  Ca3SiO5-melt > "$OUT/data-pbe-b.log" 2>&1 &
 data --part molecular > "$OUT/data-molecular.log" 2>&1 &
+OMP_NUM_THREADS=1 python "$here/check_neb_reference.py" "$OUT/neb-reference" > "$OUT/neb-reference.log" 2>&1 || true &
 wait
-data --part pbe >> "$OUT/data-pbe-a.log" 2>&1  # every family present: writes pbe.extxyz, pbe-heldout.extxyz and the anchors
+data --part pbe >> "$OUT/data-pbe-a.log" 2>&1  # every family present: pbe.extxyz, pbe-round2.extxyz, pbe-heldout.extxyz, anchors
+data --part molecular --reaction-path "$OUT/neb-reference" >> "$OUT/data-molecular.log" 2>&1  # + the path: molecular-round2.extxyz
 
 # 2. Total Energy Alignment onto the PBE level (scale and per-element shifts fitted jointly on the molecule anchors)
 tea-align fit "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
@@ -29,6 +37,10 @@ tea-align fit "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,n
 tea-align report "$OUT/alignment.json" -o "$OUT/alignment-report"
 tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
   --alignment "$OUT/alignment.json" -o "$OUT/aligned.h5"
+# round 2's frames come after round 1's, so the round-2 phase keeps the earlier phases' split (split_keep)
+tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
+  "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
+  --alignment "$OUT/alignment.json" -o "$OUT/aligned-round2.h5"
 tea-align apply "$OUT/data/pbe-heldout.extxyz,name=heldout-pbe" "$OUT/data/molecular-heldout.extxyz,name=heldout-wb97m" \
   --alignment "$OUT/alignment.json" -o "$OUT/heldout.h5"
 
@@ -55,25 +67,34 @@ $SHARED
 TOML
 allegro-fm train "$OUT/train.toml"
 
-# 3b. decay phase: a fine-tune of the best checkpoint with the learning rate annealed (cosine) to 1e-5, the molecular
-#     training frames (4 % of the atoms, most of the error) listed 4x; validation/test split unchanged (same seed)
-[ -f "$OUT/decay/init.ckpt" ] || { mkdir -p "$OUT/decay" && cp "$OUT/train/best.ckpt" "$OUT/decay/init.ckpt"; }
-cat > "$OUT/decay.toml" <<TOML
+# the later phases are fine-tunes: from a checkpoint (copied to NAME/init.ckpt), the learning rate annealed (cosine) to
+# 1e-5, the molecular training frames (4 % of the atoms, most of the error) listed 4x
+finetune() {  # NAME FROM EPOCHS TOML-LINES
+  [ -f "$OUT/$1/init.ckpt" ] || { mkdir -p "$OUT/$1" && cp "$2" "$OUT/$1/init.ckpt"; }
+  cat > "$OUT/$1.toml" <<TOML
 [train]
-dataset = "aligned.h5"
-run_dir = "decay"
-init_from = "decay/init.ckpt"
-max_epochs = $DECAY_EPOCHS
+run_dir = "$1"
+init_from = "$1/init.ckpt"
+max_epochs = $3
 lr_schedule = "cosine"
 lr_min = 1e-5
 oversample = { "wB97M-D3(BJ)/def2-SVP" = 4 }
-$SHARED
+$4
 TOML
-allegro-fm train "$OUT/decay.toml"
-MODEL="$OUT/decay/best.ckpt"
+  allegro-fm train "$OUT/$1.toml"
+}
+# 3b. decay phase: phase 1's best checkpoint on the same data and split, from the same peak rate
+finetune decay "$OUT/train/best.ckpt" "$DECAY_EPOCHS" "dataset = \"aligned.h5\"
+$SHARED"
+# 3c. round-2 phase (v2.1): the decay phase's best checkpoint on round 1 + round 2 (two more melts, more molecules and
+#     dimers, the reference reaction path) from half the peak rate; the round-1 frames keep their split (split_keep)
+finetune round2 "$OUT/decay/best.ckpt" "$ROUND2_EPOCHS" "dataset = \"aligned-round2.h5\"
+split_keep = \"aligned.h5\"
+$(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
+MODEL="$OUT/round2/best.ckpt"
 
 # 4. errors: random held-out frames of trained families, whole held-out families (per family and per level), peers
-allegro-fm evaluate "$MODEL" "$OUT/aligned.h5" --split test -o "$OUT/test_errors.md"
+allegro-fm evaluate "$MODEL" "$OUT/aligned-round2.h5" --split test -o "$OUT/test_errors.md"
 allegro-fm evaluate "$MODEL" "$OUT/heldout.h5" --by key -o "$OUT/heldout_by_family.md"
 allegro-fm evaluate "$MODEL" "$OUT/heldout.h5" -o "$OUT/heldout_by_level.md"
 allegro-fm-bench peer-errors "$OUT/heldout.h5" -o "$OUT/heldout_peers.md"

@@ -163,14 +163,21 @@ def test_melt_and_molecular_box_starts():
 
 
 def test_mini_v2_families_build_and_hold_out_whole_families():
-    from allegro_fm_bench.minidata import FAMILIES, HELDOUT_MOLECULES, MORE_MOLECULES, crystals
+    from allegro_fm_bench.minidata import FAMILIES, HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES, crystals
+    from ase.build import molecule
 
     names = [f.name for f in FAMILIES]
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) == 19
     held = {f.name for f in FAMILIES if f.held_out}
     assert held == {"aragonite", "sodalite-SiO2", "ice-Ih", "Ca2SiO4-melt"}
     assert {n for n, _ in crystals(held_out=True)} == held and not held & {n for n, _ in crystals()}
-    assert not set(HELDOUT_MOLECULES) & (set(MORE_MOLECULES) | set(S.MOLECULES))
+    assert not set(HELDOUT_MOLECULES) & (set(MORE_MOLECULES) | set(S.MOLECULES) | set(ROUND2_MOLECULES))
+    # round 2 only appends (a grown dataset keeps round 1's frames first, and each family's seed is its index)
+    rounds = [f.round for f in FAMILIES]
+    assert rounds == sorted(rounds) and {f.name for f in FAMILIES if f.round == 2} == {"Ca3SiO5-melt", "SiO2-melt"}
+    assert all(set(molecule(m).get_chemical_symbols()) <= {"H", "C", "O"} for m in ROUND2_MOLECULES)
+    # the held-out methanol-water clusters stay unseen: no round-2 dimer is methanol with water
+    assert all(sorted(c) != ["CH3OH", "H2O"] for c in ROUND2_CLUSTERS)
 
 
 def test_mini_data_stages_resume_share_and_take_over(tmp_path):
@@ -201,3 +208,27 @@ def test_mini_data_stages_resume_share_and_take_over(tmp_path):
     assert len(got) == 5 and sorted(p.name for p in tmp_path.glob("c.part*.extxyz")) == ["c.part00.extxyz", "c.part01.extxyz", "c.part02.extxyz"]
     (tmp_path / "d.extxyz").write_text((tmp_path / "a.extxyz").read_text())
     assert len(_stages(tmp_path, "d", jobs, lambda j, desc: [], 2)) == 1  # the earlier version's whole stage file
+
+
+def test_reaction_path_frames_from_a_reference_neb_folder(tmp_path):
+    """Round 2's reaction-path stage: each band image and the saddle of a finished reference NEB, as is and rattled by the
+    settings' path rattles (the files are not changed); a folder without a finished NEB is an error naming it."""
+    import ase.io
+    from allegro_fm_bench.minidata import MiniDataSettings, _reaction_path_jobs
+
+    band = S.carbonic_acid_path(5)
+    ase.io.write(tmp_path / "images.extxyz", band)
+    ase.io.write(tmp_path / "saddle.extxyz", band[2])
+    before = (tmp_path / "images.extxyz").read_bytes()
+    st = MiniDataSettings()
+    jobs = _reaction_path_jobs(tmp_path, st, np.random.default_rng(0))
+    assert len(jobs) == 6 * len(st.path_rattles) and (tmp_path / "images.extxyz").read_bytes() == before
+    plain = [a for _, a, g in jobs if "rattle" not in g]
+    assert [g for _, _, g in jobs if "rattle" not in g][-1] == "reference CI-NEB (PBE) saddle"
+    assert all(np.allclose(a.positions, b.positions) for a, b in zip(plain, [*band, band[2]]))
+    rattled = [a for _, a, g in jobs if "rattle" in g]
+    assert all(0 < np.abs(a.positions - plain[k // (len(st.path_rattles) - 1)].positions).max() < 1.0
+               for k, a in enumerate(rattled))
+    (tmp_path / "saddle.extxyz").unlink()
+    with pytest.raises(ValueError, match="no finished reference NEB"):
+        _reaction_path_jobs(tmp_path, st, np.random.default_rng(0))

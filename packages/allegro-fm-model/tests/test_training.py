@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tea_align
 from allegro_fm_model.training import TrainSettings, train
+from tea_align import synthetic
 
 
 def _epochs(run: Path) -> dict[int, float]:
@@ -410,3 +411,40 @@ def test_cli_train_evaluate_split_and_params(aligned_train, tmp_path, capsys):
     r1 = comp.compute(m.positions, comp.types_of(m.get_chemical_symbols()), ei, len(m), sh)
     assert abs(r1.energy - r0.energy) < 1e-4 * max(1.0, abs(r0.energy))
     np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-4 * max(1.0, np.abs(r0.forces).max()))
+
+
+def test_split_keep_grown_dataset_keeps_the_earlier_split(tmp_path):
+    """split_keep = an earlier dataset that opens this one: its frames keep exactly the (train, val, test) split they had
+    in it, the added frames are split separately with the same fractions, nothing is in two splits; a dataset whose first
+    frames are not the earlier one's, in order, is an error naming both files."""
+    from allegro_fm_model.training import kept_frames, run_split, split_indices
+
+    p = synthetic.make_demo_data(tmp_path / "a", n_crystals=10, n_molecules=10, n_anchors=8, seed=4)
+    q = synthetic.make_demo_data(tmp_path / "b", n_crystals=9, n_molecules=0, n_anchors=2, seed=5)
+    data = [f"{p['periodic']},level={synthetic.LEVEL_S}", f"{p['molecules']},level={synthetic.LEVEL_T}"]
+    al = tea_align.fit([p["anchors"]], data, target_level=synthetic.LEVEL_T)
+    tea_align.apply(al, data, tmp_path / "old.h5")
+    tea_align.apply(al, data + [f"{q['periodic']},level={synthetic.LEVEL_S},name=round2"], tmp_path / "grown.h5")
+    tea_align.apply(al, data[::-1], tmp_path / "reordered.h5")
+    with tea_align.open_dataset(tmp_path / "old.h5") as a, tea_align.open_dataset(tmp_path / "grown.h5") as b:
+        n0, n = len(a), len(b)
+    assert n > n0 == 20
+    assert kept_frames(tmp_path / "grown.h5", tmp_path / "old.h5") == n0
+    old = split_indices(n0, 0.1, 0.1, 0)
+    toml = tmp_path / "t.toml"
+    toml.write_text('[train]\ndataset = "grown.h5"\nsplit_keep = "old.h5"\nval_fraction = 0.1\ntest_fraction = 0.1\n')
+    s = TrainSettings.from_toml(toml)  # paths relative to the file
+    assert s.split_keep == str(tmp_path / "old.h5")
+    grown = run_split(s, n)
+    for part_old, part_new in zip(old, grown):
+        assert [i for i in part_new if i < n0] == part_old
+    assert sorted(i for part in grown for i in part) == list(range(n))
+    added = split_indices(n - n0, 0.1, 0.1, 0)
+    assert [[i - n0 for i in part if i >= n0] for part in grown] == [list(x) for x in added]
+    # without split_keep the grown dataset's permutation moves earlier test frames into training
+    plain = split_indices(n, 0.1, 0.1, 0)
+    assert set(plain[0]) & set(old[2])
+    with pytest.raises(ValueError, match="must come first"):
+        kept_frames(tmp_path / "reordered.h5", tmp_path / "old.h5")
+    with pytest.raises(ValueError, match="must extend it"):
+        split_indices(5, 0.1, 0.1, 0, keep=6)

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a few frames per stage (for tests)")
     p.add_argument("--only", nargs="*", default=(), help="pbe part: only these structure families (to label in parallel processes)")
     p.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
+    p.add_argument("--reaction-path", default="", help="molecular part: a finished reference NEB folder "
+                   "(scripts/check_neb_reference.py) whose band and saddle are labelled too (round 2)")
     p.set_defaults(func=_make_mini_data)
     q = sub.add_parser("peer-errors", help="force errors of the weight-shipping peers (SevenNet-0, CHGNet) on an aligned dataset, "
                        "per structure family", writes=True, output_required=True, output_help="markdown table to write")
@@ -61,7 +63,7 @@ def _make_mini_data(args) -> int:
     if args.part in ("pbe", "all"):
         make_pbe_part(args.output, st, only=tuple(args.only))
     if args.part in ("molecular", "all"):
-        make_molecular_part(args.output, st)
+        make_molecular_part(args.output, st, reaction_path=args.reaction_path or None)
     return 0
 
 

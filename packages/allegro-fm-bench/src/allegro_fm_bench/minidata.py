@@ -81,6 +81,7 @@ class Family:
     # "none" (as built) or "given" (already relaxed)
     extra_strains: tuple[float, ...] = ()  # isotropic, on top of the settings' strains
     held_out: bool = False
+    round: int = 1  # the data round that added it: round 1 -> pbe.extxyz, round 2 -> pbe-round2.extxyz
 
 
 def _slab() -> Atoms:
@@ -113,12 +114,21 @@ FAMILIES: tuple[Family, ...] = (
     Family("ice-Ih", S.ice_ih, "proton-disordered ice Ih 2x2x2", temperatures=(100.0, 200.0, 250.0), held_out=True),
     Family("Ca2SiO4-melt", lambda: S.random_packing("Ca16Si8O32", 3.0), "Ca2SiO4 melt-quench, 56 atoms at 3.0 g/cm3",
            temperatures=(3000.0, 2000.0, 1200.0), relax="melt", held_out=True),
+    # round 2 (v2.1): melts on both sides of the held-out Ca2SiO4 melt's Ca:Si = 2 (3 and 0; CaSiO3's 1 is round 1)
+    Family("Ca3SiO5-melt", lambda: S.random_packing("Ca24Si8O40", 2.9), "Ca3SiO5 (C3S composition) melt-quench, 72 atoms "
+           "at 2.9 g/cm3", temperatures=(3000.0, 2000.0, 1200.0), relax="melt", round=2),
+    Family("SiO2-melt", lambda: S.random_packing("Si24O48", 2.2), "silica melt-quench, 72 atoms at 2.2 g/cm3",
+           temperatures=(3500.0, 2500.0, 1500.0), relax="melt", round=2),
 )
 
 #: Molecular families (wB97M-D3(BJ) level). Trained: S.MOLECULES plus these; held out: ethanol, methyl formate and acetone
 #: (functional groups seen, molecules never) and methanol-water clusters.
 MORE_MOLECULES = ("CH3CHO", "C2H4", "C2H2", "H2O2", "H2CCO", "C3H8", "CH3OCH3", "CH2OCH2", "OCHCHO")
 HELDOUT_MOLECULES = ("CH3CH2OH", "HCOOCH3", "CH3COCH3")
+#: Round 2 (v2.1): more closed-shell H/C/O molecules of ASE's G2 set (a secondary alcohol, an ether, alkenes, branched
+#: and linear alkanes), one rattle seed each, and more H-bonded dimers.
+ROUND2_MOLECULES = ("C2H6CHOH", "CH3CH2OCH3", "C3H6_Cs", "isobutene", "isobutane", "trans-butane")
+ROUND2_CLUSTERS = (("CH3OH", "CH3OH"), ("HCOOH", "H2O"), ("H2CO", "H2O"), ("CH3OH", "CO2"))
 
 
 def _labelled(atoms: Atoms, calc, level: str, structure: str, generator: str) -> Atoms:
@@ -310,7 +320,8 @@ def _family_frames(family: Family, index: int, calc, st: MiniDataSettings, progr
 
 def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
                   only: tuple[str, ...] = ()) -> Path | None:
-    """Periodic frames at the PBE level (SevenNet-0): OUT/pbe.extxyz (trained families), OUT/pbe-heldout.extxyz
+    """Periodic frames at the PBE level (SevenNet-0): OUT/pbe.extxyz (trained families of round 1), OUT/pbe-round2.extxyz
+    (trained families of round 2: a grown dataset keeps its earlier frames first), OUT/pbe-heldout.extxyz
     (held-out families) and the PBE side of the anchors; returns OUT/pbe.extxyz (None when ``only`` names a subset of
     the families: a partial run for parallel labelling)."""
 
@@ -320,6 +331,7 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
         raise ValueError(f"unknown structure families {sorted(unknown)}; known: {', '.join(f.name for f in FAMILIES)}")
     calc = pbe_calculator()
     frames: dict[bool, list[Atoms]] = {False: [], True: []}
+    round2: list[Atoms] = []
     busy = False
     for index, family in enumerate(FAMILIES):
         if only and family.name not in only:
@@ -338,6 +350,8 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
             got = _stage(outdir / "pbe", family.name, lambda f=family, i=index: _family_frames(f, i, calc, st, progress))
         if got is None:
             busy = True
+        elif family.round > 1 and not family.held_out:
+            round2 += got
         else:
             frames[family.held_out] += got
     if only or busy:
@@ -354,6 +368,8 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
     out = outdir / "pbe.extxyz"
     _write_atomic(frames[False], out)
     _write_atomic(frames[True], outdir / "pbe-heldout.extxyz")
+    _write_atomic(round2, outdir / "pbe-round2.extxyz")
+    log.info("PBE part, round 2: %d frames, %d atoms -> pbe-round2.extxyz", len(round2), sum(len(a) for a in round2))
     log.info("PBE part: %d frames, %d atoms (+ %d held-out frames); %d anchors", len(frames[False]),
              sum(len(a) for a in frames[False]), len(frames[True]), len(anchors))
     return out
@@ -401,10 +417,33 @@ def _conformers(names, rng: np.random.Generator, st: MiniDataSettings) -> list[t
     return jobs
 
 
-def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True) -> Path | None:
+def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random.Generator) -> list[tuple[str, Atoms, str]]:
+    """The reaction path of the bench's reference NEB (``check_neb_reference.py``'s folder: images.extxyz, the converged
+    PBE band, and saddle.extxyz, its refined saddle), each geometry as is and rattled by the settings' path rattles."""
+    folder = Path(folder)
+    try:
+        band = ase.io.read(folder / "images.extxyz", index=":")
+        saddle = ase.io.read(folder / "saddle.extxyz")
+    except (OSError, ValueError, StopIteration) as exc:
+        raise ValueError(f"{folder}: no finished reference NEB (images.extxyz and saddle.extxyz) to label ({exc})") from exc
+    jobs = []
+    for k, img in enumerate([*band, saddle]):
+        what = "saddle" if k == len(band) else f"image {k}/{len(band) - 1}"
+        for s in st.path_rattles:
+            a = Atoms(img.numbers, img.positions, cell=img.cell, pbc=img.pbc)
+            seed = int(rng.integers(1 << 30))
+            if s:
+                a.rattle(s, seed=seed)
+            jobs.append((a.get_chemical_formula(), a, f"reference CI-NEB (PBE) {what}" + (f" rattle sigma={s}A seed={seed}" if s else "")))
+    return jobs
+
+
+def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
+                        reaction_path: str | Path | None = None) -> Path | None:
     """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors:
-    OUT/molecular.extxyz (trained) and OUT/molecular-heldout.extxyz (held-out molecules and methanol-water clusters);
-    None when another process is still labelling some of the stages (run again to assemble)."""
+    OUT/molecular.extxyz (round 1, trained), OUT/molecular-round2.extxyz (round 2, trained; with ``reaction_path``, the
+    folder of a finished reference NEB, its band and saddle too) and OUT/molecular-heldout.extxyz (held-out molecules
+    and methanol-water clusters); None when another process is still labelling some of the stages (run again)."""
     outdir = Path(outdir)
     calc = WB97MD3BJ()
     rng = np.random.default_rng(st.seed + 1)
@@ -428,14 +467,22 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     held_mol = _conformers(HELDOUT_MOLECULES, np.random.default_rng([st.seed, 3]), st)
     held_cl = [(g.split()[1], a, g) for a, g in _clusters(np.random.default_rng([st.seed, 4]), st.heldout_clusters,
                                                           [("CH3OH", "H2O"), ("CH3OH", "H2O", "H2O")])]
+    st2 = replace(st, molecule_seeds=1)
+    more2 = _conformers(ROUND2_MOLECULES, np.random.default_rng([st.seed, 5]), st2)
+    clusters2 = [(g.split()[1], a, g) for a, g in _clusters(np.random.default_rng([st.seed, 6]), st.clusters // 3,
+                                                            list(ROUND2_CLUSTERS))]
     mol = outdir / "molecular"
+    round2 = [_stages(mol, "round2_molecules", more2, run, 11), _stages(mol, "round2_clusters", clusters2, run, 6)]
+    if reaction_path:
+        rp = _reaction_path_jobs(reaction_path, st, np.random.default_rng([st.seed, 7]))
+        round2.append(_stage(mol, "round2_reaction_path", lambda: run(rp, "reaction path")))
     parts = [_stage(mol, "molecules", lambda: run(molecules, "molecules")),
              _stage(mol, "carbonic_acid_path", lambda: run(path, "H2CO3 path")),
              _stages(mol, "clusters", clusters, run, 6),
              _stages(mol, "more_molecules", more, run, 13)]
     held_parts = [_stages(mol, "heldout_molecules", held_mol, run, 13), _stages(mol, "heldout_clusters", held_cl, run, 4)]
     anchors = _stage(outdir / "anchors", "molecular", lambda: run([(n, a, "anchor") for n, a in anchor_structures()], "anchors"))
-    if any(p is None for p in parts + held_parts) or anchors is None:
+    if any(p is None for p in parts + held_parts + round2) or anchors is None:
         log.info("molecular part: some stages are being made by another process; run again when it ends to assemble")
         return None
     frames = [a for p in parts for a in p]
@@ -443,6 +490,9 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     out = outdir / "molecular.extxyz"
     _write_atomic(frames, out)
     _write_atomic(held, outdir / "molecular-heldout.extxyz")
+    frames2 = [a for p in round2 for a in p]
+    _write_atomic(frames2, outdir / "molecular-round2.extxyz")
+    log.info("molecular part, round 2: %d frames, %d atoms -> molecular-round2.extxyz", len(frames2), sum(len(a) for a in frames2))
     log.info("molecular part: %d frames, %d atoms (+ %d held-out); %d anchors", len(frames), sum(len(a) for a in frames),
              len(held), len(anchors))
     return out

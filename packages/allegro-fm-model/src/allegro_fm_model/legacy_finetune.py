@@ -39,7 +39,7 @@ from .compiled import ghost_graph
 from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
 from .potential import types_of
-from .training import TrainSettings, split_indices
+from .training import TrainSettings, run_split
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     dtype = getattr(torch, meta["default_dtype"] or "float32")
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
-    train_idx, val_idx, _ = split_indices(n, s.val_fraction, s.test_fraction, s.seed)
+    train_idx, val_idx, _ = run_split(s, n)
     train_g, val_g = _graphs(s.dataset, species, cutoff, train_idx), _graphs(s.dataset, species, cutoff, val_idx)
 
     prefixes = [p for name in s.freeze for p in _group_prefixes(name)]

@@ -52,6 +52,7 @@ class TrainSettings:
     val_fraction: float = 0.05
     test_fraction: float = 0.05
     seed: int = 0
+    split_keep: str = ""  # an earlier dataset whose frames open this one (it grew): they keep the split they had there
     ema_decay: float = 0.999
     model_dtype: str = "float32"
     accelerator: str = "auto"
@@ -82,7 +83,7 @@ class TrainSettings:
                 raise ValueError(f"{path}: [train] oversample must be a table of level of theory = repeat count")
             d["oversample"] = tuple(sorted(d["oversample"].items()))
         base = path.parent
-        for k in ("dataset", "init_from", "run_dir"):  # paths in the file are relative to the file
+        for k in ("dataset", "init_from", "run_dir", "split_keep"):  # paths in the file are relative to the file
             if d.get(k) and not Path(d[k]).is_absolute():
                 d[k] = str(base / d[k])
         return cls(**d)
@@ -101,8 +102,19 @@ def oversampled(indices: list[int], levels: Sequence[str], repeat: dict[str, int
     return sorted(i for i in indices for _ in range(repeat.get(levels[i], 1)))
 
 
-def split_indices(n: int, val: float, test: float, seed: int) -> tuple[list[int], list[int], list[int]]:
-    """(train, validation, test) frame indices of a dataset of ``n`` frames: a seeded permutation, fractions of n."""
+def split_indices(n: int, val: float, test: float, seed: int, keep: int = 0) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, test) frame indices of a dataset of ``n`` frames: a seeded permutation, fractions of n.
+    With ``keep`` > 0 the first ``keep`` frames (an earlier dataset that this one extends) are split exactly as that
+    dataset alone was, and the frames after them separately with the same fractions: frames an earlier run validated or
+    tested on never enter the training split of a run on the grown dataset."""
+    if keep:
+        if not 0 < keep <= n:
+            raise ValueError(f"split_keep: the earlier dataset has {keep} frames, this one {n}; it must extend it")
+        old = split_indices(keep, val, test, seed)
+        if keep == n:
+            return old
+        new = split_indices(n - keep, val, test, seed)
+        return tuple(a + [keep + i for i in b] for a, b in zip(old, new))  # type: ignore[return-value]
     rng = np.random.default_rng(seed)
     idx = rng.permutation(n)
     n_val = max(1, int(round(val * n)))
@@ -110,6 +122,29 @@ def split_indices(n: int, val: float, test: float, seed: int) -> tuple[list[int]
     if n - n_val - n_test < 1:
         raise ValueError(f"dataset of {n} frames is too small for the validation/test split")
     return (sorted(idx[n_val + n_test :].tolist()), sorted(idx[:n_val].tolist()), sorted(idx[n_val : n_val + n_test].tolist()))
+
+
+def kept_frames(dataset: str | Path, earlier: str | Path) -> int:
+    """Number of frames of ``earlier`` after checking that they open ``dataset`` in the same order (same elements per
+    frame and positions within 1e-6 A); raises ValueError naming the first frame that differs."""
+    with tea_align.open_dataset(earlier) as old, tea_align.open_dataset(dataset) as cur:
+        n_old = len(old)
+        if n_old > len(cur):
+            raise ValueError(f"split_keep: {earlier} has {n_old} frames, more than {dataset} ({len(cur)})")
+        i0 = 0
+        for bo, bc in zip(old.batches(), cur.batches(stop=n_old)):  # same batch boundaries: both start at frame 0
+            same_atoms = np.array_equal(bo.offsets, bc.offsets) and np.array_equal(bo.numbers, bc.numbers)
+            if not (same_atoms and np.allclose(bo.positions, bc.positions, atol=1e-6)):
+                raise ValueError(f"split_keep: frames {i0}..{i0 + bo.n_frames - 1} of {dataset} are not those of {earlier}: "
+                                 "the earlier dataset's frames must come first, in order")
+            i0 += bo.n_frames
+    return n_old
+
+
+def run_split(s: TrainSettings, n: int) -> tuple[list[int], list[int], list[int]]:
+    """The (train, validation, test) indices a run with settings ``s`` uses on its dataset of ``n`` frames."""
+    keep = kept_frames(s.dataset, s.split_keep) if s.split_keep else 0
+    return split_indices(n, s.val_fraction, s.test_fraction, s.seed, keep)
 
 
 def dataset_elements(path: str | Path) -> tuple[str, ...]:
@@ -126,7 +161,7 @@ def nequip_config(s: TrainSettings) -> dict:
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
         levels = [b.sources[int(j)].level_of_theory for b in ds.batches() for j in b.source_id] if s.oversample else []
-    train_idx, val_idx, test_idx = split_indices(n, s.val_fraction, s.test_fraction, s.seed)
+    train_idx, val_idx, test_idx = run_split(s, n)
     if s.oversample:
         unknown = {lv for lv, _ in s.oversample} - set(levels)
         if unknown:
@@ -274,4 +309,7 @@ def with_overrides(s: TrainSettings, **kw) -> TrainSettings:
     return replace(s, **kw)
 
 
-__all__ = ["TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "split_indices", "oversampled", "field"]
+__all__ = [
+    "TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "split_indices", "run_split",
+    "kept_frames", "oversampled", "field",
+]
