@@ -28,7 +28,6 @@ data --part molecular > "$OUT/data-molecular.log" 2>&1 &
 OMP_NUM_THREADS=1 python "$here/check_neb_reference.py" "$OUT/neb-reference" > "$OUT/neb-reference.log" 2>&1 || true &
 wait
 data --part pbe >> "$OUT/data-pbe-a.log" 2>&1  # every family present: pbe.extxyz, pbe-round2.extxyz, pbe-heldout.extxyz, anchors
-data --part molecular --reaction-path "$OUT/neb-reference" >> "$OUT/data-molecular.log" 2>&1  # + the path: molecular-round2.extxyz
 
 # 2. Total Energy Alignment onto the PBE level (scale and per-element shifts fitted jointly on the molecule anchors)
 tea-align fit "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
@@ -37,10 +36,6 @@ tea-align fit "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,n
 tea-align report "$OUT/alignment.json" -o "$OUT/alignment-report"
 tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
   --alignment "$OUT/alignment.json" -o "$OUT/aligned.h5"
-# round 2's frames come after round 1's, so the round-2 phase keeps the earlier phases' split (split_keep)
-tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
-  "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
-  --alignment "$OUT/alignment.json" -o "$OUT/aligned-round2.h5"
 tea-align apply "$OUT/data/pbe-heldout.extxyz,name=heldout-pbe" "$OUT/data/molecular-heldout.extxyz,name=heldout-wb97m" \
   --alignment "$OUT/alignment.json" -o "$OUT/heldout.h5"
 
@@ -86,8 +81,14 @@ TOML
 # 3b. decay phase: phase 1's best checkpoint on the same data and split, from the same peak rate
 finetune decay "$OUT/train/best.ckpt" "$DECAY_EPOCHS" "dataset = \"aligned.h5\"
 $SHARED"
-# 3c. round-2 phase (v2.1): the decay phase's best checkpoint on round 1 + round 2 (two more melts, more molecules and
-#     dimers, the reference reaction path) from half the peak rate; the round-1 frames keep their split (split_keep)
+# 3c. round-2 phase (v2.1): round 2's last molecular stages need the reference NEB and the decay phase's model (active
+#     learning: that model's own NEB bands, labelled at the wB97M level); then the decay phase's best checkpoint is
+#     fine-tuned on round 1 + round 2 from half the peak rate. Round 2's frames come after round 1's, so the round-1
+#     frames keep the earlier phases' split (split_keep)
+data --part molecular --reaction-path "$OUT/neb-reference" --active-model "$OUT/decay/best.ckpt" >> "$OUT/data-molecular.log" 2>&1
+tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
+  "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
+  --alignment "$OUT/alignment.json" -o "$OUT/aligned-round2.h5"
 finetune round2 "$OUT/decay/best.ckpt" "$ROUND2_EPOCHS" "dataset = \"aligned-round2.h5\"
 split_keep = \"aligned.h5\"
 $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"

@@ -232,3 +232,22 @@ def test_reaction_path_frames_from_a_reference_neb_folder(tmp_path):
     (tmp_path / "saddle.extxyz").unlink()
     with pytest.raises(ValueError, match="no finished reference NEB"):
         _reaction_path_jobs(tmp_path, st, np.random.default_rng(0))
+
+
+def test_model_band_frames_are_the_inner_images_of_both_pathways():
+    """Round 2's active-learning stage: the inner images of a calculator's own quick NEB bands (in-plane and H2O
+    rotation, 7 images each), as they are and rattled; ASE's EMT stands in for a model here (it runs in seconds)."""
+    from allegro_fm_bench.experiments.neb import endpoints
+    from allegro_fm_bench.minidata import MiniDataSettings, _model_band_jobs
+    from ase.calculators.emt import EMT
+
+    st = MiniDataSettings()
+    jobs = _model_band_jobs(EMT(), "emt", st, np.random.default_rng(0), steps=30)
+    assert len(jobs) == 2 * 5 * len(st.path_rattles)
+    gens = [g for _, _, g in jobs]
+    assert sum("(in-plane)" in g for g in gens) == sum("(H2O rotation)" in g for g in gens) == 5 * len(st.path_rattles)
+    assert {f for f, _, _ in jobs} == {"CH4O4"} and all(not a.pbc.any() for _, a, _ in jobs)  # H2CO3 + H2O
+    reactant, product = endpoints(EMT())
+    plain = [a for _, a, g in jobs if "rattle" not in g]
+    # inner images only: none is an endpoint
+    assert all(min(np.abs(a.positions - e.positions).max() for e in (reactant, product)) > 1e-3 for a in plain)

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
     p.add_argument("--reaction-path", default="", help="molecular part: a finished reference NEB folder "
                    "(scripts/check_neb_reference.py) whose band and saddle are labelled too (round 2)")
+    p.add_argument("--active-model", default="", help="molecular part: a model whose own NEB bands (the bench's quick "
+                   "carbonic-acid NEB) are labelled too (round 2: active learning)")
     p.set_defaults(func=_make_mini_data)
     q = sub.add_parser("peer-errors", help="force errors of the weight-shipping peers (SevenNet-0, CHGNet) on an aligned dataset, "
                        "per structure family", writes=True, output_required=True, output_help="markdown table to write")
@@ -63,7 +65,8 @@ def _make_mini_data(args) -> int:
     if args.part in ("pbe", "all"):
         make_pbe_part(args.output, st, only=tuple(args.only))
     if args.part in ("molecular", "all"):
-        make_molecular_part(args.output, st, reaction_path=args.reaction_path or None)
+        make_molecular_part(args.output, st, reaction_path=args.reaction_path or None,
+                            active_model=args.active_model or None)
     return 0
 
 

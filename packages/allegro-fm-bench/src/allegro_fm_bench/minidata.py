@@ -35,7 +35,7 @@ from tea_align.files import atomic_path
 from tqdm.auto import tqdm
 
 from . import structures as S
-from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, pbe_calculator
+from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
 
 log = logging.getLogger("allegro_fm_bench.minidata")
 ANCHOR_BOX = 14.0  # A
@@ -438,11 +438,36 @@ def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random
     return jobs
 
 
+def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Generator, steps: int = 200
+                     ) -> list[tuple[str, Atoms, str]]:
+    """Active learning on the bench's NEB: the inner images of a model's own bands (``calc``, named ``label``; bench
+    quick settings: 7 images, at most ``steps`` + ``steps`` FIRE steps, the in-plane and the H2O-rotation pathway), as
+    they are and rattled by the settings' path rattles. A model with a spurious low-energy region along the path puts
+    images there; labelled, they teach the next model that the region is high in energy."""
+    from .experiments.neb import band, endpoints, rotated_water
+
+    reactant, product = endpoints(calc)
+    jobs = []
+    for pname, via in (("in-plane", None), ("H2O rotation", rotated_water(product))):
+        images, fmax, ok = band(calc, reactant, product, 7, via=via, steps=steps)
+        log.info("model band %s: %s, max NEB force %.3f eV/A", pname, "converged" if ok else "NOT converged", fmax)
+        for k, img in enumerate(images[1:-1], 1):
+            for s in st.path_rattles:
+                a = Atoms(img.numbers, img.positions)
+                seed = int(rng.integers(1 << 30))
+                if s:
+                    a.rattle(s, seed=seed)
+                jobs.append((a.get_chemical_formula(), a, f"{label} NEB band ({pname}) image {k}/{len(images) - 1}"
+                             + (f" rattle sigma={s}A seed={seed}" if s else "")))
+    return jobs
+
+
 def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
-                        reaction_path: str | Path | None = None) -> Path | None:
+                        reaction_path: str | Path | None = None, active_model: str | Path | None = None) -> Path | None:
     """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors:
     OUT/molecular.extxyz (round 1, trained), OUT/molecular-round2.extxyz (round 2, trained; with ``reaction_path``, the
-    folder of a finished reference NEB, its band and saddle too) and OUT/molecular-heldout.extxyz (held-out molecules
+    folder of a finished reference NEB, its band and saddle too; with ``active_model``, that model's own NEB bands)
+    and OUT/molecular-heldout.extxyz (held-out molecules
     and methanol-water clusters); None when another process is still labelling some of the stages (run again)."""
     outdir = Path(outdir)
     calc = WB97MD3BJ()
@@ -476,6 +501,21 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     if reaction_path:
         rp = _reaction_path_jobs(reaction_path, st, np.random.default_rng([st.seed, 7]))
         round2.append(_stage(mol, "round2_reaction_path", lambda: run(rp, "reaction path")))
+    if active_model:
+        def model_bands():  # a band image the closed-shell SCF cannot describe is left out, not fatal
+            from allegro_fm_model import AllegroFMCalculator, load_potential  # lazy: torch; only this stage needs a model
+
+            model = AllegroFMCalculator(load_potential(str(active_model)))
+            out = []
+            for n, a, g in tqdm(_model_band_jobs(model, Path(active_model).name, st, np.random.default_rng([st.seed, 8])),
+                                desc="model bands", disable=not progress, leave=False):
+                try:
+                    out.append(_labelled(a, calc, WB97M_LEVEL, n, g))
+                except SCFNotConverged as exc:
+                    log.warning("model bands: %s left out, SCF not converged (%s)", g, exc)
+            return out
+
+        round2.append(_stage(mol, "round2_model_bands", model_bands))
     parts = [_stage(mol, "molecules", lambda: run(molecules, "molecules")),
              _stage(mol, "carbonic_acid_path", lambda: run(path, "H2CO3 path")),
              _stages(mol, "clusters", clusters, run, 6),
