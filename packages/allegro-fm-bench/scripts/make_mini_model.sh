@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Remakes Allegro-FM-mini (v2.1) end to end: label 19 structure families (15 trained, in two rounds; 4 held out) and
+# Remakes Allegro-FM-mini end to end: label 19 structure families (15 trained, in two rounds; 4 held out) and
 # ~40 molecules/clusters plus the reference reaction path at two levels of theory, align them with tea-align, train the
-# mini preset with allegro-fm-model in three phases (plateau, cosine decay, round-2 fine-tune), evaluate on the held-out
-# families (never trained on) next to the weight-shipping peers, package the model.
+# mini preset with allegro-fm-model (phase 1 plateau, phase 2 cosine decay: the shipped v2; with ROUND2_EPOCHS > 0 a
+# third, round-2 fine-tune: the v2.1 candidate, not shipped, see the model card), evaluate on the held-out families
+# (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
 #   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS]
@@ -13,7 +14,7 @@ set -euo pipefail
 OUT=${1:-runs/mini}
 EPOCHS=${2:-200}
 DECAY_EPOCHS=${3:-140}
-ROUND2_EPOCHS=${4:-40}
+ROUND2_EPOCHS=${4:-0}  # 0: no round-2 phase (the shipped v2); 50 made the v2.1 candidate (model card)
 mkdir -p "$OUT"
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
 here=$(dirname "$0")
@@ -81,21 +82,26 @@ TOML
 # 3b. decay phase: phase 1's best checkpoint on the same data and split, from the same peak rate
 finetune decay "$OUT/train/best.ckpt" "$DECAY_EPOCHS" "dataset = \"aligned.h5\"
 $SHARED"
-# 3c. round-2 phase (v2.1): round 2's last molecular stages need the reference NEB and the decay phase's model (active
-#     learning: that model's own NEB bands, labelled at the wB97M level); then the decay phase's best checkpoint is
-#     fine-tuned on round 1 + round 2 from half the peak rate. Round 2's frames come after round 1's, so the round-1
-#     frames keep the earlier phases' split (split_keep)
-data --part molecular --reaction-path "$OUT/neb-reference" --active-model "$OUT/decay/best.ckpt" >> "$OUT/data-molecular.log" 2>&1
-tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
-  "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
-  --alignment "$OUT/alignment.json" -o "$OUT/aligned-round2.h5"
-finetune round2 "$OUT/decay/best.ckpt" "$ROUND2_EPOCHS" "dataset = \"aligned-round2.h5\"
+# 3c. round-2 phase (only with ROUND2_EPOCHS > 0; the v2.1 candidate): round 2's last molecular stages need the
+#     reference NEB and the decay phase's model (active learning: that model's own NEB bands, labelled at the wB97M
+#     level); then the decay phase's best checkpoint is fine-tuned on round 1 + round 2 from half the peak rate. Round
+#     2's frames come after round 1's, so the round-1 frames keep the earlier phases' split (split_keep)
+MODEL="$OUT/decay/best.ckpt"
+DATA="$OUT/aligned.h5"
+if [ "$ROUND2_EPOCHS" -gt 0 ]; then
+  data --part molecular --reaction-path "$OUT/neb-reference" --active-model "$OUT/decay/best.ckpt" >> "$OUT/data-molecular.log" 2>&1
+  tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
+    "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
+    --alignment "$OUT/alignment.json" -o "$OUT/aligned-round2.h5"
+  finetune round2 "$OUT/decay/best.ckpt" "$ROUND2_EPOCHS" "dataset = \"aligned-round2.h5\"
 split_keep = \"aligned.h5\"
 $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
-MODEL="$OUT/round2/best.ckpt"
+  MODEL="$OUT/round2/best.ckpt"
+  DATA="$OUT/aligned-round2.h5"
+fi
 
 # 4. errors: random held-out frames of trained families, whole held-out families (per family and per level), peers
-allegro-fm evaluate "$MODEL" "$OUT/aligned-round2.h5" --split test -o "$OUT/test_errors.md"
+allegro-fm evaluate "$MODEL" "$DATA" --split test -o "$OUT/test_errors.md"
 allegro-fm evaluate "$MODEL" "$OUT/heldout.h5" --by key -o "$OUT/heldout_by_family.md"
 allegro-fm evaluate "$MODEL" "$OUT/heldout.h5" -o "$OUT/heldout_by_level.md"
 allegro-fm-bench peer-errors "$OUT/heldout.h5" -o "$OUT/heldout_peers.md"
