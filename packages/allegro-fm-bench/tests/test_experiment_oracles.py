@@ -152,3 +152,20 @@ def test_peer_force_errors_per_family(tmp_path):
     assert "| reversed |" in markdown({"emt": r})
     with pytest.raises(ValueError, match="unknown peer"):
         peer_calculator("mace")
+
+
+def test_birch_murnaghan_fit_recovers_its_parameters_and_refuses_e_of_v_without_a_minimum():
+    """The EOS fit on points of a Birch-Murnaghan curve gives back V0 and B0; E(V) with no minimum (linear) or points
+    the fit cannot follow are ValueErrors naming the structure and listing the points, not a negative density or a bare
+    scipy RuntimeError."""
+    from allegro_fm_bench.experiments.eos import fit_birch_murnaghan
+    from ase.eos import birchmurnaghan
+
+    v = np.linspace(48.5, 61.6, 5)
+    e = birchmurnaghan(v, -28.1, 35 * units.GPa, 4.5, 56.0)
+    eos = fit_birch_murnaghan(v, e, "portlandite")
+    assert eos.v0 == pytest.approx(56.0, rel=1e-4) and eos.B / units.GPa == pytest.approx(35.0, rel=1e-3)
+    with pytest.raises(ValueError, match=r"portlandite: E\(V\) has no minimum.*48.5 A\^3"):
+        fit_birch_murnaghan(v, 0.1 * v, "portlandite")
+    with pytest.raises(ValueError, match=r"Ca\(OH\)2: the Birch-Murnaghan fit of E\(V\) did not converge"):
+        fit_birch_murnaghan(v, [0.0, -1.0, -2.0, -1.5, -3.0], "Ca(OH)2")

@@ -11,6 +11,7 @@ equation of state.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,25 @@ class EOSResult:
                 f"| bulk modulus B0 (GPa) | {self.bulk_modulus:.1f} | {PAPER_B0} | {EXPT_B0} |\n"
                 f"| V0 ({self.atoms} atoms, A^3) | {self.v0:.1f} | | |\n"
                 f"| Birch-Murnaghan fit rms residual (meV/cell) | {self.fit_rms_meV:.1f} | | |\n")
+
+
+def fit_birch_murnaghan(volumes, energies, what: str) -> EquationOfState:
+    """ASE's Birch-Murnaghan fit of E(V) (A^3, eV), checked: a fit that does not converge, or one without a physical
+    minimum (V0 or B0 not positive and finite: E(V) has no minimum near the scan), is a ValueError naming ``what`` and
+    listing the points, not a bare scipy error or a negative density."""
+    vols, ens = np.asarray(volumes, float), np.asarray(energies, float)
+    pts = ", ".join(f"{v:.1f} A^3: {e:.4f} eV" for v, e in zip(vols, ens))
+    eos = EquationOfState(vols, ens, eos="birchmurnaghan")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # judged below instead
+            v0, _, b = eos.fit()
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{what}: the Birch-Murnaghan fit of E(V) did not converge ({exc}); E(V): {pts}") from exc
+    if not (np.isfinite(v0) and np.isfinite(b) and v0 > 0 and b > 0):
+        raise ValueError(f"{what}: E(V) has no minimum the Birch-Murnaghan fit can place (V0 {v0:.4g} A^3, B0 "
+                         f"{b / units.GPa:.4g} GPa); E(V): {pts}")
+    return eos
 
 
 def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax: float = 0.02,
@@ -75,8 +95,8 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
         seeds = best  # another round from every volume's best structure: finds lower basins the scan uncovered
     vols = [b.get_volume() for b in best]
     ens = [b.get_potential_energy() for b in best]
-    eos = EquationOfState(vols, ens, eos="birchmurnaghan")
-    v0, e0, b = eos.fit()
+    eos = fit_birch_murnaghan(vols, ens, f"{base.get_chemical_formula()} ({len(base)} atoms)")
+    v0, b = eos.v0, eos.B
     resid = np.array(ens) - np.array([eos.func(v, *eos.eos_parameters) for v in vols])
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(5, 4))
