@@ -417,9 +417,23 @@ def _conformers(names, rng: np.random.Generator, st: MiniDataSettings) -> list[t
     return jobs
 
 
+def _with_rattles(base: Atoms, rattles, rng: np.random.Generator) -> list[tuple[Atoms, str]]:
+    """``base`` as it is (rattle 0) and rattled by each sigma (A) of ``rattles``, with the generator suffix of each; a
+    seed is drawn for every entry, 0 included, so the draws do not depend on which rattles are 0."""
+    out = []
+    for sigma in rattles:
+        a = base.copy()
+        seed = int(rng.integers(1 << 30))
+        if sigma:
+            a.rattle(sigma, seed=seed)
+        out.append((a, f" rattle sigma={sigma}A seed={seed}" if sigma else ""))
+    return out
+
+
 def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random.Generator) -> list[tuple[str, Atoms, str]]:
-    """The reaction path of the bench's reference NEB (``check_neb_reference.py``'s folder: images.extxyz, the converged
-    PBE band, and saddle.extxyz, its refined saddle), each geometry as is and rattled by the settings' path rattles."""
+    """The reaction path of the bench's reference NEB (``check_neb_reference.py``'s folder: images.extxyz, its PBE band,
+    converged or not, and saddle.extxyz, the refined saddle), each geometry as is and rattled by the settings' path
+    rattles."""
     folder = Path(folder)
     try:
         band = ase.io.read(folder / "images.extxyz", index=":")
@@ -429,12 +443,8 @@ def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random
     jobs = []
     for k, img in enumerate([*band, saddle]):
         what = "saddle" if k == len(band) else f"image {k}/{len(band) - 1}"
-        for s in st.path_rattles:
-            a = Atoms(img.numbers, img.positions, cell=img.cell, pbc=img.pbc)
-            seed = int(rng.integers(1 << 30))
-            if s:
-                a.rattle(s, seed=seed)
-            jobs.append((a.get_chemical_formula(), a, f"reference CI-NEB (PBE) {what}" + (f" rattle sigma={s}A seed={seed}" if s else "")))
+        for a, how in _with_rattles(Atoms(img.numbers, img.positions, cell=img.cell, pbc=img.pbc), st.path_rattles, rng):
+            jobs.append((a.get_chemical_formula(), a, f"reference CI-NEB (PBE) {what}{how}"))
     return jobs
 
 
@@ -452,13 +462,8 @@ def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Gene
         images, fmax, ok = band(calc, reactant, product, 7, via=via, steps=steps)
         log.info("model band %s: %s, max NEB force %.3f eV/A", pname, "converged" if ok else "NOT converged", fmax)
         for k, img in enumerate(images[1:-1], 1):
-            for s in st.path_rattles:
-                a = Atoms(img.numbers, img.positions)
-                seed = int(rng.integers(1 << 30))
-                if s:
-                    a.rattle(s, seed=seed)
-                jobs.append((a.get_chemical_formula(), a, f"{label} NEB band ({pname}) image {k}/{len(images) - 1}"
-                             + (f" rattle sigma={s}A seed={seed}" if s else "")))
+            for a, how in _with_rattles(Atoms(img.numbers, img.positions), st.path_rattles, rng):
+                jobs.append((a.get_chemical_formula(), a, f"{label} NEB band ({pname}) image {k}/{len(images) - 1}{how}"))
     return jobs
 
 
@@ -467,8 +472,8 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors:
     OUT/molecular.extxyz (round 1, trained), OUT/molecular-round2.extxyz (round 2, trained; with ``reaction_path``, the
     folder of a finished reference NEB, its band and saddle too; with ``active_model``, that model's own NEB bands)
-    and OUT/molecular-heldout.extxyz (held-out molecules
-    and methanol-water clusters); None when another process is still labelling some of the stages (run again)."""
+    and OUT/molecular-heldout.extxyz (held-out molecules and methanol-water clusters); None when another process is
+    still labelling some of the stages (run again). Round 1's stages are labelled first."""
     outdir = Path(outdir)
     calc = WB97MD3BJ()
     rng = np.random.default_rng(st.seed + 1)
@@ -479,14 +484,8 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     # every job list is drawn up front, in one fixed order, whether or not its stage is already labelled: a resumed run
     # draws the same random rattles and placements as an uninterrupted one
     molecules = _conformers(S.MOLECULES, rng, st)
-    path = []
-    for k, img in enumerate(S.carbonic_acid_path(st.path_images)):
-        for s in st.path_rattles:
-            a = img.copy()
-            seed = int(rng.integers(1 << 30))
-            if s:
-                a.rattle(s, seed=seed)
-            path.append(("H2CO3->H2O+CO2", a, f"IDPP image {k}/{st.path_images - 1}" + (f" rattle sigma={s}A seed={seed}" if s else "")))
+    path = [("H2CO3->H2O+CO2", a, f"IDPP image {k}/{st.path_images - 1}{how}")
+            for k, img in enumerate(S.carbonic_acid_path(st.path_images)) for a, how in _with_rattles(img, st.path_rattles, rng)]
     clusters = [(g.split()[1], a, g) for a, g in _clusters(rng, st.clusters)]
     more = _conformers(MORE_MOLECULES, np.random.default_rng([st.seed, 2]), st)
     held_mol = _conformers(HELDOUT_MOLECULES, np.random.default_rng([st.seed, 3]), st)
@@ -496,10 +495,16 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     more2 = _conformers(ROUND2_MOLECULES, np.random.default_rng([st.seed, 5]), st2)
     clusters2 = [(g.split()[1], a, g) for a, g in _clusters(np.random.default_rng([st.seed, 6]), st.clusters // 3,
                                                             list(ROUND2_CLUSTERS))]
+    rp = _reaction_path_jobs(reaction_path, st, np.random.default_rng([st.seed, 7])) if reaction_path else []  # fails early
     mol = outdir / "molecular"
+    parts = [_stage(mol, "molecules", lambda: run(molecules, "molecules")),
+             _stage(mol, "carbonic_acid_path", lambda: run(path, "H2CO3 path")),
+             _stages(mol, "clusters", clusters, run, 6),
+             _stages(mol, "more_molecules", more, run, 13)]
+    held_parts = [_stages(mol, "heldout_molecules", held_mol, run, 13), _stages(mol, "heldout_clusters", held_cl, run, 4)]
+    anchors = _stage(outdir / "anchors", "molecular", lambda: run([(n, a, "anchor") for n, a in anchor_structures()], "anchors"))
     round2 = [_stages(mol, "round2_molecules", more2, run, 11), _stages(mol, "round2_clusters", clusters2, run, 6)]
     if reaction_path:
-        rp = _reaction_path_jobs(reaction_path, st, np.random.default_rng([st.seed, 7]))
         round2.append(_stage(mol, "round2_reaction_path", lambda: run(rp, "reaction path")))
     if active_model:
         def model_bands():  # a band image the closed-shell SCF cannot describe is left out, not fatal
@@ -516,12 +521,6 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
             return out
 
         round2.append(_stage(mol, "round2_model_bands", model_bands))
-    parts = [_stage(mol, "molecules", lambda: run(molecules, "molecules")),
-             _stage(mol, "carbonic_acid_path", lambda: run(path, "H2CO3 path")),
-             _stages(mol, "clusters", clusters, run, 6),
-             _stages(mol, "more_molecules", more, run, 13)]
-    held_parts = [_stages(mol, "heldout_molecules", held_mol, run, 13), _stages(mol, "heldout_clusters", held_cl, run, 4)]
-    anchors = _stage(outdir / "anchors", "molecular", lambda: run([(n, a, "anchor") for n, a in anchor_structures()], "anchors"))
     if any(p is None for p in parts + held_parts + round2) or anchors is None:
         log.info("molecular part: some stages are being made by another process; run again when it ends to assemble")
         return None

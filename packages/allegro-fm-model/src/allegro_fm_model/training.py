@@ -126,7 +126,7 @@ def split_indices(n: int, val: float, test: float, seed: int, keep: int = 0) -> 
 
 def kept_frames(dataset: str | Path, earlier: str | Path) -> int:
     """Number of frames of ``earlier`` after checking that they open ``dataset`` in the same order (same elements per
-    frame and positions within 1e-6 A); raises ValueError naming the first frame that differs."""
+    frame and positions within 1e-6 A); raises ValueError naming the block of frames where they differ."""
     with tea_align.open_dataset(earlier) as old, tea_align.open_dataset(dataset) as cur:
         n_old = len(old)
         if n_old > len(cur):
