@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 from pathlib import Path
 
@@ -40,7 +41,10 @@ def available_bytes(device="cpu") -> int | None:
 
 @contextlib.contextmanager
 def _cpu_peak(out: dict):
-    """The CPU meter: VmHWM (reset through clear_refs) or the resident set at exit, above VmRSS at entry (bytes)."""
+    """The CPU meter: VmHWM (reset through clear_refs) or the resident set at exit, above VmRSS at entry (bytes).
+    Garbage is collected first: earlier objects freed inside the block would lower the resident set under the level at
+    entry and hide the block's own growth (seen in a long test session: 64 MiB written read as 0)."""
+    gc.collect()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
         start = _proc_kib("/proc/self/status", "VmRSS")
@@ -56,7 +60,7 @@ def _cpu_peak(out: dict):
 def cpu_peak_measurable() -> bool:
     """Whether this process's peak resident set shows memory it touches: 32 MiB written inside the meter must read as
     at least 24 MiB, in one of three tries. False on kernels without clear_refs/VmHWM, and where the resident-set counters
-    lag (seen once on a CI machine: a block that wrote 64 MiB read as 0)."""
+    lag."""
     for _ in range(3):
         probe: dict = {"bytes": None}
         with _cpu_peak(probe):

@@ -33,7 +33,7 @@ import numpy as np
 from . import __version__
 from .alignment import Alignment
 from .errors import TeaAlignError
-from .files import AtomicFile, check_output_path, write_text_atomic  # noqa: F401  (public home: tea_align.files)
+from .files import AtomicFile, check_output_path, interrupts_deferred, write_text_atomic  # noqa: F401  (public home: tea_align.files)
 from .frame import Frame, FrameBatch, SourceInfo
 from .units import SCHEMA_UNITS
 
@@ -69,6 +69,13 @@ class DatasetWriter:
 
         self.path = Path(path)
         self._af = AtomicFile(self.path)
+        try:  # an interrupt (Ctrl-C) while the file is being set up must not leave the temporary behind
+            self._open(h5py, alignment_json, target_level, preprocessing, compression, compression_opts, chunk_frames)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, h5py, alignment_json, target_level, preprocessing, compression, compression_opts, chunk_frames):
         self._h5 = h5py.File(self._af.tmp, "w")
         self._sources: list[SourceInfo] = []
         self._n_frames = 0
@@ -170,17 +177,20 @@ class DatasetWriter:
             raise
 
     def abort(self) -> None:
-        """Drop the partial file (emptied first: HDF5's final flush then has room even on a full disk)."""
-        try:
-            os.truncate(self._af.tmp, 0)
-        except OSError:
-            pass
-        try:
-            self._h5.close()
-        except Exception:  # noqa: BLE001 - the file is being discarded; its flush may fail
-            pass
-        finally:
-            self._af.discard()
+        """Drop the partial file (emptied first: HDF5's final flush then has room even on a full disk); Ctrl-C waits
+        until it is gone."""
+        with interrupts_deferred():
+            try:
+                os.truncate(self._af.tmp, 0)
+            except OSError:
+                pass
+            try:
+                if hasattr(self, "_h5"):
+                    self._h5.close()
+            except Exception:  # noqa: BLE001 - the file is being discarded; its flush may fail
+                pass
+            finally:
+                self._af.discard()
 
     def __enter__(self) -> DatasetWriter:
         return self

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +43,24 @@ def _remove_stale_temporaries(target: Path) -> None:
             pass
 
 
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for the block and raise KeyboardInterrupt after it if one came: for steps that must not
+    stop half way (a temporary created but not yet named, a clean-up). Only the main thread receives SIGINT; elsewhere
+    this is a no-op (also where the program installed its own SIGINT handler). Written here: the standard library has no deferred-interrupt helper."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    got: list = []
+    old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if got:
+            raise KeyboardInterrupt
+
+
 class AtomicFile:
     """A temporary path next to ``target`` that becomes ``target`` only on ``commit()`` (os.replace)."""
 
@@ -50,15 +70,20 @@ class AtomicFile:
         # ends in the target's own suffix (".partial.png"), so writers that infer the format from the name work
         _remove_stale_temporaries(self.target)
         # named after the writing process: a temporary whose writer was killed (kill -9) is removed by the next write
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.{os.getpid()}.", suffix=".partial" + self.target.suffix,
-                                   dir=self.target.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        # mkstemp makes 0600: give the file the mode a plain open() would (the target's own, or 0666 less the umask)
+        # Ctrl-C is deferred until the temporary has its name here (else it would be left behind unnamed); an interrupt
+        # that arrived meanwhile is raised at the block's end, inside the try, which removes the temporary
+        self.tmp: Path | None = None
         try:
+            with interrupts_deferred():
+                fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.{os.getpid()}.",
+                                           suffix=".partial" + self.target.suffix, dir=self.target.parent)
+                self.tmp = Path(tmp)
+                os.close(fd)
+            # mkstemp makes 0600: give the file the mode a plain open() would (the target's own, or 0666 less the umask)
             os.chmod(self.tmp, self.target.stat().st_mode & 0o7777 if self.target.exists() else 0o666 & ~_umask())
         except BaseException:
-            self.discard()
+            if self.tmp is not None:
+                self.discard()
             raise
 
     def commit(self) -> Path:
@@ -66,7 +91,8 @@ class AtomicFile:
         return self.target
 
     def discard(self) -> None:
-        self.tmp.unlink(missing_ok=True)
+        with interrupts_deferred():  # a second Ctrl-C must not stop the clean-up half way
+            self.tmp.unlink(missing_ok=True)
 
 
 @contextmanager
