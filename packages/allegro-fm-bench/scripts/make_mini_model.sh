@@ -2,11 +2,12 @@
 # Remakes Allegro-FM-mini end to end: label 19 structure families (15 trained, in two rounds; 4 held out) and
 # ~40 molecules/clusters plus the reference reaction path at two levels of theory, align them with tea-align, train the
 # mini preset with allegro-fm-model (phase 1 plateau, phase 2 cosine decay: the shipped v2; with ROUND2_EPOCHS > 0 a
-# third, round-2 fine-tune: the v2.1 candidate, not shipped, see the model card), evaluate on the held-out families
+# third, round-2 fine-tune: the v2.1 candidate; with ROUND3_EPOCHS > 0 too, an active-learning round 3 on that model's
+# own EOS relaxations and NEB bands: the v2.2 candidate; see the model card), evaluate on the held-out families
 # (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
-#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS]
+#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS]
 # About 3 h of labelling (three processes, plus the reference NEB) and about 8 h of training on 2 CPU cores. Every stage
 # resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
 # phase from its last.ckpt.
@@ -15,6 +16,7 @@ OUT=${1:-runs/mini}
 EPOCHS=${2:-200}
 DECAY_EPOCHS=${3:-140}
 ROUND2_EPOCHS=${4:-0}  # 0: no round-2 phase (the shipped v2); 50 made the v2.1 candidate (model card)
+ROUND3_EPOCHS=${5:-0}  # 0: no active round 3; 40 made the v2.2 candidate (model card)
 mkdir -p "$OUT"
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
 here=$(dirname "$0")
@@ -98,6 +100,25 @@ split_keep = \"aligned.h5\"
 $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
   MODEL="$OUT/round2/best.ckpt"
   DATA="$OUT/aligned-round2.h5"
+fi
+# 3d. active round 3 (only with ROUND2_EPOCHS > 0 and ROUND3_EPOCHS > 0): the round-2 model's own EOS relaxations (T11,
+#     portlandite; SevenNet-0 labels) and NEB bands (wB97M labels), appended after rounds 1 and 2, whose frames keep
+#     the split they had (split_keep, a chain); a fine-tune of the round-2 model from half the peak rate
+if [ "$ROUND2_EPOCHS" -gt 0 ] && [ "$ROUND3_EPOCHS" -gt 0 ]; then
+  OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round2/best.ckpt" --round 3 --part pbe -o "$OUT/data" \
+    --threads 1 > "$OUT/data-round3-pbe.log" 2>&1 &
+  OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round2/best.ckpt" --round 3 --part molecular -o "$OUT/data" \
+    --threads 1 > "$OUT/data-round3-molecular.log" 2>&1 &
+  wait
+  tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
+    "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
+    "$OUT/data/pbe-round3.extxyz,name=mini-pbe-round3" "$OUT/data/molecular-round3.extxyz,name=mini-wb97m-round3" \
+    --alignment "$OUT/alignment.json" -o "$OUT/aligned-round3.h5"
+  finetune round3 "$OUT/round2/best.ckpt" "$ROUND3_EPOCHS" "dataset = \"aligned-round3.h5\"
+split_keep = [\"aligned.h5\", \"aligned-round2.h5\"]
+$(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
+  MODEL="$OUT/round3/best.ckpt"
+  DATA="$OUT/aligned-round3.h5"
 fi
 
 # 4. errors: random held-out frames of trained families, whole held-out families (per family and per level), peers

@@ -448,3 +448,40 @@ def test_split_keep_grown_dataset_keeps_the_earlier_split(tmp_path):
         kept_frames(tmp_path / "reordered.h5", tmp_path / "old.h5")
     with pytest.raises(ValueError, match="must extend it"):
         split_indices(5, 0.1, 0.1, 0, keep=6)
+
+
+def test_split_keep_chain_of_rounds_keeps_every_earlier_split(tmp_path):
+    """split_keep = [round 1, round 2]: a dataset grown twice splits round 1's frames as the round-1 run did, round 2's
+    block as the round-2 run (split_keep = round 1) did, and only the new frames afresh; the list must be a chain."""
+    from allegro_fm_model.training import kept_blocks, run_split, split_indices
+
+    p = synthetic.make_demo_data(tmp_path / "a", n_crystals=10, n_molecules=10, n_anchors=8, seed=4)
+    q = synthetic.make_demo_data(tmp_path / "b", n_crystals=9, n_molecules=0, n_anchors=2, seed=5)
+    r = synthetic.make_demo_data(tmp_path / "c", n_crystals=12, n_molecules=0, n_anchors=2, seed=6)
+    data = [f"{p['periodic']},level={synthetic.LEVEL_S}", f"{p['molecules']},level={synthetic.LEVEL_T}"]
+    al = tea_align.fit([p["anchors"]], data, target_level=synthetic.LEVEL_T)
+    r2 = data + [f"{q['periodic']},level={synthetic.LEVEL_S},name=round2"]
+    tea_align.apply(al, data, tmp_path / "r1.h5")
+    tea_align.apply(al, r2, tmp_path / "r2.h5")
+    tea_align.apply(al, r2 + [f"{r['periodic']},level={synthetic.LEVEL_S},name=round3"], tmp_path / "r3.h5")
+    sizes = kept_blocks(tmp_path / "r3.h5", [tmp_path / "r1.h5", tmp_path / "r2.h5"])
+    with tea_align.open_dataset(tmp_path / "r3.h5") as ds:
+        n = len(ds)
+    n1, n2 = sizes
+    assert n1 == 20 and n2 == 29 and n == 41
+    (tmp_path / "t2.toml").write_text('[train]\ndataset = "r2.h5"\nsplit_keep = "r1.h5"\nval_fraction = 0.1\ntest_fraction = 0.1\n')
+    (tmp_path / "t3.toml").write_text('[train]\ndataset = "r3.h5"\nsplit_keep = ["r1.h5", "r2.h5"]\nval_fraction = 0.1\n'
+                                      'test_fraction = 0.1\n')
+    s3 = TrainSettings.from_toml(tmp_path / "t3.toml")
+    assert s3.split_keep == (str(tmp_path / "r1.h5"), str(tmp_path / "r2.h5"))
+    round2 = run_split(TrainSettings.from_toml(tmp_path / "t2.toml"), n2)
+    round3 = run_split(s3, n)
+    for a, b in zip(round2, round3):
+        assert [i for i in b if i < n2] == a  # rounds 1 and 2 keep the round-2 run's split
+    assert sorted(i for part in round3 for i in part) == list(range(n))
+    assert [[i - n2 for i in part if i >= n2] for part in round3] == [list(x) for x in split_indices(n - n2, 0.1, 0.1, 0)]
+    assert [i for i in round3[2] if i < n1] == split_indices(n1, 0.1, 0.1, 0)[2]  # round 1's test frames stay test frames
+    with pytest.raises(ValueError, match="r2.h5 has 29 frames, more than .*r1.h5"):  # a chain in the wrong order
+        kept_blocks(tmp_path / "r3.h5", [tmp_path / "r2.h5", tmp_path / "r1.h5"])
+    with pytest.raises(ValueError, match="grow one from the next"):
+        split_indices(40, 0.1, 0.1, 0, keep=[29, 20])

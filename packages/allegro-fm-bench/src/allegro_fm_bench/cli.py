@@ -1,5 +1,5 @@
-"""``allegro-fm-bench`` command: ``run all|EXPERIMENT`` (the paper's results as a report) and ``make-mini-data``
-(the mini model's dataset)."""
+"""``allegro-fm-bench`` command: ``run all|EXPERIMENT`` (the paper's results as a report), ``make-mini-data`` (the mini
+model's dataset), ``make-active-data`` (an active-learning round of it) and ``peer-errors``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--active-model", default="", help="molecular part: a model whose own NEB bands (the bench's quick "
                    "carbonic-acid NEB) are labelled too (round 2: active learning)")
     p.set_defaults(func=_make_mini_data)
+    a = sub.add_parser("make-active-data", help="active learning: label the configurations a model reaches in the bench's "
+                       "EOS relaxations (PBE level) and NEB bands (wB97M-D3(BJ) level)", writes=True, output_required=True,
+                       output_help="the mini dataset folder (writes pbe-roundK.extxyz, molecular-roundK.extxyz; resumable)")
+    a.add_argument("model", help="the model whose configurations are labelled (.ckpt / .nequip.zip)")
+    a.add_argument("--round", type=int, required=True, help="the data round these frames make (3, 4, ...; 1 and 2 are "
+                   "make-mini-data's)")
+    a.add_argument("--part", choices=["pbe", "molecular", "all"], default="all")
+    a.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
+    a.set_defaults(func=_make_active_data)
     q = sub.add_parser("peer-errors", help="force errors of the weight-shipping peers (SevenNet-0, CHGNet) on an aligned dataset, "
                        "per structure family", writes=True, output_required=True, output_help="markdown table to write")
     q.add_argument("dataset", help="tea-align aligned dataset (e.g. the mini model's held-out families)")
@@ -56,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _make_mini_data(args) -> int:
     """Label the mini dataset's parts (resumable per stage)."""
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-        import torch  # lazy: torch takes seconds to import; only model paths need it
-
-        torch.set_num_threads(args.threads)
+    _threads(args.threads)
     st = QUICK if args.quick else MiniDataSettings()
     if args.part in ("pbe", "all"):
         make_pbe_part(args.output, st, only=tuple(args.only))
@@ -68,6 +73,30 @@ def _make_mini_data(args) -> int:
         make_molecular_part(args.output, st, reaction_path=args.reaction_path or None,
                             active_model=args.active_model or None)
     return 0
+
+
+def _make_active_data(args) -> int:
+    """Label one active-learning round of a model (resumable per stage)."""
+    from .active import make_active_molecular, make_active_pbe
+
+    if args.round < 3:
+        raise ValueError(f"--round {args.round}: rounds 1 and 2 are make-mini-data's; an active round is 3 or later")
+    if not Path(args.model).is_file():
+        raise ValueError(f"{args.model}: no such model file")
+    _threads(args.threads)
+    if args.part in ("pbe", "all"):
+        make_active_pbe(args.output, args.model, args.round)
+    if args.part in ("molecular", "all"):
+        make_active_molecular(args.output, args.model, args.round)
+    return 0
+
+
+def _threads(n: int) -> None:
+    if n:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+
+        torch.set_num_threads(n)
 
 
 def _peer_errors(args) -> int:

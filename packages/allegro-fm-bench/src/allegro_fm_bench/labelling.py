@@ -24,12 +24,19 @@ _GROUND_SPIN = {"H": 1, "C": 2, "N": 3, "O": 2, "Ca": 0, "Si": 2}  # 2S of the i
 
 
 def pbe_calculator(device: str = "cpu"):
-    """SevenNet-0 as an ASE calculator (energy eV, forces eV/A, stress)."""
-    from sevenn.calculator import SevenNetCalculator  # lazy: optional [datagen] extra
+    """SevenNet-0 as an ASE calculator (energy eV, forces eV/A, stress). Built under torch's float32 default: a nequip
+    model loaded earlier in the process sets the default to float64, and SevenNet's checkpoint loading then fails."""
+    import torch  # lazy: optional [datagen] extra
+    from sevenn.calculator import SevenNetCalculator
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return SevenNetCalculator("7net-0", device=device)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return SevenNetCalculator("7net-0", device=device)
+    finally:
+        torch.set_default_dtype(default)
 
 
 class SCFNotConverged(RuntimeError):

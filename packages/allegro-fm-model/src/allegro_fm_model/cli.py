@@ -27,7 +27,7 @@ from .legacy_finetune import finetune_legacy
 from .loading import load_potential
 from .model import build_model, count_parameters
 from .presets import PRESETS
-from .training import TrainSettings, kept_frames, split_indices, train, write_config
+from .training import TrainSettings, kept_blocks, split_indices, train, write_config
 
 
 def cmd_export(args) -> int:
@@ -67,7 +67,7 @@ def cmd_evaluate(args) -> int:
             raise ValueError(f"--split needs the training run's settings.json ({exc})") from exc
         with tea_align.open_dataset(args.dataset) as ds:
             n = len(ds)
-        keep = kept_frames(args.dataset, st["split_keep"]) if st.get("split_keep") else 0
+        keep = kept_blocks(args.dataset, st["split_keep"]) if st.get("split_keep") else 0
         parts = dict(zip(("train", "val", "test"), split_indices(n, st["val_fraction"], st["test_fraction"], st["seed"], keep)))
         indices = parts[args.split]
     pot = load_potential(args.model, args.device)

@@ -52,7 +52,9 @@ class TrainSettings:
     val_fraction: float = 0.05
     test_fraction: float = 0.05
     seed: int = 0
-    split_keep: str = ""  # an earlier dataset whose frames open this one (it grew): they keep the split they had there
+    # earlier datasets whose frames open this one (it grew, round by round): each one's frames keep the split they had
+    # there; one path, or a list of them from the smallest (each opening the next)
+    split_keep: str | tuple[str, ...] = ""
     ema_decay: float = 0.999
     model_dtype: str = "float32"
     accelerator: str = "auto"
@@ -83,9 +85,16 @@ class TrainSettings:
                 raise ValueError(f"{path}: [train] oversample must be a table of level of theory = repeat count")
             d["oversample"] = tuple(sorted(d["oversample"].items()))
         base = path.parent
-        for k in ("dataset", "init_from", "run_dir", "split_keep"):  # paths in the file are relative to the file
+        for k in ("dataset", "init_from", "run_dir"):  # paths in the file are relative to the file
             if d.get(k) and not Path(d[k]).is_absolute():
                 d[k] = str(base / d[k])
+        if d.get("split_keep"):
+            keep = d["split_keep"]
+            keep = [keep] if isinstance(keep, str) else keep
+            if not (isinstance(keep, list) and all(isinstance(x, str) for x in keep)):
+                raise ValueError(f"{path}: [train] split_keep must be a dataset path or a list of them")
+            keep = tuple(x if Path(x).is_absolute() else str(base / x) for x in keep)
+            d["split_keep"] = keep[0] if len(keep) == 1 else keep
         return cls(**d)
 
     def __post_init__(self):
@@ -102,19 +111,25 @@ def oversampled(indices: list[int], levels: Sequence[str], repeat: dict[str, int
     return sorted(i for i in indices for _ in range(repeat.get(levels[i], 1)))
 
 
-def split_indices(n: int, val: float, test: float, seed: int, keep: int = 0) -> tuple[list[int], list[int], list[int]]:
+def split_indices(n: int, val: float, test: float, seed: int, keep: int | Sequence[int] = 0
+                  ) -> tuple[list[int], list[int], list[int]]:
     """(train, validation, test) frame indices of a dataset of ``n`` frames: a seeded permutation, fractions of n.
     With ``keep`` > 0 the first ``keep`` frames (an earlier dataset that this one extends) are split exactly as that
     dataset alone was, and the frames after them separately with the same fractions: frames an earlier run validated or
-    tested on never enter the training split of a run on the grown dataset."""
+    tested on never enter the training split of a run on the grown dataset. A list of sizes (increasing: datasets that
+    grew round by round) splits each round's block as the run on that round's dataset did."""
+    if not isinstance(keep, int):
+        sizes = list(keep)
+        if any(b <= a for a, b in zip(sizes, sizes[1:])):
+            raise ValueError(f"split_keep: the earlier datasets must grow one from the next (frames {sizes})")
+        if not sizes:
+            return split_indices(n, val, test, seed)
+        return split_indices(n, val, test, seed, sizes[-1]) if len(sizes) == 1 else _grown(
+            split_indices(sizes[-1], val, test, seed, sizes[:-1]), n, sizes[-1], val, test, seed)
     if keep:
         if not 0 < keep <= n:
             raise ValueError(f"split_keep: the earlier dataset has {keep} frames, this one {n}; it must extend it")
-        old = split_indices(keep, val, test, seed)
-        if keep == n:
-            return old
-        new = split_indices(n - keep, val, test, seed)
-        return tuple(a + [keep + i for i in b] for a, b in zip(old, new))  # type: ignore[return-value]
+        return _grown(split_indices(keep, val, test, seed), n, keep, val, test, seed)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(n)
     n_val = max(1, int(round(val * n)))
@@ -122,6 +137,24 @@ def split_indices(n: int, val: float, test: float, seed: int, keep: int = 0) -> 
     if n - n_val - n_test < 1:
         raise ValueError(f"dataset of {n} frames is too small for the validation/test split")
     return (sorted(idx[n_val + n_test :].tolist()), sorted(idx[:n_val].tolist()), sorted(idx[n_val : n_val + n_test].tolist()))
+
+
+def _grown(old: tuple[list[int], list[int], list[int]], n: int, keep: int, val: float, test: float, seed: int
+           ) -> tuple[list[int], list[int], list[int]]:
+    """The split ``old`` of the first ``keep`` frames, and frames keep..n-1 split on their own."""
+    if keep == n:
+        return old
+    new = split_indices(n - keep, val, test, seed)
+    return tuple(a + [keep + i for i in b] for a, b in zip(old, new))  # type: ignore[return-value]
+
+
+def kept_blocks(dataset: str | Path, earlier: str | Path | Sequence[str | Path]) -> int | list[int]:
+    """``kept_frames`` of one earlier dataset, or the frame counts of a list of them (each must open the next, and the
+    last ``dataset``): the ``keep`` argument of ``split_indices``."""
+    if isinstance(earlier, (str, Path)):
+        return kept_frames(dataset, earlier)
+    chain = [*earlier, dataset]
+    return [kept_frames(b, a) for a, b in zip(chain, chain[1:])]
 
 
 def kept_frames(dataset: str | Path, earlier: str | Path) -> int:
@@ -143,7 +176,7 @@ def kept_frames(dataset: str | Path, earlier: str | Path) -> int:
 
 def run_split(s: TrainSettings, n: int) -> tuple[list[int], list[int], list[int]]:
     """The (train, validation, test) indices a run with settings ``s`` uses on its dataset of ``n`` frames."""
-    keep = kept_frames(s.dataset, s.split_keep) if s.split_keep else 0
+    keep = kept_blocks(s.dataset, s.split_keep) if s.split_keep else 0
     return split_indices(n, s.val_fraction, s.test_fraction, s.seed, keep)
 
 
