@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # Remakes Allegro-FM-mini end to end: label 19 structure families (15 trained, in two rounds; 4 held out) and
 # ~40 molecules/clusters plus the reference reaction path at two levels of theory, align them with tea-align, train the
-# mini preset with allegro-fm-model (phase 1 plateau, phase 2 cosine decay: the shipped v2; with ROUND2_EPOCHS > 0 a
-# third, round-2 fine-tune: the v2.1 candidate; with ROUND3_EPOCHS > 0 too, an active-learning round 3 on that model's
-# own EOS relaxations and NEB bands: the v2.2 candidate; see the model card), evaluate on the held-out families
-# (never trained on) next to the weight-shipping peers, package the model.
+# mini preset with allegro-fm-model (phase 1 plateau, phase 2 cosine decay: v2; phase 3, round-2 fine-tune: v2.1;
+# phase 4, an active-learning round 3 on v2.1's own EOS relaxations and NEB bands: v2.2, the shipped file; the defaults
+# make it), evaluate on the held-out families (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
 #   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS]
-# About 3 h of labelling (three processes, plus the reference NEB) and about 8 h of training on 2 CPU cores. Every stage
+# About 4 h of labelling (three processes, plus the reference NEB) and about 4.5 h of training on 2 CPU cores. Every stage
 # resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
 # phase from its last.ckpt.
 set -euo pipefail
 OUT=${1:-runs/mini}
 EPOCHS=${2:-200}
 DECAY_EPOCHS=${3:-140}
-ROUND2_EPOCHS=${4:-0}  # 0: no round-2 phase (the shipped v2); 50 made the v2.1 candidate (model card)
-ROUND3_EPOCHS=${5:-0}  # 0: no active round 3; 40 made the v2.2 candidate (model card)
+ROUND2_EPOCHS=${4:-50}  # 0: no round-2 phase (that made v2); 50 made v2.1 (model card)
+ROUND3_EPOCHS=${5:-40}  # 0: no active round 3 (that made v2.1); 40 made v2.2, the shipped file (model card)
 mkdir -p "$OUT"
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
 here=$(dirname "$0")
@@ -84,7 +83,7 @@ TOML
 # 3b. decay phase: phase 1's best checkpoint on the same data and split, from the same peak rate
 finetune decay "$OUT/train/best.ckpt" "$DECAY_EPOCHS" "dataset = \"aligned.h5\"
 $SHARED"
-# 3c. round-2 phase (only with ROUND2_EPOCHS > 0; the v2.1 candidate): round 2's last molecular stages need the
+# 3c. round-2 phase (only with ROUND2_EPOCHS > 0; v2.1): round 2's last molecular stages need the
 #     reference NEB and the decay phase's model (active learning: that model's own NEB bands, labelled at the wB97M
 #     level); then the decay phase's best checkpoint is fine-tuned on round 1 + round 2 from half the peak rate. Round
 #     2's frames come after round 1's, so the round-1 frames keep the earlier phases' split (split_keep)
