@@ -46,7 +46,7 @@ def dataset(tmp_path_factory):
 def _toml(folder: Path, dataset: Path, epochs: int) -> Path:
     f = folder / "ft.toml"
     f.write_text(f'[train]\ndataset = "{dataset}"\nrun_dir = "run"\ninit_from = "{MODEL}"\nmax_epochs = {epochs}\n'
-                 'batch_size = 3\nlearning_rate = 0.002\nval_fraction = 0.25\ntest_fraction = 0.0\nfreeze = ["embedding"]\n')
+                 'batch_size = 3\nlearning_rate = 0.0005\nval_fraction = 0.25\ntest_fraction = 0.0\nfreeze = ["embedding"]\n')
     return f
 
 
@@ -58,7 +58,9 @@ def test_finetune_lowers_the_loss_keeps_frozen_groups_and_resumes(dataset, tmp_p
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3", "4"]
     val = [float(r["val_loss"]) for r in rows]
     print(f"validation loss by epoch: {val}")
-    assert val[-1] < 0.92 * val[0]  # the loss falls (1.59 -> 1.38 when measured)
+    # the loss falls, every epoch (measured with the v2.2 mini model's labels: 4.50 -> 4.38 -> 4.30 -> 4.26 -> 4.25; at
+    # learning rate 0.002 it fell to 4.25 in one epoch and rose again: the rate is 0.0005 for that reason)
+    assert val[-1] < 0.97 * val[0] and all(b < a for a, b in zip(val, val[1:]))
 
     orig, _ = load_legacy_module(MODEL, freeze=False)
     tuned, meta = load_legacy_module(run / "last.pth", freeze=False)

@@ -259,7 +259,8 @@ def test_lammps_mliap_file_runs_in_a_plain_cpu_lammps_build(tmp_path):
     np.add.at(folded, owner, data.f)
     assert data.got_energy == pytest.approx(e_ref, abs=1e-8 * n + 1e-6 * abs(e_ref))
     assert data.got_eatoms.sum() == pytest.approx(e_ref, abs=1e-6 * n)
-    np.testing.assert_allclose(folded, f_ref, atol=1e-5)
+    # float32 (the shipped model): round-off, relative to the largest force (8.95 eV/A on this cell with v2.2)
+    np.testing.assert_allclose(folded, f_ref, atol=4e-6 * max(1.0, float(np.abs(f_ref).max())))
     assert np.abs(f_ref).max() > 1e-2  # a rattled cell: the comparison is not of zeros
 
 
