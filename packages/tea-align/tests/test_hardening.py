@@ -214,3 +214,40 @@ def test_a_full_disk_is_a_clean_error_and_leaves_nothing(tmp_path, monkeypatch, 
     assert code == 1 and "no space left" in err and "out.h5" in err and err.count("\n") == 1, err
     assert calls["n"] >= 2
     assert not [f for f in tmp_path.iterdir() if f.name.startswith((".out.h5", "out.h5"))]
+
+
+def test_ctrl_c_while_a_temporary_is_made_or_set_up_leaves_nothing(tmp_path, monkeypatch):
+    """interrupts_deferred holds Ctrl-C to the end of its block (then raises it, the handler restored); a Ctrl-C that
+    lands while AtomicFile creates its temporary, or while DatasetWriter sets up its HDF5 file, leaves no file behind."""
+    import tempfile
+
+    from tea_align.dataset import DatasetWriter
+    from tea_align.files import AtomicFile, interrupts_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # without the deferral the KeyboardInterrupt is raised here
+            done.append(1)
+    assert done == [1] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    real = tempfile.mkstemp
+
+    def interrupted_mkstemp(*a, **k):  # the file exists, its name not yet returned, when Ctrl-C comes
+        out = real(*a, **k)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(tempfile, "mkstemp", interrupted_mkstemp)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicFile(tmp_path / "out.json")
+    monkeypatch.setattr(tempfile, "mkstemp", real)
+    assert list(tmp_path.iterdir()) == []
+
+    def interrupted_open(self, *a, **k):  # Ctrl-C half way through the HDF5 set-up
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DatasetWriter, "_open", interrupted_open)
+    with pytest.raises(KeyboardInterrupt):
+        DatasetWriter(tmp_path / "out.h5")
+    assert list(tmp_path.iterdir()) == []
