@@ -28,8 +28,8 @@ from ase.optimize import LBFGS
 from tqdm.auto import tqdm
 
 from . import structures as S
-from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
-from .minidata import MiniDataSettings, _labelled, _model_band_jobs, _stage, _with_rattles, _write_atomic
+from .labelling import PBE_LEVEL, WB97MD3BJ, pbe_calculator
+from .minidata import MiniDataSettings, _labelled, _stage, _with_rattles, _write_atomic, label_model_bands
 
 log = logging.getLogger("allegro_fm_bench.active")
 
@@ -124,15 +124,7 @@ def make_active_molecular(outdir: str | Path, model: str | Path, round_: int, st
     outdir = Path(outdir)
 
     def make():
-        calc = WB97MD3BJ()
-        out = []
-        jobs = _model_band_jobs(_model_calculator(model), Path(model).name, st, np.random.default_rng([st.seed, round_, 8]))
-        for n, a, g in tqdm(jobs, desc="model bands", disable=not progress, leave=False):
-            try:
-                out.append(_labelled(a, calc, WB97M_LEVEL, n, g))
-            except SCFNotConverged as exc:
-                log.warning("model bands: %s left out, SCF not converged (%s)", g, exc)
-        return out
+        return label_model_bands(model, WB97MD3BJ(), st, np.random.default_rng([st.seed, round_, 8]), progress)
 
     frames = _stage(outdir / "molecular", f"round{round_}_model_bands", make)
     if frames is None:

@@ -467,6 +467,22 @@ def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Gene
     return jobs
 
 
+def label_model_bands(model: str | Path, calc, st: MiniDataSettings, rng: np.random.Generator, progress: bool = True
+                      ) -> list[Atoms]:
+    """``_model_band_jobs`` of the model file ``model``, labelled with ``calc`` at the wB97M level; a band image the
+    closed-shell SCF cannot describe is left out (logged), not fatal."""
+    from allegro_fm_model import AllegroFMCalculator, load_potential  # lazy: torch; only this stage needs a model
+
+    out = []
+    jobs = _model_band_jobs(AllegroFMCalculator(load_potential(str(model))), Path(model).name, st, rng)
+    for n, a, g in tqdm(jobs, desc="model bands", disable=not progress, leave=False):
+        try:
+            out.append(_labelled(a, calc, WB97M_LEVEL, n, g))
+        except SCFNotConverged as exc:
+            log.warning("model bands: %s left out, SCF not converged (%s)", g, exc)
+    return out
+
+
 def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
                         reaction_path: str | Path | None = None, active_model: str | Path | None = None) -> Path | None:
     """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors:
@@ -507,20 +523,8 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     if reaction_path:
         round2.append(_stage(mol, "round2_reaction_path", lambda: run(rp, "reaction path")))
     if active_model:
-        def model_bands():  # a band image the closed-shell SCF cannot describe is left out, not fatal
-            from allegro_fm_model import AllegroFMCalculator, load_potential  # lazy: torch; only this stage needs a model
-
-            model = AllegroFMCalculator(load_potential(str(active_model)))
-            out = []
-            for n, a, g in tqdm(_model_band_jobs(model, Path(active_model).name, st, np.random.default_rng([st.seed, 8])),
-                                desc="model bands", disable=not progress, leave=False):
-                try:
-                    out.append(_labelled(a, calc, WB97M_LEVEL, n, g))
-                except SCFNotConverged as exc:
-                    log.warning("model bands: %s left out, SCF not converged (%s)", g, exc)
-            return out
-
-        round2.append(_stage(mol, "round2_model_bands", model_bands))
+        round2.append(_stage(mol, "round2_model_bands", lambda: label_model_bands(
+            active_model, calc, st, np.random.default_rng([st.seed, 8]), progress)))
     if any(p is None for p in parts + held_parts + round2) or anchors is None:
         log.info("molecular part: some stages are being made by another process; run again when it ends to assemble")
         return None
