@@ -3,10 +3,11 @@
 # ~40 molecules/clusters plus the reference reaction path at two levels of theory, align them with tea-align, train the
 # mini preset with allegro-fm-model (phase 1 plateau, phase 2 cosine decay: v2; phase 3, round-2 fine-tune: v2.1;
 # phase 4, an active-learning round 3 on v2.1's own EOS relaxations and NEB bands: v2.2, the shipped file; the defaults
-# make it), evaluate on the held-out families (never trained on) next to the weight-shipping peers, package the model.
+# make it; phase 5, with ROUND4_EPOCHS > 0, an active round 4 that adds v2.2's own MD), evaluate on the held-out
+# families (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
-#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS]
+#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS] [ROUND4_EPOCHS]
 # About 4 h of labelling (three processes, plus the reference NEB) and about 4.5 h of training on 2 CPU cores. Every stage
 # resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
 # phase from its last.ckpt.
@@ -16,6 +17,7 @@ EPOCHS=${2:-200}
 DECAY_EPOCHS=${3:-140}
 ROUND2_EPOCHS=${4:-50}  # 0: no round-2 phase (that made v2); 50 made v2.1 (model card)
 ROUND3_EPOCHS=${5:-40}  # 0: no active round 3 (that made v2.1); 40 made v2.2, the shipped file (model card)
+ROUND4_EPOCHS=${6:-0}  # > 0: active round 4 with the model's own MD (not yet shipped: see the model card)
 mkdir -p "$OUT"
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
 here=$(dirname "$0")
@@ -118,6 +120,26 @@ split_keep = [\"aligned.h5\", \"aligned-round2.h5\"]
 $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
   MODEL="$OUT/round3/best.ckpt"
   DATA="$OUT/aligned-round3.h5"
+fi
+# 3e. active round 4 (only after round 3 and with ROUND4_EPOCHS > 0): the round-3 model's EOS relaxations and NEB bands
+#     again, plus its own MD of every trained family (SevenNet-0 labels) and of the molecules and clusters, and new G2
+#     molecules (wB97M labels); a fine-tune of the round-3 model on rounds 1-4
+if [ "$ROUND2_EPOCHS" -gt 0 ] && [ "$ROUND3_EPOCHS" -gt 0 ] && [ "$ROUND4_EPOCHS" -gt 0 ]; then
+  for part in pbe molecular; do
+    OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round3/best.ckpt" --round 4 --part $part -o "$OUT/data" \
+      --threads 1 > "$OUT/data-round4-$part.log" 2>&1 &
+  done
+  wait
+  tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
+    "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
+    "$OUT/data/pbe-round3.extxyz,name=mini-pbe-round3" "$OUT/data/molecular-round3.extxyz,name=mini-wb97m-round3" \
+    "$OUT/data/pbe-round4.extxyz,name=mini-pbe-round4" "$OUT/data/molecular-round4.extxyz,name=mini-wb97m-round4" \
+    --alignment "$OUT/alignment.json" -o "$OUT/aligned-round4.h5"
+  finetune round4 "$OUT/round3/best.ckpt" "$ROUND4_EPOCHS" "dataset = \"aligned-round4.h5\"
+split_keep = [\"aligned.h5\", \"aligned-round2.h5\", \"aligned-round3.h5\"]
+$(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
+  MODEL="$OUT/round4/best.ckpt"
+  DATA="$OUT/aligned-round4.h5"
 fi
 
 # 4. errors: random held-out frames of trained families, whole held-out families (per family and per level), peers

@@ -60,3 +60,63 @@ def test_active_data_command_refuses_rounds_1_and_2_and_a_missing_model(tmp_path
     assert "rounds 1 and 2 are make-mini-data's" in capsys.readouterr().err
     assert main(["make-active-data", str(tmp_path / "none.ckpt"), "--round", "3", "-o", str(tmp_path / "d")]) == 2
     assert "none.ckpt: no such model file" in capsys.readouterr().err
+
+
+class _Exploding(EMT):
+    """EMT whose forces turn non-finite after ``n`` calls: a model that breaks during MD."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        self.n -= 1
+        if self.n < 0:
+            self.results["forces"] = self.results["forces"] * np.nan
+
+
+def test_model_md_keeps_evenly_spaced_snapshots_and_stops_where_the_model_breaks():
+    from allegro_fm_bench.active import _broken, model_md
+
+    a = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+    start = a.positions.copy()
+    snaps, stopped = model_md(a, EMT(), 600.0, 2.0, 40, 4, seed=1)
+    assert stopped == "" and [k for k, _ in snaps] == [10, 20, 30, 40]
+    moved = [np.abs(s.positions - start).max() for _, s in snaps]
+    assert moved[0] > 0.01 and all(s.calc is None for _, s in snaps)  # thermal motion; plain geometries to label
+    np.testing.assert_allclose(a.positions, start)  # the input is not moved
+    # the model breaks after ~25 force calls: the snapshots before are kept, the run says where it stopped and why
+    snaps, stopped = model_md(a, _Exploding(25), 600.0, 2.0, 40, 4, seed=1)
+    assert [k for k, _ in snaps] == [10, 20] and "before step 30" in stopped and "non-finite forces" in stopped
+    # atoms on top of each other are a broken frame, named
+    d = a.copy()
+    d.positions[1] = d.positions[0] + [0.3, 0, 0]
+    d.calc = EMT()
+    assert "atoms 0 and 1 at 0.30 A" in _broken(d)
+    a.calc = EMT()
+    assert _broken(a) == ""
+
+
+def test_round4_molecules_are_new_closed_shell_and_the_held_out_ones_stay_out():
+    from ase.build import molecule
+
+    from allegro_fm_bench.active import ROUND4_MOLECULES, molecular_md_geometries
+    from allegro_fm_bench.minidata import (HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES,
+                                           MiniDataSettings)
+    from allegro_fm_bench.structures import MOLECULES
+
+    assert not set(ROUND4_MOLECULES) & set(MOLECULES + MORE_MOLECULES + ROUND2_MOLECULES + HELDOUT_MOLECULES)
+    for name in ROUND4_MOLECULES:
+        m = molecule(name)
+        assert set(m.get_chemical_symbols()) <= {"H", "C", "O"}
+        assert sum(m.numbers) % 2 == 0 and not m.get_initial_magnetic_moments().any()  # closed shell
+    # EMT (which has H, C, O parameters) stands in for the model
+    g = molecular_md_geometries("emt", MiniDataSettings(), np.random.default_rng(0), calc=EMT(), molecules=("H2O", "CO2"),
+                                n_clusters=(2, 1))
+    keys = [a.info["structure"] for a in g]
+    assert len(g) == (2 + 2 + 1) * 2  # every start at both temperatures
+    assert keys.count("H2O") == 2 and keys.count("CO2") == 2 and keys.count("H2O+H2O+H2O") == 2
+    assert set(keys) - {"H2O", "CO2", "H2O+H2O", "H2O+H2O+H2O"} <= {"+".join(c) for c in ROUND2_CLUSTERS}
+    assert not {"CH3OH+H2O", "CH3OH+H2O+H2O"} & set(keys)  # the held-out clusters
+    assert all(not a.pbc.any() and "MD T=" in a.info["generator"] for a in g)

@@ -12,6 +12,15 @@ OUT/<part>/roundK_<stage>.extxyz, skipped when present, shared between processes
 - molecular, wB97M-D3(BJ)/def2-SVP (PySCF) -> OUT/molecular-roundK.extxyz: the inner images of the model's quick NEB
   bands of H2CO3 -> H2O + CO2 (both pathways), plain and rattled (minidata's round-2 active stage, for this model).
 
+From round 4 (``MD_FROM_ROUND``) a round also runs the model's own finite-temperature MD (Langevin, the model driving):
+- periodic: every trained structure family from its round-1 base structure (the first frame of OUT/pbe/<family>.extxyz)
+  at the family's temperatures, ``PBE_MD_SNAPSHOTS`` snapshots each (stage roundK_md_<family>);
+- molecular: every trained molecule and the round-1/round-2 cluster kinds at ``MOLECULE_MD_TEMPERATURES``, the last frame
+  of each run (stage roundK_md, labelled in parts), plus ``ROUND4_MOLECULES``, closed-shell H/C/O molecules of ASE's G2
+  set not used before (G2 geometry, rattled, and along the model's MD). The held-out molecules and clusters are never
+  used. A run the model breaks (atoms closer than ``MIN_DISTANCE`` or a force above ``MAX_MD_FORCE``) stops there and
+  keeps the snapshots before it.
+
 The files come after the earlier rounds' in the tea-align apply command, so ``[train] split_keep`` keeps the earlier
 rounds' split.
 """
@@ -21,15 +30,33 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import ase.io
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
+from ase.build import molecule
 from ase.filters import FrechetCellFilter
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import thermalize_momenta
+from ase.neighborlist import neighbor_list
 from ase.optimize import LBFGS
 from tqdm.auto import tqdm
 
 from . import structures as S
-from .labelling import PBE_LEVEL, WB97MD3BJ, pbe_calculator
-from .minidata import MiniDataSettings, _labelled, _stage, _with_rattles, _write_atomic, label_model_bands
+from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
+from .minidata import (
+    FAMILIES,
+    MORE_MOLECULES,
+    ROUND2_CLUSTERS,
+    ROUND2_MOLECULES,
+    MiniDataSettings,
+    _clusters,
+    _labelled,
+    _stage,
+    _stages,
+    _with_rattles,
+    _write_atomic,
+    label_model_bands,
+)
 
 log = logging.getLogger("allegro_fm_bench.active")
 
@@ -37,6 +64,17 @@ log = logging.getLogger("allegro_fm_bench.active")
 #: portlandite EOS (its 5-atom cell)
 EOS_SYSTEMS = (("tobermorite-11A", S.tobermorite_11a), ("portlandite", S.portlandite))
 EOS_STRAINS = (-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06)
+
+MD_FROM_ROUND = 4  # rounds 3 (v2.2) and earlier have no model-MD stages
+PBE_MD_STEPS, PBE_MD_SNAPSHOTS = 400, 4  # per family and temperature; 0.5 fs with H, else 1 fs
+MOLECULE_MD_TEMPERATURES = (300.0, 800.0)  # K
+MOLECULE_MD_STEPS = 240  # x 0.5 fs; the last frame is labelled
+MIN_DISTANCE = 0.5  # A: a model MD run with two atoms closer than this is broken
+MAX_MD_FORCE = 30.0  # eV/A: ... or with a force above this
+#: closed-shell H/C/O molecules of ASE's G2 set that no earlier round used (rings, dienes, alkynes, furan, benzene)
+ROUND4_MOLECULES = ("bicyclobutane", "methylenecyclopropane", "cyclobutene", "C3H6_D3h", "C6H6", "cyclobutane",
+                    "butadiene", "C4H4O", "C3H4_D2d", "2-butyne", "C5H8", "C3H4_C3v", "C3H4_C2v")
+ROUND4_RATTLES = (0.03, 0.09, 0.15)  # A, one seed each
 
 
 def relaxation_snapshots(atoms: Atoms, calc, fmax: float = 0.05, steps: int = 600, cell: bool = False,
@@ -86,6 +124,67 @@ def eos_path_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Generat
     return jobs
 
 
+def _broken(atoms: Atoms, min_distance: float = MIN_DISTANCE, max_force: float = MAX_MD_FORCE) -> str:
+    """Why a model MD frame is broken ('' if it is not): non-finite or too large forces, or atoms too close (A)."""
+    i, j, d = neighbor_list("ijd", atoms, min_distance)
+    if len(d):
+        k = int(np.argmin(d))
+        return f"atoms {i[k]} and {j[k]} at {d[k]:.2f} A < {min_distance:g}"
+    f = atoms.get_forces()
+    if not np.isfinite(f).all():
+        return "non-finite forces"
+    fmax = float(np.sqrt((f ** 2).sum(axis=1)).max())
+    if fmax > max_force:
+        return f"force {fmax:.1f} eV/A > {max_force:g}"
+    return ""
+
+
+def model_md(atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, snapshots: int, seed: int
+             ) -> tuple[list[tuple[int, Atoms]], str]:
+    """Langevin MD of a copy of ``atoms`` driven by ``calc`` (the model): momenta drawn at 2 x ``temperature`` (K),
+    friction 0.02/fs, ``steps`` steps of ``dt_fs`` (fs) -> ([(step, snapshot)] at ``snapshots`` even intervals, the last
+    step included; why the run stopped early, '' if it did not). A broken frame (``_broken``) ends the run; the
+    snapshots before it are kept."""
+    a = atoms.copy()
+    a.calc = calc
+    thermalize_momenta(a, 2 * temperature, rng=np.random.default_rng(seed))
+    dyn = Langevin(a, dt_fs * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=np.random.default_rng(seed))
+    every = max(1, steps // snapshots)
+    out: list[tuple[int, Atoms]] = []
+    for k in range(every, every * snapshots + 1, every):
+        try:
+            dyn.run(every)
+            why = _broken(a)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        if why:
+            log.warning("model MD at %g K stopped before step %d: %s", temperature, k, why)
+            return out, f" (run stopped before step {k}: {why})"
+        out.append((k, Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc)))
+    return out, ""
+
+
+def md_jobs(calc, label: str, atoms: Atoms, structure: str, temperatures, dt_fs: float, steps: int, snapshots: int,
+            rng: np.random.Generator) -> list[tuple[str, Atoms, str]]:
+    """(structure, snapshot, generator) of ``model_md`` runs of ``atoms`` at each of ``temperatures`` (K)."""
+    jobs = []
+    for T in temperatures:
+        seed = int(rng.integers(1 << 30))
+        snaps, stopped = model_md(atoms, calc, T, dt_fs, steps, snapshots, seed)
+        jobs += [(structure, s, f"{label} MD T={T:g}K step={k} dt={dt_fs:g}fs seed={seed}{stopped}") for k, s in snaps]
+    return jobs
+
+
+def _round1_base(outdir: Path, family: str) -> Atoms:
+    """A family's base structure: the first frame of its round-1 stage (as built, or relaxed with SevenNet-0)."""
+    path = outdir / "pbe" / f"{family}.extxyz"
+    try:
+        a = ase.io.read(path, index=0)
+    except (OSError, ValueError, StopIteration) as exc:
+        raise ValueError(f"{path}: no labelled family to start the model's MD from; run make-mini-data first ({exc})") from exc
+    return Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc)
+
+
 def _model_calculator(model: str | Path):
     from allegro_fm_model import AllegroFMCalculator, load_potential  # lazy: torch; only the model's paths need it
 
@@ -94,8 +193,9 @@ def _model_calculator(model: str | Path):
 
 def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: MiniDataSettings = MiniDataSettings(),
                     progress: bool = True) -> Path | None:
-    """Periodic active-learning frames of ``model`` (the EOS relaxations' paths, labelled by SevenNet-0) ->
-    OUT/pbe-round<round_>.extxyz; None while another process labels one of the stages (run again)."""
+    """Periodic active-learning frames of ``model`` (the EOS relaxations' paths and, from round ``MD_FROM_ROUND``, its MD
+    of every trained family, labelled by SevenNet-0) -> OUT/pbe-round<round_>.extxyz; None while another process labels one of
+    the stages (run again)."""
     outdir = Path(outdir)
     label = Path(model).name
     parts = []
@@ -107,6 +207,19 @@ def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: Mini
                                                                               leave=False)]
 
         parts.append(_stage(outdir / "pbe", f"round{round_}_eos_{family}", make))
+    if round_ >= MD_FROM_ROUND:
+        for k, family in enumerate(f for f in FAMILIES if not f.held_out):
+            def make_md(family=family, k=k):
+                base = _round1_base(outdir, family.name)
+                temps = family.temperatures or tuple(min(t, family.max_temperature) for t in st.md_temperatures)
+                dt = st.md_dt_fs if "H" in base.get_chemical_symbols() else 2 * st.md_dt_fs
+                jobs = md_jobs(_model_calculator(model), label, base, family.name, temps, dt, PBE_MD_STEPS, PBE_MD_SNAPSHOTS,
+                               np.random.default_rng([st.seed, round_, 100 + k]))
+                calc = pbe_calculator()
+                return [_labelled(a, calc, PBE_LEVEL, n, g) for n, a, g in tqdm(jobs, desc=f"{family.name} model MD",
+                                                                                  disable=not progress, leave=False)]
+
+            parts.append(_stage(outdir / "pbe", f"round{round_}_md_{family.name}", make_md))
     if any(p is None for p in parts):
         log.info("active PBE part: a stage is being labelled by another process; run again when it ends to assemble")
         return None
@@ -117,19 +230,70 @@ def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: Mini
     return out
 
 
+def molecular_md_geometries(model: str | Path, st: MiniDataSettings, rng: np.random.Generator, calc=None,
+                            molecules: tuple[str, ...] | None = None, n_clusters: tuple[int, int] = (8, 4)) -> list[Atoms]:
+    """The unlabelled molecular geometries of an MD round: ``ROUND4_MOLECULES`` as G2 geometry and rattled by
+    ``ROUND4_RATTLES``; the last frame of the model's MD (``calc``, default: the model file) at each of
+    ``MOLECULE_MD_TEMPERATURES`` of every trained molecule (default: minidata's round-1 and round-2 molecules and the new
+    ones) and of ``n_clusters`` clusters of the round-1 and of the round-2 kinds. Each frame's info holds its structure
+    (the frame key) and generator."""
+    calc = calc if calc is not None else _model_calculator(model)
+    label = Path(str(model)).name
+    names = molecules if molecules is not None else S.MOLECULES + MORE_MOLECULES + ROUND2_MOLECULES + ROUND4_MOLECULES
+    out: list[Atoms] = []
+
+    def add(structure, a, generator):
+        b = Atoms(a.numbers, a.positions)
+        b.info.update({"structure": structure, "generator": generator})
+        out.append(b)
+
+    for name in ROUND4_MOLECULES if molecules is None else ():
+        m = molecule(name)
+        add(m.get_chemical_formula(), m, f"G2 geometry of {name}")
+        for a, how in _with_rattles(m, ROUND4_RATTLES, rng):
+            add(m.get_chemical_formula(), a, f"{name}{how}")
+    starts = [(molecule(n).get_chemical_formula(), molecule(n), n) for n in names]
+    starts += [(g.split()[1], a, g) for a, g in _clusters(rng, n_clusters[0])]
+    starts += [(g.split()[1], a, g) for a, g in _clusters(rng, n_clusters[1], list(ROUND2_CLUSTERS))]
+    for structure, a, what in tqdm(starts, desc="model MD of molecules", leave=False):
+        for _, snap, gen in md_jobs(calc, label, a, structure, MOLECULE_MD_TEMPERATURES, st.md_dt_fs, MOLECULE_MD_STEPS, 1, rng):
+            add(structure, snap, f"{what}: {gen}")
+    log.info("molecular model MD: %d geometries to label", len(out))
+    return out
+
+
 def make_active_molecular(outdir: str | Path, model: str | Path, round_: int, st: MiniDataSettings = MiniDataSettings(),
                           progress: bool = True) -> Path | None:
-    """Molecular active-learning frames of ``model`` (its quick NEB bands, labelled at wB97M-D3(BJ)/def2-SVP; an image
-    whose SCF fails is left out, logged) -> OUT/molecular-round<round_>.extxyz; None while another process labels it."""
+    """Molecular active-learning frames of ``model`` (its quick NEB bands and, from round ``MD_FROM_ROUND``, the
+    ``molecular_md_geometries``, labelled at wB97M-D3(BJ)/def2-SVP; a geometry whose SCF fails is left out, logged) ->
+    OUT/molecular-round<round_>.extxyz; None while another process labels one of its stages (run again)."""
     outdir = Path(outdir)
+    calc = WB97MD3BJ()
 
     def make():
-        return label_model_bands(model, WB97MD3BJ(), st, np.random.default_rng([st.seed, round_, 8]), progress)
+        return label_model_bands(model, calc, st, np.random.default_rng([st.seed, round_, 8]), progress)
 
-    frames = _stage(outdir / "molecular", f"round{round_}_model_bands", make)
-    if frames is None:
+    parts = [_stage(outdir / "molecular", f"round{round_}_model_bands", make)]
+    if round_ >= MD_FROM_ROUND:
+        geoms = _stage(outdir / "molecular", f"round{round_}_md_geometries",
+                       lambda: molecular_md_geometries(model, st, np.random.default_rng([st.seed, round_, 9])))
+        if geoms is not None:
+            def run(jobs, desc):
+                out = []
+                for a in tqdm(jobs, desc=desc, disable=not progress, leave=False):
+                    try:
+                        out.append(_labelled(a, calc, WB97M_LEVEL, a.info["structure"], a.info["generator"]))
+                    except SCFNotConverged as exc:
+                        log.warning("%s: %s left out, SCF not converged (%s)", desc, a.info["generator"], exc)
+                return out
+
+            parts.append(_stages(outdir / "molecular", f"round{round_}_md", geoms, run, 8))
+        else:
+            parts.append(None)
+    if any(p is None for p in parts):
         log.info("active molecular part: being labelled by another process; run again when it ends to assemble")
         return None
+    frames = [a for p in parts for a in p]
     out = outdir / f"molecular-round{round_}.extxyz"
     _write_atomic(frames, out)
     log.info("active molecular part, round %d: %d frames -> %s", round_, len(frames), out)
