@@ -2,13 +2,14 @@
 # Remakes Allegro-FM-mini end to end: label 19 structure families (15 trained, in two rounds; 4 held out) and
 # ~40 molecules/clusters plus the reference reaction path at two levels of theory, align them with tea-align, train the
 # mini preset with allegro-fm-model (phase 1 plateau, phase 2 cosine decay: v2; phase 3, round-2 fine-tune: v2.1;
-# phase 4, an active-learning round 3 on v2.1's own EOS relaxations and NEB bands: v2.2, the shipped file; the defaults
-# make it; phase 5, with ROUND4_EPOCHS > 0, an active round 4 that adds v2.2's own MD), evaluate on the held-out
-# families (never trained on) next to the weight-shipping peers, package the model.
+# phase 4, an active-learning round 3 on v2.1's own EOS relaxations and NEB bands: v2.2; phase 5, an active round 4
+# that adds v2.2's own MD and re-aligns with the molecular AEC scale at 1: v2.3, the shipped file; the defaults make
+# it), evaluate on the held-out families (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
 #   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS] [ROUND4_EPOCHS]
-# About 4 h of labelling (three processes, plus the reference NEB) and about 4.5 h of training on 2 CPU cores. Every stage
+# About 4 h of labelling (three processes, plus the reference NEB) and about 4.5 h of training on 2 CPU cores, then round
+# 4: ~45 min of labelling (two processes) and ~45 min of training. Every stage
 # resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
 # phase from its last.ckpt.
 set -euo pipefail
@@ -16,8 +17,8 @@ OUT=${1:-runs/mini}
 EPOCHS=${2:-200}
 DECAY_EPOCHS=${3:-140}
 ROUND2_EPOCHS=${4:-50}  # 0: no round-2 phase (that made v2); 50 made v2.1 (model card)
-ROUND3_EPOCHS=${5:-40}  # 0: no active round 3 (that made v2.1); 40 made v2.2, the shipped file (model card)
-ROUND4_EPOCHS=${6:-0}  # > 0: active round 4 with the model's own MD (not yet shipped: see the model card)
+ROUND3_EPOCHS=${5:-40}  # 0: no active round 3 (that made v2.1); 40 made v2.2
+ROUND4_EPOCHS=${6:-40}  # 0: no active round 4 (that made v2.2); 40 made v2.3, the shipped file (model card)
 mkdir -p "$OUT"
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
 here=$(dirname "$0")

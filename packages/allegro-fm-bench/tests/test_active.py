@@ -99,12 +99,10 @@ def test_model_md_keeps_evenly_spaced_snapshots_and_stops_where_the_model_breaks
 
 
 def test_round4_molecules_are_new_closed_shell_and_the_held_out_ones_stay_out():
-    from ase.build import molecule
-
     from allegro_fm_bench.active import ROUND4_MOLECULES, molecular_md_geometries
-    from allegro_fm_bench.minidata import (HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES,
-                                           MiniDataSettings)
+    from allegro_fm_bench.minidata import HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES, MiniDataSettings
     from allegro_fm_bench.structures import MOLECULES
+    from ase.build import molecule
 
     assert not set(ROUND4_MOLECULES) & set(MOLECULES + MORE_MOLECULES + ROUND2_MOLECULES + HELDOUT_MOLECULES)
     for name in ROUND4_MOLECULES:
