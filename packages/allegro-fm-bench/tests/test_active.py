@@ -118,3 +118,14 @@ def test_round4_molecules_are_new_closed_shell_and_the_held_out_ones_stay_out():
     assert set(keys) - {"H2O", "CO2", "H2O+H2O", "H2O+H2O+H2O"} <= {"+".join(c) for c in ROUND2_CLUSTERS}
     assert not {"CH3OH+H2O", "CH3OH+H2O+H2O"} & set(keys)  # the held-out clusters
     assert all(not a.pbc.any() and "MD T=" in a.info["generator"] for a in g)
+
+
+def test_model_md_of_a_family_without_round1_data_names_the_missing_file(tmp_path):
+    from allegro_fm_bench.active import _round1_base
+
+    with pytest.raises(ValueError, match=r"pbe/quartz\.extxyz: no labelled family .*run make-mini-data first"):
+        _round1_base(tmp_path, "quartz")
+    (tmp_path / "pbe").mkdir()
+    (tmp_path / "pbe" / "quartz.extxyz").write_text("not an extxyz file\n")
+    with pytest.raises(ValueError, match="quartz.extxyz: no labelled family"):
+        _round1_base(tmp_path, "quartz")

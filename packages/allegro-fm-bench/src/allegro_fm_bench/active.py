@@ -32,17 +32,15 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.build import molecule
 from ase.filters import FrechetCellFilter
-from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import thermalize_momenta
 from ase.neighborlist import neighbor_list
 from ase.optimize import LBFGS
 from tqdm.auto import tqdm
 
 from . import structures as S
-from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
+from .labelling import PBE_LEVEL, WB97MD3BJ, pbe_calculator
 from .minidata import (
     FAMILIES,
     MORE_MOLECULES,
@@ -56,6 +54,8 @@ from .minidata import (
     _with_rattles,
     _write_atomic,
     label_model_bands,
+    label_or_skip,
+    langevin,
 )
 
 log = logging.getLogger("allegro_fm_bench.active")
@@ -145,10 +145,7 @@ def model_md(atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, s
     friction 0.02/fs, ``steps`` steps of ``dt_fs`` (fs) -> ([(step, snapshot)] at ``snapshots`` even intervals, the last
     step included; why the run stopped early, '' if it did not). A broken frame (``_broken``) ends the run; the
     snapshots before it are kept."""
-    a = atoms.copy()
-    a.calc = calc
-    thermalize_momenta(a, 2 * temperature, rng=np.random.default_rng(seed))
-    dyn = Langevin(a, dt_fs * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=np.random.default_rng(seed))
+    a, dyn = langevin(atoms, calc, temperature, dt_fs, seed)
     every = max(1, steps // snapshots)
     out: list[tuple[int, Atoms]] = []
     for k in range(every, every * snapshots + 1, every):
@@ -279,13 +276,7 @@ def make_active_molecular(outdir: str | Path, model: str | Path, round_: int, st
                        lambda: molecular_md_geometries(model, st, np.random.default_rng([st.seed, round_, 9])))
         if geoms is not None:
             def run(jobs, desc):
-                out = []
-                for a in tqdm(jobs, desc=desc, disable=not progress, leave=False):
-                    try:
-                        out.append(_labelled(a, calc, WB97M_LEVEL, a.info["structure"], a.info["generator"]))
-                    except SCFNotConverged as exc:
-                        log.warning("%s: %s left out, SCF not converged (%s)", desc, a.info["generator"], exc)
-                return out
+                return label_or_skip([(a.info["structure"], a, a.info["generator"]) for a in jobs], calc, desc, progress)
 
             parts.append(_stages(outdir / "molecular", f"round{round_}_md", geoms, run, 8))
         else:

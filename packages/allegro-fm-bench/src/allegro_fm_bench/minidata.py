@@ -244,13 +244,20 @@ def relax_tobermorite(calc, fmax: float = 0.05, steps: int = 300) -> Atoms:
     return t
 
 
-def _md(atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, seed: int, every: int = 0):
-    """Langevin MD (friction 0.02/fs) from momenta drawn at 2 x ``temperature`` (equipartition halves it quickly);
-    returns the snapshots every ``every`` steps (or the last frame when ``every`` is 0)."""
+def langevin(atoms: Atoms, calc, temperature: float, dt_fs: float, seed: int) -> tuple[Atoms, Langevin]:
+    """(a copy of ``atoms`` driven by ``calc``, its Langevin integrator): momenta drawn at 2 x ``temperature`` (K;
+    equipartition halves it quickly), friction 0.02/fs, time step ``dt_fs`` (fs), both random streams from ``seed``."""
     a = atoms.copy()
     a.calc = calc
     thermalize_momenta(a, 2 * temperature, rng=np.random.default_rng(seed))
-    dyn = Langevin(a, dt_fs * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=np.random.default_rng(seed))
+    return a, Langevin(a, dt_fs * units.fs, temperature_K=temperature, friction=0.02 / units.fs,
+                       rng=np.random.default_rng(seed))
+
+
+def _md(atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, seed: int, every: int = 0):
+    """Langevin MD (friction 0.02/fs) from momenta drawn at 2 x ``temperature`` (equipartition halves it quickly);
+    returns the snapshots every ``every`` steps (or the last frame when ``every`` is 0)."""
+    a, dyn = langevin(atoms, calc, temperature, dt_fs, seed)
     out = []
     for _ in range(steps // every if every else 1):
         dyn.run(every or steps)
@@ -473,13 +480,19 @@ def label_model_bands(model: str | Path, calc, st: MiniDataSettings, rng: np.ran
     closed-shell SCF cannot describe is left out (logged), not fatal."""
     from allegro_fm_model import AllegroFMCalculator, load_potential  # lazy: torch; only this stage needs a model
 
-    out = []
     jobs = _model_band_jobs(AllegroFMCalculator(load_potential(str(model))), Path(model).name, st, rng)
-    for n, a, g in tqdm(jobs, desc="model bands", disable=not progress, leave=False):
+    return label_or_skip(jobs, calc, "model bands", progress)
+
+
+def label_or_skip(jobs: list[tuple[str, Atoms, str]], calc, desc: str, progress: bool = True) -> list[Atoms]:
+    """(structure, atoms, generator) jobs labelled with ``calc`` at the wB97M level; a geometry the closed-shell SCF
+    cannot describe (a model's broken band image or MD frame) is left out and logged, not fatal."""
+    out = []
+    for n, a, g in tqdm(jobs, desc=desc, disable=not progress, leave=False):
         try:
             out.append(_labelled(a, calc, WB97M_LEVEL, n, g))
         except SCFNotConverged as exc:
-            log.warning("model bands: %s left out, SCF not converged (%s)", g, exc)
+            log.warning("%s: %s left out, SCF not converged (%s)", desc, g, exc)
     return out
 
 
