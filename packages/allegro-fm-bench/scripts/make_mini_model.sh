@@ -12,7 +12,10 @@
 # 4: ~45 min of labelling (two processes) and ~45 min of training. Every stage
 # resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
 # phase from its last.ckpt.
+# AFM_LABELS=datasets/allegro-fm-mini first restores the published labels (checksums verified; `allegro-fm-bench labels`):
+# the stages they hold are not labelled again, so a remake on a new machine resumes where the published one stopped.
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; -*) echo "$0: unknown option $1 (usage: --help)" >&2; exit 2 ;; esac
 OUT=${1:-runs/mini}
 EPOCHS=${2:-200}
 DECAY_EPOCHS=${3:-140}
@@ -20,6 +23,7 @@ ROUND2_EPOCHS=${4:-50}  # 0: no round-2 phase (that made v2); 50 made v2.1 (mode
 ROUND3_EPOCHS=${5:-40}  # 0: no active round 3 (that made v2.1); 40 made v2.2
 ROUND4_EPOCHS=${6:-40}  # 0: no active round 4 (that made v2.2); 40 made v2.3, the shipped file (model card)
 mkdir -p "$OUT"
+if [ -n "${AFM_LABELS:-}" ]; then allegro-fm-bench labels restore "$AFM_LABELS" "$OUT" -q; fi
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
 here=$(dirname "$0")
 

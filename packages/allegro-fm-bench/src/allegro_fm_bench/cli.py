@@ -1,5 +1,6 @@
 """``allegro-fm-bench`` command: ``run all|EXPERIMENT`` (the paper's results as a report), ``make-mini-data`` (the mini
-model's dataset), ``make-active-data`` (an active-learning round of it) and ``peer-errors``."""
+model's dataset), ``make-active-data`` (an active-learning round of it), ``labels`` (the published labels of a
+remake: pack, restore, check) and ``peer-errors``."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--part", choices=["pbe", "molecular", "all"], default="all")
     a.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
     a.set_defaults(func=_make_active_data)
+    lb = sub.add_parser("labels", help="the published labels of a make_mini_model.sh run (datasets/allegro-fm-mini): "
+                        "pack RUN STORE | restore STORE RUN | check STORE RUN")
+    lb.add_argument("action", choices=["pack", "restore", "check"])
+    lb.add_argument("source", help="pack: the run folder (make_mini_model.sh's OUT); restore/check: the store")
+    lb.add_argument("target", help="pack: the store; restore/check: the run folder")
+    lb.set_defaults(func=_labels)
     q = sub.add_parser("peer-errors", help="force errors of the weight-shipping peers (SevenNet-0, CHGNet) on an aligned dataset, "
                        "per structure family", writes=True, output_required=True, output_help="markdown table to write")
     q.add_argument("dataset", help="tea-align aligned dataset (e.g. the mini model's held-out families)")
@@ -89,6 +96,21 @@ def _make_active_data(args) -> int:
     if args.part in ("molecular", "all"):
         make_active_molecular(args.output, args.model, args.round)
     return 0
+
+
+def _labels(args) -> int:
+    """Pack, restore or check a run's labelling stages against the store; check exits 1 when a stage differs."""
+    from collections import Counter
+
+    from . import labelstore
+
+    status = getattr(labelstore, args.action)(args.source, args.target)
+    counts = Counter(status.values())
+    for rel, what in status.items():
+        if what not in ("same",) and not args.quiet:
+            print(f"{what:>12}  {rel}")
+    print(f"labels {args.action}: " + ", ".join(f"{n} {what}" for what, n in sorted(counts.items())), flush=True)
+    return 1 if args.action == "check" and counts.get("differs") else 0
 
 
 def _threads(n: int) -> None:
