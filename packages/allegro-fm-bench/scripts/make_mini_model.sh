@@ -7,7 +7,7 @@
 # it), evaluate on the held-out families (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
-#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS] [ROUND4_EPOCHS]
+#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS] [ROUND4_EPOCHS] [ROUND5_EPOCHS]
 # About 4 h of labelling (three processes, plus the reference NEB) and about 4.5 h of training on 2 CPU cores, then round
 # 4: ~45 min of labelling (two processes) and ~45 min of training. Every stage
 # resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
@@ -22,9 +22,17 @@ DECAY_EPOCHS=${3:-140}
 ROUND2_EPOCHS=${4:-50}  # 0: no round-2 phase (that made v2); 50 made v2.1 (model card)
 ROUND3_EPOCHS=${5:-40}  # 0: no active round 3 (that made v2.1); 40 made v2.2
 ROUND4_EPOCHS=${6:-40}  # 0: no active round 4 (that made v2.2); 40 made v2.3, the shipped file (model card)
+ROUND5_EPOCHS=${7:-0}   # > 0: an active round 5 on the transition-state region of the reference reaction (not yet run)
 mkdir -p "$OUT"
 if [ -n "${AFM_LABELS:-}" ]; then allegro-fm-bench labels restore "$AFM_LABELS" "$OUT" -q; fi
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
+rounds() {  # INPUTS: tea-align's inputs of data rounds 1..K (both levels, in round order: split_keep relies on it)
+  INPUTS=("$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m")
+  local k
+  for ((k = 2; k <= $1; k++)); do
+    INPUTS+=("$OUT/data/pbe-round$k.extxyz,name=mini-pbe-round$k" "$OUT/data/molecular-round$k.extxyz,name=mini-wb97m-round$k")
+  done
+}
 here=$(dirname "$0")
 
 # 1. labels: the periodic families in two processes, the molecular part in a third; the bench's reference NEB
@@ -99,9 +107,8 @@ DATA="$OUT/aligned.h5"
 HELDOUT="$OUT/heldout.h5"
 if [ "$ROUND2_EPOCHS" -gt 0 ]; then
   data --part molecular --reaction-path "$OUT/neb-reference" --active-model "$OUT/decay/best.ckpt" >> "$OUT/data-molecular.log" 2>&1
-  tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
-    "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
-    --alignment "$OUT/alignment.json" -o "$OUT/aligned-round2.h5"
+  rounds 2
+  tea-align apply "${INPUTS[@]}" --alignment "$OUT/alignment.json" -o "$OUT/aligned-round2.h5"
   finetune round2 "$OUT/decay/best.ckpt" "$ROUND2_EPOCHS" "dataset = \"aligned-round2.h5\"
 split_keep = \"aligned.h5\"
 $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
@@ -117,10 +124,8 @@ if [ "$ROUND2_EPOCHS" -gt 0 ] && [ "$ROUND3_EPOCHS" -gt 0 ]; then
   OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round2/best.ckpt" --round 3 --part molecular -o "$OUT/data" \
     --threads 1 > "$OUT/data-round3-molecular.log" 2>&1 &
   wait
-  tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
-    "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
-    "$OUT/data/pbe-round3.extxyz,name=mini-pbe-round3" "$OUT/data/molecular-round3.extxyz,name=mini-wb97m-round3" \
-    --alignment "$OUT/alignment.json" -o "$OUT/aligned-round3.h5"
+  rounds 3
+  tea-align apply "${INPUTS[@]}" --alignment "$OUT/alignment.json" -o "$OUT/aligned-round3.h5"
   finetune round3 "$OUT/round2/best.ckpt" "$ROUND3_EPOCHS" "dataset = \"aligned-round3.h5\"
 split_keep = [\"aligned.h5\", \"aligned-round2.h5\"]
 $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
@@ -142,11 +147,8 @@ if [ "$ROUND2_EPOCHS" -gt 0 ] && [ "$ROUND3_EPOCHS" -gt 0 ] && [ "$ROUND4_EPOCHS
   tea-align fit "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
     --anchors "$OUT/data/anchors/pbe.extxyz" "$OUT/data/anchors/molecular.extxyz" \
     --target "PBE~SevenNet-0" --fix-scale "wB97M-D3(BJ)/def2-SVP=1" -o "$OUT/alignment-round4.json"
-  tea-align apply "$OUT/data/pbe.extxyz,name=mini-pbe" "$OUT/data/molecular.extxyz,name=mini-wb97m" \
-    "$OUT/data/pbe-round2.extxyz,name=mini-pbe-round2" "$OUT/data/molecular-round2.extxyz,name=mini-wb97m-round2" \
-    "$OUT/data/pbe-round3.extxyz,name=mini-pbe-round3" "$OUT/data/molecular-round3.extxyz,name=mini-wb97m-round3" \
-    "$OUT/data/pbe-round4.extxyz,name=mini-pbe-round4" "$OUT/data/molecular-round4.extxyz,name=mini-wb97m-round4" \
-    --alignment "$OUT/alignment-round4.json" -o "$OUT/aligned-round4.h5"
+  rounds 4
+  tea-align apply "${INPUTS[@]}" --alignment "$OUT/alignment-round4.json" -o "$OUT/aligned-round4.h5"
   tea-align apply "$OUT/data/pbe-heldout.extxyz,name=heldout-pbe" "$OUT/data/molecular-heldout.extxyz,name=heldout-wb97m" \
     --alignment "$OUT/alignment-round4.json" -o "$OUT/heldout-round4.h5"
   finetune round4 "$OUT/round3/best.ckpt" "$ROUND4_EPOCHS" "dataset = \"aligned-round4.h5\"
@@ -155,6 +157,25 @@ $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
   MODEL="$OUT/round4/best.ckpt"
   DATA="$OUT/aligned-round4.h5"
   HELDOUT="$OUT/heldout-round4.h5"
+fi
+
+# 3f. active round 5 (only after round 4 and with ROUND5_EPOCHS > 0; not yet run, it made no shipped model): the
+#     transition-state region of the reference reaction that no earlier round trained on (the saddle, rattled by
+#     0.01-0.03 A, and the PBE descents from it to both sides, labelled at wB97M-D3(BJ)), the round-4 model's NEB bands
+#     and EOS paths (no model MD); the round-4 alignment; a fine-tune of the round-4 model on rounds 1-5
+if [ "$ROUND2_EPOCHS" -gt 0 ] && [ "$ROUND3_EPOCHS" -gt 0 ] && [ "$ROUND4_EPOCHS" -gt 0 ] && [ "$ROUND5_EPOCHS" -gt 0 ]; then
+  OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round4/best.ckpt" --round 5 --part pbe --no-md -o "$OUT/data" \
+    --threads 1 > "$OUT/data-round5-pbe.log" 2>&1 &
+  OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round4/best.ckpt" --round 5 --part molecular --no-md \
+    --reaction-path "$OUT/neb-reference" -o "$OUT/data" --threads 1 > "$OUT/data-round5-molecular.log" 2>&1 &
+  wait
+  rounds 5
+  tea-align apply "${INPUTS[@]}" --alignment "$OUT/alignment-round4.json" -o "$OUT/aligned-round5.h5"
+  finetune round5 "$OUT/round4/best.ckpt" "$ROUND5_EPOCHS" "dataset = \"aligned-round5.h5\"
+split_keep = [\"aligned.h5\", \"aligned-round2.h5\", \"aligned-round3.h5\", \"aligned-round4.h5\"]
+$(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
+  MODEL="$OUT/round5/best.ckpt"
+  DATA="$OUT/aligned-round5.h5"
 fi
 
 # 4. errors: random held-out frames of trained families, whole held-out families (per family and per level), peers

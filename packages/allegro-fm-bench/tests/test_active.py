@@ -60,6 +60,46 @@ def test_active_data_command_refuses_rounds_1_and_2_and_a_missing_model(tmp_path
     assert "rounds 1 and 2 are make-mini-data's" in capsys.readouterr().err
     assert main(["make-active-data", str(tmp_path / "none.ckpt"), "--round", "3", "-o", str(tmp_path / "d")]) == 2
     assert "none.ckpt: no such model file" in capsys.readouterr().err
+    model = tmp_path / "m.ckpt"
+    model.write_bytes(b"")
+    assert main(["make-active-data", str(model), "--round", "5", "--reaction-path", str(tmp_path), "-o",
+                 str(tmp_path / "d")]) == 2
+    assert "no finished reference NEB (saddle.extxyz)" in capsys.readouterr().err
+
+
+def test_transition_state_jobs_rattle_the_saddle_and_sample_both_descents(tmp_path):
+    """The transition-state region: the saddle as it is and rattled by each of TS_RATTLES (displacements of that
+    size, never larger than 4 sigma), every DESCENT_EVERY-th frame of both saved descents in order, with generators
+    that say which; the same seed gives the same jobs."""
+    import ase.io
+    from allegro_fm_bench.active import DESCENT_EVERY, TS_RATTLES, transition_state_jobs
+    from allegro_fm_bench.structures import carbonic_acid_path
+
+    band = carbonic_acid_path(5)
+    ase.io.write(tmp_path / "images.extxyz", band)
+    saddle = band[2]
+    ase.io.write(tmp_path / "saddle.extxyz", saddle)
+    for side, end in (("reactant", band[1]), ("product", band[3])):  # saved descents: no PySCF call
+        path = []
+        for k, t in enumerate(np.linspace(0, 1, 7)):
+            a = saddle.copy()
+            a.positions = (1 - t) * saddle.positions + t * end.positions
+            a.info.update({"side": side, "step": k, "connects": True})
+            path.append(a)
+        ase.io.write(tmp_path / f"descents-{side}.extxyz", path)
+    jobs = transition_state_jobs(tmp_path, np.random.default_rng(0))
+    rattled = [j for j in jobs if j[2].startswith("reference saddle")]
+    assert len(rattled) == len(TS_RATTLES)
+    for (_, a, gen), sigma in zip(rattled, TS_RATTLES):
+        d = np.linalg.norm(a.positions - saddle.positions, axis=1)
+        assert (d.max() < 1e-6) if sigma == 0 else (sigma / 4 < d.max() <= 4 * sigma * np.sqrt(3)), gen
+    descents = [j for j in jobs if j[2].startswith("reference descent")]
+    steps = [k for k in range(7) if k % DESCENT_EVERY == 0]
+    assert [g for _, _, g in descents] == [f"reference descent (PBE) to the {s}, step {k}" for s in ("reactant", "product")
+                                          for k in steps]
+    assert all(n == "CH2O3" for n, _, _ in jobs)
+    again = transition_state_jobs(tmp_path, np.random.default_rng(0))
+    assert all(np.array_equal(a.positions, b.positions) and g == h for (_, a, g), (_, b, h) in zip(jobs, again))
 
 
 class _Exploding(EMT):

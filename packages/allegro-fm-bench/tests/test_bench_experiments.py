@@ -144,13 +144,10 @@ def test_shared_pyscf_calculator_remembers_geometries_and_restarts_from_the_near
     assert abs(got[1][0] - got[0][0]) > 1e-3  # the two geometries really differ
 
 
-def test_saddle_refinement_finds_the_analytic_saddle_of_a_proton_transfer(tmp_path):
-    """O-H...O proton transfer on an analytic double well E = A (x-a)^2 (x-b)^2 along the O...O axis (O atoms and
-    the proton's sideways motion tethered): from a coarse band the dimer method lands on x = (a+b)/2 with barrier
-    A h^4 = 1 eV and curvature -4 A h^2, the descents end in the two bonding patterns, and a rerun reuses the
-    checkpoint."""
-    from allegro_fm_bench.experiments.neb import refine_saddle
-    from ase import Atoms
+def _proton_well():
+    """O-H...O proton transfer on an analytic double well E = A (x-a)^2 (x-b)^2 along the O...O axis (O atoms and the
+    proton's sideways motion tethered, k = 20 eV/A^2): barrier A h^4 = 1 eV at x = (a+b)/2; (Calculator class, a, b,
+    O-H-O home positions)."""
     from ase.calculators.calculator import Calculator, all_changes
 
     a, b, k = 0.97, 1.63, 20.0
@@ -174,6 +171,19 @@ def test_saddle_refinement_finds_the_analytic_saddle_of_a_proton_transfer(tmp_pa
             f[1, 0] = -A * (2 * (x - a) * (x - b) ** 2 + 2 * (x - a) ** 2 * (x - b))
             self.results["forces"] = f
 
+    return Well, a, b, home
+
+
+def test_saddle_refinement_finds_the_analytic_saddle_of_a_proton_transfer(tmp_path):
+    """On the analytic proton-transfer double well, from a coarse band the dimer method lands on x = (a+b)/2 with
+    barrier A h^4 = 1 eV and curvature -4 A h^2, the descents end in the two bonding patterns, and a rerun reuses the
+    checkpoint."""
+    from allegro_fm_bench.experiments.neb import refine_saddle
+    from ase import Atoms
+
+    Well, a, b, home = _proton_well()
+    h = (b - a) / 2
+    A = 1.0 / h**4
     images = []
     for x in np.linspace(a, b, 5):
         im = Atoms("OHO", positions=[home[0], (x, 0.0, 0.0), home[2]])
@@ -191,6 +201,44 @@ def test_saddle_refinement_finds_the_analytic_saddle_of_a_proton_transfer(tmp_pa
     n = Well.calls
     again = refine_saddle(calc, images, fmax=0.01, checkpoint=tmp_path)
     assert Well.calls == n and np.allclose(again["saddle"].positions, s.positions) and again["connects"]
+
+
+def test_reference_descents_follow_the_path_down_to_both_minima(tmp_path, monkeypatch):
+    """The descents from the reference saddle (PySCF's PBE replaced by the analytic double well): the reactant side
+    ends at x = a, the product side at x = b, no step longer than 0.05 A (the path is sampled densely: at least
+    (b - a) / 2 / 0.05 steps), the energy below the start's after the first step, each frame's forces the well's, both
+    sides connect, and a rerun reads the saved descents without a single new force call."""
+    import ase.io
+    from allegro_fm_bench.experiments import neb
+    from ase import Atoms
+
+    Well, a, b, home = _proton_well()
+    monkeypatch.setattr(neb, "PySCFCalculator", lambda **kw: Well())
+    band = [Atoms("OHO", positions=[home[0], (x, 0.0, 0.0), home[2]]) for x in np.linspace(a, b, 5)]
+    ase.io.write(tmp_path / "images.extxyz", band)
+    ase.io.write(tmp_path / "saddle.extxyz", Atoms("OHO", positions=[home[0], ((a + b) / 2, 0.0, 0.0), home[2]]))
+    path = neb.reference_descents(tmp_path, fmax=0.01)
+    sides = {s: [f for f in path if f.info["side"] == s] for s in ("reactant", "product")}
+    assert sides["reactant"][-1].positions[1, 0] == pytest.approx(a, abs=0.01)
+    assert sides["product"][-1].positions[1, 0] == pytest.approx(b, abs=0.01)
+    for frames in sides.values():
+        e = [f.get_potential_energy() for f in frames]
+        assert e[0] == pytest.approx(1.0 - 4 * A_of(a, b) * ((b - a) / 2) ** 2 * 0.1**2 / 2, abs=0.02)
+        assert max(e[1:]) < e[0] and e[-1] < 1e-3 and all(f.info["connects"] for f in frames)
+        x = [f.positions[1, 0] for f in frames]
+        assert np.abs(np.diff(x)).max() <= 0.05 + 1e-9 and len(frames) >= (b - a) / 2 / 0.05
+        probe = frames[len(frames) // 2].copy()
+        probe.calc = Well()
+        assert np.allclose(frames[len(frames) // 2].get_forces(), probe.get_forces())
+    n = Well.calls
+    again = neb.reference_descents(tmp_path, fmax=0.01)
+    assert Well.calls == n and len(again) == len(path)
+    assert np.allclose(again[-1].positions, path[-1].positions)
+
+
+def A_of(a, b):
+    """The double well's prefactor A (eV/A^4) for a 1 eV barrier."""
+    return 1.0 / ((b - a) / 2) ** 4
 
 
 def test_neb_band_checkpoint_resumes_after_a_crash(tmp_path):

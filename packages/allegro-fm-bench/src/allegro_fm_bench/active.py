@@ -75,6 +75,11 @@ MAX_MD_FORCE = 30.0  # eV/A: ... or with a force above this
 ROUND4_MOLECULES = ("bicyclobutane", "methylenecyclopropane", "cyclobutene", "C3H6_D3h", "C6H6", "cyclobutane",
                     "butadiene", "C4H4O", "C3H4_D2d", "2-butyne", "C5H8", "C3H4_C3v", "C3H4_C2v")
 ROUND4_RATTLES = (0.03, 0.09, 0.15)  # A, one seed each
+#: the transition-state region of the reference reaction (``--reaction-path``): the saddle as it is and rattled (A, one
+#: seed each; small, so that the rattled frames stay below tea-align's 12.9 eV/A force filter) and every
+#: ``DESCENT_EVERY``-th frame of the PBE descents from it (steps of 0.05 A)
+TS_RATTLES = (0.0, 0.01, 0.01, 0.02, 0.02, 0.02, 0.03, 0.03, 0.03)
+DESCENT_EVERY = 2
 
 
 def relaxation_snapshots(atoms: Atoms, calc, fmax: float = 0.05, steps: int = 600, cell: bool = False,
@@ -189,9 +194,9 @@ def _model_calculator(model: str | Path):
 
 
 def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: MiniDataSettings = MiniDataSettings(),
-                    progress: bool = True) -> Path | None:
-    """Periodic active-learning frames of ``model`` (the EOS relaxations' paths and, from round ``MD_FROM_ROUND``, its MD
-    of every trained family, labelled by SevenNet-0) -> OUT/pbe-round<round_>.extxyz; None while another process labels one of
+                    progress: bool = True, md: bool = True) -> Path | None:
+    """Periodic active-learning frames of ``model`` (the EOS relaxations' paths and, from round ``MD_FROM_ROUND`` and with
+    ``md``, its MD of every trained family, labelled by SevenNet-0) -> OUT/pbe-round<round_>.extxyz; None while another process labels one of
     the stages (run again)."""
     outdir = Path(outdir)
     label = Path(model).name
@@ -204,7 +209,7 @@ def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: Mini
                                                                               leave=False)]
 
         parts.append(_stage(outdir / "pbe", f"round{round_}_eos_{family}", make))
-    if round_ >= MD_FROM_ROUND:
+    if round_ >= MD_FROM_ROUND and md:
         for k, family in enumerate(f for f in FAMILIES if not f.held_out):
             def make_md(family=family, k=k):
                 base = _round1_base(outdir, family.name)
@@ -259,10 +264,29 @@ def molecular_md_geometries(model: str | Path, st: MiniDataSettings, rng: np.ran
     return out
 
 
+def transition_state_jobs(folder: str | Path, rng: np.random.Generator) -> list[tuple[str, Atoms, str]]:
+    """The transition-state region of the reference reaction (``check_neb_reference.py``'s folder): the refined saddle
+    as it is and rattled by ``TS_RATTLES``, and every ``DESCENT_EVERY``-th geometry of the PBE descents from it to both
+    sides (``neb.reference_descents``: computed there and saved in the folder when absent, ~10 min)."""
+    from .experiments.neb import reference_descents
+
+    folder = Path(folder)
+    descents = reference_descents(folder)
+    saddle = ase.io.read(folder / "saddle.extxyz")
+    jobs = [(a.get_chemical_formula(), a, f"reference saddle (PBE){how}")
+            for a, how in _with_rattles(Atoms(saddle.numbers, saddle.positions), TS_RATTLES, rng)]
+    for a in descents:
+        if a.info["step"] % DESCENT_EVERY == 0:
+            jobs.append((a.get_chemical_formula(), Atoms(a.numbers, a.positions),
+                         f"reference descent (PBE) to the {a.info['side']}, step {a.info['step']}"))
+    return jobs
+
+
 def make_active_molecular(outdir: str | Path, model: str | Path, round_: int, st: MiniDataSettings = MiniDataSettings(),
-                          progress: bool = True) -> Path | None:
-    """Molecular active-learning frames of ``model`` (its quick NEB bands and, from round ``MD_FROM_ROUND``, the
-    ``molecular_md_geometries``, labelled at wB97M-D3(BJ)/def2-SVP; a geometry whose SCF fails is left out, logged) ->
+                          progress: bool = True, reaction_path: str | Path | None = None, md: bool = True) -> Path | None:
+    """Molecular active-learning frames of ``model`` (its quick NEB bands; with ``reaction_path``, a finished reference
+    NEB folder, the ``transition_state_jobs``; from round ``MD_FROM_ROUND`` and with ``md``, the
+    ``molecular_md_geometries``), labelled at wB97M-D3(BJ)/def2-SVP (a geometry whose SCF fails is left out, logged) ->
     OUT/molecular-round<round_>.extxyz; None while another process labels one of its stages (run again)."""
     outdir = Path(outdir)
     calc = WB97MD3BJ()
@@ -271,7 +295,11 @@ def make_active_molecular(outdir: str | Path, model: str | Path, round_: int, st
         return label_model_bands(model, calc, st, np.random.default_rng([st.seed, round_, 8]), progress)
 
     parts = [_stage(outdir / "molecular", f"round{round_}_model_bands", make)]
-    if round_ >= MD_FROM_ROUND:
+    if reaction_path is not None:
+        parts.append(_stage(outdir / "molecular", f"round{round_}_transition_state", lambda: label_or_skip(
+            transition_state_jobs(reaction_path, np.random.default_rng([st.seed, round_, 10])), calc,
+            "transition-state region", progress)))
+    if round_ >= MD_FROM_ROUND and md:
         geoms = _stage(outdir / "molecular", f"round{round_}_md_geometries",
                        lambda: molecular_md_geometries(model, st, np.random.default_rng([st.seed, round_, 9])))
         if geoms is not None:

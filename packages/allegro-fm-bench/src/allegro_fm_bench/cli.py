@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                    "make-mini-data's)")
     a.add_argument("--part", choices=["pbe", "molecular", "all"], default="all")
     a.add_argument("--threads", type=int, default=0, help="torch / PySCF threads (0: leave as is)")
+    a.add_argument("--reaction-path", default="", help="molecular part: a finished reference NEB folder "
+                   "(scripts/check_neb_reference.py) whose transition-state region (the saddle, rattled, and the PBE "
+                   "descents from it, computed there when absent) is labelled too")
+    a.add_argument("--no-md", action="store_true", help="no model-MD stages (rounds >= 4 have them by default)")
     a.set_defaults(func=_make_active_data)
     lb = sub.add_parser("labels", help="the published labels of a make_mini_model.sh run (datasets/allegro-fm-mini): "
                         "pack RUN STORE | restore STORE RUN | check STORE RUN")
@@ -91,10 +95,13 @@ def _make_active_data(args) -> int:
     if not Path(args.model).is_file():
         raise ValueError(f"{args.model}: no such model file")
     _threads(args.threads)
+    if args.reaction_path and not Path(args.reaction_path, "saddle.extxyz").is_file():
+        raise ValueError(f"{args.reaction_path}: no finished reference NEB (saddle.extxyz)")
     if args.part in ("pbe", "all"):
-        make_active_pbe(args.output, args.model, args.round)
+        make_active_pbe(args.output, args.model, args.round, md=not args.no_md)
     if args.part in ("molecular", "all"):
-        make_active_molecular(args.output, args.model, args.round)
+        make_active_molecular(args.output, args.model, args.round, reaction_path=args.reaction_path or None,
+                              md=not args.no_md)
     return 0
 
 

@@ -441,12 +441,9 @@ def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random
     """The reaction path of the bench's reference NEB (``check_neb_reference.py``'s folder: images.extxyz, its PBE band,
     converged or not, and saddle.extxyz, the refined saddle), each geometry as is and rattled by the settings' path
     rattles."""
-    folder = Path(folder)
-    try:
-        band = ase.io.read(folder / "images.extxyz", index=":")
-        saddle = ase.io.read(folder / "saddle.extxyz")
-    except (OSError, ValueError, StopIteration) as exc:
-        raise ValueError(f"{folder}: no finished reference NEB (images.extxyz and saddle.extxyz) to label ({exc})") from exc
+    from .experiments.neb import read_reference  # lazy, as the model-band stage's import of the NEB
+
+    band, saddle = read_reference(folder)
     jobs = []
     for k, img in enumerate([*band, saddle]):
         what = "saddle" if k == len(band) else f"image {k}/{len(band) - 1}"

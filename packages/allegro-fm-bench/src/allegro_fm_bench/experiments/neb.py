@@ -21,6 +21,7 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
+from ase import Atoms
 from ase.mep import NEB
 from ase.mep.dimer import DimerControl, MinModeAtoms, MinModeTranslate
 from ase.neighborlist import natural_cutoffs, neighbor_list
@@ -173,9 +174,7 @@ def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint
     for sign in (-1.0, 1.0):
         a = saddle.copy()
         a.positions = a.positions + sign * 0.1 * mode / np.linalg.norm(mode)
-        a.calc = calc
-        BFGS(a, logfile=None).run(fmax=0.05, steps=300)
-        sides.append(bonds(a))
+        sides.append(bonds(descend(calc, a, steps=300, fmax=0.05)[-1]))
     ends = (bonds(images[0]), bonds(images[-1]))
     connects = set(sides) == set(ends) and ends[0] != ends[1]
     info = {"converged": converged, "curvature": curvature, "connects": bool(connects),
@@ -214,6 +213,70 @@ def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis:
     for level, calc in (("PBE", pbe), ("wB97M-D3(BJ)", WB97MD3BJ(basis=basis))):
         out[level] = energies(images, calc)
         out["barrier"][level] = float(energies([images[0], ts["saddle"]], calc)[1])
+    return out
+
+
+def read_reference(folder: str | Path) -> tuple[list, Atoms]:
+    """(PBE band images, refined saddle) of a finished reference NEB folder (``check_neb_reference.py``'s
+    images.extxyz and saddle.extxyz); ValueError naming the folder when either is missing or unreadable."""
+    folder = Path(folder)
+    try:
+        return ase.io.read(folder / "images.extxyz", index=":"), ase.io.read(folder / "saddle.extxyz")
+    except (OSError, ValueError, StopIteration) as exc:
+        raise ValueError(f"{folder}: no finished reference NEB (images.extxyz and saddle.extxyz) ({exc})") from exc
+
+
+def descend(calc, start, steps: int = 300, fmax: float = 0.05, maxstep: float = 0.2) -> list:
+    """A BFGS descent of ``start`` with ``calc`` to ``fmax`` (eV/A), no atom moving more than ``maxstep`` (A) a step:
+    every geometry it visits, the start included, with its energy (eV) and forces (eV/A) as a single-point result and
+    ``info["step"]``."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    a = start.copy()
+    a.calc = calc
+    path = []
+
+    def keep():
+        b = a.copy()
+        b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces())
+        b.info["step"] = len(path)
+        path.append(b)
+
+    opt = BFGS(a, logfile=None, maxstep=maxstep)
+    opt.attach(keep)  # called before the first step too: the start is kept
+    opt.run(fmax=fmax, steps=steps)
+    return path
+
+
+def reference_descents(folder: str | Path, steps: int = 300, fmax: float = 0.05, maxstep: float = 0.05,
+                       basis: str = "def2-svp") -> list:
+    """The two halves of the minimum-energy path below the reference saddle (``check_neb_reference.py``'s folder):
+    PBE/``basis`` (PySCF) BFGS descents (steps of at most ``maxstep`` A, so the path near the saddle is sampled
+    densely) from ``saddle.extxyz`` displaced by 0.1 A to each side along the reference
+    band's tangent at the interior image nearest the saddle (``images.extxyz``), every visited geometry kept with its PBE energy and forces;
+    frame info: ``side`` ("reactant" / "product"), ``step``, ``connects`` (whether that descent ends with the bonding of
+    the band's end on its side). Saved as descents-<side>.extxyz in the folder and reused by a rerun (a killed run
+    loses at most one side). About 60-100 PySCF gradients (~10 min on one core)."""
+    folder = Path(folder)
+    band_images, saddle = read_reference(folder)
+    pbe = PySCFCalculator(xc="pbe", basis=basis, grid_level=2)
+    k = 1 + int(np.argmin([np.abs(im.positions - saddle.positions).max() for im in band_images[1:-1]]))  # nearest image
+    tangent = band_images[k + 1].positions - band_images[k - 1].positions
+    tangent /= np.linalg.norm(tangent)
+    out = []
+    for side, sign, end in (("reactant", -1.0, band_images[0]), ("product", 1.0, band_images[-1])):
+        saved = folder / f"descents-{side}.extxyz"
+        if saved.exists():
+            path = ase.io.read(saved, index=":")
+        else:
+            start = Atoms(saddle.numbers, saddle.positions + sign * 0.1 * tangent)
+            path = descend(pbe, start, steps=steps, fmax=fmax, maxstep=maxstep)
+            connects = bonds(path[-1]) == bonds(end)
+            for a in path:
+                a.info.update({"side": side, "connects": bool(connects)})
+            with atomic_path(saved) as tmp:
+                ase.io.write(tmp, path, format="extxyz")
+        out += path
     return out
 
 
