@@ -155,6 +155,38 @@ def test_finetune_with_frozen_layers(aligned_train, tmp_path):
     assert "finetune_model" in cfg and "embedding" in cfg
 
 
+def test_finetune_from_a_package_and_from_the_shipped_model(aligned_train, tmp_path):
+    """A user who has only a model file (a nequip package, e.g. the shipped model) fine-tunes it: the run starts from
+    the package's weights (frozen ones stay the package's exactly, trained ones move), and a shipped model's name as
+    init_from resolves to its file (config generation)."""
+    import torch
+    from allegro_fm_model import load_potential
+    from allegro_fm_model.cli import main
+    from allegro_fm_model.export import package_model
+    from allegro_fm_model.loading import builtin_model_path
+
+    base = dict(dataset=str(aligned_train), preset="tiny", max_epochs=1, batch_size=4, accelerator="cpu", devices=1,
+                val_fraction=0.2, test_fraction=0.0)
+    pre = train(TrainSettings(run_dir=str(tmp_path / "pre"), **base))
+    pkg = package_model(pre / "best.ckpt", tmp_path / "pre.nequip.zip")
+    ft = train(TrainSettings(run_dir=str(tmp_path / "ft"), init_from=str(pkg), freeze=("embedding",), learning_rate=1e-2,
+                             **{**base, "seed": 1}))
+    a = dict(load_potential(pkg).model.named_parameters())
+    b = dict(load_potential(ft / "best.ckpt").model.named_parameters())
+    frozen = [n for n in b if "radial_chemical_embed" in n]
+    trained = [n for n in b if "edge_readout" in n]
+    assert frozen and trained
+    pa = {n.split("radial_chemical_embed", 1)[1]: p for n, p in a.items() if "radial_chemical_embed" in n}
+    assert all(torch.equal(b[n], pa[n.split("radial_chemical_embed", 1)[1]]) for n in frozen)
+    assert not all(torch.equal(b[n], p) for n, p in zip(trained, [p for n, p in a.items() if "edge_readout" in n]))
+    toml = tmp_path / "mini.toml"
+    toml.write_text(f'[train]\ndataset = "{aligned_train}"\nrun_dir = "ftmini"\ninit_from = "allegro-fm-mini"\n')
+    assert TrainSettings.from_toml(toml).init_from == "allegro-fm-mini"  # a name is not made relative to the file
+    assert main(["finetune", str(toml), "--print-config"]) == 0  # the synthetic data's H, C, O, Si, Ca: the mini model's
+    cfg = (tmp_path / "ftmini" / "config.yaml").read_text()
+    assert str(builtin_model_path("allegro-fm-mini").resolve()) in cfg and "finetune_model" in cfg
+
+
 def test_oversampling_repeats_the_named_level_in_the_training_split_only(aligned_train, tmp_path):
     """oversample = {level = k}: the training split lists each frame of that level k times; validation and test are the
     same as without it; a level no frame has, a count below 1 and an unknown schedule are errors naming them."""

@@ -24,7 +24,7 @@ from .export import compile_model, package_model
 from .lammps import export_lammps_mliap
 from .legacy import is_torchscript_archive
 from .legacy_finetune import finetune_legacy
-from .loading import load_potential
+from .loading import load_potential, resolve_model
 from .model import build_model, count_parameters
 from .presets import PRESETS
 from .training import TrainSettings, kept_blocks, split_indices, train, write_config
@@ -99,8 +99,7 @@ def cmd_finetune(args) -> int:
         s = replace(s, freeze=tuple(args.freeze))
     if not s.init_from:
         raise ValueError("finetune needs a pretrained model: --init-from FILE or init_from in [train]")
-    if not Path(s.init_from).exists():
-        raise FileNotFoundError(f"{s.init_from}: pretrained model not found")
+    s = replace(s, init_from=str(resolve_model(s.init_from)))  # a shipped model's name -> its file; FileNotFoundError
     if is_torchscript_archive(s.init_from):  # a nequip 0.6.x deployed file, e.g. the published afm256_01_HL.pt
         if args.print_config:
             raise ValueError(f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config")
@@ -124,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("finetune", help="fine-tune a trained model on a new dataset (TOML [train] table; init_from required)")
     p.add_argument("config")
-    p.add_argument("--init-from", help="the pretrained model (overrides init_from in the file): a checkpoint, or a nequip 0.6.x "
+    p.add_argument("--init-from", help="the pretrained model (overrides init_from in the file): a checkpoint, a nequip package "
+                   "(.nequip.zip) or a shipped model's name (allegro-fm-mini), or a nequip 0.6.x "
                    "deployed file such as the published afm256_01_HL.pt (fine-tuned as TorchScript)")
     p.add_argument("--device", default="cpu", help="device for fine-tuning a deployed TorchScript file (cpu, cuda, xpu)")
     p.add_argument("--freeze", nargs="*", help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes); "

@@ -25,7 +25,7 @@ from ase.data import chemical_symbols
 from tea_align.files import write_text_atomic
 
 from .data import reference_energies
-from .loading import load_potential
+from .loading import BUILTIN_MODELS, load_potential, resolve_model
 from .presets import get_preset
 
 
@@ -62,7 +62,7 @@ class TrainSettings:
     num_nodes: int = 1
     strategy: str = "auto"
     num_workers: int = 0
-    init_from: str = ""  # fine-tuning: checkpoint to start from
+    init_from: str = ""  # fine-tuning: checkpoint, nequip package (.nequip.zip) or shipped model's name to start from
     freeze: tuple[str, ...] = ()  # fine-tuning: parameter-name prefixes to freeze
 
     @classmethod
@@ -85,8 +85,8 @@ class TrainSettings:
                 raise ValueError(f"{path}: [train] oversample must be a table of level of theory = repeat count")
             d["oversample"] = tuple(sorted(d["oversample"].items()))
         base = path.parent
-        for k in ("dataset", "init_from", "run_dir"):  # paths in the file are relative to the file
-            if d.get(k) and not Path(d[k]).is_absolute():
+        for k in ("dataset", "init_from", "run_dir"):  # paths in the file are relative to the file (a model name stays)
+            if d.get(k) and not Path(d[k]).is_absolute() and not (k == "init_from" and d[k] in BUILTIN_MODELS):
                 d[k] = str(base / d[k])
         if d.get("split_keep"):
             keep = d["split_keep"]
@@ -207,7 +207,7 @@ def nequip_config(s: TrainSettings) -> dict:
         missing = set(dataset_elements(s.dataset)) - set(types)
         if missing:
             raise ValueError(f"{s.dataset}: elements {sorted(missing)} are not known to the pretrained model {s.init_from}")
-        model = {"_target_": "allegro_fm_model.training.finetune_model", "checkpoint_path": str(Path(s.init_from).resolve()),
+        model = {"_target_": "allegro_fm_model.training.finetune_model", "checkpoint_path": str(resolve_model(s.init_from).resolve()),
                  "freeze": list(s.freeze)}
     else:
         types = list(s.type_names or dataset_elements(s.dataset))
@@ -321,11 +321,13 @@ FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
 
 
 def finetune_model(checkpoint_path: str, freeze: list[str] = ()):  # noqa: B006
-    """Model builder for fine-tuning (used in the generated config): the pretrained weights, with the
-    parameters of ``freeze`` (group names of FREEZE_GROUPS or raw name prefixes) not trained."""
-    from nequip.model.saved_models.checkpoint import ModelFromCheckpoint  # lazy: nequip imports torch
+    """Model builder for fine-tuning (used in the generated config): the pretrained weights of a checkpoint or of a
+    nequip package (``.nequip.zip``, e.g. a shipped model: nequip's ModelFromPackage), with the parameters of
+    ``freeze`` (group names of FREEZE_GROUPS or raw name prefixes) not trained."""
+    from nequip.model import ModelFromCheckpoint, ModelFromPackage  # lazy: nequip imports torch
 
-    models = ModelFromCheckpoint(checkpoint_path)
+    load = ModelFromPackage if str(checkpoint_path).endswith(".nequip.zip") else ModelFromCheckpoint
+    models = load(checkpoint_path)
     prefixes = [p for f in freeze for p in FREEZE_GROUPS.get(f, (f,))]
     frozen = 0
     for m in models.values():
