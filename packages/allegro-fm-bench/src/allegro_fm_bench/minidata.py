@@ -454,9 +454,10 @@ def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random
 
 def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Generator, steps: int = 200
                      ) -> list[tuple[str, Atoms, str]]:
-    """Active learning on the bench's NEB: the inner images of a model's own bands (``calc``, named ``label``; bench
-    quick settings: 7 images, at most ``steps`` + ``steps`` FIRE steps, the in-plane and the H2O-rotation pathway), as
-    they are and rattled by the settings' path rattles. A model with a spurious low-energy region along the path puts
+    """Active learning on the bench's NEB: the inner images of a model's own bands (``calc``, named ``label``; the bench's
+    quick settings until 2026-12-01, kept so that the earlier rounds remake as they were: 7 images, at most ``steps`` +
+    ``steps`` FIRE steps, the in-plane and the H2O-rotation pathway), as they are and rattled by the settings' path
+    rattles. A model with a spurious low-energy region along the path puts
     images there; labelled, they teach the next model that the region is high in energy."""
     from .experiments.neb import band, endpoints, rotated_water
 
