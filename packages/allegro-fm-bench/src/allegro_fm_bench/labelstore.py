@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 
 #: what a run keeps, relative to the run folder: stage files (immutable) and checkpoints (rewritten while running)
 STAGES = ("data/*/*.extxyz", "neb-reference/endpoints.extxyz", "neb-reference/saddle.extxyz",
-          "neb-reference/images.extxyz", "neb-reference/saddle.json", "neb-reference/result.json",
-          "neb-reference/descents-*.extxyz")
+          "neb-reference/images.extxyz", "neb-reference/saddle.json", "neb-reference/descents-*.extxyz")
 #: a training phase resumes from last.ckpt, the next phase starts from best.ckpt (copied to its init.ckpt); the NEB from
-#: its band and state
-CHECKPOINTS = ("neb-reference/band.extxyz", "neb-reference/band.json", "*/init.ckpt", "*/last.ckpt", "*/best.ckpt")
+#: its band and state; its result.json is rewritten by every run of check_neb_reference.py (it holds the run's wall time)
+CHECKPOINTS = ("neb-reference/band.extxyz", "neb-reference/band.json", "neb-reference/result.json",
+               "*/init.ckpt", "*/last.ckpt", "*/best.ckpt")
 MANIFEST = "MANIFEST.json"
 
 
