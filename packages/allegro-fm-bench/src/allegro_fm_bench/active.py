@@ -268,11 +268,10 @@ def transition_state_jobs(folder: str | Path, rng: np.random.Generator) -> list[
     """The transition-state region of the reference reaction (``check_neb_reference.py``'s folder): the refined saddle
     as it is and rattled by ``TS_RATTLES``, and every ``DESCENT_EVERY``-th geometry of the PBE descents from it to both
     sides (``neb.reference_descents``: computed there and saved in the folder when absent, ~10 min)."""
-    from .experiments.neb import reference_descents
+    from .experiments.neb import read_reference, reference_descents
 
-    folder = Path(folder)
     descents = reference_descents(folder)
-    saddle = ase.io.read(folder / "saddle.extxyz")
+    _, saddle = read_reference(folder)
     jobs = [(a.get_chemical_formula(), a, f"reference saddle (PBE){how}")
             for a, how in _with_rattles(Atoms(saddle.numbers, saddle.positions), TS_RATTLES, rng)]
     for a in descents:

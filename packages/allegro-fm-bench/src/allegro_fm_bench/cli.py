@@ -114,7 +114,7 @@ def _labels(args) -> int:
     status = getattr(labelstore, args.action)(args.source, args.target)
     counts = Counter(status.values())
     for rel, what in status.items():
-        if what not in ("same",) and not args.quiet:
+        if what != "same" and not args.quiet:
             print(f"{what:>12}  {rel}")
     print(f"labels {args.action}: " + ", ".join(f"{n} {what}" for what, n in sorted(counts.items())), flush=True)
     return 1 if args.action == "check" and counts.get("differs") else 0

@@ -100,27 +100,21 @@ def pack(run: str | Path, store: str | Path) -> dict[str, str]:
     if not run.is_dir():
         raise ValueError(f"{run}: no such run folder")
     files = read_manifest(store)
-    found = _finished(run)
-    differ = []
-    for rel, is_ckpt in found.items():
-        data = (run / rel).read_bytes()
-        old = files.get(rel)
-        if old is not None and old.sha256 == _sha256(data):
-            continue
-        if old is not None and not (old.checkpoint and is_ckpt):
-            differ.append(rel)
+    found = {rel: (is_ckpt, (run / rel).read_bytes()) for rel, is_ckpt in _finished(run).items()}
+    sha = {rel: _sha256(data) for rel, (_, data) in found.items()}
+    differ = [rel for rel, (is_ckpt, _) in found.items() if rel in files and files[rel].sha256 != sha[rel]
+              and not (files[rel].checkpoint and is_ckpt)]
     if differ:
         raise ValueError(f"{run}: {len(differ)} finished stage(s) differ from the stored ones, nothing packed: "
                          + ", ".join(differ[:8]) + (" ..." if len(differ) > 8 else ""))
     status = {}
-    for rel, is_ckpt in found.items():
-        data = (run / rel).read_bytes()
+    for rel, (is_ckpt, data) in found.items():
         old = files.get(rel)
-        if old is not None and old.sha256 == _sha256(data):
+        if old is not None and old.sha256 == sha[rel]:
             status[rel] = "same"
             continue
         write_bytes_atomic(store / f"{rel}.xz", lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
-        files[rel] = StoredFile(rel, _sha256(data), len(data), is_ckpt)
+        files[rel] = StoredFile(rel, sha[rel], len(data), is_ckpt)
         status[rel] = "updated" if old is not None else "added"
         _write_manifest(store, files)  # after each file: a killed pack loses nothing it finished
         log.info("%s: %s (%d bytes)", rel, status[rel], len(data))
