@@ -7,7 +7,7 @@
 # it), evaluate on the held-out families (never trained on) next to the weight-shipping peers, package the model.
 # Run from the repository root inside the dev environment with the datagen extra installed:
 #   pip install -e "packages/allegro-fm-bench[datagen]"      (PySCF, dftd3, SevenNet, CHGNet)
-#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS] [ROUND4_EPOCHS] [ROUND5_EPOCHS]
+#   bash packages/allegro-fm-bench/scripts/make_mini_model.sh [OUT] [EPOCHS] [DECAY_EPOCHS] [ROUND2_EPOCHS] [ROUND3_EPOCHS] [ROUND4_EPOCHS] [ROUND5_EPOCHS] [ROUND5_ITERATIONS]
 # About 4 h of labelling (three processes, plus the reference NEB) and about 4.5 h of training on 2 CPU cores, then round
 # 4: ~45 min of labelling (two processes) and ~45 min of training. Every stage
 # resumes when rerun: labels per structure family and per molecular stage, the NEB from its checkpoints, each training
@@ -22,7 +22,8 @@ DECAY_EPOCHS=${3:-140}
 ROUND2_EPOCHS=${4:-50}  # 0: no round-2 phase (that made v2); 50 made v2.1 (model card)
 ROUND3_EPOCHS=${5:-40}  # 0: no active round 3 (that made v2.1); 40 made v2.2
 ROUND4_EPOCHS=${6:-40}  # 0: no active round 4 (that made v2.2); 40 made v2.3, the shipped file (model card)
-ROUND5_EPOCHS=${7:-0}   # > 0: an active round 5 on the transition-state region of the reference reaction (not yet run)
+ROUND5_EPOCHS=${7:-0}   # > 0: an active round 5, a band loop, this many epochs per iteration (not yet run)
+ROUND5_ITERATIONS=${8:-3}  # iterations of round 5's band loop
 mkdir -p "$OUT"
 if [ -n "${AFM_LABELS:-}" ]; then allegro-fm-bench labels restore "$AFM_LABELS" "$OUT" -q; fi
 data() { OMP_NUM_THREADS=1 allegro-fm-bench make-mini-data -o "$OUT/data" --threads 1 "$@"; }
@@ -159,23 +160,31 @@ $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
   HELDOUT="$OUT/heldout-round4.h5"
 fi
 
-# 3f. active round 5 (only after round 4 and with ROUND5_EPOCHS > 0; not yet run, it made no shipped model): the
-#     transition-state region of the reference reaction that no earlier round trained on (the saddle, rattled by
-#     0.01-0.03 A, and the PBE descents from it to both sides, labelled at wB97M-D3(BJ)), the round-4 model's NEB bands
-#     and EOS paths (no model MD); the round-4 alignment; a fine-tune of the round-4 model on rounds 1-5
+# 3f. active round 5, a band loop (only after round 4 and with ROUND5_EPOCHS > 0; not yet run, it made no shipped model):
+#     the round-4 model's EOS paths (SevenNet-0 labels, no model MD); the transition-state region of the reference
+#     reaction that no earlier round trained on (the saddle, rattled by 0.01-0.03 A, and the PBE descents from it to both
+#     sides, wB97M labels); then ROUND5_ITERATIONS times: the current model's quick in-plane NEB band as the optimiser
+#     moves it (every 100 FIRE steps and the end; wB97M labels), a fine-tune of the current model on rounds 1-5 so far
+#     (ROUND5_EPOCHS epochs, the round-4 alignment), the next iteration with the fine-tuned model. Single-shot bands
+#     (rounds 2-4) never converged the quick NEB: each fine-tune moved the band to new unlabelled ground (model card)
 if [ "$ROUND2_EPOCHS" -gt 0 ] && [ "$ROUND3_EPOCHS" -gt 0 ] && [ "$ROUND4_EPOCHS" -gt 0 ] && [ "$ROUND5_EPOCHS" -gt 0 ]; then
   OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round4/best.ckpt" --round 5 --part pbe --no-md -o "$OUT/data" \
-    --threads 1 > "$OUT/data-round5-pbe.log" 2>&1 &
-  OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round4/best.ckpt" --round 5 --part molecular --no-md \
-    --reaction-path "$OUT/neb-reference" -o "$OUT/data" --threads 1 > "$OUT/data-round5-molecular.log" 2>&1 &
-  wait
-  rounds 5
-  tea-align apply "${INPUTS[@]}" --alignment "$OUT/alignment-round4.json" -o "$OUT/aligned-round5.h5"
-  finetune round5 "$OUT/round4/best.ckpt" "$ROUND5_EPOCHS" "dataset = \"aligned-round5.h5\"
-split_keep = [\"aligned.h5\", \"aligned-round2.h5\", \"aligned-round3.h5\", \"aligned-round4.h5\"]
+    --threads 1 > "$OUT/data-round5-pbe.log" 2>&1
+  M5="$OUT/round4/best.ckpt"
+  KEEP='"aligned.h5", "aligned-round2.h5", "aligned-round3.h5", "aligned-round4.h5"'
+  for ((it = 1; it <= ROUND5_ITERATIONS; it++)); do
+    OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$M5" --round 5 --part molecular --no-md --band-loop "$it" \
+      --reaction-path "$OUT/neb-reference" -o "$OUT/data" --threads 1 >> "$OUT/data-round5-molecular.log" 2>&1
+    rounds 5
+    tea-align apply "${INPUTS[@]}" --alignment "$OUT/alignment-round4.json" -o "$OUT/aligned-round5.$it.h5"
+    finetune "round5.$it" "$M5" "$ROUND5_EPOCHS" "dataset = \"aligned-round5.$it.h5\"
+split_keep = [$KEEP]
 $(echo "$SHARED" | sed 's/^learning_rate = .*/learning_rate = 0.001/')"
-  MODEL="$OUT/round5/best.ckpt"
-  DATA="$OUT/aligned-round5.h5"
+    KEEP="$KEEP, \"aligned-round5.$it.h5\""
+    M5="$OUT/round5.$it/best.ckpt"
+  done
+  MODEL=$M5
+  DATA="$OUT/aligned-round5.$ROUND5_ITERATIONS.h5"
 fi
 
 # 4. errors: random held-out frames of trained families, whole held-out families (per family and per level), peers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
@@ -65,6 +66,47 @@ def test_active_data_command_refuses_rounds_1_and_2_and_a_missing_model(tmp_path
     assert main(["make-active-data", str(model), "--round", "5", "--reaction-path", str(tmp_path), "-o",
                  str(tmp_path / "d")]) == 2
     assert "no finished reference NEB (saddle.extxyz)" in capsys.readouterr().err
+    assert main(["make-active-data", str(model), "--round", "4", "--band-loop", "1", "-o", str(tmp_path / "d")]) == 2
+    assert "--band-loop 1: an iteration is 1, 2, ... of an active round 5 or later" in capsys.readouterr().err
+
+
+def test_band_loop_labels_the_band_where_the_optimiser_takes_it(monkeypatch, curved_surface):
+    """band_loop_jobs on the analytic curved surface (conftest; the bench's NEB endpoints replaced by its minima
+    (+-1, 1, 0)): the first snapshot is the start, on the straight line y = 1 between the minima; the band then moves
+    onto the curved path y = x^2 and the last snapshot is the converged band, every image on it; a snapshot is taken
+    every ``every`` FIRE steps and none repeats the one before; every job names the iteration and where it was taken."""
+    from allegro_fm_bench import active
+    from allegro_fm_bench.experiments import neb
+
+    monkeypatch.setattr(neb, "endpoints", lambda calc: (Atoms("H", [(-1.0, 1.0, 0.0)]), Atoms("H", [(1.0, 1.0, 0.0)])))
+    jobs = active.band_loop_jobs(curved_surface, "surface", 3, every=10)
+    inner = neb.N_IMAGES - 2
+    assert len(jobs) % inner == 0 and len(jobs) >= 3 * inner
+    snaps = [jobs[i:i + inner] for i in range(0, len(jobs), inner)]
+    print(f"band loop on the analytic surface: {len(snaps)} snapshots: {[s[0][2].split(', ')[1] for s in snaps]}")
+    for s in snaps:
+        assert all(g.startswith("band loop 3: surface NEB band (in-plane), ") for _, _, g in s)
+        assert [g.rsplit(" ", 1)[1] for _, _, g in s] == [f"{k}/{neb.N_IMAGES - 1}" for k in range(1, inner + 1)]
+    first = np.array([a.positions[0] for _, a, _ in snaps[0]])
+    assert "NEB step 0" in snaps[0][0][2]
+    np.testing.assert_allclose(first[:, 1], 1.0, atol=1e-9)  # the start: the straight line
+    last = np.array([a.positions[0] for _, a, _ in snaps[-1]])
+    assert "converged band" in snaps[-1][0][2]
+    assert np.abs(last[:, 1] - last[:, 0] ** 2).max() < 0.1  # on the curved path
+    steps = [int(g.split("step ")[1].split(",")[0]) for _, _, g in (s[0] for s in snaps[:-1])]
+    assert all(k % 10 == 0 for k in steps)
+    for a, b in zip(snaps, snaps[1:]):
+        assert max(np.abs(x.positions - y.positions).max() for (_, x, _), (_, y, _) in zip(a, b)) > 1e-6
+
+
+def test_band_loop_iterations_run_in_order(tmp_path):
+    """Iteration 2 of a band loop without iteration 1's labels is refused, naming the missing stage file (nothing is
+    labelled, no model is loaded)."""
+    from allegro_fm_bench.active import make_active_molecular
+
+    with pytest.raises(ValueError, match=r"round5_band_loop\.it1\.extxyz: band loop iteration 1 has no labels"):
+        make_active_molecular(tmp_path, tmp_path / "none.ckpt", 5, band_loop=2, md=False)
+    assert not any(tmp_path.iterdir())
 
 
 def test_transition_state_jobs_rattle_the_saddle_and_sample_both_descents(tmp_path):

@@ -85,28 +85,16 @@ def test_tensile_experiment_initial_slope_is_c33_on_lennard_jones_argon(tmp_path
     assert curve["stress"][-1] > curve["stress"][0]  # tension positive
 
 
-def test_neb_band_and_profile_on_a_curved_analytic_path():
+def test_neb_band_and_profile_on_a_curved_analytic_path(curved_surface):
     """The NEB experiment's band() and energies() on one atom in V = s [(1 - x^2)^2 + 5 (y - x^2)^2] + z^2 (s = 0.5 eV):
     the minimum-energy path bends along y = x^2 (the straight line between the minima (+-1, 1) crosses 3 eV), the saddle
     is (0, 0) with barrier s = 0.5 eV = 11.53 kcal/mol. The band must converge onto the curved path and the climbing
     image onto the saddle; the profile is reported in kcal/mol."""
     from allegro_fm_bench.experiments.neb import band, energies
     from ase import Atoms
-    from ase.calculators.calculator import Calculator, all_changes
 
-    s = 0.5
-
-    class Surface(Calculator):
-        implemented_properties = ["energy", "forces"]
-
-        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-            super().calculate(atoms, properties, system_changes)
-            x, y, z = self.atoms.positions[0]
-            u = y - x * x
-            self.results["energy"] = s * ((1 - x * x) ** 2 + 5 * u * u) + z * z
-            self.results["forces"] = -np.array([[s * (-4 * x * (1 - x * x) - 20 * x * u), s * 10 * u, 2 * z]])
-
-    calc = Surface()
+    calc = curved_surface
+    s = calc.s
     images, fmax, ok = band(calc, Atoms("H", [(-1.0, 1.0, 0.0)]), Atoms("H", [(1.0, 1.0, 0.0)]), 9, fmax=0.005, steps=2000)
     assert ok and fmax < 0.005
     prof = energies(images, calc)

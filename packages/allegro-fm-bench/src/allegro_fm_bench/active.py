@@ -80,6 +80,7 @@ ROUND4_RATTLES = (0.03, 0.09, 0.15)  # A, one seed each
 #: ``DESCENT_EVERY``-th frame of the PBE descents from it (steps of 0.05 A)
 TS_RATTLES = (0.0, 0.01, 0.01, 0.02, 0.02, 0.02, 0.03, 0.03, 0.03)
 DESCENT_EVERY = 2
+BAND_LOOP_EVERY = 100  # FIRE steps between the band loop's snapshots of a band (``band_loop_jobs``)
 
 
 def relaxation_snapshots(atoms: Atoms, calc, fmax: float = 0.05, steps: int = 600, cell: bool = False,
@@ -193,6 +194,12 @@ def _model_calculator(model: str | Path):
     return AllegroFMCalculator(load_potential(str(model)))
 
 
+def _model_label(model: str | Path) -> str:
+    """How frames name the model that made them: run/best.ckpt for a checkpoint (every phase's is best.ckpt)."""
+    p = Path(model)
+    return f"{p.parent.name}/{p.name}" if p.suffix == ".ckpt" else p.name
+
+
 def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: MiniDataSettings = MiniDataSettings(),
                     progress: bool = True, md: bool = True) -> Path | None:
     """Periodic active-learning frames of ``model`` (the EOS relaxations' paths and, from round ``MD_FROM_ROUND`` and with
@@ -281,24 +288,77 @@ def transition_state_jobs(folder: str | Path, rng: np.random.Generator) -> list[
     return jobs
 
 
+def band_loop_jobs(calc, label: str, iteration: int, every: int = BAND_LOOP_EVERY) -> list[tuple[str, Atoms, str]]:
+    """Band-level active learning, one iteration: the bench's quick in-plane NEB of H2CO3 -> H2O + CO2 run with the
+    model ``calc`` (named ``label``) exactly as the bench runs it (``neb.N_IMAGES`` images from the IDPP start, at most
+    ``neb.QUICK_STEPS`` + ``neb.QUICK_STEPS`` FIRE steps), and the inner images as the optimiser moves them: at the start
+    of each stage, every ``every`` FIRE steps, and at the end (a band identical to the previous snapshot is not repeated).
+    These are the configurations where the model's surface sends the band; labelled, they tell the next model what they
+    really cost, and the loop (label, fine-tune, run the band again) goes on until the band converges onto the right
+    barrier. Single-shot band rounds (rounds 2-4) never got there: each fine-tune moved the band to new, unlabelled ground."""
+    from .experiments.neb import N_IMAGES, QUICK_STEPS, band, endpoints
+
+    reactant, product = endpoints(calc)
+    snaps: list[tuple[str, int, list[np.ndarray]]] = []
+
+    def observe(images, stage, step):
+        if step % every == 0:
+            snaps.append((stage, step, [im.positions.copy() for im in images[1:-1]]))
+
+    images, fmax, ok = band(calc, reactant, product, N_IMAGES, steps=QUICK_STEPS, observe=observe)
+    log.info("band loop %d, %s: in-plane band %s, max NEB force %.3f eV/A", iteration, label,
+             "converged" if ok else "NOT converged", fmax)
+    snaps.append(("end", 0, [im.positions.copy() for im in images[1:-1]]))
+    jobs, last = [], None
+    for stage, step, band_pos in snaps:
+        if last is not None and max(np.abs(p - q).max() for p, q in zip(band_pos, last)) < 1e-6:
+            continue
+        last = band_pos
+        where = "converged band" if stage == "end" and ok else "final band" if stage == "end" else f"{stage} step {step}"
+        for k, pos in enumerate(band_pos, 1):
+            jobs.append((reactant.get_chemical_formula(), Atoms(reactant.numbers, pos),
+                         f"band loop {iteration}: {label} NEB band (in-plane), {where}, image {k}/{N_IMAGES - 1}"))
+    return jobs
+
+
 def make_active_molecular(outdir: str | Path, model: str | Path, round_: int, st: MiniDataSettings = MiniDataSettings(),
-                          progress: bool = True, reaction_path: str | Path | None = None, md: bool = True) -> Path | None:
+                          progress: bool = True, reaction_path: str | Path | None = None, md: bool = True,
+                          band_loop: int = 0) -> Path | None:
     """Molecular active-learning frames of ``model`` (its quick NEB bands; with ``reaction_path``, a finished reference
     NEB folder, the ``transition_state_jobs``; from round ``MD_FROM_ROUND`` and with ``md``, the
     ``molecular_md_geometries``), labelled at wB97M-D3(BJ)/def2-SVP (a geometry whose SCF fails is left out, logged) ->
-    OUT/molecular-round<round_>.extxyz; None while another process labels one of its stages (run again)."""
+    OUT/molecular-round<round_>.extxyz; None while another process labels one of its stages (run again).
+    With ``band_loop`` = K > 0 the round is a band loop: in place of the single-shot bands, iteration K's
+    ``band_loop_jobs`` of ``model`` (the model the previous iteration's fine-tune made), and the file holds the
+    transition-state region and iterations 1..K, in that order (their stages must exist: the loop runs in order), so
+    that iteration K's file extends iteration K-1's; no model MD then."""
     outdir = Path(outdir)
     calc = WB97MD3BJ()
 
     def make():
         return label_model_bands(model, calc, st, np.random.default_rng([st.seed, round_, 8]), progress)
 
-    parts = [_stage(outdir / "molecular", f"round{round_}_model_bands", make)]
-    if reaction_path is not None:
-        parts.append(_stage(outdir / "molecular", f"round{round_}_transition_state", lambda: label_or_skip(
+    def transition_state():
+        return _stage(outdir / "molecular", f"round{round_}_transition_state", lambda: label_or_skip(
             transition_state_jobs(reaction_path, np.random.default_rng([st.seed, round_, 10])), calc,
-            "transition-state region", progress)))
-    if round_ >= MD_FROM_ROUND and md:
+            "transition-state region", progress))
+
+    if band_loop > 0:  # the transition-state region first: iteration K's file opens with iteration K-1's (split_keep)
+        earlier = [f"round{round_}_band_loop.it{k}" for k in range(1, band_loop)]
+        for k, name in enumerate(earlier, 1):
+            if not (outdir / "molecular" / f"{name}.extxyz").exists():
+                raise ValueError(f"{outdir / 'molecular' / name}.extxyz: band loop iteration {k} has no labels; iteration "
+                                 f"{band_loop} needs 1..{band_loop - 1} first (the loop runs in order: label, fine-tune, next)")
+        parts = [transition_state()] if reaction_path is not None else []
+        parts += [_stage(outdir / "molecular", name, list) for name in earlier]
+        parts.append(_stage(outdir / "molecular", f"round{round_}_band_loop.it{band_loop}", lambda: label_or_skip(
+            band_loop_jobs(_model_calculator(model), _model_label(model), band_loop), calc,
+            f"band loop {band_loop}", progress)))
+    else:
+        parts = [_stage(outdir / "molecular", f"round{round_}_model_bands", make)]
+        if reaction_path is not None:
+            parts.append(transition_state())
+    if round_ >= MD_FROM_ROUND and md and not band_loop:  # a band loop's file must grow at its end only
         geoms = _stage(outdir / "molecular", f"round{round_}_md_geometries",
                        lambda: molecular_md_geometries(model, st, np.random.default_rng([st.seed, round_, 9])))
         if geoms is not None:

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                    "(scripts/check_neb_reference.py) whose transition-state region (the saddle, rattled, and the PBE "
                    "descents from it, computed there when absent) is labelled too")
     a.add_argument("--no-md", action="store_true", help="no model-MD stages (rounds >= 4 have them by default)")
+    a.add_argument("--band-loop", type=int, default=0, metavar="K", help="molecular part: iteration K (1, 2, ...) of a "
+                   "band loop in place of the single-shot NEB bands: MODEL's quick in-plane band, snapshots every "
+                   "100 FIRE steps; the round's file holds iterations 1..K (round >= 5)")
     a.set_defaults(func=_make_active_data)
     lb = sub.add_parser("labels", help="the published labels of a make_mini_model.sh run (datasets/allegro-fm-mini): "
                         "pack RUN STORE | restore STORE RUN | check STORE RUN")
@@ -97,11 +100,13 @@ def _make_active_data(args) -> int:
     _threads(args.threads)
     if args.reaction_path and not Path(args.reaction_path, "saddle.extxyz").is_file():
         raise ValueError(f"{args.reaction_path}: no finished reference NEB (saddle.extxyz)")
+    if args.band_loop < 0 or (args.band_loop and args.round < 5):
+        raise ValueError(f"--band-loop {args.band_loop}: an iteration is 1, 2, ... of an active round 5 or later")
     if args.part in ("pbe", "all"):
         make_active_pbe(args.output, args.model, args.round, md=not args.no_md)
     if args.part in ("molecular", "all"):
         make_active_molecular(args.output, args.model, args.round, reaction_path=args.reaction_path or None,
-                              md=not args.no_md)
+                              md=not args.no_md, band_loop=args.band_loop)
     return 0
 
 

@@ -35,6 +35,11 @@ from ..structures import carbonic_acid_path
 from ._common import Context, plt, save_figure
 
 EV_TO_KCAL = EV_TO_KCAL_PER_MOL
+#: the bench's bands: images (endpoints included) and FIRE steps per stage (quick / full settings). With 7 images the
+#: CI-NEB collapses into the end basins even on a smooth PES (SevenNet-0, the PBE stand-in: no image above the
+#: reactant, 0.094 eV/A after 200 + 200 FIRE steps; 11 images converged, 32.7 kcal/mol; measured 2026-12-01)
+N_IMAGES = 11
+QUICK_STEPS, FULL_STEPS = 200, 2000
 PAPER = {"model": 45.7, "wB97M-D3(BJ)": 46.0, "PBE": 35.7}  # kcal/mol, conventional (in-plane) pathway
 LITERATURE = 41.5  # QCISD(T), ZPE-corrected (Wight & Boldyrev 1995)
 REF_TOLERANCE = 6.0  # kcal/mol: def2-SVP vs def2-TZVPPD and model images vs DFT images
@@ -88,11 +93,13 @@ def _load(path: Path, images) -> dict | None:
 
 
 def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, steps: int = 300,
-         checkpoint: str | Path | None = None):
+         checkpoint: str | Path | None = None, observe=None):
     """A NEB band (list of Atoms, endpoints included) from ``reactant`` to ``product``, optionally starting
     through ``via``: FIRE without climbing to 2 x ``fmax`` (eV/A), then with the climbing image to ``fmax``, at
     most ``steps`` FIRE steps each. With ``checkpoint`` (a folder), the band is saved after every FIRE step and a
-    rerun resumes from the last saved step (FIRE restarts its velocities). Returns (images, max NEB force eV/A,
+    rerun resumes from the last saved step (FIRE restarts its velocities). ``observe(images, stage, step)``, when
+    given, is called before each stage's first FIRE step and after every step (stage "NEB" or "CI-NEB"; ``step`` counts
+    that stage's steps; read positions only: the images share the calculator). Returns (images, max NEB force eV/A,
     converged)."""
     if via is None:
         images = [reactant.copy() for _ in range(n_images - 1)] + [product.copy()]
@@ -127,6 +134,8 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
         left = steps - state["steps_done"]
         with tqdm(total=steps, initial=state["steps_done"], desc=f"{stage} to {target:g} eV/A", leave=False) as bar:
             opt.attach(bar.update)  # a count only: re-reading forces would re-run a shared calculator
+            if observe is not None:
+                opt.attach(lambda st=state, o=opt, name=stage: observe(images, name, st["steps_done"] + o.nsteps))
             if path is not None:
                 opt.attach(lambda st=state, o=opt: _save(path, images, st | {"steps_done": st["steps_done"] + o.nsteps}))
             ok = bool(opt.run(fmax=target, steps=left)) if left > 0 else False
@@ -301,13 +310,10 @@ def energies(images, calc, failed: list[int] | None = None) -> np.ndarray:
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     """Both pathways with the model, then PySCF references on the same images."""
-    # 11 images in both settings: with 7 the CI-NEB collapses into the end basins even on a smooth PES (SevenNet-0, PBE
-    # stand-in: 7 images no image above the reactant, 0.094 eV/A after 200 + 200 FIRE steps; 11 images converged, 32.7
-    # kcal/mol; measured 2026-12-01)
-    n_images = 11
+    n_images = N_IMAGES
     calc = ctx.calculator()
     reactant, product = endpoints(calc)
-    steps = 200 if ctx.quick else 2000
+    steps = QUICK_STEPS if ctx.quick else FULL_STEPS
     paths, conv = {}, {}
     for pname, via in (("in-plane", None), ("H2O rotation", rotated_water(product))):
         paths[pname], f, ok = band(calc, reactant, product, n_images, via=via, steps=steps)
