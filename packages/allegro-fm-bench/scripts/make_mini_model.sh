@@ -166,7 +166,7 @@ fi
 #     sides, wB97M labels); then ROUND5_ITERATIONS times: the current model's quick in-plane NEB band as the optimiser
 #     moves it (every 100 FIRE steps and the end; wB97M labels), a fine-tune of the current model on rounds 1-5 so far
 #     (ROUND5_EPOCHS epochs, the round-4 alignment), the next iteration with the fine-tuned model. Single-shot bands
-#     (rounds 2-4) never converged the quick NEB: each fine-tune moved the band to new unlabelled ground (model card)
+#     (rounds 2-4) never converged the quick NEB; a one-off band loop has not yet either (model card)
 if [ "$ROUND2_EPOCHS" -gt 0 ] && [ "$ROUND3_EPOCHS" -gt 0 ] && [ "$ROUND4_EPOCHS" -gt 0 ] && [ "$ROUND5_EPOCHS" -gt 0 ]; then
   OMP_NUM_THREADS=1 allegro-fm-bench make-active-data "$OUT/round4/best.ckpt" --round 5 --part pbe --no-md -o "$OUT/data" \
     --threads 1 > "$OUT/data-round5-pbe.log" 2>&1

@@ -295,7 +295,7 @@ def band_loop_jobs(calc, label: str, iteration: int, every: int = BAND_LOOP_EVER
     of each stage, every ``every`` FIRE steps, and at the end (a band identical to the previous snapshot is not repeated).
     These are the configurations where the model's surface sends the band; labelled, they tell the next model what they
     really cost, and the loop (label, fine-tune, run the band again) goes on until the band converges onto the right
-    barrier. Single-shot band rounds (rounds 2-4) never got there: each fine-tune moved the band to new, unlabelled ground."""
+    barrier. Single-shot band rounds (rounds 2-4) did not converge the quick NEB."""
     from .experiments.neb import N_IMAGES, QUICK_STEPS, band, endpoints
 
     reactant, product = endpoints(calc)
