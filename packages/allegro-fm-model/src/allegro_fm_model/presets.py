@@ -98,7 +98,7 @@ def tiny_preset(name: str = "tiny") -> Preset:
                    two_body_mlp=(8, 8, 16), edge_energy_mlp=(16,), allegro_mlp_hidden_depth=1)
 
 
-#: FM64's widths with l_max = 1: the shipped Allegro-FM-mini model (about 5x faster than FM64 on a CPU,
+#: FM64's widths with l_max = 1: the shipped Allegro-FM-mini model (4.9x faster than FM64 eager, 2.8x compiled, on 2 CPU cores;
 #: 41 968 parameters for 5 elements; a demonstration model, not one of the paper's).
 MINI = replace(FM64, name="mini", paper_parameters=0, l_max=1)
 DEMO_PRESETS: dict[str, Preset] = {"MINI": MINI, "TINY": tiny_preset()}
