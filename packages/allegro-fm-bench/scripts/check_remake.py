@@ -4,8 +4,8 @@ same frames: the labels come from the published store, checksums verified) and, 
 quick EOS and tensile experiments with both; prints one table (shipped, remake, relative difference) and exits 1 when
 any number differs by more than the tolerance.
 
-    python packages/allegro-fm-bench/scripts/check_remake.py runs/mini-v2            # ~3 min on 2 cores
-    python packages/allegro-fm-bench/scripts/check_remake.py runs/mini-v2 --bench    # + ~5 min per model
+    python packages/allegro-fm-bench/scripts/check_remake.py runs/mini-v2            # 7 min on one busy core (2026-12-02)
+    python packages/allegro-fm-bench/scripts/check_remake.py runs/mini-v2 --bench    # + the bench's quick EOS and tensile per model (not yet timed)
 
 Rows: force RMSE (meV/A), energy RMSE (meV/atom) and force cosine on the whole held-out families (per level of theory
 and per family, ``heldout-round4.h5``), force RMSE on the test split of the trained families (``aligned-round4.h5``,
