@@ -5,7 +5,7 @@ quick EOS and tensile experiments with both; prints one table (shipped, remake, 
 any number differs by more than the tolerance.
 
     python packages/allegro-fm-bench/scripts/check_remake.py runs/mini-v2            # 7 min on one busy core (2026-12-02)
-    python packages/allegro-fm-bench/scripts/check_remake.py runs/mini-v2 --bench    # + quick EOS and tensile: 18 min, 1 thread (2026-12-02)
+    python packages/allegro-fm-bench/scripts/check_remake.py runs/mini-v2 --bench    # + quick EOS and tensile: 11.5 min, 1 thread (2026-12-02)
 
 Rows: force RMSE (meV/A), energy RMSE (meV/atom) and force cosine on the whole held-out families (per level of theory
 and per family, ``heldout-round4.h5``), force RMSE on the test split of the trained families (``aligned-round4.h5``,
