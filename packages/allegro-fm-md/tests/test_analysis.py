@@ -59,3 +59,34 @@ def test_rdf_command(tmp_path, capsys):
     with pytest.raises(ValueError, match="periodic"):
         radial_distribution([ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 1]])])
     assert len(read_frames(tmp_path / "t.extxyz")) == 3
+
+
+def test_first_shell_of_an_analytic_g_whose_second_peak_is_higher():
+    """The issue's Si-Ca case: a first peak at 2.3 A lower than a second at 3.7 A, a minimum at ~3.0 A between them.
+    The first shell's peak is the first peak (not the global maximum) and its minimum lies after it; the coordination
+    number equals the analytic integral rho * int_0^r_min 4 pi r^2 g dr."""
+    from allegro_fm_md.analysis import RDF
+
+    r = np.linspace(0.025, 6.0, 240)
+    g = 2.5 * np.exp(-((r - 2.3) / 0.15) ** 2) + 4.0 * np.exp(-((r - 3.7) / 0.2) ** 2) + (r > 4.5) * 1.0
+    rho = 0.05  # partners per A^3
+    dr = r[1] - r[0]
+    counts = np.cumsum(rho * 4 * np.pi * r**2 * g * dr)  # pairs per central atom (atoms = 1)
+    rdf = RDF(r, {("Si", "Ca"): g}, {("Si", "Ca"): counts}, {"Si": 1.0, "Ca": 1.0}, 1)
+    sh = rdf.first_shell(("Si", "Ca"))
+    assert sh.r_peak == pytest.approx(2.3, abs=dr)
+    assert sh.r_peak < sh.r_min < 3.7 and sh.r_min == pytest.approx(3.0, abs=0.3)
+    k = int(np.argmin(np.abs(r - sh.r_min)))
+    assert sh.coordination == pytest.approx(counts[k], rel=1e-12)
+    first_shell_only = rho * 4 * np.pi * 2.3**2 * 2.5 * 0.15 * np.sqrt(np.pi)  # the Gaussian's integral, narrow peak
+    assert sh.coordination == pytest.approx(first_shell_only, rel=0.05)
+    assert rdf.coordination(("Si", "Ca")) == (sh.coordination, sh.r_min)
+
+
+def test_rdf_table_reads_peak_and_minimum_off_the_same_curve(tmp_path):
+    ase.io.write(tmp_path / "t.extxyz", [_cao(seed=s) for s in range(3)])
+    assert main(["rdf", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "gr.png"), "--r-max", "6"]) == 0
+    rows = [line.split("|")[1:-1] for line in (tmp_path / "gr.md").read_text().splitlines()[2:]]
+    assert rows
+    for pair, peak, _, rcut, *_ in rows:
+        assert float(peak) < float(rcut), pair  # the first peak lies before the first minimum

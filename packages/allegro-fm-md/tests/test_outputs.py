@@ -235,3 +235,17 @@ def test_sharded_resume_cuts_the_shards_back_and_merges_in_order(tmp_path):
     steps, _ = _h5_steps(tmp_path / "m.h5md")
     assert n == 7 and atoms == 108 and list(steps) == list(range(0, 13, 2))
     assert _thermo_steps(tmp_path / "out" / "thermo.log") == list(range(0, 13, 2))
+
+
+def test_a_run_logged_to_a_file_has_no_progress_redraws(tmp_path):
+    """A batch job's log (stderr not a terminal): the progress of a run of >= 100 steps is a few plain lines, never a
+    tqdm bar's carriage-return redraws (the demo's log had 402)."""
+    _argon(tmp_path, steps=120, restart_every=60)
+    with open(tmp_path / "job.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "allegro_fm_md.cli", "run", "run.toml"], cwd=tmp_path, stdout=log,
+                       stderr=subprocess.STDOUT, check=True, timeout=300)
+    text = (tmp_path / "job.log").read_text()
+    assert "\r" not in text and "\x1b[" not in text
+    lines = [line for line in text.splitlines() if line.startswith("md: ")]
+    assert 2 <= len(lines) <= 11 and lines[-1].startswith("md: 120/120 step (100 %)")
+    assert "done: step 120" in text

@@ -106,6 +106,7 @@ def test_md_runs_compile_a_packaged_model_on_first_use_and_cache_it(monkeypatch,
     pot = md_potential(spec, [], "cpu")
     assert isinstance(pot, CompiledAllegroPotential)
     assert pot.path.parent == compiled_cache_dir() and "-cpu-" in pot.path.name
+    assert pot.level_of_theory == "PBE~SevenNet-0"  # the compiled file keeps the package's level of theory
     monkeypatch.setattr(plugin, "compile_model", lambda *a, **k: pytest.fail("compiled again instead of using the cache"))
     capsys.readouterr()
     again = md_potential(spec, [], "cpu")

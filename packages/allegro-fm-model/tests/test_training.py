@@ -58,14 +58,19 @@ def test_tiny_training_loss_falls_and_resumes(aligned_train, tmp_path):
     assert (run / "config.yaml").exists() and (run / "best.ckpt").exists()
 
 
-def test_last_checkpoint_is_written_after_every_epoch(aligned_train, tmp_path):
+def test_last_checkpoint_is_written_after_every_epoch(aligned_train, tmp_path, capfd):
     """The resume point follows every epoch, also epochs whose validation loss does not improve (learning rate 0:
-    the same loss each epoch), so an interrupted run loses at most one epoch."""
+    the same loss each epoch), so an interrupted run loses at most one epoch. Its output, not on a terminal, has no
+    Lightning bar redraws or ANSI escapes: one line per epoch instead."""
     import torch
 
     s = TrainSettings(dataset=str(aligned_train), run_dir=str(tmp_path / "run"), preset="tiny", max_epochs=3, batch_size=4,
                       learning_rate=0.0, accelerator="cpu", devices=1, val_fraction=0.2, test_fraction=0.0)
     run = train(s)
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert "\r" not in text and "\x1b[" not in text
+    assert [line.split(":")[0] for line in text.splitlines() if line.startswith("epoch ")] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     last = torch.load(run / "last.ckpt", map_location="cpu", weights_only=False)
     best = torch.load(run / "best.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 2 and best["epoch"] == 0, (last["epoch"], best["epoch"])
@@ -169,6 +174,11 @@ def test_finetune_from_a_package_and_from_the_shipped_model(aligned_train, tmp_p
                 val_fraction=0.2, test_fraction=0.0)
     pre = train(TrainSettings(run_dir=str(tmp_path / "pre"), **base))
     pkg = package_model(pre / "best.ckpt", tmp_path / "pre.nequip.zip")
+    from allegro_fm_model.provenance import model_level
+    from tea_align import synthetic
+
+    # the training data's level of theory is recorded in the checkpoint and travels into the package
+    assert model_level(pre / "best.ckpt") == model_level(pre / "last.ckpt") == model_level(pkg) == synthetic.LEVEL_T
     ft = train(TrainSettings(run_dir=str(tmp_path / "ft"), init_from=str(pkg), freeze=("embedding",), learning_rate=1e-2,
                              **{**base, "seed": 1}))
     a = dict(load_potential(pkg).model.named_parameters())
@@ -182,7 +192,9 @@ def test_finetune_from_a_package_and_from_the_shipped_model(aligned_train, tmp_p
     toml = tmp_path / "mini.toml"
     toml.write_text(f'[train]\ndataset = "{aligned_train}"\nrun_dir = "ftmini"\ninit_from = "allegro-fm-mini"\n')
     assert TrainSettings.from_toml(toml).init_from == "allegro-fm-mini"  # a name is not made relative to the file
-    assert main(["finetune", str(toml), "--print-config"]) == 0  # the synthetic data's H, C, O, Si, Ca: the mini model's
+    # the synthetic data's H, C, O, Si, Ca are the mini model's elements, but its level of theory is not the model's
+    assert main(["finetune", str(toml), "--print-config"]) == 2
+    assert main(["finetune", str(toml), "--print-config", "--refit-offsets"]) == 0
     cfg = (tmp_path / "ftmini" / "config.yaml").read_text()
     assert str(builtin_model_path("allegro-fm-mini").resolve()) in cfg and "finetune_model" in cfg
 

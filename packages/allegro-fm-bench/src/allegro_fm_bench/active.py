@@ -37,7 +37,7 @@ from ase.build import molecule
 from ase.filters import FrechetCellFilter
 from ase.neighborlist import neighbor_list
 from ase.optimize import LBFGS
-from tqdm.auto import tqdm
+from tea_align.progress import progress as tracked
 
 from . import structures as S
 from .labelling import PBE_LEVEL, WB97MD3BJ, pbe_calculator
@@ -212,7 +212,7 @@ def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: Mini
         def make(family=family, builder=builder, k=k):
             calc = pbe_calculator()
             jobs = eos_path_jobs(_model_calculator(model), label, st, np.random.default_rng([st.seed, round_, k]), builder, family)
-            return [_labelled(a, calc, PBE_LEVEL, n, g) for n, a, g in tqdm(jobs, desc=f"{family} EOS path", disable=not progress,
+            return [_labelled(a, calc, PBE_LEVEL, n, g) for n, a, g in tracked(jobs, desc=f"{family} EOS path", enabled=progress,
                                                                               leave=False)]
 
         parts.append(_stage(outdir / "pbe", f"round{round_}_eos_{family}", make))
@@ -225,8 +225,8 @@ def make_active_pbe(outdir: str | Path, model: str | Path, round_: int, st: Mini
                 jobs = md_jobs(_model_calculator(model), label, base, family.name, temps, dt, PBE_MD_STEPS, PBE_MD_SNAPSHOTS,
                                np.random.default_rng([st.seed, round_, 100 + k]))
                 calc = pbe_calculator()
-                return [_labelled(a, calc, PBE_LEVEL, n, g) for n, a, g in tqdm(jobs, desc=f"{family.name} model MD",
-                                                                                  disable=not progress, leave=False)]
+                return [_labelled(a, calc, PBE_LEVEL, n, g) for n, a, g in tracked(jobs, desc=f"{family.name} model MD",
+                                                                                  enabled=progress, leave=False)]
 
             parts.append(_stage(outdir / "pbe", f"round{round_}_md_{family.name}", make_md))
     if any(p is None for p in parts):
@@ -264,7 +264,7 @@ def molecular_md_geometries(model: str | Path, st: MiniDataSettings, rng: np.ran
     starts = [(molecule(n).get_chemical_formula(), molecule(n), n) for n in names]
     starts += [(g.split()[1], a, g) for a, g in _clusters(rng, n_clusters[0])]
     starts += [(g.split()[1], a, g) for a, g in _clusters(rng, n_clusters[1], list(ROUND2_CLUSTERS))]
-    for structure, a, what in tqdm(starts, desc="model MD of molecules", leave=False):
+    for structure, a, what in tracked(starts, desc="model MD of molecules", leave=False):
         for _, snap, gen in md_jobs(calc, label, a, structure, MOLECULE_MD_TEMPERATURES, st.md_dt_fs, MOLECULE_MD_STEPS, 1, rng):
             add(structure, snap, f"{what}: {gen}")
     log.info("molecular model MD: %d geometries to label", len(out))

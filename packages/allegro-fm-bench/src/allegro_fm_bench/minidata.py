@@ -32,7 +32,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.optimize import FIRE
 from tea_align.files import atomic_path
-from tqdm.auto import tqdm
+from tea_align.progress import progress as tracked
 
 from . import structures as S
 from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
@@ -322,7 +322,7 @@ def _family_frames(family: Family, index: int, calc, st: MiniDataSettings, progr
     temps = family.temperatures or tuple(min(t, family.max_temperature) for t in st.md_temperatures)
     for T in temps:
         jobs += _md_snapshots(base, calc, T, st, int(rng.integers(1 << 30)), dt_fs=st.md_dt_fs if has_h else 2 * st.md_dt_fs)
-    return [_labelled(a, calc, PBE_LEVEL, family.name, g) for a, g in tqdm(jobs, desc=family.name, disable=not progress, leave=False)]
+    return [_labelled(a, calc, PBE_LEVEL, family.name, g) for a, g in tracked(jobs, desc=family.name, enabled=progress, leave=False)]
 
 
 def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
@@ -486,7 +486,7 @@ def label_or_skip(jobs: list[tuple[str, Atoms, str]], calc, desc: str, progress:
     """(structure, atoms, generator) jobs labelled with ``calc`` at the wB97M level; a geometry the closed-shell SCF
     cannot describe (a model's broken band image or MD frame) is left out and logged, not fatal."""
     out = []
-    for n, a, g in tqdm(jobs, desc=desc, disable=not progress, leave=False):
+    for n, a, g in tracked(jobs, desc=desc, enabled=progress, leave=False):
         try:
             out.append(_labelled(a, calc, WB97M_LEVEL, n, g))
         except SCFNotConverged as exc:
@@ -506,7 +506,7 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     rng = np.random.default_rng(st.seed + 1)
 
     def run(jobs, desc):
-        return [_labelled(a, calc, WB97M_LEVEL, n, g) for n, a, g in tqdm(jobs, desc=desc, disable=not progress, leave=False)]
+        return [_labelled(a, calc, WB97M_LEVEL, n, g) for n, a, g in tracked(jobs, desc=desc, enabled=progress, leave=False)]
 
     # every job list is drawn up front, in one fixed order, whether or not its stage is already labelled: a resumed run
     # draws the same random rattles and placements as an uninterrupted one

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 import tea_align
 from ase import Atoms
-from tqdm.auto import tqdm
+from tea_align.progress import progress as tracked
 
 PEERS = ("sevenn-0", "chgnet")
 
@@ -41,7 +41,7 @@ def force_errors(calc, dataset: str, by: str = "key", periodic_only: bool = True
     acc: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0, 0.0, 0.0, 0.0])  # frames, se, n, dot, |a|^2, |b|^2
     skipped = 0
     with tea_align.open_dataset(dataset) as ds:
-        for i in tqdm(range(len(ds)), desc="peer forces", disable=not progress, leave=False):
+        for i in tracked(range(len(ds)), desc="peer forces", enabled=progress, leave=False):
             fr = ds[i]
             if fr.forces is None or (periodic_only and not np.all(fr.pbc)):
                 skipped += 1

@@ -65,24 +65,43 @@ class RDF:
         c = self.pair_counts[pair] if pair in self.pair_counts else self.pair_counts[pair[::-1]]
         return c / max(self.atoms[pair[0]], 1e-300)
 
-    def coordination(self, pair: tuple[str, str], r_cut: float | None = None) -> tuple[float, float]:
-        """(coordination number, r_cut): mean number of ``pair[1]`` within r_cut of a ``pair[0]``;
-        r_cut defaults to the first minimum of g after its first peak."""
+    def first_shell(self, pair: tuple[str, str]) -> FirstShell:
+        """The first coordination shell of ``pair``, peak and minimum read off the same 3-bin smoothed g(r): the first
+        local maximum above max(1, 0.3 max g), then the first local minimum after it (the shell's r_cut), and the
+        coordination number at that r_cut. All NaN (coordination 0) when g never rises above that level."""
         g, n = self[pair], self.running_coordination(pair)
+        gs = np.convolve(g, np.ones(3) / 3, mode="same")  # 3-bin smoothing against noise
+        above = np.flatnonzero(gs > max(1.0, 0.3 * gs.max()))
+        if len(above) == 0:
+            return FirstShell(float("nan"), float("nan"), float("nan"), 0.0)
+        top = int(above[0])
+        while top + 1 < len(gs) and gs[top + 1] >= gs[top]:
+            top += 1
+        k = top
+        while k + 1 < len(gs) and gs[k + 1] < gs[k]:
+            k += 1
+        return FirstShell(float(self.r[top]), float(gs[top]), float(self.r[k]), float(n[k]))
+
+    def coordination(self, pair: tuple[str, str], r_cut: float | None = None) -> tuple[float, float]:
+        """(coordination number, r_cut A): mean number of ``pair[1]`` within r_cut of a ``pair[0]``; r_cut defaults to
+        the first shell's minimum (``first_shell``)."""
         if r_cut is None:
-            gs = np.convolve(g, np.ones(3) / 3, mode="same")  # 3-bin smoothing against noise
-            above = np.flatnonzero(gs > max(1.0, 0.3 * gs.max()))
-            if len(above) == 0:
-                return 0.0, float("nan")
-            top = int(above[0])
-            while top + 1 < len(gs) and gs[top + 1] >= gs[top]:
-                top += 1
-            k = top
-            while k + 1 < len(gs) and gs[k + 1] < gs[k]:
-                k += 1
-            r_cut = float(self.r[k])
+            shell = self.first_shell(pair)
+            return shell.coordination, shell.r_min
+        n = self.running_coordination(pair)
         k = int(np.searchsorted(self.r, r_cut, side="right")) - 1
         return float(n[max(k, 0)]), float(r_cut)
+
+
+@dataclass(frozen=True)
+class FirstShell:
+    """The first coordination shell of a pair: peak position r_peak (A) and height g_peak of the smoothed g(r), the first
+    minimum after it r_min (A), and the coordination number within r_min."""
+
+    r_peak: float
+    g_peak: float
+    r_min: float
+    coordination: float
 
 
 def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int = 120,

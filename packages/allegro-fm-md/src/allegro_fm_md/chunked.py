@@ -166,18 +166,13 @@ class ChunkedPotential:
         return PotentialResult(energy, forces, virial, atomic)
 
     def _bar(self, n_local: int, n_edges: int):
-        """A tqdm bar over the centre atoms when ``progress`` is on and there are many chunks; shown only once the
+        """A progress report (tea_align.Progress) over the centre atoms when ``progress`` is on and there are many chunks; shown only once the
         evaluation has lasted 10 s (a 10^6-atom evaluation takes minutes on one core), removed when it ends."""
         if not self.progress or n_edges < 64 * self.max_edges:
             return None
-        try:
-            from tqdm.auto import tqdm  # lazy: optional progress bar
-        except ImportError:  # tqdm is optional
-            return None
-        import sys
+        from tea_align import Progress  # lazy: only large evaluations report progress
 
-        return tqdm(total=n_local, unit="atom", unit_scale=True, desc=f"forces, {n_edges:,} edges", leave=False,
-                    delay=10, mininterval=5, file=sys.stderr)
+        return Progress(n_local, desc=f"forces, {n_edges:,} edges", unit="atom", delay=10, leave=False)
 
     def _chunk(self, positions, types, sub_e, centres, shifts):
         """One inner call: ``centres`` as local atoms, the other ends of ``sub_e`` as ghosts; (atoms, result)."""

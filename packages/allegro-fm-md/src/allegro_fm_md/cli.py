@@ -95,12 +95,12 @@ def cmd_rdf(args) -> int:
     frames = read_frames(args.trajectory)[args.skip:]
     rdf = radial_distribution(frames, r_max=args.r_max, bins=args.bins)
     out = plot_rdf(rdf, args.output, title=f"{Path(args.trajectory).name}: {rdf.frames} frames")
-    lines = ["| pair | first peak (A) | g max | r_cut (A) | coordination |", "|---|---|---|---|---|"]
+    lines = ["| pair | first peak (A) | g at peak | first minimum = r_cut (A) | coordination | g max |", "|---|---|---|---|---|---|"]
     for a, b in rdf.g:
         for pair in ((a, b), (b, a)) if a != b else ((a, b),):
-            cn, rc = rdf.coordination(pair)
-            g = rdf[pair]
-            lines.append(f"| {pair[0]}-{pair[1]} | {rdf.r[int(np.argmax(g))]:.2f} | {g.max():.2f} | {rc:.2f} | {cn:.2f} |")
+            sh = rdf.first_shell(pair)  # peak and minimum of the same smoothed curve
+            lines.append(f"| {pair[0]}-{pair[1]} | {sh.r_peak:.2f} | {sh.g_peak:.2f} | {sh.r_min:.2f} | {sh.coordination:.2f} "
+                         f"| {rdf[pair].max():.2f} |")
     table = write_text_atomic(Path(out).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"g(r) plot: {out}; table: {table}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import units
+from tea_align import Progress
 
 from .comm import SerialComm
 from .errors import MDInputError, SimulationError
@@ -236,14 +237,8 @@ class Simulation:
         for r in self.reporters:
             r.start(self)
         self._t0, self._s0 = time.perf_counter(), self.state.step
-        bar = None
-        if self.progress and self.root and steps >= 100:
-            try:
-                from tqdm.auto import tqdm  # lazy: optional progress bar
-
-                bar = tqdm(total=steps, unit="step", file=sys.stderr)
-            except ImportError:  # tqdm is optional
-                bar = None
+        # a bar on a terminal, a plain line every 10 % in a log file (no redraws): tea_align.Progress
+        bar = Progress(steps, desc="md", unit="step", file=sys.stderr) if self.progress and self.root and steps >= 100 else None
         try:
             for _ in range(steps):
                 prev = self._snapshot()

@@ -71,8 +71,9 @@ def cmd_evaluate(args) -> int:
         parts = dict(zip(("train", "val", "test"), split_indices(n, st["val_fraction"], st["test_fraction"], st["seed"], keep)))
         indices = parts[args.split]
     pot = load_potential(args.model, args.device)
-    print(f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
-    err = evaluate(pot, args.dataset, indices, by=args.by)
+    print(f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A, level of theory {pot.level_of_theory}: "
+          f"{' '.join(pot.species)}", flush=True)
+    err = evaluate(pot, args.dataset, indices, by=args.by, refit_offsets=args.refit_offsets)
     text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
     print(text)
     if args.output:
@@ -97,6 +98,8 @@ def cmd_finetune(args) -> int:
         s = replace(s, init_from=str(args.init_from))
     if args.freeze is not None:
         s = replace(s, freeze=tuple(args.freeze))
+    if args.refit_offsets:
+        s = replace(s, refit_offsets=True)
     if not s.init_from:
         raise ValueError("finetune needs a pretrained model: --init-from FILE or init_from in [train]")
     s = replace(s, init_from=str(resolve_model(s.init_from)))  # a shipped model's name -> its file; FileNotFoundError
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="device for fine-tuning a deployed TorchScript file (cpu, cuda, xpu)")
     p.add_argument("--freeze", nargs="*", help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes); "
                    "a deployed TorchScript file: embedding layerK readout")
+    p.add_argument("--refit-offsets", action="store_true", help="data at another level of theory than the model's: refit the "
+                   "per-element energy shifts on the training frames before training (else refused, naming both levels)")
     p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
     p.set_defaults(func=cmd_finetune)
     p = sub.add_parser("params", help="trainable parameters of the presets vs the paper")
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", help="the training run folder whose settings.json defines --split (default: the model's folder)")
     p.add_argument("--by", choices=["source", "key"], default="source",
                    help="group errors by source dataset or by frame key (e.g. extxyz config_type: structure families)")
+    p.add_argument("--refit-offsets", action="store_true", help="data at another level of theory than the model's: take "
+                   "energy errors after per-element offsets fitted on these frames (printed); forces and stress unchanged")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("export", help="deployable files of a model, each checked against it: .nequip.zip (eager), "
                        ".nequip.pt2 (AOTInductor), LAMMPS ML-IAP", writes=True,

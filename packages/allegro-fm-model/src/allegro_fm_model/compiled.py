@@ -23,6 +23,7 @@ from ase import Atoms
 from .calculator import periodic_edges
 from .model import ensure_nequip_state
 from .potential import PotentialResult, types_of
+from .provenance import LEVEL_KEY, UNKNOWN_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,13 @@ def example_cell(species):
 
 
 def compile_graph_model(model, out: str | Path, device: str = "cpu", example=None, kernel_threads: int | None = 1,
-                        _positions_dtype=None) -> Path:
+                        _positions_dtype=None, level_of_theory: str = UNKNOWN_LEVEL) -> Path:
     """AOTInductor-compile an in-memory nequip Allegro GraphModel (``build_model`` or a loaded checkpoint) to
     ``out`` (``.nequip.pt2``, written atomically) for ``device``; nequip's export checks that the compiled file
     reproduces the eager model on ``example`` (ASE Atoms; default ``example_cell``). A C++ build: ~30 s for the mini model here.
     The file takes float64 positions and returns float64 energies and forces (nequip-compile's convention, what LAMMPS
-    pair_allegro feeds); ``_positions_dtype`` (tests only) writes a file as allegro-fm-model < 0.1.0.dev1 did.
+    pair_allegro feeds); ``level_of_theory`` is recorded in its metadata (``provenance.py``);
+    ``_positions_dtype`` (tests only) writes a file as allegro-fm-model < 0.1.0.dev1 did.
 
     ``kernel_threads`` (CPU): the OpenMP threads of the generated C++ kernels, fixed at compile time (Inductor's
     ``cpp.threads``; None: torch's thread count when compiling). Default 1: an Allegro step is hundreds of small
@@ -94,6 +96,7 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     metadata[NEQUIP_AOTI_OUTPUTS_KEY] = serialize_aoti_keys(tdict["output"])
     if _positions_dtype is None:
         metadata[POSITIONS_DTYPE_KEY] = "float64"
+    metadata[LEVEL_KEY] = level_of_theory or UNKNOWN_LEVEL
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".compile-", suffix=".nequip.pt2")
     os.close(fd)
@@ -186,6 +189,7 @@ class CompiledAllegroPotential:
         self.device = torch.device(device)
         self.species = tuple(meta["type_names"])
         self.cutoff = float(meta["r_max"])
+        self.level_of_theory = str(meta.get(LEVEL_KEY) or UNKNOWN_LEVEL)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[str(meta["model_dtype"])]
         key = meta.get(POSITIONS_DTYPE_KEY)
         self.positions_dtype = {"float32": torch.float32, "float64": torch.float64}[key] if key else self._probe_positions_dtype()

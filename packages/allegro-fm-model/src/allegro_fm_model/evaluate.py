@@ -18,6 +18,7 @@ from ase.data import atomic_numbers
 from tea_align.units import EV_PER_ANGSTROM3_TO_MPA
 
 from .calculator import periodic_edges
+from .provenance import UNKNOWN_LEVEL, check_levels, level_of
 
 EV_PER_A3_TO_MPA = EV_PER_ANGSTROM3_TO_MPA  # 1 eV/A^3 = 160.2 GPa
 
@@ -47,6 +48,8 @@ class Errors:
     forces_per_element: dict[str, float | None] = field(default_factory=dict)
     force_cosine: dict[str, float | None] = field(default_factory=dict)
     by: str = "source"
+    #: per-element energy offsets (eV) added to the model's energies before the energy RMSEs (``refit_offsets``); empty: none
+    offsets: dict[str, float] = field(default_factory=dict)
 
     def markdown(self) -> str:
         def f(v, fmt=".2f"):
@@ -58,6 +61,9 @@ class Errors:
                          f"{f(self.stress.get(k))} |")
         lines += ["", "| element | force RMSE (meV/A) |", "|---|---|"]
         lines += [f"| {el} | {f(v)} |" for el, v in self.forces_per_element.items()]
+        if self.offsets:
+            lines += ["", "Energies after refitting per-element offsets (eV, added to the model's energies): "
+                      + ", ".join(f"{el} {v:+.4f}" for el, v in self.offsets.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -77,18 +83,52 @@ class _Cos:
         return self.dot / np.sqrt(self.a * self.b) if self.a > 0 and self.b > 0 else None
 
 
-def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None, by: str = "source") -> Errors:
+def fit_energy_offsets(residual: np.ndarray, counts: np.ndarray, elements: Sequence[str]) -> dict[str, float]:
+    """Per-element energy offsets d (eV) minimising |counts @ d - residual|^2: ``residual`` (F,) label minus model energy
+    (eV) per frame, ``counts`` (F, K) atoms of each of ``elements`` per frame (least squares, minimum norm where the
+    compositions do not determine every offset)."""
+    d, *_ = np.linalg.lstsq(np.asarray(counts, np.float64), np.asarray(residual, np.float64), rcond=None)
+    return {el: float(v) for el, v in zip(elements, d)}
+
+
+def energy_offsets(potential, dataset_path: str, indices: Sequence[int] | None = None) -> dict[str, float]:
+    """The per-element offsets (eV) that bring ``potential``'s energies onto the energies of a dataset's frames (another
+    level of theory): ``fit_energy_offsets`` over the frames ``indices`` (default all)."""
+    res, counts = [], []
+    species = list(potential.species)
+    with tea_align.open_dataset(dataset_path) as ds:
+        for i in range(len(ds)) if indices is None else indices:
+            fr = ds[int(i)]
+            types = potential.types_of(fr.symbols)
+            ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, potential.cutoff)
+            res.append(fr.energy - potential.compute(fr.positions, types, ei, fr.n_atoms, sh).energy)
+            counts.append(np.bincount(types, minlength=len(species)))
+    if not res:
+        raise ValueError(f"{dataset_path}: no frames to fit energy offsets on")
+    counts = np.array(counts)
+    present = np.flatnonzero(counts.sum(axis=0))
+    return fit_energy_offsets(np.array(res), counts[:, present], [species[k] for k in present])
+
+
+def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None, by: str = "source",
+             refit_offsets: bool = False) -> Errors:
     """Errors of ``potential`` (an AllegroPotential) on frames of a tea-align aligned dataset, grouped ``by`` "source"
-    (the dataset each frame came from) or "key" (each frame's key, e.g. its structure family)."""
+    (the dataset each frame came from) or "key" (each frame's key, e.g. its structure family). ``refit_offsets``: the
+    energy errors are taken after per-element offsets fitted on these frames (data at another level of theory; the
+    offsets are in ``Errors.offsets``); forces and stress do not depend on them. Data at another level of theory than
+    the potential's ``level_of_theory`` is refused (``provenance.LevelMismatchError``) unless ``refit_offsets``."""
     if by not in ("source", "key"):
         raise ValueError(f"by must be 'source' or 'key', not {by!r}")
     e_acc: dict[str, _Acc] = defaultdict(_Acc)
+    frames_e: list[tuple[str, float, int, np.ndarray]] = []  # (group, label - model energy eV, atoms, types)
     f_acc: dict[str, _Acc] = defaultdict(_Acc)
     s_acc: dict[str, _Acc] = defaultdict(_Acc)
     el_acc: dict[str, _Acc] = defaultdict(_Acc)
     cos: dict[str, _Cos] = defaultdict(_Cos)
     out = Errors(by=by)
     with tea_align.open_dataset(dataset_path) as ds:
+        check_levels(getattr(potential, "level_of_theory", UNKNOWN_LEVEL), level_of(ds), str(getattr(potential, "source", "model")),
+                     str(dataset_path), refit=refit_offsets)
         idx = range(len(ds)) if indices is None else indices
         for i in idx:
             fr = ds[int(i)]
@@ -99,8 +139,7 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, potential.cutoff)
             r = potential.compute(fr.positions, types, ei, fr.n_atoms, sh)
             group = fr.source if by == "source" else (fr.key or "(no key)")
-            for key in ("all", group):
-                e_acc[key].add(1000.0 * (r.energy - fr.energy) / fr.n_atoms)
+            frames_e.append((group, fr.energy - r.energy, fr.n_atoms, types))
             if fr.forces is not None:
                 df = 1000.0 * (r.forces - fr.forces)
                 for key in ("all", group):
@@ -114,6 +153,16 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
                 for key in ("all", group):
                     s_acc[key].add(ds_)
             out.frames += 1
+    shift = np.zeros(len(frames_e))
+    if refit_offsets and frames_e:
+        counts = np.array([np.bincount(t, minlength=len(potential.species)) for *_, t in frames_e])
+        present = np.flatnonzero(counts.sum(axis=0))
+        out.offsets = fit_energy_offsets(np.array([x[1] for x in frames_e]), counts[:, present],
+                                         [potential.species[k] for k in present])
+        shift = counts[:, present] @ np.array(list(out.offsets.values()))
+    for (group, res, n, _), d in zip(frames_e, shift):
+        for key in ("all", group):
+            e_acc[key].add(1000.0 * (d - res) / n)
     out.energy = {k: v.rmse() for k, v in e_acc.items()}
     out.forces = {k: f_acc[k].rmse() if k in f_acc else None for k in e_acc}
     out.stress = {k: s_acc[k].rmse() if k in s_acc else None for k in e_acc}

@@ -19,6 +19,7 @@ import numpy as np
 from .calculator import periodic_edges
 from .compiled import CompiledAllegroPotential, compile_graph_model, example_cell
 from .loading import load_potential, resolve_model
+from .provenance import write_zip_level
 
 
 def check_same_predictions(reference, candidate, atoms=None, tol: float = 1e-5, what: str = "model") -> None:
@@ -54,6 +55,7 @@ def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> 
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"nequip-package failed for {checkpoint}:\n{res.stderr[-2000:]}")
+        write_zip_level(tmp, ref.level_of_theory)  # the checkpoint's level of theory travels with the package
         check_same_predictions(ref, load_potential(tmp), check_atoms, tol=1e-5, what=f"packaged model vs {checkpoint}")
         os.replace(tmp, out)
     finally:
@@ -70,7 +72,7 @@ def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check
     out = Path(out)
     eager = load_potential(src, device)
     tmp = out.with_name(".check-" + out.name)
-    compile_graph_model(eager.model, tmp, device)
+    compile_graph_model(eager.model, tmp, device, level_of_theory=eager.level_of_theory)
     try:
         check_same_predictions(eager, CompiledAllegroPotential(tmp, device), check_atoms, tol=tol, what=f"compiled model vs {src}")
         tmp.replace(out)

@@ -26,12 +26,15 @@ import numpy as np
 
 from .compiled import fold_copies, ghost_graph
 from .potential import PotentialResult, types_of
+from .provenance import LEVEL_KEY, UNKNOWN_LEVEL
 
 log = logging.getLogger(__name__)
 
-#: metadata keys nequip-deploy 0.6.x writes (nequip/scripts/deploy.py), plus Allegro's per-edge-type cutoff
+#: metadata keys nequip-deploy 0.6.x writes (nequip/scripts/deploy.py), plus Allegro's per-edge-type cutoff and the level
+#: of theory that fine-tuning here records (provenance.py)
 METADATA_KEYS = ("config", "nequip_version", "torch_version", "e3nn_version", "code_commits", "r_max", "n_species", "type_names",
-                 "_jit_bailout_depth", "_jit_fusion_strategy", "allow_tf32", "default_dtype", "model_dtype", "per_edge_type_cutoff")
+                 "_jit_bailout_depth", "_jit_fusion_strategy", "allow_tf32", "default_dtype", "model_dtype", "per_edge_type_cutoff",
+                 LEVEL_KEY)
 
 _DTYPES = {"float32": "float32", "float64": "float64"}
 
@@ -162,12 +165,14 @@ class LegacyAllegroPotential:
         default = self.metadata["default_dtype"] or "float32"
         self.dtype = getattr(torch, _DTYPES.get(default, "float32"))
         self.model_dtype = self.metadata["model_dtype"] or default
+        self.level_of_theory = self.metadata[LEVEL_KEY] or UNKNOWN_LEVEL
         self.versions = {k: self.metadata[k] for k in ("nequip_version", "torch_version", "e3nn_version") if self.metadata[k]}
 
     def describe(self) -> str:
         """One line: file, versions, cutoff and the elements the file covers (read from its metadata)."""
         return (f"{self.path.name}: nequip {self.versions.get('nequip_version', '?')} deployed Allegro model, "
-                f"{self.model_dtype}, r_max {self.cutoff:g} A, {len(self.species)} elements: {' '.join(self.species)}")
+                f"{self.model_dtype}, r_max {self.cutoff:g} A, level of theory {self.level_of_theory}, {len(self.species)} elements: "
+                f"{' '.join(self.species)}")
 
     def types_of(self, symbols) -> np.ndarray:
         """Type indices of element symbols in the file's type order; ValueError naming the first unknown element."""

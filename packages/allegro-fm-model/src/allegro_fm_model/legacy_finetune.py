@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import tea_align
+from tea_align import Progress
 from tea_align.files import write_bytes_atomic, write_text_atomic
 
 from .calculator import periodic_edges
@@ -39,6 +40,7 @@ from .compiled import ghost_graph
 from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
 from .potential import types_of
+from .provenance import LEVEL_KEY, UNKNOWN_LEVEL, check_levels, dataset_level
 from .training import TrainSettings, run_split
 
 log = logging.getLogger(__name__)
@@ -186,6 +188,12 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     module, meta = load_legacy_module(run / "last.pth" if resume else src, device, freeze=False)
     species = tuple(meta["type_names"].split())
     cutoff = float(meta["r_max"])
+    if s.refit_offsets:
+        raise NotImplementedError(f"{src}: refit_offsets is not implemented for nequip 0.6 TorchScript files; realign the data "
+                                  "onto the model's level with tea-align instead")
+    level = dataset_level(s.dataset)
+    check_levels(meta[LEVEL_KEY] or UNKNOWN_LEVEL, level, str(src), str(s.dataset))
+    meta = {**meta, LEVEL_KEY: level}  # the fine-tuned files record their data's level
     dtype = getattr(torch, meta["default_dtype"] or "float32")
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
@@ -232,13 +240,8 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         first = val_loss()
         write_text_atomic(metrics, f"epoch,train_loss,val_loss,seconds\n0,,{first:.8g},0\n")
         log.info("epoch 0: validation loss %.6g", first)
-    try:
-        from tqdm import tqdm  # lazy: optional progress bar
-    except ImportError:  # tqdm is optional here
-        tqdm = None
-    bar = tqdm(range(epoch0, s.max_epochs), desc="fine-tune", disable=not progress, initial=epoch0, total=s.max_epochs) \
-        if tqdm else range(epoch0, s.max_epochs)
-    for epoch in bar:
+    bar = Progress(s.max_epochs, desc="fine-tune", unit="epoch", enabled=progress, initial=epoch0)  # no redraws in a log
+    for epoch in range(epoch0, s.max_epochs):
         t0 = time.perf_counter()
         _set_modes(module, True)
         order = rng.permutation(len(train_g))
@@ -266,6 +269,7 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         rows.append([str(epoch + 1), f"{train_loss:.8g}", f"{vl:.8g}", f"{time.perf_counter() - t0:.2f}"])
         write_text_atomic(metrics, "\n".join(",".join(r) for r in rows) + "\n")
         log.info("epoch %d: train loss %.6g, validation loss %.6g", epoch + 1, train_loss, vl)
-        if tqdm:
-            bar.set_postfix(train=f"{train_loss:.4g}", val=f"{vl:.4g}")
+        bar.set_postfix(train=f"{train_loss:.4g}", val=f"{vl:.4g}")
+        bar.update(1)
+    bar.close()
     return run

@@ -5,7 +5,8 @@
 - nequip 0.6.x deployed TorchScript (``.pt`` / ``.pth``, e.g. the published ``afm256_01_HL.pt``) -> ``LegacyAllegroPotential``
 - a shipped model's name (``allegro-fm-mini``) -> its file in ``models/``
 
-All have the same ``compute`` call (``potential.py``); species and cutoff (Angstrom) come from each file's metadata.
+All have the same ``compute`` call (``potential.py``); species, cutoff (Angstrom) and ``level_of_theory`` (the energies'
+level, ``provenance.py``) come from each file's metadata.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .compiled import CompiledAllegroPotential
 from .legacy import LegacyAllegroPotential, is_torchscript_archive
 from .model import ensure_nequip_state
 from .potential import AllegroPotential
+from .provenance import model_level
 
 
 def _graph_model(path: Path):
@@ -76,13 +78,16 @@ def load_potential(path: str | Path, device: str = "cpu"):
     known kind gets a ValueError naming it and what was expected."""
     path = resolve_model(path)
     if path.name.endswith(".nequip.pt2"):
-        return CompiledAllegroPotential(path, device)
-    if path.suffix in LEGACY_SUFFIXES or is_torchscript_archive(path):  # the reader names what a wrong file lacks
+        pot = CompiledAllegroPotential(path, device)
+    elif path.suffix in LEGACY_SUFFIXES or is_torchscript_archive(path):  # the reader names what a wrong file lacks
         pot = LegacyAllegroPotential(path, device)
         logging.getLogger("allegro_fm_model").info("%s", pot.describe())
-        return pot
-    model = _graph_model(path)
-    meta = model.metadata
-    species = str(meta["type_names"]).split()
-    return AllegroPotential(model, species, cutoff=float(meta["r_max"]), device=device)
+    else:
+        model = _graph_model(path)
+        meta = model.metadata
+        species = str(meta["type_names"]).split()
+        pot = AllegroPotential(model, species, cutoff=float(meta["r_max"]), device=device)
+        pot.level_of_theory = model_level(path)
+    pot.source = path.resolve()  # the file it came from (the ASE calculator pickles it as this path)
+    return pot
 

@@ -51,6 +51,9 @@ class AllegroPotential:
     and only positions go in and forces come out per step.
     """
 
+    #: the level of theory of the energies (``provenance.py``; ``load_potential`` sets it from the file)
+    level_of_theory: str = "unknown"
+
     def __init__(self, model, species: Sequence[str], cutoff: float, device: str = "cpu", device_edges: bool | None = None):
         import torch  # lazy: torch takes seconds to import; only model paths need it
 

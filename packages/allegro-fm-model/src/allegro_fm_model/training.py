@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,10 @@ from ase.data import chemical_symbols
 from tea_align.files import write_text_atomic
 
 from .data import reference_energies
+from .evaluate import energy_offsets
 from .loading import BUILTIN_MODELS, load_potential, resolve_model
 from .presets import get_preset
+from .provenance import check_levels, dataset_level
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class TrainSettings:
     num_workers: int = 0
     init_from: str = ""  # fine-tuning: checkpoint, nequip package (.nequip.zip) or shipped model's name to start from
     freeze: tuple[str, ...] = ()  # fine-tuning: parameter-name prefixes to freeze
+    # fine-tuning on data at another level of theory than the starting model's: refit the per-species energy shifts on
+    # the training frames first (else such data is refused, naming both levels: provenance.py)
+    refit_offsets: bool = False
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainSettings:
@@ -201,14 +206,17 @@ def nequip_config(s: TrainSettings) -> dict:
             raise ValueError(f"{s.dataset}: oversample names levels of theory {sorted(unknown)} that no frame has; "
                              f"present: {sorted(set(levels))}")
         train_idx = oversampled(train_idx, levels, dict(s.oversample))
+    level = dataset_level(s.dataset)
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
         pretrained = load_potential(s.init_from)
         types, r_max = list(pretrained.species), pretrained.cutoff
         missing = set(dataset_elements(s.dataset)) - set(types)
         if missing:
             raise ValueError(f"{s.dataset}: elements {sorted(missing)} are not known to the pretrained model {s.init_from}")
+        check_levels(pretrained.level_of_theory, level, str(s.init_from), str(s.dataset), refit=s.refit_offsets)
+        offsets = energy_offsets(pretrained, s.dataset, train_idx) if s.refit_offsets else {}
         model = {"_target_": "allegro_fm_model.training.finetune_model", "checkpoint_path": str(resolve_model(s.init_from).resolve()),
-                 "freeze": list(s.freeze)}
+                 "freeze": list(s.freeze), **({"energy_offsets": offsets} if offsets else {})}
     else:
         types = list(s.type_names or dataset_elements(s.dataset))
         preset = get_preset(s.preset)
@@ -253,7 +261,7 @@ def nequip_config(s: TrainSettings) -> dict:
         "trainer": {
             "_target_": "lightning.Trainer", "accelerator": s.accelerator, "devices": s.devices, "num_nodes": s.num_nodes,
             "strategy": s.strategy, "max_epochs": s.max_epochs, "enable_checkpointing": True, "log_every_n_steps": 1,
-            "enable_progress_bar": True,
+            "enable_progress_bar": _on_terminal(),  # a log file gets one line per epoch (callbacks.EpochLine) instead
             "logger": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": run_dir, "name": "logs"},
             # best.ckpt when the validation loss improves; last.ckpt after every epoch (Lightning >= 2.6 writes its
             # save_last file only when the monitored checkpoint is written, which would leave a resume point stale)
@@ -263,7 +271,9 @@ def nequip_config(s: TrainSettings) -> dict:
                           {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": run_dir,
                            "monitor": None, "filename": "last", "save_top_k": 1, "every_n_epochs": 1,
                            "enable_version_counter": False},
-                          {"_target_": "allegro_fm_model.callbacks.WeightsDigest", "dirpath": run_dir}],  # DDP: ranks in sync
+                          {"_target_": "allegro_fm_model.callbacks.WeightsDigest", "dirpath": run_dir},  # DDP: ranks in sync
+                          {"_target_": "allegro_fm_model.callbacks.LevelOfTheory", "level": level},
+                          *([] if _on_terminal() else [{"_target_": "allegro_fm_model.callbacks.EpochLine"}])],
         },
         "training_module": {
             "_target_": "nequip.train.EMALightningModule", "ema_decay": s.ema_decay,
@@ -284,6 +294,14 @@ def nequip_config(s: TrainSettings) -> dict:
         },
         "global_options": {"allow_tf32": False},
     }
+
+
+def _on_terminal() -> bool:
+    """True when stderr (where nequip-train's subprocess writes) is a terminal: Lightning's bar only there."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def write_config(s: TrainSettings) -> Path:
@@ -320,14 +338,17 @@ FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def finetune_model(checkpoint_path: str, freeze: list[str] = ()):  # noqa: B006
+def finetune_model(checkpoint_path: str, freeze: list[str] = (), energy_offsets: dict[str, float] | None = None):  # noqa: B006
     """Model builder for fine-tuning (used in the generated config): the pretrained weights of a checkpoint or of a
     nequip package (``.nequip.zip``, e.g. a shipped model: nequip's ModelFromPackage), with the parameters of
-    ``freeze`` (group names of FREEZE_GROUPS or raw name prefixes) not trained."""
+    ``freeze`` (group names of FREEZE_GROUPS or raw name prefixes) not trained. ``energy_offsets`` (eV per element,
+    ``evaluate.energy_offsets``) are added to the per-type energy shifts: the model starts on the new data's level."""
     from nequip.model import ModelFromCheckpoint, ModelFromPackage  # lazy: nequip imports torch
 
     load = ModelFromPackage if str(checkpoint_path).endswith(".nequip.zip") else ModelFromCheckpoint
     models = load(checkpoint_path)
+    for m in models.values():
+        _shift_energies(m, dict(energy_offsets or {}))
     prefixes = [p for f in freeze for p in FREEZE_GROUPS.get(f, (f,))]
     frozen = 0
     for m in models.values():
@@ -340,11 +361,22 @@ def finetune_model(checkpoint_path: str, freeze: list[str] = ()):  # noqa: B006
     return models
 
 
-def with_overrides(s: TrainSettings, **kw) -> TrainSettings:
-    return replace(s, **kw)
+def _shift_energies(model, offsets: dict[str, float]) -> None:
+    """Add ``offsets`` (eV per element) to a nequip Allegro model's per-type energy shifts, in place."""
+    if not offsets:
+        return
+    import torch  # lazy: torch takes seconds to import
+
+    shifts = model.model.func.per_type_energy_scale_shift.shifts
+    names = str(model.metadata["type_names"]).split()
+    if shifts.numel() != len(names):
+        raise ValueError(f"the model has one energy shift for all {len(names)} types: per-element offsets cannot be refitted")
+    with torch.no_grad():
+        for el, d in offsets.items():
+            shifts[names.index(el)] += float(d)
 
 
 __all__ = [
     "TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "split_indices", "run_split",
-    "kept_frames", "oversampled", "field",
+    "kept_frames", "oversampled", "finetune_model",
 ]

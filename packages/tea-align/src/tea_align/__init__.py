@@ -11,6 +11,7 @@ Public façade:
 - ``files``: atomic output files (``write_text_atomic``, ``write_bytes_atomic``, ``atomic_path``, ``AtomicFile``,
   ``check_output_path``),
   used by all packages of the project
+- ``Progress``, ``progress``: progress output (a bar on a terminal, a plain line every 10 % in a log), used by all packages
 """
 
 from .__about__ import __version__
@@ -21,6 +22,7 @@ from .errors import TeaAlignError
 from .files import AtomicFile, atomic_path, check_output_path, write_bytes_atomic, write_text_atomic
 from .frame import Frame, FrameBatch, SourceInfo
 from .pipeline import ApplySummary, Preprocessing, apply, convert, fit, inspect
+from .progress import Progress, progress
 from .readers import InputSpec, read_frames
 
 __all__ = [
@@ -28,5 +30,5 @@ __all__ = [
     "SCHEMA_VERSION", "AlignedDataset", "DatasetWriter", "open_dataset", "ALLEGRO_FM_ELEMENTS", "MPTRJ_ELEMENTS",
     "NOBLE_GASES", "TeaAlignError", "Frame", "FrameBatch", "SourceInfo", "ApplySummary", "Preprocessing", "apply",
     "convert", "fit", "inspect", "InputSpec", "read_frames", "AtomicFile", "atomic_path", "check_output_path", "write_bytes_atomic",
-    "write_text_atomic",
+    "write_text_atomic", "Progress", "progress",
 ]

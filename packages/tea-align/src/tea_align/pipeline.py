@@ -6,7 +6,6 @@ Every stage works on FrameBatches, so memory is bounded by the batch size, not t
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from .elements import NOBLE_GAS_MASK
 from .errors import TeaAlignError
 from .files import check_output_path
 from .frame import FrameBatch
+from .progress import Progress
 from .readers import InputSpec, read_batches, read_frames
 from .stats import DatasetStats
 from .units import HARTREE_TO_EV, PAPER_FORCE_THRESHOLD_EV_PER_ANGSTROM
@@ -70,34 +70,6 @@ def _why_empty(dropped: dict[str, int], preprocessing: Preprocessing) -> str:
         text += (f"; max_force drops frames with a force component above {preprocessing.max_force:.4g} eV/A: forces in "
                  "another unit (kcal/mol/A, Hartree/Bohr) look too large; check the units or pass --max-force none")
     return text
-
-
-class Progress:
-    """A frames/s progress bar: tqdm when installed, else a log line every few seconds on stderr."""
-
-    def __init__(self, desc: str, total: int | None = None, enabled: bool = True):
-        self.n, self.t0, self.last, self.desc, self.enabled = 0, time.perf_counter(), 0.0, desc, enabled
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm  # lazy: optional progress bar
-
-                self.bar = tqdm(total=total, desc=desc, unit="frame", unit_scale=True, file=sys.stderr)
-            except ImportError:
-                pass
-
-    def update(self, n: int) -> None:
-        self.n += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.enabled and time.perf_counter() - self.last > 5:
-            self.last = time.perf_counter()
-            rate = self.n / max(self.last - self.t0, 1e-9)
-            print(f"{self.desc}: {self.n} frames, {rate:.0f} frames/s", file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _as_specs(inputs: Iterable[InputSpec | str | Path]) -> list[InputSpec]:
@@ -176,7 +148,7 @@ def fit(
     if not data_specs:
         return al
     stats = DatasetStats()
-    bar = Progress("fit: statistics pass", enabled=progress)
+    bar = Progress(desc="fit: statistics pass", unit="frame", enabled=progress, interval=10.0)
     try:
         for batch in stream(data_specs, batch_size):
             batch = preprocessing.apply(batch, stats.dropped)
@@ -219,7 +191,7 @@ def apply(
     out = check_output_path(out, [s.path for s in specs])
     dropped: dict[str, int] = {}
     n_frames = n_atoms = 0
-    bar = Progress("apply", enabled=progress)
+    bar = Progress(desc="apply", unit="frame", enabled=progress, interval=10.0)
     writer = DatasetWriter(out, alignment_json=alignment.to_json(), target_level=alignment.target_level,
                            preprocessing=preprocessing.to_dict(), compression=compression)
     try:
@@ -248,7 +220,7 @@ def convert(data: Iterable[InputSpec | str | Path], out: str | Path, *, batch_si
     specs = _as_specs(data)
     out = check_output_path(out, [s.path for s in specs])
     n_frames = n_atoms = 0
-    bar = Progress("convert", enabled=progress)
+    bar = Progress(desc="convert", unit="frame", enabled=progress, interval=10.0)
     try:
         with DatasetWriter(out, compression=compression) as writer:
             for batch in stream(specs, batch_size):
@@ -264,7 +236,7 @@ def convert(data: Iterable[InputSpec | str | Path], out: str | Path, *, batch_si
 def inspect(data: Iterable[InputSpec | str | Path], batch_size: int = 4096, progress: bool = False) -> dict:
     """Counts per element and source, energy ranges (eV/atom) and largest force (eV/A) of datasets."""
     stats = DatasetStats()
-    bar = Progress("inspect", enabled=progress)
+    bar = Progress(desc="inspect", unit="frame", enabled=progress, interval=10.0)
     try:
         for batch in stream(_as_specs(data), batch_size):
             stats.add(batch, batch)  # "aligned" ranges: the energies a file holds for training (= raw for unaligned sources)

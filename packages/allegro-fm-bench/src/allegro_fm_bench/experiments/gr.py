@@ -21,12 +21,8 @@ PAIRS = (("Si", "O"), ("Ca", "O"), ("H", "O"), ("O", "O"), ("Si", "Si"), ("Ca", 
 
 
 def _first_peak(rdf, pair):
-    g = rdf[pair]
-    cn, rc = rdf.coordination(pair)
-    if not np.isfinite(rc):
-        return float("nan"), 0.0, rc
-    k = int(np.argmax(np.where(rdf.r <= rc, g, -1)))
-    return float(rdf.r[k]), cn, rc
+    sh = rdf.first_shell(pair)  # peak and minimum of the same smoothed curve
+    return sh.r_peak, sh.coordination, sh.r_min
 
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:

@@ -27,8 +27,9 @@ from ase.mep.dimer import DimerControl, MinModeAtoms, MinModeTranslate
 from ase.neighborlist import natural_cutoffs, neighbor_list
 from ase.optimize import BFGS, FIRE
 from tea_align.files import atomic_path, write_text_atomic
+from tea_align.progress import Progress
+from tea_align.progress import progress as tracked
 from tea_align.units import EV_TO_KCAL_PER_MOL
-from tqdm.auto import tqdm
 
 from ..labelling import WB97MD3BJ, PySCFCalculator, SCFNotConverged
 from ..structures import carbonic_acid_path
@@ -132,7 +133,7 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
         neb.climb = stage == "CI-NEB"
         opt = FIRE(neb, logfile=None)
         left = steps - state["steps_done"]
-        with tqdm(total=steps, initial=state["steps_done"], desc=f"{stage} to {target:g} eV/A", leave=False) as bar:
+        with Progress(steps, initial=state["steps_done"], unit="step", desc=f"{stage} to {target:g} eV/A", leave=False) as bar:
             opt.attach(bar.update)  # a count only: re-reading forces would re-run a shared calculator
             if observe is not None:
                 opt.attach(lambda st=state, o=opt, name=stage: observe(images, name, st["steps_done"] + o.nsteps))
@@ -323,7 +324,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     failed: dict[str, list[int]] = {}
     for pname, images in paths.items():
         prof[pname] = {"model": energies(images, calc)}
-        for lname, lc in tqdm(levels.items(), desc=f"PySCF on the {pname} band", leave=False):
+        for lname, lc in tracked(levels.items(), desc=f"PySCF on the {pname} band", leave=False):
             failed[f"{pname}/{lname}"] = []
             prof[pname][lname] = energies(images, lc, failed=failed[f"{pname}/{lname}"])
     pyplot = plt()

@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 from tea_align.elements import MAX_Z
-from tqdm.auto import tqdm
+from tea_align.progress import progress as tracked
 
 from ._common import Context, plt, save_figure
 from .neb import band
@@ -71,7 +71,7 @@ def evaluate_hdf5(path: Path, pot, calc, max_frames: int = 0) -> dict:
         rxns = [(s, f, r) for s in h5 for f in h5[s] for r in h5[s][f]]
         if not rxns:
             raise ValueError(f"{path}: no /split/formula/rxn groups (not the Transition1x layout)")
-        for s, f, r in tqdm(rxns, desc="Transition1x reactions", leave=False):
+        for s, f, r in tracked(rxns, desc="Transition1x reactions", leave=False):
             g = h5[s][f][r]
             try:
                 z = g["atomic_numbers"][()]
