@@ -18,27 +18,16 @@ from allegro_fm_md import MDInputError, RunFile, run
 from allegro_fm_md.outputs import LOCK_NAME, RunLock, cut_back
 from ase import units
 from ase.build import bulk
+from md_testutil import argon_toml
 
-ARGON = """
-[system]
-structure = "ar.extxyz"
-[potential]
-kind = "lj"
-epsilon = 0.0104
-sigma = 3.4
-cutoff = 6.5
-[run]
-integrator = "nve"
+ARGON = argon_toml("""integrator = "nve"
 dt_fs = 2.0
 steps = {steps}
-temperature_K = 60
-[output]
-dir = "out"
+temperature_K = 60""", """dir = "out"
 thermo_every = 2
 trajectory_every = 2
 restart_every = {restart_every}
-{extra}
-"""
+{extra}""")
 
 
 def _argon(tmp_path, steps=12, restart_every=4, extra=""):

@@ -15,32 +15,21 @@ import numpy as np
 import pytest
 from allegro_fm_md import mpiexec_path
 from ase.build import bulk
+from md_testutil import argon_toml
 
 MPIEXEC = mpiexec_path()
 pytestmark = pytest.mark.skipif(not (MPIEXEC and find_spec("mpi4py")), reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
 
-RUN = """[system]
-structure = "ar.extxyz"
-replicate = [4, 4, 4]
-[potential]
-kind = "lj"
-epsilon = 0.0104
-sigma = 3.4
-cutoff = 6.5
-[run]
-integrator = "{integrator}"
+RUN = argon_toml("""integrator = "{integrator}"
 dt_fs = 4.0
 steps = {steps}
 temperature_K = 60
-seed = 5
-[output]
-dir = "{out}"
+seed = 5""", """dir = "{out}"
 thermo_every = 10
 trajectory_every = 20
 restart_every = 20
 shards = {shards}
-{extra}
-"""
+{extra}""", system='structure = "ar.extxyz"\nreplicate = [4, 4, 4]')
 
 
 def _setup(tmp: Path) -> None:

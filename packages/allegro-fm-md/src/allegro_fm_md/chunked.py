@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from .contracts import PotentialResult
+from .contracts import DeviceEdgePotential, PotentialResult
 from .memory import available_bytes, peak_meter
 
 log = logging.getLogger("allegro_fm_md")
@@ -64,7 +64,7 @@ class ChunkedPotential:
 
     @property
     def device_edges(self) -> bool:
-        return bool(getattr(self.inner, "device_edges", False))
+        return isinstance(self.inner, DeviceEdgePotential) and bool(self.inner.device_edges)
 
     def _device(self):
         return getattr(self.inner, "device", "cpu")

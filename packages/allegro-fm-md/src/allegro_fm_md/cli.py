@@ -13,7 +13,7 @@ from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
 from .analysis import plot_rdf, radial_distribution, read_frames
-from .comm import world
+from .comm import SERIAL, world
 from .errors import MDInputError
 from .plan import plan
 from .runfile import Relaxation, RunFile, validate
@@ -73,16 +73,16 @@ def cmd_run(args) -> int:
 
 def _run_errors(exc: BaseException, args) -> int | None:
     """A failing rank stops every rank (exit 4); a guard stops the run (exit 3) with the last good state on disk."""
-    comm = getattr(args, "comm", None)
+    comm = getattr(args, "comm", SERIAL)  # set by the run command once MPI is up
     if isinstance(exc, RankFailure):
         abort_all(comm, exc, RunFile.load(args.runfile).output.dir)
         return EXIT_RANK_ABORTED
     if isinstance(exc, SimulationError):
-        rank = comm.rank if comm is not None else 0
+        rank = comm.rank
         print(f"allegro-fm-md: rank {rank}: stopped: {exc}; last good state in restart_last_good.npz (.shards with shards = true)",
               file=sys.stderr)
         return EXIT_GUARD
-    if comm is not None and comm.size > 1 and not isinstance(exc, (MDInputError, KeyboardInterrupt)) and hasattr(comm, "Abort"):
+    if comm.size > 1 and not isinstance(exc, (MDInputError, KeyboardInterrupt)):
         # an unexpected error on one rank outside the step loop (set-up, output): the others would wait in the next
         # collective for ever, so every rank is stopped with this rank's name
         abort_all(comm, RuntimeError(f"rank {comm.rank}: {type(exc).__name__}: {exc}"), None)

@@ -7,7 +7,8 @@ sweep forwarding the ghosts received in the previous ones, which fills edges and
 periodic image shift applied where a message crosses the cell boundary (LAMMPS's comm scheme). The
 same send lists move positions every step (forward) and bring ghost forces back to their owners
 (reverse, in the opposite order). Atoms migrate to their new owner when the lists are rebuilt.
-Works without MPI installed (``SerialComm``) and on one rank the exchange produces the periodic images.
+Works without MPI installed (``SerialComm``: the one spelling of one process) and on one rank the exchange produces the
+periodic images.
 """
 
 from __future__ import annotations
@@ -21,27 +22,41 @@ from .ghosts import plane_spacings
 
 
 class SerialComm:
-    """The subset of mpi4py's communicator API the engine uses, for one process without MPI."""
+    """The engine's ``Comm`` contract (contracts.py) for one process: the one spelling of "no MPI" everywhere (``SERIAL``),
+    never ``None``. Every collective returns what one rank would get."""
 
     rank, size = 0, 1
 
     def sendrecv(self, sendobj, dest=0, source=0):
+        """The object itself (this rank is its own neighbour: periodic images on one rank)."""
         return sendobj
 
     def allreduce(self, value, op=None):
+        """``value`` (the sum, or ``op``, over one rank)."""
         return value
 
     def alltoall(self, objs):
+        """``objs`` as a list (one rank sends to itself)."""
         return list(objs)
 
     def allgather(self, obj):
+        """``[obj]``."""
         return [obj]
 
     def bcast(self, obj, root=0):
+        """``obj``."""
         return obj
 
     def Barrier(self):
-        pass
+        """Nothing to wait for."""
+
+    def Abort(self, errorcode: int = 1):
+        """Stop this process with ``errorcode`` (mpi4py's Abort ends every rank; here there is one)."""
+        raise SystemExit(errorcode)
+
+
+#: the serial communicator: every engine call that takes a ``comm`` defaults to it
+SERIAL = SerialComm()
 
 
 def world():

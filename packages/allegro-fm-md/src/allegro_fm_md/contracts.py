@@ -57,7 +57,21 @@ class Potential(Protocol):
 
     def compute(self, positions: np.ndarray, types: np.ndarray, edge_index: np.ndarray, n_local: int,
                 edge_shifts: np.ndarray | None = None) -> PotentialResult:
-        """Energy of the local atoms, forces on all atoms given, virial and per-atom energies."""
+        """Energy of the local atoms, forces on all atoms given, virial and per-atom energies.
+
+        Args:
+            positions: (N, 3) A, local atoms [0, n_local) then ghosts (periodic images or other ranks' atoms, unwrapped).
+            types: (N,) int, indices into ``species``.
+            edge_index: (2, E) int, edges i -> j within ``cutoff`` with every centre i < n_local (both directions of a
+                local-local pair; a local-ghost pair once, from the local end).
+            n_local: number of local atoms.
+            edge_shifts: (E, 3) A added to x_j - x_i (periodic images without ghost copies), or None (zeros).
+
+        Returns:
+            ``PotentialResult``: energy (eV) of the local atoms only, forces (N, 3) eV/A on every atom given (the engine
+            sends ghost forces back to their owners), virial (3, 3) eV = -sum_edges r_ij (x) dE/dr_ij, atomic_energies
+            (n_local,) eV.
+        """
         ...
 
 
@@ -80,31 +94,47 @@ class DeviceEdgePotential(Potential, Protocol):
 @runtime_checkable
 class Integrator(Protocol):
     """What ``Simulation`` drives (integrators.IntegratorBase gives the defaults; the engine never probes for members).
+    Run-file kinds register as ``integrators.IntegratorKind`` (integrators/registry.py).
 
     ``dt_fs``: time step (fs; 0 for minimisers). ``rng``: a per-rank stateful noise generator (its state goes into
     restart files, per rank, and ties a resume to the same rank count), None when there is none: the built-in Langevin
-    and barostat use counter-based noise (noise.py) and have none. ``conserves_energy``: whether ``conserved_energy`` is conserved (NVE,
-    Nose-Hoover chain) or only reported (baths, deformation, minimisers). ``converged``: minimisers stop the run."""
+    and barostat use counter-based noise (noise.py) and have none. ``conserves_energy``: whether ``conserved_energy`` is
+    conserved (NVE, Nose-Hoover chain) or only reported (baths, deformation, minimisers)."""
 
     dt_fs: float
     rng: object
     conserves_energy: bool
 
     def step(self, state, evaluator):
-        """Advance ``state`` one step, calling ``evaluator.update(state)`` for forces; returns the state. Global
-        sums (kinetic energy, dof) go over ``evaluator.comm`` (None: one process holds every atom)."""
+        """Advance one step.
+
+        Args:
+            state: this rank's ``State`` (positions A, velocities A/ASE-time, forces eV/A, energy eV, virial eV, cell A,
+                step, time_fs); updated in place.
+            evaluator: a ``ForceEvaluator`` / ``DistributedForceEvaluator``; ``evaluator.update(state)`` computes forces
+                (it may migrate atoms between ranks: read the state's arrays after it) and ``evaluator.comm`` (a ``Comm``)
+                is where global sums (kinetic energy, degrees of freedom) go.
+
+        Returns:
+            the state, ``step`` advanced by 1 and ``time_fs`` by ``dt_fs``.
+        """
         ...
 
-    def converged(self, state, comm=None) -> bool:
-        """True when a minimiser is done (collective over ``comm``, None on one process); always False for dynamics."""
+    def target_temperature(self, time_fs: float) -> float | None:
+        """The bath temperature (K) at ``time_fs``; None without a thermostat. A barostat wrapped around an integrator
+        reads it (with ``dt_fs``), never the integrator's private attributes."""
         ...
 
-    def conserved_energy(self, state, comm=None) -> float:
-        """The thermo log's conserved_eV (eV; collective over ``comm`` under MPI, None on one process)."""
+    def converged(self, state, comm) -> bool:
+        """True when a minimiser is done (collective over ``comm``); always False for dynamics."""
+        ...
+
+    def conserved_energy(self, state, comm) -> float:
+        """The thermo log's conserved_eV (eV; collective over ``comm``)."""
         ...
 
     def state_dict(self) -> dict:
-        """Variables a restart needs (thermostat chain, barostat noise state, deformation origin...)."""
+        """Variables a restart needs (thermostat chain, deformation origin...), JSON-serialisable."""
         ...
 
     def load_state_dict(self, d: dict) -> None:
@@ -141,17 +171,39 @@ class Guard(Protocol):
 
 @runtime_checkable
 class Comm(Protocol):
-    """The communicator the engine uses (comm.py's decomposition, exchanges and global sums)."""
+    """Every call the engine makes on a communicator: mpi4py's ``COMM_WORLD`` meets it, ``comm.SerialComm`` (``SERIAL``)
+    is the one spelling of one process. The engine never probes for members (``scaling.pingpong`` alone also needs
+    mpi4py's buffer ``Send``/``Recv``, and runs only under MPI)."""
 
     rank: int
     size: int
 
+    def sendrecv(self, sendobj, dest: int = 0, source: int = 0):
+        """Send ``sendobj`` to ``dest`` and return what ``source`` sent (ghost exchange, force return)."""
+        ...
+
     def allreduce(self, x, op=None):
-        """``x`` reduced over ranks (sum unless ``op``)."""
+        """``x`` reduced over ranks (sum unless ``op``): kinetic energy, atom counts, guards, thermo."""
         ...
 
     def allgather(self, x) -> list:
-        """``x`` of every rank, in rank order."""
+        """``x`` of every rank, in rank order: gathered output, restart noise states, errors that must reach all ranks."""
+        ...
+
+    def alltoall(self, objs) -> list:
+        """``objs[r]`` to rank r; returns what every rank sent here (atom migration)."""
+        ...
+
+    def bcast(self, obj, root: int = 0):
+        """``obj`` of rank ``root`` on every rank."""
+        ...
+
+    def Barrier(self) -> None:
+        """Wait for every rank (timing only)."""
+        ...
+
+    def Abort(self, errorcode: int = 1) -> None:
+        """End every rank of the job now (a rank failed where the others cannot be told collectively)."""
         ...
 
 
@@ -284,4 +336,82 @@ def check_potential(potential, positions: np.ndarray | None = None, types: np.nd
         worst = max(worst, abs(-(es[0] - es[1]) / (2 * fd_step) - f[a, c]))
     rep.deviations["F + dE/dx"] = worst
     check(worst <= fd_tol, "F = -dE/dx (central differences)", f"max deviation {worst:.3g} eV/A")
+    return rep
+
+
+class IntegratorContractError(AssertionError):
+    """An Integrator implementation breaks the contract (the message says which check)."""
+
+
+def check_integrator(make, steps: int = 40, drift_tol: float = 2e-3) -> ConformanceReport:
+    """Check an integrator against the ``Integrator`` contract on a thermalised Lennard-Jones argon crystal (108 atoms,
+    one rank, 60 K): ``make()`` returns a fresh integrator (for a run-file kind: ``lambda: build_integrator(RunSpec(...))``).
+
+    Checks: the contract's members; each step advances ``step`` by 1 and ``time_fs`` by ``dt_fs``; positions and
+    velocities stay finite; ``target_temperature`` is None or a finite K; ``state_dict`` is JSON-serialisable, and a
+    fresh integrator that loads it, continuing from a copy of the state, reproduces the second half of the run (what a
+    restart needs: stochastic kinds draw counter-based noise or restore ``rng``); when ``conserves_energy``, the
+    conserved energy drifts by less than ``drift_tol`` eV per atom over ``steps``. Raises IntegratorContractError."""
+    import copy
+    import json
+
+    from ase.build import bulk
+
+    from .forces import ForceEvaluator
+    from .reference import LennardJones
+    from .state import State
+    from .supercell import maxwell_boltzmann
+
+    a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
+    a.rattle(0.02, seed=1)
+    pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)
+    ids = np.arange(len(a))
+    state = State(a.positions.copy(), maxwell_boltzmann(ids, a.get_masses(), 60.0, 3), a.get_masses(), np.array(a.cell),
+                  a.pbc.copy(), ids=ids, types=np.zeros(len(a), np.int64))
+    ev = ForceEvaluator(pot, state.types, skin=1.0)
+    ev.update(state)
+    integ = make()
+    rep = ConformanceReport(len(a), 0)
+
+    def check(ok: bool, name: str, detail: str) -> None:
+        if not ok:
+            raise IntegratorContractError(f"{type(integ).__name__}: {name}: {detail}")
+        rep.checks.append(name)
+
+    check(isinstance(integ, Integrator), "members", "needs dt_fs, rng, conserves_energy, step(), target_temperature(), "
+          "converged(), conserved_energy(), state_dict(), load_state_dict() (integrators.IntegratorBase gives defaults)")
+    t = integ.target_temperature(0.0)
+    check(t is None or (np.isfinite(t) and t >= 0), "target_temperature", f"None or a temperature in K (got {t!r})")
+    e0 = integ.conserved_energy(state, ev.comm)
+    saved = None
+    for k in range(steps):
+        if k == steps // 2:  # what a restart holds: the state right after a list rebuild, the integrator's variables
+            ev.invalidate()
+            d = integ.state_dict()
+            check(isinstance(json.loads(json.dumps(d)), dict), "state_dict is JSON", "a dict of JSON values")
+            saved = (copy.deepcopy(state), d, None if integ.rng is None else copy.deepcopy(integ.rng.bit_generator.state))
+        s0, t0 = state.step, state.time_fs
+        integ.step(state, ev)
+        check(state.step == s0 + 1 and abs(state.time_fs - (t0 + integ.dt_fs)) < 1e-9, "step and time advance",
+              f"step {s0} -> {state.step}, time {t0} -> {state.time_fs} fs with dt_fs {integ.dt_fs}")
+        check(np.isfinite(state.positions).all() and np.isfinite(state.velocities).all(), "finite state", f"at step {state.step}")
+    e1 = integ.conserved_energy(state, ev.comm)
+    rep.deviations["conserved drift eV/atom"] = abs(e1 - e0) / len(a)
+    if integ.conserves_energy:
+        check(abs(e1 - e0) / len(a) < drift_tol, "conserved energy", f"drifts by {abs(e1 - e0) / len(a):.3g} eV/atom over "
+              f"{steps} steps of {integ.dt_fs} fs (tolerance {drift_tol})")
+    st, d, rng = saved
+    again = make()
+    again.load_state_dict(json.loads(json.dumps(d)))
+    if rng is not None:
+        again.rng.bit_generator.state = rng
+    ev2 = ForceEvaluator(pot, st.types, skin=1.0)
+    ev2.update(st)
+    while st.step < state.step:
+        again.step(st, ev2)
+    diff = (st.positions - state.positions) @ np.linalg.inv(state.cell)
+    dev = float(np.abs((diff - np.round(diff)) @ state.cell).max())  # either run may have wrapped an atom
+    rep.deviations["restart positions A"] = dev
+    check(dev < 1e-8, "restart reproduces the run", f"positions differ by {dev:.3g} A after resuming from state_dict() at "
+          f"step {steps // 2}")
     return rep

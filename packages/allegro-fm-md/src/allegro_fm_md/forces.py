@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import comm as exchange
-from .comm import Decomposition, GhostExchange, _max_op, choose_grid
+from .comm import SERIAL, Decomposition, GhostExchange, _max_op, choose_grid
+from .contracts import DeviceEdgePotential
 from .errors import SimulationError
 from .ghosts import fold_forces, periodic_halo, wrap
 from .neighbor import VerletList
@@ -37,7 +38,7 @@ class NonFinitePositions(Exception):
 def _evaluate(potential, allpos: np.ndarray, types: np.ndarray, verlet: VerletList, n_local: int, key):
     """One Potential call: with the edges filtered on the potential's device when it keeps them there (the candidate
     list goes over only when ``key`` changes, i.e. after a rebuild), else with the edges filtered here."""
-    if getattr(potential, "device_edges", False):
+    if isinstance(potential, DeviceEdgePotential) and potential.device_edges:
         return potential.compute_from_candidates(allpos, types, verlet.candidates, n_local, key)
     return potential.compute(allpos, types, verlet.edges(allpos), n_local)
 
@@ -45,8 +46,8 @@ def _evaluate(potential, allpos: np.ndarray, types: np.ndarray, verlet: VerletLi
 class ForceEvaluator:
     """Energy, forces and virial of a periodic (or open) system on one rank with any Potential."""
 
-    #: the communicator of collective sums (None: this process holds every atom; see DistributedForceEvaluator)
-    comm = None
+    #: the communicator of collective sums: this process holds every atom (see DistributedForceEvaluator)
+    comm = SERIAL
 
     def __init__(self, potential, types: np.ndarray, skin: float = 1.0):
         self.potential = potential
@@ -145,8 +146,7 @@ class DistributedForceEvaluator:
             local = float(np.sqrt(((positions - self._ref) ** 2).sum(axis=1).max(initial=0.0)))
             if not np.isfinite(local):  # NaN/inf positions: flagged through the same reduction, no extra collective
                 local = np.inf
-        op = _max_op(self.comm)
-        worst = self.comm.allreduce(local, op=op) if op is not None else local
+        worst = self.comm.allreduce(local, op=_max_op(self.comm))
         if worst == np.inf and self._ref is not None:  # _ref is reset on every rank together: this is non-finite input
             raise NonFinitePositions
         return worst > 0.5 * self.skin

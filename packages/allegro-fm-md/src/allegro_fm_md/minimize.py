@@ -16,9 +16,8 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE as AseFIRE
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .comm import _max_op
+from .comm import SERIAL, _max_op
 from .forces import ForceEvaluator
-from .integrators import IntegratorBase
 
 
 class FIRE:
@@ -35,16 +34,13 @@ class FIRE:
 
     @staticmethod
     def _sum(comm, x: float) -> float:
-        return float(comm.allreduce(x)) if comm is not None else float(x)
+        return float(comm.allreduce(x))
 
     @staticmethod
-    def fmax(state, comm=None) -> float:
-        """Largest force norm over all atoms (eV/A) and the ranks of ``comm`` (None: this process holds every atom)."""
+    def fmax(state, comm=SERIAL) -> float:
+        """Largest force norm over all atoms (eV/A) and the ranks of ``comm``."""
         local = float(np.sqrt((state.forces**2).sum(axis=1)).max(initial=0.0))
-        if comm is None:
-            return local
-        op = _max_op(comm)
-        return float(comm.allreduce(local, op=op)) if op is not None else local
+        return float(comm.allreduce(local, op=_max_op(comm)))
 
     def step(self, state, evaluator) -> None:
         f, v, comm = state.forces, state.velocities, evaluator.comm
@@ -120,21 +116,3 @@ def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: boo
     opt = AseFIRE(target, logfile=logfile)
     converged = bool(opt.run(fmax=fmax, steps=steps))
     return (a, converged, opt.nsteps) if return_steps else (a, converged)
-
-
-class FIREIntegrator(IntegratorBase):
-    """FIRE as a Simulation integrator (run file ``integrator = "fire"``): one FIRE move per step; the run
-    stops early once every force is below ``fmax`` (eV/A). The T column of the thermo log then shows FIRE's
-    fictitious velocities, not a temperature."""
-
-    def __init__(self, fmax: float = 0.05, **fire_kwargs):
-        self.fire, self.fmax, self.dt_fs = FIRE(**fire_kwargs), float(fmax), 0.0
-        self.conserves_energy = False  # a minimiser: energy falls
-
-    def step(self, state, evaluator):
-        self.fire.step(state, evaluator)
-        state.step += 1
-        return state
-
-    def converged(self, state, comm=None) -> bool:
-        return FIRE.fmax(state, comm) < self.fmax

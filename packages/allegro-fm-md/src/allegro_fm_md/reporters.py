@@ -122,7 +122,7 @@ class ShardedTrajectoryReporter(ReporterBase):
     def start(self, sim) -> None:
         if self.writer is None:
             folder, species, pbc, comm, resumed = self._open
-            rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
+            rank, size = comm.rank, comm.size
             index = folder / "index.json"
             if resumed and index.exists() and json.loads(index.read_text()).get("shards") != size:
                 folder = folder.with_name(f"{folder.name}-from-step-{sim.state.step}")  # other rank count: a new part
@@ -164,10 +164,9 @@ class FiniteGuard:
         bad = [s.ids[~np.isfinite(x).all(axis=1)] for x in (s.positions, s.velocities, s.forces)]
         with np.errstate(over="ignore"):
             ke_ok = bool(np.isfinite(np.sum(s.masses[:, None] * s.velocities**2)))
-        if sim.comm is not None:  # one collective per step for all of it
-            parts = sim.comm.allgather((bad, ke_ok))
-            bad = [np.concatenate([p[0][k] for p in parts]) for k in range(3)]
-            ke_ok = all(p[1] for p in parts)
+        parts = sim.comm.allgather((bad, ke_ok))  # one collective per step for all of it
+        bad = [np.concatenate([p[0][k] for p in parts]) for k in range(3)]
+        ke_ok = all(p[1] for p in parts)
         for name, ids in zip(names, bad, strict=True):
             if len(ids):
                 raise SimulationError(f"{name} are not finite", s.step, tuple(int(b) for b in np.sort(ids)[:10]))

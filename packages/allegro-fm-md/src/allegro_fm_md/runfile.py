@@ -10,24 +10,29 @@
     max_edges_per_call = 0       # > 0: evaluate at most this many edges at once; 0: automatic (memory_budget_gib; CPU: <= 8192, cache)
     memory_budget_gib = 0.0      # > 0: memory one force evaluation may use per rank; 0: half the device's free memory / ranks on it
     [run]
-    integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation, positions only)
-    fmax = 0.05                  # fire: stop when every force is below this (eV/A); steps = the most FIRE steps
-    relax_cell = false           # fire: also relax the cell (ASE FrechetCellFilter, target pressure_GPa or 0; one rank)
+    integrator = "langevin"      # nve | langevin | nhc (Nose-Hoover chain) | fire (minimisation) | plug-ins (integrators/)
     dt_fs = 1.0
     steps = 1000
-    temperature_K = 300.0        # initial velocities (Maxwell-Boltzmann) and Langevin target
+    temperature_K = 300.0        # initial velocities (Maxwell-Boltzmann) and the thermostat's target
     temperature_end_K = 300.0    # langevin, nhc: linear ramp to this value over the run
-    friction_per_fs = 0.01       # Langevin friction (1/fs)
-    tdamp_fs = 100.0             # Nose-Hoover chain period (fs)
-    pressure_GPa = 0.0           # if present: NPT by stochastic cell rescaling around the thermostat (langevin or nhc)
-    compressibility_per_GPa = 0.02
-    taup_fs = 1000.0             # barostat relaxation time (fs)
-    barostat = "isotropic"       # or "anisotropic": x, y, z lengths move independently (hydrostatic target)
-    deform_axis = ""             # "x" | "y" | "z": uniaxial deformation at a constant engineering strain rate
-    strain_rate_per_fs = 0.0     # 1e10 /s = 1e-5 /fs
     skin = 1.0                   # Verlet skin (A)
     seed = 0
     min_distance = 0.5           # guard: atoms closer than this (A) stop the run
+    [run.langevin]               # each integrator kind's own options, validated by its schema (integrators/<kind>.py)
+    friction_per_fs = 0.01       # 1/fs
+    [run.nhc]
+    tdamp_fs = 100.0             # thermostat period (fs); chain = 3
+    [run.fire]
+    fmax = 0.05                  # stop when every force is below this (eV/A); steps = the most FIRE steps
+    relax_cell = false           # also relax the cell (ASE FrechetCellFilter, target [run.npt] pressure_GPa or 0; one rank)
+    [run.npt]                    # present: NPT by stochastic cell rescaling around the thermostat (langevin or nhc)
+    pressure_GPa = 0.0
+    compressibility_per_GPa = 0.02
+    taup_fs = 1000.0             # barostat relaxation time (fs)
+    barostat = "isotropic"       # or "anisotropic": x, y, z lengths move independently (hydrostatic target)
+    [run.deform]                 # present: uniaxial deformation at a constant engineering strain rate
+    deform_axis = "x"            # "x" | "y" | "z"
+    strain_rate_per_fs = 0.0     # 1e10 /s = 1e-5 /fs
     [output]
     dir = "md-run"
     thermo_every = 10
@@ -37,16 +42,16 @@
     shards = false               # true: every rank writes its own atoms (restart.shards/, trajectory.shards/; no gather,
                                  # for systems no rank should hold whole); allegro-fm-md merge makes one H5MD of them
 
-Units: A, fs, K, eV. Unknown keys are errors.
+Units: A, fs, K, eV. Unknown keys are errors. Run files of allegro-fm-md 0.1.0.dev1 wrote the kinds' options flat in
+[run] (friction_per_fs = 0.01, pressure_GPa = 0.0, deform_axis = "z", ...): they are still read, each key going to the
+table of the kind that declares it (a modifier's keys turn it on only with pressure_GPa / a non-empty deform_axis).
 """
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import tomllib
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -61,12 +66,14 @@ from .comm import node_local_rank, world
 from .errors import MDInputError
 from .forces import DistributedForceEvaluator
 from .ghosts import plane_spacings
-from .integrators import CRescaleNPT, Langevin, NoseHooverChain, State, UniaxialDeformation, VelocityVerlet
-from .minimize import FIREIntegrator, relax_cell
+from .integrators import build_integrator, integrator_kinds
+from .minimize import relax_cell
 from .outputs import RunLock, cut_back
 from .potentials import make_potential
 from .restart import restart_header
+from .schema import check_values
 from .simulation import Simulation, SimulationError
+from .state import State
 from .supercell import Supercell, maxwell_boltzmann
 
 
@@ -94,24 +101,49 @@ class PotentialSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
+    """The [run] table: what every integrator shares, and ``options``: each integrator kind's own table by kind name
+    (the chosen integrator's, and the modifiers' that are on: "npt", "deform"), as that kind's options dataclass (a
+    plain dict is parsed and validated by the kind's schema)."""
+
     integrator: str = "nve"
     dt_fs: float = 1.0
     steps: int = 1000
     temperature_K: float = 300.0
     temperature_end_K: float | None = None
-    friction_per_fs: float = 0.01
-    tdamp_fs: float = 100.0
-    fmax: float = 0.05
-    relax_cell: bool = False
-    pressure_GPa: float | None = None
-    compressibility_per_GPa: float = 0.02
-    taup_fs: float = 1000.0
-    barostat: str = "isotropic"
-    deform_axis: str = ""
-    strain_rate_per_fs: float = 0.0
     skin: float = 1.0
     seed: int = 0
     min_distance: float = 0.5
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        kinds = integrator_kinds()
+        parsed = {}
+        for name, table in self.options.items():
+            kind = kinds.get(name)
+            if kind is None:
+                raise MDInputError(f"[run.{name}]: no integrator kind {name!r}; known: {', '.join(sorted(kinds))}")
+            if not kind.modifier and name != self.integrator:
+                raise MDInputError(f"[run.{name}] holds the options of integrator {name!r} ({', '.join(kind.keys())}), but "
+                                   f"integrator = {self.integrator!r}")
+            parsed[name] = kind.parse(table) if isinstance(table, dict) else table
+        object.__setattr__(self, "options", parsed)
+
+    def option(self, kind: str):
+        """The options of ``kind`` (its dataclass; the defaults when the run file has no [run.kind] table)."""
+        if kind in self.options:
+            return self.options[kind]
+        return integrator_kinds()[kind].options()
+
+    @property
+    def relax_cell(self) -> bool:
+        """A FIRE run with [run.fire] relax_cell = true (cell and positions, one rank)."""
+        return self.integrator == "fire" and bool(self.option("fire").relax_cell)
+
+    @property
+    def needs_periodic_cell(self) -> bool:
+        """Whether a kind or modifier in use (barostat, deformation, cell relaxation) needs a fully periodic cell."""
+        kinds = integrator_kinds()
+        return self.relax_cell or any(kinds[n].needs_periodic_cell for n in self.options)
 
 
 @dataclass(frozen=True)
@@ -149,10 +181,8 @@ class RunFile:
         parsed = {}
         for name, klass in tables.items():
             t = dict(d.get(name, {}))
-            known = {f.name for f in fields(klass)}
-            bad = set(t) - known
-            if bad:
-                raise MDInputError(f"{path}: unknown keys in [{name}]: {sorted(bad)}; known: {sorted(known)}")
+            if name == "run":
+                t["options"] = _kind_tables(path, t)
             for key in ("structure", "model", "dir", "restart_from"):
                 if key == "model" and t.get(key) and "/" not in t[key] and not (path.parent / t[key]).exists():
                     continue  # a shipped model's name (allegro-fm-mini), resolved by allegro_fm_model
@@ -162,54 +192,59 @@ class RunFile:
                 if not isinstance(t["replicate"], list) or not all(type(x) is int for x in t["replicate"]):
                     raise MDInputError(f"{path}: [system] replicate must be three integers (got {t['replicate']!r})")
                 t["replicate"] = tuple(t["replicate"])
-            _check_values(path, name, klass, t)
-            parsed[name] = klass(**t)
+            check_values(path, name, klass, {k: v for k, v in t.items() if k != "options" or name != "run"}, _RANGES)
+            if name == "potential":
+                _check_device(path, t)
+            try:
+                parsed[name] = klass(**t)
+            except MDInputError as exc:
+                raise MDInputError(f"{path}: {exc}") from exc
         return cls(**parsed)
 
 
-#: allowed ranges of run-file numbers: key -> (low, high, low inclusive); None = unbounded
+def _kind_tables(path: Path, run: dict) -> dict[str, dict]:
+    """Take the integrator kinds' tables out of a [run] table (in place): [run.<kind>] sub-tables, and the flat keys of
+    0.1.0.dev1 run files, each moved to the table of the kind that declares it (a modifier only when its switch is on:
+    pressure_GPa given, deform_axis not empty)."""
+    kinds = integrator_kinds()
+    general = {f.name for f in fields(RunSpec)} - {"options"}
+    tables: dict[str, dict] = {}
+    for key in list(run):
+        if isinstance(run[key], dict) and key in kinds:
+            tables[key] = run.pop(key)
+    chosen = run.get("integrator", RunSpec.integrator)
+    owners = {k: n for n, kind in kinds.items() for k in kind.keys() if kind.modifier or n == chosen}
+    owners.update({k: n for n in ("nve", "langevin", "nhc", "fire") if n in kinds for k in kinds[n].keys() if k not in owners})
+    flat: dict[str, dict] = {}
+    for key in [k for k in run if k not in general]:
+        if key not in owners:
+            known = sorted(general | {f"[run.{n}]" for n in kinds})
+            raise MDInputError(f"{path}: unknown keys in [run]: [{key!r}]; known: {known}")
+        flat.setdefault(owners[key], {})[key] = run.pop(key)
+    switches = {"npt": "pressure_GPa", "deform": "deform_axis"}
+    for name, keys in flat.items():
+        if name in switches and keys.get(switches[name], "") in ("", None):
+            continue  # 0.1.0.dev1's "off": no pressure_GPa, an empty deform_axis
+        if name != chosen and not kinds[name].modifier:
+            if keys.get("relax_cell"):
+                raise MDInputError(f"{path}: relax_cell = true needs integrator = \"fire\"")
+            continue  # 0.1.0.dev1 ignored another integrator's flat keys (friction_per_fs with nhc): so do we
+        tables.setdefault(name, {}).update(keys)
+    return tables
+
+
+#: allowed ranges of run-file numbers of the [system], [potential], [run] and [output] tables: key -> (low, high, low
+#: inclusive); None = unbounded. The integrator kinds' options carry theirs in their fields' metadata (schema.py).
 _RANGES = {"dt_fs": (0.0, 10.0, False),  # fs: beyond ~10 fs no atomic vibration is resolved
-           "steps": (0, None, True), "temperature_K": (0.0, 1e5, True),
-           "temperature_end_K": (0.0, 1e5, True), "friction_per_fs": (0.0, None, False), "tdamp_fs": (0.0, None, False),
-           "fmax": (0.0, None, False), "compressibility_per_GPa": (0.0, None, False), "taup_fs": (0.0, None, False),
+           "steps": (0, None, True), "temperature_K": (0.0, 1e5, True), "temperature_end_K": (0.0, 1e5, True),
            "skin": (0.0, None, True), "min_distance": (0.0, None, True), "thermo_every": (1, None, True),
            "trajectory_every": (0, None, True), "restart_every": (1, None, True), "cutoff": (0.0, None, False),
            "max_edges_per_call": (0, None, True), "memory_budget_gib": (0.0, None, True)}
 
 
-def _check_values(path: Path, table: str, klass, values: dict) -> None:
-    """Each value has its field's type (an int where an int is meant: no "10", no 1.5; a float may be written as an
-    int), is finite, and lies in its range; a device is cpu, cuda[:i] or xpu[:i]. MDInputError naming file, table, key."""
-    hints = typing.get_type_hints(klass)
-    for key, v in values.items():
-        want = hints[key]
-        where = f"{path}: [{table}] {key} = {v!r}"
-        optional = type(None) in typing.get_args(want)
-        base = next((a for a in typing.get_args(want) if a is not type(None)), want) if optional else want
-        if v is None and optional:
-            continue
-        if base is float:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if ok and not math.isfinite(v):
-                raise MDInputError(f"{where}: must be a finite number")
-        elif base is int:
-            ok = type(v) is int
-        elif base is bool:
-            ok = isinstance(v, bool)
-        elif base is str:
-            ok = isinstance(v, str)
-        elif base is dict:
-            ok = isinstance(v, dict)
-        else:
-            ok = True  # tuples are converted above
-        if not ok:
-            raise MDInputError(f"{where}: must be {getattr(base, '__name__', base)}, not {type(v).__name__}")
-        if key in _RANGES and isinstance(v, (int, float)):
-            lo, hi, lo_incl = _RANGES[key]
-            if (v < lo if lo_incl else v <= lo) or (hi is not None and v > hi):
-                bound = f"{'>=' if lo_incl else '>'} {lo}" + (f" and <= {hi:g}" if hi is not None else "")
-                raise MDInputError(f"{where}: must be {bound}")
-    if table == "potential" and "device" in values and not re.fullmatch(r"cpu|(cuda|xpu)(:\d+)?", values["device"]):
+def _check_device(path: Path, values: dict) -> None:
+    """A [potential] device is cpu, cuda[:i] or xpu[:i] (MDInputError naming the file)."""
+    if "device" in values and not re.fullmatch(r"cpu|(cuda|xpu)(:\d+)?", str(values["device"])):
         raise MDInputError(f"{path}: [potential] device = {values['device']!r}: must be cpu, cuda, xpu (or cuda:N, xpu:N)")
 
 
@@ -293,8 +328,9 @@ def _relax_cell(runfile: RunFile, atoms, pot) -> Relaxation:
     """Positions + cell by FIRE on ASE's FrechetCellFilter (one rank); writes relaxed.extxyz and relax.log."""
     r = runfile.run
     out = Path(runfile.output.dir)
-    p0 = r.pressure_GPa or 0.0
-    relaxed, ok, nsteps = relax_cell(atoms, pot, fmax=r.fmax, steps=r.steps, cell=True, pressure_GPa=p0,
+    p0 = r.options["npt"].pressure_GPa if "npt" in r.options else 0.0
+    fmax = r.option("fire").fmax
+    relaxed, ok, nsteps = relax_cell(atoms, pot, fmax=fmax, steps=r.steps, cell=True, pressure_GPa=p0,
                                      logfile=str(out / "relax.log"), return_steps=True)
     f = float(np.linalg.norm(relaxed.get_forces(), axis=1).max())
     stress = relaxed.get_stress(voigt=False) / units.GPa
@@ -304,35 +340,6 @@ def _relax_cell(runfile: RunFile, atoms, pot) -> Relaxation:
         ase.io.write(tmp, relaxed, format="extxyz")
     return Relaxation(out / "relaxed.extxyz", float(relaxed.get_potential_energy()), float(relaxed.get_volume()), f, dev,
                       nsteps, bool(ok))
-
-
-def build_integrator(r: RunSpec, rank: int = 0):
-    """The integrator of a [run] table (thermostat, then barostat and deformation around it); MDInputError on
-    inconsistent settings."""
-    t0, t1, total = r.temperature_K, r.temperature_end_K, r.steps * r.dt_fs
-    temp = t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0))
-    if r.integrator == "nve":
-        integ = VelocityVerlet(r.dt_fs)
-    elif r.integrator == "langevin":
-        integ = Langevin(r.dt_fs, temp, friction=r.friction_per_fs, seed=r.seed)  # counter-based noise: one seed for all ranks
-    elif r.integrator == "nhc":
-        integ = NoseHooverChain(r.dt_fs, temp, tdamp_fs=r.tdamp_fs)
-    elif r.integrator == "fire":
-        integ = FIREIntegrator(fmax=r.fmax)
-    else:
-        raise MDInputError(f"unknown integrator {r.integrator!r}; known: nve, langevin, nhc, fire")
-    if r.pressure_GPa is not None:
-        if r.integrator == "nve" or r.deform_axis:
-            raise MDInputError("pressure_GPa (NPT) needs integrator = langevin or nhc and no deformation")
-        if r.barostat not in ("isotropic", "anisotropic"):
-            raise MDInputError(f"barostat must be 'isotropic' or 'anisotropic' (got {r.barostat!r})")
-        integ = CRescaleNPT(integ, r.pressure_GPa, r.compressibility_per_GPa, r.taup_fs, seed=r.seed,
-                            anisotropic=r.barostat == "anisotropic")
-    if r.deform_axis:
-        if r.deform_axis not in ("x", "y", "z"):
-            raise MDInputError(f"deform_axis must be x, y or z (got {r.deform_axis!r})")
-        integ = UniaxialDeformation(integ, "xyz".index(r.deform_axis), r.strain_rate_per_fs)
-    return integ
 
 
 def validate(runfile: RunFile, comm, progress: bool = True):
@@ -345,7 +352,7 @@ def validate(runfile: RunFile, comm, progress: bool = True):
         if n != len(system):
             raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(system)}")
     r = runfile.run
-    if not atoms.pbc.all() and (r.pressure_GPa is not None or r.deform_axis or r.relax_cell):
+    if not atoms.pbc.all() and r.needs_periodic_cell:
         raise MDInputError(f"{runfile.system.structure}: pressure_GPa, deform_axis and relax_cell need a cell periodic in all three "
                            f"directions (pbc={atoms.pbc.tolist()})")
     if lammps_orient(atoms) and progress and comm.rank == 0:
@@ -405,7 +412,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         atoms = system.atoms()  # one rank, a small cell: built whole
         _check_relax(runfile, atoms, comm)
     else:
-        integ = build_integrator(runfile.run, comm.rank)
+        integ = build_integrator(runfile.run)
     lock = _take_folder(runfile, overwrite, comm, progress)
     try:
         if runfile.run.relax_cell:

@@ -20,9 +20,10 @@ from tea_align.files import write_text_atomic
 
 from .comm import node_local_rank, world
 from .forces import DistributedForceEvaluator
-from .integrators import State, VelocityVerlet
+from .integrators import VelocityVerlet
 from .potentials import make_potential
 from .runfile import PotentialSpec
+from .state import State
 
 __all__ = ["TimedPotential", "time_engine", "pingpong", "project_weak_scaling", "mpiexec_path", "scale_worker"]
 
@@ -69,13 +70,11 @@ def time_engine(atoms, potential, steps: int, comm=None, dt_fs: float = 0.5, ski
     for _ in range(warmup):
         integ.step(st, ev)
     pot.seconds, pot.calls = 0.0, 0
-    if hasattr(comm, "Barrier"):
-        comm.Barrier()
+    comm.Barrier()
     t = time.perf_counter()
     for _ in range(steps):
         integ.step(st, ev)
-    if hasattr(comm, "Barrier"):
-        comm.Barrier()
+    comm.Barrier()
     wall = time.perf_counter() - t
     n_ghost = len(ev._allpos) - len(st.positions)
     return {"atoms": len(a), "ranks": comm.size, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall,
@@ -138,7 +137,7 @@ def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "
     atoms = ase.io.read(structure) * tuple(reps)
     pot = make_potential(PotentialSpec(kind="allegro", model=model), atoms.get_chemical_symbols(), *node_local_rank(comm))
     r = time_engine(atoms, pot, steps, comm)
-    ghosts = comm.allgather(r["ghost_atoms"]) if hasattr(comm, "allgather") else [r["ghost_atoms"]]
+    ghosts = comm.allgather(r["ghost_atoms"])
     if comm.size > 1:
         r["pingpong_s"] = {str(k): v for k, v in pingpong(comm).items()}
     r["ghosts_per_rank"] = ghosts

@@ -18,9 +18,8 @@ import numpy as np
 from ase import units
 from tea_align import Progress
 
-from .comm import SerialComm
+from .comm import SERIAL
 from .errors import MDInputError, SimulationError
-from .integrators import State
 from .reporters import (
     FiniteGuard,
     MinDistanceGuard,
@@ -31,6 +30,7 @@ from .reporters import (
     TrajectoryReporter,
 )
 from .restart import read_restart_file, read_restart_shards, write_restart_file, write_restart_shards
+from .state import State
 
 #: conserved_eV: the quantity the dynamics conserves (NVE: etot; Nose-Hoover chain: etot + thermostat
 #: energy); for Langevin (not conservative) it is etot.
@@ -63,8 +63,8 @@ class Simulation:
                  trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=(), shards: bool = False,
                  species: tuple[str, ...] | None = None):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
-        self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: None (one process)
-        self.root = self.comm is None or self.comm.rank == 0
+        self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: SERIAL (one process)
+        self.root = self.comm.rank == 0
         self.outdir = Path(outdir)
         self.progress = progress
         self.shards = bool(shards)
@@ -111,9 +111,7 @@ class Simulation:
         if not s.pbc.all():
             return np.full((3, 3), np.nan)
         vol = abs(np.linalg.det(s.cell))
-        kin = (s.masses[:, None, None] * s.velocities[:, :, None] * s.velocities[:, None, :]).sum(axis=0)
-        kin = self.comm.allreduce(kin) if self.comm is not None else kin
-        return -(s.virial + kin) / vol / units.GPa
+        return -(s.virial + s.kinetic_tensor(self.comm)) / vol / units.GPa
 
     def _guard(self) -> None:
         for g in self.guards:
@@ -123,11 +121,9 @@ class Simulation:
     def gathered(self, s: State | None = None) -> State | None:
         """The whole system (``s`` or the current state), ordered by atom id, on rank 0 (None elsewhere)."""
         s = s if s is not None else self.state
-        if self.comm is None or self.comm.size == 1:
-            if s.ids is None or np.array_equal(s.ids, np.arange(len(s.ids))):
-                return s
-        parts = (self.comm.allgather if self.comm is not None else (lambda x: [x]))(
-            (s.ids, s.positions, s.velocities, s.forces, s.masses, s.types))
+        if self.comm.size == 1 and (s.ids is None or np.array_equal(s.ids, np.arange(len(s.ids)))):
+            return s
+        parts = self.comm.allgather((s.ids, s.positions, s.velocities, s.forces, s.masses, s.types))
         if not self.root:
             return None
         cat = [np.concatenate([p[k] for p in parts]) for k in range(5)]
@@ -151,8 +147,7 @@ class Simulation:
         rng = self.integrator.rng
         if rng is None:
             return None
-        states = self.comm.allgather(rng.bit_generator.state) if self.comm is not None else [rng.bit_generator.state]
-        return states
+        return self.comm.allgather(rng.bit_generator.state)
 
     def _snapshot(self) -> tuple[State, object]:
         s = self.state
@@ -177,28 +172,26 @@ class Simulation:
             s = self.state if snapshot is None else snapshot[0]
             if snapshot is not None:
                 integ = getattr(self, "_snap_integ", integ)
-            rng = self._rng_state() if snapshot is None else (
-                (self.comm.allgather(snapshot[1]) if self.comm is not None else [snapshot[1]]) if snapshot[1] else None)
+            rng = self._rng_state() if snapshot is None else (self.comm.allgather(snapshot[1]) if snapshot[1] else None)
             meta = {"integrator": type(self.integrator).__name__, "rng_states": rng, "integrator_state": integ}
-            return write_restart_shards(path, s, meta, self.comm if self.comm is not None else SerialComm())
+            return write_restart_shards(path, s, meta, self.comm)
         if snapshot is None:
             g = self.gathered()
             rng_states = self._rng_state()
         else:
             integ = getattr(self, "_snap_integ", integ)
             g = self.gathered(snapshot[0])
-            rng_states = (self.comm.allgather(snapshot[1]) if self.comm is not None else [snapshot[1]]) if snapshot[1] else None
+            rng_states = self.comm.allgather(snapshot[1]) if snapshot[1] else None
         if not self.root:
             return None
         return write_restart_file(Path(path) if path else self.outdir / "restart.npz", g,
                                   {"integrator": type(self.integrator).__name__, "rng_states": rng_states, "integrator_state": integ})
 
     @staticmethod
-    def read_restart(path: str | Path, integrator=None, comm=None) -> State:
+    def read_restart(path: str | Path, integrator=None, comm=SERIAL) -> State:
         """The State stored in a restart file; with ``comm``, rank 0 holds all atoms and the others none
         (the first force update migrates them). The integrator's RNG state is restored per rank."""
-        rank = 0 if comm is None else comm.rank
-        size = 1 if comm is None else comm.size
+        rank, size = comm.rank, comm.size
         sharded = Path(path).is_dir()
         r = read_restart_shards(path, rank, size) if sharded else read_restart_file(path)
         meta, arrays = r.meta, r.arrays
@@ -228,8 +221,7 @@ class Simulation:
         state is written to ``restart_last_good.npz`` (``.shards`` when sharded) and SimulationError is raised (on every rank)."""
         self._n = self.state.n_global(self.comm)
         logged = self.root and (self.outdir / "thermo.log").exists()
-        if self.comm is not None:
-            logged = bool(self.comm.allreduce(int(logged)))  # the same answer on every rank: starts are collective
+        logged = bool(self.comm.allreduce(int(logged)))  # the same answer on every rank: starts are collective
         #: True when this run starts the output (step 0, no thermo log yet): reporters write their step-0 rows/frames
         self.fresh = self.state.step == 0 and not logged
         if self.root:
@@ -248,7 +240,7 @@ class Simulation:
                     self.write_restart(self.outdir / "restart_last_good.npz", prev)
                     raise
                 except Exception as exc:  # a failure of this rank alone: the caller aborts the job
-                    if self.comm is not None and self.comm.size > 1:
+                    if self.comm.size > 1:
                         raise RankFailure(self.state.step + 1, self.comm.rank, exc) from exc
                     raise
                 try:

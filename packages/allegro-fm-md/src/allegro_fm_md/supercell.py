@@ -12,6 +12,7 @@ from itertools import product
 import numpy as np
 from ase import Atoms, units
 
+from .comm import SERIAL
 from .noise import standard_normal
 
 #: noise stream of the initial velocities (noise.py streams 1, 2 are Langevin and barostat)
@@ -77,12 +78,11 @@ class Supercell:
         return np.concatenate(ids).astype(np.int64), np.concatenate(pos)
 
 
-def maxwell_boltzmann(ids: np.ndarray, masses: np.ndarray, temperature_K: float, seed: int, comm=None) -> np.ndarray:
+def maxwell_boltzmann(ids: np.ndarray, masses: np.ndarray, temperature_K: float, seed: int, comm=SERIAL) -> np.ndarray:
     """Velocities (A / ASE time) of atoms ``ids`` drawn by id at ``temperature_K`` (counter-based: the same for an atom
     on any rank), less the centre-of-mass velocity of the whole system (summed over ``comm``)."""
     v = standard_normal(seed, VELOCITIES, 0, ids) * np.sqrt(units.kB * float(temperature_K) / masses)[:, None]
     p = (masses[:, None] * v).sum(axis=0)
     m = float(masses.sum())
-    if comm is not None:
-        p, m = np.asarray(comm.allreduce(p)), float(comm.allreduce(m))
+    p, m = np.asarray(comm.allreduce(p)), float(comm.allreduce(m))
     return v - (p / m if m > 0 else 0.0)

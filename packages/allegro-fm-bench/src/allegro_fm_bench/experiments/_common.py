@@ -91,10 +91,13 @@ def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, d
     structure = d / "start.extxyz"
     ase.io.write(structure, atoms)
     pot = PotentialSpec(**ctx.md_potential) if ctx.md_potential else PotentialSpec(kind="allegro", model=ctx.model)
+    own = {"nhc": {"tdamp_fs": tdamp_fs}, "langevin": {"friction_per_fs": friction_per_fs}, "fire": {"fmax": fmax}}
+    options = {integrator: own[integrator]} if integrator in own else {}
+    if deform_axis:
+        options["deform"] = {"deform_axis": deform_axis, "strain_rate_per_fs": strain_rate_per_fs}
     rf = RunFile(SystemSpec(str(structure)), pot,
                  RunSpec(integrator=integrator, dt_fs=dt_fs, steps=steps, temperature_K=temperature_K,
-                         temperature_end_K=temperature_end_K, tdamp_fs=tdamp_fs, friction_per_fs=friction_per_fs, deform_axis=deform_axis,
-                         strain_rate_per_fs=strain_rate_per_fs, seed=seed, min_distance=0.5, fmax=fmax),
+                         temperature_end_K=temperature_end_K, seed=seed, min_distance=0.5, options=options),
                  OutputSpec(dir=str(d), thermo_every=thermo_every, trajectory_every=trajectory_every,
                             restart_every=max(steps // 4, 1), restart_from=restart_from))
     run(rf, progress=progress, overwrite=True)
