@@ -51,7 +51,12 @@ def _md_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
     _argon(tmp / "two.extxyz", lambda a: a.symbols.__setitem__(3, "Kr"))
     (tmp / "garbage.extxyz").write_text("12\nnot extxyz\nAr 0 0\n")
     (tmp / "trunc.npz").write_bytes(b"PK\x03\x04" + b"\0" * 50)
+    ase.io.write(tmp / "empty.extxyz", ase.Atoms(cell=[5, 5, 5], pbc=True))
+    _argon(tmp / "far.extxyz", lambda a: a.positions.__setitem__((4, 0), 1e308))
     cases = [("missing run file", [str(tmp / "nope.toml")], "nope.toml")]
+    (tmp / "binary.toml").write_bytes(b"\x00\x01\x02\xff\xfe")
+    (tmp / "utf16.toml").write_text('[system]\nstructure = "ar.extxyz"\n', encoding="utf-16")
+    cases += [("binary run file", [str(tmp / "binary.toml")], "UTF-8"), ("UTF-16 run file", [str(tmp / "utf16.toml")], "UTF-8")]
     (tmp / "syntax.toml").write_text("[system\nstructure = 1\n")
     cases.append(("TOML syntax", [str(tmp / "syntax.toml")], "syntax.toml"))
     for name, run, msg in [("steps-string", 'steps = "10"', "steps"), ("steps-negative", "steps = -5", "steps"),
@@ -66,7 +71,8 @@ def _md_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         cases.append((name, [str(_runfile(tmp, name, output=output))], msg))
     for name, structure, msg in [("structure-missing", "absent.extxyz", "absent.extxyz"), ("structure-garbage", "garbage.extxyz", "garbage"),
                                  ("structure-nan", "nan.extxyz", "atom 5"), ("atoms-overlap", "overlap.extxyz", "7"),
-                                 ("unknown-element", "two.extxyz", "Kr")]:
+                                 ("unknown-element", "two.extxyz", "Kr"), ("no-atoms", "empty.extxyz", "no atoms"),
+                                 ("coordinate-1e308", "far.extxyz", "atom 4")]:
         cases.append((name, [str(_runfile(tmp, name, structure=structure))], msg))
     locked = _runfile(tmp, "locked")  # a live run (this process) holds the folder
     (tmp / "out-locked").mkdir()
@@ -82,6 +88,10 @@ def _tea_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
     big = good.copy()
     big.calc = SinglePointCalculator(big, energy=1e308, forces=np.zeros((3, 3)))
     ase.io.write(tmp / "big.extxyz", [big])
+    far = good.copy()
+    far.positions[1, 2] = 1e308
+    far.calc = SinglePointCalculator(far, energy=-2078.0, forces=np.zeros((3, 3)))
+    ase.io.write(tmp / "far-w.extxyz", [far])
     nanf = good.copy()
     nanf.calc = SinglePointCalculator(nanf, energy=-2078.0, forces=np.full((3, 3), np.nan))
     ase.io.write(tmp / "nanf.extxyz", [nanf])
@@ -96,6 +106,7 @@ def _tea_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
     return [("tea missing input", ["convert", str(tmp / "nope.extxyz"), "-o", out], "nope.extxyz"),
             ("tea 1e308 energy", ["convert", f"{tmp / 'big.extxyz'},level=L", "-o", out], "energy per atom"),
             ("tea NaN forces", ["convert", f"{tmp / 'nanf.extxyz'},level=L", "-o", out], "forces of atom 0"),
+            ("tea 1e308 coordinate", ["convert", f"{tmp / 'far-w.extxyz'},level=L", "-o", out], "atom 1 is at"),
             ("tea non-UTF-8 JSON", ["convert", str(tmp / "latin.json"), "-o", out], "UTF-8"),
             ("tea empty MPtrj", ["convert", str(tmp / "empty.json"), "-o", out], "no frames"),
             ("tea NaN alignment", ["apply", w, "--alignment", str(tmp / "al-nan.json"), "-o", out], "not a finite number"),
@@ -112,7 +123,16 @@ def _tea_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
 def _model_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
     (tmp / "notamodel.pt").write_text("hello")
     (tmp / "train.toml").write_text("[train]\ndataset = 'x.h5'\nmax_epocs = 3\n")
+    import tea_align
+
+    w = molecule("H2O")
+    w.calc = SinglePointCalculator(w, energy=-14.2, forces=np.zeros((3, 3)))
+    ase.io.write(tmp / "ft.extxyz", [w] * 20)
+    tea_align.convert([f"{tmp / 'ft.extxyz'},level=PBE~SevenNet-0"], tmp / "ft.h5")  # the shipped model's level
+    (tmp / "ft.toml").write_text('[train]\ndataset = "ft.h5"\nrun_dir = "out-ft"\n')
     return [("model missing file", ["evaluate", str(tmp / "none.nequip.zip"), str(tmp / "d.h5")], "none.nequip.zip"),
+            ("model unknown freeze group", ["finetune", str(tmp / "ft.toml"), "--init-from", "allegro-fm-mini", "--freeze",
+                                            "nonsense"], "'nonsense'"),
             ("model text file as model", ["evaluate", str(tmp / "notamodel.pt"), str(tmp / "d.h5")], "notamodel.pt"),
             ("model unknown train key", ["train", str(tmp / "train.toml")], "max_epocs"),
             ("model missing train file", ["train", str(tmp / "no.toml")], "no.toml")]
@@ -152,7 +172,7 @@ def test_every_bad_input_exits_2_with_one_named_line(tmp_path, capsys, mains, mo
         if code != 2 or "Traceback" in err or msg not in err or len(lines) != 1:
             failures.append(f"{name}: exit {code}, stderr {err!r}")
     assert not failures, "\n".join(failures)
-    assert len(cases) == 40
+    assert len(cases) == 46
     # inputs untouched; refused md runs left no output folder, refused tea runs no output file
     after = _digest(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before

@@ -19,8 +19,7 @@ from allegro_fm_md import (
     integrator_kinds,
     run,
 )
-from allegro_fm_md.contracts import IntegratorContractError
-from allegro_fm_md.integrators import IntegratorBase, VelocityVerlet, build_integrator
+from allegro_fm_md.integrators import IntegratorBase, IntegratorContractError, VelocityVerlet, build_integrator
 from ase.build import bulk
 from md_testutil import argon_toml
 

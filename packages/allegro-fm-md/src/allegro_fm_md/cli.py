@@ -5,18 +5,20 @@ trajectory), ``scale`` (the timed MPI worker of the scaling benchmarks). Convent
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tea_align.commandline import EXIT_GUARD, EXIT_RANK_ABORTED, command_parser, run, subcommands
+from tea_align.commandline import EXIT_GUARD, EXIT_RANK_ABORTED, EXIT_STOPPED, command_parser, run, subcommands
 from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
 from .analysis import plot_rdf, radial_distribution, read_frames
 from .comm import SERIAL, world
 from .errors import MDInputError
+from .jobcontrol import RunStopped
 from .plan import plan
-from .runfile import Relaxation, RunFile, validate
+from .runfile import AUTO, NothingToDo, Relaxation, RunFile, validate
 from .runfile import run as run_md
 from .scaling import scale_worker
 from .simulation import RankFailure, SimulationError, abort_all
@@ -46,14 +48,24 @@ def cmd_run(args) -> int:
     """Run the MD of a run file; prints the summary line (rank 0)."""
     comm = world()
     args.comm = comm
+    if args.ranks is not None and (not args.dry_run or args.ranks < 1):
+        raise MDInputError(f"--ranks {args.ranks}: " + ("must be >= 1" if args.dry_run else "only with --dry-run (a run uses the "
+                                                                                           "ranks mpiexec/srun launched)"))
     if args.dry_run:
         return _dry_run(args, comm)
     try:
-        sim = run_md(RunFile.load(args.runfile), comm, progress=not args.quiet, overwrite=args.overwrite)
+        rf = RunFile.load(args.runfile)
+        if args.resume and not rf.output.restart_from:
+            rf = RunFile(rf.system, rf.potential, rf.run, replace(rf.output, restart_from=AUTO))
+        sim = run_md(rf, comm, progress=not args.quiet, overwrite=args.overwrite)
     except MDInputError:
         if comm.rank != 0:  # one line from rank 0 only
             raise SystemExit(2) from None
         raise
+    if isinstance(sim, NothingToDo):
+        if comm.rank == 0:
+            print(f"nothing to do: step {sim.step} of {sim.steps} ({sim.restart}); raise [run] steps to extend the run")
+        return 0
     if isinstance(sim, Relaxation):
         print(f"done: cell relaxation {'converged' if sim.converged else 'NOT converged'} in {sim.steps} FIRE steps: "
               f"energy {sim.energy:.6f} eV, volume {sim.volume:.3f} A^3, max force {sim.fmax:.4f} eV/A, max stress deviation "
@@ -61,7 +73,7 @@ def cmd_run(args) -> int:
         return 0 if sim.converged else EXIT_GUARD
     n = sim.state.n_global(sim.comm)  # collective
     if comm.rank == 0:
-        t, t0 = sim.thermo[-1], sim.thermo[0]
+        t, t0 = sim.thermo[-1], sim._thermo.start_row  # the row this run started from (logged or not)
         span_ps = (t.column("time_fs") - t0.column("time_fs")) / 1000.0
         drift = (t.column("conserved_eV") - t0.column("conserved_eV")) / n / span_ps * 1000.0 if span_ps > 0 else float("nan")
         d = ("no conserved energy (bath or deformation)" if not sim.conserves_energy
@@ -74,6 +86,10 @@ def cmd_run(args) -> int:
 def _run_errors(exc: BaseException, args) -> int | None:
     """A failing rank stops every rank (exit 4); a guard stops the run (exit 3) with the last good state on disk."""
     comm = getattr(args, "comm", SERIAL)  # set by the run command once MPI is up
+    if isinstance(exc, RunStopped):
+        if comm.rank == 0:
+            print(f"allegro-fm-md: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
     if isinstance(exc, RankFailure):
         abort_all(comm, exc, RunFile.load(args.runfile).output.dir)
         return EXIT_RANK_ABORTED
@@ -121,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runfile")
     p.add_argument("--dry-run", action="store_true", help="print the rank grid, atoms, ghosts and memory per rank; run nothing")
     p.add_argument("--ranks", type=int, default=None, help="with --dry-run: plan for this many ranks (default: the ranks launched)")
+    p.add_argument("--resume", action="store_true", help="continue from the output folder's own restart when there is one, else "
+                   "start (restart_from = \"auto\"): one command for every job of a chain; a finished run does nothing")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("rdf", help="partial g(r) and coordination numbers of a trajectory (PNG + table)", writes=True,
                        output_default="gr.png", output_help="PNG path; the table goes next to it as .md")

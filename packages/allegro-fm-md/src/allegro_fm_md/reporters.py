@@ -26,6 +26,9 @@ class ReporterBase:
     """Defaults of the reporter contract: never due, nothing to start, report or close."""
 
     every: int = 0
+    #: True: also reported at the last step of a run that is not a multiple of ``every`` (thermo, trajectories), as
+    #: LAMMPS prints thermo at the end of every run
+    reports_last_step: bool = False
 
     def start(self, sim) -> None:
         """Before the first step of ``sim.run`` (collective)."""
@@ -55,12 +58,16 @@ class ThermoReporter(ReporterBase):
     """thermo.log (rank 0 appends; the header once): one row every ``every`` steps, at step 0 of a fresh run and at the
     end of a minimisation. Rows are also kept in ``rows`` (and ``sim.thermo``) on every rank."""
 
+    reports_last_step = True
+
     def __init__(self, every: int = 10):
         self.every, self.rows = int(every), []
+        self.start_row: Thermo | None = None  # the state this run started from (logged only by a fresh run)
 
     def start(self, sim) -> None:
+        self.start_row = sim.thermo_row(0.0)
         if sim.fresh:
-            self._log(sim, sim.thermo_row(0.0))
+            self._log(sim, self.start_row)
 
     def report(self, sim, final: bool = False) -> None:
         if sim.state.step % self.every == 0 or final:
@@ -82,6 +89,8 @@ class TrajectoryReporter(ReporterBase):
     """trajectory.h5md (H5MD) and trajectory.extxyz, written by rank 0 from the gathered system every ``every`` steps
     (and at step 0 of a fresh run); appended to when the run resumes. The H5MD file is flushed after every frame."""
 
+    reports_last_step = True
+
     def __init__(self, every: int, outdir: Path, numbers: np.ndarray, pbc: np.ndarray, root: bool, resumed: bool):
         self.every = int(every)
         self._open = (outdir, numbers, pbc, resumed) if root else None
@@ -96,7 +105,7 @@ class TrajectoryReporter(ReporterBase):
             self._write(sim)
 
     def report(self, sim, final: bool = False) -> None:
-        if sim.state.step % self.every == 0:
+        if sim.state.step % self.every == 0 or final:
             self._write(sim)
 
     def _write(self, sim) -> None:
@@ -113,6 +122,8 @@ class TrajectoryReporter(ReporterBase):
 class ShardedTrajectoryReporter(ReporterBase):
     """trajectory.shards/: every rank appends its own atoms every ``every`` steps (and at step 0 of a fresh run); no
     gather. ``allegro-fm-md merge`` (trajectory.merge_shards) makes one H5MD or extxyz of it."""
+
+    reports_last_step = True
 
     def __init__(self, every: int, outdir: Path, species: tuple[str, ...], pbc, comm, resumed: bool):
         self.every = int(every)
@@ -132,7 +143,7 @@ class ShardedTrajectoryReporter(ReporterBase):
             self.writer.write(sim.state)
 
     def report(self, sim, final: bool = False) -> None:
-        if sim.state.step % self.every == 0:
+        if sim.state.step % self.every == 0 or final:
             self.writer.write(sim.state)
 
     def close(self) -> None:

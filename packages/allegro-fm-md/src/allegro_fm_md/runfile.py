@@ -18,6 +18,8 @@
     skin = 1.0                   # Verlet skin (A)
     seed = 0
     min_distance = 0.5           # guard: atoms closer than this (A) stop the run
+    walltime_margin_s = 0.0      # > 0: stop cleanly (restart written, exit 75) this long before the job's end
+                                 # (SLURM_JOB_END_TIME or ALLEGRO_FM_END_TIME); SIGTERM/SIGUSR1 always stop cleanly
     [run.langevin]               # each integrator kind's own options, validated by its schema (integrators/<kind>.py)
     friction_per_fs = 0.01       # 1/fs
     [run.nhc]
@@ -38,7 +40,8 @@
     thermo_every = 10
     trajectory_every = 100
     restart_every = 1000
-    restart_from = ""            # a restart.npz (or restart.shards folder) to resume from (on any number of ranks)
+    restart_from = ""            # a restart.npz (or restart.shards folder) to resume from (on any number of ranks); "auto":
+                                 # this folder's own restart when there is one, else a fresh start (job chains)
     shards = false               # true: every rank writes its own atoms (restart.shards/, trajectory.shards/; no gather,
                                  # for systems no rank should hold whole); allegro-fm-md merge makes one H5MD of them
 
@@ -52,7 +55,7 @@ from __future__ import annotations
 import re
 import shutil
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import ase.io
@@ -113,6 +116,7 @@ class RunSpec:
     skin: float = 1.0
     seed: int = 0
     min_distance: float = 0.5
+    walltime_margin_s: float = 0.0
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -169,7 +173,9 @@ class RunFile:
     def load(cls, path: str | Path) -> RunFile:
         path = Path(path)
         try:
-            d = tomllib.loads(path.read_text())
+            d = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise MDInputError(f"{path}: not a run file: TOML is UTF-8 text, this file is not ({exc.reason} at byte {exc.start})") from exc
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise MDInputError(f"{path}: cannot read run file ({exc})") from exc
         tables = {"system": SystemSpec, "potential": PotentialSpec, "run": RunSpec, "output": OutputSpec}
@@ -184,6 +190,8 @@ class RunFile:
             if name == "run":
                 t["options"] = _kind_tables(path, t)
             for key in ("structure", "model", "dir", "restart_from"):
+                if key == "restart_from" and t.get(key) == AUTO:
+                    continue  # resolved against the output folder by ``resolve_restart``
                 if key == "model" and t.get(key) and "/" not in t[key] and not (path.parent / t[key]).exists():
                     continue  # a shipped model's name (allegro-fm-mini), resolved by allegro_fm_model
                 if t.get(key) and not Path(t[key]).is_absolute():
@@ -238,6 +246,7 @@ def _kind_tables(path: Path, run: dict) -> dict[str, dict]:
 _RANGES = {"dt_fs": (0.0, 10.0, False),  # fs: beyond ~10 fs no atomic vibration is resolved
            "steps": (0, None, True), "temperature_K": (0.0, 1e5, True), "temperature_end_K": (0.0, 1e5, True),
            "skin": (0.0, None, True), "min_distance": (0.0, None, True), "thermo_every": (1, None, True),
+           "walltime_margin_s": (0.0, None, True),
            "trajectory_every": (0, None, True), "restart_every": (1, None, True), "cutoff": (0.0, None, False),
            "max_edges_per_call": (0, None, True), "memory_budget_gib": (0.0, None, True)}
 
@@ -246,6 +255,10 @@ def _check_device(path: Path, values: dict) -> None:
     """A [potential] device is cpu, cuda[:i] or xpu[:i] (MDInputError naming the file)."""
     if "device" in values and not re.fullmatch(r"cpu|(cuda|xpu)(:\d+)?", str(values["device"])):
         raise MDInputError(f"{path}: [potential] device = {values['device']!r}: must be cpu, cuda, xpu (or cuda:N, xpu:N)")
+
+
+#: |coordinate| (A) beyond which a structure is refused: float64 keeps ~1e-10 A there, and no structure is that large
+MAX_COORDINATE = 1e6
 
 
 def load_structure(spec: SystemSpec) -> Supercell:
@@ -257,10 +270,16 @@ def load_structure(spec: SystemSpec) -> Supercell:
         raise MDInputError(f"{spec.structure}: cannot read structure ({type(exc).__name__}: {exc})") from exc
     if len(spec.replicate) != 3 or min(spec.replicate) < 1:
         raise MDInputError(f"replicate must be three positive integers (got {spec.replicate})")
+    if len(atoms) == 0:
+        raise MDInputError(f"{spec.structure}: the structure has no atoms")
     bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
     if len(bad):
         raise MDInputError(f"{spec.structure}: atom {bad[0]} ({atoms[bad[0]].symbol}) has a non-finite position {atoms.positions[bad[0]].tolist()}"
                            + (f" ({len(bad)} atoms in all)" if len(bad) > 1 else ""))
+    far = np.flatnonzero(np.abs(atoms.positions).max(axis=1) > MAX_COORDINATE)
+    if len(far):
+        raise MDInputError(f"{spec.structure}: atom {far[0]} ({atoms[far[0]].symbol}) is at {atoms.positions[far[0]].tolist()} A, beyond "
+                           f"{MAX_COORDINATE:g} A: not a structure (wrapping it into the cell would lose all precision)")
     if not np.isfinite(atoms.cell[:]).all():
         raise MDInputError(f"{spec.structure}: the cell is not finite ({atoms.cell[:].tolist()})")
     if abs(np.linalg.det(np.array(atoms.cell))) < 1e-9:
@@ -397,16 +416,48 @@ def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, com
     try:
         return Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
                           min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=numbers,
-                          shards=o.shards, species=tuple(pot.species))
+                          shards=o.shards, species=tuple(pot.species), walltime_margin_s=r.walltime_margin_s)
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
 
 
+@dataclass(frozen=True)
+class NothingToDo:
+    """A resumed run whose restart is already at or past ``steps`` (a job chain's last resubmission): nothing was run
+    and nothing in the folder was touched."""
+
+    step: int
+    steps: int
+    restart: str
+
+
+#: ``restart_from = "auto"``: this run's own folder's restart when there is one, else a fresh start
+AUTO = "auto"
+
+
+def resolve_restart(runfile: RunFile) -> RunFile:
+    """``runfile`` with ``restart_from = "auto"`` replaced by the output folder's restart (restart.shards when the run is
+    sharded and it exists, else restart.npz) or by "" (a fresh start) when there is none."""
+    o = runfile.output
+    if o.restart_from != AUTO:
+        return runfile
+    out = Path(o.dir)
+    found = [p for p in ((out / "restart.shards", out / "restart.npz") if o.shards else (out / "restart.npz", out / "restart.shards"))
+             if p.exists()]
+    return RunFile(runfile.system, runfile.potential, runfile.run, replace(o, restart_from=str(found[0]) if found else ""))
+
+
 def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = False):
     """Run the MD described by ``runfile`` (collective under MPI): validate -> build integrator -> build simulation ->
-    run. Returns the Simulation (a ``Relaxation`` for ``relax_cell = true``). Output files of an earlier run in the
-    same folder are an error unless ``overwrite`` (or the run resumes from a restart)."""
+    run. Returns the Simulation (a ``Relaxation`` for ``relax_cell = true``; ``NothingToDo`` when the restart is
+    already at ``steps``). Output files of an earlier run in the same folder are an error unless ``overwrite`` (or the
+    run resumes from a restart). A stop signal or the wall-time margin ends it with ``RunStopped`` (jobcontrol.py)."""
     comm = comm or world()
+    runfile = resolve_restart(runfile)
+    if runfile.output.restart_from:  # a job chain's resubmission after the end: nothing to run, nothing touched
+        step, _ = restart_header(runfile.output.restart_from)
+        if step >= runfile.run.steps:
+            return NothingToDo(step, runfile.run.steps, runfile.output.restart_from)
     system, pot, types = validate(runfile, comm, progress)  # nothing is written before the input is valid
     if runfile.run.relax_cell:
         atoms = system.atoms()  # one rank, a small cell: built whole

@@ -18,8 +18,9 @@ import numpy as np
 from ase import units
 from tea_align import Progress
 
-from .comm import SERIAL
+from .comm import SERIAL, _max_op
 from .errors import MDInputError, SimulationError
+from .jobcontrol import RunStopped, StopRequest
 from .reporters import (
     FiniteGuard,
     MinDistanceGuard,
@@ -61,13 +62,15 @@ class Simulation:
     def __init__(self, state: State, integrator, evaluator, outdir: str | Path, *,
                  thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
                  trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=(), shards: bool = False,
-                 species: tuple[str, ...] | None = None):
+                 species: tuple[str, ...] | None = None, walltime_margin_s: float = 0.0):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
         self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: SERIAL (one process)
         self.root = self.comm.rank == 0
         self.outdir = Path(outdir)
         self.progress = progress
         self.shards = bool(shards)
+        #: > 0: stop cleanly (restart written, RunStopped) when less than this remains of the job (jobcontrol.py)
+        self.walltime_margin_s = float(walltime_margin_s)
         self._t0, self._s0, self._n, self.fresh = 0.0, state.step, 0, False
         if state.ids is None:
             state.ids = np.arange(len(state.masses))
@@ -218,7 +221,9 @@ class Simulation:
     # -- driver -------------------------------------------------------------------------------
     def run(self, steps: int) -> State:
         """Advance ``steps`` steps: integrator step, guards, then each due reporter. On a guard failure the last good
-        state is written to ``restart_last_good.npz`` (``.shards`` when sharded) and SimulationError is raised (on every rank)."""
+        state is written to ``restart_last_good.npz`` (``.shards`` when sharded) and SimulationError is raised (on every rank).
+        SIGTERM / SIGUSR1 on any rank, or the wall-time margin, stop the run at the end of the current step on every rank:
+        a restart is written at that step and ``RunStopped`` is raised (jobcontrol.py)."""
         self._n = self.state.n_global(self.comm)
         logged = self.root and (self.outdir / "thermo.log").exists()
         logged = bool(self.comm.allreduce(int(logged)))  # the same answer on every rank: starts are collective
@@ -232,31 +237,44 @@ class Simulation:
         # a bar on a terminal, a plain line every 10 % in a log file (no redraws): tea_align.Progress
         bar = Progress(steps, desc="md", unit="step", file=sys.stderr) if self.progress and self.root and steps >= 100 else None
         try:
-            for _ in range(steps):
-                prev = self._snapshot()
-                try:
-                    self.integrator.step(self.state, self.evaluator)
-                except SimulationError:  # raised on every rank together (non-finite positions at the force call)
-                    self.write_restart(self.outdir / "restart_last_good.npz", prev)
-                    raise
-                except Exception as exc:  # a failure of this rank alone: the caller aborts the job
-                    if self.comm.size > 1:
-                        raise RankFailure(self.state.step + 1, self.comm.rank, exc) from exc
-                    raise
-                try:
-                    self._guard()
-                except SimulationError:
-                    self.write_restart(self.outdir / "restart_last_good.npz", prev)
-                    raise
-                if bar is not None:
-                    bar.update(1)
-                done = self.integrator.converged(self.state, self.comm)  # minimisers stop early
-                for r in self.reporters:
-                    if (r.every and self.state.step % r.every == 0) or done:
-                        r.report(self, final=done)
-                if done:
-                    break
+            with StopRequest(self.walltime_margin_s) as stop:
+                self._loop(steps, bar, stop)
         finally:
             if bar is not None:
                 bar.close()
         return self.state
+
+    def _loop(self, steps: int, bar, stop: StopRequest) -> None:
+        """The step loop of ``run``."""
+        for _ in range(steps):
+            prev = self._snapshot()
+            try:
+                self.integrator.step(self.state, self.evaluator)
+            except SimulationError:  # raised on every rank together (non-finite positions at the force call)
+                self.write_restart(self.outdir / "restart_last_good.npz", prev)
+                raise
+            except Exception as exc:  # a failure of this rank alone: the caller aborts the job
+                if self.comm.size > 1:
+                    raise RankFailure(self.state.step + 1, self.comm.rank, exc) from exc
+                raise
+            try:
+                self._guard()
+            except SimulationError:
+                self.write_restart(self.outdir / "restart_last_good.npz", prev)
+                raise
+            if bar is not None:
+                bar.update(1)
+            done = self.integrator.converged(self.state, self.comm)  # minimisers stop early
+            for r in self.reporters:
+                if (r.every and self.state.step % r.every == 0) or done:
+                    r.report(self, final=done)
+            if done:
+                return
+            if self.comm.allreduce(int(stop.due()), op=_max_op(self.comm)):  # any rank's signal stops every rank
+                reason = next(r for r in self.comm.allgather(stop.reason) if r)
+                self.write_restart()
+                raise RunStopped(self.state.step, reason, self.outdir / ("restart.shards" if self.shards else "restart.npz"))
+        if steps > 0:  # the last step of a run is in the thermo log and the trajectories, also off their period
+            for r in self.reporters:
+                if r.reports_last_step and r.every and self.state.step % r.every:
+                    r.report(self, final=True)

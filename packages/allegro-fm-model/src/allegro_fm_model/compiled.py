@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .calculator import periodic_edges
+from .edges import periodic_edges
 from .model import ensure_nequip_state
 from .potential import PotentialResult, types_of
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL

@@ -17,7 +17,7 @@ import tea_align
 from ase.data import atomic_numbers
 from tea_align.units import EV_PER_ANGSTROM3_TO_MPA
 
-from .calculator import periodic_edges
+from .edges import periodic_edges
 from .provenance import UNKNOWN_LEVEL, check_levels, level_of
 
 EV_PER_A3_TO_MPA = EV_PER_ANGSTROM3_TO_MPA  # 1 eV/A^3 = 160.2 GPa

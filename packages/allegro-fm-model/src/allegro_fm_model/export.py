@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calculator import periodic_edges
 from .compiled import CompiledAllegroPotential, compile_graph_model, example_cell
+from .edges import periodic_edges
 from .loading import load_potential, resolve_model
 from .provenance import write_zip_level
 

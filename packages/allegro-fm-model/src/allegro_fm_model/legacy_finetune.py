@@ -35,8 +35,8 @@ import tea_align
 from tea_align import Progress
 from tea_align.files import write_bytes_atomic, write_text_atomic
 
-from .calculator import periodic_edges
 from .compiled import ghost_graph
+from .edges import periodic_edges
 from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
 from .potential import types_of

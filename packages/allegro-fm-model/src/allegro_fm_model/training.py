@@ -75,8 +75,8 @@ class TrainSettings:
         """Read the ``[train]`` table of a TOML file; unknown keys are errors."""
         path = Path(path)
         try:
-            d = tomllib.loads(path.read_text()).get("train", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            d = tomllib.loads(path.read_text(encoding="utf-8")).get("train", {})
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: cannot read training settings ({exc})") from exc
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
@@ -214,6 +214,7 @@ def nequip_config(s: TrainSettings) -> dict:
         if missing:
             raise ValueError(f"{s.dataset}: elements {sorted(missing)} are not known to the pretrained model {s.init_from}")
         check_levels(pretrained.level_of_theory, level, str(s.init_from), str(s.dataset), refit=s.refit_offsets)
+        frozen_parameters(pretrained.model, s.freeze, str(s.init_from))  # an unknown group: refused before anything is written
         offsets = energy_offsets(pretrained, s.dataset, train_idx) if s.refit_offsets else {}
         model = {"_target_": "allegro_fm_model.training.finetune_model", "checkpoint_path": str(resolve_model(s.init_from).resolve()),
                  "freeze": list(s.freeze), **({"energy_offsets": offsets} if offsets else {})}
@@ -306,10 +307,11 @@ def _on_terminal() -> bool:
 
 def write_config(s: TrainSettings) -> Path:
     """Write run_dir/config.yaml (and settings.toml-equivalent JSON) for nequip-train; returns the yaml path."""
+    cfg = nequip_config(s)  # every check first: a refused run leaves no run folder behind
     run = Path(s.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run / "settings.json", json.dumps(asdict(s), indent=1))
-    return write_text_atomic(run / "config.yaml", yaml.safe_dump(nequip_config(s), sort_keys=False))
+    return write_text_atomic(run / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
 
 def train(s: TrainSettings, extra_overrides: list[str] | None = None) -> Path:
@@ -349,16 +351,24 @@ def finetune_model(checkpoint_path: str, freeze: list[str] = (), energy_offsets:
     models = load(checkpoint_path)
     for m in models.values():
         _shift_energies(m, dict(energy_offsets or {}))
-    prefixes = [p for f in freeze for p in FREEZE_GROUPS.get(f, (f,))]
-    frozen = 0
-    for m in models.values():
-        for name, prm in m.named_parameters():
-            if any(name.startswith(p) for p in prefixes):
-                prm.requires_grad_(False)
-                frozen += 1
-    if prefixes and frozen == 0:
-        raise ValueError(f"freeze {list(freeze)} matched no parameter; groups: {sorted(FREEZE_GROUPS)}")
+        for prm in frozen_parameters(m, freeze, checkpoint_path):
+            prm.requires_grad_(False)
     return models
+
+
+def frozen_parameters(model, freeze: Sequence[str], source: str = "the model") -> list:
+    """The parameters of ``model`` that the groups ``freeze`` (names of FREEZE_GROUPS or raw name prefixes) hold fixed;
+    ValueError naming ``source`` when a group matches no parameter."""
+    params = list(model.named_parameters())
+    out = []
+    for group in freeze:
+        prefixes = FREEZE_GROUPS.get(group, (group,))
+        hit = [p for name, p in params if any(name.startswith(x) for x in prefixes)]
+        if not hit:
+            raise ValueError(f"{source}: freeze group {group!r} matches no parameter; groups: {' '.join(sorted(FREEZE_GROUPS))} "
+                             "(or a parameter-name prefix)")
+        out += hit
+    return out
 
 
 def _shift_energies(model, offsets: dict[str, float]) -> None:

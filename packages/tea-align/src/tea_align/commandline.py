@@ -8,17 +8,34 @@ written out in docs/cli.md: one parser shape, one set of flags, one meaning per 
     return run(parser, argv, bad_input=(MyInputError,))
 
 Exit statuses: 0 ok, 1 internal error (a bug: one line, the traceback with --debug), 2 bad input (one line naming
-the file/atom/step), 3 a guard stopped the run, 4 a rank aborted (MPI), 130 interrupted (Ctrl-C).
+the file/atom/step), 3 a guard stopped the run, 4 a rank aborted (MPI), 75 an MD run stopped cleanly before its end
+(scheduler signal or wall-time margin; restart written: resubmit), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GUARD, EXIT_RANK_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+#: a run stopped cleanly before its end (SIGTERM/SIGUSR1 from the scheduler, or its wall-time margin) with a restart
+#: written at the current step: resubmit to continue (EX_TEMPFAIL of sysexits.h: "try again later")
+EXIT_STOPPED = 75
+#: killed by SIGTERM outside a run's step loop (set-up, conversion): 128 + 15, the shell's convention
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception (``run`` installs the handler): ``finally`` blocks and the atomic writers'
+    clean-up run, so a terminated command leaves no temporary file, as after Ctrl-C."""
+
+
+def _terminated(signum, frame):
+    raise Terminated(f"signal {signum}")
 
 
 class GuardStop(Exception):
@@ -65,8 +82,13 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: 
     """
     args = parser.parse_args(argv)
     prog = parser.prog
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM); partial outputs removed", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -92,3 +114,6 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: 
         print(f"{prog}: internal error: {type(exc).__name__}: {exc}" + ("" if getattr(args, "debug", False) else
               " (a bug: rerun with --debug for the traceback and report it)"), file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)

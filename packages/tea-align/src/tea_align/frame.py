@@ -21,6 +21,9 @@ from .errors import TeaAlignError
 #: |E|/atom above this (eV) is not a total energy of any element (the heaviest all-electron atoms are ~1e6 eV):
 #: such frames are refused (overflowing sums give NaN statistics otherwise)
 MAX_ABS_ENERGY_PER_ATOM = 1.0e7
+#: |coordinate| (A) beyond which a frame is refused: no molecule or cell is that large, and float64 loses the
+#: sub-Angstrom detail of a structure placed there
+MAX_ABS_COORDINATE = 1.0e6
 
 
 def _ro(a: np.ndarray | None) -> np.ndarray | None:
@@ -228,6 +231,13 @@ class FrameBatch:
                 atom = int(np.argmax(bad_atom))
                 i = int(atom_frames[atom])
                 raise TeaAlignError(f"{what} of atom {atom - int(self.offsets[i])} are not finite", **self.where(i))
+        with np.errstate(invalid="ignore"):
+            far = np.abs(self.positions).max(axis=1, initial=0.0) > MAX_ABS_COORDINATE
+        if far.any():
+            atom = int(np.argmax(far))
+            i = int(atom_frames[atom])
+            raise TeaAlignError(f"atom {atom - int(self.offsets[i])} is at {self.positions[atom].tolist()} A, beyond "
+                                f"{MAX_ABS_COORDINATE:g} A (not a structure in Angstrom: check the units)", **self.where(i))
         for what, bad in checks:
             if bad.any():
                 raise TeaAlignError(what, **self.where(int(np.argmax(bad))))

@@ -6,7 +6,8 @@
 - ``fire`` (fire.py): ``FIREIntegrator`` (minimisation)
 - modifiers around them: ``[run.npt]`` (npt.py): ``CRescaleNPT``; ``[run.deform]`` (deform.py): ``UniaxialDeformation``
 
-``base.py``: ``IntegratorBase`` (the contract's defaults), ``verlet_step``, ``Wrapper``. ``State`` lives in state.py.
+``base.py``: ``IntegratorBase`` (the contract's defaults), ``verlet_step``, ``Wrapper``; ``conformance.py``:
+``check_integrator``, the public conformance check. ``State`` lives in state.py.
 Add a kind: write a module with its integrator, an options dataclass and ``register_integrator(IntegratorKind(...))``,
 or expose the ``IntegratorKind`` through the ``allegro_fm_md.integrators`` entry-point group of another package.
 """
@@ -14,6 +15,7 @@ or expose the ``IntegratorKind`` through the ``allegro_fm_md.integrators`` entry
 from ..state import State
 from . import deform, fire, langevin, nhc, npt, nve  # noqa: F401  (each module registers its kind)
 from .base import IntegratorBase, Wrapper, verlet_step
+from .conformance import IntegratorContractError, check_integrator
 from .deform import UniaxialDeformation
 from .fire import FIREIntegrator
 from .langevin import Langevin
@@ -24,4 +26,4 @@ from .registry import ENTRY_POINT_GROUP, IntegratorKind, build_integrator, integ
 
 __all__ = ["State", "IntegratorBase", "Wrapper", "verlet_step", "UniaxialDeformation", "FIREIntegrator", "Langevin",
            "NoseHooverChain", "CRescaleNPT", "VelocityVerlet", "ENTRY_POINT_GROUP", "IntegratorKind", "build_integrator",
-           "integrator_kinds", "register_integrator", "temperature_schedule"]
+           "integrator_kinds", "register_integrator", "temperature_schedule", "check_integrator", "IntegratorContractError"]
