@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import ase.io
 import h5py
@@ -238,3 +239,21 @@ def test_a_run_logged_to_a_file_has_no_progress_redraws(tmp_path):
     lines = [line for line in text.splitlines() if line.startswith("md: ")]
     assert 2 <= len(lines) <= 11 and lines[-1].startswith("md: 120/120 step (100 %)")
     assert "done: step 120" in text
+
+
+def test_an_empty_or_garbage_lock_is_taken_over_once_it_is_stale(tmp_path, caplog):
+    """An unreadable lock file (a crash between creating and writing it) no longer blocks the folder for ever: taken over
+    with a warning once older than STALE_UNREADABLE_S; a fresh one (a run still starting) is respected."""
+    from allegro_fm_md.outputs import STALE_UNREADABLE_S
+
+    rf = _argon(tmp_path, steps=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    for content in (b"", b"\x00garbage{"):
+        (out / LOCK_NAME).write_bytes(content)
+        with pytest.raises(MDInputError, match="in use by another run"):
+            run(rf, progress=False)
+        old = time.time() - STALE_UNREADABLE_S - 5
+        os.utime(out / LOCK_NAME, (old, old))
+        assert run(rf, progress=False, overwrite=True).state.step == 4
+        assert "taking over an unreadable lock" in caplog.text and not (out / LOCK_NAME).exists()

@@ -97,3 +97,103 @@ def test_per_rank_setup_and_merged_trajectory_equal_one_rank(tmp_path):
     u.load_new(str(tmp_path / "merged.h5md"))
     assert len(u.trajectory) == 3
     np.testing.assert_allclose(u.trajectory[2].positions, ours[2].positions, atol=1e-4)
+
+
+#: a cell 6 x 4 x 4 fcc cells: 3 ranks along x are each 10.6 A wide (> cutoff + skin)
+RUN6 = RUN.replace("replicate = [4, 4, 4]", "replicate = [6, 4, 4]")
+
+
+def _write6(tmp: Path, n: int, name: str, steps: int, extra: str = "") -> subprocess.CompletedProcess:
+    (tmp / f"{name}.toml").write_text(RUN6.format(integrator="nve", steps=steps, out=name, shards="true", extra=extra))
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(tmp / f"{name}.toml")]
+    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=60)  # a hang fails here: 60 s
+
+
+def _resume(tmp: Path, n: int, name: str, restart: str) -> subprocess.CompletedProcess:
+    return _write6(tmp, n, name, 40, f'restart_from = "{restart}"')
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(tmp / f"{name}.toml")]
+    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=60)  # a hang fails here: 60 s
+
+
+@pytest.mark.parametrize("damage, ranks, named", [
+    ("missing", 3, "rank-00001.npz: restart shard missing"),
+    ("duplicate", 2, "rank-00001.npz: restart shard of"),     # rank 0's file copied over rank 1's
+    ("zero-byte", 3, "rank-00000.npz: restart shard of 0 bytes"),
+    ("truncated", 2, "rank-00001.npz: restart shard of"),
+    ("wrong count", 3, "rank-00002.npz: restart shard missing"),  # index.json says 3 shards, 2 were written
+    ("extra", 2, "rank-00002.npz: a restart shard the index does not list"),
+])
+def test_a_damaged_sharded_restart_is_refused_naming_the_shard_on_any_rank_count(tmp_path, damage, ranks, named):
+    """Written on 2 ranks, damaged, resumed on 2 or 3: exit 2 within the 60 s timeout, one line naming the shard (the
+    set is checked by rank 0 before any rank reads; checksums catch what sizes do not, on the rank that reads it)."""
+    import json
+
+    _setup(tmp_path)
+    assert _write6(tmp_path, 2, "two", 20).returncode == 0
+    rs = tmp_path / "two" / "restart.shards"
+    if damage == "missing":
+        (rs / "rank-00001.npz").unlink()
+    elif damage == "duplicate":
+        (rs / "rank-00001.npz").write_bytes((rs / "rank-00000.npz").read_bytes())
+    elif damage == "zero-byte":
+        (rs / "rank-00000.npz").write_bytes(b"")
+    elif damage == "truncated":
+        data = (rs / "rank-00001.npz").read_bytes()
+        (rs / "rank-00001.npz").write_bytes(data[: len(data) // 2])
+    elif damage == "wrong count":
+        index = json.loads((rs / "index.json").read_text())
+        index["shards"] = 3
+        (rs / "index.json").write_text(json.dumps(index))
+    elif damage == "extra":
+        (rs / "rank-00002.npz").write_bytes((rs / "rank-00000.npz").read_bytes())
+    p = _resume(tmp_path, ranks, f"resumed-{damage.replace(' ', '-')}", "two/restart.shards")
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and named in lines[0], p.stderr
+
+
+def test_a_shard_that_matches_in_size_but_not_in_content_is_named_by_its_checksum(tmp_path):
+    _setup(tmp_path)
+    assert _write6(tmp_path, 2, "two", 20).returncode == 0
+    f = tmp_path / "two" / "restart.shards" / "rank-00001.npz"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: the size is right
+    f.write_bytes(bytes(data))
+    p = _resume(tmp_path, 3, "resumed", "two/restart.shards")
+    assert p.returncode == 2 and "rank-00001.npz: restart shard does not match its checksum" in p.stderr, p.stderr[-2000:]
+
+
+def test_merge_joins_the_parts_of_a_run_resumed_on_another_rank_count(tmp_path, capsys):
+    """2 ranks to step 20, resumed on 3 ranks to 40 (its shards go to trajectory.shards-from-step-20): merge joins both
+    parts in step order (0, 20, 40: each step once) and equals one unbroken rank; its output may not be an input or an
+    existing file; a damaged trajectory shard is named."""
+    from allegro_fm_md import read_frames
+    from allegro_fm_md.cli import main
+
+    _setup(tmp_path)
+    (tmp_path / "one.toml").write_text(RUN6.format(integrator="nve", steps=40, out="one", shards="false", extra=""))
+    subprocess.run([sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", "one.toml", "-q"], cwd=tmp_path, check=True)
+    assert _write6(tmp_path, 2, "chain", 20).returncode == 0
+    p = _write6(tmp_path, 3, "chain", 40, 'restart_from = "chain/restart.shards"')
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / "chain" / "trajectory.shards-from-step-20" / "rank-00002.h5").exists()
+    shards = tmp_path / "chain" / "trajectory.shards"
+    capsys.readouterr()
+    assert main(["merge", str(shards), "-o", str(tmp_path / "merged.h5md")]) == 0
+    assert "joined from 2 parts (trajectory.shards, trajectory.shards-from-step-20)" in capsys.readouterr().out
+    ours, ref = read_frames(tmp_path / "merged.h5md"), read_frames(tmp_path / "one" / "trajectory.h5md")
+    assert [f.info["step"] for f in ours] == [f.info["step"] for f in ref] == [0, 20, 40]
+    for a, b in zip(ours, ref, strict=True):
+        d = a.positions - b.positions
+        frac = d @ np.linalg.inv(np.array(b.cell))
+        assert np.abs((frac - np.round(frac)) @ np.array(b.cell)).max() < 1e-9
+    for target, msg in ((shards / "rank-00000.h5", "inside the input"), (tmp_path / "merged.h5md", "exists; use --overwrite")):
+        before = target.read_bytes()
+        assert main(["merge", str(shards), "-o", str(target)]) == 2
+        assert msg in capsys.readouterr().err and target.read_bytes() == before
+    assert main(["merge", str(shards), "-o", str(tmp_path / "merged.h5md"), "--overwrite", "-q"]) == 0
+    bad = shards / "rank-00001.h5"
+    bad.write_bytes(bad.read_bytes()[:600])
+    assert main(["merge", str(shards), "-o", str(tmp_path / "again.h5md")]) == 2
+    assert "rank-00001.h5: not a readable trajectory shard" in capsys.readouterr().err
+    assert not (tmp_path / "again.h5md").exists()

@@ -213,3 +213,37 @@ run 0
     np.testing.assert_allclose(f_lmp, atoms.get_forces(), atol=1e-4)
     p_ase = -atoms.get_stress()[:3].mean() / 1e-4 * 160.21766208  # eV/A^3 -> bar (LAMMPS metal units); no velocities
     assert p_lmp == pytest.approx(p_ase, rel=1e-4, abs=0.5)
+
+
+def test_a_damaged_cache_entry_is_rebuilt_once_then_named(tmp_path, monkeypatch, caplog):
+    """A cache entry that does not load (a compile killed half way) is compiled again once; if that fails too, the error
+    names the cache file instead of failing every run."""
+    import shutil
+    from types import SimpleNamespace
+
+    import allegro_fm_model.plugin as plugin
+
+    good = plugin.compiled_on_first_use("allegro-fm-mini", "cpu", progress=False)  # the real cache (compiled by now)
+    monkeypatch.setenv("ALLEGRO_FM_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_compile(src, out, device):  # stands in for the C++ build: the good file, or garbage
+        calls.append(out)
+        if len(calls) <= 1 or not bad_rebuild:
+            shutil.copy(good, out)
+        else:
+            out.write_bytes(b"garbage")
+
+    monkeypatch.setattr(plugin, "compile_model", fake_compile)
+    bad_rebuild = False
+    cached = tmp_path / good.name
+    cached.write_bytes(b"a compile killed half way")
+    spec = SimpleNamespace(model="allegro-fm-mini", options={})
+    pot = plugin.md_potential(spec, [], "cpu")
+    assert isinstance(pot, CompiledAllegroPotential) and len(calls) == 1 and "compiling it again" in caplog.text
+    cached.write_bytes(b"damaged again")
+    bad_rebuild = True
+    calls.clear()
+    calls.append("first")  # the next fake compile writes garbage
+    with pytest.raises(ValueError, match=f"{cached.name}: the compiled model cache entry does not load even after recompiling"):
+        plugin.md_potential(spec, [], "cpu")

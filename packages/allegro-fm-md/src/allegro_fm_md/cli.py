@@ -22,7 +22,7 @@ from .runfile import AUTO, NothingToDo, Relaxation, RunFile, validate
 from .runfile import run as run_md
 from .scaling import scale_worker
 from .simulation import RankFailure, SimulationError, abort_all
-from .trajectory import merge_shards
+from .trajectory import merge_shards, shard_parts
 
 
 def _dry_run(args, comm) -> int:
@@ -39,8 +39,10 @@ def _dry_run(args, comm) -> int:
 
 def cmd_merge(args) -> int:
     """Merge a sharded trajectory into one file, streaming frame by frame."""
-    frames, atoms = merge_shards(args.shards, args.output)
-    print(f"wrote {args.output}: {frames} frames of {atoms} atoms")
+    parts = shard_parts(args.shards)
+    frames, atoms = merge_shards(args.shards, args.output, overwrite=args.overwrite)
+    joined = f" joined from {len(parts)} parts ({', '.join(p.name for p in parts)}) in step order" if len(parts) > 1 else ""
+    print(f"wrote {args.output}: {frames} frames of {atoms} atoms{joined}")
     return 0
 
 
@@ -148,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", type=int, default=0, help="frames to drop at the start (equilibration)")
     p.set_defaults(func=cmd_rdf)
     p = sub.add_parser("merge", help="one H5MD (or .extxyz) trajectory from a run's trajectory.shards folder, atoms by id",
-                       writes=True, output_required=True, output_help="trajectory file to write (.h5md or .extxyz)")
+                       writes=True, overwrite=True, output_required=True,
+                       output_help="trajectory file to write (.h5md or .extxyz); not inside the input, not an existing file "
+                                   "unless --overwrite")
     p.add_argument("shards", help="a trajectory.shards folder of a run with [output] shards = true")
     p.set_defaults(func=cmd_merge)
     p = sub.add_parser("scale", help="timed NVE steps on all MPI ranks (the scaling benchmarks' worker); rank 0 writes JSON",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import MDInputError
 from .ghosts import plane_spacings
 
 
@@ -57,6 +58,26 @@ class SerialComm:
 
 #: the serial communicator: every engine call that takes a ``comm`` defaults to it
 SERIAL = SerialComm()
+
+
+def agree(comm, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on every rank of ``comm`` (a collective point: set-up, restart read, shard write), and
+    every rank learns whether it failed anywhere: the lowest failing rank's error is raised on all ranks (MDInputError,
+    naming that rank when there are several, for bad input; RuntimeError otherwise), never one rank alone while the
+    others wait in the next collective. Returns ``fn``'s result on this rank."""
+    try:
+        out, mine = fn(*args, **kwargs), None
+    except (MDInputError, OSError, ValueError) as exc:
+        out, mine = None, ("input", str(exc))
+    except Exception as exc:  # noqa: BLE001  (any failure must reach every rank)
+        out, mine = None, ("fault", f"{type(exc).__name__}: {exc}")
+    errors = comm.allgather(mine)
+    bad = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if bad:
+        rank, (kind, text) = bad[0]
+        where = f"rank {rank}: " if comm.size > 1 else ""
+        raise (MDInputError if kind == "input" else RuntimeError)(f"{where}{text}")
+    return out
 
 
 def world():
@@ -164,7 +185,7 @@ class Decomposition:
         thin = np.flatnonzero((width < self.halo) & (self.pbc | (g > 1)))  # one rank along an open axis: any width
         if len(thin):
             d = int(thin[0])
-            raise ValueError(f"subdomain thinner than cutoff + skin along {'xyz'[d]}: {width[d]:.3f} A < {self.halo:.3f} A "
+            raise MDInputError(f"subdomain thinner than cutoff + skin along {'xyz'[d]}: {width[d]:.3f} A < {self.halo:.3f} A "
                              f"({g[d]} ranks over a {plane_spacings(self.cell)[d]:.3f} A cell); use fewer ranks along {'xyz'[d]}")
 
     def rank_of(self, coords) -> int:

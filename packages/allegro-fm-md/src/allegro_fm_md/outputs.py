@@ -3,7 +3,8 @@ resumed run whose files never repeat a step or go back in time.
 
 - ``RunLock``: ``<dir>/.allegro-fm-md.lock`` (pid, host, start time) is created exclusively before anything else is
   written; a second run into the same folder is refused naming the first, also with --overwrite. A lock left by a
-  process that is gone (same host, pid not alive) is taken over with a warning.
+  process that is gone (same host, pid not alive), and an empty or unreadable lock older than ``STALE_UNREADABLE_S``
+  (a crash between creating and writing it, or a damaged file), are taken over with a warning.
 - ``cut_back(dir, step)``: before a run resumes from a restart at ``step``, thermo.log, the H5MD and the extxyz
   trajectories are cut back to the rows and frames with step <= ``step`` (what a killed run wrote after its last
   restart goes), and a partial trailing row or frame (a crash or a full disk during a write) is dropped. Rewritten
@@ -27,6 +28,8 @@ from .errors import MDInputError
 
 log = logging.getLogger("allegro_fm_md.outputs")
 LOCK_NAME = ".allegro-fm-md.lock"
+#: an unreadable lock file younger than this (s) may be one a starting run is still writing: it is respected
+STALE_UNREADABLE_S = 10.0
 _STEP = re.compile(r"(?:^|\s)step=(-?\d+)(?:\s|$)")
 
 
@@ -50,13 +53,17 @@ class RunLock:
         self.created = False
 
     def describe_holder(self) -> dict | None:
-        """The lock file's content (pid, host, started) or None when there is none."""
+        """The lock file's content (pid, host, started) or None when there is none; ``{"unreadable": True, ...}`` when
+        it holds no valid record."""
         try:
-            return json.loads(self.path.read_text())
+            d = json.loads(self.path.read_text())
+            if not isinstance(d, dict) or not isinstance(d.get("pid"), int):
+                raise ValueError("no pid")
+            return d
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
-            return {"pid": -1, "host": "?", "started": "?"}
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {"pid": -1, "host": "?", "started": "?", "unreadable": True}
 
     def acquire(self) -> RunLock:
         """Create the folder and the lock, or raise MDInputError naming the run that holds it."""
@@ -73,6 +80,11 @@ class RunLock:
                     log.warning("%s: taking over the lock of run pid %d (no longer running)", self.outdir, pid)
                     self.path.unlink(missing_ok=True)
                     continue
+                if other.get("unreadable") and self._age() > STALE_UNREADABLE_S:
+                    log.warning("%s: taking over an unreadable lock file (%.0f s old: no run is writing it)", self.path,
+                                self._age())
+                    self.path.unlink(missing_ok=True)
+                    continue
                 raise MDInputError(f"{self.outdir} is in use by another run (pid {pid} on {host}, started {other.get('started', '?')}); "
                                    f"wait for it, choose another [output] dir, or delete {self.path} if that run is gone") from None
             with os.fdopen(fd, "w") as fh:
@@ -80,6 +92,12 @@ class RunLock:
             self.held = True
             return self
         raise MDInputError(f"{self.path}: cannot take the lock")  # pragma: no cover - a race lost twice
+
+    def _age(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
 
     def release(self, remove_if_empty: bool = False) -> None:
         """Remove the lock (only the holder does); with ``remove_if_empty`` also the folder, when the lock created it and

@@ -11,6 +11,7 @@ momentum_conserved, integrator (class name), rng_states (per rank, or None), int
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tea_align.files import write_bytes_atomic
 
+from .comm import agree
 from .errors import MDInputError
 
 RESTART_FORMAT = "allegro-fm-md/restart"
@@ -107,16 +109,24 @@ def write_restart_shards(path: str | Path, state, meta: dict, comm) -> Path:
         tmp.mkdir(parents=True)
     _comm_barrier(comm)
     types = state.types if state.types is not None else np.zeros(len(state.masses), np.int64)
-    buf = io.BytesIO()
-    np.savez(buf, positions=state.positions, velocities=state.velocities, masses=state.masses, forces=state.forces,
-             ids=state.ids, types=types)
-    write_bytes_atomic(tmp / f"rank-{rank:05d}.npz", buf.getvalue())
-    n = int(comm.allreduce(len(state.masses)))
+
+    def write_own() -> tuple[int, int, str]:
+        buf = io.BytesIO()
+        np.savez(buf, positions=state.positions, velocities=state.velocities, masses=state.masses, forces=state.forces,
+                 ids=state.ids, types=types)
+        data = buf.getvalue()
+        write_bytes_atomic(tmp / f"rank-{rank:05d}.npz", data)
+        return len(state.masses), len(data), hashlib.sha256(data).hexdigest()
+
+    mine = agree(comm, write_own)  # a rank that cannot write stops every rank (the previous restart stays)
+    shards = comm.allgather(mine)
+    n = sum(s[0] for s in shards)
     if rank == 0:
         index = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": state.step, "time_fs": state.time_fs,
                  "momentum_conserved": state.momentum_conserved, "shards": size, "atoms": n, "cell": np.asarray(state.cell).tolist(),
                  "pbc": np.asarray(state.pbc).tolist(), "energy": float(state.energy), "virial": np.asarray(state.virial).tolist(),
-                 **meta}
+                 "shard_atoms": [s[0] for s in shards], "shard_bytes": [s[1] for s in shards],
+                 "shard_sha256": [s[2] for s in shards], **meta}
         (tmp / "index.json").write_text(json.dumps(index))
         old = path.with_name(path.name + ".old")
         if path.exists():
@@ -137,19 +147,56 @@ def _read_index(path: Path) -> dict:
     return index
 
 
-def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> RestartFile:
-    """The atoms of shards ``rank``, ``rank + size``, ... of a sharded restart (all of them for rank 0 of 1) and the
-    index as ``meta``; ``arrays`` also hold cell, pbc, energy and virial. MDInputError naming the file when one is bad."""
+def check_restart_shards(path: str | Path) -> dict:
+    """The index of a sharded restart after checking the set (no shard opened: one stat each): every shard the index
+    names exists with its recorded size, no other rank-*.npz is there, the atom counts add up. MDInputError naming the
+    first bad shard. Restarts written before the index listed its shards (no "shard_bytes") get the existence checks."""
     path = Path(path)
     index = _read_index(path)
+    n = int(index["shards"])
+    names = {f"rank-{r:05d}.npz" for r in range(n)}
+    extra = sorted(p.name for p in path.glob("rank-*.npz") if p.name not in names)
+    if extra:
+        raise MDInputError(f"{path / extra[0]}: a restart shard the index does not list (index.json: {n} shards); the set is "
+                           "not one restart: resume from another")
+    sizes, atoms = index.get("shard_bytes"), index.get("shard_atoms")
+    for r in range(n):
+        f = path / f"rank-{r:05d}.npz"
+        if not f.exists():
+            raise MDInputError(f"{f}: restart shard missing (index.json lists {n} shards)")
+        if sizes is not None and f.stat().st_size != int(sizes[r]):
+            raise MDInputError(f"{f}: restart shard of {f.stat().st_size} bytes, the index recorded {sizes[r]} (truncated or replaced)")
+    if atoms is not None and (len(atoms) != n or sum(atoms) != int(index["atoms"])):
+        raise MDInputError(f"{path}/index.json: shard atom counts {atoms} do not add up to {index['atoms']} atoms")
+    return index
+
+
+def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> RestartFile:
+    """The atoms of shards ``rank``, ``rank + size``, ... of a sharded restart (all of them for rank 0 of 1) and the
+    index as ``meta``; ``arrays`` also hold cell, pbc, energy and virial. Each shard is checked against the index's
+    checksum and atom count where recorded. MDInputError naming the file when one is bad (on this rank: callers make it
+    collective with ``comm.agree``)."""
+    path = Path(path)
+    index = _read_index(path)
+    sums, counts = index.get("shard_sha256"), index.get("shard_atoms")
     parts = []
     for r in range(rank, int(index["shards"]), size):
         f = path / f"rank-{r:05d}.npz"
         try:
-            with np.load(f, allow_pickle=False) as z:
+            data = f.read_bytes()
+            if sums is not None and hashlib.sha256(data).hexdigest() != sums[r]:
+                raise MDInputError(f"{f}: restart shard does not match its checksum in index.json (corrupt, or another "
+                                   "shard's file)")
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 parts.append({k: z[k] for k in SHARD_ARRAYS})
+        except MDInputError:
+            raise
+        except FileNotFoundError as exc:
+            raise MDInputError(f"{f}: restart shard missing (index.json lists {index['shards']} shards)") from exc
         except Exception as exc:  # zipfile/np.load raise many types for a truncated file
             raise MDInputError(f"{f}: not a readable restart shard ({type(exc).__name__}: {exc})") from exc
+        if counts is not None and len(parts[-1]["ids"]) != int(counts[r]):
+            raise MDInputError(f"{f}: {len(parts[-1]['ids'])} atoms, index.json recorded {counts[r]}")
     empty = {"positions": np.zeros((0, 3)), "velocities": np.zeros((0, 3)), "forces": np.zeros((0, 3)), "masses": np.zeros(0),
              "ids": np.zeros(0, np.int64), "types": np.zeros(0, np.int64)}  # more ranks than shards: some read none
     arrays = {k: (np.concatenate([p[k] for p in parts]) if parts else empty[k]) for k in SHARD_ARRAYS}
@@ -167,7 +214,7 @@ def restart_header(path: str | Path) -> tuple[int, int]:
     system to learn where a run resumes. MDInputError naming the file when it is unreadable."""
     path = Path(path)
     if path.is_dir():
-        index = _read_index(path)
+        index = check_restart_shards(path)
         return int(index["step"]), int(index["atoms"])
     try:
         with np.load(path, allow_pickle=False) as z:  # npz members load one at a time

@@ -65,7 +65,7 @@ from ase.neighborlist import neighbor_list
 from tea_align.files import atomic_path
 
 from .chunked import ChunkedPotential
-from .comm import node_local_rank, world
+from .comm import agree, node_local_rank, world
 from .errors import MDInputError
 from .forces import DistributedForceEvaluator
 from .ghosts import plane_spacings
@@ -367,7 +367,7 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     system = load_structure(runfile.system)
     atoms = system.unit
     if runfile.output.restart_from:  # read once here so that a bad restart file is refused before the folder is touched
-        _, n = restart_header(runfile.output.restart_from)
+        _, n = shared_restart_header(runfile.output.restart_from, comm)
         if n != len(system):
             raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(system)}")
     r = runfile.run
@@ -403,8 +403,8 @@ def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, com
     r, o = runfile.run, runfile.output
     ev = DistributedForceEvaluator(pot, comm, system.cell, skin=r.skin, pbc=system.pbc)
     ev.n_total = len(system)
-    if o.restart_from:
-        state = Simulation.read_restart(o.restart_from, integ, comm)
+    if o.restart_from:  # every rank its own shards; a bad one on any rank stops every rank (comm.agree)
+        state = agree(comm, Simulation.read_restart, o.restart_from, integ, comm)
     else:
         ids, positions = system.local(ev.dec)
         n_unit = len(system.unit)
@@ -419,6 +419,12 @@ def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, com
                           shards=o.shards, species=tuple(pot.species), walltime_margin_s=r.walltime_margin_s)
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
+
+
+def shared_restart_header(path: str | Path, comm) -> tuple[int, int]:
+    """(step, atoms) of a restart, read and its shard set checked by rank 0 only (one stat per shard, not one per shard
+    and rank) and shared with every rank; a bad restart is the same MDInputError on every rank."""
+    return comm.bcast(agree(comm, lambda: restart_header(path) if comm.rank == 0 else None), root=0)
 
 
 @dataclass(frozen=True)
@@ -455,7 +461,7 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     comm = comm or world()
     runfile = resolve_restart(runfile)
     if runfile.output.restart_from:  # a job chain's resubmission after the end: nothing to run, nothing touched
-        step, _ = restart_header(runfile.output.restart_from)
+        step, _ = shared_restart_header(runfile.output.restart_from, comm)
         if step >= runfile.run.steps:
             return NothingToDo(step, runfile.run.steps, runfile.output.restart_from)
     system, pot, types = validate(runfile, comm, progress)  # nothing is written before the input is valid

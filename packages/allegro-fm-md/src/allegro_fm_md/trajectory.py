@@ -21,6 +21,7 @@ loses at most the frame being written; a resumed run first cuts the file back to
 from __future__ import annotations
 
 import errno
+import glob
 import io
 import json
 import os
@@ -199,51 +200,128 @@ class ShardWriter:
 SHARD_FORMAT = "allegro-fm-md/trajectory-shards"
 
 
-def merge_shards(folder: str | Path, out: str | Path) -> tuple[int, int]:
-    """One H5MD file (or extxyz, by ``out``'s suffix) from a sharded trajectory, atoms ordered by id, frame by frame
-    (memory: one frame of the whole system); frames every shard completed. Returns (frames, atoms)."""
+def shard_parts(folder: str | Path) -> list[Path]:
+    """The parts of a sharded trajectory in step order: ``folder`` and the ``FOLDER-from-step-N`` folders that runs
+    resumed on another rank count started next to it (each holds that rank count's shards)."""
+    folder = Path(folder)
+    parts = [folder] if folder.exists() else []
+    more = [p for p in folder.parent.glob(f"{glob.escape(folder.name)}-from-step-*") if p.name.rsplit("-", 1)[1].isdigit()]
+    return parts + sorted(more, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def _open_shard_set(folder: Path):
+    """(index, open h5py files, usable frames) of one part, checked as a set: index.json readable and of this format,
+    exactly the shards it lists, each a readable shard with consistent frame offsets. MDInputError naming the first bad
+    shard; the files opened so far are closed."""
     import h5py  # lazy: HDF5 only for trajectories
 
-    folder, out = Path(folder), Path(out)
     try:
         index = json.loads((folder / "index.json").read_text())
-    except (OSError, ValueError) as exc:
+        n = int(index["shards"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MDInputError(f"{folder}: not a sharded trajectory (index.json: {exc})") from exc
-    files = [h5py.File(folder / f"rank-{r:05d}.h5", "r") for r in range(int(index["shards"]))]
+    if index.get("format") != SHARD_FORMAT or n < 1:
+        raise MDInputError(f"{folder}/index.json: not a sharded trajectory index (format {index.get('format')!r}, {n} shards)")
+    names = [f"rank-{r:05d}.h5" for r in range(n)]
+    extra = sorted(p.name for p in folder.glob("rank-*.h5") if p.name not in names)
+    if extra:
+        raise MDInputError(f"{folder / extra[0]}: a trajectory shard the index does not list (index.json: {n} shards)")
+    files = []
     try:
+        for name in names:
+            path = folder / name
+            if not path.exists():
+                raise MDInputError(f"{path}: trajectory shard missing (index.json lists {n} shards)")
+            try:
+                f = h5py.File(path, "r")
+            except OSError as exc:
+                raise MDInputError(f"{path}: not a readable trajectory shard (truncated or damaged: {exc})") from exc
+            files.append(f)
+            try:
+                off, n_atoms = f["frames/offset"][()], f["atoms/ids"].shape[0]
+                steps = f["frames/step"][()]
+            except KeyError as exc:
+                raise MDInputError(f"{path}: not a trajectory shard (no {exc})") from exc
+            if len(off) != len(steps) or (len(off) and (np.any(np.diff(off) < 0) or off[0] != 0 or off[-1] > n_atoms)):
+                raise MDInputError(f"{path}: frame offsets do not fit its {n_atoms} atom rows (a damaged shard)")
         steps = [f["frames/step"][()] for f in files]
-        n_frames = min(int((s != np.iinfo(np.int64).max).sum()) for s in steps)
-        writer = None
-        tmp = AtomicFile(out)
-        try:
-            for k in range(n_frames):
-                parts = []
-                for f in files:
-                    off = f["frames/offset"][()]
-                    a0 = int(off[k])
-                    a1 = int(off[k + 1]) if k + 1 < len(off) else f["atoms/ids"].shape[0]
-                    parts.append({n: f[f"atoms/{n}"][a0:a1] for n in ("ids", "numbers", "positions", "velocities", "forces")})
-                cat = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
-                order = np.argsort(cat["ids"])
-                f0 = files[0]["frames"]
-                frame = _Frame(positions=cat["positions"][order], velocities=cat["velocities"][order] / units.fs,
-                               forces=cat["forces"][order], cell=f0["cell"][k], pbc=np.array(index["pbc"]), step=int(f0["step"][k]),
-                               time_fs=float(f0["time"][k]), energy=float(f0["energy"][k]), numbers=cat["numbers"][order],
-                               virial=f0["virial"][k])
-                if writer is None:
-                    writer = (ExtXYZWriter(tmp.tmp, frame.numbers) if out.suffix == ".extxyz"
-                              else H5MDWriter(tmp.tmp, frame.numbers, frame.pbc))
-                writer.write(frame)
-            if writer is not None:
-                writer.close()
-            tmp.commit()
-        except BaseException:
-            tmp.discard()
-            raise
-    finally:
+        usable = min(int((s != np.iinfo(np.int64).max).sum()) for s in steps)
+        for f, s in zip(files, steps, strict=True):
+            if not np.array_equal(s[:usable], steps[0][:usable]):
+                raise MDInputError(f"{f.filename}: its frames' steps differ from {files[0].filename}'s: not one trajectory")
+        return index, files, usable
+    except BaseException:
         for f in files:
             f.close()
-    return n_frames, int(len(order)) if n_frames else 0
+        raise
+
+
+def merge_shards(folder: str | Path, out: str | Path, overwrite: bool = False) -> tuple[int, int]:
+    """One H5MD file (or extxyz, by ``out``'s suffix) from a sharded trajectory, atoms ordered by id, frame by frame
+    (memory: one frame of the whole system): every part (``shard_parts``: a run resumed on another rank count continues
+    in a ``-from-step-N`` folder) joined in step order, frames every shard of a part completed, each step once. Every
+    part is checked as a set before use (``_open_shard_set``). ``out`` may not be inside the input folders, nor an
+    existing file unless ``overwrite``. Returns (frames, atoms)."""
+    folder, out = Path(folder), Path(out)
+    parts = shard_parts(folder)
+    if not parts:
+        raise MDInputError(f"{folder}: no such sharded trajectory")
+    for p in parts:
+        if out.resolve().is_relative_to(p.resolve()):
+            raise MDInputError(f"{out}: the output is inside the input {p}; write it elsewhere")
+    if out.exists() and not overwrite:
+        raise MDInputError(f"{out} exists; use --overwrite to replace it")
+    writer, last, n_frames, n_atoms = None, None, 0, 0
+    tmp = AtomicFile(out)
+    try:
+        for part in parts:
+            index, files, usable = _open_shard_set(part)
+            try:
+                for k in range(usable):
+                    step = int(files[0]["frames/step"][k])
+                    if last is not None and step <= last:
+                        continue  # a resumed part repeats the step it started from
+                    frame = _merged_frame(files, k, index)
+                    if n_atoms and len(frame.numbers) != n_atoms:
+                        raise MDInputError(f"{part}: frame of step {step} has {len(frame.numbers)} atoms, the earlier "
+                                           f"frames {n_atoms} (duplicated or missing shards)")
+                    n_atoms = len(frame.numbers)
+                    if writer is None:
+                        writer = (ExtXYZWriter(tmp.tmp, frame.numbers) if out.suffix == ".extxyz"
+                                  else H5MDWriter(tmp.tmp, frame.numbers, frame.pbc))
+                    writer.write(frame)
+                    last, n_frames = step, n_frames + 1
+            finally:
+                for f in files:
+                    f.close()
+        if writer is not None:
+            writer.close()
+        tmp.commit()
+    except BaseException:
+        tmp.discard()
+        raise
+    return n_frames, n_atoms
+
+
+def _merged_frame(files, k: int, index: dict) -> _Frame:
+    """Frame ``k`` of a part's shards as one whole-system frame, atoms by id (MDInputError when ids repeat)."""
+    parts = []
+    for f in files:
+        off = f["frames/offset"][()]
+        a0 = int(off[k])
+        a1 = int(off[k + 1]) if k + 1 < len(off) else f["atoms/ids"].shape[0]
+        parts.append({n: f[f"atoms/{n}"][a0:a1] for n in ("ids", "numbers", "positions", "velocities", "forces")})
+    cat = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
+    order = np.argsort(cat["ids"])
+    ids = cat["ids"][order]
+    if len(ids) > 1 and (np.diff(ids) == 0).any():
+        dup = int(ids[np.flatnonzero(np.diff(ids) == 0)[0]])
+        owners = [f.filename for f, p in zip(files, parts, strict=True) if dup in p["ids"]]
+        raise MDInputError(f"atom id {dup} appears in {', '.join(owners)}: a duplicated shard")
+    f0 = files[0]["frames"]
+    return _Frame(positions=cat["positions"][order], velocities=cat["velocities"][order] / units.fs, forces=cat["forces"][order],
+                  cell=f0["cell"][k], pbc=np.array(index["pbc"]), step=int(f0["step"][k]), time_fs=float(f0["time"][k]),
+                  energy=float(f0["energy"][k]), numbers=cat["numbers"][order], virial=f0["virial"][k])
 
 
 class _Frame:

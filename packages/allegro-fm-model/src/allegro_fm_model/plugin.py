@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 from .__about__ import __version__
 from .export import compile_model
 from .loading import BUILTIN_MODELS, load_potential, resolve_model
+
+log = logging.getLogger("allegro_fm_model")
 
 
 def compiled_cache_dir() -> Path:
@@ -65,5 +68,26 @@ def md_potential(spec, symbols, device: str):
         raise ValueError(f"[potential.options] compile must be true or false, not {want!r}")
     packaged = str(spec.model) in BUILTIN_MODELS or str(spec.model).endswith(".nequip.zip")
     if want and packaged and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0" and str(device).split(":")[0] in ("cpu", "cuda"):
-        return load_potential(compiled_on_first_use(spec.model, device), device)
+        return _cached_compiled(spec.model, device)
     return load_potential(spec.model, device)
+
+
+def _cached_compiled(model, device: str):
+    """The compiled potential from the cache; an entry that does not load (a compile killed half way, a damaged file)
+    is rebuilt once, and if the rebuilt one fails too the error names the cache file."""
+    path = compiled_on_first_use(model, device)
+    seen = path.stat().st_mtime_ns
+    try:
+        return load_potential(path, device)
+    except (ValueError, RuntimeError, OSError) as exc:
+        log.warning("%s: the cached compiled model does not load (%s); compiling it again", path, exc)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.exists() and path.stat().st_mtime_ns == seen:  # not yet rebuilt by another rank
+                path.unlink()
+        path = compiled_on_first_use(model, device)
+        try:
+            return load_potential(path, device)
+        except (ValueError, RuntimeError, OSError) as again:
+            raise ValueError(f"{path}: the compiled model cache entry does not load even after recompiling ({again}); "
+                             "remove it, or run with [potential.options] compile = false") from again
