@@ -7,6 +7,7 @@ at the stop step, which the unbroken run does not, so positions agree to round-o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -152,3 +153,40 @@ def test_nothing_to_do_and_ranks_are_validated(tmp_path, capsys):
         capsys.readouterr()
         assert main(["run", str(f), *argv]) == 2
         assert msg in capsys.readouterr().err
+
+
+def test_a_resume_is_the_same_run_species_and_model(tmp_path, capsys):
+    """A restart of another run into a folder that holds a run, a structure with another element at an atom id, and a
+    changed model are refused naming both sides; allow_model_change lets the model change and thermo.log says so."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    fa, fb = _setup(a, 20, trajectory_every=10), _setup(b, 20, trajectory_every=10)
+    assert main(["run", str(fa), "-q"]) == 0 and main(["run", str(fb), "-q"]) == 0
+    ida = json.loads((a / "out" / "run.json").read_text())["run_id"]
+    idb = json.loads((b / "out" / "run.json").read_text())["run_id"]
+    assert ida != idb
+    before = _digest(b / "out")
+    fb.write_text(fb.read_text().replace("steps = 20", "steps = 40").replace('dir = "out"', f'dir = "out"\nrestart_from = "{a}/out/restart.npz"'))
+    assert main(["run", str(fb)]) == 2
+    err = capsys.readouterr().err
+    assert f"holds run {idb}" in err and f"a restart of run {ida}" in err and _digest(b / "out") == before
+    # another element at an atom id (a kind that takes Ar and Kr alike, so only the identity check can refuse it)
+    from allegro_fm_md import LennardJones, register_potential_kind
+
+    register_potential_kind("lj-any", lambda spec, symbols, device: LennardJones(["Ar", "Kr"], spec.epsilon, spec.sigma,
+                                                                                  spec.cutoff))
+    s = ase.io.read(a / "ar.extxyz")
+    s.symbols[5] = "Kr"
+    ase.io.write(a / "kr.extxyz", s)
+    fa.write_text(fa.read_text().replace("steps = 20", "steps = 40").replace('dir = "out"', 'dir = "out"\nrestart_from = "auto"'))
+    fk = a / "kr.toml"
+    fk.write_text(fa.read_text().replace('kind = "lj"', 'kind = "lj-any"').replace("ar.extxyz", "kr.extxyz"))
+    assert main(["run", str(fk)]) == 2
+    assert "other elements" in capsys.readouterr().err
+    fa.write_text(fa.read_text().replace("sigma = 3.4", "sigma = 3.45"))  # another model
+    assert main(["run", str(fa)]) == 2
+    assert "written with another model" in capsys.readouterr().err
+    fa.write_text(fa.read_text().replace('restart_from = "auto"', 'restart_from = "auto"\nallow_model_change = true'))
+    assert main(["run", str(fa), "-q"]) == 0
+    log = (a / "out" / "thermo.log").read_text()
+    assert "# step 20: model changed" in log and np.loadtxt(a / "out" / "thermo.log")[-1, 0] == 40
+    assert json.loads((a / "out" / "run.json").read_text())["run_id"] == ida  # the same run, continued

@@ -100,6 +100,7 @@ def test_resume_after_a_kill_cuts_files_back_to_the_restart(tmp_path):
     (tmp_path / "b").mkdir()
     assert run(_argon(tmp_path / "b", steps=8, restart_every=8), progress=False).state.step == 8
     os.replace(tmp_path / "b" / "out" / "restart.npz", out / "restart.npz")
+    os.replace(tmp_path / "b" / "out" / "run.json", out / "run.json")  # the restart and the folder are one run's (identity.py)
     with open(out / "trajectory.extxyz", "a") as fh:
         fh.write("108\nLattice=\"1 0 0 0 1 0 0 0 1\" step=14\nAr 0 0 0\n")  # a frame cut short by a kill
     with open(out / "thermo.log", "a") as fh:
@@ -220,6 +221,7 @@ def test_sharded_resume_cuts_the_shards_back_and_merges_in_order(tmp_path):
     run(runfile(tmp_path / "b", 8), progress=False)  # the same run stopped at its step-8 restart
     shutil.rmtree(tmp_path / "out" / "restart.shards")
     shutil.copytree(tmp_path / "b" / "out" / "restart.shards", tmp_path / "out" / "restart.shards")
+    shutil.copy(tmp_path / "b" / "out" / "run.json", tmp_path / "out" / "run.json")  # one run's restart and folder
     run(runfile(tmp_path, 12, 'restart_from = "out/restart.shards"'), progress=False)
     n, atoms = merge_shards(tmp_path / "out" / "trajectory.shards", tmp_path / "m.h5md")
     steps, _ = _h5_steps(tmp_path / "m.h5md")

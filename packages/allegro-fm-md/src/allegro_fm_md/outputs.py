@@ -105,8 +105,10 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
-            if remove_if_empty and self.created and not any(self.outdir.iterdir()):
-                self.outdir.rmdir()
+            if remove_if_empty and self.created:
+                (self.outdir / "run.json").unlink(missing_ok=True)  # the refused run's identity: nothing ran
+                if not any(self.outdir.iterdir()):
+                    self.outdir.rmdir()
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -52,6 +52,7 @@ table of the kind that declares it (a modifier's keys turn it on only with press
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import tomllib
@@ -69,6 +70,7 @@ from .comm import agree, node_local_rank, world
 from .errors import MDInputError
 from .forces import DistributedForceEvaluator
 from .ghosts import plane_spacings
+from .identity import RunIdentity, model_sha256, restart_meta, settle_identity, species_sha256
 from .integrators import build_integrator, integrator_kinds
 from .minimize import relax_cell
 from .outputs import RunLock, cut_back
@@ -158,6 +160,7 @@ class OutputSpec:
     restart_every: int = 1000
     restart_from: str = ""
     shards: bool = False
+    allow_model_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,12 +171,15 @@ class RunFile:
     potential: PotentialSpec = field(default_factory=PotentialSpec)
     run: RunSpec = field(default_factory=RunSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
+    #: SHA-256 of the run file's text (recorded in run.json; "" for a RunFile built in code)
+    source_sha256: str = ""
 
     @classmethod
     def load(cls, path: str | Path) -> RunFile:
         path = Path(path)
         try:
-            d = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            d = tomllib.loads(text)
         except UnicodeDecodeError as exc:
             raise MDInputError(f"{path}: not a run file: TOML is UTF-8 text, this file is not ({exc.reason} at byte {exc.start})") from exc
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -207,7 +213,7 @@ class RunFile:
                 parsed[name] = klass(**t)
             except MDInputError as exc:
                 raise MDInputError(f"{path}: {exc}") from exc
-        return cls(**parsed)
+        return cls(**parsed, source_sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def _kind_tables(path: Path, run: dict) -> dict[str, dict]:
@@ -304,7 +310,7 @@ def _check_output(runfile: RunFile, overwrite: bool) -> None:
     """A new run never mixes its output with an old one: refuse (or, with ``overwrite``, remove) old files. Called by
     the holder of the folder's lock only, so a live run's files are never removed."""
     out = Path(runfile.output.dir)
-    old = [out / n for n in ("thermo.log", "trajectory.h5md", "trajectory.h5", "trajectory.extxyz", "restart.npz",
+    old = [out / n for n in ("thermo.log", "run.json", "trajectory.h5md", "trajectory.h5", "trajectory.extxyz", "restart.npz",
                              "restart_last_good.npz", "relaxed.extxyz", "relax.log", "restart.shards", "restart_last_good.shards",
                              "trajectory.shards")]
     old = [p for p in old if p.exists()]
@@ -396,7 +402,8 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     return system, pot, types
 
 
-def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, comm, progress: bool = True):
+def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, comm, progress: bool = True,
+                     identity: RunIdentity | None = None):
     """The Simulation of a run file: the state (fresh at temperature_K, each rank building only its own atoms, or from
     restart_from), the distributed force evaluator and the reporters; the first force call and the guards run here
     (MDInputError before any step)."""
@@ -416,7 +423,8 @@ def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, com
     try:
         return Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
                           min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=numbers,
-                          shards=o.shards, species=tuple(pot.species), walltime_margin_s=r.walltime_margin_s)
+                          shards=o.shards, species=tuple(pot.species), walltime_margin_s=r.walltime_margin_s,
+                          identity=identity.meta() if identity is not None else None)
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
 
@@ -450,7 +458,7 @@ def resolve_restart(runfile: RunFile) -> RunFile:
     out = Path(o.dir)
     found = [p for p in ((out / "restart.shards", out / "restart.npz") if o.shards else (out / "restart.npz", out / "restart.shards"))
              if p.exists()]
-    return RunFile(runfile.system, runfile.potential, runfile.run, replace(o, restart_from=str(found[0]) if found else ""))
+    return replace(runfile, output=replace(o, restart_from=str(found[0]) if found else ""))
 
 
 def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = False):
@@ -470,12 +478,12 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         _check_relax(runfile, atoms, comm)
     else:
         integ = build_integrator(runfile.run)
-    lock = _take_folder(runfile, overwrite, comm, progress)
+    lock, ident = _take_folder(runfile, overwrite, comm, progress, system)
     try:
         if runfile.run.relax_cell:
             return _relax_cell(runfile, atoms, pot)
         try:
-            sim = build_simulation(runfile, system, pot, types, integ, comm, progress)
+            sim = build_simulation(runfile, system, pot, types, integ, comm, progress, ident)
         except MDInputError:  # refused before step 0 (atoms too close, ...): no trace left
             lock.release(remove_if_empty=True)
             raise
@@ -489,24 +497,33 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         lock.release()
 
 
-def _take_folder(runfile: RunFile, overwrite: bool, comm, progress: bool) -> RunLock:
-    """Rank 0 locks the output folder (one run per folder), refuses or removes an old run's files, and on a resume
-    cuts the files back to the restart's step; every rank gets the same MDInputError when any of it fails."""
+def _take_folder(runfile: RunFile, overwrite: bool, comm, progress: bool, system: Supercell) -> tuple[RunLock, RunIdentity]:
+    """Rank 0 locks the output folder (one run per folder), refuses or removes an old run's files, checks a resume's
+    identity (identity.py: same run, same species, same model) and on a resume cuts the files back to the restart's
+    step; every rank gets the run's identity, or the same MDInputError when any of it fails."""
     lock = RunLock(runfile.output.dir)
-    err = None
+    err, ident = None, None
     if comm.rank == 0:
         try:
             lock.acquire()
             _check_output(runfile, overwrite)
-            if runfile.output.restart_from:
-                step, _ = restart_header(runfile.output.restart_from)
-                cut = cut_back(runfile.output.dir, step)
+            o = runfile.output
+            meta = restart_meta(o.restart_from) if o.restart_from else None
+            species = species_sha256(system.unit.numbers, int(np.prod(system.reps)))
+            ident, note = settle_identity(o.dir, species, model_sha256(runfile.potential), runfile.source_sha256, meta,
+                                          o.restart_from, o.allow_model_change)
+            if o.restart_from:
+                step = int(meta["step"])
+                cut = cut_back(o.dir, step)
                 if progress and str(cut) != "nothing":
                     print(f"resuming at step {step}: removed {cut} written after the restart", flush=True)
+                if note:
+                    with open(Path(o.dir) / "thermo.log", "a") as fh:
+                        fh.write(note + "\n")
         except MDInputError as exc:
-            lock.release()
+            lock.release(remove_if_empty=True)
             err = str(exc)
-    err = comm.allgather(err)[0]
+    err, ident = comm.bcast((err, ident), root=0)
     if err is not None:
         raise MDInputError(err)
-    return lock
+    return lock, ident

@@ -62,7 +62,7 @@ class Simulation:
     def __init__(self, state: State, integrator, evaluator, outdir: str | Path, *,
                  thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
                  trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=(), shards: bool = False,
-                 species: tuple[str, ...] | None = None, walltime_margin_s: float = 0.0):
+                 species: tuple[str, ...] | None = None, walltime_margin_s: float = 0.0, identity: dict | None = None):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
         self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: SERIAL (one process)
         self.root = self.comm.rank == 0
@@ -71,6 +71,8 @@ class Simulation:
         self.shards = bool(shards)
         #: > 0: stop cleanly (restart written, RunStopped) when less than this remains of the job (jobcontrol.py)
         self.walltime_margin_s = float(walltime_margin_s)
+        #: run id, species and model hashes written into every restart (identity.py); empty for a Simulation built in code
+        self.identity = dict(identity or {})
         self._t0, self._s0, self._n, self.fresh = 0.0, state.step, 0, False
         if state.ids is None:
             state.ids = np.arange(len(state.masses))
@@ -176,7 +178,7 @@ class Simulation:
             if snapshot is not None:
                 integ = getattr(self, "_snap_integ", integ)
             rng = self._rng_state() if snapshot is None else (self.comm.allgather(snapshot[1]) if snapshot[1] else None)
-            meta = {"integrator": type(self.integrator).__name__, "rng_states": rng, "integrator_state": integ}
+            meta = {"integrator": type(self.integrator).__name__, "rng_states": rng, "integrator_state": integ, **self.identity}
             return write_restart_shards(path, s, meta, self.comm)
         if snapshot is None:
             g = self.gathered()
@@ -188,7 +190,8 @@ class Simulation:
         if not self.root:
             return None
         return write_restart_file(Path(path) if path else self.outdir / "restart.npz", g,
-                                  {"integrator": type(self.integrator).__name__, "rng_states": rng_states, "integrator_state": integ})
+                                  {"integrator": type(self.integrator).__name__, "rng_states": rng_states, "integrator_state": integ,
+                                   **self.identity})
 
     @staticmethod
     def read_restart(path: str | Path, integrator=None, comm=SERIAL) -> State:
