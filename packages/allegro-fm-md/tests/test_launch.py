@@ -31,6 +31,39 @@ def test_plan_counts_local_atoms_exactly_and_bounds_the_ghosts():
     assert with_model.ranks[0].model_bytes == pytest.approx(1e4 * with_model.ranks[0].edges, rel=1e-6)
 
 
+def test_the_plan_from_the_unit_cell_equals_the_plan_of_the_built_system():
+    """Planned from a triclinic unit cell and its replicate counts (never built), every rank's local atoms, ghosts and
+    edges equal those planned from the whole structure, which the engine's exchange checks exactly (test above)."""
+    from allegro_fm_md.plan import plan_supercell
+
+    unit = bulk("Cu", "fcc", a=3.6) * (1, 1, 2)  # primitive (triclinic) cell, 2 atoms
+    unit.rattle(0.05, seed=2)
+    reps = (9, 7, 5)
+    whole = unit * reps
+    for ranks in (1, 4, 6):
+        a = plan_supercell(unit, reps, 4.0, 0.5, ranks)
+        b = plan(whole.positions, np.array(whole.cell), whole.pbc, 4.0, 0.5, ranks)
+        assert a.grid == b.grid and a.atoms == b.atoms == len(whole)
+        assert [(r.local, r.ghosts, r.edges) for r in a.ranks] == [(r.local, r.ghosts, r.edges) for r in b.ranks]
+
+
+def test_dry_run_never_builds_the_system(tmp_path, capsys, monkeypatch):
+    """A 10^9-atom plan on 65 536 ranks from a 4-atom unit cell: the whole structure is never made (Supercell.atoms
+    raises here), every rank holds 15 000 to 16 000 atoms, and the largest rank's memory is printed."""
+    from allegro_fm_md.cli import main
+    from allegro_fm_md.supercell import Supercell
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Supercell, "atoms", lambda self: pytest.fail("the dry run built the whole system"))
+    ase.io.write("ar.extxyz", bulk("Ar", "fcc", a=5.26, cubic=True))
+    Path("run.toml").write_text('[system]\nstructure = "ar.extxyz"\nreplicate = [630, 630, 630]\n[potential]\nkind = "lj"\n'
+                                'cutoff = 6.5\n[run]\nsteps = 10\n[output]\ndir = "out"\n')
+    assert main(["run", "run.toml", "--dry-run", "--ranks", "65536"]) == 0
+    out = capsys.readouterr().out
+    assert "1000188000 atoms" in out and "65536 ranks" in out and "largest rank: 16000 atoms" in out
+    assert not Path("out").exists()
+
+
 def test_plan_refuses_empty_and_thin_ranks():
     slab = fcc111("Ar", size=(6, 6, 4), a=5.26, vacuum=40.0)
     slab.pbc = (True, True, False)

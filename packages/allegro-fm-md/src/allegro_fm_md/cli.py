@@ -8,16 +8,17 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from tea_align.commandline import EXIT_GUARD, EXIT_RANK_ABORTED, EXIT_STOPPED, command_parser, run, subcommands
 from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
 from .analysis import plot_rdf, radial_distribution, read_frames
+from .chunked import CPU_CALL_EDGES
 from .comm import SERIAL, world
 from .errors import MDInputError
 from .jobcontrol import RunStopped
-from .plan import plan
+from .memory import process_resident_bytes
+from .plan import measure_bytes_per_edge, plan_supercell
 from .runfile import AUTO, NothingToDo, Relaxation, RunFile, validate
 from .runfile import run as run_md
 from .scaling import scale_worker
@@ -26,12 +27,15 @@ from .trajectory import merge_shards, shard_parts
 
 
 def _dry_run(args, comm) -> int:
-    """The rank plan of a run file (nothing is written): grid, atoms, ghosts, edges and memory per rank."""
+    """The rank plan of a run file (nothing is written), from the unit cell and the replicate counts: grid, atoms, ghosts,
+    edges and memory per rank, with the model's memory per edge measured once on a probe of the structure."""
     rf = RunFile.load(args.runfile)
     system, pot, _ = validate(rf, comm, progress=False)
-    atoms = system.atoms()  # planning tool: the whole structure, on the process that plans
     n = args.ranks or comm.size
-    p = plan(atoms.positions, np.array(atoms.cell), atoms.pbc, pot.cutoff, rf.run.skin, n, getattr(pot, "memory_per_edge_bytes", None))
+    base = process_resident_bytes()  # interpreter, libraries and the model's weights: every rank carries them
+    per_edge = measure_bytes_per_edge(system.unit, pot, rf.run.skin)
+    p = plan_supercell(system.unit, system.reps, pot.cutoff, rf.run.skin, n, per_edge, base,
+                       call_edges=rf.potential.max_edges_per_call or (CPU_CALL_EDGES if str(rf.potential.device) == "cpu" else None))
     if comm.rank == 0:
         print(p.table())
     return 0

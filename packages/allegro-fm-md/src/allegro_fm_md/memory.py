@@ -39,12 +39,24 @@ def available_bytes(device="cpu") -> int | None:
     return int(backend.mem_get_info(torch.device(device))[0])
 
 
+def _trim() -> None:
+    """Return the C allocator's free memory to the system (glibc malloc_trim): otherwise a block that reuses memory freed
+    earlier in the process adds nothing to the resident set and its peak reads as 0 (seen after a model was loaded)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 @contextlib.contextmanager
 def _cpu_peak(out: dict):
     """The CPU meter: VmHWM (reset through clear_refs) or the resident set at exit, above VmRSS at entry (bytes).
     Garbage is collected first: earlier objects freed inside the block would lower the resident set under the level at
     entry and hide the block's own growth (seen in a long test session: 64 MiB written read as 0)."""
     gc.collect()
+    _trim()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
         start = _proc_kib("/proc/self/status", "VmRSS")
@@ -98,3 +110,9 @@ def peak_meter(device="cpu"):
     start = backend.memory_allocated(dev)
     yield out
     out["bytes"] = int(backend.max_memory_allocated(dev) - start)
+
+
+def process_resident_bytes() -> int | None:
+    """This process's resident set (bytes, VmRSS), None where it cannot be read."""
+    kib = _proc_kib("/proc/self/status", "VmRSS")
+    return None if kib is None else kib * 1024
