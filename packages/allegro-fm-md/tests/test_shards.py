@@ -197,3 +197,40 @@ def test_merge_joins_the_parts_of_a_run_resumed_on_another_rank_count(tmp_path, 
     assert main(["merge", str(shards), "-o", str(tmp_path / "again.h5md")]) == 2
     assert "rank-00001.h5: not a readable trajectory shard" in capsys.readouterr().err
     assert not (tmp_path / "again.h5md").exists()
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A sharded restart of the 6 x 4 x 4 cell written on 2 ranks (step 20): the resume cases read it."""
+    tmp = tmp_path_factory.mktemp("faults")
+    _setup(tmp)
+    assert _write6(tmp, 2, "base", 20).returncode == 0
+    return tmp
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+@pytest.mark.parametrize("point, kind", [("setup", "fault"), ("setup", "input"), ("restart-read", "fault"),
+                                         ("shard-write", "fault")])
+def test_a_failure_on_one_rank_at_a_collective_point_ends_every_rank(written, ranks, point, kind, monkeypatch):
+    """The last rank fails at each collective point (ALLEGRO_FM_FAULT, faults.py): every rank ends within the 60 s
+    timeout, with exit 1 (a fault) or 2 (bad input), one line naming the rank and the point, and no lock left."""
+    name = f"{point}-{kind}-{ranks}"
+    monkeypatch.setenv("ALLEGRO_FM_FAULT", f"{point}@{ranks - 1}" + (":input" if kind == "input" else ""))
+    extra = 'restart_from = "base/restart.shards"' if point == "restart-read" else ""
+    p = _write6(written, ranks, name, 40 if extra else 20, extra)
+    assert p.returncode == (2 if kind == "input" else 1), (p.returncode, p.stderr[-2000:])
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    what = "fault" if kind == "fault" else "bad input"
+    assert len(lines) == 1 and f"rank {ranks - 1}: " in lines[0] and f"injected {what} at {point}" in lines[0], p.stderr
+    assert not (written / name / ".allegro-fm-md.lock").exists()
+    if point == "shard-write":  # the last good restart of the run survives a failed write (here: none was complete)
+        assert not (written / name / "restart.shards.partial" / "index.json").exists()
+
+
+def test_a_fault_while_merging_is_one_line(written, monkeypatch, capsys):
+    from allegro_fm_md.cli import main
+
+    monkeypatch.setenv("ALLEGRO_FM_FAULT", "merge@0")
+    assert main(["merge", str(written / "base" / "trajectory.shards"), "-o", str(written / "m.h5md")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "injected fault at merge" in err and not (written / "m.h5md").exists()

@@ -8,13 +8,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from tea_align.commandline import EXIT_GUARD, EXIT_RANK_ABORTED, EXIT_STOPPED, command_parser, run, subcommands
+from tea_align.commandline import EXIT_GUARD, EXIT_INTERNAL, EXIT_RANK_ABORTED, EXIT_STOPPED, command_parser, run, subcommands
 from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
 from .analysis import plot_rdf, radial_distribution, read_frames
 from .chunked import CPU_CALL_EDGES
-from .comm import SERIAL, world
+from .comm import SERIAL, CollectiveFailure, world
 from .errors import MDInputError
 from .jobcontrol import RunStopped
 from .memory import process_resident_bytes
@@ -96,6 +96,10 @@ def _run_errors(exc: BaseException, args) -> int | None:
         if comm.rank == 0:
             print(f"allegro-fm-md: {exc}", file=sys.stderr, flush=True)
         return EXIT_STOPPED
+    if isinstance(exc, CollectiveFailure):  # every rank knows: rank 0 says it once, all exit 1
+        if comm.rank == 0:
+            print(f"allegro-fm-md: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_INTERNAL
     if isinstance(exc, RankFailure):
         abort_all(comm, exc, RunFile.load(args.runfile).output.dir)
         return EXIT_RANK_ABORTED

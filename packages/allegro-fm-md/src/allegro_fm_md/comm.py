@@ -63,8 +63,8 @@ SERIAL = SerialComm()
 def agree(comm, fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` on every rank of ``comm`` (a collective point: set-up, restart read, shard write), and
     every rank learns whether it failed anywhere: the lowest failing rank's error is raised on all ranks (MDInputError,
-    naming that rank when there are several, for bad input; RuntimeError otherwise), never one rank alone while the
-    others wait in the next collective. Returns ``fn``'s result on this rank."""
+    naming that rank when there are several, for bad input; CollectiveFailure otherwise), never one rank alone while
+    the others wait in the next collective. Returns ``fn``'s result on this rank."""
     try:
         out, mine = fn(*args, **kwargs), None
     except (MDInputError, OSError, ValueError) as exc:
@@ -76,8 +76,13 @@ def agree(comm, fn, *args, **kwargs):
     if bad:
         rank, (kind, text) = bad[0]
         where = f"rank {rank}: " if comm.size > 1 else ""
-        raise (MDInputError if kind == "input" else RuntimeError)(f"{where}{text}")
+        raise (MDInputError if kind == "input" else CollectiveFailure)(f"{where}{text}")
     return out
+
+
+class CollectiveFailure(RuntimeError):
+    """A fault on some rank at a collective point, raised on every rank together by ``agree`` (the command line prints
+    it once, from rank 0, and every rank exits 1: no MPI_Abort needed)."""
 
 
 def world():

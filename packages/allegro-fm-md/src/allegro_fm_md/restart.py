@@ -24,6 +24,7 @@ from tea_align.files import write_bytes_atomic
 
 from .comm import agree
 from .errors import MDInputError
+from .faults import inject
 
 RESTART_FORMAT = "allegro-fm-md/restart"
 RESTART_VERSION = 1
@@ -111,6 +112,7 @@ def write_restart_shards(path: str | Path, state, meta: dict, comm) -> Path:
     types = state.types if state.types is not None else np.zeros(len(state.masses), np.int64)
 
     def write_own() -> tuple[int, int, str]:
+        inject("shard-write", rank)
         buf = io.BytesIO()
         np.savez(buf, positions=state.positions, velocities=state.velocities, masses=state.masses, forces=state.forces,
                  ids=state.ids, types=types)

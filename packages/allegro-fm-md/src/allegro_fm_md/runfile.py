@@ -68,6 +68,7 @@ from tea_align.files import atomic_path
 from .chunked import ChunkedPotential
 from .comm import agree, node_local_rank, world
 from .errors import MDInputError
+from .faults import inject
 from .forces import DistributedForceEvaluator
 from .ghosts import plane_spacings
 from .identity import RunIdentity, model_sha256, restart_meta, settle_identity, species_sha256
@@ -369,11 +370,19 @@ def _relax_cell(runfile: RunFile, atoms, pot) -> Relaxation:
 
 def validate(runfile: RunFile, comm, progress: bool = True):
     """Everything a run needs that can be wrong, checked before any output: the structure, the potential and the
-    atoms' types. Returns (system: a Supercell, potential, types of the unit cell's atoms)."""
+    atoms' types (collective). Returns (system: a Supercell, potential, types of the unit cell's atoms)."""
+    local = node_local_rank(comm)
+    n = shared_restart_header(runfile.output.restart_from, comm)[1] if runfile.output.restart_from else None
+    return agree(comm, _validate_here, runfile, comm, progress, local, n)
+
+
+def _validate_here(runfile: RunFile, comm, progress: bool, local: tuple[int, int], restart_atoms: int | None):
+    """``validate``'s work on this rank, with no collective inside (``validate`` makes its failure everyone's)."""
+    inject("setup", comm.rank)
     system = load_structure(runfile.system)
     atoms = system.unit
     if runfile.output.restart_from:  # read once here so that a bad restart file is refused before the folder is touched
-        _, n = shared_restart_header(runfile.output.restart_from, comm)
+        n = restart_atoms
         if n != len(system):
             raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(system)}")
     r = runfile.run
@@ -383,7 +392,7 @@ def validate(runfile: RunFile, comm, progress: bool = True):
     if lammps_orient(atoms) and progress and comm.rank == 0:
         print("cell rotated to the orientation MD codes expect (a along x, b in the xy plane, as LAMMPS does); positions "
               "rotated with it: every output is in this frame", flush=True)
-    local_rank, local_size = node_local_rank(comm)
+    local_rank, local_size = local
     pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), local_rank, local_size)
     ps = runfile.potential  # memory-bounded evaluation, automatic by default (one call while the edges fit the budget)
     pot = ChunkedPotential(pot, ps.max_edges_per_call or None, ps.memory_budget_gib * 2**30 or None, ranks_sharing=local_size)
@@ -472,7 +481,9 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         step, _ = shared_restart_header(runfile.output.restart_from, comm)
         if step >= runfile.run.steps:
             return NothingToDo(step, runfile.run.steps, runfile.output.restart_from)
-    system, pot, types = validate(runfile, comm, progress)  # nothing is written before the input is valid
+    # nothing is written before the input is valid; a rank that cannot read the structure or load the model (a file
+    # missing on its node, a device that fails) stops every rank with its name (comm.agree), never a hang
+    system, pot, types = validate(runfile, comm, progress)
     if runfile.run.relax_cell:
         atoms = system.atoms()  # one rank, a small cell: built whole
         _check_relax(runfile, atoms, comm)

@@ -20,6 +20,7 @@ from tea_align import Progress
 
 from .comm import SERIAL, _max_op
 from .errors import MDInputError, SimulationError
+from .faults import inject
 from .jobcontrol import RunStopped, StopRequest
 from .reporters import (
     FiniteGuard,
@@ -198,6 +199,7 @@ class Simulation:
         """The State stored in a restart file; with ``comm``, rank 0 holds all atoms and the others none
         (the first force update migrates them). The integrator's RNG state is restored per rank."""
         rank, size = comm.rank, comm.size
+        inject("restart-read", rank)
         sharded = Path(path).is_dir()
         r = read_restart_shards(path, rank, size) if sharded else read_restart_file(path)
         meta, arrays = r.meta, r.arrays

@@ -36,6 +36,7 @@ from tea_align.files import AtomicFile, write_text_atomic
 
 from . import __about__
 from .errors import MDInputError
+from .faults import inject
 
 FORCE_UNIT = "kJ mol-1 Angstrom-1"
 #: eV/Angstrom -> kJ/(mol Angstrom)
@@ -263,6 +264,7 @@ def merge_shards(folder: str | Path, out: str | Path, overwrite: bool = False) -
     part is checked as a set before use (``_open_shard_set``). ``out`` may not be inside the input folders, nor an
     existing file unless ``overwrite``. Returns (frames, atoms)."""
     folder, out = Path(folder), Path(out)
+    inject("merge")
     parts = shard_parts(folder)
     if not parts:
         raise MDInputError(f"{folder}: no such sharded trajectory")
