@@ -20,6 +20,8 @@ JOBSCRIPT=${JOBSCRIPT:-pbs-aurora.sh}   # this script, for the next job of the c
 NNODES=$(wc -l < "${PBS_NODEFILE:-/dev/null}")
 RANKS_PER_NODE=12
 export ZE_FLAT_DEVICE_HIERARCHY=FLAT
+# Device binding: each rank takes xpu:<node-local rank> of the 12 tiles it sees. A site wrapper that sets
+# ZE_AFFINITY_MASK per rank (Aurora's gpu_tile_compact.sh) works too: each rank then sees one tile and takes xpu:0.
 export OMP_NUM_THREADS=8   # 12 ranks x 8 threads on 104 cores per node
 WALLTIME_S=3600            # keep equal to the walltime requested above
 export ALLEGRO_FM_END_TIME=$(( $(date +%s) + WALLTIME_S ))

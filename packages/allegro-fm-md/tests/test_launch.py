@@ -107,3 +107,35 @@ def test_job_scripts_parse_and_plan_first(script):
     subprocess.run(["bash", "-n", str(path)], check=True)
     text = path.read_text()
     assert text.index("--dry-run") < text.rindex("allegro-fm-md run")  # the plan runs before the job's run
+
+
+def test_xpu_backend_is_native_torch_xpu_and_ipex_only_on_an_older_torch():
+    """Decided (docs/architecture.md, README): native torch.xpu by default; intel-extension-for-pytorch is imported only
+    where torch lacks torch.xpu; neither is a clear error. Checked with fake torch modules (no XPU here)."""
+    from types import SimpleNamespace
+
+    from allegro_fm_md.potentials import accelerator_backend
+
+    imported = []
+
+    def importer(name):
+        imported.append(name)
+        if name == "intel_extension_for_pytorch":
+            old.xpu = SimpleNamespace(device_count=lambda: 12)  # what IPEX registers on an older torch
+            return SimpleNamespace()
+        raise ImportError(name)
+
+    native = SimpleNamespace(__version__="2.13.0", xpu=SimpleNamespace(device_count=lambda: 12))
+    assert accelerator_backend("xpu", native, importer).device_count() == 12 and imported == []
+    old = SimpleNamespace(__version__="2.3.1")
+    assert accelerator_backend("xpu", old, importer).device_count() == 12 and imported == ["intel_extension_for_pytorch"]
+    with pytest.raises(MDInputError, match="no native torch.xpu and intel_extension_for_pytorch is not installed"):
+        accelerator_backend("xpu", SimpleNamespace(__version__="2.3.1"), lambda name: (_ for _ in ()).throw(ImportError(name)))
+
+
+def test_a_per_rank_device_mask_takes_the_one_device_the_rank_sees(caplog):
+    """Aurora's gpu_tile_compact.sh sets ZE_AFFINITY_MASK per rank: each of 12 ranks sees one tile, takes xpu:0, and no
+    'ranks share devices' warning is printed; without a mask 12 ranks on 1 visible device do get it."""
+    assert device_for_rank("xpu", 7, 12, count=1, environ={"ZE_AFFINITY_MASK": "3.1"}) == "xpu:0"
+    assert "share" not in caplog.text
+    assert device_for_rank("xpu", 7, 12, count=1, environ={}) == "xpu:0" and "12 ranks on this node share 1 xpu" in caplog.text

@@ -9,7 +9,9 @@ rank, and raises ValueError (bad input) naming what is wrong.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from importlib.util import find_spec
@@ -55,21 +57,47 @@ def potential_kinds() -> dict[str, Callable]:
     return kinds
 
 
-def device_for_rank(device: str, local_rank: int, local_size: int = 1, count: int | None = None) -> str:
-    """cuda / xpu -> this rank's device: the node-local rank modulo the node's device (or tile) count, so one rank per
-    GPU or tile when as many ranks as devices run on each node (comm.node_local_rank gives the local rank); cpu and
-    explicit cuda:N / xpu:N unchanged. ``count``: the device count (default: asked from torch)."""
+def accelerator_backend(kind: str, torch_module=None, importer=importlib.import_module):
+    """The torch backend module of ``kind`` ("cuda" or "xpu"). XPU: torch's native ``torch.xpu`` (torch >= 2.4), the
+    default; only where the site's torch is older and lacks it is intel-extension-for-pytorch imported, which adds
+    ``torch.xpu`` (IPEX is retired upstream: its last release pins torch 2.8). MDInputError naming both when neither
+    is there. ``torch_module``/``importer``: for tests with fakes."""
+    torch = torch_module if torch_module is not None else importer("torch")
+    backend = getattr(torch, kind, None)
+    if kind == "xpu" and (backend is None or not hasattr(backend, "device_count")):
+        try:
+            importer("intel_extension_for_pytorch")  # registers torch.xpu on an older torch
+        except ImportError as exc:
+            raise MDInputError(f"device 'xpu' requested, but this torch ({getattr(torch, '__version__', '?')}) has no native "
+                               "torch.xpu and intel_extension_for_pytorch is not installed: use torch >= 2.4 built with XPU "
+                               "support") from exc
+        backend = getattr(torch, "xpu", None)
+    if backend is None or not hasattr(backend, "device_count"):
+        raise MDInputError(f"device {kind!r} requested but this torch has no torch.{kind}")
+    return backend
+
+
+#: launcher variables that bind each rank to its own device(s) before it starts (Aurora's gpu_tile_compact.sh sets
+#: ZE_AFFINITY_MASK per rank; Slurm's --gpu-bind sets CUDA_VISIBLE_DEVICES): each rank then sees only its own
+PER_RANK_MASKS = {"xpu": "ZE_AFFINITY_MASK", "cuda": "CUDA_VISIBLE_DEVICES"}
+
+
+def device_for_rank(device: str, local_rank: int, local_size: int = 1, count: int | None = None, environ=None) -> str:
+    """cuda / xpu -> this rank's device: the node-local rank modulo the device (or tile) count this rank sees, so one
+    rank per GPU or tile when as many ranks as devices run on each node (comm.node_local_rank gives the local rank);
+    cpu and explicit cuda:N / xpu:N unchanged. Where the launcher masked the devices per rank (ZE_AFFINITY_MASK,
+    CUDA_VISIBLE_DEVICES: each rank sees one), that one is taken. ``count``: the device count (default: from torch)."""
     if device not in ("cuda", "xpu"):
         return device
     if count is None:
-        import torch  # lazy: only for accelerators
-
-        count = torch.cuda.device_count() if device == "cuda" else torch.xpu.device_count()
+        count = accelerator_backend(device).device_count()
     if count == 0:
         raise MDInputError(f"device {device!r} requested but none is available on this node")
-    if local_size > count:
+    env = os.environ if environ is None else environ
+    masked = PER_RANK_MASKS[device] in env and count == 1
+    if local_size > count and not masked:
         log.warning("%d ranks on this node share %d %s devices (%d per device)", local_size, count, device, -(-local_size // count))
-    return f"{device}:{local_rank % count}"
+    return f"{device}:{0 if masked else local_rank % count}"
 
 
 def make_potential(spec, symbols: list[str], local_rank: int = 0, local_size: int = 1):

@@ -68,6 +68,15 @@ def resolve_model(model: str | Path) -> Path:
     return path
 
 
+def _xpu_ready() -> None:
+    """Native torch.xpu (torch >= 2.4) is used as it is; an older torch gets it from intel-extension-for-pytorch, imported
+    only then (IPEX is retired upstream; allegro-fm-md's potentials.accelerator_backend makes the same choice)."""
+    import torch  # lazy: torch takes seconds to import
+
+    if not hasattr(getattr(torch, "xpu", None), "device_count"):
+        import intel_extension_for_pytorch  # noqa: F401  (registers torch.xpu; ImportError names the package)
+
+
 #: TorchScript suffixes of nequip 0.6.x deployed models (nequip-deploy build wrote any name; these are the usual ones)
 LEGACY_SUFFIXES = (".pt", ".pth")
 
@@ -77,6 +86,8 @@ def load_potential(path: str | Path, device: str = "cpu"):
     module docstring for the kinds. Species and cutoff (Angstrom) come from the file's metadata; a file of no
     known kind gets a ValueError naming it and what was expected."""
     path = resolve_model(path)
+    if str(device).startswith("xpu"):
+        _xpu_ready()
     if path.name.endswith(".nequip.pt2"):
         pot = CompiledAllegroPotential(path, device)
     elif path.suffix in LEGACY_SUFFIXES or is_torchscript_archive(path):  # the reader names what a wrong file lacks
