@@ -19,9 +19,13 @@ def test_grid_follows_cell_shape():
     assert choose_grid(6, np.diag([30.0, 20.0, 10.0])) == (3, 2, 1)
 
 
-def test_subdomain_thinner_than_cutoff_is_refused():
-    with pytest.raises(ValueError, match="subdomain thinner than cutoff \\+ skin along x: 6.000 A < 7.000 A"):
-        Decomposition(FakeComm(2), np.diag([12.0, 30.0, 30.0]), (2, 1, 1), halo=7.0)
+def test_thin_subdomains_take_more_swaps_and_a_cell_thinner_than_the_halo_is_refused():
+    """A subdomain thinner than the halo is exchanged over ceil(halo / width) swaps per direction (tests/test_mpi.py
+    runs it); only a cell thinner than the halo along a periodic axis is refused (images beyond the next cell)."""
+    assert Decomposition(FakeComm(2), np.diag([12.0, 30.0, 30.0]), (2, 1, 1), halo=7.0).hops == (2, 1, 1)
+    assert Decomposition(FakeComm(8), np.diag([21.2, 15.9, 15.9]), (8, 1, 1), halo=7.0).hops == (3, 1, 1)
+    with pytest.raises(ValueError, match="the cell is thinner than cutoff \\+ skin along x"):
+        Decomposition(FakeComm(2), np.diag([6.0, 30.0, 30.0]), (2, 1, 1), halo=7.0)
 
 
 def test_owner_covers_every_rank_once():

@@ -64,14 +64,17 @@ def test_dry_run_never_builds_the_system(tmp_path, capsys, monkeypatch):
     assert not Path("out").exists()
 
 
-def test_plan_refuses_empty_and_thin_ranks():
+def test_plan_refuses_empty_ranks_and_cells_thinner_than_the_halo():
     slab = fcc111("Ar", size=(6, 6, 4), a=5.26, vacuum=40.0)
     slab.pbc = (True, True, False)
     with pytest.raises(MDInputError, match=r"without atoms"):  # most of the z range is vacuum
         plan(slab.positions, np.array(slab.cell), slab.pbc, 6.5, 0.5, 8)
     a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
-    with pytest.raises(MDInputError, match=r"thinner than cutoff"):
-        plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 27)
+    thin = plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 27)  # 5.26 A subdomains, 7 A halo: more swaps, planned
+    assert thin.grid == (3, 3, 3) and {r.local for r in thin.ranks} == {4}
+    one = bulk("Ar", "fcc", a=5.26, cubic=True)
+    with pytest.raises(MDInputError, match=r"thinner than cutoff"):  # the cell itself is thinner than the halo
+        plan(one.positions, np.array(one.cell), one.pbc, 6.5, 0.5, 1)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, monkeypatch):

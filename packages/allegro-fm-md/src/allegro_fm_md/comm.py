@@ -4,7 +4,9 @@ The periodic cell (orthorhombic or triclinic) is cut into a px x py x pz grid of
 fractional coordinates; each rank owns the atoms inside its own. Ghosts within the halo
 h = cutoff + skin are exchanged face by face, one dimension after the other (x, then y, then z, each
 sweep forwarding the ghosts received in the previous ones, which fills edges and corners), with the
-periodic image shift applied where a message crosses the cell boundary (LAMMPS's comm scheme). The
+periodic image shift applied where a message crosses the cell boundary (LAMMPS's comm scheme). A subdomain
+thinner than h takes ceil(h / width) swaps per direction, each forwarding what the last one brought, so any
+rank grid runs (strong scaling past the point where a subdomain is one halo wide; empty subdomains too). The
 same send lists move positions every step (forward) and bring ghost forces back to their owners
 (reverse, in the opposite order). Atoms migrate to their new owner when the lists are rebuilt.
 Works without MPI installed (``SerialComm``: the one spelling of one process) and on one rank the exchange produces the
@@ -175,6 +177,7 @@ class Decomposition:
     coords: tuple[int, int, int] = field(init=False)
     lo: np.ndarray = field(init=False)
     hi: np.ndarray = field(init=False)
+    hops: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self):
         self.cell = np.asarray(self.cell, dtype=np.float64)
@@ -186,12 +189,15 @@ class Decomposition:
         self.coords = (r // (g[1] * g[2]), (r // g[2]) % g[1], r % g[2])
         self.lo = np.array(self.coords) / g
         self.hi = (np.array(self.coords) + 1) / g
-        width = plane_spacings(self.cell) / g
-        thin = np.flatnonzero((width < self.halo) & (self.pbc | (g > 1)))  # one rank along an open axis: any width
-        if len(thin):
-            d = int(thin[0])
-            raise MDInputError(f"subdomain thinner than cutoff + skin along {'xyz'[d]}: {width[d]:.3f} A < {self.halo:.3f} A "
-                             f"({g[d]} ranks over a {plane_spacings(self.cell)[d]:.3f} A cell); use fewer ranks along {'xyz'[d]}")
+        spacing = plane_spacings(self.cell)
+        width = spacing / g
+        #: swaps per dimension and direction: 1 while a subdomain is at least the halo wide, more for thinner ones
+        self.hops = tuple(int(max(1, np.ceil(self.halo / w - 1e-12))) if g[d] > 1 else 1 for d, w in enumerate(width))
+        small = np.flatnonzero(self.pbc & (spacing < self.halo))
+        if len(small):
+            d = int(small[0])
+            raise MDInputError(f"the cell is thinner than cutoff + skin along {'xyz'[d]} ({spacing[d]:.3f} A < {self.halo:.3f} A): "
+                               "an atom would need images beyond the next cell; replicate the cell")
 
     def rank_of(self, coords) -> int:
         g = self.grid
@@ -216,7 +222,12 @@ class GhostExchange:
         self.n_local = 0
 
     def build(self, positions: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exchange ghosts for local ``positions`` (inside this subdomain); returns (all positions, all types)."""
+        """Exchange ghosts for local ``positions`` (inside this subdomain); returns (all positions, all types).
+
+        Along each dimension and direction the first swap sends the atoms within the halo of the face (local ones and
+        the ghosts of earlier dimensions); when the subdomain is thinner than the halo, further swaps forward what the
+        previous swap brought, still filtered by the same face distance, until the halo is covered: ceil(halo / width)
+        swaps, reaching that many ranks away (LAMMPS's multi-swap comm for a cutoff beyond the neighbour subdomain)."""
         dec, comm = self.dec, self.dec.comm
         inv = np.linalg.inv(dec.cell)
         hfrac = dec.halo / plane_spacings(dec.cell)
@@ -225,7 +236,7 @@ class GhostExchange:
         self.n_local = len(pos)
         self.swaps = []
         for d in range(3):
-            m = len(pos)  # candidates: local atoms and ghosts of the previous dimensions
+            m = len(pos)  # candidates of the first swap: local atoms and ghosts of the previous dimensions
             for direction in (-1, +1):
                 c = list(dec.coords)
                 c[d] += direction
@@ -233,23 +244,26 @@ class GhostExchange:
                 c[d] -= 2 * direction
                 source = dec.rank_of(c)
                 if direction < 0:
-                    sel = np.flatnonzero(frac[:m, d] < dec.lo[d] + hfrac[d])
                     fshift = 1.0 if dec.coords[d] == 0 else 0.0
                 else:
-                    sel = np.flatnonzero(frac[:m, d] >= dec.hi[d] - hfrac[d])
                     fshift = -1.0 if dec.coords[d] == dec.grid[d] - 1 else 0.0
-                if fshift and not dec.pbc[d]:  # across the box's face along an open axis: no images
-                    sel = sel[:0]
-                shift = fshift * dec.cell[d]
-                sw = _Swap(d, dest, source, sel, shift, fshift)
-                out_frac = frac[sel].copy()
-                out_frac[:, d] += fshift
-                got = comm.sendrecv((pos[sel] + shift, typ[sel], out_frac), dest=dest, source=source)
-                sw.recv_start, sw.recv_count = len(pos), len(got[0])
-                pos = np.concatenate([pos, got[0]])
-                typ = np.concatenate([typ, got[1]])
-                frac = np.concatenate([frac, got[2]])
-                self.swaps.append(sw)
+                cand = np.arange(m)
+                for _ in range(dec.hops[d]):
+                    f = frac[cand, d]
+                    sel = cand[f < dec.lo[d] + hfrac[d]] if direction < 0 else cand[f >= dec.hi[d] - hfrac[d]]
+                    if fshift and not dec.pbc[d]:  # across the box's face along an open axis: no images
+                        sel = sel[:0]
+                    shift = fshift * dec.cell[d]
+                    sw = _Swap(d, dest, source, sel, shift, fshift)
+                    out_frac = frac[sel].copy()
+                    out_frac[:, d] += fshift
+                    got = comm.sendrecv((pos[sel] + shift, typ[sel], out_frac), dest=dest, source=source)
+                    sw.recv_start, sw.recv_count = len(pos), len(got[0])
+                    pos = np.concatenate([pos, got[0]])
+                    typ = np.concatenate([typ, got[1]])
+                    frac = np.concatenate([frac, got[2]])
+                    self.swaps.append(sw)
+                    cand = np.arange(sw.recv_start, sw.recv_start + sw.recv_count)  # the next hop forwards these
         return pos, typ
 
     def forward(self, local_positions: np.ndarray) -> np.ndarray:

@@ -28,6 +28,10 @@ if kind == "slab":  # LJ argon (111) slab, open along z: 2 ranks split it along 
     a.pbc = (True, True, False)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     dt = 4.0
+elif kind == "thin":  # LJ argon 4 x 3 x 3 cells: x is 3.3 cutoffs long; GRID=8,1,1 makes each subdomain 2.65 A thin
+    a = bulk("Ar", "fcc", a=5.30, cubic=True) * (4, 3, 3)
+    pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
+    dt = 4.0
 elif kind in ("lj", "npt", "langevin"):
     a = bulk("Ar", "fcc", a=5.30, cubic=True) * (4, 4, 4) if kind == "npt" else bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
@@ -60,7 +64,8 @@ state = State(a.positions.copy(), v, a.get_masses(), np.array(a.cell), a.pbc.cop
 if comm.rank != 0:  # only rank 0 holds atoms initially; migration distributes them
     state.positions, state.velocities, state.masses = state.positions[:0], state.velocities[:0], state.masses[:0]
     state.ids, state.types = state.ids[:0], state.types[:0]
-ev = DistributedForceEvaluator(pot, comm, state.cell, skin=0.5, pbc=state.pbc)
+grid = tuple(int(g) for g in os.environ["GRID"].split(",")) if os.environ.get("GRID") and comm.size > 1 else None
+ev = DistributedForceEvaluator(pot, comm, state.cell, skin=0.5, pbc=state.pbc, grid=grid)
 ev.n_total = len(a)
 ev.update(state)
 if kind == "npt" and not os.environ.get("NVE"):  # Nose-Hoover chain + isotropic C-rescale barostat at 0.5 GPa: the cell (and the rank grid) change
