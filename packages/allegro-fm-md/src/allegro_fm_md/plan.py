@@ -59,6 +59,7 @@ class Plan:
     largest: RankPlan
     base_bytes: int | None = None
     bytes_per_edge: float | None = None
+    empty_ranks: int = 0
 
     def rank_bytes(self, r: RankPlan) -> int | None:
         """Memory of rank ``r`` (bytes): baseline + engine + model, None when a part is unknown."""
@@ -82,6 +83,9 @@ class Plan:
         out += ["", f"largest rank: {w.local} atoms + {w.ghosts} ghosts, {w.edges} edges: "
                 + (f"{total / 2**30:.2f} GiB ({base}, {per_edge})" if total is not None else
                    f"{w.engine_bytes / 2**30:.2f} GiB for the engine, plus {base} and the model ({per_edge})")]
+        if self.empty_ranks:
+            out.append(f"{self.empty_ranks} rank(s) hold no atoms (vacuum, or more ranks than the structure fills): they run and "
+                       "idle; fewer ranks would do the same work")
         return "\n".join(out)
 
 
@@ -159,9 +163,9 @@ def measure_bytes_per_edge(unit, potential, skin: float = 1.0, target_edges: int
 def plan_supercell(unit, reps, cutoff: float, skin: float, n_ranks: int, bytes_per_edge: float | None = None,
                    base_bytes: int | None = None, call_edges: int | None = None) -> Plan:
     """The Plan of ``unit`` (ase.Atoms) replicated ``reps`` times on ``n_ranks`` ranks, never building the system (see
-    the module docstring); MDInputError when the grid would leave a rank empty or thinner than the halo (cutoff + skin,
-    A). ``bytes_per_edge``: the model's activations per edge; ``base_bytes``: each process's baseline; ``call_edges``:
-    the most edges one model call sees (the engine's chunking: the CPU cap, or [potential] max_edges_per_call), which
+    the module docstring); MDInputError when the cell is thinner than the halo (cutoff + skin, A); ranks left empty
+    are counted (``empty_ranks``), not refused: the engine runs them. ``bytes_per_edge``: the model's activations per
+    edge; ``base_bytes``: each process's baseline; ``call_edges``: the most edges one model call sees (the engine's chunking: the CPU cap, or [potential] max_edges_per_call), which
     bounds the model's activations."""
     if int(n_ranks) < 1:
         raise MDInputError(f"{n_ranks} ranks: must be >= 1")
@@ -184,10 +188,7 @@ def plan_supercell(unit, reps, cutoff: float, skin: float, n_ranks: int, bytes_p
     nn_cut = _neighbour_counts(unit, reps, cutoff)
     nn_halo = _neighbour_counts(unit, reps, halo)
     local = np.einsum("ai,aj,ak->ijk", *loc).ravel()  # rank r = (i * g1 + j) * g2 + k, as Decomposition numbers them
-    empty = np.flatnonzero(local == 0)
-    if len(empty):
-        raise MDInputError(f"{n_ranks} ranks on a {grid[0]} x {grid[1]} x {grid[2]} grid leave {len(empty)} rank(s) without atoms "
-                           f"(rank {int(empty[0])} first): use fewer ranks or a larger system")
+    empty = int((local == 0).sum())  # they run (and idle): reported, not refused
     box = np.einsum("ai,aj,ak->ijk", *ext).ravel()
     edges = np.einsum("ai,aj,ak,a->ijk", *loc, nn_cut).ravel()
     cand = np.einsum("ai,aj,ak,a->ijk", *loc, nn_halo).ravel()
@@ -205,7 +206,7 @@ def plan_supercell(unit, reps, cutoff: float, skin: float, n_ranks: int, bytes_p
     worst = int(np.argmax(engine + (model if model is not None else 0)))
     n_atoms = len(unit) * int(np.prod(reps))
     return Plan(tuple(int(g) for g in grid), n_atoms, int(n_ranks), halo, float(nn_cut.mean()) if len(nn_cut) else 0.0,
-                [row(int(r)) for r in shown], row(worst), base_bytes, bytes_per_edge)
+                [row(int(r)) for r in shown], row(worst), base_bytes, bytes_per_edge, empty)
 
 
 def plan(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, skin: float, n_ranks: int,
