@@ -165,8 +165,8 @@ def plan_supercell(unit, reps, cutoff: float, skin: float, n_ranks: int, bytes_p
     """The Plan of ``unit`` (ase.Atoms) replicated ``reps`` times on ``n_ranks`` ranks, never building the system (see
     the module docstring); MDInputError when the cell is thinner than the halo (cutoff + skin, A); ranks left empty
     are counted (``empty_ranks``), not refused: the engine runs them. ``bytes_per_edge``: the model's activations per
-    edge; ``base_bytes``: each process's baseline; ``call_edges``: the most edges one model call sees (the engine's chunking: the CPU cap, or [potential] max_edges_per_call), which
-    bounds the model's activations."""
+    edge; ``base_bytes``: each process's baseline; ``call_edges``: the most edges one model call sees (the engine's
+    chunking: the CPU cap, or [potential] max_edges_per_call), which bounds the model's activations."""
     if int(n_ranks) < 1:
         raise MDInputError(f"{n_ranks} ranks: must be >= 1")
     reps = tuple(int(r) for r in reps)
