@@ -104,7 +104,7 @@ def test_binding_uses_the_node_local_rank():
         device_for_rank("xpu", 0, 1, count=0)
 
 
-@pytest.mark.parametrize("script", ["slurm-gpu.sh", "pbs-aurora.sh"])
+@pytest.mark.parametrize("script", ["slurm-gpu.sh", "slurm-cpu.sh", "pbs-aurora.sh"])
 def test_job_scripts_parse_and_plan_first(script):
     path = JOBS / script
     subprocess.run(["bash", "-n", str(path)], check=True)
