@@ -34,8 +34,34 @@ class Terminated(KeyboardInterrupt):
     clean-up run, so a terminated command leaves no temporary file, as after Ctrl-C."""
 
 
-def _terminated(signum, frame):
-    raise Terminated(f"signal {signum}")
+#: signals received by ``run``'s handlers and not yet seen to stop the command (see ``raise_if_interrupted``)
+_PENDING: list[int] = []
+
+
+def _on_signal(signum, frame):
+    """Record the signal, then raise. Python swallows an exception raised while a weakref callback or finalizer runs
+    ("Exception ignored in ..."): h5py and numpy run many, and a Ctrl-C landing there used to be lost (the command ran
+    to the end and exited 0). The record survives: ``raise_if_interrupted`` raises it again at the next safe point."""
+    _PENDING.append(signum)
+    raise (Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt())
+
+
+def _quiet_swallowed_interrupts(hook):
+    """An unraisable-exception hook that drops the interrupts ``_on_signal`` records (they are raised again at the next
+    safe point) and passes everything else to ``hook``: a stopped command prints one line, not a stray traceback."""
+
+    def quiet(unraisable) -> None:
+        if not (_PENDING and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            hook(unraisable)
+
+    return quiet
+
+
+def raise_if_interrupted() -> None:
+    """Raise the interrupt a signal handler could not deliver (see ``_on_signal``); called by every progress update."""
+    if _PENDING:
+        signum = _PENDING[-1]
+        raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 class GuardStop(Exception):
@@ -83,7 +109,14 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: 
     args = parser.parse_args(argv)
     prog = parser.prog
     main_thread = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    old = {}
+    hook = sys.unraisablehook
+    if main_thread:
+        _PENDING.clear()
+        sys.unraisablehook = _quiet_swallowed_interrupts(hook)
+        old[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup, bash &) stays ignored
+            old[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
     try:
         return int(args.func(args) or 0)
     except Terminated:
@@ -115,5 +148,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: 
               " (a bug: rerun with --debug for the traceback and report it)"), file=sys.stderr)
         return EXIT_INTERNAL
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        sys.unraisablehook = hook
+        _PENDING.clear()

@@ -45,20 +45,26 @@ def _remove_stale_temporaries(target: Path) -> None:
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) for the block and raise KeyboardInterrupt after it if one came: for steps that must not
-    stop half way (a temporary created but not yet named, a clean-up). Only the main thread receives SIGINT; elsewhere
-    this is a no-op (also where the program installed its own SIGINT handler). Written here: the standard library has no deferred-interrupt helper."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    """Hold back Ctrl-C (SIGINT) and SIGTERM for the block and deliver them after it (the handler that was installed
+    runs then: KeyboardInterrupt by default): for steps that must not stop half way (a temporary created but not yet
+    named, a clean-up). Only the main thread receives signals; elsewhere, and for a signal that is ignored or left to
+    the system's default, this is a no-op. Written here: the standard library has no deferred-interrupt helper."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     got: list = []
-    old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            old[sig] = signal.signal(sig, lambda *a: got.append(a))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         if got:
-            raise KeyboardInterrupt
+            old[got[0][0]](*got[0])
 
 
 class AtomicFile:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from .commandline import raise_if_interrupted
+
 
 def _is_tty(stream) -> bool:
     try:
@@ -51,7 +53,8 @@ class Progress:
                 pass
 
     def update(self, n: int = 1) -> None:
-        """Advance by ``n`` items."""
+        """Advance by ``n`` items; a safe point where an interrupt that a signal handler could not deliver is raised."""
+        raise_if_interrupted()
         self.n += n
         if self.bar is not None:
             self.bar.update(n)
