@@ -128,3 +128,14 @@ def test_markdown_tables_lose_no_rows():
             if starts_table and not nxt.replace(" ", "").startswith("|---") and not nxt.replace(" ", "").startswith("|:-"):
                 bad.append(f"{f.relative_to(ROOT)}:{k + 1}: {line[:60]}")
     assert not bad, "table rows outside a table (a blank line cut the table?):\n" + "\n".join(bad)
+
+
+def test_the_readme_package_table_shows_the_versions_the_packages_report():
+    """The root README's package table names each package's own __version__ (it said dev0 while the code said dev1)."""
+    import importlib
+
+    readme = (ROOT / "README.md").read_text()
+    for dist, mod in PACKAGES.items():
+        version = importlib.import_module(mod).__version__
+        row = next(line for line in readme.splitlines() if line.startswith(f"| [{dist}]"))
+        assert f"**{version}**" in row, (dist, version, row[:120])

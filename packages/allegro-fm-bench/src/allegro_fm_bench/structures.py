@@ -319,16 +319,6 @@ def slab_with_water(crystal: Atoms, n_water: int, gap_A: float = 14.0, layer_A: 
     return t
 
 
-def in_box(atoms: Atoms, vacuum: float = 8.0) -> Atoms:
-    """A molecule centred in a periodic cubic box with at least ``vacuum`` A between images."""
-    m = atoms.copy()
-    ext = np.ptp(m.positions, axis=0).max()
-    m.set_cell([ext + vacuum] * 3)
-    m.pbc = True
-    m.center()
-    return m
-
-
 def carbonic_acid_path(n_images: int = 9) -> list[Atoms]:
     """Linear interpolation (IDPP) from cis,trans-H2CO3 to CO2 + H2O (same atom order), endpoints included.
 

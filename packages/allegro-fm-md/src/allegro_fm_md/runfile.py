@@ -53,6 +53,7 @@ table of the kind that declares it (a modifier's keys turn it on only with press
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import tomllib
@@ -202,7 +203,7 @@ class RunFile:
                 if key == "model" and t.get(key) and "/" not in t[key] and not (path.parent / t[key]).exists():
                     continue  # a shipped model's name (allegro-fm-mini), resolved by allegro_fm_model
                 if t.get(key) and not Path(t[key]).is_absolute():
-                    t[key] = str(path.parent / t[key])
+                    t[key] = os.path.normpath(path.parent / t[key])  # examples/x/../../runs -> runs
             if "replicate" in t:
                 if not isinstance(t["replicate"], list) or not all(type(x) is int for x in t["replicate"]):
                     raise MDInputError(f"{path}: [system] replicate must be three integers (got {t['replicate']!r})")

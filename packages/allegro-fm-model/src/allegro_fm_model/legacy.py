@@ -92,15 +92,6 @@ def is_torchscript_archive(path: str | Path) -> bool:
         return False
 
 
-def is_legacy_model(path: str | Path) -> bool:
-    """True when ``path`` is a TorchScript file with nequip 0.6.x deployment metadata."""
-    try:
-        read_legacy_metadata(path)
-    except (LegacyModelError, FileNotFoundError, OSError, zipfile.BadZipFile):
-        return False
-    return True
-
-
 def _set_jit_options(meta: dict[str, str], device: str) -> None:
     """The TorchScript settings nequip 0.6.x applies when it loads a deployed model (fusion strategy, TF32), and on
     the CPU TorchScript's simple graph executor instead of the profiling one: in MD the edge count changes every
