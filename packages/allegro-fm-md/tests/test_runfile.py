@@ -199,7 +199,9 @@ def test_cell_relaxation_from_the_run_file_reaches_zero_stress(tmp_path, capsys)
     assert np.abs(a.get_stress() / units.GPa).max() < 1e-2  # GPa; 0.12 GPa before relaxation
     assert 5.25 < a.cell.lengths()[0] / 3 < 5.40  # truncated-LJ fcc lattice constant (2^(1/6) sigma sqrt 2 = 5.40 untruncated)
 
-    class TwoRanks:
+    from allegro_fm_md import SerialComm
+
+    class TwoRanks(SerialComm):  # the Comm contract over one process, claiming a second rank
         size, rank = 2, 0
 
     with pytest.raises(ValueError, match="one rank"):
