@@ -87,6 +87,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, monkeypatc
     assert main(["run", "run.toml", "--dry-run", "--ranks", "4"]) == 0
     out = capsys.readouterr().out
     assert "256 atoms" in out and "| 3 |" in out and not Path("out").exists()
+    Path("run.toml").write_text(Path("run.toml").read_text().replace("steps = 10", 'steps = 10\nintegrator = "verlet2"'))
+    assert main(["run", "run.toml", "--dry-run", "--ranks", "4"]) == 2  # the plan refuses what the run would refuse
+    assert "unknown integrator 'verlet2'" in capsys.readouterr().err
 
 
 def test_binding_uses_the_node_local_rank():

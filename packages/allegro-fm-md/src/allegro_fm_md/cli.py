@@ -16,6 +16,7 @@ from .analysis import plot_rdf, radial_distribution, read_frames
 from .chunked import CPU_CALL_EDGES
 from .comm import SERIAL, CollectiveFailure, world
 from .errors import MDInputError
+from .integrators import build_integrator
 from .jobcontrol import RunStopped
 from .memory import process_resident_bytes
 from .plan import measure_bytes_per_edge, plan_supercell
@@ -31,6 +32,7 @@ def _dry_run(args, comm) -> int:
     edges and memory per rank, with the model's memory per edge measured once on a probe of the structure."""
     rf = RunFile.load(args.runfile)
     system, pot, _ = validate(rf, comm, progress=False)
+    build_integrator(rf.run)  # an unknown or inconsistent integrator is refused here too, not only when the job runs
     n = args.ranks or comm.size
     base = process_resident_bytes()  # interpreter, libraries and the model's weights: every rank carries them
     per_edge = measure_bytes_per_edge(system.unit, pot, rf.run.skin)
