@@ -139,3 +139,18 @@ def test_the_readme_package_table_shows_the_versions_the_packages_report():
         version = importlib.import_module(mod).__version__
         row = next(line for line in readme.splitlines() if line.startswith(f"| [{dist}]"))
         assert f"**{version}**" in row, (dist, version, row[:120])
+
+
+def test_the_bench_wings_never_import_each_other():
+    """allegro-fm-bench holds two products: the paper's experiments (experiments/) and the Allegro-FM-mini recipe (mini/).
+    Both stand on the shared floor (structures, labelling, neb, report); neither wing imports the other (module level
+    or inside functions), and the package has no import cycle (test_no_import_cycles)."""
+    graph = _import_graph(ROOT / "packages" / "allegro-fm-bench" / "src", "allegro_fm_bench")
+    wings = ("allegro_fm_bench.experiments", "allegro_fm_bench.mini")
+    assert any(m.startswith(wings[0] + ".") for m in graph) and any(m.startswith(wings[1] + ".") for m in graph)
+    for a, b in (wings, wings[::-1]):
+        crossing = sorted(f"{m} -> {d}" for m, deps in graph.items() if m == a or m.startswith(a + ".")
+                          for d in deps if d == b or d.startswith(b + "."))
+        assert not crossing, crossing
+    floor = [m for m in graph if not m.startswith(wings) and m not in ("allegro_fm_bench.cli",)]
+    assert not sorted(f"{m} -> {d}" for m in floor for d in graph[m] if d.startswith(wings)), "the floor imports a wing"

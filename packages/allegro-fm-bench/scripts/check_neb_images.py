@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from allegro_fm_bench.experiments.neb import band, endpoints, energies, rotated_water
+from allegro_fm_bench.neb import band, endpoints, energies, rotated_water
 from ase.calculators.calculator import Calculator, all_changes
 
 
@@ -43,7 +43,7 @@ class InBox(Calculator):
 def main(model: str = "allegro-fm-mini", *counts: str) -> int:
     torch.set_num_threads(1)
     if model == "sevenn-0":
-        from allegro_fm_bench.peers import peer_calculator
+        from allegro_fm_bench.mini.peers import peer_calculator
 
         calc = InBox(peer_calculator("sevenn-0"))
     else:

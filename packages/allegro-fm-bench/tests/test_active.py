@@ -11,7 +11,7 @@ from ase.calculators.emt import EMT
 
 
 def test_relaxation_snapshots_span_the_path_and_keep_unconverged_ones():
-    from allegro_fm_bench.active import relaxation_snapshots
+    from allegro_fm_bench.mini.active import relaxation_snapshots
 
     a = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
     a.rattle(0.08, seed=1)
@@ -38,8 +38,8 @@ def test_relaxation_snapshots_span_the_path_and_keep_unconverged_ones():
 
 
 def test_eos_path_jobs_cover_every_volume_and_rattle_the_ends():
-    from allegro_fm_bench.active import EOS_STRAINS, eos_path_jobs
-    from allegro_fm_bench.minidata import MiniDataSettings
+    from allegro_fm_bench.mini.active import EOS_STRAINS, eos_path_jobs
+    from allegro_fm_bench.mini.minidata import MiniDataSettings
 
     st = MiniDataSettings()
     jobs = eos_path_jobs(EMT(), "emt", st, np.random.default_rng(0), lambda: bulk("Cu", "fcc", a=3.7, cubic=True), "Cu")
@@ -75,8 +75,8 @@ def test_band_loop_labels_the_band_where_the_optimiser_takes_it(monkeypatch, cur
     (+-1, 1, 0)): the first snapshot is the start, on the straight line y = 1 between the minima; the band then moves
     onto the curved path y = x^2 and the last snapshot is the converged band, every image on it; a snapshot is taken
     every ``every`` FIRE steps and none repeats the one before; every job names the iteration and where it was taken."""
-    from allegro_fm_bench import active
-    from allegro_fm_bench.experiments import neb
+    from allegro_fm_bench import neb
+    from allegro_fm_bench.mini import active
 
     monkeypatch.setattr(neb, "endpoints", lambda calc: (Atoms("H", [(-1.0, 1.0, 0.0)]), Atoms("H", [(1.0, 1.0, 0.0)])))
     jobs = active.band_loop_jobs(curved_surface, "surface", 3, every=10)
@@ -102,7 +102,7 @@ def test_band_loop_labels_the_band_where_the_optimiser_takes_it(monkeypatch, cur
 def test_band_loop_iterations_run_in_order(tmp_path):
     """Iteration 2 of a band loop without iteration 1's labels is refused, naming the missing stage file (nothing is
     labelled, no model is loaded)."""
-    from allegro_fm_bench.active import make_active_molecular
+    from allegro_fm_bench.mini.active import make_active_molecular
 
     with pytest.raises(ValueError, match=r"round5_band_loop\.it1\.extxyz: band loop iteration 1 has no labels"):
         make_active_molecular(tmp_path, tmp_path / "none.ckpt", 5, band_loop=2, md=False)
@@ -114,7 +114,7 @@ def test_transition_state_jobs_rattle_the_saddle_and_sample_both_descents(tmp_pa
     size, never larger than 4 sigma), every DESCENT_EVERY-th frame of both saved descents in order, with generators
     that say which; the same seed gives the same jobs."""
     import ase.io
-    from allegro_fm_bench.active import DESCENT_EVERY, TS_RATTLES, transition_state_jobs
+    from allegro_fm_bench.mini.active import DESCENT_EVERY, TS_RATTLES, transition_state_jobs
     from allegro_fm_bench.structures import carbonic_acid_path
 
     band = carbonic_acid_path(5)
@@ -159,7 +159,7 @@ class _Exploding(EMT):
 
 
 def test_model_md_keeps_evenly_spaced_snapshots_and_stops_where_the_model_breaks():
-    from allegro_fm_bench.active import _broken, model_md
+    from allegro_fm_bench.mini.active import _broken, model_md
 
     a = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
     start = a.positions.copy()
@@ -181,8 +181,8 @@ def test_model_md_keeps_evenly_spaced_snapshots_and_stops_where_the_model_breaks
 
 
 def test_round4_molecules_are_new_closed_shell_and_the_held_out_ones_stay_out():
-    from allegro_fm_bench.active import ROUND4_MOLECULES, molecular_md_geometries
-    from allegro_fm_bench.minidata import HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES, MiniDataSettings
+    from allegro_fm_bench.mini.active import ROUND4_MOLECULES, molecular_md_geometries
+    from allegro_fm_bench.mini.minidata import HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES, MiniDataSettings
     from allegro_fm_bench.structures import MOLECULES
     from ase.build import molecule
 
@@ -203,7 +203,7 @@ def test_round4_molecules_are_new_closed_shell_and_the_held_out_ones_stay_out():
 
 
 def test_model_md_of_a_family_without_round1_data_names_the_missing_file(tmp_path):
-    from allegro_fm_bench.active import _round1_base
+    from allegro_fm_bench.mini.active import _round1_base
 
     with pytest.raises(ValueError, match=r"pbe/quartz\.extxyz: no labelled family .*run make-mini-data first"):
         _round1_base(tmp_path, "quartz")

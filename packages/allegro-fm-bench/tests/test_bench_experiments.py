@@ -99,8 +99,8 @@ def test_nanoparticle_in_fluid_density_spacing_and_species():
 
 
 def test_neb_water_rotation_keeps_the_molecule_and_pbe_forces_are_gradients():
-    from allegro_fm_bench.experiments.neb import rotated_water
     from allegro_fm_bench.labelling import PySCFCalculator
+    from allegro_fm_bench.neb import rotated_water
     from ase import Atoms
 
     p = S.carbonic_acid_path(2)[-1]
@@ -178,7 +178,7 @@ def test_saddle_refinement_finds_the_analytic_saddle_of_a_proton_transfer(tmp_pa
     """On the analytic proton-transfer double well, from a coarse band the dimer method lands on x = (a+b)/2 with
     barrier A h^4 = 1 eV and curvature -4 A h^2, the descents end in the two bonding patterns, and a rerun reuses the
     checkpoint."""
-    from allegro_fm_bench.experiments.neb import refine_saddle
+    from allegro_fm_bench.neb import refine_saddle
     from ase import Atoms
 
     Well, a, b, home = _proton_well()
@@ -209,7 +209,7 @@ def test_reference_descents_follow_the_path_down_to_both_minima(tmp_path, monkey
     (b - a) / 2 / 0.05 steps), the energy below the start's after the first step, each frame's forces the well's, both
     sides connect, and a rerun reads the saved descents without a single new force call."""
     import ase.io
-    from allegro_fm_bench.experiments import neb
+    from allegro_fm_bench import neb
     from ase import Atoms
 
     Well, a, b, home = _proton_well()
@@ -243,7 +243,7 @@ def A_of(a, b):
 
 def test_neb_band_checkpoint_resumes_after_a_crash(tmp_path):
     """A band killed mid-optimisation resumes from its last saved FIRE step, not from the interpolation."""
-    from allegro_fm_bench.experiments.neb import band
+    from allegro_fm_bench.neb import band
     from ase.calculators.emt import EMT
 
     class Crash(EMT):
@@ -409,8 +409,8 @@ def test_experiments_take_a_legacy_nequip_06_file(tmp_path):
 def test_neb_reference_energies_survive_an_image_whose_scf_fails():
     """A model's band can hold a broken geometry on which PySCF's SCF does not converge: that image's reference
     energy is NaN and named, the others are kept (before, the whole NEB experiment stopped)."""
-    from allegro_fm_bench.experiments.neb import energies
     from allegro_fm_bench.labelling import SCFNotConverged
+    from allegro_fm_bench.neb import energies
     from ase import Atoms
     from ase.calculators.calculator import Calculator, all_changes
 

@@ -90,7 +90,7 @@ def test_neb_band_and_profile_on_a_curved_analytic_path(curved_surface):
     the minimum-energy path bends along y = x^2 (the straight line between the minima (+-1, 1) crosses 3 eV), the saddle
     is (0, 0) with barrier s = 0.5 eV = 11.53 kcal/mol. The band must converge onto the curved path and the climbing
     image onto the saddle; the profile is reported in kcal/mol."""
-    from allegro_fm_bench.experiments.neb import band, energies
+    from allegro_fm_bench.neb import band, energies
     from ase import Atoms
 
     calc = curved_surface
@@ -112,7 +112,7 @@ def test_peer_force_errors_per_family(tmp_path):
     labelled, -1 on the family whose label forces were reversed (RMSE 2 |F|); molecules in vacuum are skipped."""
     import ase.io
     import tea_align
-    from allegro_fm_bench.peers import force_errors, markdown, peer_calculator
+    from allegro_fm_bench.mini.peers import force_errors, markdown, peer_calculator
     from ase.build import molecule
     from ase.calculators.singlepoint import SinglePointCalculator
 

@@ -8,8 +8,8 @@ import lzma
 import ase.io
 import numpy as np
 import pytest
-from allegro_fm_bench import labelstore
 from allegro_fm_bench.cli import main
+from allegro_fm_bench.mini import labelstore
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 

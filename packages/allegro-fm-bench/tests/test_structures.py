@@ -163,7 +163,7 @@ def test_melt_and_molecular_box_starts():
 
 
 def test_mini_v2_families_build_and_hold_out_whole_families():
-    from allegro_fm_bench.minidata import FAMILIES, HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES, crystals
+    from allegro_fm_bench.mini.minidata import FAMILIES, HELDOUT_MOLECULES, MORE_MOLECULES, ROUND2_CLUSTERS, ROUND2_MOLECULES, crystals
     from ase.build import molecule
 
     names = [f.name for f in FAMILIES]
@@ -186,7 +186,7 @@ def test_mini_data_stages_resume_share_and_take_over(tmp_path):
     import os
     import subprocess
 
-    from allegro_fm_bench.minidata import _stage, _stages
+    from allegro_fm_bench.mini.minidata import _stage, _stages
     from ase import Atoms
 
     made = []
@@ -214,7 +214,7 @@ def test_reaction_path_frames_from_a_reference_neb_folder(tmp_path):
     """Round 2's reaction-path stage: each band image and the saddle of a finished reference NEB, as is and rattled by the
     settings' path rattles (the files are not changed); a folder without a finished NEB is an error naming it."""
     import ase.io
-    from allegro_fm_bench.minidata import MiniDataSettings, _reaction_path_jobs
+    from allegro_fm_bench.mini.minidata import MiniDataSettings, _reaction_path_jobs
 
     band = S.carbonic_acid_path(5)
     ase.io.write(tmp_path / "images.extxyz", band)
@@ -237,8 +237,8 @@ def test_reaction_path_frames_from_a_reference_neb_folder(tmp_path):
 def test_model_band_frames_are_the_inner_images_of_both_pathways():
     """Round 2's active-learning stage: the inner images of a calculator's own quick NEB bands (in-plane and H2O
     rotation, 7 images each), as they are and rattled; ASE's EMT stands in for a model here (it runs in seconds)."""
-    from allegro_fm_bench.experiments.neb import endpoints
-    from allegro_fm_bench.minidata import MiniDataSettings, _model_band_jobs
+    from allegro_fm_bench.mini.minidata import MiniDataSettings, _model_band_jobs
+    from allegro_fm_bench.neb import endpoints
     from ase.calculators.emt import EMT
 
     st = MiniDataSettings()

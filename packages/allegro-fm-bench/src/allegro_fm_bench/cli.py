@@ -14,8 +14,8 @@ from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
 from .experiments import EXPERIMENTS, resolve_model, run_experiment
-from .minidata import QUICK, MiniDataSettings, make_molecular_part, make_pbe_part
-from .peers import PEERS, force_errors, markdown, peer_calculator
+from .mini.minidata import QUICK, MiniDataSettings, make_molecular_part, make_pbe_part
+from .mini.peers import PEERS, force_errors, markdown, peer_calculator
 from .report import machine, write_report
 
 
@@ -91,7 +91,7 @@ def _make_mini_data(args) -> int:
 
 def _make_active_data(args) -> int:
     """Label one active-learning round of a model (resumable per stage)."""
-    from .active import make_active_molecular, make_active_pbe
+    from .mini.active import make_active_molecular, make_active_pbe
 
     if args.round < 3:
         raise ValueError(f"--round {args.round}: rounds 1 and 2 are make-mini-data's; an active round is 3 or later")
@@ -114,7 +114,7 @@ def _labels(args) -> int:
     """Pack, restore or check a run's labelling stages against the store; check exits 1 when a stage differs."""
     from collections import Counter
 
-    from . import labelstore
+    from .mini import labelstore
 
     status = getattr(labelstore, args.action)(args.source, args.target)
     counts = Counter(status.values())

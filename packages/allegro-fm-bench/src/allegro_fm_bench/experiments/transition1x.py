@@ -25,8 +25,8 @@ from ase.data import chemical_symbols
 from tea_align.elements import MAX_Z
 from tea_align.progress import progress as tracked
 
+from ..neb import band
 from ._common import Context, plt, save_figure
-from .neb import band
 
 LEVEL = "wB97x_6-31G(d)"
 #: where the runner looks when --transition1x is not given (first that exists)

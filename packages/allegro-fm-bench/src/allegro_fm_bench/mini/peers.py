@@ -20,7 +20,7 @@ PEERS = ("sevenn-0", "chgnet")
 def peer_calculator(name: str, device: str = "cpu"):
     """An ASE calculator of a peer that ships its weights in its wheel: "sevenn-0" (SevenNet-0) or "chgnet" (CHGNet)."""
     if name == "sevenn-0":
-        from .labelling import pbe_calculator
+        from ..labelling import pbe_calculator
 
         return pbe_calculator(device)
     if name == "chgnet":

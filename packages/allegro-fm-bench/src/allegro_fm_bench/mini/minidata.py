@@ -34,8 +34,8 @@ from ase.optimize import FIRE
 from tea_align.files import atomic_path
 from tea_align.progress import progress as tracked
 
-from . import structures as S
-from .labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
+from .. import structures as S
+from ..labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
 
 log = logging.getLogger("allegro_fm_bench.minidata")
 ANCHOR_BOX = 14.0  # A
@@ -441,7 +441,7 @@ def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random
     """The reaction path of the bench's reference NEB (``check_neb_reference.py``'s folder: images.extxyz, its PBE band,
     converged or not, and saddle.extxyz, the refined saddle), each geometry as is and rattled by the settings' path
     rattles."""
-    from .experiments.neb import read_reference  # lazy, as the model-band stage's import of the NEB
+    from ..neb import read_reference  # lazy, as the model-band stage's import of the NEB
 
     band, saddle = read_reference(folder)
     jobs = []
@@ -459,7 +459,7 @@ def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Gene
     ``steps`` FIRE steps, the in-plane and the H2O-rotation pathway), as they are and rattled by the settings' path
     rattles. A model with a spurious low-energy region along the path puts
     images there; labelled, they teach the next model that the region is high in energy."""
-    from .experiments.neb import band, endpoints, rotated_water
+    from ..neb import band, endpoints, rotated_water
 
     reactant, product = endpoints(calc)
     jobs = []
