@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import ase.io
-from allegro_fm_bench.neb import PAPER, REF_TOLERANCE, reference_path
+from allegro_fm_bench.experiments.neb import PAPER, REF_TOLERANCE
+from allegro_fm_bench.neb import reference_path
 
 
 def main(out: str = "runs/neb-reference") -> int:
