@@ -145,3 +145,16 @@ def test_a_per_rank_device_mask_takes_the_one_device_the_rank_sees(caplog):
     assert device_for_rank("xpu", 7, 12, count=1, environ={"ZE_AFFINITY_MASK": "3.1"}) == "xpu:0"
     assert "share" not in caplog.text
     assert device_for_rank("xpu", 7, 12, count=1, environ={}) == "xpu:0" and "12 ranks on this node share 1 xpu" in caplog.text
+
+
+def test_ghosts_of_a_simple_cubic_lattice_are_counted_by_hand():
+    """A second oracle for the ghosts: a simple-cubic lattice (2 A, 12 x 12 x 12) on 2 x 2 x 2 ranks; each subdomain
+    holds 6 x 6 x 6 atoms and its halo (3.5 A) takes 2 lattice planes beyond every face, so it sees
+    (6 + 2 x 2)^3 - 6^3 = 784 ghosts, and every atom 6 neighbours within 2.5 A."""
+    from allegro_fm_md.plan import plan_supercell
+    from ase import Atoms
+
+    unit = Atoms("Ar", positions=[(1.0, 1.0, 1.0)], cell=[2.0, 2.0, 2.0], pbc=True)
+    p = plan_supercell(unit, (12, 12, 12), 2.5, 1.0, 8)
+    assert p.grid == (2, 2, 2)
+    assert {(r.local, r.ghosts, r.edges) for r in p.ranks} == {(216, 784, 216 * 6)}

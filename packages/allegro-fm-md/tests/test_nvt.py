@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from allegro_fm_md.forces import ForceEvaluator
 from allegro_fm_md.integrators import Langevin, State
 from allegro_fm_md.reference import LennardJones
@@ -27,3 +28,23 @@ def test_langevin_temperature_and_fluctuations():
     print(f"<T> = {temps.mean():.2f} K (target 60), std/<T> = {temps.std() / temps.mean():.4f} (canonical {expected_rel:.4f})")
     assert abs(temps.mean() - 60.0) < 1.5
     assert abs(temps.std() / temps.mean() / expected_rel - 1) < 0.25
+
+
+def test_langevin_free_particles_reach_equipartition_per_component():
+    """A second oracle for the bath's noise: particles that feel no force (8 A apart, cutoff 6.5 A) are an
+    Ornstein-Uhlenbeck process whose stationary velocity variance is kB T / m per component, exactly, whatever the
+    friction: a wrong noise amplitude moves it. 64 atoms x 3 components x 1000 samples (decorrelated every 10 fs)."""
+    from ase import units
+
+    a = bulk("Ar", "sc", a=8.0) * (4, 4, 4)
+    st = State(a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy())
+    ev = ForceEvaluator(LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5), np.zeros(len(a), int))
+    ev.update(st)
+    integ = Langevin(2.0, 120.0, friction=0.1, seed=11)
+    samples = []
+    for k in range(5200):
+        integ.step(st, ev)
+        if k >= 200 and k % 5 == 0:
+            samples.append(st.velocities.copy())
+    v2 = np.mean(np.array(samples) ** 2 * st.masses[None, :, None])
+    assert v2 == pytest.approx(units.kB * 120.0, rel=0.03)

@@ -234,3 +234,22 @@ def test_a_fault_while_merging_is_one_line(written, monkeypatch, capsys):
     assert main(["merge", str(written / "base" / "trajectory.shards"), "-o", str(written / "m.h5md")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "injected fault at merge" in err and not (written / "m.h5md").exists()
+
+
+def test_read_restart_shards_checks_each_shard_against_its_checksum(tmp_path):
+    """The same check one level down, in one process: a shard whose content changed but not its size is refused by the
+    reader, naming it; the untouched restart reads back the state that was written."""
+    from allegro_fm_md import MDInputError, SerialComm, State
+    from allegro_fm_md.restart import read_restart_shards, write_restart_shards
+
+    a = bulk("Ar", "fcc", a=5.3, cubic=True) * (2, 2, 2)
+    st = State(a.positions.copy(), np.ones((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy(), step=7,
+               ids=np.arange(len(a)), types=np.zeros(len(a), int))
+    path = write_restart_shards(tmp_path / "restart.shards", st, {}, SerialComm())
+    np.testing.assert_array_equal(read_restart_shards(path).arrays["positions"], st.positions)
+    f = path / "rank-00000.npz"
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(MDInputError, match="rank-00000.npz: restart shard does not match its checksum"):
+        read_restart_shards(path)

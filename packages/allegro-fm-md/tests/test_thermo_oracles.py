@@ -93,3 +93,25 @@ def test_deformation_initial_slope_is_c33(tmp_path):
     assert c33 > 3.0  # LJ argon near 0 K: C11 ~ 4 GPa
     assert strain[-1] == pytest.approx(emax)
     assert slope == pytest.approx(c33, rel=0.01)
+
+
+def test_an_ideal_gas_pressure_is_n_k_t_over_v(tmp_path):
+    """A second oracle for the kinetic part of the stress: argon atoms too far apart to interact (every pair beyond the
+    cutoff) are an ideal gas, so the thermo log's pressure is N kB T / V and its stress diagonal -N kB T / V per axis
+    (ASE sign: tensile positive), whatever the potential does."""
+    from allegro_fm_md import ForceEvaluator, LennardJones, Simulation, State, VelocityVerlet
+    from ase import units
+    from ase.build import bulk
+
+    a = bulk("Ar", "sc", a=8.0) * (4, 4, 4)  # 8 A apart, cutoff 6.5 A: no pair interacts
+    rng = np.random.default_rng(0)
+    v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(units.kB * 300.0 / a.get_masses()[:, None])
+    st = State(a.positions.copy(), v - v.mean(0), a.get_masses(), np.array(a.cell), a.pbc.copy())
+    pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)
+    sim = Simulation(st, VelocityVerlet(1.0), ForceEvaluator(pot, np.zeros(len(a), int)), tmp_path, thermo_every=1)
+    sim.run(2)
+    row = sim.thermo[-1]
+    ideal = sim.state.dof() * units.kB * row.column("T_K") / 3 / a.get_volume() / units.GPa  # N kB T / V with the same dof as T
+    assert row.column("p_GPa") == pytest.approx(ideal, rel=1e-6)
+    stress = sim.stress_GPa()
+    assert np.trace(stress) / 3 == pytest.approx(-ideal, rel=1e-6) and (np.diag(stress) < 0).all()

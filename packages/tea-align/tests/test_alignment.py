@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tea_align
@@ -138,3 +140,28 @@ def test_aligned_stress_is_the_target_levels_stress(demo_data, rng):
     assert scale > 1e-3  # strained crystals: the stress is not ~0
     np.testing.assert_allclose(aligned.stress, np.array(target), atol=1e-7 * scale / 1e-3)
     assert not np.allclose(np.array([f.stress for f in frames]), np.array(target), atol=1e-3 * scale)  # alpha != 1 matters
+
+
+def test_aligned_stress_scales_as_the_forces_do(demo_data):
+    """A second oracle for the stress: forces and stress are both derivatives of the same energy (1), so alignment must
+    scale them by the same alpha_s frame by frame: the aligned / raw ratio of the stress equals that of the forces."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    p, _ = demo_data
+    data = [f"{p['periodic']},level={synthetic.LEVEL_S}", f"{p['molecules']},level={synthetic.LEVEL_T}"]
+    al = tea_align.fit([p["anchors"]], data, target_level=synthetic.LEVEL_T)
+    frames = [synthetic.label(c, synthetic.LEVEL_S) for c in synthetic.crystals(np.random.default_rng(3), 3)]
+    for k, a in enumerate(frames):  # give each periodic frame a stress (the synthetic labels have none)
+        s = np.array([0.01, -0.02, 0.015, 0.001, -0.002, 0.003]) * (k + 1)
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces(), stress=s)
+    tmp = Path(p["periodic"]).with_name("with-stress.extxyz")
+    ase.io.write(tmp, frames)
+    out = Path(p["periodic"]).with_name("with-stress.h5")
+    tea_align.apply(al, [f"{tmp},level={synthetic.LEVEL_S}"], out)
+    with tea_align.open_dataset(out) as ds:
+        for a, fr in zip(frames, ds, strict=True):
+            f_ratio = np.linalg.norm(fr.forces) / np.linalg.norm(a.get_forces())
+            s_ratio = np.linalg.norm(fr.stress) / np.linalg.norm(a.get_stress(voigt=False))
+            assert s_ratio == pytest.approx(f_ratio, rel=1e-6)  # extxyz text: forces to ~1e-9
+            assert f_ratio == pytest.approx(al.levels[synthetic.LEVEL_S].scale, rel=1e-6)

@@ -46,6 +46,10 @@ def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
     return ase.io.read(path, f"::{every}")
 
 
+#: width (A) of the moving average that ``RDF.first_shell`` reads peaks and minima off (at least 3 bins)
+SMOOTH_A = 0.1
+
+
 @dataclass(frozen=True)
 class RDF:
     """Partial g(r) of element pairs: r (A, bin centres), g[pair] (dimensionless, symmetric in the pair),
@@ -66,11 +70,13 @@ class RDF:
         return c / max(self.atoms[pair[0]], 1e-300)
 
     def first_shell(self, pair: tuple[str, str]) -> FirstShell:
-        """The first coordination shell of ``pair``, peak and minimum read off the same 3-bin smoothed g(r): the first
+        """The first coordination shell of ``pair``, peak and minimum read off the same smoothed g(r) (a moving average
+        over ``SMOOTH_A``, at least 3 bins: 3 at the default 0.05 A bins): the first
         local maximum above max(1, 0.3 max g), then the first local minimum after it (the shell's r_cut), and the
         coordination number at that r_cut. All NaN (coordination 0) when g never rises above that level."""
         g, n = self[pair], self.running_coordination(pair)
-        gs = np.convolve(g, np.ones(3) / 3, mode="same")  # 3-bin smoothing against noise
+        width = max(3, 2 * int(round(SMOOTH_A / (2 * (self.r[1] - self.r[0])))) + 1) if len(self.r) > 1 else 1
+        gs = np.convolve(g, np.ones(width) / width, mode="same")  # a ~0.1 A (at least 3-bin) window against noise
         above = np.flatnonzero(gs > max(1.0, 0.3 * gs.max()))
         if len(above) == 0:
             return FirstShell(float("nan"), float("nan"), float("nan"), 0.0)
