@@ -119,3 +119,15 @@ def test_an_o_h_like_shell_with_random_noise_counts_its_partners():
     sh = RDF(r, {("O", "H"): noisy}, {("O", "H"): counts}, {"O": 1.0, "H": 1.0}, 1).first_shell(("O", "H"))
     assert 1.15 < sh.r_min < 1.6 and sh.r_peak == pytest.approx(1.0, abs=0.02)
     assert sh.coordination == pytest.approx(rho * 4 * np.pi * 30.0 * 0.05 * np.sqrt(np.pi) * (1.0 + 0.05**2 / 2), rel=0.05)
+
+
+def test_a_zero_kelvin_spike_peaks_at_its_own_bin_on_fine_bins():
+    """A perfect crystal's first shell is one bin; the moving average spreads it into a plateau (9 bins at 0.0125 A),
+    whose middle, not its end, is the peak."""
+    from allegro_fm_md.analysis import RDF
+
+    r = np.arange(0.00625, 6.0, 0.0125)
+    g = np.zeros_like(r)
+    g[300] = 400.0  # r = 3.756 A
+    sh = RDF(r, {("Ar", "Ar"): g}, {("Ar", "Ar"): np.cumsum(g) * 0.01}, {"Ar": 1.0}, 1).first_shell(("Ar", "Ar"))
+    assert sh.r_peak == pytest.approx(r[300], abs=1e-12) and sh.r_min > r[300]

@@ -83,10 +83,14 @@ class RDF:
         top = int(above[0])
         while top + 1 < len(gs) and gs[top + 1] >= gs[top]:
             top += 1
+        start = top  # a flat top (a 0 K crystal's one-bin spike, averaged): the peak is the plateau's middle
+        while start > 0 and np.isclose(gs[start - 1], gs[top], rtol=1e-12, atol=0.0):
+            start -= 1
         k = top
         while k + 1 < len(gs) and gs[k + 1] < gs[k]:
             k += 1
-        return FirstShell(float(self.r[top]), float(gs[top]), float(self.r[k]), float(n[k]))
+        peak = (start + top) // 2
+        return FirstShell(float(self.r[peak]), float(gs[peak]), float(self.r[k]), float(n[k]))
 
     def coordination(self, pair: tuple[str, str], r_cut: float | None = None) -> tuple[float, float]:
         """(coordination number, r_cut A): mean number of ``pair[1]`` within r_cut of a ``pair[0]``; r_cut defaults to
