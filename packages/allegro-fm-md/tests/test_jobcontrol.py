@@ -85,7 +85,7 @@ def _final_positions(folder: Path) -> np.ndarray:
 @pytest.mark.parametrize("ranks, sig", [(1, signal.SIGTERM),
                                         pytest.param(2, signal.SIGUSR1, marks=pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec"))])
 def test_a_signal_stops_cleanly_and_the_chain_equals_an_unbroken_run(tmp_path, ranks, sig):
-    steps = 1500
+    steps = 1000
     whole = tmp_path / "whole"
     assert main(["run", str(_setup(whole, steps)), "-q"]) == 0
     chain = tmp_path / "chain"

@@ -220,12 +220,12 @@ def test_a_failing_rank_stops_every_rank_with_its_name_and_step(tmp_path):
 
 def test_thin_subdomains_equal_one_rank(tmp_path, monkeypatch):
     """8 ranks along x of a cell 3.3 cutoffs long: each subdomain (2.65 A) is under half a cutoff (6.5 A), so the
-    ghost exchange forwards over ceil(7.0 / 2.65) = 3 ranks each way; 150 drifting NVE steps equal 1 rank to 1e-10 A
+    ghost exchange forwards over ceil(7.0 / 2.65) = 3 ranks each way; 60 drifting NVE steps equal 1 rank to 1e-10 A
     (float64 LJ)."""
-    ref = _run(1, tmp_path, 150, "thin")
+    ref = _run(1, tmp_path, 60, "thin")
     monkeypatch.setenv("GRID", "8,1,1")
     (tmp_path / "eight").mkdir()
-    r = _run(8, tmp_path / "eight", 150, "thin")
+    r = _run(8, tmp_path / "eight", 60, "thin")
     assert tuple(r["grid"]) == (8, 1, 1) and r["builds"] > 5
     d = r["positions"] - ref["positions"]
     frac = d @ np.linalg.inv(ref["cell"])
