@@ -148,6 +148,8 @@ def test_nothing_to_do_and_ranks_are_validated(tmp_path, capsys):
     f.write_text(f.read_text().replace("steps = 20", "steps = 30"))  # raising steps extends the run
     assert main(["run", str(f), "--resume", "-q"]) == 0
     assert np.loadtxt(tmp_path / "out" / "thermo.log")[-1, 0] == 30
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text())["runfile_sha256"]
+    assert recorded == hashlib.sha256(f.read_text().encode()).hexdigest()  # --resume keeps the run file's identity
     for argv, msg in ((["--dry-run", "--ranks", "0"], "must be >= 1"), (["--dry-run", "--ranks", "-2"], "must be >= 1"),
                       (["--ranks", "4"], "only with --dry-run")):
         capsys.readouterr()

@@ -64,7 +64,7 @@ def cmd_run(args) -> int:
     try:
         rf = RunFile.load(args.runfile)
         if args.resume and not rf.output.restart_from:
-            rf = RunFile(rf.system, rf.potential, rf.run, replace(rf.output, restart_from=AUTO))
+            rf = replace(rf, output=replace(rf.output, restart_from=AUTO))  # keeps the run file's hash
         sim = run_md(rf, comm, progress=not args.quiet, overwrite=args.overwrite)
     except MDInputError:
         if comm.rank != 0:  # one line from rank 0 only

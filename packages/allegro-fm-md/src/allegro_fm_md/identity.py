@@ -103,18 +103,7 @@ def settle_identity(outdir: str | Path, species: str, model: str, runfile_sha: s
         if folder is not None and old_id is not None and folder.get("run_id") != old_id:
             raise MDInputError(f"{outdir} holds run {folder.get('run_id')}, but {restart_path} is a restart of run {old_id}: "
                                "resume it in its own folder or a new one, never into another run's")
-        run_id = old_id
-    elif folder is not None and folder.get("run_id"):
-        run_id = None  # a fresh start into a folder being overwritten: a new run
+        run_id = old_id  # a fresh start (or one into a folder being overwritten) gets a new id below
     ident = RunIdentity(run_id or uuid.uuid4().hex, species, model)
     write_text_atomic(Path(outdir) / RUN_FILE_NAME, json.dumps({**ident.meta(), "runfile_sha256": runfile_sha}, indent=1))
     return ident, note
-
-
-def restart_meta(path: str | Path) -> dict:
-    """The meta (npz) or index (sharded folder) of a restart, without its arrays."""
-    path = Path(path)
-    if path.is_dir():
-        return json.loads((path / "index.json").read_text())
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["meta"]))

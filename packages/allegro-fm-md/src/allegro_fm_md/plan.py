@@ -116,19 +116,20 @@ def _axis_counts(frac_unit: np.ndarray, reps: int, grid: int, hfrac: float, peri
     return local, ext
 
 
-def _neighbour_counts(unit, reps, cutoff: float) -> np.ndarray:
-    """Neighbours within ``cutoff`` (A) of each unit atom in the replicated structure (ase's neighbour list on the unit
-    cell with its periodicity; along an open axis the replicas' neighbours are not counted)."""
+def _neighbour_counts(unit, reps, *cutoffs: float) -> list[np.ndarray]:
+    """Neighbours within each of ``cutoffs`` (A) of each unit atom in the replicated structure, from one neighbour list
+    at the largest (ase's, on the unit cell with its periodicity; along an open axis the replicas' neighbours are not
+    counted)."""
     from ase.neighborlist import neighbor_list
 
     if len(unit) == 0:
-        return np.zeros(0)
+        return [np.zeros(0) for _ in cutoffs]
     pbc = np.asarray(unit.pbc, bool)
     probe = unit.copy()
     if not pbc.all():  # an open axis with replicas: count within the replicated block (small structures only)
         probe = unit * tuple(int(r) if not p else 1 for r, p in zip(reps, pbc, strict=True))
-    i = neighbor_list("i", probe, cutoff, self_interaction=False)
-    return np.bincount(i, minlength=len(probe))[: len(unit)].astype(np.float64)
+    i, d = neighbor_list("id", probe, max(cutoffs), self_interaction=False)
+    return [np.bincount(i[d < c], minlength=len(probe))[: len(unit)].astype(np.float64) for c in cutoffs]
 
 
 def measure_bytes_per_edge(unit, potential, skin: float = 1.0, target_edges: int = 16384) -> float | None:
@@ -139,7 +140,7 @@ def measure_bytes_per_edge(unit, potential, skin: float = 1.0, target_edges: int
     from .memory import peak_meter
 
     inner = getattr(potential, "inner", potential)  # the model itself, not the chunking around it
-    nn = max(float(_neighbour_counts(unit, (1, 1, 1), inner.cutoff).mean()) if len(unit) else 0.0, 1.0)
+    nn = max(float(_neighbour_counts(unit, (1, 1, 1), inner.cutoff)[0].mean()) if len(unit) else 0.0, 1.0)
     need = max(1, int(np.ceil(target_edges / (nn * max(len(unit), 1)))))
     widths = plane_spacings(np.array(unit.cell)) if np.asarray(unit.pbc).all() else np.ones(3)
     reps = [1, 1, 1]
@@ -185,8 +186,7 @@ def plan_supercell(unit, reps, cutoff: float, skin: float, n_ranks: int, bytes_p
     frac = unit.get_scaled_positions(wrap=False)
     hfrac = halo / plane_spacings(cell)
     loc, ext = zip(*(_axis_counts(frac[:, d], reps[d], grid[d], hfrac[d], bool(pbc[d])) for d in range(3)), strict=True)
-    nn_cut = _neighbour_counts(unit, reps, cutoff)
-    nn_halo = _neighbour_counts(unit, reps, halo)
+    nn_cut, nn_halo = _neighbour_counts(unit, reps, cutoff, halo)
     local = np.einsum("ai,aj,ak->ijk", *loc).ravel()  # rank r = (i * g1 + j) * g2 + k, as Decomposition numbers them
     empty = int((local == 0).sum())  # they run (and idle): reported, not refused
     box = np.einsum("ai,aj,ak->ijk", *ext).ravel()

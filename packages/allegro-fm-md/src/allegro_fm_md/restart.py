@@ -211,6 +211,22 @@ def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> Resta
     return RestartFile(arrays, index)
 
 
+def restart_meta(path: str | Path) -> dict:
+    """The meta (npz) or index (sharded folder) of a restart, without its arrays; MDInputError naming the file when it
+    is unreadable or of another format/version."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_index(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:  # npz members load one at a time
+            meta = json.loads(str(z["meta"]))
+    except Exception as exc:  # zipfile/np.load raise many types for a truncated file
+        raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
+    if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
+        raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
+    return meta
+
+
 def restart_header(path: str | Path) -> tuple[int, int]:
     """(step, atoms) of a restart (npz or sharded folder), reading only its metadata and id count: no rank loads the
     system to learn where a run resumes. MDInputError naming the file when it is unreadable."""
@@ -218,12 +234,6 @@ def restart_header(path: str | Path) -> tuple[int, int]:
     if path.is_dir():
         index = check_restart_shards(path)
         return int(index["step"]), int(index["atoms"])
-    try:
-        with np.load(path, allow_pickle=False) as z:  # npz members load one at a time
-            meta = json.loads(str(z["meta"]))
-            n = int(z["ids"].shape[0])
-    except Exception as exc:  # zipfile/np.load raise many types for a truncated file
-        raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
-    if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
-        raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
-    return int(meta["step"]), n
+    meta = restart_meta(path)
+    with np.load(path, allow_pickle=False) as z:
+        return int(meta["step"]), int(z["ids"].shape[0])

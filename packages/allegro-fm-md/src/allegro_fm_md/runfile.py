@@ -72,12 +72,12 @@ from .errors import MDInputError
 from .faults import inject
 from .forces import DistributedForceEvaluator
 from .ghosts import plane_spacings
-from .identity import RunIdentity, model_sha256, restart_meta, settle_identity, species_sha256
+from .identity import RunIdentity, model_sha256, settle_identity, species_sha256
 from .integrators import build_integrator, integrator_kinds
 from .minimize import relax_cell
 from .outputs import RunLock, cut_back
 from .potentials import make_potential
-from .restart import restart_header
+from .restart import restart_header, restart_meta
 from .schema import check_values
 from .simulation import Simulation, SimulationError
 from .state import State

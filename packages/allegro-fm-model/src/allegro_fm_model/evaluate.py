@@ -105,9 +105,13 @@ def energy_offsets(potential, dataset_path: str, indices: Sequence[int] | None =
             counts.append(np.bincount(types, minlength=len(species)))
     if not res:
         raise ValueError(f"{dataset_path}: no frames to fit energy offsets on")
-    counts = np.array(counts)
+    return _fit_present(np.array(res), np.array(counts), species)
+
+
+def _fit_present(residual: np.ndarray, counts: np.ndarray, species) -> dict[str, float]:
+    """``fit_energy_offsets`` over the elements that occur in the frames (columns of ``counts`` that are not all 0)."""
     present = np.flatnonzero(counts.sum(axis=0))
-    return fit_energy_offsets(np.array(res), counts[:, present], [species[k] for k in present])
+    return fit_energy_offsets(residual, counts[:, present], [species[k] for k in present])
 
 
 def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None, by: str = "source",
@@ -120,7 +124,8 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
     if by not in ("source", "key"):
         raise ValueError(f"by must be 'source' or 'key', not {by!r}")
     e_acc: dict[str, _Acc] = defaultdict(_Acc)
-    frames_e: list[tuple[str, float, int, np.ndarray]] = []  # (group, label - model energy eV, atoms, types)
+    frames_e: list[tuple[str, float, int]] = []  # (group, label - model energy eV, atoms)
+    counts: list[np.ndarray] = []  # atoms of each species per frame (only to refit offsets)
     f_acc: dict[str, _Acc] = defaultdict(_Acc)
     s_acc: dict[str, _Acc] = defaultdict(_Acc)
     el_acc: dict[str, _Acc] = defaultdict(_Acc)
@@ -139,7 +144,9 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, potential.cutoff)
             r = potential.compute(fr.positions, types, ei, fr.n_atoms, sh)
             group = fr.source if by == "source" else (fr.key or "(no key)")
-            frames_e.append((group, fr.energy - r.energy, fr.n_atoms, types))
+            frames_e.append((group, fr.energy - r.energy, fr.n_atoms))
+            if refit_offsets:
+                counts.append(np.bincount(types, minlength=len(potential.species)))
             if fr.forces is not None:
                 df = 1000.0 * (r.forces - fr.forces)
                 for key in ("all", group):
@@ -155,12 +162,10 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
             out.frames += 1
     shift = np.zeros(len(frames_e))
     if refit_offsets and frames_e:
-        counts = np.array([np.bincount(t, minlength=len(potential.species)) for *_, t in frames_e])
-        present = np.flatnonzero(counts.sum(axis=0))
-        out.offsets = fit_energy_offsets(np.array([x[1] for x in frames_e]), counts[:, present],
-                                         [potential.species[k] for k in present])
-        shift = counts[:, present] @ np.array(list(out.offsets.values()))
-    for (group, res, n, _), d in zip(frames_e, shift):
+        c = np.array(counts)
+        out.offsets = _fit_present(np.array([x[1] for x in frames_e]), c, potential.species)
+        shift = c[:, [potential.species.index(el) for el in out.offsets]] @ np.array(list(out.offsets.values()))
+    for (group, res, n), d in zip(frames_e, shift):
         for key in ("all", group):
             e_acc[key].add(1000.0 * (d - res) / n)
     out.energy = {k: v.rmse() for k, v in e_acc.items()}
