@@ -154,3 +154,41 @@ def test_the_bench_wings_never_import_each_other():
         assert not crossing, crossing
     floor = [m for m in graph if not m.startswith(wings) and m not in ("allegro_fm_bench.cli",)]
     assert not sorted(f"{m} -> {d}" for m in floor for d in graph[m] if d.startswith(wings)), "the floor imports a wing"
+
+
+def _unexplained_lazy_imports(path: Path) -> list[str]:
+    """Imports inside a function of ``path`` with no reason: a lazy import carries ``# lazy: ...`` (or a ``noqa`` naming
+    why it is imported for its side effect) on its own line, on the comment line above its group, or on its group's
+    first line."""
+    import ast
+
+    lines = path.read_text().splitlines()
+    bad = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for stmt in ast.walk(node):
+            if not isinstance(stmt, ast.Import | ast.ImportFrom) or stmt.col_offset == 0:
+                continue
+            i = stmt.lineno - 1
+            while i >= 0:  # this line, then the contiguous imports above it, then a comment line just above them
+                text = lines[i].strip()
+                if "# lazy" in text or "# noqa: F401  (" in text:
+                    break
+                if not (text.startswith(("import ", "from ")) or (text.startswith("#") and i < stmt.lineno - 1)
+                        or (not text and i < stmt.lineno - 1)):
+                    i = -1
+                    break
+                if text.startswith("#"):
+                    i = -1
+                    break
+                i -= 1
+            if i < 0:
+                bad.append(f"{path}:{stmt.lineno}: {lines[stmt.lineno - 1].strip()}")
+    return bad
+
+
+def test_every_lazy_import_says_why():
+    """docs/architecture.md: imports sit at module level, and each one left inside a function says why."""
+    bad = [b for src in sorted(ROOT.glob("packages/*/src/**/*.py")) for b in _unexplained_lazy_imports(src)]
+    assert not bad, "imports inside functions without a '# lazy: reason':\n" + "\n".join(bad)

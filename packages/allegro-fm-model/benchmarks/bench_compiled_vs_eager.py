@@ -16,18 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _time(pot, atoms, ei, sh, reps: int) -> float:
-    types = pot.types_of(atoms.get_chemical_symbols())
-    for _ in range(2):
-        pot.compute(atoms.positions, types, ei, len(atoms), sh)
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        pot.compute(atoms.positions, types, ei, len(atoms), sh)
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+from bench_force_eval import time_calls  # the script's own folder is on sys.path
 
 
 def main() -> None:
@@ -58,7 +47,7 @@ def main() -> None:
             ei, sh = periodic_edges(atoms.positions, np.array(atoms.cell), atoms.pbc, eager.cutoff)
             for th in args.threads:
                 torch.set_num_threads(th)
-                t = {k: _time(p, atoms, ei, sh, args.reps) for k, p in pots.items()}
+                t = {k: time_calls(p, atoms, ei, sh, args.reps, warmup=2) for k, p in pots.items()}
                 print(f"| {len(atoms)} | {th} | {1e3 * t['eager']:.0f} | {1e3 * t['compiled']:.0f} | {1e3 * t['compiled-old']:.0f} | "
                       f"{t['eager'] / t['compiled']:.2f} | {t['eager'] / t['compiled-old']:.2f} |", flush=True)
 

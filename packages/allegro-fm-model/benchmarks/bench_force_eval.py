@@ -140,10 +140,11 @@ class contraction_as_bmm:
         Contracter._contract_conv = _ORIGINAL.pop()
 
 
-def time_calls(pot, atoms, ei, sh, reps: int) -> float:
-    """Median seconds of ``pot.compute`` on the whole periodic system (after one warm-up call)."""
+def time_calls(pot, atoms, ei, sh, reps: int, warmup: int = 1) -> float:
+    """Median seconds of ``pot.compute`` on the whole periodic system (after ``warmup`` calls)."""
     types = pot.types_of(atoms.get_chemical_symbols())
-    pot.compute(atoms.positions, types, ei, len(atoms), sh)
+    for _ in range(warmup):
+        pot.compute(atoms.positions, types, ei, len(atoms), sh)
     times = []
     for _ in range(reps):
         t = time.perf_counter()

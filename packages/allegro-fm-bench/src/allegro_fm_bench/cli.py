@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tea_align.commandline import command_parser, run, subcommands
@@ -14,6 +15,8 @@ from tea_align.files import write_text_atomic
 
 from .__about__ import __version__
 from .experiments import EXPERIMENTS, resolve_model, run_experiment
+from .mini import labelstore
+from .mini.active import make_active_molecular, make_active_pbe
 from .mini.minidata import QUICK, MiniDataSettings, make_molecular_part, make_pbe_part
 from .mini.peers import PEERS, force_errors, markdown, peer_calculator
 from .report import machine, write_report
@@ -91,8 +94,6 @@ def _make_mini_data(args) -> int:
 
 def _make_active_data(args) -> int:
     """Label one active-learning round of a model (resumable per stage)."""
-    from .mini.active import make_active_molecular, make_active_pbe
-
     if args.round < 3:
         raise ValueError(f"--round {args.round}: rounds 1 and 2 are make-mini-data's; an active round is 3 or later")
     if not Path(args.model).is_file():
@@ -112,10 +113,6 @@ def _make_active_data(args) -> int:
 
 def _labels(args) -> int:
     """Pack, restore or check a run's labelling stages against the store; check exits 1 when a stage differs."""
-    from collections import Counter
-
-    from .mini import labelstore
-
     status = getattr(labelstore, args.action)(args.source, args.target)
     counts = Counter(status.values())
     for rel, what in status.items():

@@ -12,6 +12,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.mep import NEB
 from ase.mep.dimer import DimerControl, MinModeAtoms, MinModeTranslate
 from ase.neighborlist import natural_cutoffs, neighbor_list
@@ -225,8 +226,6 @@ def descend(calc, start, steps: int = 300, fmax: float = 0.05, maxstep: float = 
     """A BFGS descent of ``start`` with ``calc`` to ``fmax`` (eV/A), no atom moving more than ``maxstep`` (A) a step:
     every geometry it visits, the start included, with its energy (eV) and forces (eV/A) as a single-point result and
     ``info["step"]``."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     a = start.copy()
     a.calc = calc
     path = []

@@ -15,7 +15,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
-from tea_align.files import atomic_path
+from tea_align.files import save_figure
 
 from .errors import MDInputError
 from .ghosts import periodic_halo, wrap
@@ -178,9 +178,4 @@ def plot_rdf(rdf: RDF, path: str | Path, title: str = "") -> Path:
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -6,6 +6,7 @@ torch has no CPU allocator statistics."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import gc
 import logging
@@ -43,8 +44,6 @@ def _trim() -> None:
     """Return the C allocator's free memory to the system (glibc malloc_trim): otherwise a block that reuses memory freed
     earlier in the process adds nothing to the resident set and its peak reads as 0 (seen after a model was loaded)."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to trim
         pass

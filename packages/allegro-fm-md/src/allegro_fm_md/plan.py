@@ -21,10 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from ase import Atoms
+from ase.neighborlist import neighbor_list
 
 from .comm import Decomposition, choose_grid
 from .errors import MDInputError
+from .forces import ForceEvaluator
 from .ghosts import plane_spacings
+from .memory import peak_meter
 
 #: engine bytes per atom held on a rank (positions, velocities, forces, masses, ids, types, Verlet reference, ghosts'
 #: send lists and the exchange's temporaries, float64) and per candidate pair (int64 pair + the cutoff test's temporaries)
@@ -120,8 +124,6 @@ def _neighbour_counts(unit, reps, *cutoffs: float) -> list[np.ndarray]:
     """Neighbours within each of ``cutoffs`` (A) of each unit atom in the replicated structure, from one neighbour list
     at the largest (ase's, on the unit cell with its periodicity; along an open axis the replicas' neighbours are not
     counted)."""
-    from ase.neighborlist import neighbor_list
-
     if len(unit) == 0:
         return [np.zeros(0) for _ in cutoffs]
     pbc = np.asarray(unit.pbc, bool)
@@ -136,9 +138,6 @@ def measure_bytes_per_edge(unit, potential, skin: float = 1.0, target_edges: int
     """The potential's peak memory per edge (bytes) in one force call on a probe of the structure: ``unit`` replicated
     until it holds about ``target_edges`` edges (and spans twice the halo along periodic axes). None where the device's
     memory cannot be measured (memory.peak_meter)."""
-    from .forces import ForceEvaluator
-    from .memory import peak_meter
-
     inner = getattr(potential, "inner", potential)  # the model itself, not the chunking around it
     nn = max(float(_neighbour_counts(unit, (1, 1, 1), inner.cutoff)[0].mean()) if len(unit) else 0.0, 1.0)
     need = max(1, int(np.ceil(target_edges / (nn * max(len(unit), 1)))))
@@ -212,7 +211,5 @@ def plan_supercell(unit, reps, cutoff: float, skin: float, n_ranks: int, bytes_p
 def plan(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, skin: float, n_ranks: int,
          memory_per_edge_bytes: float | None = None) -> Plan:
     """The Plan of a whole structure given by its positions (A), cell and pbc (``plan_supercell`` with one replica)."""
-    from ase import Atoms
-
     unit = Atoms(["X"] * len(positions), positions=positions, cell=cell, pbc=pbc)
     return plan_supercell(unit, (1, 1, 1), cutoff, skin, n_ranks, memory_per_edge_bytes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from tea_align.elements import type_indices
 
 from .contracts import PotentialResult
 
@@ -19,13 +20,7 @@ class _PairPotential:
     cutoff: float
 
     def types_of(self, symbols: Sequence[str]) -> np.ndarray:
-        lut = {s: i for i, s in enumerate(self.species)}
-        out = np.empty(len(symbols), np.int64)
-        for k, s in enumerate(symbols):
-            if s not in lut:
-                raise ValueError(f"atom {k}: element {s!r} is not known to this potential (it knows {list(self.species)})")
-            out[k] = lut[s]
-        return out
+        return type_indices(self.species, symbols)
 
     def _phi(self, r: np.ndarray, ti: np.ndarray, tj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError  # pragma: no cover - each subclass defines its pair function

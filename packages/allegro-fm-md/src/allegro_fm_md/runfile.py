@@ -56,7 +56,6 @@ import hashlib
 import os
 import re
 import shutil
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -64,7 +63,7 @@ import ase.io
 import numpy as np
 from ase import units
 from ase.neighborlist import neighbor_list
-from tea_align.files import atomic_path
+from tea_align.files import atomic_path, read_toml
 
 from .chunked import ChunkedPotential
 from .comm import agree, node_local_rank, world
@@ -180,12 +179,9 @@ class RunFile:
     def load(cls, path: str | Path) -> RunFile:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-            d = tomllib.loads(text)
-        except UnicodeDecodeError as exc:
-            raise MDInputError(f"{path}: not a run file: TOML is UTF-8 text, this file is not ({exc.reason} at byte {exc.start})") from exc
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise MDInputError(f"{path}: cannot read run file ({exc})") from exc
+            d, text = read_toml(path, "run file")
+        except ValueError as exc:
+            raise MDInputError(str(exc)) from exc
         tables = {"system": SystemSpec, "potential": PotentialSpec, "run": RunSpec, "output": OutputSpec}
         unknown = set(d) - set(tables)
         if unknown:

@@ -130,7 +130,7 @@ def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "
                  output: str = "scaling.json") -> dict:
     """``allegro-fm-md scale``: time the engine on all ranks of MPI (plus a ping-pong when there are 2+ ranks);
     rank 0 writes the JSON (atom-steps/s, step and model seconds, halo sizes) atomically to ``output``."""
-    import torch  # the Allegro-FM kind runs on torch: its thread count is set here
+    import torch  # lazy: only the Allegro-FM kind runs on torch; its thread count is set here
 
     torch.set_num_threads(threads)
     comm = world()

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import atomic_masses, atomic_numbers
 from ase.io import write
 from ase.stress import full_3x3_to_voigt_6_stress
 from tea_align.files import AtomicFile, write_text_atomic
@@ -152,8 +153,6 @@ class ShardWriter:
 
     def __init__(self, folder: str | Path, rank: int, size: int, species: tuple[str, ...], pbc, append: bool = False):
         import h5py  # lazy: HDF5 only for trajectories
-        from ase.data import atomic_numbers
-
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"rank-{rank:05d}.h5"
@@ -330,8 +329,6 @@ class _Frame:
     """A whole-system frame for the writers (the State fields they read; masses from the atomic numbers)."""
 
     def __init__(self, *, positions, velocities, forces, cell, pbc, step, time_fs, energy, numbers, virial):
-        from ase.data import atomic_masses
-
         self.positions, self.velocities, self.forces, self.cell, self.pbc = positions, velocities, forces, cell, pbc
         self.step, self.time_fs, self.energy, self.numbers = step, time_fs, energy, numbers
         self.masses = atomic_masses[numbers]

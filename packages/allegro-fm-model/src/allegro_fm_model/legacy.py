@@ -23,9 +23,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from tea_align.elements import type_indices
 
 from .compiled import fold_copies, ghost_graph
-from .potential import PotentialResult, types_of
+from .potential import PotentialResult
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class LegacyAllegroPotential:
 
     def types_of(self, symbols) -> np.ndarray:
         """Type indices of element symbols in the file's type order; ValueError naming the first unknown element."""
-        return types_of(self.species, symbols)
+        return type_indices(self.species, symbols)
 
     def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""

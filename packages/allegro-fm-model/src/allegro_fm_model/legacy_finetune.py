@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import tea_align
 from tea_align import Progress
+from tea_align.elements import type_indices
 from tea_align.files import write_bytes_atomic, write_text_atomic
 
 from .compiled import ghost_graph
 from .edges import periodic_edges
 from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
-from .potential import types_of
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL, check_levels, dataset_level
 from .training import TrainSettings, run_split
 
@@ -87,7 +87,7 @@ def _graphs(dataset: str, species: tuple[str, ...], cutoff: float, indices: list
         for i in indices:
             fr = ds[i]
             try:
-                types = types_of(species, fr.symbols)
+                types = type_indices(species, fr.symbols)
             except ValueError as exc:
                 raise ValueError(f"{dataset}: frame {i}: {exc}") from exc
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, cutoff)

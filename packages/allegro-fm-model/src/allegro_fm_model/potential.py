@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tea_align.elements import type_indices
 
 
 @dataclass(frozen=True)
@@ -28,17 +29,6 @@ class PotentialResult:
     forces: np.ndarray
     virial: np.ndarray
     atomic_energies: np.ndarray
-
-
-def types_of(species: Sequence[str], symbols: Sequence[str]) -> np.ndarray:
-    """Indices into ``species`` of element ``symbols``; ValueError naming the first unknown element and atom."""
-    lut = {s: i for i, s in enumerate(species)}
-    out = np.empty(len(symbols), dtype=np.int64)
-    for k, s in enumerate(symbols):
-        if s not in lut:
-            raise ValueError(f"atom {k}: element {s!r} is not known to this model (it knows {len(species)} elements)")
-        out[k] = lut[s]
-    return out
 
 
 class AllegroPotential:
@@ -68,7 +58,7 @@ class AllegroPotential:
 
     def types_of(self, symbols: Sequence[str]) -> np.ndarray:
         """Type indices of element symbols; ValueError naming the first unknown element."""
-        return types_of(self.species, symbols)
+        return type_indices(self.species, symbols)
 
     def compute(
         self,

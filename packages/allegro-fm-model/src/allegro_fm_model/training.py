@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import tea_align
 import yaml
 from ase.data import chemical_symbols
-from tea_align.files import write_text_atomic
+from tea_align.files import read_toml, write_text_atomic
 
 from .data import reference_energies
 from .evaluate import energy_offsets
@@ -74,10 +73,7 @@ class TrainSettings:
     def from_toml(cls, path: str | Path) -> TrainSettings:
         """Read the ``[train]`` table of a TOML file; unknown keys are errors."""
         path = Path(path)
-        try:
-            d = tomllib.loads(path.read_text(encoding="utf-8")).get("train", {})
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read training settings ({exc})") from exc
+        d = read_toml(path, "training settings file")[0].get("train", {})
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

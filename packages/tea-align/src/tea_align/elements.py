@@ -9,6 +9,8 @@ preprocessing), so He, Ne, Ar, Kr and Xe are in the type table but carry no trai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
@@ -40,3 +42,16 @@ def z_to_symbol(z: int) -> str:
     if not 1 <= int(z) <= MAX_Z:
         raise ValueError(f"atomic number {z} is not an element (1..{MAX_Z})")
     return chemical_symbols[int(z)]
+
+
+def type_indices(species: Sequence[str], symbols: Sequence[str]) -> np.ndarray:
+    """Indices into a potential's ``species`` of element ``symbols`` (int64); ValueError naming the first unknown
+    element and its atom. One lookup for every potential's ``types_of``."""
+    lut = {s: i for i, s in enumerate(species)}
+    out = np.empty(len(symbols), dtype=np.int64)
+    for k, s in enumerate(symbols):
+        if s not in lut:
+            shown = list(species) if len(species) <= 10 else f"{len(species)} elements"
+            raise ValueError(f"atom {k}: element {s!r} is not known to this potential (it knows {shown})")
+        out[k] = lut[s]
+    return out

@@ -15,6 +15,7 @@ import os
 import signal
 import tempfile
 import threading
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,6 +137,30 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     except BaseException:
         af.discard()
         raise
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig`` (a pyplot figure), write it to ``path`` atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when plotting
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return Path(path)
+
+
+def read_toml(path: str | Path, what: str) -> tuple[dict, str]:
+    """A TOML file's tables and its text; ValueError naming ``path`` and saying it is not a ``what`` (e.g. "run file")
+    when it cannot be read, is not UTF-8 text, or is not TOML."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text), text
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a {what}: TOML is UTF-8 text, this file is not ({exc.reason} at byte {exc.start})") from exc
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
 
 
 def check_output_path(out: str | Path, inputs: list[str | Path]) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .alignment import Alignment
 from .errors import TeaAlignError
-from .files import atomic_path, write_text_atomic
+from .files import save_figure, write_text_atomic
 
 log = logging.getLogger("tea_align")
 
@@ -71,11 +71,7 @@ def plot_residuals(al: Alignment, path: str | Path) -> Path:
         ax.set_title(title)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"TEA onto {al.target_level}")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)
 
 
 def write_report(al: Alignment, outdir: str | Path) -> tuple[Path, Path | None]:

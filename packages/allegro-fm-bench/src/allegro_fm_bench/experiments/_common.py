@@ -120,17 +120,6 @@ def read_thermo(path: str | Path) -> dict[str, np.ndarray]:
     return {n: data[:, i] for i, n in enumerate(names)}
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Lay out, write atomically (tmp file + rename) at 110 dpi and close ``fig``; returns ``path``."""
-    import matplotlib.pyplot as pyplot  # lazy: matplotlib only when plotting
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    pyplot.close(fig)
-    return path
-
-
 def plt():
     """matplotlib.pyplot with the Agg backend."""
     import matplotlib  # lazy: matplotlib only when plotting

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ase.io
 import numpy as np
 from ase.neighborlist import neighbor_list
+from tea_align.files import save_figure
 
 from ..structures import csh_nanoparticle, nanoparticle_in_fluid
-from ._common import Context, final_atoms, md, plt, read_thermo, relaxed_t11, save_figure
+from ._common import Context, final_atoms, md, plt, read_thermo, relaxed_t11
 
 CO_BOND, OH_BOND = 1.45, 1.15  # A
 

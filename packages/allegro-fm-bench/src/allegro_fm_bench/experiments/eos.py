@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from ase import units
 from ase.eos import EquationOfState
+from tea_align.files import save_figure
 
-from ._common import Context, plt, relax, relaxed_t11, save_figure
+from ._common import Context, plt, relax, relaxed_t11
 
 PAPER_DENSITY, PAPER_B0 = 2.44, 60.0
 EXPT_DENSITY, EXPT_B0 = 2.46, "52.7-60.8"

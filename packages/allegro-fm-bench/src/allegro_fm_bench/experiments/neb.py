@@ -17,11 +17,12 @@ the model's, so the reference barriers are checked against the paper's within ``
 from __future__ import annotations
 
 import numpy as np
+from tea_align.files import save_figure
 from tea_align.progress import progress as tracked
 
 from ..labelling import WB97MD3BJ, PySCFCalculator
 from ..neb import FULL_STEPS, N_IMAGES, QUICK_STEPS, band, endpoints, energies, reference_path, rotated_water
-from ._common import Context, plt, save_figure
+from ._common import Context, plt
 
 PAPER = {"model": 45.7, "wB97M-D3(BJ)": 46.0, "PBE": 35.7}  # kcal/mol, conventional (in-plane) pathway
 LITERATURE = 41.5  # QCISD(T), ZPE-corrected (Wight & Boldyrev 1995)

@@ -17,8 +17,9 @@ import sys
 
 import ase.io
 import numpy as np
+from tea_align.files import save_figure
 
-from ._common import Context, plt, relaxed_t11, save_figure
+from ._common import Context, plt, relaxed_t11
 
 PAPER_WEAK_EFFICIENCY = 0.964
 

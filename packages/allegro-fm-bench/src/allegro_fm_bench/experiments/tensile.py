@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import ase.io
 import numpy as np
+from tea_align.files import save_figure
 
-from ._common import Context, md, plt, read_thermo, relaxed_t11, save_figure
+from ._common import Context, md, plt, read_thermo, relaxed_t11
 
 PAPER_FRACTURE_STRAIN = 0.15  # FM512 and QMD; FM256: yield at 0.13
 

@@ -23,10 +23,11 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 from tea_align.elements import MAX_Z
+from tea_align.files import save_figure
 from tea_align.progress import progress as tracked
 
 from ..neb import band
-from ._common import Context, plt, save_figure
+from ._common import Context, plt
 
 LEVEL = "wB97x_6-31G(d)"
 #: where the runner looks when --transition1x is not given (first that exists)

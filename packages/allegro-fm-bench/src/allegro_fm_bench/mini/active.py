@@ -41,6 +41,7 @@ from tea_align.progress import progress as tracked
 
 from .. import structures as S
 from ..labelling import PBE_LEVEL, WB97MD3BJ, pbe_calculator
+from ..neb import N_IMAGES, QUICK_STEPS, band, endpoints, read_reference, reference_descents
 from .minidata import (
     FAMILIES,
     MORE_MOLECULES,
@@ -275,8 +276,6 @@ def transition_state_jobs(folder: str | Path, rng: np.random.Generator) -> list[
     """The transition-state region of the reference reaction (``check_neb_reference.py``'s folder): the refined saddle
     as it is and rattled by ``TS_RATTLES``, and every ``DESCENT_EVERY``-th geometry of the PBE descents from it to both
     sides (``neb.reference_descents``: computed there and saved in the folder when absent, ~10 min)."""
-    from ..neb import read_reference, reference_descents
-
     descents = reference_descents(folder)
     _, saddle = read_reference(folder)
     jobs = [(a.get_chemical_formula(), a, f"reference saddle (PBE){how}")
@@ -296,8 +295,6 @@ def band_loop_jobs(calc, label: str, iteration: int, every: int = BAND_LOOP_EVER
     These are the configurations where the model's surface sends the band; labelled, they tell the next model what they
     really cost, and the loop (label, fine-tune, run the band again) goes on until the band converges onto the right
     barrier. Single-shot band rounds (rounds 2-4) did not converge the quick NEB."""
-    from ..neb import N_IMAGES, QUICK_STEPS, band, endpoints
-
     reactant, product = endpoints(calc)
     snaps: list[tuple[str, int, list[np.ndarray]]] = []
 

@@ -36,6 +36,7 @@ from tea_align.progress import progress as tracked
 
 from .. import structures as S
 from ..labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
+from ..neb import band, endpoints, rotated_water
 
 log = logging.getLogger("allegro_fm_bench.minidata")
 ANCHOR_BOX = 14.0  # A
@@ -459,8 +460,6 @@ def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Gene
     ``steps`` FIRE steps, the in-plane and the H2O-rotation pathway), as they are and rattled by the settings' path
     rattles. A model with a spurious low-energy region along the path puts
     images there; labelled, they teach the next model that the region is high in energy."""
-    from ..neb import band, endpoints, rotated_water
-
     reactant, product = endpoints(calc)
     jobs = []
     for pname, via in (("in-plane", None), ("H2O rotation", rotated_water(product))):

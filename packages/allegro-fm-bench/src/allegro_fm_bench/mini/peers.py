@@ -7,6 +7,7 @@ dataset's, and forces do not depend on it. Frames of elements a peer does not kn
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -14,18 +15,16 @@ import tea_align
 from ase import Atoms
 from tea_align.progress import progress as tracked
 
+from ..labelling import pbe_calculator
+
 PEERS = ("sevenn-0", "chgnet")
 
 
 def peer_calculator(name: str, device: str = "cpu"):
     """An ASE calculator of a peer that ships its weights in its wheel: "sevenn-0" (SevenNet-0) or "chgnet" (CHGNet)."""
     if name == "sevenn-0":
-        from ..labelling import pbe_calculator
-
         return pbe_calculator(device)
     if name == "chgnet":
-        import warnings
-
         from chgnet.model.dynamics import CHGNetCalculator  # lazy: optional [datagen] extra
 
         with warnings.catch_warnings():

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import copy
+import json
+
 import numpy as np
+from ase.build import bulk
 
 from ..contracts import ConformanceReport, Integrator
 from ..forces import ForceEvaluator
@@ -25,11 +29,6 @@ def check_integrator(make, steps: int = 40, drift_tol: float = 2e-3) -> Conforma
     fresh integrator that loads it, continuing from a copy of the state, reproduces the second half of the run (what a
     restart needs: stochastic kinds draw counter-based noise or restore ``rng``); when ``conserves_energy``, the
     conserved energy drifts by less than ``drift_tol`` eV per atom over ``steps``. Raises IntegratorContractError."""
-    import copy
-    import json
-
-    from ase.build import bulk
-
     a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
     a.rattle(0.02, seed=1)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)

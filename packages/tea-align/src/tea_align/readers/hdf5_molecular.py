@@ -72,15 +72,21 @@ def read_spice(
             grad = _get(g, gradient_key, path, i, name) if gradient_key in g else None
             forces = None if grad is None else -grad * HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
             _check_shapes(z, pos, e, forces, path, i, name)
-            for m in range(pos.shape[0]):
-                yield Frame(
-                    numbers=z, positions=pos[m], cell=_NO_CELL, pbc=_NO_PBC, energy=float(e[m]),
-                    forces=None if forces is None else forces[m], stress=None, source=source,
-                    level_of_theory=level_of_theory, key=f"{name}/{m}", index=i,
-                )
-                i += 1
+            yield from _conformers(z, pos, e, forces, source, level_of_theory, name, i)
+            i += pos.shape[0]
     if i == 0:
         raise TeaAlignError("no frames in file (empty dataset)", path=path)
+
+
+def _conformers(z, pos, e, forces, source: str, level: str, key: str, first: int) -> Iterator[Frame]:
+    """One molecule's conformers (``pos`` (M, N, 3) A, ``e`` (M,) eV, ``forces`` (M, N, 3) eV/A or None) as frames
+    ``key/m`` numbered from ``first``."""
+    for m in range(pos.shape[0]):
+        yield Frame(
+            numbers=z, positions=pos[m], cell=_NO_CELL, pbc=_NO_PBC, energy=float(e[m]),
+            forces=None if forces is None else forces[m], stress=None, source=source,
+            level_of_theory=level, key=f"{key}/{m}", index=first + m,
+        )
 
 
 def read_transition1x(
@@ -107,12 +113,7 @@ def read_transition1x(
                     e = _get(g, f"{method}.energy", path, i, key)
                     f = _get(g, f"{method}.forces", path, i, key)
                     _check_shapes(z, pos, e, f, path, i, key)
-                    for m in range(pos.shape[0]):
-                        yield Frame(
-                            numbers=z, positions=pos[m], cell=_NO_CELL, pbc=_NO_PBC, energy=float(e[m]),
-                            forces=f[m], stress=None, source=source, level_of_theory=level_of_theory,
-                            key=f"{key}/{m}", index=i,
-                        )
-                        i += 1
+                    yield from _conformers(z, pos, e, f, source, level_of_theory, key, i)
+                    i += pos.shape[0]
     if i == 0:
         raise TeaAlignError(f"no frames in file (no reactions under {', '.join(splits)})", path=path)
