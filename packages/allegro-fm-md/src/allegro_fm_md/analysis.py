@@ -17,6 +17,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from tea_align.files import save_figure
 
+from . import keys as K
 from .errors import MDInputError
 from .ghosts import periodic_halo, wrap
 from .neighbor import build_edges
@@ -30,13 +31,13 @@ def read_frames(path: str | Path, every: int = 1) -> list[Atoms]:
 
         try:
             with h5py.File(path, "r") as h5:
-                p = h5["particles/all"]
-                z = p["species"][()]
-                pos = p["position/value"][::every]
-                box = p["box/edges/value"][::every]
-                steps = p["position/step"][::every] if "step" in p["position"] else np.zeros(len(pos), int)
-                times = p["position/time"][::every] if "time" in p["position"] else np.zeros(len(pos))
-                pbc = [b == b"periodic" for b in p["box"].attrs["boundary"]]
+                z = h5[K.H5MD_SPECIES][()]
+                position, edges = h5[K.H5MD_POSITION], h5[K.H5MD_BOX_EDGES]
+                pos = position["value"][::every]
+                box = edges["value"][::every]
+                steps = position["step"][::every] if "step" in position else np.zeros(len(pos), int)
+                times = position["time"][::every] if "time" in position else np.zeros(len(pos))
+                pbc = [b == b"periodic" for b in h5[K.H5MD_PARTICLES]["box"].attrs["boundary"]]
         except (OSError, KeyError) as exc:
             raise MDInputError(f"{path}: not a readable H5MD trajectory ({exc})") from exc
         frames = [Atoms(numbers=z, positions=x, cell=c, pbc=pbc) for x, c in zip(pos, box)]

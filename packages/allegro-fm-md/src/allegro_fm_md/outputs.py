@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tea_align.files import atomic_path
 
+from . import keys as K
 from .errors import MDInputError
 
 log = logging.getLogger("allegro_fm_md.outputs")
@@ -221,12 +222,12 @@ def _cut_shard(path: Path, step: int) -> int:
     import h5py  # lazy: HDF5 only for trajectories
 
     with h5py.File(path, "a") as h5:
-        fr, at = h5["frames"], h5["atoms"]
-        steps = fr["step"][()]
+        fr, at = h5[K.FRAMES], h5[K.ATOM_ROWS]
+        steps = fr[K.STEP][()]
         k = int((steps <= step).sum())
         if k == len(steps):
             return 0
-        n_atoms = int(fr["offset"][k]) if k < fr["offset"].shape[0] else at["ids"].shape[0]
+        n_atoms = int(fr[K.OFFSET][k]) if k < fr[K.OFFSET].shape[0] else at[K.IDS].shape[0]
         for name in fr:
             fr[name].resize(k, axis=0)
         for name in at:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import keys as K
 from .errors import SimulationError
 from .trajectory import ExtXYZWriter, H5MDWriter, ShardWriter
 
@@ -134,8 +135,8 @@ class ShardedTrajectoryReporter(ReporterBase):
         if self.writer is None:
             folder, species, pbc, comm, resumed = self._open
             rank, size = comm.rank, comm.size
-            index = folder / "index.json"
-            if resumed and index.exists() and json.loads(index.read_text()).get("shards") != size:
+            index = folder / K.INDEX_FILE
+            if resumed and index.exists() and json.loads(index.read_text()).get(K.SHARDS) != size:
                 folder = folder.with_name(f"{folder.name}-from-step-{sim.state.step}")  # other rank count: a new part
                 resumed = False
             self.writer = ShardWriter(folder, rank, size, species, pbc, append=resumed)

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 from tea_align.files import write_bytes_atomic
 
+from . import keys as K
 from .comm import agree
 from .errors import MDInputError
 from .faults import inject
 
 RESTART_FORMAT = "allegro-fm-md/restart"
 RESTART_VERSION = 1
-ARRAYS = ("positions", "velocities", "masses", "cell", "pbc", "forces", "virial", "energy", "ids", "types")
+ARRAYS = K.RESTART_ARRAYS
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,19 @@ class RestartFile:
 
     @property
     def step(self) -> int:
-        return int(self.meta["step"])
+        return int(self.meta[K.STEP])
 
 
 def write_restart_file(path: str | Path, state, meta: dict) -> Path:
     """Write ``state`` (the gathered system, ordered by id) and ``meta`` (integrator, rng_states, integrator_state) to
     ``path`` atomically; format, version, step, time and momentum flag are added here."""
-    meta = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": state.step, "time_fs": state.time_fs,
-            "momentum_conserved": state.momentum_conserved, **meta}
+    meta = {K.FORMAT: RESTART_FORMAT, K.VERSION: RESTART_VERSION, K.STEP: state.step, K.TIME_FS: state.time_fs,
+            K.MOMENTUM_CONSERVED: state.momentum_conserved, **meta}
     buf = io.BytesIO()
     types = state.types if state.types is not None else np.zeros(len(state.masses), np.int64)
-    np.savez(buf, positions=state.positions, velocities=state.velocities, masses=state.masses, cell=state.cell, pbc=state.pbc,
-             forces=state.forces, virial=state.virial, energy=np.array(state.energy), ids=state.ids, types=types,
-             meta=np.array(json.dumps(meta)))
+    np.savez(buf, **{K.POSITIONS: state.positions, K.VELOCITIES: state.velocities, K.MASSES: state.masses, K.CELL: state.cell,
+                     K.PBC: state.pbc, K.FORCES: state.forces, K.VIRIAL: state.virial, K.ENERGY: np.array(state.energy),
+                     K.IDS: state.ids, K.TYPES: types, K.META: np.array(json.dumps(meta))})
     return write_bytes_atomic(path, buf.getvalue())
 
 
@@ -63,16 +64,16 @@ def read_restart_file(path: str | Path) -> RestartFile:
         return read_restart_shards(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
+            meta = json.loads(str(z[K.META]))
             arrays = {k: z[k] for k in ARRAYS}
     except Exception as exc:  # zipfile/np.load raise many types for a truncated file
         raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
-    if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
+    if meta.get(K.FORMAT) != RESTART_FORMAT or meta.get(K.VERSION) != RESTART_VERSION:
         raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
-    for k in ("positions", "velocities", "cell"):
+    for k in (K.POSITIONS, K.VELOCITIES, K.CELL):
         bad = ~np.isfinite(arrays[k]).reshape(len(arrays[k]), -1).all(axis=1)
         if bad.any():
-            where = f"atom ids {arrays['ids'][bad][:10].tolist()}" if k != "cell" else "the cell"
+            where = f"atom ids {arrays[K.IDS][bad][:10].tolist()}" if k != K.CELL else "the cell"
             raise MDInputError(f"{path}: {k} not finite ({where}); resume from an earlier restart file")
     return RestartFile(arrays, meta)
 
@@ -81,17 +82,17 @@ def restart_atoms(path: str | Path, template):
     """The state in a restart file as ase.Atoms: a copy of ``template`` (the run's starting structure, same atom order
     by id: its elements) with the file's positions (A), velocities and cell."""
     r = read_restart_file(path)
-    order = np.argsort(r.arrays["ids"])
+    order = np.argsort(r.arrays[K.IDS])
     a = template.copy()
     if len(a) != len(order):
         raise MDInputError(f"{path}: {len(order)} atoms, but the template structure has {len(a)}")
-    a.positions = r.arrays["positions"][order]
-    a.set_velocities(r.arrays["velocities"][order])
-    a.cell = r.arrays["cell"]
+    a.positions = r.arrays[K.POSITIONS][order]
+    a.set_velocities(r.arrays[K.VELOCITIES][order])
+    a.cell = r.arrays[K.CELL]
     return a
 
 
-SHARD_ARRAYS = ("positions", "velocities", "masses", "forces", "ids", "types")
+SHARD_ARRAYS = K.SHARD_ARRAYS
 
 
 def _comm_barrier(comm) -> None:
@@ -114,8 +115,8 @@ def write_restart_shards(path: str | Path, state, meta: dict, comm) -> Path:
     def write_own() -> tuple[int, int, str]:
         inject("shard-write", rank)
         buf = io.BytesIO()
-        np.savez(buf, positions=state.positions, velocities=state.velocities, masses=state.masses, forces=state.forces,
-                 ids=state.ids, types=types)
+        np.savez(buf, **{K.POSITIONS: state.positions, K.VELOCITIES: state.velocities, K.MASSES: state.masses,
+                         K.FORCES: state.forces, K.IDS: state.ids, K.TYPES: types})
         data = buf.getvalue()
         write_bytes_atomic(tmp / f"rank-{rank:05d}.npz", data)
         return len(state.masses), len(data), hashlib.sha256(data).hexdigest()
@@ -124,12 +125,12 @@ def write_restart_shards(path: str | Path, state, meta: dict, comm) -> Path:
     shards = comm.allgather(mine)
     n = sum(s[0] for s in shards)
     if rank == 0:
-        index = {"format": RESTART_FORMAT, "version": RESTART_VERSION, "step": state.step, "time_fs": state.time_fs,
-                 "momentum_conserved": state.momentum_conserved, "shards": size, "atoms": n, "cell": np.asarray(state.cell).tolist(),
-                 "pbc": np.asarray(state.pbc).tolist(), "energy": float(state.energy), "virial": np.asarray(state.virial).tolist(),
-                 "shard_atoms": [s[0] for s in shards], "shard_bytes": [s[1] for s in shards],
-                 "shard_sha256": [s[2] for s in shards], **meta}
-        (tmp / "index.json").write_text(json.dumps(index))
+        index = {K.FORMAT: RESTART_FORMAT, K.VERSION: RESTART_VERSION, K.STEP: state.step, K.TIME_FS: state.time_fs,
+                 K.MOMENTUM_CONSERVED: state.momentum_conserved, K.SHARDS: size, K.ATOMS: n, K.CELL: np.asarray(state.cell).tolist(),
+                 K.PBC: np.asarray(state.pbc).tolist(), K.ENERGY: float(state.energy), K.VIRIAL: np.asarray(state.virial).tolist(),
+                 K.SHARD_ATOMS: [s[0] for s in shards], K.SHARD_BYTES: [s[1] for s in shards],
+                 K.SHARD_SHA256: [s[2] for s in shards], **meta}
+        (tmp / K.INDEX_FILE).write_text(json.dumps(index))
         old = path.with_name(path.name + ".old")
         if path.exists():
             os.replace(path, old)
@@ -141,10 +142,10 @@ def write_restart_shards(path: str | Path, state, meta: dict, comm) -> Path:
 
 def _read_index(path: Path) -> dict:
     try:
-        index = json.loads((path / "index.json").read_text())
+        index = json.loads((path / K.INDEX_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise MDInputError(f"{path}: not a readable sharded restart (index.json: {exc})") from exc
-    if index.get("format") != RESTART_FORMAT or index.get("version") != RESTART_VERSION:
+    if index.get(K.FORMAT) != RESTART_FORMAT or index.get(K.VERSION) != RESTART_VERSION:
         raise MDInputError(f"{path}: not an allegro-fm-md restart of version {RESTART_VERSION}")
     return index
 
@@ -155,21 +156,21 @@ def check_restart_shards(path: str | Path) -> dict:
     first bad shard. Restarts written before the index listed its shards (no "shard_bytes") get the existence checks."""
     path = Path(path)
     index = _read_index(path)
-    n = int(index["shards"])
+    n = int(index[K.SHARDS])
     names = {f"rank-{r:05d}.npz" for r in range(n)}
     extra = sorted(p.name for p in path.glob("rank-*.npz") if p.name not in names)
     if extra:
         raise MDInputError(f"{path / extra[0]}: a restart shard the index does not list (index.json: {n} shards); the set is "
                            "not one restart: resume from another")
-    sizes, atoms = index.get("shard_bytes"), index.get("shard_atoms")
+    sizes, atoms = index.get(K.SHARD_BYTES), index.get(K.SHARD_ATOMS)
     for r in range(n):
         f = path / f"rank-{r:05d}.npz"
         if not f.exists():
             raise MDInputError(f"{f}: restart shard missing (index.json lists {n} shards)")
         if sizes is not None and f.stat().st_size != int(sizes[r]):
             raise MDInputError(f"{f}: restart shard of {f.stat().st_size} bytes, the index recorded {sizes[r]} (truncated or replaced)")
-    if atoms is not None and (len(atoms) != n or sum(atoms) != int(index["atoms"])):
-        raise MDInputError(f"{path}/index.json: shard atom counts {atoms} do not add up to {index['atoms']} atoms")
+    if atoms is not None and (len(atoms) != n or sum(atoms) != int(index[K.ATOMS])):
+        raise MDInputError(f"{path}/index.json: shard atom counts {atoms} do not add up to {index[K.ATOMS]} atoms")
     return index
 
 
@@ -180,9 +181,9 @@ def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> Resta
     collective with ``comm.agree``)."""
     path = Path(path)
     index = _read_index(path)
-    sums, counts = index.get("shard_sha256"), index.get("shard_atoms")
+    sums, counts = index.get(K.SHARD_SHA256), index.get(K.SHARD_ATOMS)
     parts = []
-    for r in range(rank, int(index["shards"]), size):
+    for r in range(rank, int(index[K.SHARDS]), size):
         f = path / f"rank-{r:05d}.npz"
         try:
             data = f.read_bytes()
@@ -194,20 +195,20 @@ def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> Resta
         except MDInputError:
             raise
         except FileNotFoundError as exc:
-            raise MDInputError(f"{f}: restart shard missing (index.json lists {index['shards']} shards)") from exc
+            raise MDInputError(f"{f}: restart shard missing (index.json lists {index[K.SHARDS]} shards)") from exc
         except Exception as exc:  # zipfile/np.load raise many types for a truncated file
             raise MDInputError(f"{f}: not a readable restart shard ({type(exc).__name__}: {exc})") from exc
-        if counts is not None and len(parts[-1]["ids"]) != int(counts[r]):
-            raise MDInputError(f"{f}: {len(parts[-1]['ids'])} atoms, index.json recorded {counts[r]}")
-    empty = {"positions": np.zeros((0, 3)), "velocities": np.zeros((0, 3)), "forces": np.zeros((0, 3)), "masses": np.zeros(0),
-             "ids": np.zeros(0, np.int64), "types": np.zeros(0, np.int64)}  # more ranks than shards: some read none
+        if counts is not None and len(parts[-1][K.IDS]) != int(counts[r]):
+            raise MDInputError(f"{f}: {len(parts[-1][K.IDS])} atoms, index.json recorded {counts[r]}")
+    empty = {K.POSITIONS: np.zeros((0, 3)), K.VELOCITIES: np.zeros((0, 3)), K.FORCES: np.zeros((0, 3)), K.MASSES: np.zeros(0),
+             K.IDS: np.zeros(0, np.int64), K.TYPES: np.zeros(0, np.int64)}  # more ranks than shards: some read none
     arrays = {k: (np.concatenate([p[k] for p in parts]) if parts else empty[k]) for k in SHARD_ARRAYS}
-    for k in ("positions", "velocities"):
+    for k in (K.POSITIONS, K.VELOCITIES):
         bad = ~np.isfinite(arrays[k]).all(axis=1)
         if bad.any():
-            raise MDInputError(f"{path}: {k} not finite (atom ids {arrays['ids'][bad][:10].tolist()}); resume from an earlier restart")
-    arrays.update(cell=np.array(index["cell"]), pbc=np.array(index["pbc"], dtype=bool), energy=np.array(index["energy"]),
-                  virial=np.array(index["virial"]))
+            raise MDInputError(f"{path}: {k} not finite (atom ids {arrays[K.IDS][bad][:10].tolist()}); resume from an earlier restart")
+    arrays.update({K.CELL: np.array(index[K.CELL]), K.PBC: np.array(index[K.PBC], dtype=bool),
+                   K.ENERGY: np.array(index[K.ENERGY]), K.VIRIAL: np.array(index[K.VIRIAL])})
     return RestartFile(arrays, index)
 
 
@@ -219,10 +220,10 @@ def restart_meta(path: str | Path) -> dict:
         return _read_index(path)
     try:
         with np.load(path, allow_pickle=False) as z:  # npz members load one at a time
-            meta = json.loads(str(z["meta"]))
+            meta = json.loads(str(z[K.META]))
     except Exception as exc:  # zipfile/np.load raise many types for a truncated file
         raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
-    if meta.get("format") != RESTART_FORMAT or meta.get("version") != RESTART_VERSION:
+    if meta.get(K.FORMAT) != RESTART_FORMAT or meta.get(K.VERSION) != RESTART_VERSION:
         raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
     return meta
 
@@ -233,7 +234,7 @@ def restart_header(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     if path.is_dir():
         index = check_restart_shards(path)
-        return int(index["step"]), int(index["atoms"])
+        return int(index[K.STEP]), int(index[K.ATOMS])
     meta = restart_meta(path)
     with np.load(path, allow_pickle=False) as z:
-        return int(meta["step"]), int(z["ids"].shape[0])
+        return int(meta[K.STEP]), int(z[K.IDS].shape[0])

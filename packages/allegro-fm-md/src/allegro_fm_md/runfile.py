@@ -65,6 +65,7 @@ from ase import units
 from ase.neighborlist import neighbor_list
 from tea_align.files import atomic_path, read_toml
 
+from . import keys as K
 from .chunked import ChunkedPotential
 from .comm import agree, node_local_rank, world
 from .errors import MDInputError
@@ -521,7 +522,7 @@ def _take_folder(runfile: RunFile, overwrite: bool, comm, progress: bool, system
             ident, note = settle_identity(o.dir, species, model_sha256(runfile.potential), runfile.source_sha256, meta,
                                           o.restart_from, o.allow_model_change)
             if o.restart_from:
-                step = int(meta["step"])
+                step = int(meta[K.STEP])
                 cut = cut_back(o.dir, step)
                 if progress and str(cut) != "nothing":
                     print(f"resuming at step {step}: removed {cut} written after the restart", flush=True)

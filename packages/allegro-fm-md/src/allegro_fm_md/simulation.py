@@ -18,6 +18,7 @@ import numpy as np
 from ase import units
 from tea_align import Progress
 
+from . import keys as K
 from .comm import SERIAL, _max_op
 from .errors import MDInputError, SimulationError
 from .faults import inject
@@ -179,7 +180,7 @@ class Simulation:
             if snapshot is not None:
                 integ = getattr(self, "_snap_integ", integ)
             rng = self._rng_state() if snapshot is None else (self.comm.allgather(snapshot[1]) if snapshot[1] else None)
-            meta = {"integrator": type(self.integrator).__name__, "rng_states": rng, "integrator_state": integ, **self.identity}
+            meta = {K.INTEGRATOR: type(self.integrator).__name__, K.RNG_STATES: rng, K.INTEGRATOR_STATE: integ, **self.identity}
             return write_restart_shards(path, s, meta, self.comm)
         if snapshot is None:
             g = self.gathered()
@@ -191,7 +192,7 @@ class Simulation:
         if not self.root:
             return None
         return write_restart_file(Path(path) if path else self.outdir / "restart.npz", g,
-                                  {"integrator": type(self.integrator).__name__, "rng_states": rng_states, "integrator_state": integ,
+                                  {K.INTEGRATOR: type(self.integrator).__name__, K.RNG_STATES: rng_states, K.INTEGRATOR_STATE: integ,
                                    **self.identity})
 
     @staticmethod
@@ -203,20 +204,20 @@ class Simulation:
         sharded = Path(path).is_dir()
         r = read_restart_shards(path, rank, size) if sharded else read_restart_file(path)
         meta, arrays = r.meta, r.arrays
-        states = meta.get("rng_states")
+        states = meta.get(K.RNG_STATES)
         if integrator is not None and states and integrator.rng is not None:
             if len(states) != size:
                 raise MDInputError(f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many")
             integrator.rng.bit_generator.state = states[rank]
-        if integrator is not None and meta.get("integrator_state") is not None:
-            if meta.get("integrator") != type(integrator).__name__:
-                raise MDInputError(f"{path}: written by a {meta.get('integrator')} run; resume it with the same integrator")
-            integrator.load_state_dict(meta["integrator_state"])
+        if integrator is not None and meta.get(K.INTEGRATOR_STATE) is not None:
+            if meta.get(K.INTEGRATOR) != type(integrator).__name__:
+                raise MDInputError(f"{path}: written by a {meta.get(K.INTEGRATOR)} run; resume it with the same integrator")
+            integrator.load_state_dict(meta[K.INTEGRATOR_STATE])
         keep = slice(None) if (rank == 0 or sharded) else slice(0, 0)  # sharded: this rank's shards
-        return State(arrays["positions"][keep], arrays["velocities"][keep], arrays["masses"][keep], arrays["cell"], arrays["pbc"],
-                     step=int(meta["step"]), time_fs=float(meta["time_fs"]), forces=arrays["forces"][keep],
-                     energy=float(arrays["energy"]), virial=arrays["virial"], momentum_conserved=bool(meta["momentum_conserved"]),
-                     ids=arrays["ids"][keep], types=arrays["types"][keep])
+        return State(arrays[K.POSITIONS][keep], arrays[K.VELOCITIES][keep], arrays[K.MASSES][keep], arrays[K.CELL], arrays[K.PBC],
+                     step=int(meta[K.STEP]), time_fs=float(meta[K.TIME_FS]), forces=arrays[K.FORCES][keep],
+                     energy=float(arrays[K.ENERGY]), virial=arrays[K.VIRIAL], momentum_conserved=bool(meta[K.MOMENTUM_CONSERVED]),
+                     ids=arrays[K.IDS][keep], types=arrays[K.TYPES][keep])
 
     def close(self) -> None:
         """Close the reporters' files."""

@@ -36,6 +36,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from tea_align.files import AtomicFile, write_text_atomic
 
 from . import __about__
+from . import keys as K
 from .errors import MDInputError
 from .faults import inject
 
@@ -61,7 +62,7 @@ class H5MDWriter:
         h.create_group("author").attrs["name"] = "allegro-fm-md"
         c = h.create_group("creator")
         c.attrs["name"], c.attrs["version"] = "allegro-fm-md", __about__.__version__
-        part = self.h5.create_group("particles/all")
+        part = self.h5.create_group(K.H5MD_PARTICLES)
         box = part.create_group("box")
         box.attrs["dimension"] = 3
         box.attrs["boundary"] = np.array(["periodic" if p else "none" for p in pbc], dtype="S8")
@@ -100,10 +101,9 @@ class H5MDWriter:
             raise OSError(errno.ENOSPC, f"no space left for frame {s.step} of the trajectory ({need / 1e6:.1f} MB needed, "
                                         f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free); the frames before it are kept", str(self.path))
         vel_fs = s.velocities * units.fs  # ASE time unit -> Angstrom/fs
-        for path, val in (("particles/all/box/edges", s.cell), ("particles/all/position", s.positions),
-                          ("particles/all/velocity", vel_fs), ("particles/all/force", s.forces * EV_PER_A_TO_FORCE_UNIT),
-                          ("observables/potential_energy", s.energy), ("observables/kinetic_energy", s.kinetic_energy()),
-                          ("observables/temperature", s.temperature())):
+        for path, val in ((K.H5MD_BOX_EDGES, s.cell), (K.H5MD_POSITION, s.positions), (K.H5MD_VELOCITY, vel_fs),
+                          (K.H5MD_FORCE, s.forces * EV_PER_A_TO_FORCE_UNIT), (K.H5MD_POTENTIAL_ENERGY, s.energy),
+                          (K.H5MD_KINETIC_ENERGY, s.kinetic_energy()), (K.H5MD_TEMPERATURE, s.temperature())):
             self._append(path, s.step, s.time_fs, val)
         self.h5.flush()
 
@@ -116,8 +116,7 @@ def read_h5md_positions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.nd
     import h5py  # lazy: HDF5 only for .h5 files
 
     with h5py.File(path, "r") as h5:
-        p = h5["particles/all"]
-        return p["position/step"][()], p["position/value"][()], p["box/edges/value"][()]
+        return h5[K.H5MD_POSITION]["step"][()], h5[K.H5MD_POSITION]["value"][()], h5[K.H5MD_BOX_EDGES]["value"][()]
 
 
 class ExtXYZWriter:
@@ -158,19 +157,19 @@ class ShardWriter:
         self.path = self.folder / f"rank-{rank:05d}.h5"
         self.z_of_type = np.array([atomic_numbers[s] for s in species], dtype=np.int32)
         if rank == 0:
-            write_text_atomic(self.folder / "index.json", json.dumps({"format": SHARD_FORMAT, "shards": size,
-                                                                       "pbc": [bool(p) for p in pbc], "species": list(species)}))
+            write_text_atomic(self.folder / K.INDEX_FILE, json.dumps({K.FORMAT: SHARD_FORMAT, K.SHARDS: size,
+                                                                       K.PBC: [bool(p) for p in pbc], K.SPECIES: list(species)}))
         exists = append and self.path.exists()
         self.h5 = h5py.File(self.path, "a" if exists else "w")
         if exists:
             return
-        fr, at = self.h5.create_group("frames"), self.h5.create_group("atoms")
-        for name, shape, dt in (("step", (), np.int64), ("time", (), np.float64), ("cell", (3, 3), np.float64),
-                                ("energy", (), np.float64), ("virial", (3, 3), np.float64), ("offset", (), np.int64)):
-            kw = {"fillvalue": np.iinfo(np.int64).max} if name == "step" else {}
+        fr, at = self.h5.create_group(K.FRAMES), self.h5.create_group(K.ATOM_ROWS)
+        for name, shape, dt in ((K.STEP, (), np.int64), (K.TIME, (), np.float64), (K.CELL, (3, 3), np.float64),
+                                (K.ENERGY, (), np.float64), (K.VIRIAL, (3, 3), np.float64), (K.OFFSET, (), np.int64)):
+            kw = {"fillvalue": np.iinfo(np.int64).max} if name == K.STEP else {}
             fr.create_dataset(name, (0, *shape), dt, maxshape=(None, *shape), chunks=(256, *shape), **kw)
-        for name, shape, dt in (("ids", (), np.int64), ("numbers", (), np.int32), ("positions", (3,), np.float64),
-                                ("velocities", (3,), np.float64), ("forces", (3,), np.float64)):
+        for name, shape, dt in ((K.IDS, (), np.int64), (K.NUMBERS, (), np.int32), (K.POSITIONS, (3,), np.float64),
+                                (K.VELOCITIES, (3,), np.float64), (K.FORCES, (3,), np.float64)):
             at.create_dataset(name, (0, *shape), dt, maxshape=(None, *shape), chunks=(4096, *shape))
 
     def write(self, state) -> None:
@@ -179,16 +178,16 @@ class ShardWriter:
         need = 8 * state.positions.nbytes + (1 << 20)
         if st.f_bavail * st.f_frsize < need:
             raise OSError(errno.ENOSPC, f"no space left for frame {state.step} of the trajectory shards", str(self.path))
-        at, fr = self.h5["atoms"], self.h5["frames"]
-        n0, n = at["ids"].shape[0], len(state.masses)
+        at, fr = self.h5[K.ATOM_ROWS], self.h5[K.FRAMES]
+        n0, n = at[K.IDS].shape[0], len(state.masses)
         types = state.types if state.types is not None else np.zeros(n, np.int64)
-        for name, val in (("ids", state.ids), ("numbers", self.z_of_type[types]), ("positions", state.positions),
-                          ("velocities", state.velocities * units.fs), ("forces", state.forces)):
+        for name, val in ((K.IDS, state.ids), (K.NUMBERS, self.z_of_type[types]), (K.POSITIONS, state.positions),
+                          (K.VELOCITIES, state.velocities * units.fs), (K.FORCES, state.forces)):
             at[name].resize(n0 + n, axis=0)
             at[name][n0:] = val
-        k = fr["step"].shape[0]
-        for name, val in (("time", state.time_fs), ("cell", state.cell), ("energy", state.energy), ("virial", state.virial),
-                          ("offset", n0), ("step", state.step)):
+        k = fr[K.STEP].shape[0]
+        for name, val in ((K.TIME, state.time_fs), (K.CELL, state.cell), (K.ENERGY, state.energy), (K.VIRIAL, state.virial),
+                          (K.OFFSET, n0), (K.STEP, state.step)):  # the step last: it marks a complete frame
             fr[name].resize(k + 1, axis=0)
             fr[name][k] = val
         self.h5.flush()
@@ -216,12 +215,12 @@ def _open_shard_set(folder: Path):
     import h5py  # lazy: HDF5 only for trajectories
 
     try:
-        index = json.loads((folder / "index.json").read_text())
-        n = int(index["shards"])
+        index = json.loads((folder / K.INDEX_FILE).read_text())
+        n = int(index[K.SHARDS])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MDInputError(f"{folder}: not a sharded trajectory (index.json: {exc})") from exc
-    if index.get("format") != SHARD_FORMAT or n < 1:
-        raise MDInputError(f"{folder}/index.json: not a sharded trajectory index (format {index.get('format')!r}, {n} shards)")
+    if index.get(K.FORMAT) != SHARD_FORMAT or n < 1:
+        raise MDInputError(f"{folder}/index.json: not a sharded trajectory index (format {index.get(K.FORMAT)!r}, {n} shards)")
     names = [f"rank-{r:05d}.h5" for r in range(n)]
     extra = sorted(p.name for p in folder.glob("rank-*.h5") if p.name not in names)
     if extra:
@@ -238,13 +237,13 @@ def _open_shard_set(folder: Path):
                 raise MDInputError(f"{path}: not a readable trajectory shard (truncated or damaged: {exc})") from exc
             files.append(f)
             try:
-                off, n_atoms = f["frames/offset"][()], f["atoms/ids"].shape[0]
-                steps = f["frames/step"][()]
+                off, n_atoms = f[K.FRAMES][K.OFFSET][()], f[K.ATOM_ROWS][K.IDS].shape[0]
+                steps = f[K.FRAMES][K.STEP][()]
             except KeyError as exc:
                 raise MDInputError(f"{path}: not a trajectory shard (no {exc})") from exc
             if len(off) != len(steps) or (len(off) and (np.any(np.diff(off) < 0) or off[0] != 0 or off[-1] > n_atoms)):
                 raise MDInputError(f"{path}: frame offsets do not fit its {n_atoms} atom rows (a damaged shard)")
-        steps = [f["frames/step"][()] for f in files]
+        steps = [f[K.FRAMES][K.STEP][()] for f in files]
         usable = min(int((s != np.iinfo(np.int64).max).sum()) for s in steps)
         for f, s in zip(files, steps, strict=True):
             if not np.array_equal(s[:usable], steps[0][:usable]):
@@ -279,7 +278,7 @@ def merge_shards(folder: str | Path, out: str | Path, overwrite: bool = False) -
             index, files, usable = _open_shard_set(part)
             try:
                 for k in range(usable):
-                    step = int(files[0]["frames/step"][k])
+                    step = int(files[0][K.FRAMES][K.STEP][k])
                     if last is not None and step <= last:
                         continue  # a resumed part repeats the step it started from
                     frame = _merged_frame(files, k, index)
@@ -308,21 +307,22 @@ def _merged_frame(files, k: int, index: dict) -> _Frame:
     """Frame ``k`` of a part's shards as one whole-system frame, atoms by id (MDInputError when ids repeat)."""
     parts = []
     for f in files:
-        off = f["frames/offset"][()]
+        off, rows = f[K.FRAMES][K.OFFSET][()], f[K.ATOM_ROWS]
         a0 = int(off[k])
-        a1 = int(off[k + 1]) if k + 1 < len(off) else f["atoms/ids"].shape[0]
-        parts.append({n: f[f"atoms/{n}"][a0:a1] for n in ("ids", "numbers", "positions", "velocities", "forces")})
+        a1 = int(off[k + 1]) if k + 1 < len(off) else rows[K.IDS].shape[0]
+        parts.append({n: rows[n][a0:a1] for n in (K.IDS, K.NUMBERS, K.POSITIONS, K.VELOCITIES, K.FORCES)})
     cat = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
-    order = np.argsort(cat["ids"])
-    ids = cat["ids"][order]
+    order = np.argsort(cat[K.IDS])
+    ids = cat[K.IDS][order]
     if len(ids) > 1 and (np.diff(ids) == 0).any():
         dup = int(ids[np.flatnonzero(np.diff(ids) == 0)[0]])
-        owners = [f.filename for f, p in zip(files, parts, strict=True) if dup in p["ids"]]
+        owners = [f.filename for f, p in zip(files, parts, strict=True) if dup in p[K.IDS]]
         raise MDInputError(f"atom id {dup} appears in {', '.join(owners)}: a duplicated shard")
-    f0 = files[0]["frames"]
-    return _Frame(positions=cat["positions"][order], velocities=cat["velocities"][order] / units.fs, forces=cat["forces"][order],
-                  cell=f0["cell"][k], pbc=np.array(index["pbc"]), step=int(f0["step"][k]), time_fs=float(f0["time"][k]),
-                  energy=float(f0["energy"][k]), numbers=cat["numbers"][order], virial=f0["virial"][k])
+    f0 = files[0][K.FRAMES]
+    return _Frame(positions=cat[K.POSITIONS][order], velocities=cat[K.VELOCITIES][order] / units.fs,
+                  forces=cat[K.FORCES][order], cell=f0[K.CELL][k], pbc=np.array(index[K.PBC]), step=int(f0[K.STEP][k]),
+                  time_fs=float(f0[K.TIME][k]), energy=float(f0[K.ENERGY][k]), numbers=cat[K.NUMBERS][order],
+                  virial=f0[K.VIRIAL][k])
 
 
 class _Frame:
