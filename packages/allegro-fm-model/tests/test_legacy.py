@@ -137,8 +137,19 @@ def test_forces_are_minus_gradient_and_invariant(pot, reference):
 
 
 def test_isolated_atoms_have_their_shift_and_no_force(pot):
-    r = pot.compute(np.array([[0.0, 0, 0], [20.0, 0, 0]]), pot.types_of(["O", "Ca"]), np.zeros((2, 0), np.int64), 2)
-    assert np.all(r.forces == 0) and np.isfinite(r.energy) and r.atomic_energies.shape == (2,)
+    """An atom with no neighbour has no edge energy: its energy is its species' shift times the global scale, read here
+    from the TorchScript file's own buffers (Allegro 0.3.0: per_species_rescale, then nequip's RescaleOutput)."""
+    import torch
+
+    sd = torch.jit.load(str(MODEL), map_location="cpu").state_dict()
+    shifts, scales = sd["model.model.func.per_species_rescale.shifts"].numpy(), sd["model.model.func.per_species_rescale.scales"].numpy()
+    scale_by = float(sd["model.scale_by"])
+    symbols = list(pot.species)  # every element, one isolated atom each, 20 A apart (beyond the cutoff)
+    r = pot.compute(np.arange(len(symbols))[:, None] * np.array([[20.0, 0, 0]]), pot.types_of(symbols),
+                    np.zeros((2, 0), np.int64), len(symbols))
+    np.testing.assert_allclose(r.atomic_energies, scale_by * scales * shifts, rtol=1e-6)
+    assert r.energy == pytest.approx(scale_by * float((scales * shifts).sum()), rel=1e-6)
+    assert np.all(r.forces == 0) and len(set(np.round(r.atomic_energies, 6))) == len(symbols)
 
 
 def _torchscript(path: Path, extra: dict[str, str]) -> Path:

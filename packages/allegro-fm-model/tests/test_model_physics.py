@@ -154,3 +154,13 @@ def test_isolated_atoms_no_neighbours(pot):
     a = _calc(pot, Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]]))
     np.testing.assert_allclose(a.get_forces(), 0.0)
     assert np.isfinite(a.get_potential_energy())
+
+
+def test_an_isolated_atom_has_exactly_its_species_shift():
+    """No neighbour, no edge energy: each atom's energy is the per-type shift the model was built with (eV)."""
+    shifts = {"H": -13.6, "C": -1029.4, "O": -2041.8, "Si": -7.9, "Ca": -2.3}
+    p = AllegroPotential(build_model(tiny_preset(), SPECIES, dtype="float64", seed=5, per_type_energy_shifts=shifts),
+                         SPECIES, cutoff=5.2)
+    a = _calc(p, Atoms(list(SPECIES), positions=np.arange(5)[:, None] * [[20.0, 0, 0]]))
+    np.testing.assert_allclose(a.get_potential_energies(), [shifts[s] for s in SPECIES], rtol=0, atol=1e-10)
+    assert a.get_potential_energy() == pytest.approx(sum(shifts.values()), abs=1e-9)

@@ -21,7 +21,16 @@ def test_dataset_frames_match_tea_align(aligned_small):
             assert float(d[K.TOTAL_ENERGY_KEY]) == pytest.approx(f.energy)
             np.testing.assert_allclose(d[K.FORCE_KEY].numpy(), f.forces)
             assert [ds.type_names[t] for t in d[K.ATOM_TYPE_KEY]] == f.symbols
-    assert set(reference_energies(aligned_small)) == {"H", "C", "O", "Si", "Ca"}
+    # the per-element energies the model starts from are the least-squares fit of the file's aligned energies per atom
+    # on its composition fractions (eV/atom): numpy's lstsq on the frames as read here
+    ref = reference_energies(aligned_small)
+    syms = ["H", "C", "O", "Si", "Ca"]
+    assert set(ref) == set(syms)
+    with tea_align.open_dataset(aligned_small) as t:
+        frames = list(t)
+    x = np.array([[f.symbols.count(e) / f.n_atoms for e in syms] for f in frames])
+    w = np.linalg.lstsq(x, np.array([f.energy / f.n_atoms for f in frames]), rcond=None)[0]
+    np.testing.assert_allclose([ref[e] for e in syms], w, rtol=1e-8, atol=1e-8)
 
 
 def test_dataset_batches_run_through_a_model(aligned_small):
@@ -32,9 +41,18 @@ def test_dataset_batches_run_through_a_model(aligned_small):
 
     ds = TeaAlignDataset(aligned_small, ["H", "C", "O", "Si", "Ca"], transforms=[NeighborListTransform(r_max=5.2)])
     batch = K.batched_from_list([ds[i] for i in range(4)])
-    model = build_model(tiny_preset(), ["H", "C", "O", "Si", "Ca"], per_type_energy_shifts=reference_energies(aligned_small))
+    model = build_model(tiny_preset(), ["H", "C", "O", "Si", "Ca"], per_type_energy_shifts=reference_energies(aligned_small),
+                        dtype="float64")
     out = model(batch)
     assert out[K.TOTAL_ENERGY_KEY].shape == (4, 1) and torch.isfinite(out[K.FORCE_KEY]).all()
+    # a batch is the frames side by side: each frame's energy and forces equal the model's on that frame alone; the
+    # dataset's positions are torch's default float32, so forces agree to float32 round-off (the energy sums in float64)
+    counts = [len(ds[i][K.POSITIONS_KEY]) for i in range(4)]
+    forces = torch.split(out[K.FORCE_KEY].detach(), counts)
+    for i in range(4):
+        alone = model(K.batched_from_list([ds[i]]))
+        assert float(out[K.TOTAL_ENERGY_KEY][i]) == pytest.approx(float(alone[K.TOTAL_ENERGY_KEY][0]), rel=1e-11)  # ~36 keV totals
+        torch.testing.assert_close(forces[i], alone[K.FORCE_KEY].detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_element_and_bad_schema(aligned_small, tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 import tea_align
 from tea_align import synthetic
 from tea_align.alignment import Alignment, collect_anchors, fit_alignment
-from tea_align.readers import read_frames
+from tea_align.readers import InputSpec, read_frames
 from tea_testutil import specs
 
 
@@ -79,6 +82,17 @@ def test_fit_with_data_statistics_and_reference_energies(demo_data):
     for name in ("periodic", "molecules"):
         assert st["sources"][name]["rmse_after"] < st["sources"][name]["rmse_before"] / 100
     assert set(al.reference_energies) == {"H", "C", "O", "Si", "Ca"}
+    # the reference energies are the least-squares per-element energies of the aligned frames (eV/atom): numpy's
+    # lstsq on the composition fractions and the aligned energies per atom, computed here from the frames themselves
+    with tempfile.TemporaryDirectory() as d:
+        tea_align.apply(al, specs(paths), Path(d) / "a.h5")
+        with tea_align.open_dataset(Path(d) / "a.h5") as ds:
+            frames = list(ds)
+    syms = sorted(al.reference_energies)
+    x = np.array([[f.symbols.count(e) / f.n_atoms for e in syms] for f in frames])
+    y = np.array([f.energy / f.n_atoms for f in frames])
+    w = np.linalg.lstsq(x, y, rcond=None)[0]
+    np.testing.assert_allclose([al.reference_energies[e] for e in syms], w, rtol=1e-9, atol=1e-9)
     # round trip through JSON keeps everything
     assert Alignment.from_json(al.to_json()) == al
 
@@ -92,6 +106,17 @@ def test_unknown_level_and_missing_element_are_errors(demo_data):
     # an element without anchors or atom energies cannot be aligned
     pairs, atoms = collect_anchors(read_frames(paths["anchors"], mixed_levels=True), synthetic.LEVEL_T)
     assert len(pairs) == 10 and set(atoms[synthetic.LEVEL_S]) == {"H", "C", "O", "Si", "Ca"}
+    # an alignment without a shift for Ca refuses the first periodic frame holding Ca, naming the element, the level,
+    # the file and the frame, and writes nothing
+    ls = al.levels[synthetic.LEVEL_S]
+    no_ca = dataclasses.replace(al, levels={synthetic.LEVEL_S: dataclasses.replace(ls, shifts={k: v for k, v in ls.shifts.items()
+                                                                                                  if k != "Ca"})})
+    first_ca = next(f for f in read_frames(InputSpec(paths["periodic"], level=synthetic.LEVEL_S)) if "Ca" in f.symbols)
+    out = paths["anchors"].parent / "no-ca.h5"
+    with pytest.raises(tea_align.TeaAlignError, match=re.escape(f"element Ca has no alignment shift for level {synthetic.LEVEL_S!r}")) as exc:
+        tea_align.apply(no_ca, [f"{paths['periodic']},level={synthetic.LEVEL_S}"], out)
+    assert str(paths["periodic"]) in str(exc.value) and f"frame {first_ca.index}" in str(exc.value)
+    assert not out.exists()
 
 
 def test_rank_deficient_anchors_are_refused(demo_data):
