@@ -89,6 +89,10 @@ MUTATIONS = [
     Mutation("rdf minimum from the raw curve", f"{MD}/src/allegro_fm_md/analysis.py",
              "gs = np.convolve(g, np.ones(width) / width, mode=\"same\")", "gs = g",
              (f"{MD}/tests/test_analysis.py", "tests/test_main_job.py::test_main_job_short_run_is_stable")),
+    Mutation("barostat noise 10 % too weak", f"{MD}/src/allegro_fm_md/integrators/npt.py",
+             "+ np.sqrt(kT * self.beta * h / (2.0 * self.tau)) * next(draws))",
+             "+ 0.9 * np.sqrt(kT * self.beta * h / (2.0 * self.tau)) * next(draws))",
+             (f"{MD}/tests/test_npt_fluctuations.py",)),
 ]
 
 

@@ -157,3 +157,69 @@ def test_birch_murnaghan_fit_recovers_its_parameters_and_refuses_e_of_v_without_
         fit_birch_murnaghan(v, 0.1 * v, "portlandite")
     with pytest.raises(ValueError, match=r"Ca\(OH\)2: the Birch-Murnaghan fit of E\(V\) did not converge"):
         fit_birch_murnaghan(v, [0.0, -1.0, -2.0, -1.5, -3.0], "Ca(OH)2")
+
+
+def _plant(system, particle_atoms: int, radius: float, what: str):
+    """A copy of ``system`` with a planted answer: "CO3" moves a water O to 1.30 A from a CO2 carbon (perpendicular to
+    the molecule's axis) and its two H 6 A away from it; "HCO3" also keeps one H on that O (0.97 A, away from the C);
+    "HCO3+Ca" is "HCO3" with one particle Ca moved 4 A beyond radius + 2 A from the particle's Si centroid."""
+    a = system.copy()
+    sym = np.array(a.get_chemical_symbols())
+    c = particle_atoms + int(np.flatnonzero(sym[particle_atoms:] == "C")[0])
+    o1, o2 = c + 1, c + 2  # the builder writes CO2 as C, O, O
+    ow = particle_atoms + int(np.flatnonzero(sym[particle_atoms:] == "O")[0])  # first water: O, H, H
+    axis = a.positions[o2] - a.positions[o1]
+    perp = np.cross(axis, [0.0, 0.0, 1.0])
+    perp /= np.linalg.norm(perp)
+    a.positions[ow] = a.positions[c] + 1.30 * perp
+    a.positions[ow + 1] = a.positions[ow] + (0.97 * perp if what != "CO3" else 6.0 * perp)
+    a.positions[ow + 2] = a.positions[ow] + 6.0 * np.array([0.0, 0.0, 1.0])
+    if what == "HCO3+Ca":
+        si = np.flatnonzero(sym[:particle_atoms] == "Si")
+        ca = int(np.flatnonzero(sym[:particle_atoms] == "Ca")[0])
+        a.positions[ca] = a.positions[si].mean(axis=0) + [radius + 6.0, 0.0, 0.0]
+    return a
+
+
+def test_carbonation_counts_the_planted_species_through_the_experiment(tmp_path, monkeypatch):
+    """The carbonation experiment end to end with scripted trajectories in place of MD (the real builder, H5MD files
+    written by allegro-fm-md's writer and read back by the experiment, its stage clocks, its species counting and its
+    report): frames with a planted carbonate, bicarbonate and a Ca ion outside the particle are counted as planted."""
+    from allegro_fm_bench.experiments import carbonation
+    from allegro_fm_bench.structures import tobermorite_11a
+    from allegro_fm_md import State
+    from allegro_fm_md.trajectory import H5MDWriter
+
+    radius = 6.0
+    plan = {"equilibrate-300K": [(0, "none"), (100, "none")], "heat-1200K": [(0, "none"), (200, "CO3")],
+            "hold-1200K": [(200, "CO3"), (400, "HCO3"), (600, "HCO3+Ca")]}
+    built = {}
+
+    def scripted_md(ctx, atoms, name, *, steps, restart_from="", **kw):
+        d = ctx.outdir / name
+        d.mkdir(parents=True, exist_ok=True)
+        built.setdefault("system", atoms.copy()) if name == "minimise" else None
+        if name in plan:
+            system, n_p = built["system"], built["system"].info["particle_atoms"]
+            w = H5MDWriter(d / "trajectory.h5md", system.numbers, system.pbc)
+            rows = []
+            for step, what in plan[name]:
+                f = system if what == "none" else _plant(system, n_p, radius, what)
+                w.write(State(f.positions, np.zeros_like(f.positions), f.get_masses(), np.array(f.cell), f.pbc,
+                              step=step, time_fs=0.5 * step, forces=np.zeros_like(f.positions), energy=0.0))
+                rows.append(f"{step} {0.5 * step} 300.0")
+            w.close()
+            (d / "thermo.log").write_text("# step time_fs T_K\n" + "\n".join(rows) + "\n")
+        return d
+
+    monkeypatch.setattr(carbonation, "md", scripted_md)
+    monkeypatch.setattr(carbonation, "final_atoms", lambda d: built["system"].copy())
+    monkeypatch.setattr(carbonation, "relaxed_t11", lambda ctx: tobermorite_11a())
+    text, plots, data = carbonation.experiment(_ctx(tmp_path))
+    assert not data["stopped"]
+    # equilibrate: t = 0, 50 fs; heat (its clock + 50 fs): 150 (0 repeats 50); hold: 350, 550 (200 repeats 150)
+    np.testing.assert_allclose(data["time_ps"], [0.0, 0.05, 0.15, 0.25, 0.35])
+    none = {"CO3": 0, "HCO3": 0, "H2CO3": 0, "Ca_left": 0}
+    assert data["series"] == [none, none, {**none, "CO3": 1}, {**none, "HCO3": 1}, {**none, "HCO3": 1, "Ca_left": 1}]
+    assert "| CO3 / HCO3 / H2CO3 units at the end | 0 / 1 / 0 |" in text
+    assert "| Ca ions that left the particle | 1 of" in text and (tmp_path / "exp" / "carbonation.png").stat().st_size > 0
