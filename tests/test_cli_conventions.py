@@ -7,18 +7,33 @@ import importlib
 
 import pytest
 
-CLIS = {"tea-align": "tea_align.cli", "allegro-fm": "allegro_fm_model.cli", "allegro-fm-md": "allegro_fm_md.cli",
-        "allegro-fm-bench": "allegro_fm_bench.cli"}
+CLIS = {
+    "tea-align": "tea_align.cli",
+    "allegro-fm": "allegro_fm_model.cli",
+    "allegro-fm-md": "allegro_fm_md.cli",
+    "allegro-fm-bench": "allegro_fm_bench.cli",
+}
 #: every subcommand, as docs/cli.md lists them
-SUBCOMMANDS = {"tea-align": ["fit", "apply", "convert", "inspect", "report", "demo"],
-               "allegro-fm": ["train", "finetune", "evaluate", "export", "params"],
-               "allegro-fm-md": ["run", "rdf", "merge", "scale"], "allegro-fm-bench": ["run", "make-mini-data", "peer-errors"]}
+SUBCOMMANDS = {
+    "tea-align": ["fit", "apply", "convert", "inspect", "report", "demo"],
+    "allegro-fm": ["train", "finetune", "evaluate", "export", "params"],
+    "allegro-fm-md": ["run", "rdf", "merge", "scale"],
+    "allegro-fm-bench": ["run", "make-mini-data", "peer-errors"],
+}
 #: subcommands that write a file or folder (they take -o/--output)
-WRITERS = {"tea-align": {"fit", "apply", "convert", "report", "demo"}, "allegro-fm": {"evaluate", "export"},
-           "allegro-fm-md": {"rdf", "merge", "scale"}, "allegro-fm-bench": {"run", "make-mini-data", "peer-errors"}}
+WRITERS = {
+    "tea-align": {"fit", "apply", "convert", "report", "demo"},
+    "allegro-fm": {"evaluate", "export"},
+    "allegro-fm-md": {"rdf", "merge", "scale"},
+    "allegro-fm-bench": {"run", "make-mini-data", "peer-errors"},
+}
 #: one bad-input call per CLI: a file that does not exist
-BAD = {"tea-align": ["inspect", "/nonexistent/data.extxyz"], "allegro-fm": ["evaluate", "/nonexistent/model.pt", "x.h5"],
-       "allegro-fm-md": ["run", "/nonexistent/run.toml"], "allegro-fm-bench": ["run", "params", "--model", "/nonexistent.pt"]}
+BAD = {
+    "tea-align": ["inspect", "/nonexistent/data.extxyz"],
+    "allegro-fm": ["evaluate", "/nonexistent/model.pt", "x.h5"],
+    "allegro-fm-md": ["run", "/nonexistent/run.toml"],
+    "allegro-fm-bench": ["run", "params", "--model", "/nonexistent.pt"],
+}
 
 
 @pytest.mark.parametrize("prog", CLIS)
@@ -31,12 +46,16 @@ def test_version_and_common_flags(prog, capsys):
         main(["--help"])
     top = capsys.readouterr().out
     for name in SUBCOMMANDS[prog]:
-        assert f"    {name} " in top or f"    {name}\n" in top, f"{prog}: {name} missing from --help"
+        assert f"    {name} " in top or f"    {name}\n" in top, (
+            f"{prog}: {name} missing from --help"
+        )
         with pytest.raises(SystemExit):
             main([name, "--help"])
         text = capsys.readouterr().out
         assert "-q, --quiet" in text and "--debug" in text, f"{prog} {name}"
-        assert ("-o OUTPUT, --output OUTPUT" in text) == (name in WRITERS[prog]), f"{prog} {name}: -o/--output"
+        assert ("-o OUTPUT, --output OUTPUT" in text) == (name in WRITERS[prog]), (
+            f"{prog} {name}: -o/--output"
+        )
 
 
 @pytest.mark.parametrize("prog", CLIS)
@@ -58,7 +77,9 @@ def test_a_bug_is_exit_1_not_bad_input(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_inspect", boom)
     assert cli.main(["inspect", "x.extxyz"]) == 1
     err = capsys.readouterr().err
-    assert "tea-align: internal error: KeyError" in err and "--debug" in err and "Traceback" not in err
+    assert (
+        "tea-align: internal error: KeyError" in err and "--debug" in err and "Traceback" not in err
+    )
     assert cli.main(["inspect", "x.extxyz", "--debug"]) == 1
     assert "Traceback" in capsys.readouterr().err
 

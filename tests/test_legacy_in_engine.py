@@ -17,7 +17,15 @@ import ase.io
 import numpy as np
 import pytest
 
-MODEL = Path(__file__).parents[1] / "packages" / "allegro-fm-model" / "tests" / "data" / "legacy" / "legacy-allegro-0.3.0.pth"
+MODEL = (
+    Path(__file__).parents[1]
+    / "packages"
+    / "allegro-fm-model"
+    / "tests"
+    / "data"
+    / "legacy"
+    / "legacy-allegro-0.3.0.pth"
+)
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 RUN = """
@@ -57,7 +65,9 @@ def test_nve_conserves_energy(tmp_path):
     assert main(["run", str(_setup(tmp_path, 200)), "-q"]) == 0
     t = np.loadtxt(tmp_path / "out" / "thermo.log")
     etot = t[:, 5] / 270
-    print(f"legacy model NVE, 270 atoms, 100 fs: total-energy spread {np.ptp(etot):.2e} eV/atom, T {t[0, 2]:.0f} -> {t[-1, 2]:.0f} K")
+    print(
+        f"legacy model NVE, 270 atoms, 100 fs: total-energy spread {np.ptp(etot):.2e} eV/atom, T {t[0, 2]:.0f} -> {t[-1, 2]:.0f} K"
+    )
     assert np.ptp(t[:, 2]) > 20  # atoms move: kinetic and potential energy exchange
     assert np.ptp(etot) < 3e-4  # float32 model; the potential energy swings by ~0.04 eV/atom
 
@@ -70,13 +80,31 @@ def test_two_ranks_equal_one_rank(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["run", str(_setup(one, 40)), "-q"]) == 0
     f = _setup(two, 40)
-    subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(f), "-q"],
-                   check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "allegro_fm_md.cli",
+            "run",
+            str(f),
+            "-q",
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     t1, t2 = np.loadtxt(one / "out" / "thermo.log"), np.loadtxt(two / "out" / "thermo.log")
     r1, r2 = np.load(one / "out" / "restart.npz"), np.load(two / "out" / "restart.npz")
     dx, de = np.abs(r2["positions"] - r1["positions"]).max(), np.abs(t2[:, 3] - t1[:, 3]).max()
-    print(f"2 ranks vs 1 rank after 40 steps: max |dx| {dx:.1e} A, max |dE_pot| {de:.1e} eV, "
-          f"max |dF| {np.abs(r2['forces'] - r1['forces']).max():.1e} eV/A")
+    print(
+        f"2 ranks vs 1 rank after 40 steps: max |dx| {dx:.1e} A, max |dE_pot| {de:.1e} eV, "
+        f"max |dF| {np.abs(r2['forces'] - r1['forces']).max():.1e} eV/A"
+    )
     assert dx < 1e-5 and de < 1e-4
     np.testing.assert_allclose(r2["forces"], r1["forces"], atol=1e-4)
 
@@ -104,5 +132,7 @@ def test_evaluate_accepts_the_legacy_file(tmp_path):
     assert err.frames == len(frames) == 8
     assert err.energy["all"] == pytest.approx(2.0, rel=1e-3)
     assert err.forces["all"] == pytest.approx(3.0, rel=1e-3)
-    assert main(["evaluate", str(MODEL), str(tmp_path / "x.h5"), "-o", str(tmp_path / "eval.md")]) == 0
+    assert (
+        main(["evaluate", str(MODEL), str(tmp_path / "x.h5"), "-o", str(tmp_path / "eval.md")]) == 0
+    )
     assert "| mix |" in (tmp_path / "eval.md").read_text()

@@ -60,15 +60,27 @@ def test_main_job_short_run_is_stable(tmp_path):
     from allegro_fm_md.cli import main
 
     text = (EXAMPLE / "run.toml").read_text()
-    text = text.replace('structure = "tobermorite-11A.extxyz"', f'structure = "{EXAMPLE / "tobermorite-11A.extxyz"}"')
-    text = text.replace("steps = 400", "steps = 40").replace('dir = "../../runs/t11-300K"', 'dir = "out"')
-    text = text.replace("trajectory_every = 20", "trajectory_every = 10").replace("thermo_every = 10", "thermo_every = 5")
+    text = text.replace(
+        'structure = "tobermorite-11A.extxyz"',
+        f'structure = "{EXAMPLE / "tobermorite-11A.extxyz"}"',
+    )
+    text = text.replace("steps = 400", "steps = 40").replace(
+        'dir = "../../runs/t11-300K"', 'dir = "out"'
+    )
+    text = text.replace("trajectory_every = 20", "trajectory_every = 10").replace(
+        "thermo_every = 10", "thermo_every = 5"
+    )
     (tmp_path / "run.toml").write_text(text)
     assert main(["run", str(tmp_path / "run.toml"), "-q"]) == 0
     t = np.loadtxt(tmp_path / "out" / "thermo.log")
     assert t[-1, 0] == 40 and np.isfinite(t).all()
-    assert np.abs(t[:, 13] - t[0, 13]).max() / 352 < 3e-4  # conserved quantity (eV/atom) over 20 fs, every 5 steps
-    assert main(["rdf", str(tmp_path / "out" / "trajectory.h5md"), "-o", str(tmp_path / "gr.png")]) == 0
+    assert (
+        np.abs(t[:, 13] - t[0, 13]).max() / 352 < 3e-4
+    )  # conserved quantity (eV/atom) over 20 fs, every 5 steps
+    assert (
+        main(["rdf", str(tmp_path / "out" / "trajectory.h5md"), "-o", str(tmp_path / "gr.png")])
+        == 0
+    )
     table = (tmp_path / "gr.md").read_text()
     si_o = next(line for line in table.splitlines() if line.startswith("| Si-O |")).split("|")
     assert abs(float(si_o[5]) - 4.0) < 0.05  # silicate tetrahedra stay tetrahedral

@@ -38,7 +38,15 @@ def _nve_start(pot, temperature_K: float, skin: float):
     Stationary(a)
     ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=skin)
     pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-    return State(pos, a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy), ev
+    return State(
+        pos,
+        a.get_velocities().copy(),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        forces=r.forces,
+        energy=r.energy,
+    ), ev
 
 
 def test_engine_forces_equal_ase_calculator(allegro):
@@ -65,7 +73,9 @@ def test_device_edge_path_equals_host_edges_and_uploads_only_at_rebuilds(allegro
     from allegro_fm_model import AllegroPotential
 
     dev = AllegroPotential(allegro.model, allegro.species, allegro.cutoff, device_edges=True)
-    assert not allegro.device_edges and dev.device_edges  # the default on the CPU is the host filter
+    assert (
+        not allegro.device_edges and dev.device_edges
+    )  # the default on the CPU is the host filter
     uploads = []
     real = AllegroPotential.compute_from_candidates
 
@@ -84,7 +94,9 @@ def test_device_edge_path_equals_host_edges_and_uploads_only_at_rebuilds(allegro
         runs.append((st.positions.copy(), st.forces.copy(), st.energy, ev.verlet.builds))
     (p0, f0, e0, b0), (p1, f1, e1, b1) = runs
     assert np.abs(p1 - p0).max() < 1e-12 and np.abs(f1 - f0).max() < 1e-12 and abs(e1 - e0) < 1e-10
-    assert b1 == b0 and 1 < b1 < 30 and len(uploads) == b1  # rebuilds happened; one upload per build
+    assert (
+        b1 == b0 and 1 < b1 < 30 and len(uploads) == b1
+    )  # rebuilds happened; one upload per build
 
 
 def test_allegro_nve_conserves_energy(allegro):
@@ -117,7 +129,15 @@ def test_compiled_model_file_runs_in_the_engine(allegro, tmp_path):
     for pot in (allegro, comp):
         ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.5)
         pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-        st = State(pos, a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
+        st = State(
+            pos,
+            a.get_velocities().copy(),
+            a.get_masses(),
+            np.array(a.cell),
+            a.pbc.copy(),
+            forces=r.forces,
+            energy=r.energy,
+        )
         for _ in range(40):
             VelocityVerlet(0.5).step(st, ev)
         finals.append((st.positions.copy(), st.energy, r.virial))

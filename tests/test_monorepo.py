@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"tea-align": "tea_align", "allegro-fm-model": "allegro_fm_model", "allegro-fm-md": "allegro_fm_md",
-            "allegro-fm-bench": "allegro_fm_bench"}
+PACKAGES = {
+    "tea-align": "tea_align",
+    "allegro-fm-model": "allegro_fm_model",
+    "allegro-fm-md": "allegro_fm_md",
+    "allegro-fm-bench": "allegro_fm_bench",
+}
 
 
 @pytest.mark.parametrize("dist,mod", PACKAGES.items())
@@ -28,7 +32,9 @@ def test_each_package_is_separately_versioned(dist, mod):
 def test_tea_align_never_imports_torch():
     code = "import sys, tea_align, tea_align.cli, tea_align.report; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-    deps = tomllib.loads((ROOT / "packages/tea-align/pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((ROOT / "packages/tea-align/pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
     assert sorted(d.split(">")[0].split("=")[0] for d in deps) == ["ase", "h5py", "numpy"]
 
 
@@ -49,16 +55,26 @@ def test_element_table_is_the_papers_89():
     assert ALLEGRO_FM_ELEMENTS[0] == "H" and ALLEGRO_FM_ELEMENTS[-1] == "Pu"
     assert {"Po", "At", "Rn", "Fr", "Ra"}.isdisjoint(ALLEGRO_FM_ELEMENTS)
     # SPICE/OFF23 elements are all covered
-    assert {"H", "Li", "C", "N", "O", "F", "Na", "Mg", "P", "S", "Cl", "K", "Ca", "Br", "I"} <= set(ALLEGRO_FM_ELEMENTS)
+    assert {"H", "Li", "C", "N", "O", "F", "Na", "Mg", "P", "S", "Cl", "K", "Ca", "Br", "I"} <= set(
+        ALLEGRO_FM_ELEMENTS
+    )
     assert "Rn" in NOBLE_GASES and "Xe" in ALLEGRO_FM_ELEMENTS
 
 
 def test_ci_runs_exactly_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    cmds = [line.strip() for line in ci.splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
-    assert cmds[-1] == "./afm test" and cmds.count("./afm test") == 1  # the README's command, once, last
-    assert not any("pytest" in c or "hatch" in c for c in cmds[:-1])  # before it only installs (Slurm for its test)
+    cmds = [
+        line.strip()
+        for line in ci.splitlines()
+        if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert (
+        cmds[-1] == "./afm test" and cmds.count("./afm test") == 1
+    )  # the README's command, once, last
+    assert not any(
+        "pytest" in c or "hatch" in c for c in cmds[:-1]
+    )  # before it only installs (Slurm for its test)
     assert "\n./afm test" in readme
 
 
@@ -85,7 +101,10 @@ def _import_graph(src: Path, pkg: str) -> dict[str, set[str]]:
             elif isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names if a.name.startswith(pkg))
         graph[name] = deps
-    return {m: {d for d in deps if d in graph and d != m and not m.startswith(d + ".") and d != pkg} for m, deps in graph.items()}
+    return {
+        m: {d for d in deps if d in graph and d != m and not m.startswith(d + ".") and d != pkg}
+        for m, deps in graph.items()
+    }
 
 
 @pytest.mark.parametrize("dist,mod", PACKAGES.items())
@@ -98,7 +117,11 @@ def test_no_import_cycles(dist, mod):
         state[m] = 1
         for d in sorted(graph[m]):
             if state.get(d) == 1:
-                raise AssertionError(f"import cycle: {' -> '.join(path[path.index(d):] + [d])}" if d in path else f"{m} -> {d}")
+                raise AssertionError(
+                    f"import cycle: {' -> '.join(path[path.index(d) :] + [d])}"
+                    if d in path
+                    else f"{m} -> {d}"
+                )
             if d not in state:
                 visit(d, path + [d])
         state[m] = 2
@@ -111,8 +134,13 @@ def test_no_import_cycles(dist, mod):
 def test_markdown_tables_lose_no_rows():
     """A blank line inside a table ends it: the rows after it would render as plain text. Every table row of every
     README and doc must belong to a table that starts with a header and a |---| line."""
-    files = [ROOT / "README.md", *ROOT.glob("packages/*/README.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("packages/*/docs/*.md"),
-             *ROOT.glob("packages/*/src/*/models/*.md")]
+    files = [
+        ROOT / "README.md",
+        *ROOT.glob("packages/*/README.md"),
+        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("packages/*/docs/*.md"),
+        *ROOT.glob("packages/*/src/*/models/*.md"),
+    ]
     bad = []
     for f in files:
         lines = f.read_text().splitlines()
@@ -125,7 +153,11 @@ def test_markdown_tables_lose_no_rows():
             prev = lines[k - 1] if k else ""
             nxt = lines[k + 1] if k + 1 < len(lines) else ""
             starts_table = not prev.startswith("|")
-            if starts_table and not nxt.replace(" ", "").startswith("|---") and not nxt.replace(" ", "").startswith("|:-"):
+            if (
+                starts_table
+                and not nxt.replace(" ", "").startswith("|---")
+                and not nxt.replace(" ", "").startswith("|:-")
+            ):
                 bad.append(f"{f.relative_to(ROOT)}:{k + 1}: {line[:60]}")
     assert not bad, "table rows outside a table (a blank line cut the table?):\n" + "\n".join(bad)
 
@@ -147,13 +179,22 @@ def test_the_bench_wings_never_import_each_other():
     or inside functions), and the package has no import cycle (test_no_import_cycles)."""
     graph = _import_graph(ROOT / "packages" / "allegro-fm-bench" / "src", "allegro_fm_bench")
     wings = ("allegro_fm_bench.experiments", "allegro_fm_bench.mini")
-    assert any(m.startswith(wings[0] + ".") for m in graph) and any(m.startswith(wings[1] + ".") for m in graph)
+    assert any(m.startswith(wings[0] + ".") for m in graph) and any(
+        m.startswith(wings[1] + ".") for m in graph
+    )
     for a, b in (wings, wings[::-1]):
-        crossing = sorted(f"{m} -> {d}" for m, deps in graph.items() if m == a or m.startswith(a + ".")
-                          for d in deps if d == b or d.startswith(b + "."))
+        crossing = sorted(
+            f"{m} -> {d}"
+            for m, deps in graph.items()
+            if m == a or m.startswith(a + ".")
+            for d in deps
+            if d == b or d.startswith(b + ".")
+        )
         assert not crossing, crossing
     floor = [m for m in graph if not m.startswith(wings) and m not in ("allegro_fm_bench.cli",)]
-    assert not sorted(f"{m} -> {d}" for m in floor for d in graph[m] if d.startswith(wings)), "the floor imports a wing"
+    assert not sorted(f"{m} -> {d}" for m in floor for d in graph[m] if d.startswith(wings)), (
+        "the floor imports a wing"
+    )
 
 
 def _unexplained_lazy_imports(path: Path) -> list[str]:
@@ -170,13 +211,20 @@ def _unexplained_lazy_imports(path: Path) -> list[str]:
         for stmt in ast.walk(node):
             if not isinstance(stmt, ast.Import | ast.ImportFrom) or stmt.col_offset == 0:
                 continue
+            if any("# lazy" in line for line in lines[stmt.lineno - 1 : stmt.end_lineno]):
+                continue  # a wrapped import: the reason may sit on any of its lines
             i = stmt.lineno - 1
-            while i >= 0:  # this line, then the contiguous imports above it, then a comment line just above them
+            while (
+                i >= 0
+            ):  # this line, then the contiguous imports above it, then a comment line just above them
                 text = lines[i].strip()
                 if "# lazy" in text or "# noqa: F401  (" in text:
                     break
-                if not (text.startswith(("import ", "from ")) or (text.startswith("#") and i < stmt.lineno - 1)
-                        or (not text and i < stmt.lineno - 1)):
+                if not (
+                    text.startswith(("import ", "from "))
+                    or (text.startswith("#") and i < stmt.lineno - 1)
+                    or (not text and i < stmt.lineno - 1)
+                ):
                     i = -1
                     break
                 if text.startswith("#"):
@@ -190,5 +238,21 @@ def _unexplained_lazy_imports(path: Path) -> list[str]:
 
 def test_every_lazy_import_says_why():
     """docs/architecture.md: imports sit at module level, and each one left inside a function says why."""
-    bad = [b for src in sorted(ROOT.glob("packages/*/src/**/*.py")) for b in _unexplained_lazy_imports(src)]
+    bad = [
+        b
+        for src in sorted(ROOT.glob("packages/*/src/**/*.py"))
+        for b in _unexplained_lazy_imports(src)
+    ]
     assert not bad, "imports inside functions without a '# lazy: reason':\n" + "\n".join(bad)
+
+
+def test_the_tree_is_linted_and_formatted():
+    """`./afm lint` in the suite: ruff's checks pass and the code is ruff-formatted (100 columns)."""
+    ruff = [sys.executable, "-m", "ruff"]
+    paths = ["packages", "tests", "scripts"]
+    check = subprocess.run([*ruff, "check", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout[-3000:]
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", *paths], cwd=ROOT, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout[-3000:]

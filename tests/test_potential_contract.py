@@ -20,7 +20,15 @@ from allegro_fm_md import (
     check_potential,
 )
 
-LEGACY = Path(__file__).parents[1] / "packages" / "allegro-fm-model" / "tests" / "data" / "legacy" / "legacy-allegro-0.3.0.pth"
+LEGACY = (
+    Path(__file__).parents[1]
+    / "packages"
+    / "allegro-fm-model"
+    / "tests"
+    / "data"
+    / "legacy"
+    / "legacy-allegro-0.3.0.pth"
+)
 FLOAT32 = {"energy_tol": 1e-4, "force_tol": 1e-4, "fd_step": 1e-3, "fd_tol": 5e-3}
 
 
@@ -34,7 +42,9 @@ class Springs:
     def types_of(self, symbols):
         bad = [i for i, s in enumerate(symbols) if s != "Ar"]
         if bad:
-            raise ValueError(f"atom {bad[0]}: element {symbols[bad[0]]!r} is not known to this potential")
+            raise ValueError(
+                f"atom {bad[0]}: element {symbols[bad[0]]!r} is not known to this potential"
+            )
         return np.zeros(len(symbols), np.int64)
 
     def compute(self, positions, types, edge_index, n_local, edge_shifts=None):
@@ -57,8 +67,12 @@ class Springs:
 
 
 def test_reference_potentials_conform():
-    for pot in (LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5), Morse(["Cu"], depth=0.34, a=1.36, r0=2.6, cutoff=6.0),
-                TimedPotential(LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)), Springs()):
+    for pot in (
+        LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5),
+        Morse(["Cu"], depth=0.34, a=1.36, r0=2.6, cutoff=6.0),
+        TimedPotential(LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)),
+        Springs(),
+    ):
         rep = check_potential(pot)
         assert len(set(rep.checks)) == 15 and rep.checks[-1].startswith("F = -dE/dx"), rep.checks
 
@@ -69,7 +83,9 @@ def test_allegro_fm_potentials_conform():
 
     torch.manual_seed(0)
     species = ("O", "Ca", "H")
-    eager = AllegroPotential(build_model(tiny_preset(), species, dtype="float64", seed=1), species, cutoff=5.2)
+    eager = AllegroPotential(
+        build_model(tiny_preset(), species, dtype="float64", seed=1), species, cutoff=5.2
+    )
     assert isinstance(eager, Potential)
     rep = check_potential(eager)
     print(f"eager float64 Allegro: {rep.deviations}")
@@ -87,7 +103,9 @@ def test_the_check_catches_a_broken_potential():
         def compute(self, positions, types, edge_index, n_local, edge_shifts=None):
             r = super().compute(positions, types, edge_index, n_local, edge_shifts)
             leak = 0.1 * (len(positions) - n_local)  # a per-species shift of every ghost atom
-            return PotentialResult(r.energy + leak, r.forces, r.virial, r.atomic_energies + leak / n_local)
+            return PotentialResult(
+                r.energy + leak, r.forces, r.virial, r.atomic_energies + leak / n_local
+            )
 
     class WrongSign(Springs):
         def compute(self, *a, **k):
@@ -112,7 +130,15 @@ def test_a_new_potential_runs_in_the_engine_unchanged():
     Stationary(a)
     ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.5)
     pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-    st = State(pos, a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
+    st = State(
+        pos,
+        a.get_velocities().copy(),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        forces=r.forces,
+        energy=r.energy,
+    )
     e = []
     for _ in range(200):
         VelocityVerlet(2.0).step(st, ev)
@@ -129,14 +155,20 @@ def test_a_new_potential_kind_runs_from_a_run_file_without_editing_the_engine(tm
     from ase.build import bulk
 
     assert "allegro" in potential_kinds()  # allegro-fm-model's entry point
-    register_potential_kind("springs", lambda spec, symbols, device: Springs(k=spec.options.get("k", 0.5)))
+    register_potential_kind(
+        "springs", lambda spec, symbols, device: Springs(k=spec.options.get("k", 0.5))
+    )
     a = bulk("Ar", "fcc", a=3.6, cubic=True) * (3, 3, 3)
     ase.io.write(tmp_path / "ar.extxyz", a)
-    (tmp_path / "run.toml").write_text('[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "springs"\noptions = {k = 0.3}\n'
-                                       '[run]\nintegrator = "nve"\ndt_fs = 2.0\nsteps = 50\ntemperature_K = 30\nskin = 0.5\n'
-                                       '[output]\ndir = "out"\nthermo_every = 10\n')
+    (tmp_path / "run.toml").write_text(
+        '[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "springs"\noptions = {k = 0.3}\n'
+        '[run]\nintegrator = "nve"\ndt_fs = 2.0\nsteps = 50\ntemperature_K = 30\nskin = 0.5\n'
+        '[output]\ndir = "out"\nthermo_every = 10\n'
+    )
     assert main(["run", str(tmp_path / "run.toml"), "-q"]) == 0
     t = np.loadtxt(tmp_path / "out" / "thermo.log")
     assert t[-1, 0] == 50 and np.ptp(t[:, 13]) / len(a) < 1e-5  # conserved energy of the toy's NVE
-    (tmp_path / "run.toml").write_text((tmp_path / "run.toml").read_text().replace('"springs"', '"nosuch"'))
+    (tmp_path / "run.toml").write_text(
+        (tmp_path / "run.toml").read_text().replace('"springs"', '"nosuch"')
+    )
     assert main(["run", str(tmp_path / "run.toml"), "-q", "--overwrite"]) == 2

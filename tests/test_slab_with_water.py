@@ -33,7 +33,9 @@ def test_calculator_engine_and_periodic_cell_agree_on_a_slab(model):
     assert r.energy == pytest.approx(e_calc, abs=2e-3)  # float32 model: sums in another order
     np.testing.assert_allclose(r.forces, f_calc, atol=2e-4)
     periodic = slab.copy()
-    periodic.pbc = True  # the vacuum above the water (> 5 A) is wider than the cutoff: no image interacts
+    periodic.pbc = (
+        True  # the vacuum above the water (> 5 A) is wider than the cutoff: no image interacts
+    )
     periodic.calc = AllegroFMCalculator(model)
     gap = np.linalg.norm(slab.cell[2]) - np.ptp(slab.positions[:, 2])
     assert gap > model.cutoff, f"vacuum {gap:.2f} A is not wider than the cutoff {model.cutoff} A"
@@ -66,6 +68,10 @@ def test_tobermorite_slab_with_water_runs_nve_with_energy_conserved(tmp_path):
     ke = np.array([t.column("ke_eV") for t in sim.thermo])
     n = len(sim.state.masses)
     drift = np.ptp(etot) / n
-    print(f"{n} atoms, NVE 40 x 0.25 fs: E_kin {ke.min():.2f}..{ke.max():.2f} eV, E_tot spread {drift * 1e3:.3f} meV/atom")
-    assert np.ptp(ke) / n > 5e-3  # energy flows between kinetic and potential (unrelaxed interface: a lot)
+    print(
+        f"{n} atoms, NVE 40 x 0.25 fs: E_kin {ke.min():.2f}..{ke.max():.2f} eV, E_tot spread {drift * 1e3:.3f} meV/atom"
+    )
+    assert (
+        np.ptp(ke) / n > 5e-3
+    )  # energy flows between kinetic and potential (unrelaxed interface: a lot)
     assert drift < 0.05 * np.ptp(ke) / n  # conserved to a few % of what flows, float32 model

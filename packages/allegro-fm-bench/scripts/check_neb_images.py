@@ -56,9 +56,11 @@ def main(model: str = "allegro-fm-mini", *counts: str) -> int:
             t = time.time()
             images, fmax, ok = band(calc, reactant, product, n, via=via, steps=200)
             e = energies(images, calc)
-            print(f"{name:>12} {n:2d} images: {'converged' if ok else 'NOT converged'}, max NEB force {fmax:.3f} eV/A, "
-                  f"highest image {e.max():.1f} kcal/mol, profile {np.round(e, 1).tolist()} ({time.time() - t:.0f} s)",
-                  flush=True)
+            print(
+                f"{name:>12} {n:2d} images: {'converged' if ok else 'NOT converged'}, max NEB force {fmax:.3f} eV/A, "
+                f"highest image {e.max():.1f} kcal/mol, profile {np.round(e, 1).tolist()} ({time.time() - t:.0f} s)",
+                flush=True,
+            )
     return 0
 
 

@@ -29,24 +29,39 @@ def main(out: str = "runs/neb-reference") -> int:
     t0 = time.time()
     r = reference_path(checkpoint=out_dir)
     sc = r["saddle_checks"]
-    result = {"settings": "CI-NEB PBE/def2-SVP (PySCF, grid level 2), 7 images, FIRE 80 + 80 steps to 0.1 eV/A; saddle "
-                          "by the dimer method from the highest image to 0.05 eV/A, descents from both sides; "
-                          "wB97M-D3(BJ)/def2-SVP single points on the PBE images and saddle",
-              "band_converged": r["converged"], "band_max_force_eV_per_A": r["max_force"], "saddle": sc,
-              "wall_s_this_run": time.time() - t0, "tolerance_kcal": REF_TOLERANCE}
+    result = {
+        "settings": "CI-NEB PBE/def2-SVP (PySCF, grid level 2), 7 images, FIRE 80 + 80 steps to 0.1 eV/A; saddle "
+        "by the dimer method from the highest image to 0.05 eV/A, descents from both sides; "
+        "wB97M-D3(BJ)/def2-SVP single points on the PBE images and saddle",
+        "band_converged": r["converged"],
+        "band_max_force_eV_per_A": r["max_force"],
+        "saddle": sc,
+        "wall_s_this_run": time.time() - t0,
+        "tolerance_kcal": REF_TOLERANCE,
+    }
     ok = bool(sc["converged"] and sc["connects"] and sc["curvature"] < 0)
-    print(f"band {'converged' if r['converged'] else 'NOT converged'} (max NEB force {r['max_force']:.3f} eV/A); saddle "
-          f"{'converged' if sc['converged'] else 'NOT converged'}, curvature {sc['curvature']:.2f} eV/A^2, "
-          f"{'joins' if sc['connects'] else 'does NOT join'} reactant and product")
+    print(
+        f"band {'converged' if r['converged'] else 'NOT converged'} (max NEB force {r['max_force']:.3f} eV/A); saddle "
+        f"{'converged' if sc['converged'] else 'NOT converged'}, curvature {sc['curvature']:.2f} eV/A^2, "
+        f"{'joins' if sc['connects'] else 'does NOT join'} reactant and product"
+    )
     for level in ("PBE", "wB97M-D3(BJ)"):
         e = r[level]
         barrier = r["barrier"][level]
         within = abs(barrier - PAPER[level]) <= REF_TOLERANCE
         ok &= within
-        result[level] = {"band_profile_kcal": e.tolist(), "band_max_kcal": float(e.max()), "barrier_kcal": barrier,
-                         "reaction_kcal": float(e[-1]), "paper_kcal": PAPER[level], "within_tolerance": bool(within)}
-        print(f"{level:>13}: barrier (saddle) {barrier:6.1f} kcal/mol, paper {PAPER[level]:.1f} +- {REF_TOLERANCE:g}: "
-              f"{'within' if within else 'OUTSIDE'}; band maximum {e.max():.1f}; reaction energy {e[-1]:+.1f} kcal/mol")
+        result[level] = {
+            "band_profile_kcal": e.tolist(),
+            "band_max_kcal": float(e.max()),
+            "barrier_kcal": barrier,
+            "reaction_kcal": float(e[-1]),
+            "paper_kcal": PAPER[level],
+            "within_tolerance": bool(within),
+        }
+        print(
+            f"{level:>13}: barrier (saddle) {barrier:6.1f} kcal/mol, paper {PAPER[level]:.1f} +- {REF_TOLERANCE:g}: "
+            f"{'within' if within else 'OUTSIDE'}; band maximum {e.max():.1f}; reaction energy {e[-1]:+.1f} kcal/mol"
+        )
     tmp = out_dir / "images.tmp.extxyz"
     ase.io.write(tmp, [im.copy() for im in r["images"]], format="extxyz")
     tmp.replace(out_dir / "images.extxyz")

@@ -36,10 +36,15 @@ def error_rows(tag: str, pot, dataset: Path, by: str, indices=None) -> dict[str,
     err = evaluate(pot, str(dataset), indices, by=by)
     rows = {}
     for group in err.energy:
-        for name, table, unit in (("force RMSE", err.forces, "meV/A"), ("energy RMSE", err.energy, "meV/atom"),
-                                  ("force cosine", err.force_cosine, "")):
+        for name, table, unit in (
+            ("force RMSE", err.forces, "meV/A"),
+            ("energy RMSE", err.energy, "meV/atom"),
+            ("force cosine", err.force_cosine, ""),
+        ):
             if table.get(group) is not None:
-                rows[f"{tag}, {group}: {name}" + (f" ({unit})" if unit else "")] = float(table[group])
+                rows[f"{tag}, {group}: {name}" + (f" ({unit})" if unit else "")] = float(
+                    table[group]
+                )
     return rows
 
 
@@ -55,17 +60,31 @@ def run_test_indices(run_dir: Path, dataset: Path) -> list[int]:
 def bench_rows(model: str, workdir: Path) -> dict[str, float]:
     """The bench's quick EOS and tensile numbers of ``model`` (run as the CLI runs them, in ``workdir``)."""
     cli = Path(sys.executable).parent / "allegro-fm-bench"  # the console script of this environment
-    subprocess.run([str(cli), "run", "eos", "tensile", "--quick", "--model", model, "-o", str(workdir)], check=True)
+    subprocess.run(
+        [str(cli), "run", "eos", "tensile", "--quick", "--model", model, "-o", str(workdir)],
+        check=True,
+    )
     eos = json.loads((workdir / "eos" / "result.json").read_text())["data"]
     ten = json.loads((workdir / "tensile" / "result.json").read_text())["data"]
     rows = {f"bench EOS: {k}": float(eos[k]) for k in ("density_g_cc", "B0_GPa")}
-    for rate, r in ten.items():  # one entry per strain rate; fracture_strain is NaN where the cell did not break
-        rows.update({f"bench tensile {rate} /s: {k}": float(r[k]) for k in ("peak_GPa", "yield_strain", "fracture_strain")})
+    for (
+        rate,
+        r,
+    ) in (
+        ten.items()
+    ):  # one entry per strain rate; fracture_strain is NaN where the cell did not break
+        rows.update(
+            {
+                f"bench tensile {rate} /s: {k}": float(r[k])
+                for k in ("peak_GPa", "yield_strain", "fracture_strain")
+            }
+        )
     return rows
 
 
-def compare(shipped: dict[str, float], remake: dict[str, float], tolerance: float, floor: float = 1e-9
-            ) -> tuple[list[str], list[str]]:
+def compare(
+    shipped: dict[str, float], remake: dict[str, float], tolerance: float, floor: float = 1e-9
+) -> tuple[list[str], list[str]]:
     """Markdown table lines (quantity, shipped, remake, relative difference) and the names of the rows over
     ``tolerance``: relative to the shipped value, absolute below ``floor``; NaN (e.g. no fracture) equals only NaN;
     a row the remake lacks is over."""
@@ -83,8 +102,14 @@ def compare(shipped: dict[str, float], remake: dict[str, float], tolerance: floa
             rel = abs(b - a) if abs(a) < floor else abs(b - a) / abs(a)
         if rel > tolerance:
             bad.append(name)
-        lines.append(f"| {name} | {a:.4g} | {b:.4g} | {100 * rel:.1f} %{' **over**' if rel > tolerance else ''} |")
-    lines += ["", f"{len(shipped) - len(bad)} of {len(shipped)} within tolerance" + (f"; over: {', '.join(bad)}" if bad else "")]
+        lines.append(
+            f"| {name} | {a:.4g} | {b:.4g} | {100 * rel:.1f} %{' **over**' if rel > tolerance else ''} |"
+        )
+    lines += [
+        "",
+        f"{len(shipped) - len(bad)} of {len(shipped)} within tolerance"
+        + (f"; over: {', '.join(bad)}" if bad else ""),
+    ]
     return lines, bad
 
 
@@ -92,10 +117,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="the remake's output folder (make_mini_model.sh OUT)")
     ap.add_argument("--model", help="the remake's model (default: RUN/allegro-fm-mini.nequip.zip)")
-    ap.add_argument("--shipped", default="allegro-fm-mini", help="the model to compare with (default: the shipped one)")
-    ap.add_argument("--tolerance", type=float, default=0.05, help="largest relative difference allowed (default 0.05)")
-    ap.add_argument("--floor", type=float, default=1e-9, help="compare absolutely below this shipped value")
-    ap.add_argument("--bench", action="store_true", help="also the bench's quick EOS and tensile experiments")
+    ap.add_argument(
+        "--shipped",
+        default="allegro-fm-mini",
+        help="the model to compare with (default: the shipped one)",
+    )
+    ap.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.05,
+        help="largest relative difference allowed (default 0.05)",
+    )
+    ap.add_argument(
+        "--floor", type=float, default=1e-9, help="compare absolutely below this shipped value"
+    )
+    ap.add_argument(
+        "--bench", action="store_true", help="also the bench's quick EOS and tensile experiments"
+    )
     ap.add_argument("-o", "--output", type=Path, help="also write the table (markdown) here")
     args = ap.parse_args(argv)
     run = args.run
@@ -114,13 +152,23 @@ def main(argv=None) -> int:
         pot = load_potential(model)
         rows = error_rows("held out", pot, heldout, "source")
         rows.update(error_rows("held out", pot, heldout, "key"))
-        rows.update({k: v for k, v in error_rows("test split", pot, data, "source", test).items() if "force RMSE" in k})
+        rows.update(
+            {
+                k: v
+                for k, v in error_rows("test split", pot, data, "source", test).items()
+                if "force RMSE" in k
+            }
+        )
         if args.bench:
             with tempfile.TemporaryDirectory(prefix=f"check-remake-{tag}-") as tmp:
                 rows.update(bench_rows(model, Path(tmp)))
         values[tag] = rows
     lines, bad = compare(values["shipped"], values["remake"], args.tolerance, args.floor)
-    lines = [f"shipped `{args.shipped}` vs remake `{remake}` (tolerance {100 * args.tolerance:g} %)", "", *lines]
+    lines = [
+        f"shipped `{args.shipped}` vs remake `{remake}` (tolerance {100 * args.tolerance:g} %)",
+        "",
+        *lines,
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:

@@ -19,7 +19,9 @@ class CurvedSurface(Calculator):
         x, y, z = self.atoms.positions[0]
         u = y - x * x
         self.results["energy"] = s * ((1 - x * x) ** 2 + 5 * u * u) + z * z
-        self.results["forces"] = -np.array([[s * (-4 * x * (1 - x * x) - 20 * x * u), s * 10 * u, 2 * z]])
+        self.results["forces"] = -np.array(
+            [[s * (-4 * x * (1 - x * x) - 20 * x * u), s * 10 * u, 2 * z]]
+        )
 
 
 @pytest.fixture

@@ -24,10 +24,16 @@ def test_eos_of_portlandite_is_convex_with_positive_bulk_modulus(ctx):
     from allegro_fm_bench.experiments import eos
 
     ctx.outdir.mkdir(parents=True, exist_ok=True)
-    r, plot = eos.run(ctx, strains=(-0.04, -0.02, 0.0, 0.02, 0.04), fmax=0.05, steps=500, atoms=S.portlandite())
+    r, plot = eos.run(
+        ctx, strains=(-0.04, -0.02, 0.0, 0.02, 0.04), fmax=0.05, steps=500, atoms=S.portlandite()
+    )
     assert Path(plot).exists()
-    assert r.energies[2] < r.energies[0] and r.energies[2] < r.energies[4]  # a minimum inside the scanned range
-    assert 5 < r.bulk_modulus < 200  # GPa; portlandite: 30-40 GPa measured (the mini model is a demonstration model)
+    assert (
+        r.energies[2] < r.energies[0] and r.energies[2] < r.energies[4]
+    )  # a minimum inside the scanned range
+    assert (
+        5 < r.bulk_modulus < 200
+    )  # GPa; portlandite: 30-40 GPa measured (the mini model is a demonstration model)
     assert min(r.volumes) < r.v0 < max(r.volumes)
 
 
@@ -36,10 +42,16 @@ def test_gr_of_portlandite_at_300K_keeps_its_bonds(ctx):
     from allegro_fm_bench.experiments import gr
 
     ctx.outdir.mkdir(parents=True, exist_ok=True)
-    text, plots, data = gr.run(ctx, S.portlandite() * (4, 4, 3), 10, 20, 5, pairs=(("H", "O"), ("Ca", "O")))
+    text, plots, data = gr.run(
+        ctx, S.portlandite() * (4, 4, 3), 10, 20, 5, pairs=(("H", "O"), ("Ca", "O"))
+    )
     assert (ctx.outdir.parent / plots[0]).exists() and "| H-O |" in text
-    assert data["H-O"]["peak_A"] == pytest.approx(0.97, abs=0.05) and data["H-O"]["cn"] == pytest.approx(1.0, abs=0.05)
-    assert data["Ca-O"]["peak_A"] == pytest.approx(2.37, abs=0.12) and data["Ca-O"]["cn"] == pytest.approx(6.0, abs=0.3)
+    assert data["H-O"]["peak_A"] == pytest.approx(0.97, abs=0.05) and data["H-O"][
+        "cn"
+    ] == pytest.approx(1.0, abs=0.05)
+    assert data["Ca-O"]["peak_A"] == pytest.approx(2.37, abs=0.12) and data["Ca-O"][
+        "cn"
+    ] == pytest.approx(6.0, abs=0.3)
     assert data["frames"] == 5
 
 
@@ -49,15 +61,24 @@ def test_tensile_analysis_and_fracture_plane():
     strain = np.linspace(0, 0.25, 101)
     stress = np.where(strain < 0.15, 40 * strain, 0.2)  # linear to 6 GPa at 0.15, then broken
     a = analyse(strain, stress, window=1)
-    assert a["yield_strain"] == pytest.approx(0.1475, abs=3e-3) and a["fracture_strain"] == pytest.approx(0.15, abs=3e-3)
-    smooth = analyse(strain, stress)  # the default 5-point running mean: the same fracture, one or two points early
+    assert a["yield_strain"] == pytest.approx(0.1475, abs=3e-3) and a[
+        "fracture_strain"
+    ] == pytest.approx(0.15, abs=3e-3)
+    smooth = analyse(
+        strain, stress
+    )  # the default 5-point running mean: the same fracture, one or two points early
     assert smooth["fracture_strain"] == pytest.approx(0.15, abs=6e-3)
     # yields at 0.12 and flows at 70 % of the peak to the end: no fracture (the running mean's ends are not zero-padded)
     flow = np.where(strain < 0.12, 50 * strain, 4.2)
-    assert np.isnan(analyse(strain, flow)["fracture_strain"]) and 5.0 < analyse(strain, flow)["peak_GPa"] <= 6.0
+    assert (
+        np.isnan(analyse(strain, flow)["fracture_strain"])
+        and 5.0 < analyse(strain, flow)["peak_GPa"] <= 6.0
+    )
     t = S.tobermorite_11a() * (1, 1, 2)
     frac = t.get_scaled_positions()
-    t.positions[frac[:, 2] > 0.5] += 0.5 * t.cell[2] * 0.2  # open a 0.1 c gap at z = 0.5 (and its image at 1.0)
+    t.positions[frac[:, 2] > 0.5] += (
+        0.5 * t.cell[2] * 0.2
+    )  # open a 0.1 c gap at z = 0.5 (and its image at 1.0)
     t.set_cell(t.cell * [1, 1, 1.1], scale_atoms=False)
     z, gap, near = fracture_plane(t)
     assert gap > 4.0 and ("Ca" in near or "O" in near)
@@ -73,9 +94,9 @@ def test_nanoparticle_in_fluid_density_spacing_and_species():
     assert np.linalg.norm(p.positions, axis=1).max() < 6.0 + 1.3
     box = S.nanoparticle_in_fluid(p, 22.0, seed=1)
     assert box.info["n_co2"] == box.info["n_h2o"] or abs(box.info["n_co2"] - box.info["n_h2o"]) <= 1
-    fluid = box[len(p):]
+    fluid = box[len(p) :]
     r_np = np.linalg.norm(p.positions, axis=1).max() + 1.8
-    v_free = 22.0 ** 3 - 4 / 3 * np.pi * r_np ** 3
+    v_free = 22.0**3 - 4 / 3 * np.pi * r_np**3
     assert fluid.get_masses().sum() / v_free * 1.66054 == pytest.approx(1.0, abs=0.03)  # g/cc
     _, d = get_distances(box.positions, cell=box.cell, pbc=True)
     mol = np.repeat(np.arange(len(fluid) // 3), 3)  # 3-atom molecules after the particle
@@ -138,7 +159,9 @@ def test_shared_pyscf_calculator_remembers_geometries_and_restarts_from_the_near
     assert shared.scf_runs == 2
     for a, (e, f) in zip((water, moved), got[2:]):
         a = a.copy()
-        a.calc = PySCFCalculator(xc="pbe", basis="def2-svp", cache_size=0)  # fresh SCF from PySCF's own guess
+        a.calc = PySCFCalculator(
+            xc="pbe", basis="def2-svp", cache_size=0
+        )  # fresh SCF from PySCF's own guess
         assert e == pytest.approx(a.get_potential_energy(), abs=1e-6)
         np.testing.assert_allclose(f, a.get_forces(), atol=1e-4)
     assert abs(got[1][0] - got[0][0]) > 1e-3  # the two geometries really differ
@@ -200,7 +223,11 @@ def test_saddle_refinement_finds_the_analytic_saddle_of_a_proton_transfer(tmp_pa
     assert sorted(map(tuple, r["sides"])) == [((0, 1),), ((1, 2),)]
     n = Well.calls
     again = refine_saddle(calc, images, fmax=0.01, checkpoint=tmp_path)
-    assert Well.calls == n and np.allclose(again["saddle"].positions, s.positions) and again["connects"]
+    assert (
+        Well.calls == n
+        and np.allclose(again["saddle"].positions, s.positions)
+        and again["connects"]
+    )
 
 
 def test_reference_descents_follow_the_path_down_to_both_minima(tmp_path, monkeypatch):
@@ -216,14 +243,19 @@ def test_reference_descents_follow_the_path_down_to_both_minima(tmp_path, monkey
     monkeypatch.setattr(neb, "PySCFCalculator", lambda **kw: Well())
     band = [Atoms("OHO", positions=[home[0], (x, 0.0, 0.0), home[2]]) for x in np.linspace(a, b, 5)]
     ase.io.write(tmp_path / "images.extxyz", band)
-    ase.io.write(tmp_path / "saddle.extxyz", Atoms("OHO", positions=[home[0], ((a + b) / 2, 0.0, 0.0), home[2]]))
+    ase.io.write(
+        tmp_path / "saddle.extxyz",
+        Atoms("OHO", positions=[home[0], ((a + b) / 2, 0.0, 0.0), home[2]]),
+    )
     path = neb.reference_descents(tmp_path, fmax=0.01)
     sides = {s: [f for f in path if f.info["side"] == s] for s in ("reactant", "product")}
     assert sides["reactant"][-1].positions[1, 0] == pytest.approx(a, abs=0.01)
     assert sides["product"][-1].positions[1, 0] == pytest.approx(b, abs=0.01)
     for frames in sides.values():
         e = [f.get_potential_energy() for f in frames]
-        assert e[0] == pytest.approx(1.0 - 4 * A_of(a, b) * ((b - a) / 2) ** 2 * 0.1**2 / 2, abs=0.02)
+        assert e[0] == pytest.approx(
+            1.0 - 4 * A_of(a, b) * ((b - a) / 2) ** 2 * 0.1**2 / 2, abs=0.02
+        )
         assert max(e[1:]) < e[0] and e[-1] < 1e-3 and all(f.info["connects"] for f in frames)
         x = [f.positions[1, 0] for f in frames]
         assert np.abs(np.diff(x)).max() <= 0.05 + 1e-9 and len(frames) >= (b - a) / 2 / 0.05
@@ -266,13 +298,21 @@ def test_neb_band_checkpoint_resumes_after_a_crash(tmp_path):
 
     saved = ase.io.read(ck / "band.extxyz", index=":")
     fresh, _, _ = band(EMT(), r, p, 7, fmax=0.05, steps=0)  # 0 steps: the IDPP start
-    assert max(abs(a.positions - b.positions).max() for a, b in zip(saved, fresh)) > 1e-3  # it had moved
+    assert (
+        max(abs(a.positions - b.positions).max() for a, b in zip(saved, fresh)) > 1e-3
+    )  # it had moved
     resumed, f, ok = band(EMT(), r, p, 7, fmax=0.05, steps=40, checkpoint=ck)
     final = json.loads((ck / "band.json").read_text())
     assert final["stage"] == "CI-NEB" and final["stage_finished"] and final["converged"] == ok
     assert np.isfinite(f) and (ok or final["steps_done"] == 40)
-    again, f2, ok2 = band(EMT(), r, p, 7, fmax=0.05, steps=40, checkpoint=ck)  # finished: nothing re-run
-    assert ok2 == ok and f2 == pytest.approx(f) and all(np.allclose(a.positions, b.positions) for a, b in zip(again, resumed))
+    again, f2, ok2 = band(
+        EMT(), r, p, 7, fmax=0.05, steps=40, checkpoint=ck
+    )  # finished: nothing re-run
+    assert (
+        ok2 == ok
+        and f2 == pytest.approx(f)
+        and all(np.allclose(a.positions, b.positions) for a, b in zip(again, resumed))
+    )
     with pytest.raises(ValueError, match="band.extxyz"):
         band(EMT(), r, p, 5, checkpoint=ck)
 
@@ -310,16 +350,24 @@ def test_transition1x_hdf5_errors_are_the_planted_ones(ctx, tmp_path):
             k = int(np.argmax(es))
             for sub, i in (("reactant", 0), ("product", len(images) - 1), ("transition_state", k)):
                 s = g.create_group(sub)
-                s["positions"] = g["positions"][()][i:i + 1]
-                s[f"{LEVEL}.energy"] = np.array(es[i:i + 1]) + (0.1 if sub == "transition_state" else 0.0)
-                s[f"{LEVEL}.forces"] = np.array(fs[i:i + 1])
+                s["positions"] = g["positions"][()][i : i + 1]
+                s[f"{LEVEL}.energy"] = np.array(es[i : i + 1]) + (
+                    0.1 if sub == "transition_state" else 0.0
+                )
+                s[f"{LEVEL}.forces"] = np.array(fs[i : i + 1])
     r = evaluate_hdf5(path, pot, calc)
     assert r["configurations"] == 10
     assert r["energy_rmse_meV_atom"] < 1e-3
     assert r["force_rmse_meV_A"] == pytest.approx(1000 * np.sqrt((0.03**2 + 0.04**2) / 3), abs=1e-3)
     assert r["barrier_mae_eV"] == pytest.approx(0.1, abs=1e-6)
-    n = {1: 2, 6: 1, 8: 3}  # one composition (H2CO3): only the total shift of the molecule is determined
-    assert sum(v * n[int(k)] for k, v in r["element_shift_eV"].items()) == pytest.approx(sum(offset[k] * n[k] for k in n), abs=1e-4)
+    n = {
+        1: 2,
+        6: 1,
+        8: 3,
+    }  # one composition (H2CO3): only the total shift of the molecule is determined
+    assert sum(v * n[int(k)] for k, v in r["element_shift_eV"].items()) == pytest.approx(
+        sum(offset[k] * n[k] for k in n), abs=1e-4
+    )
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as h5:
         h5.create_group("test/X/rxn0")["atomic_numbers"] = [1]
@@ -345,9 +393,13 @@ def test_transition1x_sample_lists_reactions_with_nitrogen_as_skipped(ctx, tmp_p
 
     pot = ctx.potential()
     r = evaluate_endpoints(SHARED_T1X, pot, AllegroFMCalculator(pot), steps=5)
-    assert len(r["reactions_skipped"]) == 7  # every reaction with N: the mini model knows H, C, O, Si, Ca
+    assert (
+        len(r["reactions_skipped"]) == 7
+    )  # every reaction with N: the mini model knows H, C, O, Si, Ca
     (row,) = r["reactions"]
-    assert row["reaction"] == "C2H4O/rxn0722" and row["dft_barrier_eV"] == pytest.approx(3.536, abs=1e-3)
+    assert row["reaction"] == "C2H4O/rxn0722" and row["dft_barrier_eV"] == pytest.approx(
+        3.536, abs=1e-3
+    )
 
 
 def test_scaling_point_one_rank(ctx):
@@ -359,9 +411,18 @@ def test_scaling_point_one_rank(ctx):
     f = ctx.outdir / "t11.extxyz"
     ase.io.write(f, S.tobermorite_11a())
     r = measure(ctx, str(f), 1, (2, 2, 1), 2, "test")
-    assert r["atoms"] == 352 and r["ranks"] == 1 and r["step_s"] > 0 and 0 < r["model_s"] <= r["wall_s"]
+    assert (
+        r["atoms"] == 352
+        and r["ranks"] == 1
+        and r["step_s"] > 0
+        and 0 < r["model_s"] <= r["wall_s"]
+    )
     proj = dict(project_weak_scaling(1.0, 1.05, 2000, 2e-6, 1e10, [1, 2, 100, 100_000]))
-    assert proj[1] == 1.0 and proj[2] == pytest.approx(1 / 1.05) and proj[100_000] < proj[100] < proj[2]
+    assert (
+        proj[1] == 1.0
+        and proj[2] == pytest.approx(1 / 1.05)
+        and proj[100_000] < proj[100] < proj[2]
+    )
 
 
 def test_run_cli_writes_the_report_and_rejects_unknown_models(tmp_path):
@@ -372,7 +433,10 @@ def test_run_cli_writes_the_report_and_rejects_unknown_models(tmp_path):
     assert "| FM64 | 44,464 | 44,400 |" in rep and "sha256" in rep
     res = json.loads((tmp_path / "params" / "result.json").read_text())
     assert res["status"] == "ok" and res["data"]["FM256"]["paper"] == 690000
-    assert main(["run", "params", "--model", str(tmp_path / "nope.nequip.zip"), "-o", str(tmp_path)]) == 2
+    assert (
+        main(["run", "params", "--model", str(tmp_path / "nope.nequip.zip"), "-o", str(tmp_path)])
+        == 2
+    )
 
 
 def test_a_failing_experiment_is_reported_not_raised(tmp_path, monkeypatch):
@@ -383,10 +447,20 @@ def test_a_failing_experiment_is_reported_not_raised(tmp_path, monkeypatch):
 
     monkeypatch.setattr(eos, "experiment", boom)
     r = run_experiment("eos", "allegro-fm-mini", tmp_path, quick=True)
-    assert r.status == "failed: RuntimeError: relaxation did not converge" and r.provenance.model_sha256
+    assert (
+        r.status == "failed: RuntimeError: relaxation did not converge"
+        and r.provenance.model_sha256
+    )
 
 
-LEGACY = Path(__file__).resolve().parents[2] / "allegro-fm-model" / "tests" / "data" / "legacy" / "legacy-allegro-0.3.0.pth"
+LEGACY = (
+    Path(__file__).resolve().parents[2]
+    / "allegro-fm-model"
+    / "tests"
+    / "data"
+    / "legacy"
+    / "legacy-allegro-0.3.0.pth"
+)
 
 
 def test_experiments_take_a_legacy_nequip_06_file(tmp_path):
@@ -400,7 +474,9 @@ def test_experiments_take_a_legacy_nequip_06_file(tmp_path):
 
     c = Context(resolve_model(str(LEGACY)), tmp_path / "exp", True, tmp_path / "cache")
     c.outdir.mkdir(parents=True)
-    text, plots, data = gr.run(c, S.portlandite() * (4, 4, 3), 10, 20, 5, pairs=(("H", "O"), ("Ca", "O")))
+    text, plots, data = gr.run(
+        c, S.portlandite() * (4, 4, 3), 10, 20, 5, pairs=(("H", "O"), ("Ca", "O"))
+    )
     assert (c.outdir.parent / plots[0]).exists() and "| H-O |" in text and data["frames"] == 5
     assert data["H-O"]["peak_A"] == pytest.approx(0.97, abs=0.1)  # the O-H bond survives 10 fs
     assert model_sha256(c.model) == hashlib.sha256(LEGACY.read_bytes()).hexdigest()
@@ -428,6 +504,8 @@ def test_neb_reference_energies_survive_an_image_whose_scf_fails():
     failed: list[int] = []
     e = energies(images, FailsFarApart(), failed=failed)
     assert failed == [2] and np.isnan(e[2])
-    np.testing.assert_allclose(e[[0, 1, 3]], np.array([0.0, 0.3, 0.5]) * 23.060547830619, rtol=1e-6)  # kcal/mol
+    np.testing.assert_allclose(
+        e[[0, 1, 3]], np.array([0.0, 0.3, 0.5]) * 23.060547830619, rtol=1e-6
+    )  # kcal/mol
     with pytest.raises(SCFNotConverged):
         energies(images, FailsFarApart())

@@ -19,17 +19,30 @@ def load():
 
 def test_rows_over_the_tolerance_missing_rows_and_nan_fracture_are_flagged():
     compare = load().compare
-    shipped = {"held out, all: force RMSE (meV/A)": 396.0, "held out, ice-Ih: force RMSE (meV/A)": 181.0,
-               "bench tensile 1e+12 /s: fracture_strain": 0.249, "bench tensile 1e+11 /s: fracture_strain": math.nan,
-               "bench EOS: B0_GPa": 61.1, "offset": 0.0}
-    remake = {"held out, all: force RMSE (meV/A)": 411.0,          # +3.8 %: within 5 %
-              "held out, ice-Ih: force RMSE (meV/A)": 191.0,       # +5.5 %: over
-              "bench tensile 1e+12 /s: fracture_strain": math.nan,  # broke in the shipped run only: over
-              "bench tensile 1e+11 /s: fracture_strain": math.nan,  # neither broke: equal
-              "offset": 1e-12}                                      # absolute below the floor
+    shipped = {
+        "held out, all: force RMSE (meV/A)": 396.0,
+        "held out, ice-Ih: force RMSE (meV/A)": 181.0,
+        "bench tensile 1e+12 /s: fracture_strain": 0.249,
+        "bench tensile 1e+11 /s: fracture_strain": math.nan,
+        "bench EOS: B0_GPa": 61.1,
+        "offset": 0.0,
+    }
+    remake = {
+        "held out, all: force RMSE (meV/A)": 411.0,  # +3.8 %: within 5 %
+        "held out, ice-Ih: force RMSE (meV/A)": 191.0,  # +5.5 %: over
+        "bench tensile 1e+12 /s: fracture_strain": math.nan,  # broke in the shipped run only: over
+        "bench tensile 1e+11 /s: fracture_strain": math.nan,  # neither broke: equal
+        "offset": 1e-12,
+    }  # absolute below the floor
     lines, bad = compare(shipped, remake, 0.05)
-    assert bad == ["held out, ice-Ih: force RMSE (meV/A)", "bench tensile 1e+12 /s: fracture_strain", "bench EOS: B0_GPa"]
+    assert bad == [
+        "held out, ice-Ih: force RMSE (meV/A)",
+        "bench tensile 1e+12 /s: fracture_strain",
+        "bench EOS: B0_GPa",
+    ]
     assert "| held out, all: force RMSE (meV/A) | 396 | 411 | 3.8 % |" in lines
     assert "| bench EOS: B0_GPa | 61.1 | missing | - |" in lines
     assert lines[-1].startswith("3 of 6 within tolerance; over: ")
-    assert compare(shipped, dict(shipped), 0.0)[1] == []  # a model against itself: nothing over, NaN included
+    assert (
+        compare(shipped, dict(shipped), 0.0)[1] == []
+    )  # a model against itself: nothing over, NaN included

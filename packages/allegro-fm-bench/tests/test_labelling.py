@@ -46,7 +46,11 @@ def test_water_energy_pinned_and_d3bj_from_dftd3_alone():
     assert e == pytest.approx(-76.3689342, abs=1e-5)
     bare = molecule("H2O")
     bare.calc = PySCFCalculator(xc="wb97m_v", basis="def2-svp", d3=None, nlc=False, grid_level=4)
-    d3 = float(DispersionModel(w.numbers, w.positions / Bohr).get_dispersion(RationalDampingParam(method="wb97m"), grad=False)["energy"])
+    d3 = float(
+        DispersionModel(w.numbers, w.positions / Bohr).get_dispersion(
+            RationalDampingParam(method="wb97m"), grad=False
+        )["energy"]
+    )
     assert d3 == pytest.approx(-7.5494e-4, abs=2e-8)
     assert e - bare.get_potential_energy() / Hartree == pytest.approx(d3, abs=1e-9)
 
@@ -78,8 +82,12 @@ def test_a_spice_layout_excerpt_made_with_pyscf_reads_back_in_ev_and_angstrom(tm
     for seed in (1, 2):
         w = molecule("H2O")
         w.rattle(0.05, seed=seed)
-        mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(w.get_chemical_symbols(), w.positions)], unit="Angstrom", basis="def2-svp",
-                    verbose=0)
+        mol = gto.M(
+            atom=[(s, tuple(p)) for s, p in zip(w.get_chemical_symbols(), w.positions)],
+            unit="Angstrom",
+            basis="def2-svp",
+            verbose=0,
+        )
         mf = dft.RKS(mol)
         mf.xc, mf.grids.level, mf.conv_tol = "pbe", 3, 1e-10
         energies.append(mf.kernel())
@@ -93,9 +101,15 @@ def test_a_spice_layout_excerpt_made_with_pyscf_reads_back_in_ev_and_angstrom(tm
         g["conformations"] = np.array(confs)
         g["dft_total_energy"] = np.array(energies)
         g["dft_total_gradient"] = np.array(grads)
-    frames = list(read_frames(InputSpec.parse(f"{tmp_path / 'spice.h5'},format=spice,level=PBE/def2-SVP")))
+    frames = list(
+        read_frames(InputSpec.parse(f"{tmp_path / 'spice.h5'},format=spice,level=PBE/def2-SVP"))
+    )
     assert len(frames) == 2
     for f, (e, forces) in zip(frames, ref, strict=True):
-        assert f.energy == pytest.approx(e, abs=2e-5)  # eV; CODATA 2014 (ase) vs 2018 Hartree: 2e-6 eV on 2070 eV
-        np.testing.assert_allclose(f.forces, forces, atol=1e-4)  # eV/A: force = -gradient (SCF tolerances differ: 1e-5 seen)
+        assert f.energy == pytest.approx(
+            e, abs=2e-5
+        )  # eV; CODATA 2014 (ase) vs 2018 Hartree: 2e-6 eV on 2070 eV
+        np.testing.assert_allclose(
+            f.forces, forces, atol=1e-4
+        )  # eV/A: force = -gradient (SCF tolerances differ: 1e-5 seen)
         assert np.abs(forces).max() > 0.1  # rattled: the sign is visible

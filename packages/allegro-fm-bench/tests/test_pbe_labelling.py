@@ -18,7 +18,9 @@ def test_pbe_calculator_is_sevennets_own_calculator_under_a_float64_default():
     frame = tobermorite_11a()
     frame.rattle(0.03, seed=2)
     own = frame.copy()
-    own.calc = SevenNetCalculator("7net-0", device="cpu")  # under torch's float32 default, as SevenNet expects
+    own.calc = SevenNetCalculator(
+        "7net-0", device="cpu"
+    )  # under torch's float32 default, as SevenNet expects
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # what loading a nequip model does to the process
     try:
@@ -28,7 +30,9 @@ def test_pbe_calculator_is_sevennets_own_calculator_under_a_float64_default():
     finally:
         torch.set_default_dtype(previous)
     assert ours.get_potential_energy() == pytest.approx(own.get_potential_energy(), abs=1e-6)
-    np.testing.assert_allclose(ours.get_forces(), own.get_forces(), rtol=1e-6, atol=1e-5)  # float32 scatter sums: round-off
+    np.testing.assert_allclose(
+        ours.get_forces(), own.get_forces(), rtol=1e-6, atol=1e-5
+    )  # float32 scatter sums: round-off
     np.testing.assert_allclose(ours.get_stress(), own.get_stress(), atol=1e-8)
     # PBE-level energies of a hydrated calcium silicate: about -7 eV/atom, not a Hartree or a kJ/mol scale
     assert -9.0 < own.get_potential_energy() / len(frame) < -5.0

@@ -36,7 +36,9 @@ def run_recipe(tmp_path: Path, *args: str) -> tuple[list[str], Path]:
     out = tmp_path / "run"
     env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "STUB_LOG": str(log)}
     env.pop("AFM_LABELS", None)
-    r = subprocess.run(["bash", str(RECIPE), str(out), *args], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["bash", str(RECIPE), str(out), *args], env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     return log.read_text().splitlines(), out
 
@@ -45,8 +47,13 @@ def test_default_recipe_makes_the_shipped_round4_model_without_a_band_loop(tmp_p
     calls, out = run_recipe(tmp_path)
     assert not any("--band-loop" in c or "--round 5" in c for c in calls)
     assert f"allegro-fm export {out}/round4/best.ckpt -o {out}/allegro-fm-mini.nequip.zip" in calls
-    assert f"allegro-fm evaluate {out}/round4/best.ckpt {out}/aligned-round4.h5 --split test -o {out}/test_errors.md" in calls
-    assert (out / "round4" / "init.ckpt").read_text().strip() == f"{out}/round3.toml"  # round 4 starts from round 3's best
+    assert (
+        f"allegro-fm evaluate {out}/round4/best.ckpt {out}/aligned-round4.h5 --split test -o {out}/test_errors.md"
+        in calls
+    )
+    assert (
+        out / "round4" / "init.ckpt"
+    ).read_text().strip() == f"{out}/round3.toml"  # round 4 starts from round 3's best
 
 
 def test_band_loop_labels_each_iterations_model_and_keeps_every_earlier_split(tmp_path):
@@ -58,16 +65,31 @@ def test_band_loop_labels_each_iterations_model_and_keeps_every_earlier_split(tm
     assert len(loops) == 3
     models = [f"{out}/round4/best.ckpt", f"{out}/round5.1/best.ckpt", f"{out}/round5.2/best.ckpt"]
     for k, (c, m) in enumerate(zip(loops, models), 1):
-        assert c.startswith(f"allegro-fm-bench make-active-data {m} --round 5 --part molecular --no-md --band-loop {k} ")
+        assert c.startswith(
+            f"allegro-fm-bench make-active-data {m} --round 5 --part molecular --no-md --band-loop {k} "
+        )
         assert f"--reaction-path {out}/neb-reference" in c
-        made_by = f"{out}/round4.toml" if k == 1 else f"{out}/round5.{k - 1}.toml"  # the stub's best.ckpt: its TOML
+        made_by = (
+            f"{out}/round4.toml" if k == 1 else f"{out}/round5.{k - 1}.toml"
+        )  # the stub's best.ckpt: its TOML
         assert (out / f"round5.{k}" / "init.ckpt").read_text().strip() == made_by
         toml = (out / f"round5.{k}.toml").read_text()
         assert "max_epochs = 2" in toml and f'dataset = "aligned-round5.{k}.h5"' in toml
-        keep = ['"aligned.h5"', '"aligned-round2.h5"', '"aligned-round3.h5"', '"aligned-round4.h5"'] + \
-            [f'"aligned-round5.{j}.h5"' for j in range(1, k)]
+        keep = [
+            '"aligned.h5"',
+            '"aligned-round2.h5"',
+            '"aligned-round3.h5"',
+            '"aligned-round4.h5"',
+        ] + [f'"aligned-round5.{j}.h5"' for j in range(1, k)]
         assert f"split_keep = [{', '.join(keep)}]" in toml
     pbe = [c for c in calls if "--round 5 --part pbe" in c]
-    assert len(pbe) == 1 and pbe[0].startswith(f"allegro-fm-bench make-active-data {out}/round4/best.ckpt")
-    assert f"allegro-fm export {out}/round5.3/best.ckpt -o {out}/allegro-fm-mini.nequip.zip" in calls
-    assert f"allegro-fm evaluate {out}/round5.3/best.ckpt {out}/aligned-round5.3.h5 --split test -o {out}/test_errors.md" in calls
+    assert len(pbe) == 1 and pbe[0].startswith(
+        f"allegro-fm-bench make-active-data {out}/round4/best.ckpt"
+    )
+    assert (
+        f"allegro-fm export {out}/round5.3/best.ckpt -o {out}/allegro-fm-mini.nequip.zip" in calls
+    )
+    assert (
+        f"allegro-fm evaluate {out}/round5.3/best.ckpt {out}/aligned-round5.3.h5 --split test -o {out}/test_errors.md"
+        in calls
+    )

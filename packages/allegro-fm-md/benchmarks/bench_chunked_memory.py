@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 
-WORKER = r'''
+WORKER = r"""
 import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
@@ -44,40 +44,60 @@ edges = int(ev.verlet._edges.shape[1])
 peak = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM"))) / 1024
 print(json.dumps({"atoms": len(a), "edges": edges, "seconds": dt, "first_seconds": first, "peak_MiB": peak, "energy": float(r.energy),
                   "calls": getattr(pot, "calls", 1)}))
-'''
+"""
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[3000, 30000, 100000])
     ap.add_argument("--max-edges", type=int, default=50000)
-    ap.add_argument("--model", default="allegro-fm-mini", help="model file or shipped name (e.g. a compiled .nequip.pt2)")
-    ap.add_argument("--whole-max", type=int, default=12000, help="largest size evaluated whole (unchunked)")
+    ap.add_argument(
+        "--model",
+        default="allegro-fm-mini",
+        help="model file or shipped name (e.g. a compiled .nequip.pt2)",
+    )
+    ap.add_argument(
+        "--whole-max", type=int, default=12000, help="largest size evaluated whole (unchunked)"
+    )
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
         for chunk in ([0] if n <= args.whole_max else []) + [args.max_edges]:
-            out = subprocess.run([sys.executable, "-c", WORKER, str(n), str(chunk), args.model], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", WORKER, str(n), str(chunk), args.model],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             r["mode"] = f"chunked ({chunk} edges/call, {r['calls']} calls)" if chunk else "whole"
             rows.append(r)
-            print(f"{r['mode']:>34}: {r['atoms']:>7} atoms {r['edges']:>9} edges {r['seconds']:8.1f} s "
-                  f"{r['seconds'] / r['atoms'] * 1e6:7.1f} us/atom, peak {r['peak_MiB']:8.0f} MiB "
-                  f"({r['peak_MiB'] / r['atoms'] * 1024:.1f} KiB/atom)", flush=True)
+            print(
+                f"{r['mode']:>34}: {r['atoms']:>7} atoms {r['edges']:>9} edges {r['seconds']:8.1f} s "
+                f"{r['seconds'] / r['atoms'] * 1e6:7.1f} us/atom, peak {r['peak_MiB']:8.0f} MiB "
+                f"({r['peak_MiB'] / r['atoms'] * 1024:.1f} KiB/atom)",
+                flush=True,
+            )
     base = min((r for r in rows if r["mode"] != "whole"), key=lambda r: r["atoms"])
     whole = [r for r in rows if r["mode"] == "whole"]
     if whole:  # the peer measured in this run: the whole (unchunked) evaluation
         w = max(whole, key=lambda r: r["atoms"])
         for r in rows:
             if r["mode"] != "whole":
-                print(f"{r['atoms']} atoms chunked vs {w['atoms']} atoms whole: peak memory x{r['peak_MiB'] / w['peak_MiB']:.2f}, "
-                      f"cost per atom x{(r['seconds'] / r['atoms']) / (w['seconds'] / w['atoms']):.2f}")
-    print("\n| mode | atoms | edges | s per evaluation | us per atom | peak MiB | KiB per atom | atom-steps/s vs smallest |")
+                print(
+                    f"{r['atoms']} atoms chunked vs {w['atoms']} atoms whole: peak memory x{r['peak_MiB'] / w['peak_MiB']:.2f}, "
+                    f"cost per atom x{(r['seconds'] / r['atoms']) / (w['seconds'] / w['atoms']):.2f}"
+                )
+    print(
+        "\n| mode | atoms | edges | s per evaluation | us per atom | peak MiB | KiB per atom | atom-steps/s vs smallest |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         rel = (base["seconds"] / base["atoms"]) / (r["seconds"] / r["atoms"])
-        print(f"| {r['mode']} | {r['atoms']} | {r['edges']} | {r['seconds']:.1f} | {r['seconds'] / r['atoms'] * 1e6:.1f} | "
-              f"{r['peak_MiB']:.0f} | {r['peak_MiB'] / r['atoms'] * 1024:.1f} | {rel:.2f} |")
+        print(
+            f"| {r['mode']} | {r['atoms']} | {r['edges']} | {r['seconds']:.1f} | {r['seconds'] / r['atoms'] * 1e6:.1f} | "
+            f"{r['peak_MiB']:.0f} | {r['peak_MiB'] / r['atoms'] * 1024:.1f} | {rel:.2f} |"
+        )
     return 0
 
 

@@ -54,8 +54,15 @@ def engine_row(pot, atoms, device, steps: int) -> dict:
     ev = ForceEvaluator(chunked, pot.types_of(atoms.get_chemical_symbols()), skin=1.0)
     with peak_meter(device) as m:
         pos, r = ev.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
-        st = State(pos, atoms.get_velocities().copy(), atoms.get_masses(), np.array(atoms.cell), atoms.pbc.copy(),
-                   forces=r.forces, energy=r.energy)
+        st = State(
+            pos,
+            atoms.get_velocities().copy(),
+            atoms.get_masses(),
+            np.array(atoms.cell),
+            atoms.pbc.copy(),
+            forces=r.forces,
+            energy=r.energy,
+        )
         integ = VelocityVerlet(0.5)
         times = []
         for _ in range(steps + 1):
@@ -64,8 +71,13 @@ def engine_row(pot, atoms, device, steps: int) -> dict:
             _sync(device)
             times.append(time.perf_counter() - t)
     s = float(np.median(times[1:]))
-    return {"s_per_step": s, "atom_steps_per_s": len(atoms) / s, "bytes_per_atom": (m["bytes"] or 0) / len(atoms),
-            "chunk_edges": chunked.max_edges, "calls": chunked.calls}
+    return {
+        "s_per_step": s,
+        "atom_steps_per_s": len(atoms) / s,
+        "bytes_per_atom": (m["bytes"] or 0) / len(atoms),
+        "chunk_edges": chunked.max_edges,
+        "calls": chunked.calls,
+    }
 
 
 def torchsim_row(compiled_batch: Path, atoms, device, steps: int) -> dict:
@@ -74,11 +86,18 @@ def torchsim_row(compiled_batch: Path, atoms, device, steps: int) -> dict:
     from nequip.integrations.torchsim import NequIPTorchSimCalc
 
     try:  # nequip's GPU neighbour list where its package is installed, else vesin (CPU and CUDA)
-        calc = NequIPTorchSimCalc.from_compiled_model(compiled_batch, device=device,
-                                                      neighborlist_backend="alchemiops" if str(device).startswith("cuda") else "vesin")
+        calc = NequIPTorchSimCalc.from_compiled_model(
+            compiled_batch,
+            device=device,
+            neighborlist_backend="alchemiops" if str(device).startswith("cuda") else "vesin",
+        )
     except ImportError:
-        calc = NequIPTorchSimCalc.from_compiled_model(compiled_batch, device=device, neighborlist_backend="vesin")
-    state = ts.io.atoms_to_state([atoms], device=torch.device(device), dtype=torch.float64)  # nequip casts to the model dtype
+        calc = NequIPTorchSimCalc.from_compiled_model(
+            compiled_batch, device=device, neighborlist_backend="vesin"
+        )
+    state = ts.io.atoms_to_state(
+        [atoms], device=torch.device(device), dtype=torch.float64
+    )  # nequip casts to the model dtype
     with peak_meter(device) as m:
         times = []
         for _ in range(steps + 1):
@@ -87,7 +106,11 @@ def torchsim_row(compiled_batch: Path, atoms, device, steps: int) -> dict:
             _sync(device)
             times.append(time.perf_counter() - t)
     s = float(np.median(times[1:]))
-    return {"s_per_step": s, "atom_steps_per_s": len(atoms) / s, "bytes_per_atom": (m["bytes"] or 0) / len(atoms)}
+    return {
+        "s_per_step": s,
+        "atom_steps_per_s": len(atoms) / s,
+        "bytes_per_atom": (m["bytes"] or 0) / len(atoms),
+    }
 
 
 def main() -> None:
@@ -104,16 +127,31 @@ def main() -> None:
     from allegro_fm_model.compiled import compile_graph_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} CPU threads", flush=True)
+    print(
+        f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} CPU threads",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as d:
         pots = {}
         for name in args.models:
-            eager = load_potential("allegro-fm-mini", device) if name == "mini" else \
-                AllegroPotential(build_model(name, ("H", "C", "O", "Si", "Ca")), ("H", "C", "O", "Si", "Ca"), 5.2, device)
-            eager.device_edges = True  # edges on the device also when it is the CPU (the path under test)
+            eager = (
+                load_potential("allegro-fm-mini", device)
+                if name == "mini"
+                else AllegroPotential(
+                    build_model(name, ("H", "C", "O", "Si", "Ca")),
+                    ("H", "C", "O", "Si", "Ca"),
+                    5.2,
+                    device,
+                )
+            )
+            eager.device_edges = (
+                True  # edges on the device also when it is the CPU (the path under test)
+            )
             t = time.perf_counter()
-            comp = load_potential(compile_graph_model(eager.model, Path(d) / f"{name}.nequip.pt2", device), device)
+            comp = load_potential(
+                compile_graph_model(eager.model, Path(d) / f"{name}.nequip.pt2", device), device
+            )
             print(f"{name}: compiled for {device} in {time.perf_counter() - t:.0f} s", flush=True)
             pots[f"{name} eager"], pots[f"{name} compiled"] = eager, comp
         batch = None
@@ -121,16 +159,31 @@ def main() -> None:
             import torch_sim  # noqa: F401
 
             batch = Path(d) / "mini-batch.nequip.pt2"
-            cmd = ["nequip-compile", str(resolve_model("allegro-fm-mini")), str(batch), "--mode", "aotinductor", "--device", device,
-                   "--target", "batch"]  # (its --inductor-configs passes strings: cpp.threads=1 fails, so on the CPU the peer's
+            cmd = [
+                "nequip-compile",
+                str(resolve_model("allegro-fm-mini")),
+                str(batch),
+                "--mode",
+                "aotinductor",
+                "--device",
+                device,
+                "--target",
+                "batch",
+            ]  # (its --inductor-configs passes strings: cpp.threads=1 fails, so on the CPU the peer's
             # kernels keep Inductor's default threads)
             subprocess.run(cmd, check=True, capture_output=True, text=True)
         except ImportError:
-            print("TorchSim peer skipped: torch-sim-atomistic is not installed (pip install torch-sim-atomistic)", flush=True)
+            print(
+                "TorchSim peer skipped: torch-sim-atomistic is not installed (pip install torch-sim-atomistic)",
+                flush=True,
+            )
         except subprocess.CalledProcessError as exc:
             print(f"TorchSim peer skipped: nequip-compile failed: {exc.stderr[-500:]}", flush=True)
             batch = None
-        print("\n| atoms | model | atom-steps/s | ms/step | memory per atom (KiB) | vs TorchSim |", flush=True)
+        print(
+            "\n| atoms | model | atom-steps/s | ms/step | memory per atom (KiB) | vs TorchSim |",
+            flush=True,
+        )
         print("|---|---|---|---|---|---|", flush=True)
         for size in args.sizes:
             atoms = supercell(int(size))
@@ -139,20 +192,39 @@ def main() -> None:
                 try:
                     peer = torchsim_row(batch, atoms, device, args.steps)
                     rows.append({"atoms": len(atoms), "model": "mini TorchSim", **peer})
-                    print(f"| {len(atoms)} | mini TorchSim (peer) | {peer['atom_steps_per_s']:.0f} | {1e3 * peer['s_per_step']:.1f} | "
-                          f"{peer['bytes_per_atom'] / 1024:.1f} | 1 |", flush=True)
-                except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-                    print(f"| {len(atoms)} | mini TorchSim (peer) | {type(exc).__name__}: {str(exc)[:80]} | | | |", flush=True)
+                    print(
+                        f"| {len(atoms)} | mini TorchSim (peer) | {peer['atom_steps_per_s']:.0f} | {1e3 * peer['s_per_step']:.1f} | "
+                        f"{peer['bytes_per_atom'] / 1024:.1f} | 1 |",
+                        flush=True,
+                    )
+                except (
+                    RuntimeError,
+                    MemoryError,
+                ) as exc:  # torch.OutOfMemoryError is a RuntimeError
+                    print(
+                        f"| {len(atoms)} | mini TorchSim (peer) | {type(exc).__name__}: {str(exc)[:80]} | | | |",
+                        flush=True,
+                    )
             for name, pot in pots.items():
                 try:
                     r = engine_row(pot, atoms, device, args.steps)
                 except (RuntimeError, MemoryError) as exc:
-                    print(f"| {len(atoms)} | {name} | {type(exc).__name__}: {str(exc)[:80]} | | | |", flush=True)
+                    print(
+                        f"| {len(atoms)} | {name} | {type(exc).__name__}: {str(exc)[:80]} | | | |",
+                        flush=True,
+                    )
                     continue
-                ratio = f"{r['atom_steps_per_s'] / peer['atom_steps_per_s']:.2f}" if peer and name.startswith("mini") else ""
+                ratio = (
+                    f"{r['atom_steps_per_s'] / peer['atom_steps_per_s']:.2f}"
+                    if peer and name.startswith("mini")
+                    else ""
+                )
                 rows.append({"atoms": len(atoms), "model": name, **r})
-                print(f"| {len(atoms)} | {name} | {r['atom_steps_per_s']:.0f} | {1e3 * r['s_per_step']:.1f} | "
-                      f"{r['bytes_per_atom'] / 1024:.1f} | {ratio} |", flush=True)
+                print(
+                    f"| {len(atoms)} | {name} | {r['atom_steps_per_s']:.0f} | {1e3 * r['s_per_step']:.1f} | "
+                    f"{r['bytes_per_atom'] / 1024:.1f} | {ratio} |",
+                    flush=True,
+                )
                 if str(device).split(":")[0] != "cpu":
                     getattr(torch, str(device).split(":")[0]).empty_cache()
     if args.output:

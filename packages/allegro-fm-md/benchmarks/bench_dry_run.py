@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-WORKER = r'''
+WORKER = r"""
 import json, sys
 from allegro_fm_md import RunFile, run
 from allegro_fm_md.comm import world
@@ -30,29 +30,50 @@ peak = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith(
 peaks = comm.gather(peak, root=0)
 if comm.rank == 0:
     json.dump({"peaks_kB": peaks}, open(sys.argv[2], "w"))
-'''
+"""
+
 
 def run_file(folder: Path, reps: int, potential: str) -> Path:
     import ase.io
     from ase.build import bulk
 
     if potential == "lj":
-        unit, pot = bulk("Ar", "fcc", a=5.26, cubic=True), '[potential]\nkind = "lj"\ncutoff = 6.5\n'
+        unit, pot = (
+            bulk("Ar", "fcc", a=5.26, cubic=True),
+            '[potential]\nkind = "lj"\ncutoff = 6.5\n',
+        )
     else:
         from allegro_fm_bench.structures import tobermorite_11a  # lazy: only for a model run
 
         unit, pot = tobermorite_11a(), f'[potential]\nkind = "allegro"\nmodel = "{potential}"\n'
     ase.io.write(folder / "unit.extxyz", unit)
     f = folder / "run.toml"
-    f.write_text(f'[system]\nstructure = "unit.extxyz"\nreplicate = [{reps}, {reps}, {reps}]\n{pot}'
-                 '[run]\nintegrator = "nve"\ndt_fs = 1.0\nsteps = 5\ntemperature_K = 60\n'
-                 '[output]\ndir = "out"\nthermo_every = 5\ntrajectory_every = 0\nrestart_every = 5\nshards = true\n')
+    f.write_text(
+        f'[system]\nstructure = "unit.extxyz"\nreplicate = [{reps}, {reps}, {reps}]\n{pot}'
+        '[run]\nintegrator = "nve"\ndt_fs = 1.0\nsteps = 5\ntemperature_K = 60\n'
+        '[output]\ndir = "out"\nthermo_every = 5\ntrajectory_every = 0\nrestart_every = 5\nshards = true\n'
+    )
     return f
 
 
 def planned_bytes(f: Path, ranks: int) -> tuple[int, str]:
-    out = subprocess.run([sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(f), "--dry-run", "--ranks",
-                          str(ranks)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "allegro_fm_md.cli",
+            "run",
+            str(f),
+            "--dry-run",
+            "--ranks",
+            str(ranks),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(x for x in out.splitlines() if x.startswith("largest rank"))
     gib = float(re.search(r"edges: ([0-9.]+) GiB", line).group(1))
     return int(gib * 2**30), line
@@ -68,15 +89,21 @@ def measured_bytes(f: Path, ranks: int, mpiexec: str | None) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--atoms-per-rank", type=int, default=100_000)
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--model", default="lj", help="lj (default) or an Allegro-FM model file / shipped name")
+    ap.add_argument(
+        "--model", default="lj", help="lj (default) or an Allegro-FM model file / shipped name"
+    )
     args = ap.parse_args()
     from allegro_fm_md import mpiexec_path
 
     mpiexec = mpiexec_path()
-    print("| potential | ranks | atoms | planned MiB per rank | measured peak MiB (largest rank) | planned / measured |")
+    print(
+        "| potential | ranks | atoms | planned MiB per rank | measured peak MiB (largest rank) | planned / measured |"
+    )
     print("|---|---|---|---|---|---|")
     per_unit = 4 if args.model == "lj" else 88
     for ranks in args.ranks:
@@ -87,18 +114,40 @@ def main() -> None:
             f = run_file(Path(tmp), reps, args.model)
             plan, _ = planned_bytes(f, ranks)
             meas = measured_bytes(f, ranks, mpiexec)
-            print(f"| {args.model} | {ranks} | {per_unit * reps ** 3} | {plan / 2**20:.0f} | {meas / 2**20:.0f} | {plan / meas:.2f} |",
-                  flush=True)
+            print(
+                f"| {args.model} | {ranks} | {per_unit * reps**3} | {plan / 2**20:.0f} | {meas / 2**20:.0f} | {plan / meas:.2f} |",
+                flush=True,
+            )
     # scale: 10^9 atoms (a 4-atom fcc unit x 630^3) on 65 536 ranks, planned by one process
     with tempfile.TemporaryDirectory() as tmp:
         f = run_file(Path(tmp), 630, "lj")
         t = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(f),
-                            "--dry-run", "--ranks", "65536"], capture_output=True, text=True, check=True)
+        p = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-f",
+                "%M",
+                sys.executable,
+                "-W",
+                "ignore",
+                "-m",
+                "allegro_fm_md.cli",
+                "run",
+                str(f),
+                "--dry-run",
+                "--ranks",
+                "65536",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - t
         peak_mib = int(p.stderr.strip().splitlines()[-1]) / 1024
-        print(f"\nplanning {4 * 630**3:,} atoms on 65 536 ranks: {wall:.1f} s wall (process start and imports included), "
-              f"peak {peak_mib:.0f} MiB")
+        print(
+            f"\nplanning {4 * 630**3:,} atoms on 65 536 ranks: {wall:.1f} s wall (process start and imports included), "
+            f"peak {peak_mib:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

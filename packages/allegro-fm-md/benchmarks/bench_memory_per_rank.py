@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-WORKER = r'''
+WORKER = r"""
 import json, sys
 from allegro_fm_md import RunFile, run
 from allegro_fm_md.comm import world
@@ -29,7 +29,7 @@ peaks = comm.gather(peak, root=0)
 n = int(sim.state.n_global(comm))  # collective: every rank
 if comm.rank == 0:
     json.dump({"peaks_kB": peaks, "atoms": n}, open(sys.argv[2], "w"))
-'''
+"""
 
 RUN = """[system]
 structure = "{unit}"
@@ -58,7 +58,9 @@ def main() -> int:
     import ase.io
     from ase.build import bulk
 
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which(
+        "mpiexec"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="afm-mem-"))
     ase.io.write(tmp / "unit.extxyz", bulk("Ar", "fcc", a=5.26, cubic=True))
     (tmp / "worker.py").write_text(WORKER)
@@ -74,17 +76,43 @@ def main() -> int:
                 q //= 2
                 k += 1
             name = f"{'shards' if shards else 'gathered'}-{p}"
-            (tmp / f"{name}.toml").write_text(RUN.format(unit=tmp / "unit.extxyz", r0=reps[0], r1=reps[1], r2=reps[2],
-                                                         out=tmp / name, shards=str(shards).lower()))
-            subprocess.run([mpiexec, "-n", str(p), sys.executable, "-W", "ignore", str(tmp / "worker.py"), str(tmp / f"{name}.toml"),
-                            str(tmp / f"{name}.json")], check=True, timeout=3000)
+            (tmp / f"{name}.toml").write_text(
+                RUN.format(
+                    unit=tmp / "unit.extxyz",
+                    r0=reps[0],
+                    r1=reps[1],
+                    r2=reps[2],
+                    out=tmp / name,
+                    shards=str(shards).lower(),
+                )
+            )
+            subprocess.run(
+                [
+                    mpiexec,
+                    "-n",
+                    str(p),
+                    sys.executable,
+                    "-W",
+                    "ignore",
+                    str(tmp / "worker.py"),
+                    str(tmp / f"{name}.toml"),
+                    str(tmp / f"{name}.json"),
+                ],
+                check=True,
+                timeout=3000,
+            )
             r = json.loads((tmp / f"{name}.json").read_text())
             hi, lo = max(r["peaks_kB"]) / 1024, min(r["peaks_kB"]) / 1024
             base = base or hi
             rows.append((name.split("-")[0], p, r["atoms"], hi, lo, hi / base))
-            print(f"{rows[-1][0]:>8} {p:>3} ranks {r['atoms']:>9} atoms: peak RSS per rank {lo:7.1f} .. {hi:7.1f} MiB, "
-                  f"largest / 1 rank {hi / base:.3f}", flush=True)
-    print("\n| output | ranks | atoms | peak MiB per rank (min..max) | max / 1-rank max |\n|---|---|---|---|---|")
+            print(
+                f"{rows[-1][0]:>8} {p:>3} ranks {r['atoms']:>9} atoms: peak RSS per rank {lo:7.1f} .. {hi:7.1f} MiB, "
+                f"largest / 1 rank {hi / base:.3f}",
+                flush=True,
+            )
+    print(
+        "\n| output | ranks | atoms | peak MiB per rank (min..max) | max / 1-rank max |\n|---|---|---|---|---|"
+    )
     for mode, p, n, hi, lo, ratio in rows:
         print(f"| {mode} | {p} | {n} | {lo:.0f}..{hi:.0f} | {ratio:.3f} |")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -32,14 +32,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from allegro_fm_md.memory import _proc_kib  # this package's /proc reader (same package: benchmarks/)
+from allegro_fm_md.memory import (
+    _proc_kib,
+)  # this package's /proc reader (same package: benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[3]
 STRUCTURE = ROOT / "examples" / "tobermorite-11a" / "tobermorite-11A.extxyz"
 VENV_BIN = Path(sys.executable).parent
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
-WORKER = r'''
+WORKER = r"""
 import json, sys, time
 import ase.io, numpy as np, torch
 torch.set_num_threads(1)
@@ -54,7 +56,7 @@ shared = comm.Split_type(MPI.COMM_TYPE_SHARED).size  # ranks sharing this node's
 r = time_engine(a, ChunkedPotential(load_potential(model), None, ranks_sharing=shared), steps, comm, warmup=1)
 if comm.rank == 0:
     open(out, "w").write(json.dumps(r))
-'''
+"""
 
 
 def reps_for(n_per_rank: int, ranks: int, cell_atoms: int, lengths) -> tuple[int, int, int]:
@@ -82,7 +84,15 @@ def make_system(reps, path_xyz: Path, path_data: Path, species: list[str]):
     v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(8.617333e-5 * 300 / a.get_masses()[:, None])
     a.set_velocities(v - (v * a.get_masses()[:, None]).sum(0) / a.get_masses().sum())
     ase.io.write(path_xyz, a)
-    ase.io.write(path_data, a, format="lammps-data", specorder=species, masses=True, velocities=True, units="metal")
+    ase.io.write(
+        path_data,
+        a,
+        format="lammps-data",
+        specorder=species,
+        masses=True,
+        velocities=True,
+        units="metal",
+    )
     return a
 
 
@@ -109,8 +119,15 @@ class PeakWatch:
         return out
 
     def run(self) -> dict:
-        p = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
+        p = subprocess.Popen(
+            self.cmd,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         peaks: dict[int, int] = {}
         killed = False
         chunks: list[str] = []
@@ -119,8 +136,10 @@ class PeakWatch:
         while p.poll() is None:
             rss_total = 0
             for pid in self._tree(p.pid):
-                peaks[pid] = max(peaks.get(pid, 0), (_proc_kib(f"/proc/{pid}/status", "VmHWM") or 0))
-                rss_total += (_proc_kib(f"/proc/{pid}/status", "VmRSS") or 0)
+                peaks[pid] = max(
+                    peaks.get(pid, 0), (_proc_kib(f"/proc/{pid}/status", "VmHWM") or 0)
+                )
+                rss_total += _proc_kib(f"/proc/{pid}/status", "VmRSS") or 0
             if rss_total * 1024 > self.limit:
                 os.killpg(p.pid, signal.SIGKILL)
                 killed = True
@@ -135,8 +154,20 @@ class PeakWatch:
 
 def ours(xyz: Path, model: str, steps: int, ranks: int, workdir: Path, limit: float) -> dict:
     out = workdir / f"ours-{ranks}.json"
-    cmd = [shutil.which("mpiexec", path=str(VENV_BIN)) or "mpiexec", "-n", str(ranks), sys.executable, "-W", "ignore",
-           "-c", WORKER, str(xyz), model, str(steps), str(out)]
+    cmd = [
+        shutil.which("mpiexec", path=str(VENV_BIN)) or "mpiexec",
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-W",
+        "ignore",
+        "-c",
+        WORKER,
+        str(xyz),
+        model,
+        str(steps),
+        str(out),
+    ]
     r = PeakWatch(cmd, workdir, {**os.environ, **ONE_THREAD}, limit).run()
     if r["killed"]:
         return {"error": f"out of memory (> {limit / 2**30:.0f} GiB together)"}
@@ -147,8 +178,17 @@ def ours(xyz: Path, model: str, steps: int, ranks: int, workdir: Path, limit: fl
     return d
 
 
-def lammps(lmp: str, data: Path, pt2: Path, species: list[str], steps: int, ranks: int, workdir: Path, limit: float,
-           natoms: int) -> dict:
+def lammps(
+    lmp: str,
+    data: Path,
+    pt2: Path,
+    species: list[str],
+    steps: int,
+    ranks: int,
+    workdir: Path,
+    limit: float,
+    natoms: int,
+) -> dict:
     (workdir / "in.bench").write_text(f"""units metal
 atom_style atomic
 atom_modify map yes
@@ -156,7 +196,7 @@ newton on
 boundary p p p
 read_data {data.name}
 pair_style allegro
-pair_coeff * * {pt2} {' '.join(species)}
+pair_coeff * * {pt2} {" ".join(species)}
 neighbor 1.0 bin
 neigh_modify every 1 delay 0 check yes
 timestep 0.0005
@@ -174,16 +214,23 @@ run {steps}
     r = PeakWatch(cmd, workdir, cmd_env, limit).run()
     if r["killed"]:
         return {"error": f"out of memory (> {limit / 2**30:.0f} GiB together)"}
-    log = (workdir / f"log.{ranks}.lammps")
+    log = workdir / f"log.{ranks}.lammps"
     lines = log.read_text().splitlines() if log.exists() else []
     loops = [ln for ln in lines if ln.startswith("Loop time of")]
     if r["rc"] or len(loops) < 2:
         err = [ln for ln in lines + r["out"].splitlines() if "ERROR" in ln or "rror" in ln]
-        return {"error": f"exit {r['rc']}: {(err or (lines + r['out'].splitlines())[-1:] or ['no output'])[0]}"}
+        return {
+            "error": f"exit {r['rc']}: {(err or (lines + r['out'].splitlines())[-1:] or ['no output'])[0]}"
+        }
     heads = [i for i, ln in enumerate(lines) if ln.split()[:2] == ["Step", "PotEng"]]
     wall = float(loops[-1].split()[3])
-    return {"atoms": natoms, "wall_s": wall, "atom_steps_per_s": natoms * steps / wall,
-            "e_pair0": float(lines[heads[0] + 1].split()[1]), "peak_gib_per_rank": max(r["peaks_kib"][:ranks]) / 2**20}
+    return {
+        "atoms": natoms,
+        "wall_s": wall,
+        "atom_steps_per_s": natoms * steps / wall,
+        "e_pair0": float(lines[heads[0] + 1].split()[1]),
+        "peak_gib_per_rank": max(r["peaks_kib"][:ranks]) / 2**20,
+    }
 
 
 def energy0(model: str, xyz: Path) -> float:
@@ -198,18 +245,37 @@ def energy0(model: str, xyz: Path) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lmp", default=os.environ.get("AFM_LMP_ALLEGRO", ""), help="LAMMPS binary with pair_style allegro "
-                    "(NEQUIP_AOT_COMPILE=ON); default $AFM_LMP_ALLEGRO")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[352, 5000, 50000], help="atoms per rank")
+    ap.add_argument(
+        "--lmp",
+        default=os.environ.get("AFM_LMP_ALLEGRO", ""),
+        help="LAMMPS binary with pair_style allegro "
+        "(NEQUIP_AOT_COMPILE=ON); default $AFM_LMP_ALLEGRO",
+    )
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", default=[352, 5000, 50000], help="atoms per rank"
+    )
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--model", default="allegro-fm-mini")
-    ap.add_argument("--compiled", default="", help="an existing .nequip.pt2 (default: compile --model here)")
-    ap.add_argument("--atom-steps", type=float, default=30000, help="timed atom-steps per run (at least 3 steps)")
-    ap.add_argument("--mem-gib", type=float, default=20.0, help="kill a run whose ranks together pass this RSS")
-    ap.add_argument("--workdir", default="", help="keep inputs and logs here (default: a temporary folder)")
+    ap.add_argument(
+        "--compiled", default="", help="an existing .nequip.pt2 (default: compile --model here)"
+    )
+    ap.add_argument(
+        "--atom-steps",
+        type=float,
+        default=30000,
+        help="timed atom-steps per run (at least 3 steps)",
+    )
+    ap.add_argument(
+        "--mem-gib", type=float, default=20.0, help="kill a run whose ranks together pass this RSS"
+    )
+    ap.add_argument(
+        "--workdir", default="", help="keep inputs and logs here (default: a temporary folder)"
+    )
     args = ap.parse_args()
     if not args.lmp or not Path(args.lmp).exists():
-        print("no LAMMPS binary with pair_style allegro: build one (packages/allegro-fm-md/README.md) and pass --lmp")
+        print(
+            "no LAMMPS binary with pair_style allegro: build one (packages/allegro-fm-md/README.md) and pass --lmp"
+        )
         return 2
     import ase.io
 
@@ -225,9 +291,13 @@ def main() -> int:
     cell = ase.io.read(STRUCTURE)
     species = sorted(set(cell.get_chemical_symbols()))
     limit = args.mem_gib * 2**30
-    print(f"compiled file {pt2.name}; tobermorite 11 A; NVE 0.5 fs; skin 1 A; one thread per rank; memory cap {args.mem_gib:g} GiB")
-    print(f"{'atoms/rank':>10} {'ranks':>5} {'atoms':>7} {'steps':>5} | {'ours a-s/s':>10} {'GiB/rank':>8} | "
-          f"{'LAMMPS a-s/s':>12} {'GiB/rank':>8} | {'ratio':>6} | E0 ours - LAMMPS (eV)")
+    print(
+        f"compiled file {pt2.name}; tobermorite 11 A; NVE 0.5 fs; skin 1 A; one thread per rank; memory cap {args.mem_gib:g} GiB"
+    )
+    print(
+        f"{'atoms/rank':>10} {'ranks':>5} {'atoms':>7} {'steps':>5} | {'ours a-s/s':>10} {'GiB/rank':>8} | "
+        f"{'LAMMPS a-s/s':>12} {'GiB/rank':>8} | {'ratio':>6} | E0 ours - LAMMPS (eV)"
+    )
     rows = []
     for n in args.sizes:
         for ranks in args.ranks:
@@ -241,15 +311,41 @@ def main() -> int:
             de = ""
             if "error" not in lm and len(a) <= 6000:
                 de = f"{energy0(str(pt2), d / 'system.extxyz') - lm['e_pair0']:+.2e}"
-            fo = f"{o['atom_steps_per_s']:10.0f} {o['peak_gib_per_rank']:8.2f}" if "error" not in o else f"{'-':>10} {'-':>8}"
-            fl = f"{lm['atom_steps_per_s']:12.0f} {lm['peak_gib_per_rank']:8.2f}" if "error" not in lm else f"{'-':>12} {'-':>8}"
-            ratio = (f"{o['atom_steps_per_s'] / lm['atom_steps_per_s']:6.2f}" if "error" not in o and "error" not in lm else f"{'-':>6}")
-            print(f"{n:>10} {ranks:>5} {len(a):>7} {steps:>5} | {fo} | {fl} | {ratio} | {de}", flush=True)
+            fo = (
+                f"{o['atom_steps_per_s']:10.0f} {o['peak_gib_per_rank']:8.2f}"
+                if "error" not in o
+                else f"{'-':>10} {'-':>8}"
+            )
+            fl = (
+                f"{lm['atom_steps_per_s']:12.0f} {lm['peak_gib_per_rank']:8.2f}"
+                if "error" not in lm
+                else f"{'-':>12} {'-':>8}"
+            )
+            ratio = (
+                f"{o['atom_steps_per_s'] / lm['atom_steps_per_s']:6.2f}"
+                if "error" not in o and "error" not in lm
+                else f"{'-':>6}"
+            )
+            print(
+                f"{n:>10} {ranks:>5} {len(a):>7} {steps:>5} | {fo} | {fl} | {ratio} | {de}",
+                flush=True,
+            )
             for who, r in (("allegro-fm-md", o), ("LAMMPS", lm)):
                 if "error" in r:
                     print(f"{'':>10} {who}: {r['error']}", flush=True)
-            rows.append({"atoms_per_rank": n, "ranks": ranks, "atoms": len(a), "steps": steps, "ours": o, "lammps": lm})
-    for n in args.sizes:  # weak scaling: the same atoms per rank on 1 and on more ranks, each engine
+            rows.append(
+                {
+                    "atoms_per_rank": n,
+                    "ranks": ranks,
+                    "atoms": len(a),
+                    "steps": steps,
+                    "ours": o,
+                    "lammps": lm,
+                }
+            )
+    for (
+        n
+    ) in args.sizes:  # weak scaling: the same atoms per rank on 1 and on more ranks, each engine
         by = {r["ranks"]: r for r in rows if r["atoms_per_rank"] == n}
         for ranks in sorted(set(by) - {1}):
             if 1 not in by:
@@ -258,8 +354,14 @@ def main() -> int:
             for who in ("ours", "lammps"):
                 one, many = by[1][who], by[ranks][who]
                 ok = "error" not in one and "error" not in many
-                eff.append(f"{many['atom_steps_per_s'] / ranks / one['atom_steps_per_s']:.3f}" if ok else "-")
-            print(f"weak scaling 1 -> {ranks} ranks at {n} atoms/rank: allegro-fm-md {eff[0]}, LAMMPS {eff[1]}")
+                eff.append(
+                    f"{many['atom_steps_per_s'] / ranks / one['atom_steps_per_s']:.3f}"
+                    if ok
+                    else "-"
+                )
+            print(
+                f"weak scaling 1 -> {ranks} ranks at {n} atoms/rank: allegro-fm-md {eff[0]}, LAMMPS {eff[1]}"
+            )
     (work / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"inputs, logs and results.json in {work}")
     return 0

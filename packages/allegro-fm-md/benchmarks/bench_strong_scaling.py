@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-WORKER = r'''
+WORKER = r"""
 import json, sys, time
 import numpy as np
 from ase.build import bulk
@@ -46,18 +46,22 @@ comm.Barrier()
 wall = time.perf_counter() - t
 if comm.rank == 0:
     json.dump({"wall": wall, "atoms": len(system), "hops": list(ev.dec.hops)}, open(sys.argv[1], "w"))
-'''
+"""
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     ap.add_argument("--steps", type=int, default=40)
     args = ap.parse_args()
     from allegro_fm_md import mpiexec_path
 
     mpiexec = mpiexec_path()
-    print("| ranks | grid | subdomain width (A) | swaps per direction | atom-steps/s | speed-up vs 1 rank |")
+    print(
+        "| ranks | grid | subdomain width (A) | swaps per direction | atom-steps/s | speed-up vs 1 rank |"
+    )
     print("|---|---|---|---|---|---|")
     base = None
     for n in args.ranks:
@@ -70,7 +74,10 @@ def main() -> None:
             r = json.loads(out.read_text())
         rate = r["atoms"] * args.steps / r["wall"]
         base = base or rate
-        print(f"| {n} | {n} x 1 x 1 | {14 * 5.30 / n:.2f} | {r['hops'][0]} | {rate:,.0f} | {rate / base:.2f} |", flush=True)
+        print(
+            f"| {n} | {n} x 1 x 1 | {14 * 5.30 / n:.2f} | {r['hops'][0]} | {rate:,.0f} | {rate / base:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -21,17 +21,40 @@ from ase.build import bulk
 def run(seed: int, dt: float, steps: int) -> np.ndarray:
     """Instantaneous pressures (GPa) after 5 ps of one seed's run."""
     a = bulk("Ar", "fcc", a=5.30) * (3, 3, 3)
-    ev = ForceEvaluator(LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5), np.zeros(len(a), int), skin=1.0)
+    ev = ForceEvaluator(
+        LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5),
+        np.zeros(len(a), int),
+        skin=1.0,
+    )
     pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-    v = np.random.default_rng(seed).normal(0, 1, (len(a), 3)) * np.sqrt(units.kB * 60.0 / a.get_masses()[:, None])
-    st = State(pos, v - v.mean(0), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
-    integ = CRescaleNPT(Langevin(dt, 60.0, friction=0.02, seed=seed + 100), pressure_GPa=0.0, compressibility_per_GPa=0.3,
-                        taup_fs=500.0, seed=seed + 200)
+    v = np.random.default_rng(seed).normal(0, 1, (len(a), 3)) * np.sqrt(
+        units.kB * 60.0 / a.get_masses()[:, None]
+    )
+    st = State(
+        pos,
+        v - v.mean(0),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        forces=r.forces,
+        energy=r.energy,
+    )
+    integ = CRescaleNPT(
+        Langevin(dt, 60.0, friction=0.02, seed=seed + 100),
+        pressure_GPa=0.0,
+        compressibility_per_GPa=0.3,
+        taup_fs=500.0,
+        seed=seed + 200,
+    )
     p = []
     for k in range(steps):
         integ.step(st, ev)
         if k * dt >= 5000:
-            p.append((2 * st.kinetic_energy() + np.trace(st.virial)) / (3 * abs(np.linalg.det(st.cell))) / units.GPa)
+            p.append(
+                (2 * st.kinetic_energy() + np.trace(st.virial))
+                / (3 * abs(np.linalg.det(st.cell)))
+                / units.GPa
+            )
     return np.array(p)
 
 
@@ -46,9 +69,14 @@ def main() -> None:
         p = run(sd, args.dt, args.steps)
         blocks = p[: len(p) // 10 * 10].reshape(10, -1).mean(1)
         means.append(p.mean())
-        print(f"seed {sd}: <P> = {p.mean():.4f} +- {blocks.std(ddof=1) / np.sqrt(10):.4f} GPa", flush=True)
+        print(
+            f"seed {sd}: <P> = {p.mean():.4f} +- {blocks.std(ddof=1) / np.sqrt(10):.4f} GPa",
+            flush=True,
+        )
     m = np.array(means)
-    print(f"mean over {len(m)} seeds: {m.mean():.4f} +- {m.std(ddof=1) / np.sqrt(len(m)):.4f} GPa (target 0)")
+    print(
+        f"mean over {len(m)} seeds: {m.mean():.4f} +- {m.std(ddof=1) / np.sqrt(len(m)):.4f} GPa (target 0)"
+    )
 
 
 if __name__ == "__main__":

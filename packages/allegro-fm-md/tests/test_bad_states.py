@@ -26,7 +26,9 @@ def _sim(tmp_path, integ):
     a.rattle(0.02, seed=1)
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)
     ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.5)
-    st = State(a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy())
+    st = State(
+        a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy()
+    )
     return Simulation(st, integ, ev, tmp_path / "out", thermo_every=1, restart_every=1000)
 
 
@@ -48,15 +50,24 @@ class Poisoned(VelocityVerlet):
         return state
 
 
-@pytest.mark.parametrize("what,value,message", [("velocities", np.nan, r"step 5: velocities are not finite \(atoms 17\)"),
-                                                ("forces", np.inf, r"step 5: forces are not finite \(atoms 17\)"),
-                                                ("positions", np.nan, r"step 4: positions are not finite .* \(atoms 17\)"),
-                                                ("cell", np.nan, r"step 5: the cell is not finite")])
-def test_non_finite_state_stops_the_run_naming_step_quantity_and_atom(tmp_path, what, value, message):
+@pytest.mark.parametrize(
+    "what,value,message",
+    [
+        ("velocities", np.nan, r"step 5: velocities are not finite \(atoms 17\)"),
+        ("forces", np.inf, r"step 5: forces are not finite \(atoms 17\)"),
+        ("positions", np.nan, r"step 4: positions are not finite .* \(atoms 17\)"),
+        ("cell", np.nan, r"step 5: the cell is not finite"),
+    ],
+)
+def test_non_finite_state_stops_the_run_naming_step_quantity_and_atom(
+    tmp_path, what, value, message
+):
     sim = _sim(tmp_path, Poisoned(what, 17, 5, value))
     with pytest.raises(SimulationError, match=message):
         sim.run(20)
-    good = read_restart_file(tmp_path / "out" / "restart_last_good.npz")  # finite, by the reader's own check
+    good = read_restart_file(
+        tmp_path / "out" / "restart_last_good.npz"
+    )  # finite, by the reader's own check
     assert int(good.meta["step"]) == 4 and np.isfinite(good.arrays["positions"]).all()
     rows = (tmp_path / "out" / "thermo.log").read_text().splitlines()
     assert int(rows[-1].split()[0]) == 4  # no row was written for the bad step
@@ -108,4 +119,7 @@ def test_atoms_on_top_of_each_other_are_refused_before_any_output(tmp_path):
     (tmp_path / "run.toml").write_text(RUN.format(extra=""))
     with pytest.raises(MDInputError, match=r"closer than 0.5 A .*atoms 12, 30"):
         run(RunFile.load(tmp_path / "run.toml"), progress=False)
-    assert not (tmp_path / "out" / "thermo.log").exists() and not (tmp_path / "out" / "trajectory.h5md").exists()
+    assert (
+        not (tmp_path / "out" / "thermo.log").exists()
+        and not (tmp_path / "out" / "trajectory.h5md").exists()
+    )

@@ -28,7 +28,9 @@ def test_chunked_lennard_jones_equals_unchunked():
     a = bulk("Ar", "fcc", a=5.26) * (4, 4, 4)  # triclinic
     a.rattle(0.1, seed=2)
     _compare(LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5), a, max_edges=300)
-    report = check_potential(ChunkedPotential(LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5), 50))
+    report = check_potential(
+        ChunkedPotential(LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5), 50)
+    )
     assert report.checks
 
 
@@ -52,12 +54,17 @@ def test_run_file_key_bounds_the_edges_per_call_and_keeps_the_run(tmp_path):
     ase.io.write(tmp_path / "ar.extxyz", bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3))
     rows = {}
     for name, extra in (("whole", ""), ("chunked", "max_edges_per_call = 500")):
-        (tmp_path / f"{name}.toml").write_text(f'[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "lj"\ncutoff = 6.5\n{extra}\n'
-                                               f'[run]\nsteps = 20\ndt_fs = 4.0\ntemperature_K = 60\n[output]\ndir = "{name}"\n')
+        (tmp_path / f"{name}.toml").write_text(
+            f'[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "lj"\ncutoff = 6.5\n{extra}\n'
+            f'[run]\nsteps = 20\ndt_fs = 4.0\ntemperature_K = 60\n[output]\ndir = "{name}"\n'
+        )
         sim = run(RunFile.load(tmp_path / f"{name}.toml"), progress=False)
         rows[name] = np.array([t.values[:13] for t in sim.thermo])
         if name == "chunked":
-            assert isinstance(sim.evaluator.potential, ChunkedPotential) and sim.evaluator.potential.calls > 4
+            assert (
+                isinstance(sim.evaluator.potential, ChunkedPotential)
+                and sim.evaluator.potential.calls > 4
+            )
     np.testing.assert_allclose(rows["chunked"], rows["whole"], rtol=1e-10, atol=1e-10)
 
 
@@ -107,33 +114,49 @@ def test_automatic_chunk_size_from_a_measured_memory_cost():
     from allegro_fm_model import AllegroPotential, build_model, tiny_preset
 
     assert available_bytes("cpu") > 2**28
-    out = subprocess.run([sys.executable, "-c", CALIBRATION], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", CALIBRATION], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     small = json.loads(out.stdout.strip().splitlines()[-1])
     if small["measurable"]:  # the meter itself: 64 MiB written inside it reads as 64 MiB
         assert 48 * 2**20 < small["meter_64MiB"] < 256 * 2**20
     else:  # the documented fallback: unknown, never a made-up number (then the calibration uses the CPU cap)
-        print("this machine's resident-set counters do not show touched memory: the measured parts are not checked")
+        print(
+            "this machine's resident-set counters do not show touched memory: the measured parts are not checked"
+        )
         assert small["meter_64MiB"] is None
-    print(f"automatic chunks: {small['bytes_per_edge'] / 1024:.2f} KiB per edge measured -> {small['max_edges']} edges per "
-          f"call, {small['calls']} calls")
-    if small["bytes_per_edge"] is None:  # not measurable in the calibration process: at most the CPU cap per call
+    print(
+        f"automatic chunks: {small['bytes_per_edge'] / 1024:.2f} KiB per edge measured -> {small['max_edges']} edges per "
+        f"call, {small['calls']} calls"
+    )
+    if (
+        small["bytes_per_edge"] is None
+    ):  # not measurable in the calibration process: at most the CPU cap per call
         assert small["max_edges"] == CPU_CALL_EDGES and small["calls"] == 2
     else:
-        assert 0.1 * 1024 < small["bytes_per_edge"] < 200 * 1024  # a float64 tiny model: of order KiB per edge
+        assert (
+            0.1 * 1024 < small["bytes_per_edge"] < 200 * 1024
+        )  # a float64 tiny model: of order KiB per edge
         assert small["max_edges"] >= PROBE_EDGES and small["calls"] >= 2
     assert small["de"] < 1e-10 and small["df"] < 1e-10 and small["dv"] < 1e-10
     a = bulk("CaO", "rocksalt", a=4.81) * (6, 6, 6)
     a.rattle(0.05, seed=3)
     torch.manual_seed(0)
-    pot = AllegroPotential(build_model(tiny_preset(), ("O", "Ca"), dtype="float64", seed=1), ("O", "Ca"), cutoff=5.2)
+    pot = AllegroPotential(
+        build_model(tiny_preset(), ("O", "Ca"), dtype="float64", seed=1), ("O", "Ca"), cutoff=5.2
+    )
     ref = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.3)
     _, r0 = ref.compute(a.positions.copy(), np.array(a.cell), a.pbc)
     # a budget that fits (not the machine's free memory, which a loaded CI machine may lack); the CPU cap splits it in two
     capped = ChunkedPotential(pot, None, memory_budget_bytes=4 * 2**30)
-    _, r2 = ForceEvaluator(capped, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(a.positions.copy(), np.array(a.cell), a.pbc)
+    _, r2 = ForceEvaluator(capped, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(
+        a.positions.copy(), np.array(a.cell), a.pbc
+    )
     assert capped.max_edges == CPU_CALL_EDGES and capped.calls == 2
     np.testing.assert_allclose(r2.forces, r0.forces, atol=1e-10)
     whole = ChunkedPotential(pot, None, memory_budget_bytes=4 * 2**30, cpu_call_edges=None)
-    ForceEvaluator(whole, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(a.positions.copy(), np.array(a.cell), a.pbc)
+    ForceEvaluator(whole, pot.types_of(a.get_chemical_symbols()), skin=0.3).compute(
+        a.positions.copy(), np.array(a.cell), a.pbc
+    )
     assert whole.calls == 1 and whole.max_edges > 13_824

@@ -68,13 +68,22 @@ def test_state_is_a_record_and_sums_over_the_comm_it_is_given():
 
 def test_every_integrator_conforms():
     nhc = NoseHooverChain(2.0, 40.0)
-    for integ in (VelocityVerlet(2.0), Langevin(2.0, 40.0), nhc, UniaxialDeformation(Langevin(2.0, 40.0), 2, 1e-5),
-                  CRescaleNPT(nhc, 0.0), FIREIntegrator()):
+    for integ in (
+        VelocityVerlet(2.0),
+        Langevin(2.0, 40.0),
+        nhc,
+        UniaxialDeformation(Langevin(2.0, 40.0), 2, 1e-5),
+        CRescaleNPT(nhc, 0.0),
+        FIREIntegrator(),
+    ):
         assert isinstance(integ, Integrator), type(integ).__name__
     assert VelocityVerlet(1.0).conserves_energy and nhc.conserves_energy
     assert not Langevin(1.0, 300.0).conserves_energy and not CRescaleNPT(nhc, 0.0).conserves_energy
     # counter-based noise (noise.py): no per-rank generator state, so no rng (a stateful integrator of your own may have one)
-    assert CRescaleNPT(Langevin(1.0, 300.0, seed=4), 0.0).rng is None and VelocityVerlet(1.0).rng is None
+    assert (
+        CRescaleNPT(Langevin(1.0, 300.0, seed=4), 0.0).rng is None
+        and VelocityVerlet(1.0).rng is None
+    )
 
 
 def test_restart_variables_round_trip():
@@ -157,7 +166,12 @@ def test_a_reporter_and_a_guard_written_outside_the_engine(tmp_path):
     sim = Simulation(st, VelocityVerlet(2.0), ev, tmp_path / "out", reporters=[rep], guards=[hot])
     sim.run(20)
     sim.close()
-    assert [int(x.split()[0]) for x in (tmp_path / "fmax.txt").read_text().split("\n") if x] == [5, 10, 15, 20]
+    assert [int(x.split()[0]) for x in (tmp_path / "fmax.txt").read_text().split("\n") if x] == [
+        5,
+        10,
+        15,
+        20,
+    ]
     hot.ceiling = 1.0  # now far below the 40 K of the run
     with pytest.raises(SimulationError, match="step 21: temperature above 1.0 K"):
         sim.run(5)

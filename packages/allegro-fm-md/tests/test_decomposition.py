@@ -22,8 +22,16 @@ def test_grid_follows_cell_shape():
 def test_thin_subdomains_take_more_swaps_and_a_cell_thinner_than_the_halo_is_refused():
     """A subdomain thinner than the halo is exchanged over ceil(halo / width) swaps per direction (tests/test_mpi.py
     runs it); only a cell thinner than the halo along a periodic axis is refused (images beyond the next cell)."""
-    assert Decomposition(FakeComm(2), np.diag([12.0, 30.0, 30.0]), (2, 1, 1), halo=7.0).hops == (2, 1, 1)
-    assert Decomposition(FakeComm(8), np.diag([21.2, 15.9, 15.9]), (8, 1, 1), halo=7.0).hops == (3, 1, 1)
+    assert Decomposition(FakeComm(2), np.diag([12.0, 30.0, 30.0]), (2, 1, 1), halo=7.0).hops == (
+        2,
+        1,
+        1,
+    )
+    assert Decomposition(FakeComm(8), np.diag([21.2, 15.9, 15.9]), (8, 1, 1), halo=7.0).hops == (
+        3,
+        1,
+        1,
+    )
     with pytest.raises(ValueError, match="the cell is thinner than cutoff \\+ skin along x"):
         Decomposition(FakeComm(2), np.diag([6.0, 30.0, 30.0]), (2, 1, 1), halo=7.0)
 
@@ -57,13 +65,26 @@ def test_lost_atoms_are_named(monkeypatch):
     from ase.build import bulk
 
     a = bulk("Ar", "fcc", a=5.3, cubic=True) * (3, 3, 3)
-    st = State(a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy(), ids=np.arange(len(a)),
-               types=np.zeros(len(a), int))
-    ev = DistributedForceEvaluator(LennardJones(["Ar"], cutoff=6.0), SerialComm(), st.cell, skin=0.5)
+    st = State(
+        a.positions.copy(),
+        np.zeros((len(a), 3)),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        ids=np.arange(len(a)),
+        types=np.zeros(len(a), int),
+    )
+    ev = DistributedForceEvaluator(
+        LennardJones(["Ar"], cutoff=6.0), SerialComm(), st.cell, skin=0.5
+    )
     ev.update(st)
     real = comm_mod.migrate
     # a broken exchange that drops atom 17 on the way
-    monkeypatch.setattr(comm_mod, "migrate", lambda dec, arrays: {k: np.delete(v, 17, axis=0) for k, v in real(dec, arrays).items()})
+    monkeypatch.setattr(
+        comm_mod,
+        "migrate",
+        lambda dec, arrays: {k: np.delete(v, 17, axis=0) for k, v in real(dec, arrays).items()},
+    )
     ev.invalidate()
     st.step = 42
     with pytest.raises(RuntimeError, match=r"step 42: lost atoms: 1 of 108 \(ids 17\)"):

@@ -28,7 +28,9 @@ def test_halo_edges_equal_periodic_neighbour_list(name):
     owner = np.concatenate([np.arange(len(pos)), halo.owner])
     shift = np.concatenate([np.zeros((len(pos), 3), int), halo.shift])
     ours = sorted((int(i), int(owner[j]), *map(int, shift[j])) for i, j in ei.T)
-    i, j, S = NeighborList(cutoff=cutoff, full_list=True).compute(points=pos, box=cell, periodic=True, quantities="ijS")
+    i, j, S = NeighborList(cutoff=cutoff, full_list=True).compute(
+        points=pos, box=cell, periodic=True, quantities="ijS"
+    )
     ref = sorted((int(a), int(b), *map(int, s)) for a, b, s in zip(i, j, S))
     assert ours == ref
 
@@ -40,7 +42,9 @@ def test_lj_forces_fold_back_and_sum_to_zero():
     pot = LennardJones(["Ar"], cutoff=5.0, sigma=2.0)
     halo = periodic_halo(pos, cell, pot.cutoff)
     allpos = np.concatenate([pos, halo.positions])
-    r = pot.compute(allpos, np.zeros(len(allpos), int), build_edges(allpos, len(pos), pot.cutoff), len(pos))
+    r = pot.compute(
+        allpos, np.zeros(len(allpos), int), build_edges(allpos, len(pos), pot.cutoff), len(pos)
+    )
     f = fold_forces(r.forces, len(pos), halo.owner)
     scale = np.abs(f).sum()  # random points: some pairs are close, forces span many decades
     assert np.abs(f.sum(axis=0)).max() < 1e-13 * scale  # Newton's third law across the boundary

@@ -19,24 +19,40 @@ from allegro_fm_md import (
     integrator_kinds,
     run,
 )
-from allegro_fm_md.integrators import IntegratorBase, IntegratorContractError, VelocityVerlet, build_integrator
+from allegro_fm_md.integrators import (
+    IntegratorBase,
+    IntegratorContractError,
+    VelocityVerlet,
+    build_integrator,
+)
 from ase.build import bulk
 from md_testutil import argon_toml
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "allegro_fm_md"
 
 
-@pytest.mark.parametrize("spec", [
-    {"integrator": "nve"},
-    {"integrator": "langevin", "options": {"langevin": {"friction_per_fs": 0.02}}},
-    {"integrator": "nhc", "options": {"nhc": {"tdamp_fs": 50.0}}},
-    {"integrator": "fire"},
-    {"integrator": "langevin", "options": {"npt": {"pressure_GPa": 0.1}}},
-    {"integrator": "nhc", "options": {"deform": {"deform_axis": "z", "strain_rate_per_fs": 1e-6}}},
-], ids=["nve", "langevin", "nhc", "fire", "npt", "deform"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"integrator": "nve"},
+        {"integrator": "langevin", "options": {"langevin": {"friction_per_fs": 0.02}}},
+        {"integrator": "nhc", "options": {"nhc": {"tdamp_fs": 50.0}}},
+        {"integrator": "fire"},
+        {"integrator": "langevin", "options": {"npt": {"pressure_GPa": 0.1}}},
+        {
+            "integrator": "nhc",
+            "options": {"deform": {"deform_axis": "z", "strain_rate_per_fs": 1e-6}},
+        },
+    ],
+    ids=["nve", "langevin", "nhc", "fire", "npt", "deform"],
+)
 def test_every_built_in_kind_passes_the_conformance_check(spec):
-    rep = check_integrator(lambda: build_integrator(RunSpec(dt_fs=2.0, steps=40, temperature_K=60.0, **spec)))
-    assert "restart reproduces the run" in rep.checks and rep.deviations["restart positions A"] < 1e-8
+    rep = check_integrator(
+        lambda: build_integrator(RunSpec(dt_fs=2.0, steps=40, temperature_K=60.0, **spec))
+    )
+    assert (
+        "restart reproduces the run" in rep.checks and rep.deviations["restart positions A"] < 1e-8
+    )
     if spec["integrator"] == "nve":
         assert "conserved energy" in rep.checks and rep.deviations["conserved drift eV/atom"] < 1e-4
 
@@ -103,7 +119,9 @@ def toy_plugin(tmp_path, monkeypatch):
     info = site / "toy_berendsen-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-berendsen\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[allegro_fm_md.integrators]\nberendsen = toy_berendsen:KIND\n")
+    (info / "entry_points.txt").write_text(
+        "[allegro_fm_md.integrators]\nberendsen = toy_berendsen:KIND\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     yield "berendsen"
     sys.modules.pop("toy_berendsen", None)
@@ -113,27 +131,43 @@ def _run_file(tmp_path, run_table: str, steps: int = 150) -> Path:
     a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
     ase.io.write(tmp_path / "ar.extxyz", a)
     f = tmp_path / "run.toml"
-    f.write_text(argon_toml(f"dt_fs = 2.0\nsteps = {steps}\ntemperature_K = 20.0\n{run_table}",
-                            'dir = "out"\nthermo_every = 10\ntrajectory_every = 0\nrestart_every = 50'))
+    f.write_text(
+        argon_toml(
+            f"dt_fs = 2.0\nsteps = {steps}\ntemperature_K = 20.0\n{run_table}",
+            'dir = "out"\nthermo_every = 10\ntrajectory_every = 0\nrestart_every = 50',
+        )
+    )
     return f
 
 
 def test_a_toy_integrator_plugs_in_through_the_entry_point(toy_plugin, tmp_path):
     assert toy_plugin in integrator_kinds()
     kind = integrator_kinds()[toy_plugin]
-    rep = check_integrator(lambda: kind.build(RunSpec(integrator="berendsen", dt_fs=2.0, temperature_K=60.0),
-                                              kind.options(tau_fs=50.0), None))
+    rep = check_integrator(
+        lambda: kind.build(
+            RunSpec(integrator="berendsen", dt_fs=2.0, temperature_K=60.0),
+            kind.options(tau_fs=50.0),
+            None,
+        )
+    )
     assert "restart reproduces the run" in rep.checks
     # from a run file, its own table validated by its own schema: the bath ramps from 20 K to 80 K over 0.3 ps and the
     # crystal follows it (tau 20 fs; a lag of some K: half of the heat goes into potential energy)
-    rf = RunFile.load(_run_file(tmp_path, 'integrator = "berendsen"\ntemperature_end_K = 80.0\n[run.berendsen]\ntau_fs = 20.0',
-                                steps=150))
+    rf = RunFile.load(
+        _run_file(
+            tmp_path,
+            'integrator = "berendsen"\ntemperature_end_K = 80.0\n[run.berendsen]\ntau_fs = 20.0',
+            steps=150,
+        )
+    )
     assert rf.run.option("berendsen").tau_fs == 20.0
     sim = run(rf, progress=False)
     t_last = np.mean([row.column("T_K") for row in sim.thermo[-3:]])
     assert sim.thermo[0].column("T_K") < 25.0 and abs(t_last - 80.0) < 15.0, t_last
     with pytest.raises(MDInputError, match=r"\[run.berendsen\] tau_fs"):
-        RunFile.load(_run_file(tmp_path, 'integrator = "berendsen"\n[run.berendsen]\ntau_fs = -1.0'))
+        RunFile.load(
+            _run_file(tmp_path, 'integrator = "berendsen"\n[run.berendsen]\ntau_fs = -1.0')
+        )
     with pytest.raises(MDInputError, match=r"unknown keys in \[run.berendsen\]: \['tau'\]"):
         RunFile.load(_run_file(tmp_path, 'integrator = "berendsen"\n[run.berendsen]\ntau = 1.0'))
 
@@ -141,20 +175,38 @@ def test_a_toy_integrator_plugs_in_through_the_entry_point(toy_plugin, tmp_path)
 def test_kind_tables_and_the_old_flat_keys_are_read_alike(tmp_path):
     """[run.<kind>] tables; 0.1.0.dev1's flat keys go to the kind that declares them; a table for another integrator
     and an unknown integrator are refused naming the kinds."""
-    new = RunFile.load(_run_file(tmp_path, 'integrator = "langevin"\n[run.langevin]\nfriction_per_fs = 0.05\n[run.npt]\n'
-                                           'pressure_GPa = 1.0\nbarostat = "anisotropic"'))
-    old = RunFile.load(_run_file(tmp_path, 'integrator = "langevin"\nfriction_per_fs = 0.05\npressure_GPa = 1.0\n'
-                                           'barostat = "anisotropic"'))
+    new = RunFile.load(
+        _run_file(
+            tmp_path,
+            'integrator = "langevin"\n[run.langevin]\nfriction_per_fs = 0.05\n[run.npt]\n'
+            'pressure_GPa = 1.0\nbarostat = "anisotropic"',
+        )
+    )
+    old = RunFile.load(
+        _run_file(
+            tmp_path,
+            'integrator = "langevin"\nfriction_per_fs = 0.05\npressure_GPa = 1.0\n'
+            'barostat = "anisotropic"',
+        )
+    )
     assert new.run == old.run and new.run.options["npt"].pressure_GPa == 1.0
     assert new.run.option("langevin").friction_per_fs == 0.05
-    flat_off = RunFile.load(_run_file(tmp_path, 'integrator = "nve"\ndeform_axis = ""\nrelax_cell = false'))
+    flat_off = RunFile.load(
+        _run_file(tmp_path, 'integrator = "nve"\ndeform_axis = ""\nrelax_cell = false')
+    )
     assert flat_off.run.options == {}
     with pytest.raises(MDInputError, match=r"\[run.nhc\] holds the options of integrator 'nhc'"):
         RunFile.load(_run_file(tmp_path, 'integrator = "langevin"\n[run.nhc]\ntdamp_fs = 50.0'))
-    with pytest.raises(MDInputError, match="unknown integrator 'verlet'; known: fire, langevin, nhc, nve"):
+    with pytest.raises(
+        MDInputError, match="unknown integrator 'verlet'; known: fire, langevin, nhc, nve"
+    ):
         build_integrator(RunFile.load(_run_file(tmp_path, 'integrator = "verlet"')).run)
     with pytest.raises(MDInputError, match="needs a thermostat"):
-        build_integrator(RunFile.load(_run_file(tmp_path, 'integrator = "nve"\n[run.npt]\npressure_GPa = 0.0')).run)
+        build_integrator(
+            RunFile.load(
+                _run_file(tmp_path, 'integrator = "nve"\n[run.npt]\npressure_GPa = 0.0')
+            ).run
+        )
 
 
 class StrictComm:
@@ -195,8 +247,14 @@ def test_the_engine_makes_only_the_comm_contracts_calls(tmp_path, shards):
     f.write_text(f.read_text().replace("trajectory_every = 0", "trajectory_every = 20\n" + extra))
     sim = run(RunFile.load(f), comm=StrictComm(), progress=False)
     assert sim.state.step == 60
-    resumed = f.read_text().replace("steps = 60", "steps = 80").replace('dir = "out"', 'dir = "out"\nrestart_from = "out/restart.'
-                                                                      + ("shards" if shards else "npz") + '"')
+    resumed = (
+        f.read_text()
+        .replace("steps = 60", "steps = 80")
+        .replace(
+            'dir = "out"',
+            'dir = "out"\nrestart_from = "out/restart.' + ("shards" if shards else "npz") + '"',
+        )
+    )
     f.write_text(resumed)
     assert run(RunFile.load(f), comm=StrictComm(), progress=False).state.step == 80
 
@@ -206,6 +264,11 @@ def test_one_spelling_of_one_process_and_no_member_probes():
     offenders = []
     for p in sorted(SRC.rglob("*.py")):
         for k, line in enumerate(p.read_text().splitlines(), 1):
-            if "comm is None" in line or "comm is not None" in line or "hasattr(comm" in line or 'getattr(potential, "device_edges"' in line:
+            if (
+                "comm is None" in line
+                or "comm is not None" in line
+                or "hasattr(comm" in line
+                or 'getattr(potential, "device_edges"' in line
+            ):
                 offenders.append(f"{p.name}:{k}")
     assert not offenders, offenders

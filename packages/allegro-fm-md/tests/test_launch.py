@@ -28,7 +28,9 @@ def test_plan_counts_local_atoms_exactly_and_bounds_the_ghosts():
     assert {r.local for r in eight.ranks} == {len(a) // 8}
     assert "rank grid 2 x 2 x 2" in eight.table()
     with_model = plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 8, memory_per_edge_bytes=1e4)
-    assert with_model.ranks[0].model_bytes == pytest.approx(1e4 * with_model.ranks[0].edges, rel=1e-6)
+    assert with_model.ranks[0].model_bytes == pytest.approx(
+        1e4 * with_model.ranks[0].edges, rel=1e-6
+    )
 
 
 def test_the_plan_from_the_unit_cell_equals_the_plan_of_the_built_system():
@@ -44,7 +46,9 @@ def test_the_plan_from_the_unit_cell_equals_the_plan_of_the_built_system():
         a = plan_supercell(unit, reps, 4.0, 0.5, ranks)
         b = plan(whole.positions, np.array(whole.cell), whole.pbc, 4.0, 0.5, ranks)
         assert a.grid == b.grid and a.atoms == b.atoms == len(whole)
-        assert [(r.local, r.ghosts, r.edges) for r in a.ranks] == [(r.local, r.ghosts, r.edges) for r in b.ranks]
+        assert [(r.local, r.ghosts, r.edges) for r in a.ranks] == [
+            (r.local, r.ghosts, r.edges) for r in b.ranks
+        ]
 
 
 def test_dry_run_never_builds_the_system(tmp_path, capsys, monkeypatch):
@@ -54,10 +58,14 @@ def test_dry_run_never_builds_the_system(tmp_path, capsys, monkeypatch):
     from allegro_fm_md.supercell import Supercell
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(Supercell, "atoms", lambda self: pytest.fail("the dry run built the whole system"))
+    monkeypatch.setattr(
+        Supercell, "atoms", lambda self: pytest.fail("the dry run built the whole system")
+    )
     ase.io.write("ar.extxyz", bulk("Ar", "fcc", a=5.26, cubic=True))
-    Path("run.toml").write_text('[system]\nstructure = "ar.extxyz"\nreplicate = [630, 630, 630]\n[potential]\nkind = "lj"\n'
-                                'cutoff = 6.5\n[run]\nsteps = 10\n[output]\ndir = "out"\n')
+    Path("run.toml").write_text(
+        '[system]\nstructure = "ar.extxyz"\nreplicate = [630, 630, 630]\n[potential]\nkind = "lj"\n'
+        'cutoff = 6.5\n[run]\nsteps = 10\n[output]\ndir = "out"\n'
+    )
     assert main(["run", "run.toml", "--dry-run", "--ranks", "65536"]) == 0
     out = capsys.readouterr().out
     assert "1000188000 atoms" in out and "65536 ranks" in out and "largest rank: 16000 atoms" in out
@@ -67,13 +75,23 @@ def test_dry_run_never_builds_the_system(tmp_path, capsys, monkeypatch):
 def test_plan_reports_empty_ranks_and_refuses_cells_thinner_than_the_halo():
     slab = fcc111("Ar", size=(6, 6, 4), a=5.26, vacuum=40.0)
     slab.pbc = (True, True, False)
-    p = plan(slab.positions, np.array(slab.cell), slab.pbc, 6.5, 0.5, 8)  # most of the z range is vacuum: empty ranks run
-    assert p.empty_ranks > 0 and "hold no atoms" in p.table() and sum(r.local for r in p.ranks) <= len(slab)
+    p = plan(
+        slab.positions, np.array(slab.cell), slab.pbc, 6.5, 0.5, 8
+    )  # most of the z range is vacuum: empty ranks run
+    assert (
+        p.empty_ranks > 0
+        and "hold no atoms" in p.table()
+        and sum(r.local for r in p.ranks) <= len(slab)
+    )
     a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
-    thin = plan(a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 27)  # 5.26 A subdomains, 7 A halo: more swaps, planned
+    thin = plan(
+        a.positions, np.array(a.cell), a.pbc, 6.5, 0.5, 27
+    )  # 5.26 A subdomains, 7 A halo: more swaps, planned
     assert thin.grid == (3, 3, 3) and {r.local for r in thin.ranks} == {4}
     one = bulk("Ar", "fcc", a=5.26, cubic=True)
-    with pytest.raises(MDInputError, match=r"thinner than cutoff"):  # the cell itself is thinner than the halo
+    with pytest.raises(
+        MDInputError, match=r"thinner than cutoff"
+    ):  # the cell itself is thinner than the halo
         plan(one.positions, np.array(one.cell), one.pbc, 6.5, 0.5, 1)
 
 
@@ -82,13 +100,19 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, monkeypatc
 
     monkeypatch.chdir(tmp_path)
     ase.io.write("ar.extxyz", bulk("Ar", "fcc", a=5.26, cubic=True) * (4, 4, 4))
-    Path("run.toml").write_text('[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "lj"\ncutoff = 6.5\n'
-                                '[run]\nsteps = 10\n[output]\ndir = "out"\n')
+    Path("run.toml").write_text(
+        '[system]\nstructure = "ar.extxyz"\n[potential]\nkind = "lj"\ncutoff = 6.5\n'
+        '[run]\nsteps = 10\n[output]\ndir = "out"\n'
+    )
     assert main(["run", "run.toml", "--dry-run", "--ranks", "4"]) == 0
     out = capsys.readouterr().out
     assert "256 atoms" in out and "| 3 |" in out and not Path("out").exists()
-    Path("run.toml").write_text(Path("run.toml").read_text().replace("steps = 10", 'steps = 10\nintegrator = "verlet2"'))
-    assert main(["run", "run.toml", "--dry-run", "--ranks", "4"]) == 2  # the plan refuses what the run would refuse
+    Path("run.toml").write_text(
+        Path("run.toml").read_text().replace("steps = 10", 'steps = 10\nintegrator = "verlet2"')
+    )
+    assert (
+        main(["run", "run.toml", "--dry-run", "--ranks", "4"]) == 2
+    )  # the plan refuses what the run would refuse
     assert "unknown integrator 'verlet2'" in capsys.readouterr().err
 
 
@@ -112,7 +136,9 @@ def test_job_scripts_parse_and_plan_first(script):
     path = JOBS / script
     subprocess.run(["bash", "-n", str(path)], check=True)
     text = path.read_text()
-    assert text.index("--dry-run") < text.rindex("allegro-fm-md run")  # the plan runs before the job's run
+    assert text.index("--dry-run") < text.rindex(
+        "allegro-fm-md run"
+    )  # the plan runs before the job's run
 
 
 def test_xpu_backend_is_native_torch_xpu_and_ipex_only_on_an_older_torch():
@@ -127,16 +153,26 @@ def test_xpu_backend_is_native_torch_xpu_and_ipex_only_on_an_older_torch():
     def importer(name):
         imported.append(name)
         if name == "intel_extension_for_pytorch":
-            old.xpu = SimpleNamespace(device_count=lambda: 12)  # what IPEX registers on an older torch
+            old.xpu = SimpleNamespace(
+                device_count=lambda: 12
+            )  # what IPEX registers on an older torch
             return SimpleNamespace()
         raise ImportError(name)
 
     native = SimpleNamespace(__version__="2.13.0", xpu=SimpleNamespace(device_count=lambda: 12))
     assert accelerator_backend("xpu", native, importer).device_count() == 12 and imported == []
     old = SimpleNamespace(__version__="2.3.1")
-    assert accelerator_backend("xpu", old, importer).device_count() == 12 and imported == ["intel_extension_for_pytorch"]
-    with pytest.raises(MDInputError, match="no native torch.xpu and intel_extension_for_pytorch is not installed"):
-        accelerator_backend("xpu", SimpleNamespace(__version__="2.3.1"), lambda name: (_ for _ in ()).throw(ImportError(name)))
+    assert accelerator_backend("xpu", old, importer).device_count() == 12 and imported == [
+        "intel_extension_for_pytorch"
+    ]
+    with pytest.raises(
+        MDInputError, match="no native torch.xpu and intel_extension_for_pytorch is not installed"
+    ):
+        accelerator_backend(
+            "xpu",
+            SimpleNamespace(__version__="2.3.1"),
+            lambda name: (_ for _ in ()).throw(ImportError(name)),
+        )
 
 
 def test_a_per_rank_device_mask_takes_the_one_device_the_rank_sees(caplog):
@@ -144,7 +180,10 @@ def test_a_per_rank_device_mask_takes_the_one_device_the_rank_sees(caplog):
     'ranks share devices' warning is printed; without a mask 12 ranks on 1 visible device do get it."""
     assert device_for_rank("xpu", 7, 12, count=1, environ={"ZE_AFFINITY_MASK": "3.1"}) == "xpu:0"
     assert "share" not in caplog.text
-    assert device_for_rank("xpu", 7, 12, count=1, environ={}) == "xpu:0" and "12 ranks on this node share 1 xpu" in caplog.text
+    assert (
+        device_for_rank("xpu", 7, 12, count=1, environ={}) == "xpu:0"
+        and "12 ranks on this node share 1 xpu" in caplog.text
+    )
 
 
 def test_ghosts_of_a_simple_cubic_lattice_are_counted_by_hand():

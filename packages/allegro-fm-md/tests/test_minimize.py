@@ -22,7 +22,9 @@ def test_fire_matches_ase_fire_step_for_step():
     opt = AseFIRE(ref, logfile=None)
     opt.run(fmax=1e-9, steps=60)
     ev = ForceEvaluator(POT, np.zeros(len(a), int), skin=2.0)
-    st = State(a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy())
+    st = State(
+        a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy()
+    )
     ev.update(st)
     fire = FIRE()
     for _ in range(60):
@@ -49,7 +51,9 @@ def test_relax_cell_finds_lj_lattice_constant():
         x.calc = AseLJ(sigma=3.40, epsilon=0.0104, rc=6.5, smooth=False)
         return x.get_potential_energy()
 
-    a0 = minimize_scalar(energy, bounds=(5.1, 5.5), method="bounded", options={"xatol": 1e-10}).x  # 5.34984 A
+    a0 = minimize_scalar(
+        energy, bounds=(5.1, 5.5), method="bounded", options={"xatol": 1e-10}
+    ).x  # 5.34984 A
     np.testing.assert_allclose(relaxed.cell.cellpar()[:3] / 2, a0, atol=1e-3)
     assert np.allclose(relaxed.cell.cellpar()[3:], 90, atol=0.01)
     assert np.abs(relaxed.get_stress()).max() < 1e-4

@@ -25,14 +25,31 @@ try:
 except ImportError:
     HAVE_MPI4PY = False
 
-pytestmark = pytest.mark.skipif(not (MPIEXEC and HAVE_MPI4PY), reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
+pytestmark = pytest.mark.skipif(
+    not (MPIEXEC and HAVE_MPI4PY), reason="needs mpi4py and mpiexec (pip install mpi4py mpich)"
+)
 STEPS = 1000
 
 
 def _run(n: int, tmp: Path, steps: int = STEPS, kind: str = "lj") -> dict:
     out = tmp / f"{kind}{n}.npz"
-    subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", str(SCRIPT), str(out), str(steps), kind],
-                   check=True, timeout=7200 if LONG else 600, capture_output=True)
+    subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            str(n),
+            sys.executable,
+            "-W",
+            "ignore",
+            str(SCRIPT),
+            str(out),
+            str(steps),
+            kind,
+        ],
+        check=True,
+        timeout=7200 if LONG else 600,
+        capture_output=True,
+    )
     return dict(np.load(out))
 
 
@@ -50,13 +67,17 @@ def test_n_ranks_equal_one_rank(n, one_rank, tmp_path):
         (tmp_path / "ref").mkdir()
         one_rank = _run(1, tmp_path / "ref", steps)
     r = _run(n, tmp_path, steps)
-    assert np.prod(r["grid"]) == n and r["builds"] > 10  # lists rebuilt (and atoms migrated) many times
+    assert (
+        np.prod(r["grid"]) == n and r["builds"] > 10
+    )  # lists rebuilt (and atoms migrated) many times
     assert np.array_equal(r["ids"], one_rank["ids"])
     d = r["positions"] - one_rank["positions"]
     frac = d @ np.linalg.inv(one_rank["cell"])
     d = (frac - np.round(frac)) @ one_rank["cell"]
-    print(f"{n} ranks, grid {tuple(r['grid'])}: max |dx| {np.abs(d).max():.1e} A, max |dF| "
-          f"{np.abs(r['forces'] - one_rank['forces']).max():.1e} eV/A after {steps} steps")
+    print(
+        f"{n} ranks, grid {tuple(r['grid'])}: max |dx| {np.abs(d).max():.1e} A, max |dF| "
+        f"{np.abs(r['forces'] - one_rank['forces']).max():.1e} eV/A after {steps} steps"
+    )
     assert np.abs(d).max() < 1e-9
     assert np.abs(r["forces"] - one_rank["forces"]).max() < 1e-9
     assert np.abs(r["etot"] - one_rank["etot"]).max() < 1e-9
@@ -77,8 +98,10 @@ def test_allegro_model_n_ranks_equal_one_rank(tmp_path):
         d = r["positions"] - ref["positions"]
         frac = d @ np.linalg.inv(ref["cell"])
         d = (frac - np.round(frac)) @ ref["cell"]
-        print(f"Allegro, {n} ranks, {steps} steps, {r['builds']} list builds:"
-              f" max |dx| {np.abs(d).max():.1e} A, max |dF| {np.abs(r['forces'] - ref['forces']).max():.1e} eV/A")
+        print(
+            f"Allegro, {n} ranks, {steps} steps, {r['builds']} list builds:"
+            f" max |dx| {np.abs(d).max():.1e} A, max |dF| {np.abs(r['forces'] - ref['forces']).max():.1e} eV/A"
+        )
         assert np.prod(r["grid"]) == n
         assert np.abs(d).max() < 1e-9 and np.abs(r["forces"] - ref["forces"]).max() < 1e-9
         assert np.abs(r["etot"] - ref["etot"]).max() < 1e-9
@@ -89,7 +112,9 @@ def test_slab_n_ranks_equal_one_rank(tmp_path):
     drift below the box stay with the edge rank; positions, forces and energies equal one rank to round-off."""
     steps = 400 if LONG else 120
     ref = _run(1, tmp_path, steps, "slab")
-    assert ref["positions"][:, 2].min() < 0.0  # the slab drifted out through the open bottom face: nothing wrapped it
+    assert (
+        ref["positions"][:, 2].min() < 0.0
+    )  # the slab drifted out through the open bottom face: nothing wrapped it
     for n in (2, 4):
         r = _run(n, tmp_path, steps, "slab")
         assert tuple(r["grid"]) == (1, 1, n) and np.array_equal(r["ids"], ref["ids"])
@@ -152,7 +177,9 @@ SIM = Path(__file__).parent / "mpi" / "run_simulation.py"
 
 def _sim(n: int, outdir: Path, steps: int, restart: Path | None = None) -> None:
     cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", str(SIM), str(outdir), str(steps)]
-    subprocess.run(cmd + ([str(restart)] if restart else []), check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        cmd + ([str(restart)] if restart else []), check=True, timeout=600, capture_output=True
+    )
 
 
 def test_simulation_output_and_restart_over_ranks(tmp_path):
@@ -171,7 +198,9 @@ def test_simulation_output_and_restart_over_ranks(tmp_path):
         assert np.array_equal(rb[k], rc[k]), k
     steps, pos, cells = read_h5md_positions(tmp_path / "two" / "trajectory.h5md")
     assert list(steps) == [0, 50, 100]
-    frac = (pos[-1] - rb["positions"]) @ np.linalg.inv(cells[-1])  # the restart is written after re-wrapping
+    frac = (pos[-1] - rb["positions"]) @ np.linalg.inv(
+        cells[-1]
+    )  # the restart is written after re-wrapping
     assert np.abs(frac - np.round(frac)).max() < 1e-12
 
 
@@ -191,15 +220,31 @@ def test_langevin_n_ranks_equal_one_rank(tmp_path):
 def test_langevin_restart_written_on_4_ranks_resumes_on_2_and_1(tmp_path):
     """A Langevin run written on 4 ranks (restart at step 50) resumes on 2 ranks and on 1 rank with the trajectory of
     the unbroken 1-rank run (the noise continues by step and atom id; nothing per rank is in the file)."""
+
     def sim(n, out, steps, restart="-"):
-        cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", str(SIM), str(out), str(steps), str(restart), "langevin"]
+        cmd = [
+            MPIEXEC,
+            "-n",
+            str(n),
+            sys.executable,
+            "-W",
+            "ignore",
+            str(SIM),
+            str(out),
+            str(steps),
+            str(restart),
+            "langevin",
+        ]
         subprocess.run(cmd, check=True, timeout=600, capture_output=True)
 
     sim(1, tmp_path / "unbroken", 100)
     sim(4, tmp_path / "four", 50)
     for n in (2, 1):
         sim(n, tmp_path / f"resumed{n}", 100, tmp_path / "four" / "restart.npz")
-        a, b = np.load(tmp_path / "unbroken" / "restart.npz"), np.load(tmp_path / f"resumed{n}" / "restart.npz")
+        a, b = (
+            np.load(tmp_path / "unbroken" / "restart.npz"),
+            np.load(tmp_path / f"resumed{n}" / "restart.npz"),
+        )
         d = a["positions"] - b["positions"]
         frac = d @ np.linalg.inv(a["cell"])
         d = (frac - np.round(frac)) @ a["cell"]
@@ -210,10 +255,17 @@ def test_langevin_restart_written_on_4_ranks_resumes_on_2_and_1(tmp_path):
 def test_a_failing_rank_stops_every_rank_with_its_name_and_step(tmp_path):
     """No hang: mpiexec returns with an error naming rank 1 and the step; the last restart file is on disk."""
     script = Path(__file__).parent / "mpi" / "rank_failure.py"
-    res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", str(script), str(tmp_path / "out")],
-                         timeout=120, capture_output=True, text=True)
+    res = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", str(script), str(tmp_path / "out")],
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode != 0
-    assert "rank 1, step 10: FloatingPointError: injected failure on this rank; aborting all 2 ranks" in res.stderr, res.stderr
+    assert (
+        "rank 1, step 10: FloatingPointError: injected failure on this rank; aborting all 2 ranks"
+        in res.stderr
+    ), res.stderr
     assert (tmp_path / "out" / "restart.npz").exists()
     assert np.load(tmp_path / "out" / "restart.npz")["ids"].size == 108
 

@@ -9,12 +9,16 @@ from vesin import NeighborList
 
 
 def _reference(pos, n_local, cutoff):
-    i, j = NeighborList(cutoff=cutoff, full_list=True).compute(points=pos, box=np.zeros((3, 3)), periodic=False, quantities="ij")
+    i, j = NeighborList(cutoff=cutoff, full_list=True).compute(
+        points=pos, box=np.zeros((3, 3)), periodic=False, quantities="ij"
+    )
     keep = i < n_local
     return {(int(a), int(b)) for a, b in zip(i[keep], j[keep])}
 
 
-@pytest.mark.parametrize("n,n_local,cutoff", [(500, 500, 3.0), (800, 300, 4.5), (50, 10, 20.0), (300, 1, 2.0)])
+@pytest.mark.parametrize(
+    "n,n_local,cutoff", [(500, 500, 3.0), (800, 300, 4.5), (50, 10, 20.0), (300, 1, 2.0)]
+)
 def test_cell_list_matches_vesin(n, n_local, cutoff):
     rng = np.random.default_rng(n)
     pos = rng.random((n, 3)) * np.array([20.0, 15.0, 12.0]) - 3.0

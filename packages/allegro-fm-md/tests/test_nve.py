@@ -15,7 +15,9 @@ from ase.md.verlet import VelocityVerlet as AseVerlet
 
 def _argon(seed=0):
     a = bulk("Ar", "fcc", a=5.26) * (3, 3, 3)
-    a.set_cell(a.cell @ np.array([[1, 0.08, 0], [0, 1, 0.05], [0, 0, 1]]), scale_atoms=True)  # triclinic
+    a.set_cell(
+        a.cell @ np.array([[1, 0.08, 0], [0, 1, 0.05], [0, 0, 1]]), scale_atoms=True
+    )  # triclinic
     MaxwellBoltzmannDistribution(a, temperature_K=60, rng=np.random.default_rng(seed))
     Stationary(a)
     return a
@@ -25,8 +27,16 @@ def _run(atoms, steps, dt_fs, skin=1.0):
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     ev = ForceEvaluator(pot, np.zeros(len(atoms), int), skin=skin)
     pos, r = ev.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
-    st = State(pos, atoms.get_velocities().copy(), atoms.get_masses(), np.array(atoms.cell), atoms.pbc.copy(),
-               forces=r.forces, energy=r.energy, virial=r.virial)
+    st = State(
+        pos,
+        atoms.get_velocities().copy(),
+        atoms.get_masses(),
+        np.array(atoms.cell),
+        atoms.pbc.copy(),
+        forces=r.forces,
+        energy=r.energy,
+        virial=r.virial,
+    )
     integ = VelocityVerlet(dt_fs)
     etot = []
     for _ in range(steps):
@@ -46,13 +56,18 @@ def test_same_trajectory_as_ase_velocity_verlet():
     d = (frac - np.round(frac)) @ b.cell  # our positions are wrapped into the cell
     assert np.abs(d).max() < 1e-8
     np.testing.assert_allclose(st.velocities, b.get_velocities(), atol=1e-9)
-    assert st.energy == np.float64(b.get_potential_energy()) or abs(st.energy - b.get_potential_energy()) < 1e-9
+    assert (
+        st.energy == np.float64(b.get_potential_energy())
+        or abs(st.energy - b.get_potential_energy()) < 1e-9
+    )
 
 
 def test_nve_energy_conservation_and_skin_rebuilds():
     st, etot, ev = _run(_argon(1), 2000, 5.0, skin=0.3)
     drift = (etot[-1] - etot[0]) / len(st.masses) / (2000 * 5.0 / 1000)  # eV/atom/ps
     fluct = etot.std() / len(st.masses)
-    print(f"NVE LJ argon: drift {drift:.2e} eV/atom/ps, fluctuation {fluct:.2e} eV/atom, {ev.verlet.builds} list builds")
+    print(
+        f"NVE LJ argon: drift {drift:.2e} eV/atom/ps, fluctuation {fluct:.2e} eV/atom, {ev.verlet.builds} list builds"
+    )
     assert abs(drift) < 1e-5 and fluct < 1e-5
     assert 1 < ev.verlet.builds < 2000

@@ -15,7 +15,15 @@ def test_langevin_temperature_and_fluctuations():
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     ev = ForceEvaluator(pot, np.zeros(len(a), int), skin=1.0)
     pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-    st = State(pos, np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy(), forces=r.forces, energy=r.energy)
+    st = State(
+        pos,
+        np.zeros((len(a), 3)),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        forces=r.forces,
+        energy=r.energy,
+    )
     integ = Langevin(5.0, 60.0, friction=0.02, seed=7)
     temps = []
     for k in range(6000):
@@ -24,8 +32,12 @@ def test_langevin_temperature_and_fluctuations():
             temps.append(st.temperature())
     temps = np.array(temps)
     n = len(a)
-    expected_rel = np.sqrt(2.0 / (3 * n))  # canonical: std(T)/<T> for 3N degrees of freedom (bath breaks momentum)
-    print(f"<T> = {temps.mean():.2f} K (target 60), std/<T> = {temps.std() / temps.mean():.4f} (canonical {expected_rel:.4f})")
+    expected_rel = np.sqrt(
+        2.0 / (3 * n)
+    )  # canonical: std(T)/<T> for 3N degrees of freedom (bath breaks momentum)
+    print(
+        f"<T> = {temps.mean():.2f} K (target 60), std/<T> = {temps.std() / temps.mean():.4f} (canonical {expected_rel:.4f})"
+    )
     assert abs(temps.mean() - 60.0) < 1.5
     assert abs(temps.std() / temps.mean() / expected_rel - 1) < 0.25
 
@@ -37,8 +49,12 @@ def test_langevin_free_particles_reach_equipartition_per_component():
     from ase import units
 
     a = bulk("Ar", "sc", a=8.0) * (4, 4, 4)
-    st = State(a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy())
-    ev = ForceEvaluator(LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5), np.zeros(len(a), int))
+    st = State(
+        a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy()
+    )
+    ev = ForceEvaluator(
+        LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5), np.zeros(len(a), int)
+    )
     ev.update(st)
     integ = Langevin(2.0, 120.0, friction=0.1, seed=11)
     samples = []

@@ -21,20 +21,25 @@ from ase import units
 from ase.build import bulk
 from md_testutil import argon_toml
 
-ARGON = argon_toml("""integrator = "nve"
+ARGON = argon_toml(
+    """integrator = "nve"
 dt_fs = 2.0
 steps = {steps}
-temperature_K = 60""", """dir = "out"
+temperature_K = 60""",
+    """dir = "out"
 thermo_every = 2
 trajectory_every = 2
 restart_every = {restart_every}
-{extra}""")
+{extra}""",
+)
 
 
 def _argon(tmp_path, steps=12, restart_every=4, extra=""):
     a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
     ase.io.write(tmp_path / "ar.extxyz", a)
-    (tmp_path / "run.toml").write_text(ARGON.format(steps=steps, restart_every=restart_every, extra=extra))
+    (tmp_path / "run.toml").write_text(
+        ARGON.format(steps=steps, restart_every=restart_every, extra=extra)
+    )
     return RunFile.load(tmp_path / "run.toml")
 
 
@@ -44,7 +49,11 @@ def _h5_steps(path):
 
 
 def _thermo_steps(path):
-    return [int(line.split()[0]) for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return [
+        int(line.split()[0])
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
 
 
 def _xyz_steps(path):
@@ -57,12 +66,16 @@ def test_a_second_run_into_a_live_folder_is_refused_also_with_overwrite(tmp_path
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         out.mkdir()
-        (out / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
+        (out / LOCK_NAME).write_text(
+            json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"})
+        )
         (out / "thermo.log").write_text("# step\n0 1\n")
         for overwrite in (False, True):
             with pytest.raises(MDInputError, match=rf"in use by another run \(pid {holder.pid} on"):
                 run(rf, progress=False, overwrite=overwrite)
-        assert (out / "thermo.log").read_text() == "# step\n0 1\n"  # the live run's files are untouched
+        assert (
+            out / "thermo.log"
+        ).read_text() == "# step\n0 1\n"  # the live run's files are untouched
     finally:
         holder.kill()
         holder.wait()
@@ -100,9 +113,13 @@ def test_resume_after_a_kill_cuts_files_back_to_the_restart(tmp_path):
     (tmp_path / "b").mkdir()
     assert run(_argon(tmp_path / "b", steps=8, restart_every=8), progress=False).state.step == 8
     os.replace(tmp_path / "b" / "out" / "restart.npz", out / "restart.npz")
-    os.replace(tmp_path / "b" / "out" / "run.json", out / "run.json")  # the restart and the folder are one run's (identity.py)
+    os.replace(
+        tmp_path / "b" / "out" / "run.json", out / "run.json"
+    )  # the restart and the folder are one run's (identity.py)
     with open(out / "trajectory.extxyz", "a") as fh:
-        fh.write("108\nLattice=\"1 0 0 0 1 0 0 0 1\" step=14\nAr 0 0 0\n")  # a frame cut short by a kill
+        fh.write(
+            '108\nLattice="1 0 0 0 1 0 0 0 1" step=14\nAr 0 0 0\n'
+        )  # a frame cut short by a kill
     with open(out / "thermo.log", "a") as fh:
         fh.write("14 28.0 61.3")  # a row cut short
     assert _thermo_steps(out / "thermo.log")[-3:] == [10, 12, 14]  # what the killed run left
@@ -132,7 +149,9 @@ def test_cut_back_names_what_it_removed(tmp_path):
     assert _thermo_steps(tmp_path / "thermo.log") == [0, 2]
     assert _xyz_steps(tmp_path / "trajectory.extxyz") == [0, 2]
     assert str(cut_back(tmp_path, 2)) == "nothing"
-    np.testing.assert_allclose(ase.io.read(tmp_path / "trajectory.extxyz", "-1").positions, frames[1].positions)
+    np.testing.assert_allclose(
+        ase.io.read(tmp_path / "trajectory.extxyz", "-1").positions, frames[1].positions
+    )
 
 
 def test_mdanalysis_and_ase_read_the_trajectories(tmp_path):
@@ -148,7 +167,9 @@ def test_mdanalysis_and_ase_read_the_trajectories(tmp_path):
     a.rotate(35, "z", rotate_cell=True)
     a.rotate(20, "x", rotate_cell=True)
     ase.io.write(tmp_path / "ar.extxyz", a)
-    (tmp_path / "run.toml").write_text(ARGON.format(steps=6, restart_every=100, extra="").replace("cutoff = 6.5", "cutoff = 5.0"))
+    (tmp_path / "run.toml").write_text(
+        ARGON.format(steps=6, restart_every=100, extra="").replace("cutoff = 6.5", "cutoff = 5.0")
+    )
     run(RunFile.load(tmp_path / "run.toml"), progress=False)
     xyz = ase.io.read(tmp_path / "out" / "trajectory.extxyz", ":")
     u = mda.Universe.empty(len(a), trajectory=True)
@@ -157,25 +178,36 @@ def test_mdanalysis_and_ase_read_the_trajectories(tmp_path):
     worst = rounding = 0.0
     for ts, frame in zip(u.trajectory, xyz, strict=True):
         np.testing.assert_allclose(ts.positions, frame.positions, atol=1e-5)
-        np.testing.assert_allclose(ts.velocities / 1000.0, frame.get_velocities() * units.fs, atol=1e-5)  # MDA: A/ps
-        np.testing.assert_allclose(ts.forces * units.kJ / units.mol, frame.get_forces(), atol=1e-5)  # MDA: kJ/(mol A)
+        np.testing.assert_allclose(
+            ts.velocities / 1000.0, frame.get_velocities() * units.fs, atol=1e-5
+        )  # MDA: A/ps
+        np.testing.assert_allclose(
+            ts.forces * units.kJ / units.mol, frame.get_forces(), atol=1e-5
+        )  # MDA: kJ/(mol A)
         np.testing.assert_allclose(ts.dimensions[:3], frame.cell.lengths(), atol=1e-5)
         np.testing.assert_allclose(ts.dimensions[3:], frame.cell.angles(), atol=1e-4)
         same = frame.copy()  # ase on the positions MDAnalysis holds (float32): the periodic geometry alone is compared
         same.positions = ts.positions.astype(np.float64)
-        same.set_cell(cellpar_to_cell(ts.dimensions.astype(np.float64)), scale_atoms=False)  # its box, float32 too
+        same.set_cell(
+            cellpar_to_cell(ts.dimensions.astype(np.float64)), scale_atoms=False
+        )  # its box, float32 too
         theirs = distance_array(ts.positions, ts.positions, box=ts.dimensions)
         worst = max(worst, float(np.abs(same.get_all_distances(mic=True) - theirs).max()))
         rounding = max(rounding, float(np.abs(frame.get_all_distances(mic=True) - theirs).max()))
         assert np.isfinite(frame.get_potential_energy()) and frame.get_stress().shape == (6,)
-    print(f"MDAnalysis vs ase periodic distances: {worst:.1e} A on the same positions, {rounding:.1e} A vs our float64 ones")
+    print(
+        f"MDAnalysis vs ase periodic distances: {worst:.1e} A on the same positions, {rounding:.1e} A vs our float64 ones"
+    )
     # MDAnalysis holds positions and box vectors in float32: its own floor, 2.8e-6 A for this cell even when given float64
     # positions and box directly (measured 2026-11-30); a wrong orientation would be off by Angstroms (6 A here)
     assert worst < 5e-6 and rounding < 5e-6
     assert np.allclose(np.triu(xyz[0].cell[:], 1), 0.0)  # turned to a-along-x, b-in-xy
     # distances are those of the input structure (the turn is a rotation)
-    np.testing.assert_allclose(np.sort(xyz[0].get_all_distances(mic=True).ravel())[:200],
-                               np.sort(a.get_all_distances(mic=True).ravel())[:200], atol=1e-3)
+    np.testing.assert_allclose(
+        np.sort(xyz[0].get_all_distances(mic=True).ravel())[:200],
+        np.sort(a.get_all_distances(mic=True).ravel())[:200],
+        atol=1e-3,
+    )
 
 
 def test_a_full_disk_ends_the_run_with_exit_1_naming_the_file(tmp_path, monkeypatch, capsys):
@@ -198,7 +230,12 @@ def test_a_full_disk_ends_the_run_with_exit_1_naming_the_file(tmp_path, monkeypa
     monkeypatch.setattr(os, "statvfs", statvfs)
     code = main(["run", str(tmp_path / "run.toml")])
     err = capsys.readouterr().err
-    assert code == 1 and "no space left for frame 6" in err and "trajectory.h5md" in err and "Traceback" not in err, err
+    assert (
+        code == 1
+        and "no space left for frame 6" in err
+        and "trajectory.h5md" in err
+        and "Traceback" not in err
+    ), err
     monkeypatch.setattr(os, "statvfs", real)
     steps, _ = _h5_steps(tmp_path / "out" / "trajectory.h5md")
     assert list(steps) == [0, 2, 4]
@@ -221,7 +258,9 @@ def test_sharded_resume_cuts_the_shards_back_and_merges_in_order(tmp_path):
     run(runfile(tmp_path / "b", 8), progress=False)  # the same run stopped at its step-8 restart
     shutil.rmtree(tmp_path / "out" / "restart.shards")
     shutil.copytree(tmp_path / "b" / "out" / "restart.shards", tmp_path / "out" / "restart.shards")
-    shutil.copy(tmp_path / "b" / "out" / "run.json", tmp_path / "out" / "run.json")  # one run's restart and folder
+    shutil.copy(
+        tmp_path / "b" / "out" / "run.json", tmp_path / "out" / "run.json"
+    )  # one run's restart and folder
     run(runfile(tmp_path, 12, 'restart_from = "out/restart.shards"'), progress=False)
     n, atoms = merge_shards(tmp_path / "out" / "trajectory.shards", tmp_path / "m.h5md")
     steps, _ = _h5_steps(tmp_path / "m.h5md")
@@ -234,8 +273,14 @@ def test_a_run_logged_to_a_file_has_no_progress_redraws(tmp_path):
     tqdm bar's carriage-return redraws (the demo's log had 402)."""
     _argon(tmp_path, steps=120, restart_every=60)
     with open(tmp_path / "job.log", "w") as log:
-        subprocess.run([sys.executable, "-m", "allegro_fm_md.cli", "run", "run.toml"], cwd=tmp_path, stdout=log,
-                       stderr=subprocess.STDOUT, check=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "allegro_fm_md.cli", "run", "run.toml"],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=300,
+        )
     text = (tmp_path / "job.log").read_text()
     assert "\r" not in text and "\x1b[" not in text
     lines = [line for line in text.splitlines() if line.startswith("md: ")]

@@ -37,8 +37,13 @@ restart_every = 20
 """
 
 
-def _setup(tmp_path: Path, integrator: str = "nve", steps: int = 40, extra: str = "", atoms=None) -> Path:
-    ase.io.write(tmp_path / "ar.extxyz", atoms if atoms is not None else bulk("Ar", "fcc", a=5.26, cubic=True))
+def _setup(
+    tmp_path: Path, integrator: str = "nve", steps: int = 40, extra: str = "", atoms=None
+) -> Path:
+    ase.io.write(
+        tmp_path / "ar.extxyz",
+        atoms if atoms is not None else bulk("Ar", "fcc", a=5.26, cubic=True),
+    )
     f = tmp_path / "run.toml"
     f.write_text(RUN.format(integrator=integrator, steps=steps) + extra)
     return f
@@ -72,14 +77,17 @@ def test_resume_from_restart_equals_one_long_run(tmp_path):
     np.testing.assert_array_equal(ta[-1, :13], tb[-1, :13])
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown_key", "unknown keys in [run]"),
-    ("cutoff_too_large", "larger than half the cell"),
-    ("overlap", "closer than"),
-    ("two_elements", "for one element"),
-    ("truncated_restart", "not a readable restart file"),
-    ("missing_structure", "cannot read structure"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown_key", "unknown keys in [run]"),
+        ("cutoff_too_large", "larger than half the cell"),
+        ("overlap", "closer than"),
+        ("two_elements", "for one element"),
+        ("truncated_restart", "not a readable restart file"),
+        ("missing_structure", "cannot read structure"),
+    ],
+)
 def test_bad_input_stops_before_any_step(tmp_path, capsys, case, message):
     atoms = None
     extra = ""
@@ -121,8 +129,24 @@ def test_cli_under_mpiexec_equals_one_rank(tmp_path):
     one.mkdir(), two.mkdir()
     assert main(["run", str(_setup(one, steps=40)), "-q"]) == 0
     f = _setup(two, steps=40)
-    subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(f), "-q"],
-                   check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "allegro_fm_md.cli",
+            "run",
+            str(f),
+            "-q",
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     t1, t2 = np.loadtxt(one / "out" / "thermo.log"), np.loadtxt(two / "out" / "thermo.log")
     np.testing.assert_allclose(t2[:, 2:13], t1[:, 2:13], rtol=0, atol=1e-9)
     r1, r2 = np.load(one / "out" / "restart.npz"), np.load(two / "out" / "restart.npz")
@@ -140,13 +164,33 @@ def test_nhc_tensile_run_on_two_ranks_equals_one_rank(tmp_path):
         f = _setup(d, integrator="nhc", steps=40)
         f.write_text(f.read_text().replace("skin = 0.5", "skin = 0.5\n" + extra))
     assert main(["run", str(one / "run.toml"), "-q"]) == 0
-    subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(two / "run.toml"), "-q"],
-                   check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "allegro_fm_md.cli",
+            "run",
+            str(two / "run.toml"),
+            "-q",
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     t1, t2 = np.loadtxt(one / "out" / "thermo.log"), np.loadtxt(two / "out" / "thermo.log")
     np.testing.assert_allclose(t2[:, 2:13], t1[:, 2:13], rtol=0, atol=1e-9)
     r1 = np.load(one / "out" / "restart.npz")
-    assert r1["cell"][2, 2] == pytest.approx(3 * 5.26 * (1 + 1e-4 * 160.0), rel=1e-12)  # 40 steps x 4 fs
-    ref = tmp_path / "ref"  # the same run without deformation: tension raises sigma_zz (GPa) relative to it
+    assert r1["cell"][2, 2] == pytest.approx(
+        3 * 5.26 * (1 + 1e-4 * 160.0), rel=1e-12
+    )  # 40 steps x 4 fs
+    ref = (
+        tmp_path / "ref"
+    )  # the same run without deformation: tension raises sigma_zz (GPa) relative to it
     ref.mkdir()
     f = _setup(ref, integrator="nhc", steps=40)
     f.write_text(f.read_text().replace("skin = 0.5", "skin = 0.5\ntdamp_fs = 200.0\n"))
@@ -167,11 +211,29 @@ def test_fire_run_stops_when_converged_and_two_ranks_agree(tmp_path):
         if n == 1:
             assert main(["run", str(f), "-q"]) == 0
         else:
-            subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(f), "-q"],
-                           check=True, timeout=300, capture_output=True)
+            subprocess.run(
+                [
+                    MPIEXEC,
+                    "-n",
+                    "2",
+                    sys.executable,
+                    "-W",
+                    "ignore",
+                    "-m",
+                    "allegro_fm_md.cli",
+                    "run",
+                    str(f),
+                    "-q",
+                ],
+                check=True,
+                timeout=300,
+                capture_output=True,
+            )
         runs[n] = np.loadtxt(d / "out" / "thermo.log"), np.load(d / "out" / "restart.npz")
     t, r = runs[1]
-    assert t[-1, 0] < 2000 and np.sqrt((r["forces"] ** 2).sum(axis=1)).max() < 1e-3  # stopped early, converged
+    assert (
+        t[-1, 0] < 2000 and np.sqrt((r["forces"] ** 2).sum(axis=1)).max() < 1e-3
+    )  # stopped early, converged
     assert t[-1, 3] < t[0, 3]  # energy went down
     if 2 in runs:
         np.testing.assert_allclose(runs[2][0][:, 3], t[:, 3], rtol=0, atol=1e-9)
@@ -185,7 +247,9 @@ def test_cell_relaxation_from_the_run_file_reaches_zero_stress(tmp_path, capsys)
     from ase import units
 
     ase.io.write(tmp_path / "ar.extxyz", bulk("Ar", "fcc", a=5.26 * 1.04, cubic=True))
-    toml = RUN.format(integrator="fire", steps=400).replace("dt_fs = 4.0", "relax_cell = true\nfmax = 0.001\ndt_fs = 4.0")
+    toml = RUN.format(integrator="fire", steps=400).replace(
+        "dt_fs = 4.0", "relax_cell = true\nfmax = 0.001\ndt_fs = 4.0"
+    )
     (tmp_path / "run.toml").write_text(toml)
     assert main(["run", str(tmp_path / "run.toml"), "-q"]) == 0
     assert "cell relaxation converged" in capsys.readouterr().out
@@ -207,7 +271,9 @@ def test_cell_relaxation_from_the_run_file_reaches_zero_stress(tmp_path, capsys)
         c.calc = AseLJ(sigma=3.40, epsilon=0.0104, rc=6.5)
         return c.get_stress()[0]
 
-    assert a.cell.lengths() / 3 == pytest.approx(brentq(ase_pressure, 5.1, 5.5, xtol=1e-8), abs=0.01)
+    assert a.cell.lengths() / 3 == pytest.approx(
+        brentq(ase_pressure, 5.1, 5.5, xtol=1e-8), abs=0.01
+    )
 
     from allegro_fm_md import SerialComm
 
@@ -219,7 +285,9 @@ def test_cell_relaxation_from_the_run_file_reaches_zero_stress(tmp_path, capsys)
     bad = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
     bad.positions[1] = bad.positions[0] + [0.1, 0.0, 0.0]
     ase.io.write(tmp_path / "ar.extxyz", bad)
-    (tmp_path / "run.toml").write_text(toml.replace("replicate = [3, 3, 3]", "replicate = [1, 1, 1]"))
+    (tmp_path / "run.toml").write_text(
+        toml.replace("replicate = [3, 3, 3]", "replicate = [1, 1, 1]")
+    )
     assert main(["run", str(tmp_path / "run.toml"), "-q", "--overwrite"]) == 2
     assert "atoms 0 and 1 are 0.100 A apart" in capsys.readouterr().err
 
@@ -242,24 +310,43 @@ def test_anisotropic_npt_from_the_run_file_resumes_bit_for_bit(tmp_path):
     fb.write_text(fb.read_text().replace("skin = 0.5", "skin = 0.5\n" + npt))
     assert main(["run", str(fb), "-q"]) == 0
     (b / "out" / "restart.npz").rename(b / "first.npz")
-    fb.write_text(fb.read_text().replace("steps = 50", "steps = 150") + 'restart_from = "first.npz"\n')
+    fb.write_text(
+        fb.read_text().replace("steps = 50", "steps = 150") + 'restart_from = "first.npz"\n'
+    )
     assert main(["run", str(fb), "-q"]) == 0
-    np.testing.assert_array_equal(np.loadtxt(a / "out" / "thermo.log")[-1, :13], np.loadtxt(b / "out" / "thermo.log")[-1, :13])
+    np.testing.assert_array_equal(
+        np.loadtxt(a / "out" / "thermo.log")[-1, :13], np.loadtxt(b / "out" / "thermo.log")[-1, :13]
+    )
     fb.write_text(fb.read_text().replace('"anisotropic"', '"semi"'))
     assert main(["run", str(fb), "-q", "--overwrite"]) == 2
 
 
-@pytest.mark.parametrize("old,new,message", [
-    ("steps = 40", 'steps = "10"', "[run] steps = '10': must be int, not str"),
-    ("steps = 40", "steps = -5", "[run] steps = -5: must be >= 0"),
-    ("steps = 40", "steps = 2.5", "[run] steps = 2.5: must be int, not float"),
-    ("thermo_every = 10", "thermo_every = 0", "[output] thermo_every = 0: must be >= 1"),
-    ("temperature_K = 40", "temperature_K = 1e308", "[run] temperature_K = 1e+308: must be >= 0.0 and <= 100000"),
-    ("temperature_K = 40", "temperature_K = -10", "[run] temperature_K = -10: must be >= 0.0"),
-    ("temperature_K = 40", "temperature_K = nan", "[run] temperature_K = nan: must be a finite number"),
-    ("dt_fs = 4.0", "dt_fs = 0", "[run] dt_fs = 0: must be > 0.0"),
-    ("cutoff = 6.5", 'cutoff = 6.5\ndevice = "tpu"', "[potential] device = 'tpu': must be cpu, cuda, xpu"),
-])
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("steps = 40", 'steps = "10"', "[run] steps = '10': must be int, not str"),
+        ("steps = 40", "steps = -5", "[run] steps = -5: must be >= 0"),
+        ("steps = 40", "steps = 2.5", "[run] steps = 2.5: must be int, not float"),
+        ("thermo_every = 10", "thermo_every = 0", "[output] thermo_every = 0: must be >= 1"),
+        (
+            "temperature_K = 40",
+            "temperature_K = 1e308",
+            "[run] temperature_K = 1e+308: must be >= 0.0 and <= 100000",
+        ),
+        ("temperature_K = 40", "temperature_K = -10", "[run] temperature_K = -10: must be >= 0.0"),
+        (
+            "temperature_K = 40",
+            "temperature_K = nan",
+            "[run] temperature_K = nan: must be a finite number",
+        ),
+        ("dt_fs = 4.0", "dt_fs = 0", "[run] dt_fs = 0: must be > 0.0"),
+        (
+            "cutoff = 6.5",
+            'cutoff = 6.5\ndevice = "tpu"',
+            "[potential] device = 'tpu': must be cpu, cuda, xpu",
+        ),
+    ],
+)
 def test_run_file_values_are_type_and_range_checked(tmp_path, capsys, old, new, message):
     """Hardening: wrong types and out-of-range values are refused with file, table and key named, before any output."""
     f = _setup(tmp_path)

@@ -18,29 +18,53 @@ from ase.build import bulk
 from md_testutil import argon_toml
 
 MPIEXEC = mpiexec_path()
-pytestmark = pytest.mark.skipif(not (MPIEXEC and find_spec("mpi4py")), reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
+pytestmark = pytest.mark.skipif(
+    not (MPIEXEC and find_spec("mpi4py")),
+    reason="needs mpi4py and mpiexec (pip install mpi4py mpich)",
+)
 
-RUN = argon_toml("""integrator = "{integrator}"
+RUN = argon_toml(
+    """integrator = "{integrator}"
 dt_fs = 4.0
 steps = {steps}
 temperature_K = 60
-seed = 5""", """dir = "{out}"
+seed = 5""",
+    """dir = "{out}"
 thermo_every = 10
 trajectory_every = 20
 restart_every = 20
 shards = {shards}
-{extra}""", system='structure = "ar.extxyz"\nreplicate = [4, 4, 4]')
+{extra}""",
+    system='structure = "ar.extxyz"\nreplicate = [4, 4, 4]',
+)
 
 
 def _setup(tmp: Path) -> None:
     a = bulk("Ar", "fcc", a=5.30, cubic=True)
-    a.set_cell(a.cell @ np.array([[1, 0.05, 0], [0, 1, 0.03], [0, 0, 1]]), scale_atoms=True)  # triclinic unit
+    a.set_cell(
+        a.cell @ np.array([[1, 0.05, 0], [0, 1, 0.03], [0, 0, 1]]), scale_atoms=True
+    )  # triclinic unit
     ase.io.write(tmp / "ar.extxyz", a)
 
 
 def _run(tmp: Path, n: int, name: str, integrator="nve", steps=40, shards=True, extra="") -> None:
-    (tmp / f"{name}.toml").write_text(RUN.format(integrator=integrator, steps=steps, out=name, shards=str(shards).lower(), extra=extra))
-    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(tmp / f"{name}.toml")]
+    (tmp / f"{name}.toml").write_text(
+        RUN.format(
+            integrator=integrator, steps=steps, out=name, shards=str(shards).lower(), extra=extra
+        )
+    )
+    cmd = [
+        MPIEXEC,
+        "-n",
+        str(n),
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "allegro_fm_md.cli",
+        "run",
+        str(tmp / f"{name}.toml"),
+    ]
     p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
 
@@ -48,10 +72,18 @@ def _run(tmp: Path, n: int, name: str, integrator="nve", steps=40, shards=True, 
 def _final(tmp: Path, name: str):
     from allegro_fm_md.restart import read_restart_file
 
-    path = tmp / name / ("restart.shards" if (tmp / name / "restart.shards").exists() else "restart.npz")
+    path = (
+        tmp
+        / name
+        / ("restart.shards" if (tmp / name / "restart.shards").exists() else "restart.npz")
+    )
     r = read_restart_file(path)
     order = np.argsort(r.arrays["ids"])
-    return {k: r.arrays[k][order] for k in ("ids", "positions", "velocities")}, r.arrays["cell"], r.meta["step"]
+    return (
+        {k: r.arrays[k][order] for k in ("ids", "positions", "velocities")},
+        r.arrays["cell"],
+        r.meta["step"],
+    )
 
 
 def _same(a, b, cell):
@@ -68,9 +100,15 @@ def test_sharded_restart_written_on_4_ranks_resumes_on_2_and_8(tmp_path, integra
     _run(tmp_path, 1, "unbroken", integrator, 40, shards=False)
     _run(tmp_path, 4, "four", integrator, 20)
     ref, cell, step = _final(tmp_path, "unbroken")
-    assert step == 40 and sorted(p.name for p in (tmp_path / "four" / "restart.shards").iterdir())[-1] == "rank-00003.npz"
+    assert (
+        step == 40
+        and sorted(p.name for p in (tmp_path / "four" / "restart.shards").iterdir())[-1]
+        == "rank-00003.npz"
+    )
     for n in (2, 8):
-        _run(tmp_path, n, f"resumed{n}", integrator, 40, extra='restart_from = "four/restart.shards"')
+        _run(
+            tmp_path, n, f"resumed{n}", integrator, 40, extra='restart_from = "four/restart.shards"'
+        )
         got, _, step = _final(tmp_path, f"resumed{n}")
         assert step == 40
         _same(got, ref, cell)
@@ -84,10 +122,23 @@ def test_per_rank_setup_and_merged_trajectory_equal_one_rank(tmp_path):
     _setup(tmp_path)
     _run(tmp_path, 1, "one", shards=False)
     _run(tmp_path, 2, "two")
-    assert main(["merge", str(tmp_path / "two" / "trajectory.shards"), "-o", str(tmp_path / "merged.h5md")]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                str(tmp_path / "two" / "trajectory.shards"),
+                "-o",
+                str(tmp_path / "merged.h5md"),
+            ]
+        )
+        == 0
+    )
     from allegro_fm_md import read_frames
 
-    ours, theirs = read_frames(tmp_path / "merged.h5md"), read_frames(tmp_path / "one" / "trajectory.h5md")
+    ours, theirs = (
+        read_frames(tmp_path / "merged.h5md"),
+        read_frames(tmp_path / "one" / "trajectory.h5md"),
+    )
     assert len(ours) == len(theirs) == 3 and [f.info["step"] for f in ours] == [0, 20, 40]
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a.positions, b.positions, atol=1e-9)
@@ -103,27 +154,66 @@ def test_per_rank_setup_and_merged_trajectory_equal_one_rank(tmp_path):
 RUN6 = RUN.replace("replicate = [4, 4, 4]", "replicate = [6, 4, 4]")
 
 
-def _write6(tmp: Path, n: int, name: str, steps: int, extra: str = "") -> subprocess.CompletedProcess:
-    (tmp / f"{name}.toml").write_text(RUN6.format(integrator="nve", steps=steps, out=name, shards="true", extra=extra))
-    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(tmp / f"{name}.toml")]
-    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=60)  # a hang fails here: 60 s
+def _write6(
+    tmp: Path, n: int, name: str, steps: int, extra: str = ""
+) -> subprocess.CompletedProcess:
+    (tmp / f"{name}.toml").write_text(
+        RUN6.format(integrator="nve", steps=steps, out=name, shards="true", extra=extra)
+    )
+    cmd = [
+        MPIEXEC,
+        "-n",
+        str(n),
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "allegro_fm_md.cli",
+        "run",
+        str(tmp / f"{name}.toml"),
+    ]
+    return subprocess.run(
+        cmd, cwd=tmp, capture_output=True, text=True, timeout=60
+    )  # a hang fails here: 60 s
 
 
 def _resume(tmp: Path, n: int, name: str, restart: str) -> subprocess.CompletedProcess:
     return _write6(tmp, n, name, 40, f'restart_from = "{restart}"')
-    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", str(tmp / f"{name}.toml")]
-    return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=60)  # a hang fails here: 60 s
+    cmd = [
+        MPIEXEC,
+        "-n",
+        str(n),
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "allegro_fm_md.cli",
+        "run",
+        str(tmp / f"{name}.toml"),
+    ]
+    return subprocess.run(
+        cmd, cwd=tmp, capture_output=True, text=True, timeout=60
+    )  # a hang fails here: 60 s
 
 
-@pytest.mark.parametrize("damage, ranks, named", [
-    ("missing", 3, "rank-00001.npz: restart shard missing"),
-    ("duplicate", 2, "rank-00001.npz: restart shard of"),     # rank 0's file copied over rank 1's
-    ("zero-byte", 3, "rank-00000.npz: restart shard of 0 bytes"),
-    ("truncated", 2, "rank-00001.npz: restart shard of"),
-    ("wrong count", 3, "rank-00002.npz: restart shard missing"),  # index.json says 3 shards, 2 were written
-    ("extra", 2, "rank-00002.npz: a restart shard the index does not list"),
-])
-def test_a_damaged_sharded_restart_is_refused_naming_the_shard_on_any_rank_count(tmp_path, damage, ranks, named):
+@pytest.mark.parametrize(
+    "damage, ranks, named",
+    [
+        ("missing", 3, "rank-00001.npz: restart shard missing"),
+        ("duplicate", 2, "rank-00001.npz: restart shard of"),  # rank 0's file copied over rank 1's
+        ("zero-byte", 3, "rank-00000.npz: restart shard of 0 bytes"),
+        ("truncated", 2, "rank-00001.npz: restart shard of"),
+        (
+            "wrong count",
+            3,
+            "rank-00002.npz: restart shard missing",
+        ),  # index.json says 3 shards, 2 were written
+        ("extra", 2, "rank-00002.npz: a restart shard the index does not list"),
+    ],
+)
+def test_a_damaged_sharded_restart_is_refused_naming_the_shard_on_any_rank_count(
+    tmp_path, damage, ranks, named
+):
     """Written on 2 ranks, damaged, resumed on 2 or 3: exit 2 within the 60 s timeout, one line naming the shard (the
     set is checked by rank 0 before any rank reads; checksums catch what sizes do not, on the rank that reads it)."""
     import json
@@ -160,7 +250,10 @@ def test_a_shard_that_matches_in_size_but_not_in_content_is_named_by_its_checksu
     data[len(data) // 2] ^= 0xFF  # one flipped byte: the size is right
     f.write_bytes(bytes(data))
     p = _resume(tmp_path, 3, "resumed", "two/restart.shards")
-    assert p.returncode == 2 and "rank-00001.npz: restart shard does not match its checksum" in p.stderr, p.stderr[-2000:]
+    assert (
+        p.returncode == 2
+        and "rank-00001.npz: restart shard does not match its checksum" in p.stderr
+    ), p.stderr[-2000:]
 
 
 def test_merge_joins_the_parts_of_a_run_resumed_on_another_rank_count(tmp_path, capsys):
@@ -171,8 +264,14 @@ def test_merge_joins_the_parts_of_a_run_resumed_on_another_rank_count(tmp_path, 
     from allegro_fm_md.cli import main
 
     _setup(tmp_path)
-    (tmp_path / "one.toml").write_text(RUN6.format(integrator="nve", steps=40, out="one", shards="false", extra=""))
-    subprocess.run([sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", "one.toml", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "one.toml").write_text(
+        RUN6.format(integrator="nve", steps=40, out="one", shards="false", extra="")
+    )
+    subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "allegro_fm_md.cli", "run", "one.toml", "-q"],
+        cwd=tmp_path,
+        check=True,
+    )
     assert _write6(tmp_path, 2, "chain", 20).returncode == 0
     p = _write6(tmp_path, 3, "chain", 40, 'restart_from = "chain/restart.shards"')
     assert p.returncode == 0, p.stderr[-2000:]
@@ -180,18 +279,29 @@ def test_merge_joins_the_parts_of_a_run_resumed_on_another_rank_count(tmp_path, 
     shards = tmp_path / "chain" / "trajectory.shards"
     capsys.readouterr()
     assert main(["merge", str(shards), "-o", str(tmp_path / "merged.h5md")]) == 0
-    assert "joined from 2 parts (trajectory.shards, trajectory.shards-from-step-20)" in capsys.readouterr().out
-    ours, ref = read_frames(tmp_path / "merged.h5md"), read_frames(tmp_path / "one" / "trajectory.h5md")
+    assert (
+        "joined from 2 parts (trajectory.shards, trajectory.shards-from-step-20)"
+        in capsys.readouterr().out
+    )
+    ours, ref = (
+        read_frames(tmp_path / "merged.h5md"),
+        read_frames(tmp_path / "one" / "trajectory.h5md"),
+    )
     assert [f.info["step"] for f in ours] == [f.info["step"] for f in ref] == [0, 20, 40]
     for a, b in zip(ours, ref, strict=True):
         d = a.positions - b.positions
         frac = d @ np.linalg.inv(np.array(b.cell))
         assert np.abs((frac - np.round(frac)) @ np.array(b.cell)).max() < 1e-9
-    for target, msg in ((shards / "rank-00000.h5", "inside the input"), (tmp_path / "merged.h5md", "exists; use --overwrite")):
+    for target, msg in (
+        (shards / "rank-00000.h5", "inside the input"),
+        (tmp_path / "merged.h5md", "exists; use --overwrite"),
+    ):
         before = target.read_bytes()
         assert main(["merge", str(shards), "-o", str(target)]) == 2
         assert msg in capsys.readouterr().err and target.read_bytes() == before
-    assert main(["merge", str(shards), "-o", str(tmp_path / "merged.h5md"), "--overwrite", "-q"]) == 0
+    assert (
+        main(["merge", str(shards), "-o", str(tmp_path / "merged.h5md"), "--overwrite", "-q"]) == 0
+    )
     bad = shards / "rank-00001.h5"
     bad.write_bytes(bad.read_bytes()[:600])
     assert main(["merge", str(shards), "-o", str(tmp_path / "again.h5md")]) == 2
@@ -209,21 +319,33 @@ def written(tmp_path_factory):
 
 
 @pytest.mark.parametrize("ranks", [2, 3, 4])
-@pytest.mark.parametrize("point, kind", [("setup", "fault"), ("setup", "input"), ("restart-read", "fault"),
-                                         ("shard-write", "fault")])
-def test_a_failure_on_one_rank_at_a_collective_point_ends_every_rank(written, ranks, point, kind, monkeypatch):
+@pytest.mark.parametrize(
+    "point, kind",
+    [("setup", "fault"), ("setup", "input"), ("restart-read", "fault"), ("shard-write", "fault")],
+)
+def test_a_failure_on_one_rank_at_a_collective_point_ends_every_rank(
+    written, ranks, point, kind, monkeypatch
+):
     """The last rank fails at each collective point (ALLEGRO_FM_FAULT, faults.py): every rank ends within the 60 s
     timeout, with exit 1 (a fault) or 2 (bad input), one line naming the rank and the point, and no lock left."""
     name = f"{point}-{kind}-{ranks}"
-    monkeypatch.setenv("ALLEGRO_FM_FAULT", f"{point}@{ranks - 1}" + (":input" if kind == "input" else ""))
+    monkeypatch.setenv(
+        "ALLEGRO_FM_FAULT", f"{point}@{ranks - 1}" + (":input" if kind == "input" else "")
+    )
     extra = 'restart_from = "base/restart.shards"' if point == "restart-read" else ""
     p = _write6(written, ranks, name, 40 if extra else 20, extra)
     assert p.returncode == (2 if kind == "input" else 1), (p.returncode, p.stderr[-2000:])
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     what = "fault" if kind == "fault" else "bad input"
-    assert len(lines) == 1 and f"rank {ranks - 1}: " in lines[0] and f"injected {what} at {point}" in lines[0], p.stderr
+    assert (
+        len(lines) == 1
+        and f"rank {ranks - 1}: " in lines[0]
+        and f"injected {what} at {point}" in lines[0]
+    ), p.stderr
     assert not (written / name / ".allegro-fm-md.lock").exists()
-    if point == "shard-write":  # the last good restart of the run survives a failed write (here: none was complete)
+    if (
+        point == "shard-write"
+    ):  # the last good restart of the run survives a failed write (here: none was complete)
         assert not (written / name / "restart.shards.partial" / "index.json").exists()
 
 
@@ -231,9 +353,16 @@ def test_a_fault_while_merging_is_one_line(written, monkeypatch, capsys):
     from allegro_fm_md.cli import main
 
     monkeypatch.setenv("ALLEGRO_FM_FAULT", "merge@0")
-    assert main(["merge", str(written / "base" / "trajectory.shards"), "-o", str(written / "m.h5md")]) == 1
+    assert (
+        main(["merge", str(written / "base" / "trajectory.shards"), "-o", str(written / "m.h5md")])
+        == 1
+    )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "injected fault at merge" in err and not (written / "m.h5md").exists()
+    assert (
+        err.count("\n") == 1
+        and "injected fault at merge" in err
+        and not (written / "m.h5md").exists()
+    )
 
 
 def test_read_restart_shards_checks_each_shard_against_its_checksum(tmp_path):
@@ -243,13 +372,23 @@ def test_read_restart_shards_checks_each_shard_against_its_checksum(tmp_path):
     from allegro_fm_md.restart import read_restart_shards, write_restart_shards
 
     a = bulk("Ar", "fcc", a=5.3, cubic=True) * (2, 2, 2)
-    st = State(a.positions.copy(), np.ones((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy(), step=7,
-               ids=np.arange(len(a)), types=np.zeros(len(a), int))
+    st = State(
+        a.positions.copy(),
+        np.ones((len(a), 3)),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        step=7,
+        ids=np.arange(len(a)),
+        types=np.zeros(len(a), int),
+    )
     path = write_restart_shards(tmp_path / "restart.shards", st, {}, SerialComm())
     np.testing.assert_array_equal(read_restart_shards(path).arrays["positions"], st.positions)
     f = path / "rank-00000.npz"
     data = bytearray(f.read_bytes())
     data[-100] ^= 0x01
     f.write_bytes(bytes(data))
-    with pytest.raises(MDInputError, match="rank-00000.npz: restart shard does not match its checksum"):
+    with pytest.raises(
+        MDInputError, match="rank-00000.npz: restart shard does not match its checksum"
+    ):
         read_restart_shards(path)

@@ -18,7 +18,13 @@ def _sim(outdir, state=None, seed=3):
     integ = Langevin(5.0, 80.0, friction=0.02, seed=seed)
     if state is None:
         rng = np.random.default_rng(0)
-        state = State(a.positions.copy(), rng.normal(0, 0.002, (len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy())
+        state = State(
+            a.positions.copy(),
+            rng.normal(0, 0.002, (len(a), 3)),
+            a.get_masses(),
+            np.array(a.cell),
+            a.pbc.copy(),
+        )
     elif isinstance(state, str):
         state = Simulation.read_restart(state, integ)
     return Simulation(state, integ, ev, outdir, thermo_every=10, restart_every=50)
@@ -51,7 +57,9 @@ def test_truncated_restart_is_a_clear_error(tmp_path):
 def test_overlap_guard_names_atoms_and_keeps_last_good_state(tmp_path):
     s = _sim(tmp_path)
     s.state.positions[5] = s.state.positions[4] + [0.3, 0.0, 0.0]
-    with pytest.raises(SimulationError, match=r"step 0: atoms closer than 0.5 A .*\(atoms (4, 5|5, 4)\)"):
+    with pytest.raises(
+        SimulationError, match=r"step 0: atoms closer than 0.5 A .*\(atoms (4, 5|5, 4)\)"
+    ):
         s.__init__(s.state, s.integrator, s.evaluator, tmp_path)
     s2 = _sim(tmp_path / "run")
     s2.run(10)
@@ -69,7 +77,14 @@ def test_trajectories_h5md_and_extxyz(tmp_path):
 
     a = bulk("Ar", "fcc", a=5.30) * (3, 3, 3)
     base = _sim(tmp_path)
-    sim = Simulation(base.state, base.integrator, base.evaluator, tmp_path / "t", trajectory_every=20, numbers=a.numbers)
+    sim = Simulation(
+        base.state,
+        base.integrator,
+        base.evaluator,
+        tmp_path / "t",
+        trajectory_every=20,
+        numbers=a.numbers,
+    )
     sim.run(60)
     sim.close()
     steps, pos, cells = read_h5md_positions(tmp_path / "t" / "trajectory.h5md")
@@ -78,7 +93,9 @@ def test_trajectories_h5md_and_extxyz(tmp_path):
     np.testing.assert_array_equal(cells[0], a.cell)
     with h5py.File(tmp_path / "t" / "trajectory.h5md") as h5:
         assert list(h5["h5md"].attrs["version"]) == [1, 1]
-        assert h5["particles/all/position/value"].attrs["unit"] == "Angstrom"  # spelt as MDAnalysis knows it
+        assert (
+            h5["particles/all/position/value"].attrs["unit"] == "Angstrom"
+        )  # spelt as MDAnalysis knows it
         assert list(h5["particles/all/box"].attrs["boundary"]) == [b"periodic"] * 3
         np.testing.assert_allclose(h5["observables/temperature/value"][-1], sim.state.temperature())
     frames = ase.io.read(tmp_path / "t" / "trajectory.extxyz", ":")

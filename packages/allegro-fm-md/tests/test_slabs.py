@@ -7,7 +7,15 @@ from __future__ import annotations
 import ase.io
 import numpy as np
 import pytest
-from allegro_fm_md import DistributedForceEvaluator, ForceEvaluator, LennardJones, RunFile, SerialComm, State, run
+from allegro_fm_md import (
+    DistributedForceEvaluator,
+    ForceEvaluator,
+    LennardJones,
+    RunFile,
+    SerialComm,
+    State,
+    run,
+)
 from ase.build import fcc111
 from ase.calculators.lj import LennardJones as AseLJ
 
@@ -15,7 +23,9 @@ EPS, SIG, RC = 0.0104, 3.4, 6.5
 
 
 def _slab(pbc=(True, True, False), vacuum=8.0):
-    a = fcc111("Ar", size=(4, 4, 4), a=5.26, vacuum=vacuum, orthogonal=False)  # triclinic in-plane, vacuum along z
+    a = fcc111(
+        "Ar", size=(4, 4, 4), a=5.26, vacuum=vacuum, orthogonal=False
+    )  # triclinic in-plane, vacuum along z
     a.rattle(0.05, seed=2)
     a.pbc = pbc
     return a
@@ -23,19 +33,26 @@ def _slab(pbc=(True, True, False), vacuum=8.0):
 
 def _ours(atoms):
     pot = LennardJones(["Ar"], epsilon=EPS, sigma=SIG, cutoff=RC)
-    _, r = ForceEvaluator(pot, pot.types_of(atoms.get_chemical_symbols()), skin=0.5).compute(atoms.positions.copy(), np.array(atoms.cell),
-                                                                                            atoms.pbc)
+    _, r = ForceEvaluator(pot, pot.types_of(atoms.get_chemical_symbols()), skin=0.5).compute(
+        atoms.positions.copy(), np.array(atoms.cell), atoms.pbc
+    )
     return r
 
 
-@pytest.mark.parametrize("pbc", [(True, True, False), (True, False, False), (False, False, False), (True, True, True)])
+@pytest.mark.parametrize(
+    "pbc", [(True, True, False), (True, False, False), (False, False, False), (True, True, True)]
+)
 def test_mixed_periodicity_equals_ase(pbc):
-    a = _slab(pbc, vacuum=1.5)  # a 3 A gap: images across it would interact if the open axis were periodic
+    a = _slab(
+        pbc, vacuum=1.5
+    )  # a 3 A gap: images across it would interact if the open axis were periodic
     r = _ours(a)
     a.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, smooth=False)
     assert r.energy == pytest.approx(a.get_potential_energy(), abs=1e-10)
     np.testing.assert_allclose(r.forces, a.get_forces(), atol=1e-10)
-    if not all(pbc):  # fewer periodic axes, fewer images: a different energy than the fully periodic cell
+    if not all(
+        pbc
+    ):  # fewer periodic axes, fewer images: a different energy than the fully periodic cell
         full = _slab((True, True, True), vacuum=1.5)
         full.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, smooth=False)
         assert abs(r.energy - full.get_potential_energy()) > 1e-3
@@ -63,8 +80,15 @@ def test_decomposed_slab_equals_one_process():
     so: SerialComm, whose one subdomain has no neighbours along the open axis) gives the one-process forces."""
     a = _slab()
     pot = LennardJones(["Ar"], epsilon=EPS, sigma=SIG, cutoff=RC)
-    st = State(a.positions.copy(), np.zeros((len(a), 3)), a.get_masses(), np.array(a.cell), a.pbc.copy(), ids=np.arange(len(a)),
-               types=pot.types_of(a.get_chemical_symbols()))
+    st = State(
+        a.positions.copy(),
+        np.zeros((len(a), 3)),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        ids=np.arange(len(a)),
+        types=pot.types_of(a.get_chemical_symbols()),
+    )
     ev = DistributedForceEvaluator(pot, SerialComm(), st.cell, skin=0.5, pbc=st.pbc)
     ev.update(st)
     ref = _ours(a)
@@ -100,4 +124,6 @@ def test_slab_runs_nve_with_energy_conserved(tmp_path):
     ke = np.array([t.column("ke_eV") for t in sim.thermo])
     assert ke.max() > 0.1  # it moves (64 atoms at ~60 K)
     assert np.ptp(e) < 2e-3 * ke.mean(), (np.ptp(e), ke.mean())
-    assert np.isnan(sim.thermo[-1].column("p_GPa"))  # no pressure for a slab (no volume): NaN, not a made-up number
+    assert np.isnan(
+        sim.thermo[-1].column("p_GPa")
+    )  # no pressure for a slab (no volume): NaN, not a made-up number

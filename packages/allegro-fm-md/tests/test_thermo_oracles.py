@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from allegro_fm_md import ForceEvaluator, LennardJones, NoseHooverChain, Simulation, State, UniaxialDeformation, VelocityVerlet
+from allegro_fm_md import (
+    ForceEvaluator,
+    LennardJones,
+    NoseHooverChain,
+    Simulation,
+    State,
+    UniaxialDeformation,
+    VelocityVerlet,
+)
 from ase import units
 from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLJ
@@ -18,7 +26,9 @@ EPS, SIG, RC = 0.0104, 3.4, 6.5
 
 def _argon(T=80.0, strain=0.0, seed=0):
     a = bulk("Ar", "fcc", a=5.26 * (1 + strain), cubic=True) * (3, 3, 3)
-    a.set_cell(a.cell @ np.array([[1, 0.04, 0], [0, 1, 0.03], [0, 0, 1]]), scale_atoms=True)  # triclinic: shear components
+    a.set_cell(
+        a.cell @ np.array([[1, 0.04, 0], [0, 1, 0.03], [0, 0, 1]]), scale_atoms=True
+    )  # triclinic: shear components
     a.rattle(0.03, seed=seed)
     rng = np.random.default_rng(seed)
     v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(units.kB * T / a.get_masses()[:, None])
@@ -29,7 +39,13 @@ def _argon(T=80.0, strain=0.0, seed=0):
 def _sim(a, tmp_path, integ=None):
     pot = LennardJones(["Ar"], epsilon=EPS, sigma=SIG, cutoff=RC)
     ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.5)
-    st = State(a.positions.copy(), a.get_velocities().copy(), a.get_masses(), np.array(a.cell), a.pbc.copy())
+    st = State(
+        a.positions.copy(),
+        a.get_velocities().copy(),
+        a.get_masses(),
+        np.array(a.cell),
+        a.pbc.copy(),
+    )
     return Simulation(st, integ or VelocityVerlet(2.0), ev, tmp_path / "out", thermo_every=5)
 
 
@@ -52,8 +68,14 @@ def test_pressure_stress_and_temperature_columns_equal_ase(tmp_path):
     frame.set_velocities(s.velocities)
     frame.calc = AseLJ(sigma=SIG, epsilon=EPS, rc=RC, smooth=False)
     stress = voigt_6_to_full_3x3_stress(frame.get_stress(include_ideal_gas=True)) / units.GPa
-    for k, (i, j) in {"sxx_GPa": (0, 0), "syy_GPa": (1, 1), "szz_GPa": (2, 2), "syz_GPa": (1, 2), "sxz_GPa": (0, 2),
-                      "sxy_GPa": (0, 1)}.items():
+    for k, (i, j) in {
+        "sxx_GPa": (0, 0),
+        "syy_GPa": (1, 1),
+        "szz_GPa": (2, 2),
+        "syz_GPa": (1, 2),
+        "sxz_GPa": (0, 2),
+        "sxy_GPa": (0, 1),
+    }.items():
         assert row[k] == pytest.approx(stress[i, j], abs=1e-8), k
     assert row["p_GPa"] == pytest.approx(-np.trace(stress) / 3, abs=1e-8)
     assert abs(stress[0, 1]) > 1e-4  # the shear columns are tested with non-zero values
@@ -68,7 +90,11 @@ def test_deformation_initial_slope_is_c33(tmp_path):
     """Cold argon (0.05 K: thermal stress noise of this 108-atom cell is ~1e-4 GPa) pulled along z at 1e-4 /fs: the
     slope of sigma_zz over the first 0.4 % of strain equals C33 from ASE's static stress at 0 and 0.4 % uniaxial strain
     (the same secant) within 1 %."""
-    a = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)  # perfect fcc: no internal relaxation, so relaxed = affine C33
+    a = bulk("Ar", "fcc", a=5.26, cubic=True) * (
+        3,
+        3,
+        3,
+    )  # perfect fcc: no internal relaxation, so relaxed = affine C33
     rng = np.random.default_rng(3)
     v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(units.kB * 0.05 / a.get_masses()[:, None])
     a.set_velocities(v - v.mean(0))
@@ -108,10 +134,18 @@ def test_an_ideal_gas_pressure_is_n_k_t_over_v(tmp_path):
     v = rng.normal(0, 1, (len(a), 3)) * np.sqrt(units.kB * 300.0 / a.get_masses()[:, None])
     st = State(a.positions.copy(), v - v.mean(0), a.get_masses(), np.array(a.cell), a.pbc.copy())
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.4, cutoff=6.5)
-    sim = Simulation(st, VelocityVerlet(1.0), ForceEvaluator(pot, np.zeros(len(a), int)), tmp_path, thermo_every=1)
+    sim = Simulation(
+        st,
+        VelocityVerlet(1.0),
+        ForceEvaluator(pot, np.zeros(len(a), int)),
+        tmp_path,
+        thermo_every=1,
+    )
     sim.run(2)
     row = sim.thermo[-1]
-    ideal = sim.state.dof() * units.kB * row.column("T_K") / 3 / a.get_volume() / units.GPa  # N kB T / V with the same dof as T
+    ideal = (
+        sim.state.dof() * units.kB * row.column("T_K") / 3 / a.get_volume() / units.GPa
+    )  # N kB T / V with the same dof as T
     assert row.column("p_GPa") == pytest.approx(ideal, rel=1e-6)
     stress = sim.stress_GPa()
     assert np.trace(stress) / 3 == pytest.approx(-ideal, rel=1e-6) and (np.diag(stress) < 0).all()

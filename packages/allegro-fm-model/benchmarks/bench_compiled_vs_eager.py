@@ -21,7 +21,13 @@ from bench_force_eval import time_calls  # the script's own folder is on sys.pat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 8], help="supercell factors of the 2x2x1 T11 (1: 352 atoms, 8: 2816)")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1, 8],
+        help="supercell factors of the 2x2x1 T11 (1: 352 atoms, 8: 2816)",
+    )
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
@@ -36,11 +42,18 @@ def main() -> None:
         files = {}
         for name, kt in (("compiled", 1), ("compiled-old", None)):
             t = time.perf_counter()
-            files[name] = compile_graph_model(eager.model, Path(d) / f"{name}.nequip.pt2", kernel_threads=kt)
-            print(f"{name}: compiled in {time.perf_counter() - t:.0f} s (kernel threads {kt or torch.get_num_threads()})", flush=True)
+            files[name] = compile_graph_model(
+                eager.model, Path(d) / f"{name}.nequip.pt2", kernel_threads=kt
+            )
+            print(
+                f"{name}: compiled in {time.perf_counter() - t:.0f} s (kernel threads {kt or torch.get_num_threads()})",
+                flush=True,
+            )
         pots = {"eager": eager, **{k: load_potential(v) for k, v in files.items()}}
         reps = {1: (2, 2, 1), 8: (4, 4, 2), 27: (6, 6, 3)}
-        print("\n| atoms | threads | eager ms | compiled ms | old compiled ms | eager / compiled | eager / old compiled |")
+        print(
+            "\n| atoms | threads | eager ms | compiled ms | old compiled ms | eager / compiled | eager / old compiled |"
+        )
         print("|---|---|---|---|---|---|---|")
         for size in args.sizes:
             atoms = tobermorite_11a() * reps[size]
@@ -48,8 +61,11 @@ def main() -> None:
             for th in args.threads:
                 torch.set_num_threads(th)
                 t = {k: time_calls(p, atoms, ei, sh, args.reps, warmup=2) for k, p in pots.items()}
-                print(f"| {len(atoms)} | {th} | {1e3 * t['eager']:.0f} | {1e3 * t['compiled']:.0f} | {1e3 * t['compiled-old']:.0f} | "
-                      f"{t['eager'] / t['compiled']:.2f} | {t['eager'] / t['compiled-old']:.2f} |", flush=True)
+                print(
+                    f"| {len(atoms)} | {th} | {1e3 * t['eager']:.0f} | {1e3 * t['compiled']:.0f} | {1e3 * t['compiled-old']:.0f} | "
+                    f"{t['eager'] / t['compiled']:.2f} | {t['eager'] / t['compiled-old']:.2f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

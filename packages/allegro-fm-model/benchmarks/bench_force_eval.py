@@ -55,8 +55,15 @@ def _inputs(pot, positions, types, ei, shifts):
 
     pos = torch.as_tensor(positions, dtype=pot.dtype)
     eit = torch.as_tensor(ei)
-    vec = (pos[eit[1]] - pos[eit[0]] + torch.as_tensor(shifts, dtype=pot.dtype)).requires_grad_(True)
-    return {K.POSITIONS_KEY: pos, K.EDGE_INDEX_KEY: eit, K.ATOM_TYPE_KEY: torch.as_tensor(types), K.EDGE_VECTORS_KEY: vec}
+    vec = (pos[eit[1]] - pos[eit[0]] + torch.as_tensor(shifts, dtype=pot.dtype)).requires_grad_(
+        True
+    )
+    return {
+        K.POSITIONS_KEY: pos,
+        K.EDGE_INDEX_KEY: eit,
+        K.ATOM_TYPE_KEY: torch.as_tensor(types),
+        K.EDGE_VECTORS_KEY: vec,
+    }
 
 
 def step_flops(pot, positions, types, ei, shifts) -> int:
@@ -72,9 +79,22 @@ def step_flops(pot, positions, types, ei, shifts) -> int:
 
 
 GEMM = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm")
-GATHER = ("aten::index", "aten::index_select", "aten::index_add_", "aten::scatter_add_", "aten::index_put_", "aten::embedding",
-          "aten::gather", "aten::scatter", "aten::_index_put_impl_", "aten::index_add", "aten::embedding_dense_backward",
-          "aten::index_select_backward", "aten::new_zeros", "aten::zeros")
+GATHER = (
+    "aten::index",
+    "aten::index_select",
+    "aten::index_add_",
+    "aten::scatter_add_",
+    "aten::index_put_",
+    "aten::embedding",
+    "aten::gather",
+    "aten::scatter",
+    "aten::_index_put_impl_",
+    "aten::index_add",
+    "aten::embedding_dense_backward",
+    "aten::index_select_backward",
+    "aten::new_zeros",
+    "aten::zeros",
+)
 
 
 def profile(pot, positions, types, ei, shifts) -> tuple[dict, list]:
@@ -98,14 +118,27 @@ def profile(pot, positions, types, ei, shifts) -> tuple[dict, list]:
             s = [tuple(x) for x in ev.input_shapes if isinstance(x, list) and len(x) >= 2]
             if len(s) >= 2:
                 shapes[(ev.key, s[-2], s[-1])] += t
-        g = "GEMM" if ev.key in GEMM else "gather/scatter" if ev.key in GATHER else (
-            "autograd/other" if ev.key.startswith(("autograd", "torch::autograd", "aten::empty", "aten::view", "aten::reshape"))
-            else "element-wise and reductions")
+        g = (
+            "GEMM"
+            if ev.key in GEMM
+            else "gather/scatter"
+            if ev.key in GATHER
+            else (
+                "autograd/other"
+                if ev.key.startswith(
+                    ("autograd", "torch::autograd", "aten::empty", "aten::view", "aten::reshape")
+                )
+                else "element-wise and reductions"
+            )
+        )
         groups[g] += t
     total = sum(groups.values())
     top = [(k, t / total) for k, t in sorted(ops.items(), key=lambda x: -x[1])[:6]]
-    return ({g: t / total for g, t in sorted(groups.items(), key=lambda x: -x[1])}, sorted(shapes.items(), key=lambda x: -x[1])[:4],
-            top)
+    return (
+        {g: t / total for g, t in sorted(groups.items(), key=lambda x: -x[1])},
+        sorted(shapes.items(), key=lambda x: -x[1])[:4],
+        top,
+    )
 
 
 def _contract_bmm(self, x1, x2, idxs):
@@ -155,7 +188,12 @@ def time_calls(pot, atoms, ei, sh, reps: int, warmup: int = 1) -> float:
 
 def bench(preset: str, reps: int, modes: list[str]) -> None:
     import torch
-    from allegro_fm_model import AllegroPotential, CompiledAllegroPotential, build_model, periodic_edges
+    from allegro_fm_model import (
+        AllegroPotential,
+        CompiledAllegroPotential,
+        build_model,
+        periodic_edges,
+    )
     from allegro_fm_model.compiled import compile_graph_model
     from tea_align import ALLEGRO_FM_ELEMENTS
 
@@ -165,14 +203,20 @@ def bench(preset: str, reps: int, modes: list[str]) -> None:
     types = pot.types_of(atoms.get_chemical_symbols())
     ei, sh = periodic_edges(atoms.positions, np.array(atoms.cell), atoms.pbc, 5.2)
     gemm_only = step_flops(pot, atoms.positions, types, ei, sh)
-    with contraction_as_bmm():  # the same maths with the tensor product as GEMMs: the counter sees all of it
+    with (
+        contraction_as_bmm()
+    ):  # the same maths with the tensor product as GEMMs: the counter sees all of it
         flops = step_flops(pot, atoms.positions, types, ei, sh)
-    print(f"\n{preset}: {len(atoms)} atoms, {ei.shape[1]} edges, {flops / 1e9:.2f} GFLOP/step (forward + backward, "
-          f"tensor-product contractions included; {gemm_only / 1e9:.2f} in the eager graph's own GEMMs), "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"\n{preset}: {len(atoms)} atoms, {ei.shape[1]} edges, {flops / 1e9:.2f} GFLOP/step (forward + backward, "
+        f"tensor-product contractions included; {gemm_only / 1e9:.2f} in the eager graph's own GEMMs), "
+        f"{torch.get_num_threads()} threads"
+    )
     steps = {}
     for mode in modes:
-        peak = matmul_rate(reps=5)  # the peer, re-measured next to each mode (it drifts with clocks and load)
+        peak = matmul_rate(
+            reps=5
+        )  # the peer, re-measured next to each mode (it drifts with clocks and load)
         if mode == "eager":
             steps[mode] = time_calls(pot, atoms, ei, sh, reps)
             extra = ""
@@ -185,21 +229,35 @@ def bench(preset: str, reps: int, modes: list[str]) -> None:
         elif mode == "aotinductor":
             with tempfile.TemporaryDirectory() as d:
                 t = time.perf_counter()
-                path = compile_graph_model(model, Path(d) / f"{preset}.nequip.pt2", "cpu", example=atoms[:64])
+                path = compile_graph_model(
+                    model, Path(d) / f"{preset}.nequip.pt2", "cpu", example=atoms[:64]
+                )
                 ct = time.perf_counter() - t
                 cpot = CompiledAllegroPotential(path)
                 steps[mode] = time_calls(cpot, atoms, ei, sh, reps)
                 r0 = pot.compute(atoms.positions, types, ei, len(atoms), sh)
                 r1 = cpot.compute(atoms.positions, types, ei, len(atoms), sh)
-                extra = f", compile {ct:.0f} s, |dF|max {np.abs(r0.forces - r1.forces).max():.1e} eV/A"
+                extra = (
+                    f", compile {ct:.0f} s, |dF|max {np.abs(r0.forces - r1.forces).max():.1e} eV/A"
+                )
         else:
             raise ValueError(f"unknown mode {mode!r}")
         s = steps[mode]
-        print(f"  {mode:12s} {s * 1e3:8.0f} ms/step  {len(atoms) / s:8.0f} atom-steps/s  "
-              f"{flops / s / 1e9:6.1f} GFLOP/s = {100 * flops / s / peak:5.1f} % of the matmul rate ({peak / 1e9:.0f} GFLOP/s)"
-              + (f"  ({steps['eager'] / s:.2f}x eager)" if mode != "eager" and "eager" in steps else "") + extra)
+        print(
+            f"  {mode:12s} {s * 1e3:8.0f} ms/step  {len(atoms) / s:8.0f} atom-steps/s  "
+            f"{flops / s / 1e9:6.1f} GFLOP/s = {100 * flops / s / peak:5.1f} % of the matmul rate ({peak / 1e9:.0f} GFLOP/s)"
+            + (
+                f"  ({steps['eager'] / s:.2f}x eager)"
+                if mode != "eager" and "eager" in steps
+                else ""
+            )
+            + extra
+        )
     groups, shapes, top = profile(pot, atoms.positions, types, ei, sh)
-    print("  eager step time by op group: " + ", ".join(f"{g} {100 * f:.0f} %" for g, f in groups.items()))
+    print(
+        "  eager step time by op group: "
+        + ", ".join(f"{g} {100 * f:.0f} %" for g, f in groups.items())
+    )
     print("  top ops: " + ", ".join(f"{k} {100 * f:.0f} %" for k, f in top))
     peak = matmul_rate(reps=5)
     for (op, a, b), t in shapes:
@@ -207,8 +265,10 @@ def bench(preset: str, reps: int, modes: list[str]) -> None:
         n = b[-1]
         if len(a) == 2 and len(b) == 2 and k == b[0]:
             r = matmul_rate(m=m, k=k, n=n, reps=5)
-            print(f"  GEMM {op} {a} @ {b}: {t / 1e3:.0f} ms self time; torch.mm at this shape alone runs at "
-                  f"{r / 1e9:.1f} GFLOP/s = {100 * r / peak:.0f} % of the 2048^3 rate")
+            print(
+                f"  GEMM {op} {a} @ {b}: {t / 1e3:.0f} ms self time; torch.mm at this shape alone runs at "
+                f"{r / 1e9:.1f} GFLOP/s = {100 * r / peak:.0f} % of the 2048^3 rate"
+            )
 
 
 def main() -> None:
@@ -219,7 +279,9 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["FM64", "FM256"])
     ap.add_argument("--modes", nargs="+", default=["eager", "eager-bmm", "aotinductor"])
     args = ap.parse_args()
-    print(f"peer: dense fp32 matmul (2048^3, torch.mm, {torch.get_num_threads()} threads), measured before each mode")
+    print(
+        f"peer: dense fp32 matmul (2048^3, torch.mm, {torch.get_num_threads()} threads), measured before each mode"
+    )
     for p in args.presets:
         bench(p, args.reps, args.modes)
 

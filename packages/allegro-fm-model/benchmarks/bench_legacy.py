@@ -64,14 +64,21 @@ def system(reps):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--legacy-python", required=True, help="python of an environment with nequip==0.6.1 + Allegro 0.3.0")
+    ap.add_argument(
+        "--legacy-python",
+        required=True,
+        help="python of an environment with nequip==0.6.1 + Allegro 0.3.0",
+    )
     ap.add_argument("--model", default=str(FIXTURE / "legacy-allegro-0.3.0.pth"))
     ap.add_argument("--reps", type=int, nargs=3, default=[3, 3, 1])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--profiling-executor", action="store_true",
-                    help="run ours under TorchScript's profiling executor (nequip's) instead of our CPU default, the simple one")
+    ap.add_argument(
+        "--profiling-executor",
+        action="store_true",
+        help="run ours under TorchScript's profiling executor (nequip's) instead of our CPU default, the simple one",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -81,7 +88,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     pot = load_potential(args.model)
     if args.profiling_executor:
-        torch._C._jit_set_profiling_executor(True)  # after loading: load_potential chose the simple one on CPU
+        torch._C._jit_set_profiling_executor(
+            True
+        )  # after loading: load_potential chose the simple one on CPU
     print(pot.describe() + (" [profiling executor]" if args.profiling_executor else ""))
     a = system(args.reps)
     b = a.copy()
@@ -92,20 +101,44 @@ def main(argv=None) -> int:
 
         structure = Path(d) / "system.extxyz"
         ase.io.write(structure, a)
-        env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS=str(args.threads))
+        env = dict(
+            os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS=str(args.threads)
+        )
         t = time.perf_counter()
-        p = subprocess.run([args.legacy_python, "-c", PEER, args.model, str(structure), str(args.steps), str(args.threads),
-                            str(args.warmup)], capture_output=True, text=True, env=env)
+        p = subprocess.run(
+            [
+                args.legacy_python,
+                "-c",
+                PEER,
+                args.model,
+                str(structure),
+                str(args.steps),
+                str(args.threads),
+                str(args.warmup),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if p.returncode:
-            print(f"peer failed ({time.perf_counter() - t:.0f} s):\n{p.stderr[-3000:]}", file=sys.stderr)
+            print(
+                f"peer failed ({time.perf_counter() - t:.0f} s):\n{p.stderr[-3000:]}",
+                file=sys.stderr,
+            )
             return 1
         peer = json.loads(p.stdout.strip().splitlines()[-1])
     ours = time_engine(a, pot, args.steps, warmup=args.warmup)
-    print(f"system: calcite x {tuple(args.reps)} = {len(a)} atoms, NVE 0.5 fs, {args.steps} timed steps after {args.warmup}, "
-          f"{args.threads} torch thread(s)")
-    print(f"step-0 energy: ours {e0:.6f} eV, nequip 0.6.1 {peer['energy0']:.6f} eV (difference {e0 - peer['energy0']:+.2e} eV)")
-    print(f"allegro-fm-md engine:                  {ours['atom_steps_per_s']:10.1f} atom-steps/s "
-          f"(model {100 * ours['model_s'] / ours['wall_s']:.0f} % of the step)")
+    print(
+        f"system: calcite x {tuple(args.reps)} = {len(a)} atoms, NVE 0.5 fs, {args.steps} timed steps after {args.warmup}, "
+        f"{args.threads} torch thread(s)"
+    )
+    print(
+        f"step-0 energy: ours {e0:.6f} eV, nequip 0.6.1 {peer['energy0']:.6f} eV (difference {e0 - peer['energy0']:+.2e} eV)"
+    )
+    print(
+        f"allegro-fm-md engine:                  {ours['atom_steps_per_s']:10.1f} atom-steps/s "
+        f"(model {100 * ours['model_s'] / ours['wall_s']:.0f} % of the step)"
+    )
     print(f"nequip 0.6.1 NequIPCalculator + ASE:   {peer['atom_steps_per_s']:10.1f} atom-steps/s")
     print(f"ratio ours / peer: {ours['atom_steps_per_s'] / peer['atom_steps_per_s']:.2f}x")
     return 0

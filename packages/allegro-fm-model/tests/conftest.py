@@ -7,8 +7,13 @@ from tea_align import synthetic
 
 def make_aligned(folder, n: int, seed: int):
     """A small aligned dataset (synthetic two-level data fused by tea-align) in ``folder``."""
-    p = synthetic.make_demo_data(folder, n_crystals=n, n_molecules=n, n_anchors=min(n, 8), seed=seed)
-    data = [f"{p['periodic']},level={synthetic.LEVEL_S}", f"{p['molecules']},level={synthetic.LEVEL_T}"]
+    p = synthetic.make_demo_data(
+        folder, n_crystals=n, n_molecules=n, n_anchors=min(n, 8), seed=seed
+    )
+    data = [
+        f"{p['periodic']},level={synthetic.LEVEL_S}",
+        f"{p['molecules']},level={synthetic.LEVEL_T}",
+    ]
     al = tea_align.fit([p["anchors"]], data, target_level=synthetic.LEVEL_T)
     tea_align.apply(al, data, folder / "aligned.h5")
     return folder / "aligned.h5"

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from allegro_fm_model import AllegroFMCalculator, AllegroPotential, CompiledAllegroPotential, build_model, load_potential, periodic_edges, tiny_preset
+from allegro_fm_model import (
+    AllegroFMCalculator,
+    AllegroPotential,
+    CompiledAllegroPotential,
+    build_model,
+    load_potential,
+    periodic_edges,
+    tiny_preset,
+)
 from allegro_fm_model.compiled import compile_graph_model
 from ase.build import bulk
 
@@ -37,7 +45,11 @@ def _cell():
 def test_compiled_file_matches_eager_with_shifts_and_ghost_split(pair):
     eager, path = pair
     comp = load_potential(path)
-    assert isinstance(comp, CompiledAllegroPotential) and comp.species == SPECIES and comp.cutoff == pytest.approx(5.2)
+    assert (
+        isinstance(comp, CompiledAllegroPotential)
+        and comp.species == SPECIES
+        and comp.cutoff == pytest.approx(5.2)
+    )
     a = _cell()
     ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, 5.2)
     types = eager.types_of(a.get_chemical_symbols())
@@ -106,23 +118,36 @@ def test_md_runs_compile_a_packaged_model_on_first_use_and_cache_it(monkeypatch,
     pot = md_potential(spec, [], "cpu")
     assert isinstance(pot, CompiledAllegroPotential)
     assert pot.path.parent == compiled_cache_dir() and "-cpu-" in pot.path.name
-    assert pot.level_of_theory == "PBE~SevenNet-0"  # the compiled file keeps the package's level of theory
-    monkeypatch.setattr(plugin, "compile_model", lambda *a, **k: pytest.fail("compiled again instead of using the cache"))
+    assert (
+        pot.level_of_theory == "PBE~SevenNet-0"
+    )  # the compiled file keeps the package's level of theory
+    monkeypatch.setattr(
+        plugin,
+        "compile_model",
+        lambda *a, **k: pytest.fail("compiled again instead of using the cache"),
+    )
     capsys.readouterr()
     again = md_potential(spec, [], "cpu")
     assert again.path == pot.path and "compiling" not in capsys.readouterr().out
-    eager = md_potential(SimpleNamespace(model="allegro-fm-mini", options={"compile": False}), [], "cpu")
+    eager = md_potential(
+        SimpleNamespace(model="allegro-fm-mini", options={"compile": False}), [], "cpu"
+    )
     assert isinstance(eager, AllegroPotential)
     monkeypatch.setenv("ALLEGRO_FM_COMPILE", "0")
     assert isinstance(md_potential(spec, [], "cpu"), AllegroPotential)
     with pytest.raises(ValueError, match="unknown keys"):
-        md_potential(SimpleNamespace(model="allegro-fm-mini", options={"compiled": True}), [], "cpu")
+        md_potential(
+            SimpleNamespace(model="allegro-fm-mini", options={"compiled": True}), [], "cpu"
+        )
     a = _cell()
     a.symbols[[0, 2]] = "O"
     a.symbols[[3]] = "H"
     types = eager.types_of(a.get_chemical_symbols())
     ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, eager.cutoff)
-    r0, r1 = eager.compute(a.positions, types, ei, len(a), sh), pot.compute(a.positions, types, ei, len(a), sh)
+    r0, r1 = (
+        eager.compute(a.positions, types, ei, len(a), sh),
+        pot.compute(a.positions, types, ei, len(a), sh),
+    )
     np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-4 * max(1.0, np.abs(r0.forces).max()))
 
 
@@ -149,8 +174,11 @@ def test_float32_model_compiles_to_pair_allegros_float64_convention(tmp_path, ca
     r = comp.compute(a.positions, types, ei, len(a), sh)
     assert r.energy == pytest.approx(ref.energy, abs=1e-4 * len(a))  # float32 round-off, stated
     np.testing.assert_allclose(r.forces, ref.forces, atol=2e-4)
-    two = {K.POSITIONS_KEY: torch.tensor([[0.0, 0.0, 0.0], [1.5, 0.3, 0.0]], dtype=torch.float64),
-           K.EDGE_INDEX_KEY: torch.tensor([[0, 1], [1, 0]]), K.ATOM_TYPE_KEY: torch.tensor([2, 4])}
+    two = {
+        K.POSITIONS_KEY: torch.tensor([[0.0, 0.0, 0.0], [1.5, 0.3, 0.0]], dtype=torch.float64),
+        K.EDGE_INDEX_KEY: torch.tensor([[0, 1], [1, 0]]),
+        K.ATOM_TYPE_KEY: torch.tensor([2, 4]),
+    }
     out = comp.model(two)  # the raw call pair_allegro makes
     assert out[K.FORCE_KEY].dtype == torch.float64 and torch.isfinite(out[K.FORCE_KEY]).all()
     with caplog.at_level("WARNING"):
@@ -175,22 +203,31 @@ def test_compiled_file_in_a_real_lammps_pair_allegro(tmp_path, ranks):
 
     lmp = os.environ.get("AFM_LMP_ALLEGRO", "")
     if not lmp:
-        pytest.skip("set AFM_LMP_ALLEGRO to a LAMMPS binary with pair_style allegro (see packages/allegro-fm-md/README.md)")
+        pytest.skip(
+            "set AFM_LMP_ALLEGRO to a LAMMPS binary with pair_style allegro (see packages/allegro-fm-md/README.md)"
+        )
     import ase.io
     from allegro_fm_model import compile_model
 
     pt2 = compile_model("allegro-fm-mini", tmp_path / "mini.nequip.pt2")
-    atoms = ase.io.read(Path(__file__).resolve().parents[3] / "examples" / "tobermorite-11a" / "tobermorite-11A.extxyz") * (2, 2, 1)
+    atoms = ase.io.read(
+        Path(__file__).resolve().parents[3]
+        / "examples"
+        / "tobermorite-11a"
+        / "tobermorite-11A.extxyz"
+    ) * (2, 2, 1)
     atoms.rattle(0.05, seed=3)
     species = sorted(set(atoms.get_chemical_symbols()))
-    ase.io.write(tmp_path / "cell.data", atoms, format="lammps-data", specorder=species, masses=True)
+    ase.io.write(
+        tmp_path / "cell.data", atoms, format="lammps-data", specorder=species, masses=True
+    )
     (tmp_path / "in.check").write_text(f"""units metal
 atom_style atomic
 atom_modify map yes
 newton on
 read_data cell.data
 pair_style allegro
-pair_coeff * * {pt2.name} {' '.join(species)}
+pair_coeff * * {pt2.name} {" ".join(species)}
 thermo_style custom step pe press
 thermo_modify format float %.10f
 dump 1 all custom 1 forces.dump id fx fy fz
@@ -199,19 +236,37 @@ run 0
 """)
     cmd = [lmp, "-in", "in.check", "-log", "log.lammps"]
     if ranks > 1:
-        cmd = [shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec", "-n", str(ranks), *cmd]
-    p = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+        cmd = [
+            shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec",
+            "-n",
+            str(ranks),
+            *cmd,
+        ]
+    p = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     lines = p.stdout.splitlines()
-    _, e_lmp, p_lmp = map(float, lines[[ln.split()[:2] for ln in lines].index(["Step", "PotEng"]) + 1].split())
+    _, e_lmp, p_lmp = map(
+        float, lines[[ln.split()[:2] for ln in lines].index(["Step", "PotEng"]) + 1].split()
+    )
     from ase.calculators.lammps import Prism
 
     # LAMMPS's frame has a along x, b in the xy plane: its forces rotated back to the cell's own frame
-    f_lmp = Prism(np.array(atoms.cell)).vector_to_ase(np.loadtxt(tmp_path / "forces.dump", skiprows=9)[:, 1:])
+    f_lmp = Prism(np.array(atoms.cell)).vector_to_ase(
+        np.loadtxt(tmp_path / "forces.dump", skiprows=9)[:, 1:]
+    )
     atoms.calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
     assert e_lmp == pytest.approx(atoms.get_potential_energy(), abs=1e-6 * len(atoms))
     np.testing.assert_allclose(f_lmp, atoms.get_forces(), atol=1e-4)
-    p_ase = -atoms.get_stress()[:3].mean() / 1e-4 * 160.21766208  # eV/A^3 -> bar (LAMMPS metal units); no velocities
+    p_ase = (
+        -atoms.get_stress()[:3].mean() / 1e-4 * 160.21766208
+    )  # eV/A^3 -> bar (LAMMPS metal units); no velocities
     assert p_lmp == pytest.approx(p_ase, rel=1e-4, abs=0.5)
 
 
@@ -223,7 +278,9 @@ def test_a_damaged_cache_entry_is_rebuilt_once_then_named(tmp_path, monkeypatch,
 
     import allegro_fm_model.plugin as plugin
 
-    good = plugin.compiled_on_first_use("allegro-fm-mini", "cpu", progress=False)  # the real cache (compiled by now)
+    good = plugin.compiled_on_first_use(
+        "allegro-fm-mini", "cpu", progress=False
+    )  # the real cache (compiled by now)
     monkeypatch.setenv("ALLEGRO_FM_CACHE", str(tmp_path))
     calls = []
 
@@ -240,10 +297,17 @@ def test_a_damaged_cache_entry_is_rebuilt_once_then_named(tmp_path, monkeypatch,
     cached.write_bytes(b"a compile killed half way")
     spec = SimpleNamespace(model="allegro-fm-mini", options={})
     pot = plugin.md_potential(spec, [], "cpu")
-    assert isinstance(pot, CompiledAllegroPotential) and len(calls) == 1 and "compiling it again" in caplog.text
+    assert (
+        isinstance(pot, CompiledAllegroPotential)
+        and len(calls) == 1
+        and "compiling it again" in caplog.text
+    )
     cached.write_bytes(b"damaged again")
     bad_rebuild = True
     calls.clear()
     calls.append("first")  # the next fake compile writes garbage
-    with pytest.raises(ValueError, match=f"{cached.name}: the compiled model cache entry does not load even after recompiling"):
+    with pytest.raises(
+        ValueError,
+        match=f"{cached.name}: the compiled model cache entry does not load even after recompiling",
+    ):
         plugin.md_potential(spec, [], "cpu")

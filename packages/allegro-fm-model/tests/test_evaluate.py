@@ -15,7 +15,9 @@ def test_rmse_units_on_known_offsets(tmp_path):
     import ase.io
 
     species = ("H", "C", "O", "Ca")
-    pot = AllegroPotential(build_model(tiny_preset(), species, dtype="float64"), species, cutoff=5.2)
+    pot = AllegroPotential(
+        build_model(tiny_preset(), species, dtype="float64"), species, cutoff=5.2
+    )
     frames = []
     for k in range(3):
         a = bulk("CaO", "rocksalt", a=4.81) * (2, 1, 1)
@@ -49,7 +51,9 @@ def test_errors_by_frame_key_and_force_cosine(tmp_path):
     import ase.io
 
     species = ("C", "O", "Ca")
-    pot = AllegroPotential(build_model(tiny_preset(), species, dtype="float64"), species, cutoff=5.2)
+    pot = AllegroPotential(
+        build_model(tiny_preset(), species, dtype="float64"), species, cutoff=5.2
+    )
     frames, fsq = [], 0.0
     for k, family in enumerate(("same", "reversed", "same")):
         a = bulk("CaO", "rocksalt", a=4.81) * (2, 1, 1)
@@ -61,12 +65,14 @@ def test_errors_by_frame_key_and_force_cosine(tmp_path):
         b.info["config_type"] = family
         frames.append(b)
         if family == "reversed":
-            fsq = float((f ** 2).mean())
+            fsq = float((f**2).mean())
     ase.io.write(tmp_path / "x.extxyz", frames)
     tea_align.convert([f"{tmp_path / 'x.extxyz'},level=L,name=mix"], tmp_path / "x.h5")
     err = evaluate(pot, str(tmp_path / "x.h5"), by="key")
     assert set(err.forces) == {"all", "same", "reversed"}
-    assert err.force_cosine["same"] == pytest.approx(1.0, abs=1e-9) and err.forces["same"] == pytest.approx(0.0, abs=1e-3)  # extxyz digits
+    assert err.force_cosine["same"] == pytest.approx(1.0, abs=1e-9) and err.forces[
+        "same"
+    ] == pytest.approx(0.0, abs=1e-3)  # extxyz digits
     assert err.force_cosine["reversed"] == pytest.approx(-1.0, abs=1e-9)
     assert err.forces["reversed"] == pytest.approx(2000.0 * np.sqrt(fsq), rel=1e-6)
     assert -1.0 < err.force_cosine["all"] < 1.0

@@ -14,7 +14,13 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
-from allegro_fm_model import AllegroFMCalculator, LegacyAllegroPotential, LegacyModelError, load_potential, read_legacy_metadata
+from allegro_fm_model import (
+    AllegroFMCalculator,
+    LegacyAllegroPotential,
+    LegacyModelError,
+    load_potential,
+    read_legacy_metadata,
+)
 from allegro_fm_model.calculator import periodic_edges
 from allegro_fm_model.compiled import _with_ghosts
 
@@ -53,13 +59,19 @@ def test_equals_nequip_061_calculator(pot, reference):
         a.calc = AllegroFMCalculator(pot)
         e = a.get_potential_energy()
         ds = np.abs(a.get_stress() - r["stress"]).max() if "stress" in r else 0.0
-        print(f"{r['name']}: dE {e - r['energy']:.1e} eV, dF {np.abs(a.get_forces() - r['forces']).max():.1e} eV/A, "
-              f"dS {ds:.1e} eV/A^3 vs nequip 0.6.1")
+        print(
+            f"{r['name']}: dE {e - r['energy']:.1e} eV, dF {np.abs(a.get_forces() - r['forces']).max():.1e} eV/A, "
+            f"dS {ds:.1e} eV/A^3 vs nequip 0.6.1"
+        )
         assert e == pytest.approx(r["energy"], rel=1e-5), r["name"]
-        np.testing.assert_allclose(a.get_potential_energies(), r["energies"], rtol=0, atol=2e-5 * max(1, abs(e) / len(a)))
+        np.testing.assert_allclose(
+            a.get_potential_energies(), r["energies"], rtol=0, atol=2e-5 * max(1, abs(e) / len(a))
+        )
         np.testing.assert_allclose(a.get_forces(), r["forces"], rtol=0, atol=2e-5)
         if "stress" in r:
-            np.testing.assert_allclose(a.get_stress(), r["stress"], rtol=0, atol=1e-6)  # eV/A^3 (0.16 MPa)
+            np.testing.assert_allclose(
+                a.get_stress(), r["stress"], rtol=0, atol=1e-6
+            )  # eV/A^3 (0.16 MPa)
         else:
             assert not a.pbc.any()
 
@@ -77,7 +89,9 @@ def test_ghost_shifts_do_not_leak_into_the_energy(pot, reference):
     total_e, total_f = 0.0, np.zeros((n, 3))
     halves = [np.arange(n) < n // 2, np.arange(n) >= n // 2]
     for mine in halves:
-        order = np.concatenate([np.flatnonzero(mine), np.flatnonzero(~mine), np.arange(n, len(pos))])  # locals first
+        order = np.concatenate(
+            [np.flatnonzero(mine), np.flatnonzero(~mine), np.arange(n, len(pos))]
+        )  # locals first
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
         e_idx = inv[ei_g[:, mine[ei_g[0]]]]  # this rank's edges: those centred on its own atoms
@@ -110,7 +124,9 @@ def test_virial_equals_finite_difference_stress(pot, reference):
             fd[i, j] = (es[0] - es[1]) / (2 * h) / v0
     fd = 0.5 * (fd + fd.T)
     print(f"stress {stress.ravel()} vs finite differences {fd.ravel()} eV/A^3")
-    np.testing.assert_allclose(stress, fd, atol=2e-4)  # ~0.03 GPa: float32 energy differences over h
+    np.testing.assert_allclose(
+        stress, fd, atol=2e-4
+    )  # ~0.03 GPa: float32 energy differences over h
     assert np.abs(stress).max() > 5e-3  # a real test: the stress is far from zero
 
 
@@ -132,7 +148,9 @@ def test_forces_are_minus_gradient_and_invariant(pot, reference):
     rot.translate((3.3, -1.2, 0.7))
     rot.calc = AllegroFMCalculator(pot)
     assert rot.get_potential_energy() == pytest.approx(e0, abs=1e-4)
-    R = np.linalg.lstsq(mol.positions - mol.positions.mean(0), rot.positions - rot.positions.mean(0), rcond=None)[0]
+    R = np.linalg.lstsq(
+        mol.positions - mol.positions.mean(0), rot.positions - rot.positions.mean(0), rcond=None
+    )[0]
     np.testing.assert_allclose(rot.get_forces(), f @ R, atol=1e-4)
 
 
@@ -142,11 +160,20 @@ def test_isolated_atoms_have_their_shift_and_no_force(pot):
     import torch
 
     sd = torch.jit.load(str(MODEL), map_location="cpu").state_dict()
-    shifts, scales = sd["model.model.func.per_species_rescale.shifts"].numpy(), sd["model.model.func.per_species_rescale.scales"].numpy()
+    shifts, scales = (
+        sd["model.model.func.per_species_rescale.shifts"].numpy(),
+        sd["model.model.func.per_species_rescale.scales"].numpy(),
+    )
     scale_by = float(sd["model.scale_by"])
-    symbols = list(pot.species)  # every element, one isolated atom each, 20 A apart (beyond the cutoff)
-    r = pot.compute(np.arange(len(symbols))[:, None] * np.array([[20.0, 0, 0]]), pot.types_of(symbols),
-                    np.zeros((2, 0), np.int64), len(symbols))
+    symbols = list(
+        pot.species
+    )  # every element, one isolated atom each, 20 A apart (beyond the cutoff)
+    r = pot.compute(
+        np.arange(len(symbols))[:, None] * np.array([[20.0, 0, 0]]),
+        pot.types_of(symbols),
+        np.zeros((2, 0), np.int64),
+        len(symbols),
+    )
     np.testing.assert_allclose(r.atomic_energies, scale_by * scales * shifts, rtol=1e-6)
     assert r.energy == pytest.approx(scale_by * float((scales * shifts).sum()), rel=1e-6)
     assert np.all(r.forces == 0) and len(set(np.round(r.atomic_energies, 6))) == len(symbols)
@@ -173,7 +200,9 @@ def test_other_files_are_refused_with_the_file_named(tmp_path):
     cases["best_model.pth"] = "deploy it first: nequip-deploy build"
     _torchscript(tmp_path / "plain.pt", {})
     cases["plain.pt"] = "without nequip metadata"
-    _torchscript(tmp_path / "new.pth", {"nequip_version": "0.8.1", "r_max": "5.0", "type_names": "H"})
+    _torchscript(
+        tmp_path / "new.pth", {"nequip_version": "0.8.1", "r_max": "5.0", "type_names": "H"}
+    )
     cases["new.pth"] = "a TorchScript file of nequip 0.8.1"
     _torchscript(tmp_path / "nomax.pth", {"nequip_version": "0.6.1", "type_names": "H"})
     cases["nomax.pth"] = "without r_max metadata"

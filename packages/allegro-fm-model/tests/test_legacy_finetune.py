@@ -45,8 +45,10 @@ def dataset(tmp_path_factory):
 
 def _toml(folder: Path, dataset: Path, epochs: int) -> Path:
     f = folder / "ft.toml"
-    f.write_text(f'[train]\ndataset = "{dataset}"\nrun_dir = "run"\ninit_from = "{MODEL}"\nmax_epochs = {epochs}\n'
-                 'batch_size = 3\nlearning_rate = 0.0005\nval_fraction = 0.25\ntest_fraction = 0.0\nfreeze = ["embedding"]\n')
+    f.write_text(
+        f'[train]\ndataset = "{dataset}"\nrun_dir = "run"\ninit_from = "{MODEL}"\nmax_epochs = {epochs}\n'
+        'batch_size = 3\nlearning_rate = 0.0005\nval_fraction = 0.25\ntest_fraction = 0.0\nfreeze = ["embedding"]\n'
+    )
     return f
 
 
@@ -67,15 +69,26 @@ def test_finetune_lowers_the_loss_keeps_frozen_groups_and_resumes(dataset, tmp_p
     tuned, meta = load_legacy_module(run / "last.pth", freeze=False)
     p0, p1 = dict(orig.named_parameters()), dict(tuned.named_parameters())
     assert p0.keys() == p1.keys()
-    frozen = [k for k in p0 if k.split("func.", 1)[1].startswith(("radial_basis.", "typeembed.", "allegro.latents.0."))]
-    assert len(frozen) == 6  # Bessel weights, type embedding + its basis MLP, the two-body latent MLP (3 layers)
+    frozen = [
+        k
+        for k in p0
+        if k.split("func.", 1)[1].startswith(("radial_basis.", "typeembed.", "allegro.latents.0."))
+    ]
+    assert (
+        len(frozen) == 6
+    )  # Bessel weights, type embedding + its basis MLP, the two-body latent MLP (3 layers)
     # parameters that get a gradient from the loss (Allegro's last-layer tensor linear feeds nothing: none)
     from allegro_fm_model.legacy_finetune import _graphs, _loss, _set_modes
     from allegro_fm_model.training import TrainSettings
 
     _set_modes(orig, True)
-    loss, _ = _loss(orig, _graphs(str(dataset), tuple(meta["type_names"].split()), 5.2, [0])[0], TrainSettings(dataset=""),
-                    torch.float64, "cpu")
+    loss, _ = _loss(
+        orig,
+        _graphs(str(dataset), tuple(meta["type_names"].split()), 5.2, [0])[0],
+        TrainSettings(dataset=""),
+        torch.float64,
+        "cpu",
+    )
     loss.backward()
     learning = {k for k, p in p0.items() if p.grad is not None and p.grad.abs().max() > 0}
     assert len(learning) >= len(p0) - 2
@@ -88,10 +101,13 @@ def test_finetune_lowers_the_loss_keeps_frozen_groups_and_resumes(dataset, tmp_p
 
     # the result is a deployed file of the same format and metadata (runs wherever the original runs)
     m0, m1 = read_legacy_metadata(MODEL), read_legacy_metadata(run / "best.pth")
-    assert {k: m1[k] for k in ("nequip_version", "type_names", "r_max", "model_dtype")} == \
-        {k: m0[k] for k in ("nequip_version", "type_names", "r_max", "model_dtype")}
+    assert {k: m1[k] for k in ("nequip_version", "type_names", "r_max", "model_dtype")} == {
+        k: m0[k] for k in ("nequip_version", "type_names", "r_max", "model_dtype")
+    }
     with zipfile.ZipFile(run / "best.pth") as zf:
-        note = json.loads(zf.read(next(n for n in zf.namelist() if n.endswith("extra/allegro_fm_finetune"))))
+        note = json.loads(
+            zf.read(next(n for n in zf.namelist() if n.endswith("extra/allegro_fm_finetune")))
+        )
     assert note["source"] == MODEL.name and note["frozen"] == ["embedding"]
     a = ase.io.read(MODEL.parent / "structures.extxyz", 1)
     from allegro_fm_model import AllegroFMCalculator

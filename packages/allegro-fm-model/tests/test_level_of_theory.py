@@ -37,7 +37,11 @@ def frames():
     calc = AllegroFMCalculator("allegro-fm-mini")
     out = []
     for k in range(4):
-        a = bulk("CaO", "rocksalt", a=4.81) * (2, 1, 1) if k % 2 == 0 else molecule("CH3OH", vacuum=4.0)
+        a = (
+            bulk("CaO", "rocksalt", a=4.81) * (2, 1, 1)
+            if k % 2 == 0
+            else molecule("CH3OH", vacuum=4.0)
+        )
         a.rattle(0.05, seed=k)
         a.calc = calc
         e, f = a.get_potential_energy(), a.get_forces()
@@ -51,7 +55,9 @@ def _dataset(folder, frames, level, offsets=None):
     shifted = []
     for a in frames:
         b = a.copy()
-        e = a.get_potential_energy() + sum((offsets or {}).get(s, 0.0) for s in a.get_chemical_symbols())
+        e = a.get_potential_energy() + sum(
+            (offsets or {}).get(s, 0.0) for s in a.get_chemical_symbols()
+        )
         b.calc = SinglePointCalculator(b, energy=e, forces=a.get_forces())
         shifted.append(b)
     folder.mkdir(exist_ok=True)
@@ -65,7 +71,9 @@ def test_the_shipped_model_records_its_level():
     assert load_potential("allegro-fm-mini").level_of_theory == MINI_LEVEL
 
 
-def test_evaluate_refuses_another_level_naming_both_and_realigned_data_evaluates(frames, tmp_path, capsys):
+def test_evaluate_refuses_another_level_naming_both_and_realigned_data_evaluates(
+    frames, tmp_path, capsys
+):
     """The issue's trap: data on an all-electron level evaluated with a PBE-level model. Refused with exit 2 naming both
     levels; the same frames on the model's level evaluate to ~0 error (their labels are the model's own); and
     --refit-offsets recovers the planted offsets, leaving ~0 energy error."""
@@ -74,7 +82,9 @@ def test_evaluate_refuses_another_level_naming_both_and_realigned_data_evaluates
     capsys.readouterr()
     assert main(["evaluate", "allegro-fm-mini", str(spice)]) == 2
     err = capsys.readouterr().err
-    assert MINI_LEVEL in err and SPICE_LEVEL in err and "tea-align" in err and "--refit-offsets" in err
+    assert (
+        MINI_LEVEL in err and SPICE_LEVEL in err and "tea-align" in err and "--refit-offsets" in err
+    )
     with pytest.raises(LevelMismatchError):
         evaluate(load_potential("allegro-fm-mini"), str(spice))
 
@@ -83,7 +93,9 @@ def test_evaluate_refuses_another_level_naming_both_and_realigned_data_evaluates
     out = capsys.readouterr().out
     assert f"level of theory {MINI_LEVEL}" in out
     e = evaluate(load_potential("allegro-fm-mini"), str(same))
-    assert e.energy["all"] < 1e-3 and e.forces["all"] < 1e-2  # meV/atom, meV/A: the labels are the model's own
+    assert (
+        e.energy["all"] < 1e-3 and e.forces["all"] < 1e-2
+    )  # meV/atom, meV/A: the labels are the model's own
 
     assert main(["evaluate", "allegro-fm-mini", str(spice), "--refit-offsets"]) == 0
     assert "refitting per-element offsets" in capsys.readouterr().out
@@ -92,7 +104,9 @@ def test_evaluate_refuses_another_level_naming_both_and_realigned_data_evaluates
     # (minimum norm), but every frame's energy is matched exactly
     assert r.energy["all"] < 1e-2
     unrefit = evaluate(load_potential("allegro-fm-mini"), str(same))
-    assert r.forces["all"] == pytest.approx(unrefit.forces["all"], rel=1e-9)  # offsets never touch forces
+    assert r.forces["all"] == pytest.approx(
+        unrefit.forces["all"], rel=1e-9
+    )  # offsets never touch forces
 
 
 def test_offsets_fit_recovers_planted_offsets():
@@ -107,8 +121,10 @@ def test_offsets_fit_recovers_planted_offsets():
 def test_finetune_refuses_another_level_and_refits_on_request(frames, tmp_path, capsys):
     spice = _dataset(tmp_path / "spice", frames, SPICE_LEVEL, OFFSETS)
     toml = tmp_path / "ft.toml"
-    toml.write_text(f'[train]\ndataset = "{spice}"\nrun_dir = "ft"\ninit_from = "allegro-fm-mini"\nval_fraction = 0.25\n'
-                    'test_fraction = 0.0\n')
+    toml.write_text(
+        f'[train]\ndataset = "{spice}"\nrun_dir = "ft"\ninit_from = "allegro-fm-mini"\nval_fraction = 0.25\n'
+        "test_fraction = 0.0\n"
+    )
     capsys.readouterr()
     assert main(["finetune", str(toml), "--print-config"]) == 2
     err = capsys.readouterr().err
@@ -116,7 +132,9 @@ def test_finetune_refuses_another_level_and_refits_on_request(frames, tmp_path, 
     assert not (tmp_path / "ft" / "config.yaml").exists()
     assert main(["finetune", str(toml), "--print-config", "--refit-offsets"]) == 0
     cfg = (tmp_path / "ft" / "config.yaml").read_text()
-    assert "energy_offsets" in cfg and f"level: {SPICE_LEVEL}" in cfg  # the fine-tuned checkpoints record the data's level
+    assert (
+        "energy_offsets" in cfg and f"level: {SPICE_LEVEL}" in cfg
+    )  # the fine-tuned checkpoints record the data's level
 
 
 def test_refitted_shifts_put_the_model_on_the_new_level(frames, tmp_path):
@@ -133,9 +151,14 @@ def test_refitted_shifts_put_the_model_on_the_new_level(frames, tmp_path):
     a = frames[1]
     t = ref.types_of(a.get_chemical_symbols())
     ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, ref.cutoff)
-    r0, r1 = ref.compute(a.positions, t, ei, len(a), sh), new.compute(a.positions, t, ei, len(a), sh)
+    r0, r1 = (
+        ref.compute(a.positions, t, ei, len(a), sh),
+        new.compute(a.positions, t, ei, len(a), sh),
+    )
     planted = sum(OFFSETS[s] for s in a.get_chemical_symbols())
-    assert r1.energy - r0.energy == pytest.approx(planted, abs=5e-3)  # float32 model: round-off of ~3000 eV
+    assert r1.energy - r0.energy == pytest.approx(
+        planted, abs=5e-3
+    )  # float32 model: round-off of ~3000 eV
     np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-5)
 
 
@@ -175,6 +198,8 @@ def test_calculator_takes_a_name_and_pickles(frames):
     np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-6)
     from allegro_fm_model import AllegroPotential, build_model, tiny_preset
 
-    mem = AllegroFMCalculator(AllegroPotential(build_model(tiny_preset(), ("H",)), ("H",), cutoff=4.0))
+    mem = AllegroFMCalculator(
+        AllegroPotential(build_model(tiny_preset(), ("H",)), ("H",), cutoff=4.0)
+    )
     with pytest.raises(TypeError, match="built in memory"):
         pickle.dumps(mem)

@@ -19,7 +19,9 @@ SPECIES = ("H", "C", "O", "Si", "Ca")
 def test_preset_parameter_counts_match_paper(name):
     p = PRESETS[name]
     n = count_parameters(build_model(p))
-    print(f"{name}: {n} trainable parameters (paper {p.paper_parameters}, {100 * (n / p.paper_parameters - 1):+.1f} %)")
+    print(
+        f"{name}: {n} trainable parameters (paper {p.paper_parameters}, {100 * (n / p.paper_parameters - 1):+.1f} %)"
+    )
     assert abs(n / p.paper_parameters - 1) < 0.03
 
 
@@ -88,7 +90,7 @@ def test_stress_is_strain_derivative(pot):
     s = a.get_stress(voigt=False)
     h = 1e-5
     v = a.get_volume()
-    for (i, j) in [(0, 0), (1, 2), (2, 2)]:
+    for i, j in [(0, 0), (1, 2), (2, 2)]:
         eps = np.zeros((3, 3))
         eps[i, j] = eps[j, i] = h / (2 if i != j else 1)
         es = []
@@ -137,7 +139,9 @@ def test_local_plus_ghost_split_equals_whole(pot):
         e_total += r.energy
         w_total += r.virial
         np.add.at(f_total, local, r.forces[: len(local)])
-        np.add.at(f_total, ghosts_src, r.forces[len(local):])  # reverse communication of ghost forces
+        np.add.at(
+            f_total, ghosts_src, r.forces[len(local) :]
+        )  # reverse communication of ghost forces
     assert e_total == pytest.approx(whole.energy, abs=1e-10)
     np.testing.assert_allclose(f_total, whole.forces, atol=1e-10)
     np.testing.assert_allclose(w_total, whole.virial, atol=1e-9)
@@ -147,7 +151,9 @@ def test_unknown_element_and_bad_edges(pot):
     with pytest.raises(ValueError, match="atom 1: element 'Fe'"):
         pot.types_of(["H", "Fe"])
     with pytest.raises(ValueError, match="centred on a ghost"):
-        pot.compute(np.zeros((2, 3)) + [[0, 0, 0], [1, 0, 0]], np.array([0, 0]), np.array([[1], [0]]), 1)
+        pot.compute(
+            np.zeros((2, 3)) + [[0, 0, 0], [1, 0, 0]], np.array([0, 0]), np.array([[1], [0]]), 1
+        )
 
 
 def test_isolated_atoms_no_neighbours(pot):
@@ -159,8 +165,13 @@ def test_isolated_atoms_no_neighbours(pot):
 def test_an_isolated_atom_has_exactly_its_species_shift():
     """No neighbour, no edge energy: each atom's energy is the per-type shift the model was built with (eV)."""
     shifts = {"H": -13.6, "C": -1029.4, "O": -2041.8, "Si": -7.9, "Ca": -2.3}
-    p = AllegroPotential(build_model(tiny_preset(), SPECIES, dtype="float64", seed=5, per_type_energy_shifts=shifts),
-                         SPECIES, cutoff=5.2)
+    p = AllegroPotential(
+        build_model(tiny_preset(), SPECIES, dtype="float64", seed=5, per_type_energy_shifts=shifts),
+        SPECIES,
+        cutoff=5.2,
+    )
     a = _calc(p, Atoms(list(SPECIES), positions=np.arange(5)[:, None] * [[20.0, 0, 0]]))
-    np.testing.assert_allclose(a.get_potential_energies(), [shifts[s] for s in SPECIES], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        a.get_potential_energies(), [shifts[s] for s in SPECIES], rtol=0, atol=1e-10
+    )
     assert a.get_potential_energy() == pytest.approx(sum(shifts.values()), abs=1e-9)

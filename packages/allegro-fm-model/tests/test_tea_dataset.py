@@ -39,10 +39,16 @@ def test_dataset_batches_run_through_a_model(aligned_small):
     from nequip.data import AtomicDataDict as K
     from nequip.data.transforms import NeighborListTransform
 
-    ds = TeaAlignDataset(aligned_small, ["H", "C", "O", "Si", "Ca"], transforms=[NeighborListTransform(r_max=5.2)])
+    ds = TeaAlignDataset(
+        aligned_small, ["H", "C", "O", "Si", "Ca"], transforms=[NeighborListTransform(r_max=5.2)]
+    )
     batch = K.batched_from_list([ds[i] for i in range(4)])
-    model = build_model(tiny_preset(), ["H", "C", "O", "Si", "Ca"], per_type_energy_shifts=reference_energies(aligned_small),
-                        dtype="float64")
+    model = build_model(
+        tiny_preset(),
+        ["H", "C", "O", "Si", "Ca"],
+        per_type_energy_shifts=reference_energies(aligned_small),
+        dtype="float64",
+    )
     out = model(batch)
     assert out[K.TOTAL_ENERGY_KEY].shape == (4, 1) and torch.isfinite(out[K.FORCE_KEY]).all()
     # a batch is the frames side by side: each frame's energy and forces equal the model's on that frame alone; the
@@ -51,13 +57,17 @@ def test_dataset_batches_run_through_a_model(aligned_small):
     forces = torch.split(out[K.FORCE_KEY].detach(), counts)
     for i in range(4):
         alone = model(K.batched_from_list([ds[i]]))
-        assert float(out[K.TOTAL_ENERGY_KEY][i]) == pytest.approx(float(alone[K.TOTAL_ENERGY_KEY][0]), rel=1e-11)  # ~36 keV totals
+        assert float(out[K.TOTAL_ENERGY_KEY][i]) == pytest.approx(
+            float(alone[K.TOTAL_ENERGY_KEY][0]), rel=1e-11
+        )  # ~36 keV totals
         torch.testing.assert_close(forces[i], alone[K.FORCE_KEY].detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_element_and_bad_schema(aligned_small, tmp_path):
     ds = TeaAlignDataset(aligned_small, ["H", "C", "O"])
-    with pytest.raises(tea_align.TeaAlignError, match="element (Si|Ca) is not among the model's 3 types"):
+    with pytest.raises(
+        tea_align.TeaAlignError, match="element (Si|Ca) is not among the model's 3 types"
+    ):
         for i in range(len(ds)):
             ds[i]
     import shutil
@@ -86,5 +96,7 @@ def test_in_memory_cache_gives_the_frames_of_the_file(aligned_small):
     first = cached[0]
     first[K.POSITIONS_KEY].requires_grad_(True)
     first[K.POSITIONS_KEY].data.add_(1.0)
-    np.testing.assert_array_equal(cached[0][K.POSITIONS_KEY].numpy(), direct[0][K.POSITIONS_KEY].numpy())
+    np.testing.assert_array_equal(
+        cached[0][K.POSITIONS_KEY].numpy(), direct[0][K.POSITIONS_KEY].numpy()
+    )
     assert not cached[0][K.POSITIONS_KEY].requires_grad

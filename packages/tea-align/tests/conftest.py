@@ -16,4 +16,3 @@ def demo_data(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(7)
-

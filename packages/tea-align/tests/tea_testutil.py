@@ -7,4 +7,7 @@ from tea_align import synthetic
 
 def specs(paths):
     """Input strings declaring the synthetic levels of the demo files."""
-    return [f"{paths['periodic']},level={synthetic.LEVEL_S}", f"{paths['molecules']},level={synthetic.LEVEL_T}"]
+    return [
+        f"{paths['periodic']},level={synthetic.LEVEL_S}",
+        f"{paths['molecules']},level={synthetic.LEVEL_T}",
+    ]

@@ -36,7 +36,9 @@ def test_fit_recovers_scale_and_offsets(demo_data):
     assert ls.scale == pytest.approx(truth.alpha, rel=1e-6)
     for sym, off in truth.offsets.items():
         assert ls.inner_core_offsets[sym] == pytest.approx(off, rel=1e-6)
-        assert ls.shifts[sym] == pytest.approx(truth.eps_t[sym] - truth.alpha * truth.eps_s[sym], rel=1e-6)
+        assert ls.shifts[sym] == pytest.approx(
+            truth.eps_t[sym] - truth.alpha * truth.eps_s[sym], rel=1e-6
+        )
     assert ls.anchor_rmse_aligned < 1e-8
     assert ls.anchor_rmse_icea > 1e-3  # ICEA alone leaves the atomization-energy mismatch
 
@@ -49,7 +51,9 @@ def test_joint_fit_without_isolated_atoms(demo_data):
     ls = al.levels[synthetic.LEVEL_S]
     assert ls.scale == pytest.approx(truth.alpha, rel=1e-6)
     for sym in ("H", "C", "O", "Si", "Ca"):
-        assert ls.shifts[sym] == pytest.approx(truth.eps_t[sym] - truth.alpha * truth.eps_s[sym], rel=1e-6)
+        assert ls.shifts[sym] == pytest.approx(
+            truth.eps_t[sym] - truth.alpha * truth.eps_s[sym], rel=1e-6
+        )
     assert ls.inner_core_offsets == {}
 
 
@@ -63,12 +67,28 @@ def test_aligned_energies_and_forces_agree_across_sources(demo_data, rng):
     from tea_align.frame import SourceInfo, batch_from_frames
 
     src = SourceInfo("s", "mem", "ase", synthetic.LEVEL_S)
-    frames = [tea_align.Frame(a.numbers, a.positions, a.cell, a.pbc, a.get_potential_energy(), a.get_forces(), None,
-                              "s", synthetic.LEVEL_S, str(k), k) for k, a in enumerate(s)]
+    frames = [
+        tea_align.Frame(
+            a.numbers,
+            a.positions,
+            a.cell,
+            a.pbc,
+            a.get_potential_energy(),
+            a.get_forces(),
+            None,
+            "s",
+            synthetic.LEVEL_S,
+            str(k),
+            k,
+        )
+        for k, a in enumerate(s)
+    ]
     aligned = al.apply(batch_from_frames(frames, [src]))
     et = np.array([a.get_potential_energy() for a in t])
     np.testing.assert_allclose(aligned.energy, et, rtol=1e-12, atol=1e-7)
-    np.testing.assert_allclose(aligned.forces, np.concatenate([a.get_forces() for a in t]), atol=1e-10)
+    np.testing.assert_allclose(
+        aligned.forces, np.concatenate([a.get_forces() for a in t]), atol=1e-10
+    )
     np.testing.assert_array_equal(aligned.energy_raw, [a.get_potential_energy() for a in s])
 
 
@@ -101,19 +121,36 @@ def test_unknown_level_and_missing_element_are_errors(demo_data):
     paths, _ = demo_data
     al = tea_align.fit([paths["anchors"]], target_level=synthetic.LEVEL_T)
     with pytest.raises(tea_align.TeaAlignError, match="not in the alignment"):
-        tea_align.apply(al, [f"{paths['periodic']},level=HF/STO-3G"], paths["anchors"].parent / "x.h5")
+        tea_align.apply(
+            al, [f"{paths['periodic']},level=HF/STO-3G"], paths["anchors"].parent / "x.h5"
+        )
     assert not (paths["anchors"].parent / "x.h5").exists()
     # an element without anchors or atom energies cannot be aligned
-    pairs, atoms = collect_anchors(read_frames(paths["anchors"], mixed_levels=True), synthetic.LEVEL_T)
+    pairs, atoms = collect_anchors(
+        read_frames(paths["anchors"], mixed_levels=True), synthetic.LEVEL_T
+    )
     assert len(pairs) == 10 and set(atoms[synthetic.LEVEL_S]) == {"H", "C", "O", "Si", "Ca"}
     # an alignment without a shift for Ca refuses the first periodic frame holding Ca, naming the element, the level,
     # the file and the frame, and writes nothing
     ls = al.levels[synthetic.LEVEL_S]
-    no_ca = dataclasses.replace(al, levels={synthetic.LEVEL_S: dataclasses.replace(ls, shifts={k: v for k, v in ls.shifts.items()
-                                                                                                  if k != "Ca"})})
-    first_ca = next(f for f in read_frames(InputSpec(paths["periodic"], level=synthetic.LEVEL_S)) if "Ca" in f.symbols)
+    no_ca = dataclasses.replace(
+        al,
+        levels={
+            synthetic.LEVEL_S: dataclasses.replace(
+                ls, shifts={k: v for k, v in ls.shifts.items() if k != "Ca"}
+            )
+        },
+    )
+    first_ca = next(
+        f
+        for f in read_frames(InputSpec(paths["periodic"], level=synthetic.LEVEL_S))
+        if "Ca" in f.symbols
+    )
     out = paths["anchors"].parent / "no-ca.h5"
-    with pytest.raises(tea_align.TeaAlignError, match=re.escape(f"element Ca has no alignment shift for level {synthetic.LEVEL_S!r}")) as exc:
+    with pytest.raises(
+        tea_align.TeaAlignError,
+        match=re.escape(f"element Ca has no alignment shift for level {synthetic.LEVEL_S!r}"),
+    ) as exc:
         tea_align.apply(no_ca, [f"{paths['periodic']},level={synthetic.LEVEL_S}"], out)
     assert str(paths["periodic"]) in str(exc.value) and f"frame {first_ca.index}" in str(exc.value)
     assert not out.exists()
@@ -122,7 +159,11 @@ def test_unknown_level_and_missing_element_are_errors(demo_data):
 def test_rank_deficient_anchors_are_refused(demo_data):
     """Only water anchors cannot separate H and O shifts from the scale."""
     paths, _ = demo_data
-    frames = [f for f in read_frames(paths["anchors"], mixed_levels=True) if f.n_atoms > 1 and set(f.symbols) == {"H", "O"}]
+    frames = [
+        f
+        for f in read_frames(paths["anchors"], mixed_levels=True)
+        if f.n_atoms > 1 and set(f.symbols) == {"H", "O"}
+    ]
     with pytest.raises(tea_align.TeaAlignError, match="do not determine"):
         fit_alignment(frames, synthetic.LEVEL_T)
 
@@ -157,14 +198,29 @@ def test_aligned_stress_is_the_target_levels_stress(demo_data, rng):
     frames, target = [], []
     for k, a in enumerate(structs):
         s = synthetic.label(a, synthetic.LEVEL_S)
-        frames.append(tea_align.Frame(a.numbers, a.positions, a.cell, a.pbc, s.get_potential_energy(), s.get_forces(),
-                                      _fd_stress(a, synthetic.LEVEL_S), "s", synthetic.LEVEL_S, str(k), k))
+        frames.append(
+            tea_align.Frame(
+                a.numbers,
+                a.positions,
+                a.cell,
+                a.pbc,
+                s.get_potential_energy(),
+                s.get_forces(),
+                _fd_stress(a, synthetic.LEVEL_S),
+                "s",
+                synthetic.LEVEL_S,
+                str(k),
+                k,
+            )
+        )
         target.append(_fd_stress(a, synthetic.LEVEL_T))
     aligned = al.apply(batch_from_frames(frames, [src]))
     scale = np.abs(np.array(target)).max()
     assert scale > 1e-3  # strained crystals: the stress is not ~0
     np.testing.assert_allclose(aligned.stress, np.array(target), atol=1e-7 * scale / 1e-3)
-    assert not np.allclose(np.array([f.stress for f in frames]), np.array(target), atol=1e-3 * scale)  # alpha != 1 matters
+    assert not np.allclose(
+        np.array([f.stress for f in frames]), np.array(target), atol=1e-3 * scale
+    )  # alpha != 1 matters
 
 
 def test_aligned_stress_scales_as_the_forces_do(demo_data):
@@ -174,12 +230,22 @@ def test_aligned_stress_scales_as_the_forces_do(demo_data):
     from ase.calculators.singlepoint import SinglePointCalculator
 
     p, _ = demo_data
-    data = [f"{p['periodic']},level={synthetic.LEVEL_S}", f"{p['molecules']},level={synthetic.LEVEL_T}"]
+    data = [
+        f"{p['periodic']},level={synthetic.LEVEL_S}",
+        f"{p['molecules']},level={synthetic.LEVEL_T}",
+    ]
     al = tea_align.fit([p["anchors"]], data, target_level=synthetic.LEVEL_T)
-    frames = [synthetic.label(c, synthetic.LEVEL_S) for c in synthetic.crystals(np.random.default_rng(3), 3)]
-    for k, a in enumerate(frames):  # give each periodic frame a stress (the synthetic labels have none)
+    frames = [
+        synthetic.label(c, synthetic.LEVEL_S)
+        for c in synthetic.crystals(np.random.default_rng(3), 3)
+    ]
+    for k, a in enumerate(
+        frames
+    ):  # give each periodic frame a stress (the synthetic labels have none)
         s = np.array([0.01, -0.02, 0.015, 0.001, -0.002, 0.003]) * (k + 1)
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces(), stress=s)
+        a.calc = SinglePointCalculator(
+            a, energy=a.get_potential_energy(), forces=a.get_forces(), stress=s
+        )
     tmp = Path(p["periodic"]).with_name("with-stress.extxyz")
     ase.io.write(tmp, frames)
     out = Path(p["periodic"]).with_name("with-stress.h5")

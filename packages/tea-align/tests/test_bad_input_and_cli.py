@@ -24,8 +24,20 @@ def _no_output_left(folder, name):
 
 def _alignment(demo_data, tmp_path, capsys):
     paths, _ = demo_data
-    code, _, err = run(["fit", *specs(paths), "--anchors", str(paths["anchors"]), "--target", synthetic.LEVEL_T,
-                        "-o", str(tmp_path / "al.json"), "-q"], capsys)
+    code, _, err = run(
+        [
+            "fit",
+            *specs(paths),
+            "--anchors",
+            str(paths["anchors"]),
+            "--target",
+            synthetic.LEVEL_T,
+            "-o",
+            str(tmp_path / "al.json"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     return tmp_path / "al.json"
 
@@ -36,7 +48,9 @@ def test_cli_fit_apply_inspect_report(demo_data, tmp_path, capsys):
     d = json.loads(al.read_text())
     assert d["format"] == "tea-align/alignment" and d["version"] == 1
     assert d["levels"][synthetic.LEVEL_S]["scale"] == pytest.approx(truth.alpha, rel=1e-6)
-    code, out, err = run(["apply", *specs(paths), "--alignment", str(al), "-o", str(tmp_path / "a.h5"), "-q"], capsys)
+    code, out, err = run(
+        ["apply", *specs(paths), "--alignment", str(al), "-o", str(tmp_path / "a.h5"), "-q"], capsys
+    )
     assert code == 0, err
     assert "34 frames" in out
     code, out, _ = run(["inspect", str(tmp_path / "a.h5"), "-q"], capsys)
@@ -114,8 +128,10 @@ def _bad_files(tmp_path, rng):
 def test_bad_inputs_fail_cleanly(tmp_path, demo_data, capsys, rng):
     al = _alignment(demo_data, tmp_path, capsys)
     for spec, msg, where in _bad_files(tmp_path, rng):
-        for argv in (["convert", str(tmp_path / spec), "-o", str(tmp_path / "out.h5")],
-                     ["apply", str(tmp_path / spec), "--alignment", str(al), "-o", str(tmp_path / "out.h5")]):
+        for argv in (
+            ["convert", str(tmp_path / spec), "-o", str(tmp_path / "out.h5")],
+            ["apply", str(tmp_path / spec), "--alignment", str(al), "-o", str(tmp_path / "out.h5")],
+        ):
             code, _, err = run([*argv, "-q"], capsys)
             assert code == 2, (spec, err)
             assert msg in err and where in err and spec.split(",")[0] in err, (spec, err)
@@ -125,10 +141,14 @@ def test_bad_inputs_fail_cleanly(tmp_path, demo_data, capsys, rng):
 
 def test_output_equal_to_input_is_refused(tmp_path, demo_data, capsys):
     paths, _ = demo_data
-    code, _, err = run(["convert", str(paths["molecules"]), "-o", str(tmp_path / "m.h5"), "-q"], capsys)
+    code, _, err = run(
+        ["convert", str(paths["molecules"]), "-o", str(tmp_path / "m.h5"), "-q"], capsys
+    )
     assert code == 0
     before = (tmp_path / "m.h5").read_bytes()
-    code, _, err = run(["convert", str(tmp_path / "m.h5"), "-o", str(tmp_path / "m.h5"), "-q"], capsys)
+    code, _, err = run(
+        ["convert", str(tmp_path / "m.h5"), "-o", str(tmp_path / "m.h5"), "-q"], capsys
+    )
     assert code == 2 and "output path is also an input" in err
     assert (tmp_path / "m.h5").read_bytes() == before  # input untouched
 
@@ -149,15 +169,54 @@ def test_preprocessing_drops_noble_gases_and_large_forces(tmp_path, capsys):
     from tea_align.alignment import Alignment
 
     Alignment(target_level="L", levels={}).save(tmp_path / "id.json")
-    code, out, err = run(["apply", f"{tmp_path / 'p.extxyz'},level=L", "--alignment", str(tmp_path / "id.json"),
-                          "-o", str(tmp_path / "o.h5"), "-q"], capsys)
+    code, out, err = run(
+        [
+            "apply",
+            f"{tmp_path / 'p.extxyz'},level=L",
+            "--alignment",
+            str(tmp_path / "id.json"),
+            "-o",
+            str(tmp_path / "o.h5"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    assert "2 frames" in out and "'noble_gas': 1" in out and "'max_force': 1" in out  # 13 > 12.86 eV/A > 12.8
-    code, out, err = run(["apply", f"{tmp_path / 'p.extxyz'},level=L", "--alignment", str(tmp_path / "id.json"),
-                          "-o", str(tmp_path / "o2.h5"), "--max-force", "0.2 Hartree/Bohr", "--keep-noble-gases", "-q"], capsys)
-    assert code == 0 and "2 frames" in out and "'max_force': 2" in out  # 0.2 Ha/Bohr = 10.3 eV/A: both go
-    code, _, err = run(["apply", f"{tmp_path / 'p.extxyz'},level=L", "--alignment", str(tmp_path / "id.json"),
-                        "-o", str(tmp_path / "o3.h5"), "--max-force", "0.2", "-q"], capsys)
+    assert (
+        "2 frames" in out and "'noble_gas': 1" in out and "'max_force': 1" in out
+    )  # 13 > 12.86 eV/A > 12.8
+    code, out, err = run(
+        [
+            "apply",
+            f"{tmp_path / 'p.extxyz'},level=L",
+            "--alignment",
+            str(tmp_path / "id.json"),
+            "-o",
+            str(tmp_path / "o2.h5"),
+            "--max-force",
+            "0.2 Hartree/Bohr",
+            "--keep-noble-gases",
+            "-q",
+        ],
+        capsys,
+    )
+    assert (
+        code == 0 and "2 frames" in out and "'max_force': 2" in out
+    )  # 0.2 Ha/Bohr = 10.3 eV/A: both go
+    code, _, err = run(
+        [
+            "apply",
+            f"{tmp_path / 'p.extxyz'},level=L",
+            "--alignment",
+            str(tmp_path / "id.json"),
+            "-o",
+            str(tmp_path / "o3.h5"),
+            "--max-force",
+            "0.2",
+            "-q",
+        ],
+        capsys,
+    )
     assert code != 0 and not (tmp_path / "o3.h5").exists()
 
 

@@ -49,8 +49,12 @@ def _molecules(path, factor=1.0, n=6):
 
 
 def test_energy_scale_check_names_the_unit_it_looks_like(tmp_path):
-    for factor, expect in ((1.0, None), (1 / units.Hartree, "Hartree"), (units.mol / units.kcal, "kcal/mol"),
-                           (units.mol / units.kJ, "kJ/mol")):
+    for factor, expect in (
+        (1.0, None),
+        (1 / units.Hartree, "Hartree"),
+        (units.mol / units.kcal, "kcal/mol"),
+        (units.mol / units.kJ, "kJ/mol"),
+    ):
         path = _molecules(tmp_path / f"m{factor:.4g}.extxyz", factor)
         batch = next(read_batches(InputSpec.parse(f"{path},level=L")))
         w = check_energy_scale(batch, str(path))
@@ -59,10 +63,20 @@ def test_energy_scale_check_names_the_unit_it_looks_like(tmp_path):
         else:
             assert expect in w and "median E/atom" in w, w
     # valence-only periodic energies (PBE/PAW-like, -3..-9 eV/atom) are not flagged
-    crystal = Atoms("Ca4Si4O12", positions=np.random.default_rng(0).uniform(0, 8, (20, 3)), cell=[8, 8, 8], pbc=True)
+    crystal = Atoms(
+        "Ca4Si4O12",
+        positions=np.random.default_rng(0).uniform(0, 8, (20, 3)),
+        cell=[8, 8, 8],
+        pbc=True,
+    )
     crystal.calc = SinglePointCalculator(crystal, energy=-7.1 * 20, forces=np.zeros((20, 3)))
     ase.io.write(tmp_path / "pbe.extxyz", crystal)
-    assert check_energy_scale(next(read_batches(InputSpec.parse(f"{tmp_path / 'pbe.extxyz'},level=P"))), "pbe") is None
+    assert (
+        check_energy_scale(
+            next(read_batches(InputSpec.parse(f"{tmp_path / 'pbe.extxyz'},level=P"))), "pbe"
+        )
+        is None
+    )
 
 
 def test_kcal_per_mol_data_warns_and_says_why_every_frame_was_dropped(tmp_path, capsys, caplog):
@@ -71,10 +85,27 @@ def test_kcal_per_mol_data_warns_and_says_why_every_frame_was_dropped(tmp_path, 
     anchors = _molecules(tmp_path / "anchors.extxyz")
     code, _, err = run(["convert", f"{path},level=L", "-o", str(tmp_path / "c.h5")], capsys)
     assert code == 0 and "kcal/mol read as eV" in caplog.text
-    code, _, err = run(["apply", f"{path},level=L", "--alignment", str(_identity(tmp_path)), "--max-force", "1 eV/A",
-                        "-o", str(tmp_path / "a.h5"), "-q"], capsys)
+    code, _, err = run(
+        [
+            "apply",
+            f"{path},level=L",
+            "--alignment",
+            str(_identity(tmp_path)),
+            "--max-force",
+            "1 eV/A",
+            "-o",
+            str(tmp_path / "a.h5"),
+            "-q",
+        ],
+        capsys,
+    )
     assert forces_kcal > 1.0
-    assert code == 2 and "no frames left after preprocessing" in err and "max force" in err and "another unit" in err, err
+    assert (
+        code == 2
+        and "no frames left after preprocessing" in err
+        and "max force" in err
+        and "another unit" in err
+    ), err
     assert not (tmp_path / "a.h5").exists() and anchors.exists()
 
 
@@ -89,16 +120,35 @@ def test_absurd_energy_and_nan_alignment_are_refused(tmp_path, capsys):
     ok = molecule("CO2")
     ok.calc = SinglePointCalculator(ok, energy=-5000.0, forces=np.zeros((3, 3)))
     ase.io.write(tmp_path / "big.extxyz", [ok, m])
-    code, _, err = run(["convert", f"{tmp_path / 'big.extxyz'},level=L", "-o", str(tmp_path / "o.h5"), "-q"], capsys)
-    assert code == 2 and "energy per atom beyond" in err and "frame 1" in err and "big.extxyz" in err, err
+    code, _, err = run(
+        ["convert", f"{tmp_path / 'big.extxyz'},level=L", "-o", str(tmp_path / "o.h5"), "-q"],
+        capsys,
+    )
+    assert (
+        code == 2 and "energy per atom beyond" in err and "frame 1" in err and "big.extxyz" in err
+    ), err
     al = json.loads(_identity(tmp_path).read_text())
     al["levels"] = {"S": {"level": "S", "scale": float("nan"), "shifts": {"H": 0.1}}}
     (tmp_path / "nan.json").write_text(json.dumps(al))
-    code, _, err = run(["apply", f"{tmp_path / 'big.extxyz'},level=L", "--alignment", str(tmp_path / "nan.json"),
-                        "-o", str(tmp_path / "o.h5"), "-q"], capsys)
+    code, _, err = run(
+        [
+            "apply",
+            f"{tmp_path / 'big.extxyz'},level=L",
+            "--alignment",
+            str(tmp_path / "nan.json"),
+            "-o",
+            str(tmp_path / "o.h5"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 2 and "scale = nan is not a finite number" in err and "nan.json" in err, err
-    (tmp_path / "latin1.json").write_bytes('{"format": "tea-align/alignment", "x": "\xe9"}'.encode("latin-1"))
-    code, _, err = run(["report", str(tmp_path / "latin1.json"), "-o", str(tmp_path / "r"), "-q"], capsys)
+    (tmp_path / "latin1.json").write_bytes(
+        '{"format": "tea-align/alignment", "x": "\xe9"}'.encode("latin-1")
+    )
+    code, _, err = run(
+        ["report", str(tmp_path / "latin1.json"), "-o", str(tmp_path / "r"), "-q"], capsys
+    )
     assert code == 2 and "not UTF-8" in err, err
 
 
@@ -117,27 +167,100 @@ def test_anchors_and_fix_scale_are_explicit(demo_data, tmp_path, capsys):
     paths, truth = demo_data
     data = specs(paths)
     # the data written after --anchors would silently become anchors: refused with the fix
-    code, _, err = run(["fit", "--anchors", str(paths["anchors"]), *data, "--target", synthetic.LEVEL_T,
-                        "-o", str(tmp_path / "a.json"), "-q"], capsys)
+    code, _, err = run(
+        [
+            "fit",
+            "--anchors",
+            str(paths["anchors"]),
+            *data,
+            "--target",
+            synthetic.LEVEL_T,
+            "-o",
+            str(tmp_path / "a.json"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 2 and "put the datasets before --anchors" in err, err
-    for bad, msg in ((["--fix-scale", "nolevel"], "expected NAME=VALUE"), (["--fix-scale", f"{synthetic.LEVEL_S}=abc"], "not a number"),
-                     (["--fix-scale", f"{synthetic.LEVEL_S}=nan"], "finite number > 0")):
-        code, _, err = run(["fit", *data, "--anchors", str(paths["anchors"]), "--target", synthetic.LEVEL_T, *bad,
-                            "-o", str(tmp_path / "a.json"), "-q"], capsys)
+    for bad, msg in (
+        (["--fix-scale", "nolevel"], "expected NAME=VALUE"),
+        (["--fix-scale", f"{synthetic.LEVEL_S}=abc"], "not a number"),
+        (["--fix-scale", f"{synthetic.LEVEL_S}=nan"], "finite number > 0"),
+    ):
+        code, _, err = run(
+            [
+                "fit",
+                *data,
+                "--anchors",
+                str(paths["anchors"]),
+                "--target",
+                synthetic.LEVEL_T,
+                *bad,
+                "-o",
+                str(tmp_path / "a.json"),
+                "-q",
+            ],
+            capsys,
+        )
         assert code == 2 and msg in err, (bad, err)
     # a fixed scale in any position is used as given
-    code, _, err = run(["fit", "--fix-scale", f"{synthetic.LEVEL_S}=1.0", *data, "--anchors", str(paths["anchors"]),
-                        "--target", synthetic.LEVEL_T, "-o", str(tmp_path / "a.json"), "-q"], capsys)
+    code, _, err = run(
+        [
+            "fit",
+            "--fix-scale",
+            f"{synthetic.LEVEL_S}=1.0",
+            *data,
+            "--anchors",
+            str(paths["anchors"]),
+            "--target",
+            synthetic.LEVEL_T,
+            "-o",
+            str(tmp_path / "a.json"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    assert json.loads((tmp_path / "a.json").read_text())["levels"][synthetic.LEVEL_S]["scale"] == 1.0
+    assert (
+        json.loads((tmp_path / "a.json").read_text())["levels"][synthetic.LEVEL_S]["scale"] == 1.0
+    )
 
 
 def test_inspect_shows_the_energies_an_aligned_file_holds(demo_data, tmp_path, capsys):
     paths, _ = demo_data
     data = specs(paths)
-    assert run(["fit", *data, "--anchors", str(paths["anchors"]), "--target", synthetic.LEVEL_T, "-o", str(tmp_path / "al.json"),
-                "-q"], capsys)[0] == 0
-    assert run(["apply", *data, "--alignment", str(tmp_path / "al.json"), "-o", str(tmp_path / "a.h5"), "-q"], capsys)[0] == 0
+    assert (
+        run(
+            [
+                "fit",
+                *data,
+                "--anchors",
+                str(paths["anchors"]),
+                "--target",
+                synthetic.LEVEL_T,
+                "-o",
+                str(tmp_path / "al.json"),
+                "-q",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
+    assert (
+        run(
+            [
+                "apply",
+                *data,
+                "--alignment",
+                str(tmp_path / "al.json"),
+                "-o",
+                str(tmp_path / "a.h5"),
+                "-q",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     code, out, _ = run(["inspect", str(tmp_path / "a.h5"), "--json", "-q"], capsys)
     info = json.loads(out)
     s = next(v for v in info["sources"].values() if v["level_of_theory"] == synthetic.LEVEL_S)
@@ -161,19 +284,55 @@ def test_atomic_files_get_the_mode_the_umask_gives(tmp_path):
 def test_sigint_stops_apply_with_130_and_leaves_no_temporary(demo_data, tmp_path):
     """A long apply (the demo data repeated) interrupted by SIGINT: exit 130, no output, no hidden .partial file."""
     paths, _ = demo_data
-    frames = [synthetic.label(a, synthetic.LEVEL_S) for a in synthetic.crystals(np.random.default_rng(0), 40)] * 150
+    frames = [
+        synthetic.label(a, synthetic.LEVEL_S)
+        for a in synthetic.crystals(np.random.default_rng(0), 40)
+    ] * 150
     for a in frames:
         a.info.pop("level_of_theory", None)
     ase.io.write(tmp_path / "big.extxyz", frames)
-    code = ("import sys; from tea_align.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = "import sys; from tea_align.cli import main; sys.exit(main(sys.argv[1:]))"
     al = tmp_path / "al.json"
-    subprocess.run([sys.executable, "-c", code, "fit", *specs(paths), "--anchors", str(paths["anchors"]), "--target",
-                    synthetic.LEVEL_T, "-o", str(al), "-q"], check=True)
-    p = subprocess.Popen([sys.executable, "-c", code, "apply", f"{tmp_path / 'big.extxyz'},level={synthetic.LEVEL_S}",
-                          "--alignment", str(al), "-o", str(tmp_path / "out.h5"), "--batch-size", "64"],
-                         stderr=subprocess.PIPE, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "fit",
+            *specs(paths),
+            "--anchors",
+            str(paths["anchors"]),
+            "--target",
+            synthetic.LEVEL_T,
+            "-o",
+            str(al),
+            "-q",
+        ],
+        check=True,
+    )
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "apply",
+            f"{tmp_path / 'big.extxyz'},level={synthetic.LEVEL_S}",
+            "--alignment",
+            str(al),
+            "-o",
+            str(tmp_path / "out.h5"),
+            "--batch-size",
+            "64",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
-    while not any(f.name.startswith(".out.h5.") for f in tmp_path.iterdir()) and time.time() < deadline and p.poll() is None:
+    while (
+        not any(f.name.startswith(".out.h5.") for f in tmp_path.iterdir())
+        and time.time() < deadline
+        and p.poll() is None
+    ):
         time.sleep(0.05)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
@@ -188,7 +347,9 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     dead.wait()
     stale = tmp_path / f".out.h5.{dead.pid}.abc123.partial.h5"
     stale.write_bytes(b"\0" * 1000)
-    live = tmp_path / f".out.h5.{os.getppid()}.xyz.partial.h5"  # a running process's temporary stays
+    live = (
+        tmp_path / f".out.h5.{os.getppid()}.xyz.partial.h5"
+    )  # a running process's temporary stays
     live.write_bytes(b"\0")
     write_text_atomic(tmp_path / "out.h5", "x")
     assert not stale.exists() and live.exists()
@@ -209,8 +370,20 @@ def test_a_full_disk_is_a_clean_error_and_leaves_nothing(tmp_path, monkeypatch, 
         return real(p) if calls["n"] == 1 else Full()
 
     monkeypatch.setattr(os, "statvfs", statvfs)
-    code, _, err = run(["apply", f"{path},level=L", "--alignment", str(_identity(tmp_path)), "--batch-size", "100",
-                        "-o", str(tmp_path / "out.h5"), "-q"], capsys)
+    code, _, err = run(
+        [
+            "apply",
+            f"{path},level=L",
+            "--alignment",
+            str(_identity(tmp_path)),
+            "--batch-size",
+            "100",
+            "-o",
+            str(tmp_path / "out.h5"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 1 and "no space left" in err and "out.h5" in err and err.count("\n") == 1, err
     assert calls["n"] >= 2
     assert not [f for f in tmp_path.iterdir() if f.name.startswith((".out.h5", "out.h5"))]
@@ -233,7 +406,9 @@ def test_ctrl_c_while_a_temporary_is_made_or_set_up_leaves_nothing(tmp_path, mon
     assert done == [1] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     real = tempfile.mkstemp
 
-    def interrupted_mkstemp(*a, **k):  # the file exists, its name not yet returned, when Ctrl-C comes
+    def interrupted_mkstemp(
+        *a, **k
+    ):  # the file exists, its name not yet returned, when Ctrl-C comes
         out = real(*a, **k)
         os.kill(os.getpid(), signal.SIGINT)
         return out

@@ -30,7 +30,9 @@ def _frames(tmp_path):
         x = synthetic.label(a, synthetic.LEVEL_S, u)  # S's formula with U's numbers
         x.info["level_of_theory"] = LEVEL_U
         anchors.append(x)
-    anchors += synthetic.isolated_atoms(synthetic.LEVEL_S, t) + synthetic.isolated_atoms(synthetic.LEVEL_T, t)
+    anchors += synthetic.isolated_atoms(synthetic.LEVEL_S, t) + synthetic.isolated_atoms(
+        synthetic.LEVEL_T, t
+    )
     ase.io.write(tmp_path / "anchors.extxyz", anchors)
     (tmp_path / "atoms.json").write_text(json.dumps({LEVEL_U: EPS_U}))
     return t, u
@@ -47,21 +49,56 @@ def _check(al, t, u):
 
 def test_three_levels_with_atom_energies_from_json(tmp_path, capsys):
     t, u = _frames(tmp_path)
-    al = tea_align.fit([tmp_path / "anchors.extxyz"], target_level=synthetic.LEVEL_T, atom_energies={LEVEL_U: EPS_U})
+    al = tea_align.fit(
+        [tmp_path / "anchors.extxyz"],
+        target_level=synthetic.LEVEL_T,
+        atom_energies={LEVEL_U: EPS_U},
+    )
     _check(al, t, u)
-    assert main(["fit", "--anchors", str(tmp_path / "anchors.extxyz"), "--anchors-only", "--target", synthetic.LEVEL_T,
-                 "--atom-energies", str(tmp_path / "atoms.json"), "-o", str(tmp_path / "al.json"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--anchors",
+                str(tmp_path / "anchors.extxyz"),
+                "--anchors-only",
+                "--target",
+                synthetic.LEVEL_T,
+                "--atom-energies",
+                str(tmp_path / "atoms.json"),
+                "-o",
+                str(tmp_path / "al.json"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     _check(tea_align.Alignment.load(tmp_path / "al.json"), t, u)
     without = tea_align.fit([tmp_path / "anchors.extxyz"], target_level=synthetic.LEVEL_T)
-    assert without.levels[LEVEL_U].inner_core_offsets == {}  # no U atoms: the joint fit, no ICEA offsets
+    assert (
+        without.levels[LEVEL_U].inner_core_offsets == {}
+    )  # no U atoms: the joint fit, no ICEA offsets
 
 
 def test_atom_energies_contradicting_the_anchors_are_refused(tmp_path, capsys):
     _frames(tmp_path)
     bad = {synthetic.LEVEL_S: {"O": synthetic.EPS_S["O"] + 0.5}}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    code = main(["fit", "--anchors", str(tmp_path / "anchors.extxyz"), "--anchors-only", "--target", synthetic.LEVEL_T,
-                 "--atom-energies", str(tmp_path / "bad.json"), "-o", str(tmp_path / "al.json"), "-q"])
+    code = main(
+        [
+            "fit",
+            "--anchors",
+            str(tmp_path / "anchors.extxyz"),
+            "--anchors-only",
+            "--target",
+            synthetic.LEVEL_T,
+            "--atom-energies",
+            str(tmp_path / "bad.json"),
+            "-o",
+            str(tmp_path / "al.json"),
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "isolated-atom energy of O" in err and "anchors say" in err, err
     assert not (tmp_path / "al.json").exists()

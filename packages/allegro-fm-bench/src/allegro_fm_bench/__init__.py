@@ -12,7 +12,23 @@ What exists (issues #5, #6):
 """
 
 from .__about__ import __version__
-from .structures import calcite, carbonic_acid_path, portlandite, quartz, small_molecules, tobermorite_11a, water_box
+from .structures import (
+    calcite,
+    carbonic_acid_path,
+    portlandite,
+    quartz,
+    small_molecules,
+    tobermorite_11a,
+    water_box,
+)
 
-__all__ = ["__version__", "tobermorite_11a", "portlandite", "calcite", "quartz", "water_box", "small_molecules",
-           "carbonic_acid_path"]
+__all__ = [
+    "__version__",
+    "tobermorite_11a",
+    "portlandite",
+    "calcite",
+    "quartz",
+    "water_box",
+    "small_molecules",
+    "carbonic_acid_path",
+]

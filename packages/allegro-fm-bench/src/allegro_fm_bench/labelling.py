@@ -56,13 +56,32 @@ class PySCFCalculator(Calculator):
 
     implemented_properties = ["energy", "forces"]
 
-    def __init__(self, xc: str = "pbe", basis: str = "def2-svp", d3: str | None = None, nlc: bool = True, charge: int = 0,
-                 spin: int | None = None, grid_level: int = 3, max_memory_mb: int = 4000, cache_size: int = 32, **kwargs):
+    def __init__(
+        self,
+        xc: str = "pbe",
+        basis: str = "def2-svp",
+        d3: str | None = None,
+        nlc: bool = True,
+        charge: int = 0,
+        spin: int | None = None,
+        grid_level: int = 3,
+        max_memory_mb: int = 4000,
+        cache_size: int = 32,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.xc, self.d3, self.nlc = xc, d3, nlc
-        self.basis, self.charge, self.spin, self.grid_level, self.max_memory_mb = basis, charge, spin, grid_level, max_memory_mb
+        self.basis, self.charge, self.spin, self.grid_level, self.max_memory_mb = (
+            basis,
+            charge,
+            spin,
+            grid_level,
+            max_memory_mb,
+        )
         self.cache_size = cache_size
-        self._memory: dict[tuple, dict] = {}  # (numbers, positions bytes) -> {"results", "positions", "mf"}
+        self._memory: dict[
+            tuple, dict
+        ] = {}  # (numbers, positions bytes) -> {"results", "positions", "mf"}
         self.scf_runs = 0  # SCF solutions actually computed (the rest came from memory)
 
     def _guess(self, key, positions):
@@ -83,8 +102,15 @@ class PySCFCalculator(Calculator):
         spin = self.spin
         if spin is None:
             spin = _GROUND_SPIN.get(a.get_chemical_symbols()[0], 0) if len(a) == 1 else 0
-        mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(a.get_chemical_symbols(), a.positions)], unit="Angstrom",
-                    basis=self.basis, charge=self.charge, spin=spin, verbose=0, max_memory=self.max_memory_mb)
+        mol = gto.M(
+            atom=[(s, tuple(p)) for s, p in zip(a.get_chemical_symbols(), a.positions)],
+            unit="Angstrom",
+            basis=self.basis,
+            charge=self.charge,
+            spin=spin,
+            verbose=0,
+            max_memory=self.max_memory_mb,
+        )
         mf = (dft.UKS if spin else dft.RKS)(mol)
         mf.xc = self.xc
         if not self.nlc:
@@ -96,7 +122,9 @@ class PySCFCalculator(Calculator):
             mf = mf.newton()
             mf.kernel()
         if not mf.converged:
-            raise SCFNotConverged(f"SCF did not converge for {a.get_chemical_formula()} ({self.xc}/{self.basis})")
+            raise SCFNotConverged(
+                f"SCF did not converge for {a.get_chemical_formula()} ({self.xc}/{self.basis})"
+            )
         self.scf_runs += 1
         return mf
 
@@ -104,7 +132,10 @@ class PySCFCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
         want_f = "forces" in properties
-        key = (tuple(int(z) for z in a.numbers), np.ascontiguousarray(a.positions, dtype=float).tobytes())
+        key = (
+            tuple(int(z) for z in a.numbers),
+            np.ascontiguousarray(a.positions, dtype=float).tobytes(),
+        )
         seen = self._memory.pop(key, None)
         if seen is None:
             seen = {"results": {}, "positions": a.positions.copy(), "mf": self._scf(key)}
@@ -114,11 +145,15 @@ class PySCFCalculator(Calculator):
             e = mf.e_tot
             grad = np.asarray(mf.nuc_grad_method().kernel()) if want_f else 0.0
             if self.d3:
-                from dftd3.interface import DispersionModel, RationalDampingParam  # lazy: optional [datagen] extra
+                from dftd3.interface import (
+                    DispersionModel,
+                    RationalDampingParam,
+                )  # lazy: optional [datagen] extra
 
                 mol = mf.mol
-                d3 = DispersionModel(mol.atom_charges(), mol.atom_coords()).get_dispersion(RationalDampingParam(method=self.d3),
-                                                                                          grad=want_f)
+                d3 = DispersionModel(mol.atom_charges(), mol.atom_coords()).get_dispersion(
+                    RationalDampingParam(method=self.d3), grad=want_f
+                )
                 e = e + d3["energy"]
                 if want_f:
                     grad = grad + np.asarray(d3["gradient"])

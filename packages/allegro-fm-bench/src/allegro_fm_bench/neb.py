@@ -40,7 +40,9 @@ def endpoints(calc, fmax: float = 0.01, steps: int = 500):
         a = a.copy()
         a.calc = calc
         if not BFGS(a, logfile=None).run(fmax=fmax, steps=steps):
-            raise RuntimeError(f"NEB endpoint {name}: BFGS did not reach fmax {fmax} eV/A in {steps} steps")
+            raise RuntimeError(
+                f"NEB endpoint {name}: BFGS did not reach fmax {fmax} eV/A in {steps} steps"
+            )
         a.calc = None
         out.append(a)
     return out[0], out[1]
@@ -60,7 +62,9 @@ def rotated_water(product):
 def _save(path: Path, images, state: dict) -> None:
     """Write the band (positions only) and its optimiser state atomically: a killed run resumes from here."""
     with atomic_path(path) as tmp:
-        ase.io.write(tmp, [im.copy() for im in images], format="extxyz")  # copies: no (shared) calculator results
+        ase.io.write(
+            tmp, [im.copy() for im in images], format="extxyz"
+        )  # copies: no (shared) calculator results
     write_text_atomic(path.with_suffix(".json"), json.dumps(state))
 
 
@@ -70,17 +74,29 @@ def _load(path: Path, images) -> dict | None:
         return None
     state = json.loads(path.with_suffix(".json").read_text())
     saved = ase.io.read(path, index=":")
-    if len(saved) != len(images) or any(s.get_chemical_symbols() != im.get_chemical_symbols()
-                                        for s, im in zip(saved, images)):
-        raise ValueError(f"{path}: saved band does not match this band (images or elements differ); "
-                         "remove the checkpoint folder to start over")
+    if len(saved) != len(images) or any(
+        s.get_chemical_symbols() != im.get_chemical_symbols() for s, im in zip(saved, images)
+    ):
+        raise ValueError(
+            f"{path}: saved band does not match this band (images or elements differ); "
+            "remove the checkpoint folder to start over"
+        )
     for s, im in zip(saved, images):
         im.positions = s.positions
     return state
 
 
-def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, steps: int = 300,
-         checkpoint: str | Path | None = None, observe=None):
+def band(
+    calc,
+    reactant,
+    product,
+    n_images: int,
+    via=None,
+    fmax: float = 0.05,
+    steps: int = 300,
+    checkpoint: str | Path | None = None,
+    observe=None,
+):
     """A NEB band (list of Atoms, endpoints included) from ``reactant`` to ``product``, optionally starting
     through ``via``: FIRE without climbing to 2 x ``fmax`` (eV/A), then with the climbing image to ``fmax``, at
     most ``steps`` FIRE steps each. With ``checkpoint`` (a folder), the band is saved after every FIRE step and a
@@ -119,14 +135,34 @@ def band(calc, reactant, product, n_images: int, via=None, fmax: float = 0.05, s
         neb.climb = stage == "CI-NEB"
         opt = FIRE(neb, logfile=None)
         left = steps - state["steps_done"]
-        with Progress(steps, initial=state["steps_done"], unit="step", desc=f"{stage} to {target:g} eV/A", leave=False) as bar:
-            opt.attach(bar.update)  # a count only: re-reading forces would re-run a shared calculator
+        with Progress(
+            steps,
+            initial=state["steps_done"],
+            unit="step",
+            desc=f"{stage} to {target:g} eV/A",
+            leave=False,
+        ) as bar:
+            opt.attach(
+                bar.update
+            )  # a count only: re-reading forces would re-run a shared calculator
             if observe is not None:
-                opt.attach(lambda st=state, o=opt, name=stage: observe(images, name, st["steps_done"] + o.nsteps))
+                opt.attach(
+                    lambda st=state, o=opt, name=stage: observe(
+                        images, name, st["steps_done"] + o.nsteps
+                    )
+                )
             if path is not None:
-                opt.attach(lambda st=state, o=opt: _save(path, images, st | {"steps_done": st["steps_done"] + o.nsteps}))
+                opt.attach(
+                    lambda st=state, o=opt: _save(
+                        path, images, st | {"steps_done": st["steps_done"] + o.nsteps}
+                    )
+                )
             ok = bool(opt.run(fmax=target, steps=left)) if left > 0 else False
-        state = state | {"steps_done": steps - left + opt.nsteps, "stage_finished": True, "converged": ok}
+        state = state | {
+            "steps_done": steps - left + opt.nsteps,
+            "stage_finished": True,
+            "converged": ok,
+        }
         if path is not None:
             _save(path, images, state)
     neb.climb = True  # the residual is the climbing-image band's, also when both stages were resumed finished
@@ -140,7 +176,9 @@ def bonds(atoms) -> frozenset:
     return frozenset((int(a), int(b)) for a, b in zip(i, j) if a < b)
 
 
-def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint: str | Path | None = None) -> dict:
+def refine_saddle(
+    calc, images, fmax: float = 0.05, steps: int = 200, checkpoint: str | Path | None = None
+) -> dict:
     """The first-order saddle point near a NEB band's highest interior image: ASE's dimer method (ase.mep.dimer),
     starting along the band's local tangent, to ``fmax`` (eV/A); then a descent (BFGS to 0.05 eV/A) from each side
     of the negative-curvature mode, checking that one side reaches the band's first image's bonding and the other
@@ -152,15 +190,23 @@ def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint
     if saved is not None and saved.exists() and saved.with_suffix(".json").exists():
         s = ase.io.read(saved)
         if s.get_chemical_symbols() != images[0].get_chemical_symbols():
-            raise ValueError(f"{saved}: saved saddle is not of this band's molecule; remove it to start over")
+            raise ValueError(
+                f"{saved}: saved saddle is not of this band's molecule; remove it to start over"
+            )
         return {"saddle": s, **json.loads(saved.with_suffix(".json").read_text())}
     k = int(np.argmax(energies(images, calc)[1:-1])) + 1
     ts = images[k].copy()
     ts.calc = calc
     tangent = images[k + 1].positions - images[k - 1].positions
-    dimer = MinModeAtoms(ts, DimerControl(initial_eigenmode_method="displacement", displacement_method="vector",
-                                          logfile=None))
-    dimer.displace(displacement_vector=0.01 * tangent / np.linalg.norm(tangent), mask=[True] * len(ts))
+    dimer = MinModeAtoms(
+        ts,
+        DimerControl(
+            initial_eigenmode_method="displacement", displacement_method="vector", logfile=None
+        ),
+    )
+    dimer.displace(
+        displacement_vector=0.01 * tangent / np.linalg.norm(tangent), mask=[True] * len(ts)
+    )
     converged = bool(MinModeTranslate(dimer, logfile=None).run(fmax=fmax, steps=steps))
     curvature = float(dimer.get_curvature())
     mode = np.asarray(dimer.get_eigenmode())
@@ -173,9 +219,15 @@ def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint
         sides.append(bonds(descend(calc, a, steps=300, fmax=0.05)[-1]))
     ends = (bonds(images[0]), bonds(images[-1]))
     connects = set(sides) == set(ends) and ends[0] != ends[1]
-    info = {"converged": converged, "curvature": curvature, "connects": bool(connects),
-            "sides": [sorted(b) for b in sides]}
-    if saved is not None:  # geometry first, then its checks: a saddle.json always describes saddle.extxyz
+    info = {
+        "converged": converged,
+        "curvature": curvature,
+        "connects": bool(connects),
+        "sides": [sorted(b) for b in sides],
+    }
+    if (
+        saved is not None
+    ):  # geometry first, then its checks: a saddle.json always describes saddle.extxyz
         saved.with_suffix(".json").unlink(missing_ok=True)
         with atomic_path(saved) as tmp:
             ase.io.write(tmp, saddle, format="extxyz")
@@ -183,8 +235,13 @@ def refine_saddle(calc, images, fmax: float = 0.05, steps: int = 200, checkpoint
     return {"saddle": saddle, **info}
 
 
-def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis: str = "def2-svp",
-                   checkpoint: str | Path | None = None) -> dict:
+def reference_path(
+    n_images: int = 7,
+    fmax: float = 0.1,
+    steps: int = 80,
+    basis: str = "def2-svp",
+    checkpoint: str | Path | None = None,
+) -> dict:
     """The paper's own procedure, independent of any model: endpoints and a climbing-image NEB at PBE/``basis``
     (PySCF forces), the saddle point refined from the band's highest image (``refine_saddle``), then
     wB97M-D3(BJ)/``basis`` single points on the PBE images and saddle. Returns the PBE images, both profiles
@@ -202,10 +259,18 @@ def reference_path(n_images: int = 7, fmax: float = 0.1, steps: int = 80, basis:
         if ends is not None:
             with atomic_path(ends) as tmp:
                 ase.io.write(tmp, [reactant, product], format="extxyz")
-    images, f, ok = band(pbe, reactant, product, n_images, fmax=fmax, steps=steps, checkpoint=checkpoint)
+    images, f, ok = band(
+        pbe, reactant, product, n_images, fmax=fmax, steps=steps, checkpoint=checkpoint
+    )
     ts = refine_saddle(pbe, images, checkpoint=checkpoint)
-    out = {"images": images, "max_force": f, "converged": ok, "saddle": ts["saddle"],
-           "saddle_checks": {k: ts[k] for k in ("converged", "curvature", "connects")}, "barrier": {}}
+    out = {
+        "images": images,
+        "max_force": f,
+        "converged": ok,
+        "saddle": ts["saddle"],
+        "saddle_checks": {k: ts[k] for k in ("converged", "curvature", "connects")},
+        "barrier": {},
+    }
     for level, calc in (("PBE", pbe), ("wB97M-D3(BJ)", WB97MD3BJ(basis=basis))):
         out[level] = energies(images, calc)
         out["barrier"][level] = float(energies([images[0], ts["saddle"]], calc)[1])
@@ -217,9 +282,13 @@ def read_reference(folder: str | Path) -> tuple[list, Atoms]:
     images.extxyz and saddle.extxyz); ValueError naming the folder when either is missing or unreadable."""
     folder = Path(folder)
     try:
-        return ase.io.read(folder / "images.extxyz", index=":"), ase.io.read(folder / "saddle.extxyz")
+        return ase.io.read(folder / "images.extxyz", index=":"), ase.io.read(
+            folder / "saddle.extxyz"
+        )
     except (OSError, ValueError, StopIteration) as exc:
-        raise ValueError(f"{folder}: no finished reference NEB (images.extxyz and saddle.extxyz) ({exc})") from exc
+        raise ValueError(
+            f"{folder}: no finished reference NEB (images.extxyz and saddle.extxyz) ({exc})"
+        ) from exc
 
 
 def descend(calc, start, steps: int = 300, fmax: float = 0.05, maxstep: float = 0.2) -> list:
@@ -242,8 +311,13 @@ def descend(calc, start, steps: int = 300, fmax: float = 0.05, maxstep: float = 
     return path
 
 
-def reference_descents(folder: str | Path, steps: int = 300, fmax: float = 0.05, maxstep: float = 0.05,
-                       basis: str = "def2-svp") -> list:
+def reference_descents(
+    folder: str | Path,
+    steps: int = 300,
+    fmax: float = 0.05,
+    maxstep: float = 0.05,
+    basis: str = "def2-svp",
+) -> list:
     """The two halves of the minimum-energy path below the reference saddle (``check_neb_reference.py``'s folder):
     PBE/``basis`` (PySCF) BFGS descents (steps of at most ``maxstep`` A, so the path near the saddle is sampled
     densely) from ``saddle.extxyz`` displaced by 0.1 A to each side along the reference
@@ -254,7 +328,9 @@ def reference_descents(folder: str | Path, steps: int = 300, fmax: float = 0.05,
     folder = Path(folder)
     band_images, saddle = read_reference(folder)
     pbe = PySCFCalculator(xc="pbe", basis=basis, grid_level=2)
-    k = 1 + int(np.argmin([np.abs(im.positions - saddle.positions).max() for im in band_images[1:-1]]))  # nearest image
+    k = 1 + int(
+        np.argmin([np.abs(im.positions - saddle.positions).max() for im in band_images[1:-1]])
+    )  # nearest image
     tangent = band_images[k + 1].positions - band_images[k - 1].positions
     tangent /= np.linalg.norm(tangent)
     out = []

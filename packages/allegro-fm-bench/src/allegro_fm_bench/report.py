@@ -28,8 +28,10 @@ class Provenance:
 
     def markdown(self) -> str:
         v = ", ".join(f"{k} {x}" for k, x in self.versions.items())
-        return (f"*model* `{self.model}` (sha256 {self.model_sha256[:12]}); *settings* {self.settings}; *wall time* "
-                f"{self.wall_s:.0f} s; *started* {self.started}; *machine* {self.machine}; *code* {v}\n")
+        return (
+            f"*model* `{self.model}` (sha256 {self.model_sha256[:12]}); *settings* {self.settings}; *wall time* "
+            f"{self.wall_s:.0f} s; *started* {self.started}; *machine* {self.machine}; *code* {v}\n"
+        )
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,17 @@ class ExperimentResult:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for name in ("allegro-fm-bench", "allegro-fm-md", "allegro-fm-model", "tea-align", "nequip", "nequip-allegro", "torch",
-                 "ase", "pyscf"):
+    for name in (
+        "allegro-fm-bench",
+        "allegro-fm-md",
+        "allegro-fm-model",
+        "tea-align",
+        "nequip",
+        "nequip-allegro",
+        "torch",
+        "ase",
+        "pyscf",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -69,14 +80,22 @@ def machine() -> str:
         pass
     mem = ""
     try:
-        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
+        kb = int(
+            next(
+                x
+                for x in Path("/proc/meminfo").read_text().splitlines()
+                if x.startswith("MemTotal")
+            ).split()[1]
+        )
         mem = f", {kb / 2**20:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
     import torch  # lazy: torch takes seconds to import; only model paths need it
 
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}, torch threads {torch.get_num_threads()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}, torch threads {torch.get_num_threads()}"
+    )
 
 
 def model_sha256(path: str | Path) -> str:
@@ -93,8 +112,15 @@ def model_sha256(path: str | Path) -> str:
 
 def provenance(model_path: str, settings: str, wall_s: float, started: float) -> Provenance:
     """Provenance of an experiment that started at ``started`` (time.time()) and ran ``wall_s`` seconds."""
-    return Provenance(str(model_path), model_sha256(model_path), _versions(), machine(), settings, float(wall_s),
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)))
+    return Provenance(
+        str(model_path),
+        model_sha256(model_path),
+        _versions(),
+        machine(),
+        settings,
+        float(wall_s),
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+    )
 
 
 def write_report(results: list[ExperimentResult], path: str | Path, header: str = "") -> Path:
@@ -103,7 +129,11 @@ def write_report(results: list[ExperimentResult], path: str | Path, header: str 
     lines = ["# Allegro-FM: the paper's results, reproduced", "", header, ""]
     lines += ["| experiment | status | wall time (s) |", "|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.title} | {r.status} | {r.provenance.wall_s:.0f} |" if r.provenance else f"| {r.title} | {r.status} | |")
+        lines.append(
+            f"| {r.title} | {r.status} | {r.provenance.wall_s:.0f} |"
+            if r.provenance
+            else f"| {r.title} | {r.status} | |"
+        )
     for r in results:
         lines += ["", f"## {r.title}", "", f"Status: **{r.status}**", "", r.markdown.rstrip(), ""]
         lines += [f"![{r.name}]({p})" for p in r.plots]

@@ -21,26 +21,56 @@ from scipy.spatial import cKDTree
 # occupancy 0.25 (interlayer Ca5, Ca6) are left out, which gives the ordered Ca8Si12O36 framework.
 _HAMID_CELL = (6.69, 7.39, 22.77, 90.0, 90.0, 123.49)
 _HAMID_SITES = [
-    ("O", 0.484, 0.357, 0.4108), ("Ca", 0.75, 0.25, 0.0), ("O", -0.18, 0.785, 0.113), ("O", 0.015, 0.137, 0.0189),
-    ("O", 0.068, 0.909, 0.211), ("O", 0.25, 0.0, 0.348), ("O", 0.484, 0.372, 0.0189), ("O", -0.175, 0.288, 0.306),
-    ("Ca", 0.75, 0.25, 0.413), ("O", 0.1, 0.425, 0.213), ("O", 0.25, 0.83, 0.12), ("O", 0.015, 0.122, 0.4108),
-    ("O", 0.25, 0.17, 0.12), ("O", 0.25, 0.645, 0.31), ("O", 0.484, 0.856, 0.0189), ("Si", 0.25, 0.287, 0.056),
-    ("Ca", 0.75, 0.75, 0.0), ("Si", 0.084, 0.417, 0.282), ("Si", 0.25, 0.207, 0.372), ("O", 0.25, 0.335, 0.31),
-    ("O", 0.484, 0.872, 0.4108), ("O", 0.25, 0.5, 0.077), ("O", 0.015, 0.638, 0.4108), ("O", 0.015, 0.622, 0.0189),
-    ("Si", 0.25, 0.707, 0.056), ("Si", 0.068, 0.909, 0.141), ("Si", 0.25, 0.787, 0.373), ("Ca", 0.75, 0.75, 0.413),
+    ("O", 0.484, 0.357, 0.4108),
+    ("Ca", 0.75, 0.25, 0.0),
+    ("O", -0.18, 0.785, 0.113),
+    ("O", 0.015, 0.137, 0.0189),
+    ("O", 0.068, 0.909, 0.211),
+    ("O", 0.25, 0.0, 0.348),
+    ("O", 0.484, 0.372, 0.0189),
+    ("O", -0.175, 0.288, 0.306),
+    ("Ca", 0.75, 0.25, 0.413),
+    ("O", 0.1, 0.425, 0.213),
+    ("O", 0.25, 0.83, 0.12),
+    ("O", 0.015, 0.122, 0.4108),
+    ("O", 0.25, 0.17, 0.12),
+    ("O", 0.25, 0.645, 0.31),
+    ("O", 0.484, 0.856, 0.0189),
+    ("Si", 0.25, 0.287, 0.056),
+    ("Ca", 0.75, 0.75, 0.0),
+    ("Si", 0.084, 0.417, 0.282),
+    ("Si", 0.25, 0.207, 0.372),
+    ("O", 0.25, 0.335, 0.31),
+    ("O", 0.484, 0.872, 0.4108),
+    ("O", 0.25, 0.5, 0.077),
+    ("O", 0.015, 0.638, 0.4108),
+    ("O", 0.015, 0.622, 0.0189),
+    ("Si", 0.25, 0.707, 0.056),
+    ("Si", 0.068, 0.909, 0.141),
+    ("Si", 0.25, 0.787, 0.373),
+    ("Ca", 0.75, 0.75, 0.413),
 ]
 _OH = 0.97  # O-H bond length (A)
 
 
 def _nearest(points: np.ndarray, atoms: Atoms) -> np.ndarray:
     """Distance (A) from each point to the nearest atom of the periodic ``atoms`` (27 images, KD-tree)."""
-    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) @ atoms.cell.array
+    shifts = (
+        np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+        @ atoms.cell.array
+    )
     images = (atoms.positions[None] + shifts[:, None]).reshape(-1, 3)
     return cKDTree(images).query(points)[0]
 
 
-def _free_direction(atoms: Atoms, origin: np.ndarray, axis: np.ndarray, cone_deg: float, rng: np.random.Generator,
-                    length: float) -> np.ndarray:
+def _free_direction(
+    atoms: Atoms,
+    origin: np.ndarray,
+    axis: np.ndarray,
+    cone_deg: float,
+    rng: np.random.Generator,
+    length: float,
+) -> np.ndarray:
     """The point ``length`` A from ``origin`` within ``cone_deg`` of ``axis`` farthest from every other atom (periodic)."""
     axis = axis / np.linalg.norm(axis)
     v = rng.normal(size=(400, 3))
@@ -79,14 +109,23 @@ def tobermorite_11a(seed: int = 0) -> Atoms:
         if n_si == 1 and n_ca <= 1:
             si = np.flatnonzero((sym == "Si") & (d[k] < 1.8))[0]
             vec = atoms.positions[k] - atoms.positions[si]
-            vec -= atoms.cell.array.T @ np.round(np.linalg.solve(atoms.cell.array.T, vec))  # minimum image
+            vec -= atoms.cell.array.T @ np.round(
+                np.linalg.solve(atoms.cell.array.T, vec)
+            )  # minimum image
             hydrogens.append(_free_direction(atoms, atoms.positions[k], vec, 70.0, rng, _OH))
     if len(hydrogens) != 8:
         raise RuntimeError(f"tobermorite builder: expected 8 silanol sites, found {len(hydrogens)}")
     atoms += Atoms("H8", positions=np.array(hydrogens))
     # 8 water oxygens at the interlayer points farthest from everything (greedy over a fine grid)
-    g = np.stack(np.meshgrid(np.linspace(0, 1, 14, endpoint=False), np.linspace(0, 1, 14, endpoint=False),
-                             np.linspace(0, 1, 90, endpoint=False), indexing="ij"), -1).reshape(-1, 3)
+    g = np.stack(
+        np.meshgrid(
+            np.linspace(0, 1, 14, endpoint=False),
+            np.linspace(0, 1, 14, endpoint=False),
+            np.linspace(0, 1, 90, endpoint=False),
+            indexing="ij",
+        ),
+        -1,
+    ).reshape(-1, 3)
     pts = g @ atoms.cell.array
     placed: list[np.ndarray] = []
     for _ in range(8):
@@ -104,52 +143,89 @@ def tobermorite_11a(seed: int = 0) -> Atoms:
         best = h2[np.argmax(dd.min(axis=1))]
         atoms += Atoms("OH2", positions=[o, h1, best])
     atoms.info["name"] = "tobermorite-11A"
-    atoms.info["source"] = "Hamid, Z. Kristallogr. 154, 189 (1981); hydrogenated by allegro_fm_bench.structures"
+    atoms.info["source"] = (
+        "Hamid, Z. Kristallogr. 154, 189 (1981); hydrogenated by allegro_fm_bench.structures"
+    )
     return atoms
 
 
 def portlandite() -> Atoms:
     """Portlandite Ca(OH)2, P-3m1, a=3.589 c=4.911 A (Desgranges et al., Acta Cryst. B49, 812 (1993))."""
-    return crystal(["Ca", "O", "H"], [(0, 0, 0), (1 / 3, 2 / 3, 0.2341), (1 / 3, 2 / 3, 0.4248)], spacegroup=164,
-                   cellpar=[3.589, 3.589, 4.911, 90, 90, 120])
+    return crystal(
+        ["Ca", "O", "H"],
+        [(0, 0, 0), (1 / 3, 2 / 3, 0.2341), (1 / 3, 2 / 3, 0.4248)],
+        spacegroup=164,
+        cellpar=[3.589, 3.589, 4.911, 90, 90, 120],
+    )
 
 
 def calcite() -> Atoms:
     """Calcite CaCO3, R-3c (hexagonal setting), a=4.988 c=17.061 A, O x=0.2578 (Maslen et al., Acta Cryst. B51, 929 (1995))."""
-    return crystal(["Ca", "C", "O"], [(0, 0, 0), (0, 0, 0.25), (0.2578, 0, 0.25)], spacegroup=167,
-                   cellpar=[4.988, 4.988, 17.061, 90, 90, 120])
+    return crystal(
+        ["Ca", "C", "O"],
+        [(0, 0, 0), (0, 0, 0.25), (0.2578, 0, 0.25)],
+        spacegroup=167,
+        cellpar=[4.988, 4.988, 17.061, 90, 90, 120],
+    )
 
 
 def quartz() -> Atoms:
     """Alpha-quartz SiO2, P3221, a=4.9160 c=5.4054 A (Levien, Prewitt, Weidner, Am. Mineral. 65, 920 (1980));
     origin shifted to ase's setting of group 154 (Si-O 1.605 and 1.614 A, as published)."""
-    return crystal(["Si", "O"], [(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.7858)], spacegroup=154,
-                   cellpar=[4.916, 4.916, 5.4054, 90, 90, 120])
+    return crystal(
+        ["Si", "O"],
+        [(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.7858)],
+        spacegroup=154,
+        cellpar=[4.916, 4.916, 5.4054, 90, 90, 120],
+    )
 
 
 def alpha_cristobalite() -> Atoms:
     """Alpha-cristobalite SiO2, P4(1)2(1)2, a=4.9709 c=6.9278 A (Pluth, Smith, Faber, J. Appl. Phys. 57, 1045 (1985)); Si-O 1.60 A."""
-    return crystal(["Si", "O"], [(0.3003, 0.3003, 0), (0.2392, 0.1044, 0.1787)], spacegroup=92,
-                   cellpar=[4.9709, 4.9709, 6.9278, 90, 90, 90])
+    return crystal(
+        ["Si", "O"],
+        [(0.3003, 0.3003, 0), (0.2392, 0.1044, 0.1787)],
+        spacegroup=92,
+        cellpar=[4.9709, 4.9709, 6.9278, 90, 90, 90],
+    )
 
 
 def stishovite() -> Atoms:
     """Stishovite SiO2 (rutile type, six-fold Si, 4.29 g/cm3), P4(2)/mnm, a=4.1773 c=2.6655 A, O x=0.3062
     (Ross et al., Am. Mineral. 75, 739 (1990))."""
-    return crystal(["Si", "O"], [(0, 0, 0), (0.3062, 0.3062, 0)], spacegroup=136, cellpar=[4.1773, 4.1773, 2.6655, 90, 90, 90])
+    return crystal(
+        ["Si", "O"],
+        [(0, 0, 0), (0.3062, 0.3062, 0)],
+        spacegroup=136,
+        cellpar=[4.1773, 4.1773, 2.6655, 90, 90, 90],
+    )
 
 
 def silica_sodalite() -> Atoms:
     """Pure-silica sodalite (a zeolite framework, SOD), I-43m, a=8.83 A, Si 12d, O 24g (0.1414, 0.1414, 0.4413)
     (Richardson et al., J. Phys. Chem. 93, 8279 (1989)); Si-O 1.66 A as built, relax before use."""
-    return crystal(["Si", "O"], [(0.25, 0.5, 0), (0.1414, 0.1414, 0.4413)], spacegroup=217, cellpar=[8.83] * 3 + [90] * 3)
+    return crystal(
+        ["Si", "O"],
+        [(0.25, 0.5, 0), (0.1414, 0.1414, 0.4413)],
+        spacegroup=217,
+        cellpar=[8.83] * 3 + [90] * 3,
+    )
 
 
 def aragonite() -> Atoms:
     """Aragonite CaCO3, Pnma (the published Pmcn setting with axes relabelled), a=5.741 b=4.962 c=7.968 A
     (de Villiers, Am. Mineral. 56, 758 (1971)); C-O 1.28 A, Ca nine-fold."""
-    return crystal(["Ca", "C", "O", "O"], [(0.7597, 0.25, 0.4150), (-0.0852, 0.25, 0.7622), (-0.0962, 0.25, 0.9225),
-                                            (-0.0862, 0.4736, 0.6810)], spacegroup=62, cellpar=[5.741, 4.962, 7.968, 90, 90, 90])
+    return crystal(
+        ["Ca", "C", "O", "O"],
+        [
+            (0.7597, 0.25, 0.4150),
+            (-0.0852, 0.25, 0.7622),
+            (-0.0962, 0.25, 0.9225),
+            (-0.0862, 0.4736, 0.6810),
+        ],
+        spacegroup=62,
+        cellpar=[5.741, 4.962, 7.968, 90, 90, 90],
+    )
 
 
 def lime() -> Atoms:
@@ -164,7 +240,12 @@ def silicon() -> Atoms:
 
 def dry_ice() -> Atoms:
     """Solid CO2 (dry ice), Pa-3, a=5.624 A, O x=0.1185 (Simon & Peters, Acta Cryst. B36, 2750 (1980)); C=O 1.15 A."""
-    return crystal(["C", "O"], [(0, 0, 0), (0.1185, 0.1185, 0.1185)], spacegroup=205, cellpar=[5.624] * 3 + [90] * 3)
+    return crystal(
+        ["C", "O"],
+        [(0, 0, 0), (0.1185, 0.1185, 0.1185)],
+        spacegroup=205,
+        cellpar=[5.624] * 3 + [90] * 3,
+    )
 
 
 def ice_ih(repeat: tuple[int, int, int] = (2, 2, 2), seed: int = 0, oh: float = 0.98) -> Atoms:
@@ -173,10 +254,22 @@ def ice_ih(repeat: tuple[int, int, int] = (2, 2, 2), seed: int = 0, oh: float = 
     (each O donates two and accepts two H bonds, one H per O-O bond, ``oh`` A from its O): the O-O bond graph is
     4-regular, so orienting its edges along a random Euler circuit gives every O in-degree 2 and out-degree 2
     (hand-written: no library builds proton-disordered ice). Relax before use."""
-    o = crystal(["O"], [(1 / 3, 2 / 3, 0.0625)], spacegroup=194, cellpar=[4.519, 4.519, 7.357, 90, 90, 120]) * repeat
+    o = (
+        crystal(
+            ["O"],
+            [(1 / 3, 2 / 3, 0.0625)],
+            spacegroup=194,
+            cellpar=[4.519, 4.519, 7.357, 90, 90, 120],
+        )
+        * repeat
+    )
     i, j, shift = neighbor_list("ijS", o, 3.0)
     rng = np.random.default_rng(seed)
-    edges = [(int(a), int(b), tuple(int(x) for x in s)) for a, b, s in zip(i, j, shift) if (a, b, tuple(s)) < (b, a, tuple(-s))]
+    edges = [
+        (int(a), int(b), tuple(int(x) for x in s))
+        for a, b, s in zip(i, j, shift)
+        if (a, b, tuple(s)) < (b, a, tuple(-s))
+    ]
     adj: dict[int, list[int]] = {k: [] for k in range(len(o))}
     for e, (a, b, _) in enumerate(edges):
         adj[a].append(e)
@@ -188,7 +281,9 @@ def ice_ih(repeat: tuple[int, int, int] = (2, 2, 2), seed: int = 0, oh: float = 
     used = np.zeros(len(edges), bool)
     donor_to: list[tuple[int, np.ndarray]] = []  # (donor O, vector to the acceptor O)
     stack, path = [int(rng.integers(len(o)))], []
-    while stack:  # Hierholzer's algorithm: the circuit's direction orients each bond donor -> acceptor
+    while (
+        stack
+    ):  # Hierholzer's algorithm: the circuit's direction orients each bond donor -> acceptor
         v = stack[-1]
         while adj[v] and used[adj[v][-1]]:
             adj[v].pop()
@@ -207,7 +302,9 @@ def ice_ih(repeat: tuple[int, int, int] = (2, 2, 2), seed: int = 0, oh: float = 
     return ice
 
 
-def random_packing(formula: str, density_g_cc: float, seed: int = 0, min_distance: float = 2.0) -> Atoms:
+def random_packing(
+    formula: str, density_g_cc: float, seed: int = 0, min_distance: float = 2.0
+) -> Atoms:
     """Atoms of ``formula`` (e.g. "Ca16Si16O48") placed at random in a cubic periodic box of ``density_g_cc``, every pair
     at least ``min_distance`` A apart: the start of a melt-quench (run MD at high temperature before use)."""
     numbers = Atoms(formula).numbers
@@ -217,16 +314,24 @@ def random_packing(formula: str, density_g_cc: float, seed: int = 0, min_distanc
     for z in rng.permutation(numbers):
         for _ in range(20_000):
             p = rng.random(3) * side
-            if not len(a) or get_distances(p[None], a.positions, cell=a.cell, pbc=True)[1].min() >= min_distance:
+            if (
+                not len(a)
+                or get_distances(p[None], a.positions, cell=a.cell, pbc=True)[1].min()
+                >= min_distance
+            ):
                 a += Atoms(numbers=[z], positions=[p])
                 break
         else:
-            raise RuntimeError(f"random_packing: cannot place {formula} {min_distance} A apart at {density_g_cc} g/cm3")
+            raise RuntimeError(
+                f"random_packing: cannot place {formula} {min_distance} A apart at {density_g_cc} g/cm3"
+            )
     a.info["name"] = f"{formula}-random"
     return a
 
 
-def molecular_box(name: str, n: int, density_g_cc: float, seed: int = 0, min_distance: float = 2.6) -> Atoms:
+def molecular_box(
+    name: str, n: int, density_g_cc: float, seed: int = 0, min_distance: float = 2.6
+) -> Atoms:
     """``n`` randomly oriented copies of molecule ``name`` ("H2CO3": cis,trans carbonic acid; else ase's G2) in a
     cubic periodic box of ``density_g_cc``, centres at least ``min_distance`` A apart and no two molecules' atoms closer
     than 2.0 A."""
@@ -240,12 +345,19 @@ def molecular_box(name: str, n: int, density_g_cc: float, seed: int = 0, min_dis
         if len(centres) == n:
             break
         p = rng.random(3) * side
-        if centres and get_distances(p[None], np.array(centres), cell=box.cell, pbc=True)[1].min() < min_distance:
+        if (
+            centres
+            and get_distances(p[None], np.array(centres), cell=box.cell, pbc=True)[1].min()
+            < min_distance
+        ):
             continue
         c = m.copy()
         c.rotate(rng.random() * 360, rng.normal(size=3), center=(0, 0, 0))
         c.positions += p
-        if len(box) and get_distances(c.positions, box.positions, cell=box.cell, pbc=True)[1].min() < 2.0:
+        if (
+            len(box)
+            and get_distances(c.positions, box.positions, cell=box.cell, pbc=True)[1].min() < 2.0
+        ):
             continue
         centres.append(p)
         box += c
@@ -277,7 +389,9 @@ def _add_waters(host: Atoms, n: int, rng: np.random.Generator, draw, fits, what:
     raise RuntimeError(f"cannot place {n} water molecules {what}")
 
 
-def water_box(n_molecules: int = 32, density_g_cc: float = 1.0, seed: int = 0, min_distance: float = 2.5) -> Atoms:
+def water_box(
+    n_molecules: int = 32, density_g_cc: float = 1.0, seed: int = 0, min_distance: float = 2.5
+) -> Atoms:
     """A cubic periodic box of randomly placed and oriented H2O at ``density_g_cc`` (O-O at least ``min_distance`` A)."""
     rng = np.random.default_rng(seed)
     mass = n_molecules * 18.015 / 6.02214076e23  # g
@@ -285,14 +399,27 @@ def water_box(n_molecules: int = 32, density_g_cc: float = 1.0, seed: int = 0, m
     box = Atoms(cell=[side] * 3, pbc=True)
 
     def fits(p, centres):
-        return not centres or get_distances(p[None], np.array(centres), cell=box.cell, pbc=True)[1].min() >= min_distance
+        return (
+            not centres
+            or get_distances(p[None], np.array(centres), cell=box.cell, pbc=True)[1].min()
+            >= min_distance
+        )
 
-    box = _add_waters(box, n_molecules, rng, lambda: rng.random(3) * side, fits, f"{min_distance} A apart in {side:.2f} A")
+    box = _add_waters(
+        box,
+        n_molecules,
+        rng,
+        lambda: rng.random(3) * side,
+        fits,
+        f"{min_distance} A apart in {side:.2f} A",
+    )
     box.info["name"] = f"water-{n_molecules}"
     return box
 
 
-def slab_with_water(crystal: Atoms, n_water: int, gap_A: float = 14.0, layer_A: float = 6.0, seed: int = 0) -> Atoms:
+def slab_with_water(
+    crystal: Atoms, n_water: int, gap_A: float = 14.0, layer_A: float = 6.0, seed: int = 0
+) -> Atoms:
     """``crystal`` as a slab open along its third cell vector (pbc = T, T, F) with ``n_water`` randomly placed and oriented
     H2O in a ``layer_A`` thick layer 2.2 A above its top (O-O >= 2.6 A, O-slab >= 2.2 A); the third vector is made normal
     to the slab and lengthened by ``gap_A`` (water layer + vacuum), so the result also runs fully periodic."""
@@ -308,11 +435,15 @@ def slab_with_water(crystal: Atoms, n_water: int, gap_A: float = 14.0, layer_A: 
     rng = np.random.default_rng(seed)
 
     def draw():
-        return rng.random() * cell[0] + rng.random() * cell[1] + normal * (top + 2.2 + rng.random() * layer_A)
+        return (
+            rng.random() * cell[0]
+            + rng.random() * cell[1]
+            + normal * (top + 2.2 + rng.random() * layer_A)
+        )
 
     def fits(p, centres):
         d = get_distances(p[None], np.array(centres + list(slab)), cell=cell, pbc=t.pbc)[1][0]
-        return d[len(centres):].min() >= 2.2 and (not centres or d[: len(centres)].min() >= 2.6)
+        return d[len(centres) :].min() >= 2.2 and (not centres or d[: len(centres)].min() >= 2.6)
 
     t = _add_waters(t, n_water, rng, draw, fits, f"in a {layer_A} A layer")
     t.info["name"] = f"{crystal.info.get('name', crystal.get_chemical_formula())}-slab+{n_water}H2O"
@@ -326,10 +457,28 @@ def carbonic_acid_path(n_images: int = 9) -> list[Atoms]:
     104.5 deg); a starting band, not a converged path.
     """
     # atom order: C, O1 (carbonyl), O2, O3, H on O2, H on O3 (pointing at O2 in the product)
-    r = Atoms("CO3H2", positions=[(0, 0, 0), (0, 1.205, 0), (1.160, -0.670, 0), (-1.160, -0.670, 0),
-                                   (1.995, -0.180, 0), (-1.120, -1.637, 0)])
-    p = Atoms("CO3H2", positions=[(0, 0, 0), (0, 1.16, 0), (2.95, -1.40, 0), (0, -1.16, 0),
-                                   (3.37, -0.55, 0), (2.20, -1.92, 0)])
+    r = Atoms(
+        "CO3H2",
+        positions=[
+            (0, 0, 0),
+            (0, 1.205, 0),
+            (1.160, -0.670, 0),
+            (-1.160, -0.670, 0),
+            (1.995, -0.180, 0),
+            (-1.120, -1.637, 0),
+        ],
+    )
+    p = Atoms(
+        "CO3H2",
+        positions=[
+            (0, 0, 0),
+            (0, 1.16, 0),
+            (2.95, -1.40, 0),
+            (0, -1.16, 0),
+            (3.37, -0.55, 0),
+            (2.20, -1.92, 0),
+        ],
+    )
     if n_images < 2:
         raise ValueError("carbonic_acid_path needs n_images >= 2 (the two endpoints)")
     images = [r] + [r.copy() for _ in range(n_images - 2)] + [p]
@@ -356,7 +505,9 @@ def csh_nanoparticle(radius_A: float = 12.0, crystal: Atoms | None = None) -> At
     (1.2 nm) from amorphous C-S-H made with CLAYFF; this one is cut from the crystal. ``info["formal_charge"]``
     is the net formal charge (Ca +2, Si +4, O -2, H +1, C +4) of the cut."""
     base = crystal if crystal is not None else tobermorite_11a()
-    spacing = np.abs(np.linalg.det(base.cell)) / np.linalg.norm(np.cross(base.cell[[1, 2, 0]], base.cell[[2, 0, 1]]), axis=1)
+    spacing = np.abs(np.linalg.det(base.cell)) / np.linalg.norm(
+        np.cross(base.cell[[1, 2, 0]], base.cell[[2, 0, 1]]), axis=1
+    )
     reps = tuple(int(np.ceil((2 * radius_A + 6.0) / s)) for s in spacing)
     sc = base * reps
     centre = sc.cell.sum(axis=0) / 2
@@ -374,13 +525,21 @@ def csh_nanoparticle(radius_A: float = 12.0, crystal: Atoms | None = None) -> At
     # unwrap: every kept atom is within radius + 1.25 A of the centre, far from the supercell faces
     np_atoms.set_cell(None)
     np_atoms.pbc = False
-    np_atoms.info["formal_charge"] = int(sum(FORMAL_CHARGE[x] for x in np_atoms.get_chemical_symbols()))
+    np_atoms.info["formal_charge"] = int(
+        sum(FORMAL_CHARGE[x] for x in np_atoms.get_chemical_symbols())
+    )
     np_atoms.info["name"] = f"csh-np-r{radius_A:g}"
     return np_atoms
 
 
-def nanoparticle_in_fluid(particle: Atoms, box_A: float, co2_fraction: float = 0.5, density_g_cc: float = 1.0,
-                          min_distance: float = 1.8, seed: int = 0) -> Atoms:
+def nanoparticle_in_fluid(
+    particle: Atoms,
+    box_A: float,
+    co2_fraction: float = 0.5,
+    density_g_cc: float = 1.0,
+    min_distance: float = 1.8,
+    seed: int = 0,
+) -> Atoms:
     """``particle`` at the centre of a periodic cubic box of edge ``box_A`` filled with H2O and CO2 molecules
     (``co2_fraction`` of the molecules are CO2) at ``density_g_cc`` in the volume the particle leaves free.
     Molecules sit on a shuffled cubic lattice with random orientations, at least ``min_distance`` A from every
@@ -392,7 +551,7 @@ def nanoparticle_in_fluid(particle: Atoms, box_A: float, co2_fraction: float = 0
     p.pbc = True
     p.positions += box_A / 2
     r_np = float(np.linalg.norm(particle.positions, axis=1).max()) + min_distance
-    v_free = box_A ** 3 - 4.0 / 3.0 * np.pi * r_np ** 3
+    v_free = box_A**3 - 4.0 / 3.0 * np.pi * r_np**3
     m_h2o = atomic_masses[atomic_numbers["H"]] * 2 + atomic_masses[atomic_numbers["O"]]
     m_co2 = atomic_masses[atomic_numbers["C"]] + 2 * atomic_masses[atomic_numbers["O"]]
     m_mean = co2_fraction * m_co2 + (1 - co2_fraction) * m_h2o
@@ -400,8 +559,14 @@ def nanoparticle_in_fluid(particle: Atoms, box_A: float, co2_fraction: float = 0
     n_co2 = int(round(co2_fraction * n_mol))
     kinds = ["CO2"] * n_co2 + ["H2O"] * (n_mol - n_co2)
     rng.shuffle(kinds)
-    n_side = int(np.ceil(1.3 * (box_A ** 3 / (v_free / max(n_mol, 1))) ** (1 / 3)))  # ~2x the sites needed
-    grid = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * box_A / n_side
+    n_side = int(
+        np.ceil(1.3 * (box_A**3 / (v_free / max(n_mol, 1))) ** (1 / 3))
+    )  # ~2x the sites needed
+    grid = (
+        (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5)
+        * box_A
+        / n_side
+    )
     grid = grid[np.linalg.norm(grid - box_A / 2, axis=1) > r_np]
     rng.shuffle(grid)
     placed = p.positions.copy()
@@ -419,14 +584,16 @@ def nanoparticle_in_fluid(particle: Atoms, box_A: float, co2_fraction: float = 0
                 m.positions += site - m.get_center_of_mass()
                 d = m.positions[:, None, :] - placed[None, :, :]
                 d -= box_A * np.round(d / box_A)
-                if np.sqrt((d ** 2).sum(-1)).min() >= min_distance:
+                if np.sqrt((d**2).sum(-1)).min() >= min_distance:
                     out += m
                     placed = np.concatenate([placed, m.positions])
                     ok = True
                     break
         if not ok:
-            raise ValueError(f"nanoparticle_in_fluid: cannot pack {n_mol} molecules at {density_g_cc} g/cc in a {box_A} A box "
-                             f"(min distance {min_distance} A): placed {len(out) - len(p)} atoms' worth")
+            raise ValueError(
+                f"nanoparticle_in_fluid: cannot pack {n_mol} molecules at {density_g_cc} g/cc in a {box_A} A box "
+                f"(min distance {min_distance} A): placed {len(out) - len(p)} atoms' worth"
+            )
     out.wrap()
     out.info["name"] = f"{particle.info.get('name', 'np')}-in-H2O-CO2"
     out.info.update(n_h2o=n_mol - n_co2, n_co2=n_co2, particle_atoms=len(p))

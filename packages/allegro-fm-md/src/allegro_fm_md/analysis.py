@@ -76,8 +76,13 @@ class RDF:
         local maximum above max(1, 0.3 max g), then the first local minimum after it (the shell's r_cut), and the
         coordination number at that r_cut. All NaN (coordination 0) when g never rises above that level."""
         g, n = self[pair], self.running_coordination(pair)
-        width = max(3, 2 * int(round(SMOOTH_A / (2 * (self.r[1] - self.r[0])))) + 1) if len(self.r) > 1 else 1
-        gs = np.convolve(g, np.ones(width) / width, mode="same")  # a ~0.1 A (at least 3-bin) window against noise
+        width = (
+            max(3, 2 * int(round(SMOOTH_A / (2 * (self.r[1] - self.r[0])))) + 1)
+            if len(self.r) > 1
+            else 1
+        )
+        # a ~0.1 A (at least 3-bin) window against noise
+        gs = np.convolve(g, np.ones(width) / width, mode="same")
         above = np.flatnonzero(gs > max(1.0, 0.3 * gs.max()))
         if len(above) == 0:
             return FirstShell(float("nan"), float("nan"), float("nan"), 0.0)
@@ -93,7 +98,9 @@ class RDF:
         peak = (start + top) // 2
         return FirstShell(float(self.r[peak]), float(gs[peak]), float(self.r[k]), float(n[k]))
 
-    def coordination(self, pair: tuple[str, str], r_cut: float | None = None) -> tuple[float, float]:
+    def coordination(
+        self, pair: tuple[str, str], r_cut: float | None = None
+    ) -> tuple[float, float]:
         """(coordination number, r_cut A): mean number of ``pair[1]`` within r_cut of a ``pair[0]``; r_cut defaults to
         the first shell's minimum (``first_shell``)."""
         if r_cut is None:
@@ -115,8 +122,12 @@ class FirstShell:
     coordination: float
 
 
-def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int = 120,
-                        pairs: Sequence[tuple[str, str]] | None = None) -> RDF:
+def radial_distribution(
+    frames: Iterable[Atoms],
+    r_max: float = 6.0,
+    bins: int = 120,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> RDF:
     """Partial radial distribution functions averaged over periodic ``frames`` (r in A)."""
     edges_r = np.linspace(0.0, r_max, bins + 1)
     r = 0.5 * (edges_r[1:] + edges_r[:-1])
@@ -138,7 +149,11 @@ def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int =
         zi, zj = a.numbers[ei[0]], a.numbers[owner[ei[1]]]
         vol = a.get_volume()
         present = sorted(set(a.numbers.tolist()))
-        want = pairs or [(chemical_symbols[x], chemical_symbols[y]) for i, x in enumerate(present) for y in present[i:]]
+        want = pairs or [
+            (chemical_symbols[x], chemical_symbols[y])
+            for i, x in enumerate(present)
+            for y in present[i:]
+        ]
         for pa, pb in want:
             za, zb = chemical_symbols.index(pa), chemical_symbols.index(pb)
             na, nb = int((a.numbers == za).sum()), int((a.numbers == zb).sum())
@@ -148,12 +163,16 @@ def radial_distribution(frames: Iterable[Atoms], r_max: float = 6.0, bins: int =
             hist[key] = hist.get(key, 0) + h
             norm[key] = norm.get(key, 0.0) + na * (nb - (za == zb)) / vol
         for z in present:
-            natoms[chemical_symbols[z]] = natoms.get(chemical_symbols[z], 0.0) + float((a.numbers == z).sum())
+            natoms[chemical_symbols[z]] = natoms.get(chemical_symbols[z], 0.0) + float(
+                (a.numbers == z).sum()
+            )
         nf += 1
     if nf == 0:
         raise MDInputError("radial_distribution: no frames")
     g = {k: hist[k] / np.maximum(norm[k], 1e-300) / shell for k in hist}
-    return RDF(r, g, {k: np.cumsum(hist[k]) / nf for k in hist}, {k: v / nf for k, v in natoms.items()}, nf)
+    return RDF(
+        r, g, {k: np.cumsum(hist[k]) / nf for k in hist}, {k: v / nf for k, v in natoms.items()}, nf
+    )
 
 
 def plot_rdf(rdf: RDF, path: str | Path, title: str = "") -> Path:
@@ -175,7 +194,7 @@ def plot_rdf(rdf: RDF, path: str | Path, title: str = "") -> Path:
         ax2 = ax.twinx()
         ax2.plot(rdf.r, rdf.running_coordination(k), color="C1", lw=0.8)
         ax2.set_ylabel("N(r)", color="C1")
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)

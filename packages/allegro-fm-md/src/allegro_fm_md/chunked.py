@@ -44,22 +44,33 @@ class ChunkedPotential:
     evaluated in one call, as without this wrapper; a potential that keeps edges on its device (``device_edges``) keeps
     doing so while they fit."""
 
-    def __init__(self, potential, max_edges: int | None, memory_budget_bytes: float | None = None, ranks_sharing: int = 1,
-                 cpu_call_edges: int | None = CPU_CALL_EDGES):
+    def __init__(
+        self,
+        potential,
+        max_edges: int | None,
+        memory_budget_bytes: float | None = None,
+        ranks_sharing: int = 1,
+        cpu_call_edges: int | None = CPU_CALL_EDGES,
+    ):
         if max_edges is not None and int(max_edges) < 1:
             raise ValueError(f"max_edges must be >= 1 (got {max_edges})")
         if memory_budget_bytes is not None and not memory_budget_bytes > 0:
             raise ValueError(f"memory_budget_bytes must be > 0 (got {memory_budget_bytes})")
         self.inner = potential
         self.max_edges = None if max_edges is None else int(max_edges)
-        self.memory_budget_bytes, self.ranks_sharing = memory_budget_bytes, max(int(ranks_sharing), 1)
+        self.memory_budget_bytes, self.ranks_sharing = (
+            memory_budget_bytes,
+            max(int(ranks_sharing), 1),
+        )
         if cpu_call_edges is not None and int(cpu_call_edges) < 1:
             raise ValueError(f"cpu_call_edges must be >= 1 or None (got {cpu_call_edges})")
         self.cpu_call_edges = None if cpu_call_edges is None else int(cpu_call_edges)
         self.bytes_per_edge: float | None = None  # measured (automatic mode)
         self.species, self.cutoff = potential.species, potential.cutoff
         self.calls = 0
-        self._remap = None  # atom index -> index in the current chunk (-1 outside it), reused between chunks
+        self._remap = (
+            None  # atom index -> index in the current chunk (-1 outside it), reused between chunks
+        )
         self.progress = False  # a progress bar (stderr) over the chunks of an evaluation that lasts more than 10 s
 
     @property
@@ -90,17 +101,40 @@ class ChunkedPotential:
             budget = 0.5 * free / self._sharing() if free else None
         sub = order[: int(starts[c1])]
         with peak_meter(self._device()) as m:
-            self._chunk(positions, types, ei[:, sub], np.arange(c1), None if edge_shifts is None else np.asarray(edge_shifts)[sub])
-        self.bytes_per_edge = None if m["bytes"] is None else max(m["bytes"], 1) / max(int(starts[c1]), 1)
-        cap = self.cpu_call_edges if str(self._device()).split(":")[0] == "cpu" and self.cpu_call_edges else 1 << 62
+            self._chunk(
+                positions,
+                types,
+                ei[:, sub],
+                np.arange(c1),
+                None if edge_shifts is None else np.asarray(edge_shifts)[sub],
+            )
+        self.bytes_per_edge = (
+            None if m["bytes"] is None else max(m["bytes"], 1) / max(int(starts[c1]), 1)
+        )
+        cap = (
+            self.cpu_call_edges
+            if str(self._device()).split(":")[0] == "cpu" and self.cpu_call_edges
+            else 1 << 62
+        )
         if budget is None or self.bytes_per_edge is None:
-            self.max_edges = cap  # nothing measurable: no chunking for memory (as without this wrapper)
-            log.info("automatic chunk size: memory not measurable on %s; at most %d edges per call", self._device(), cap)
+            self.max_edges = (
+                cap  # nothing measurable: no chunking for memory (as without this wrapper)
+            )
+            log.info(
+                "automatic chunk size: memory not measurable on %s; at most %d edges per call",
+                self._device(),
+                cap,
+            )
             return
         self.max_edges = min(max(PROBE_EDGES, int(budget / (self.bytes_per_edge * SAFETY))), cap)
-        log.info("automatic chunk size: %.1f KiB per edge measured on %s, budget %.2f GiB -> at most %d edges per call%s",
-                 self.bytes_per_edge / 1024, self._device(), budget / 2**30, self.max_edges,
-                 " (the CPU cache cap)" if self.max_edges == cap else "")
+        log.info(
+            "automatic chunk size: %.1f KiB per edge measured on %s, budget %.2f GiB -> at most %d edges per call%s",
+            self.bytes_per_edge / 1024,
+            self._device(),
+            budget / 2**30,
+            self.max_edges,
+            " (the CPU cache cap)" if self.max_edges == cap else "",
+        )
 
     def _limit(self, positions, types, ei, n_local: int, edge_shifts) -> int:
         if self.max_edges is None:
@@ -109,7 +143,9 @@ class ChunkedPotential:
             self._calibrate(positions, types, ei, n_local, edge_shifts)
         return self.max_edges
 
-    def compute_from_candidates(self, positions, types, candidates, n_local: int, key) -> PotentialResult:
+    def compute_from_candidates(
+        self, positions, types, candidates, n_local: int, key
+    ) -> PotentialResult:
         """The inner potential's device-edge call while the candidate pairs fit the chunk size; else host-filtered edges
         evaluated in chunks."""
         cand = np.asarray(candidates, dtype=np.int64)
@@ -117,15 +153,21 @@ class ChunkedPotential:
             self.calls = 1
             return self.inner.compute_from_candidates(positions, types, candidates, n_local, key)
         d = positions[cand[1]] - positions[cand[0]]
-        return self.compute(positions, types, cand[:, np.einsum("ij,ij->i", d, d) < self.cutoff**2], n_local)
+        return self.compute(
+            positions, types, cand[:, np.einsum("ij,ij->i", d, d) < self.cutoff**2], n_local
+        )
 
     def types_of(self, symbols):
         return self.inner.types_of(symbols)
 
-    def __getattr__(self, name):  # device, dtype, describe(), memory_per_edge_bytes ... of the wrapped potential
+    def __getattr__(
+        self, name
+    ):  # device, dtype, describe(), memory_per_edge_bytes ... of the wrapped potential
         return getattr(self.inner, name)
 
-    def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
+    def compute(
+        self, positions, types, edge_index, n_local: int, edge_shifts=None
+    ) -> PotentialResult:
         """As the wrapped potential's ``compute`` (eV, eV/A), evaluated in chunks of centre atoms."""
         positions = np.asarray(positions)
         types = np.asarray(types)
@@ -152,7 +194,13 @@ class ChunkedPotential:
             c1 = int(np.searchsorted(starts, starts[c0] + self.max_edges, side="right")) - 1
             c1 = min(max(c1, c0 + 1), n_local)
             e0, e1 = int(starts[c0]), int(starts[c1])
-            atoms, r = self._chunk(positions, types, ei[:, e0:e1], np.arange(c0, c1), None if shifts is None else shifts[e0:e1])
+            atoms, r = self._chunk(
+                positions,
+                types,
+                ei[:, e0:e1],
+                np.arange(c0, c1),
+                None if shifts is None else shifts[e0:e1],
+            )
             energy += float(r.energy)
             forces[atoms] += np.asarray(r.forces, dtype=np.float64)
             virial += np.asarray(r.virial, dtype=np.float64)
@@ -172,7 +220,9 @@ class ChunkedPotential:
             return None
         from tea_align import Progress  # lazy: only large evaluations report progress
 
-        return Progress(n_local, desc=f"forces, {n_edges:,} edges", unit="atom", delay=10, leave=False)
+        return Progress(
+            n_local, desc=f"forces, {n_edges:,} edges", unit="atom", delay=10, leave=False
+        )
 
     def _chunk(self, positions, types, sub_e, centres, shifts):
         """One inner call: ``centres`` as local atoms, the other ends of ``sub_e`` as ghosts; (atoms, result)."""
@@ -185,4 +235,6 @@ class ChunkedPotential:
         self._remap[atoms] = np.arange(len(atoms))
         local = self._remap[sub_e]
         self._remap[atoms] = -1
-        return atoms, self.inner.compute(positions[atoms], types[atoms], local, len(centres), shifts)
+        return atoms, self.inner.compute(
+            positions[atoms], types[atoms], local, len(centres), shifts
+        )

@@ -98,7 +98,13 @@ def world():
 
 
 #: launcher variables that hold a process's rank on its node (Slurm, PBS/PALS on Aurora-class machines, Open MPI, MPICH)
-LOCAL_RANK_VARIABLES = ("SLURM_LOCALID", "PALS_LOCAL_RANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
+LOCAL_RANK_VARIABLES = (
+    "SLURM_LOCALID",
+    "PALS_LOCAL_RANKID",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "MPI_LOCALRANKID",
+    "MV2_COMM_WORLD_LOCAL_RANK",
+)
 
 
 def node_local_rank(comm=None, environ=None) -> tuple[int, int]:
@@ -117,8 +123,19 @@ def node_local_rank(comm=None, environ=None) -> tuple[int, int]:
     env = os.environ if environ is None else environ
     for var in LOCAL_RANK_VARIABLES:
         if var in env:
-            size = next((int(env[v]) for v in ("SLURM_NTASKS_PER_NODE", "PALS_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE",
-                                               "MPI_LOCALNRANKS") if v in env and env[v].isdigit()), int(env[var]) + 1)
+            size = next(
+                (
+                    int(env[v])
+                    for v in (
+                        "SLURM_NTASKS_PER_NODE",
+                        "PALS_LOCAL_SIZE",
+                        "OMPI_COMM_WORLD_LOCAL_SIZE",
+                        "MPI_LOCALNRANKS",
+                    )
+                    if v in env and env[v].isdigit()
+                ),
+                int(env[var]) + 1,
+            )
             return int(env[var]), size
     return 0, 1
 
@@ -192,12 +209,17 @@ class Decomposition:
         spacing = plane_spacings(self.cell)
         width = spacing / g
         #: swaps per dimension and direction: 1 while a subdomain is at least the halo wide, more for thinner ones
-        self.hops = tuple(int(max(1, np.ceil(self.halo / w - 1e-12))) if g[d] > 1 else 1 for d, w in enumerate(width))
+        self.hops = tuple(
+            int(max(1, np.ceil(self.halo / w - 1e-12))) if g[d] > 1 else 1
+            for d, w in enumerate(width)
+        )
         small = np.flatnonzero(self.pbc & (spacing < self.halo))
         if len(small):
             d = int(small[0])
-            raise MDInputError(f"the cell is thinner than cutoff + skin along {'xyz'[d]} ({spacing[d]:.3f} A < {self.halo:.3f} A): "
-                               "an atom would need images beyond the next cell; replicate the cell")
+            raise MDInputError(
+                f"the cell is thinner than cutoff + skin along {'xyz'[d]} ({spacing[d]:.3f} A < {self.halo:.3f} A): "
+                "an atom would need images beyond the next cell; replicate the cell"
+            )
 
     def rank_of(self, coords) -> int:
         g = self.grid
@@ -207,7 +229,9 @@ class Decomposition:
         """Rank owning each fractional position (wrapped into [0, 1) along periodic axes; beyond the box along an open
         axis: the edge rank)."""
         f = np.where(self.pbc, frac - np.floor(frac), frac)
-        f = np.where(self.pbc & (f >= 1.0), 0.0, f)  # frac = -1e-17 rounds to 1.0 above: the atom is at 0 (as ghosts.wrap leaves it)
+        f = np.where(
+            self.pbc & (f >= 1.0), 0.0, f
+        )  # frac = -1e-17 rounds to 1.0 above: the atom is at 0 (as ghosts.wrap leaves it)
         c = np.floor(f * np.array(self.grid)).astype(np.int64)
         c = np.clip(c, 0, np.array(self.grid) - 1)
         return (c[:, 0] * self.grid[1] + c[:, 1]) * self.grid[2] + c[:, 2]
@@ -236,7 +260,9 @@ class GhostExchange:
         self.n_local = len(pos)
         self.swaps = []
         for d in range(3):
-            m = len(pos)  # candidates of the first swap: local atoms and ghosts of the previous dimensions
+            m = len(
+                pos
+            )  # candidates of the first swap: local atoms and ghosts of the previous dimensions
             for direction in (-1, +1):
                 c = list(dec.coords)
                 c[d] += direction
@@ -250,20 +276,30 @@ class GhostExchange:
                 cand = np.arange(m)
                 for _ in range(dec.hops[d]):
                     f = frac[cand, d]
-                    sel = cand[f < dec.lo[d] + hfrac[d]] if direction < 0 else cand[f >= dec.hi[d] - hfrac[d]]
-                    if fshift and not dec.pbc[d]:  # across the box's face along an open axis: no images
+                    sel = (
+                        cand[f < dec.lo[d] + hfrac[d]]
+                        if direction < 0
+                        else cand[f >= dec.hi[d] - hfrac[d]]
+                    )
+                    if (
+                        fshift and not dec.pbc[d]
+                    ):  # across the box's face along an open axis: no images
                         sel = sel[:0]
                     shift = fshift * dec.cell[d]
                     sw = _Swap(d, dest, source, sel, shift, fshift)
                     out_frac = frac[sel].copy()
                     out_frac[:, d] += fshift
-                    got = comm.sendrecv((pos[sel] + shift, typ[sel], out_frac), dest=dest, source=source)
+                    got = comm.sendrecv(
+                        (pos[sel] + shift, typ[sel], out_frac), dest=dest, source=source
+                    )
                     sw.recv_start, sw.recv_count = len(pos), len(got[0])
                     pos = np.concatenate([pos, got[0]])
                     typ = np.concatenate([typ, got[1]])
                     frac = np.concatenate([frac, got[2]])
                     self.swaps.append(sw)
-                    cand = np.arange(sw.recv_start, sw.recv_start + sw.recv_count)  # the next hop forwards these
+                    cand = np.arange(
+                        sw.recv_start, sw.recv_start + sw.recv_count
+                    )  # the next hop forwards these
         return pos, typ
 
     def forward(self, local_positions: np.ndarray) -> np.ndarray:
@@ -280,7 +316,9 @@ class GhostExchange:
         comm = self.dec.comm
         f = np.array(forces, dtype=np.float64)
         for sw in reversed(self.swaps):
-            back = comm.sendrecv(f[sw.recv_start : sw.recv_start + sw.recv_count], dest=sw.source, source=sw.dest)
+            back = comm.sendrecv(
+                f[sw.recv_start : sw.recv_start + sw.recv_count], dest=sw.source, source=sw.dest
+            )
             np.add.at(f, sw.send_idx, back)
         return f[: self.n_local]
 

@@ -55,8 +55,14 @@ class Potential(Protocol):
         """Type indices of element symbols; ValueError naming the first unknown element and atom."""
         ...
 
-    def compute(self, positions: np.ndarray, types: np.ndarray, edge_index: np.ndarray, n_local: int,
-                edge_shifts: np.ndarray | None = None) -> PotentialResult:
+    def compute(
+        self,
+        positions: np.ndarray,
+        types: np.ndarray,
+        edge_index: np.ndarray,
+        n_local: int,
+        edge_shifts: np.ndarray | None = None,
+    ) -> PotentialResult:
         """Energy of the local atoms, forces on all atoms given, virial and per-atom energies.
 
         Args:
@@ -84,8 +90,14 @@ class DeviceEdgePotential(Potential, Protocol):
 
     device_edges: bool
 
-    def compute_from_candidates(self, positions: np.ndarray, types: np.ndarray, candidates: np.ndarray, n_local: int,
-                                key: object) -> PotentialResult:
+    def compute_from_candidates(
+        self,
+        positions: np.ndarray,
+        types: np.ndarray,
+        candidates: np.ndarray,
+        n_local: int,
+        key: object,
+    ) -> PotentialResult:
         """As ``compute``, with ``candidates`` (2, E) uploaded only when ``key`` changes; the same result as ``compute`` on
         the candidates within ``cutoff``."""
         ...
@@ -167,8 +179,7 @@ class Reporter(Protocol):
 class Guard(Protocol):
     """A check after every step (collective): raises ``SimulationError`` naming the step and atoms to stop the run."""
 
-    def check(self, sim) -> None:
-        ...
+    def check(self, sim) -> None: ...
 
 
 @runtime_checkable
@@ -224,7 +235,9 @@ class ConformanceReport:
 
 
 def _edges(positions: np.ndarray, cutoff: float) -> np.ndarray:
-    d = np.linalg.norm(positions[None, :, :] - positions[:, None, :], axis=-1)  # small test clusters only
+    d = np.linalg.norm(
+        positions[None, :, :] - positions[:, None, :], axis=-1
+    )  # small test clusters only
     i, j = np.nonzero((d < cutoff) & (d > 0))
     return np.stack([i, j]).astype(np.int64)
 
@@ -233,16 +246,32 @@ def test_cluster(potential, n_side: int = 3, seed: int = 0) -> tuple[np.ndarray,
     """A rattled simple-cubic cluster (spacing 0.55 x cutoff, n_side^3 atoms) of up to three of the potential's
     species: positions (A) and types. Neighbours sit well inside the cutoff, not on top of each other."""
     rng = np.random.default_rng(seed)
-    g = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
-    pos = g * 0.55 * float(potential.cutoff) + rng.normal(0, 0.05 * float(potential.cutoff), g.shape)
+    g = (
+        np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1)
+        .reshape(-1, 3)
+        .astype(np.float64)
+    )
+    pos = g * 0.55 * float(potential.cutoff) + rng.normal(
+        0, 0.05 * float(potential.cutoff), g.shape
+    )
     sp = list(potential.species)[:3]
-    types = np.asarray(potential.types_of([sp[k % len(sp)] for k in range(len(pos))]), dtype=np.int64)
+    types = np.asarray(
+        potential.types_of([sp[k % len(sp)] for k in range(len(pos))]), dtype=np.int64
+    )
     return pos, types
 
 
-def check_potential(potential, positions: np.ndarray | None = None, types: np.ndarray | None = None, *,
-                    energy_tol: float = 1e-8, force_tol: float = 1e-6, fd_step: float = 1e-4, fd_tol: float = 1e-5,
-                    fd_components: int = 6) -> ConformanceReport:
+def check_potential(
+    potential,
+    positions: np.ndarray | None = None,
+    types: np.ndarray | None = None,
+    *,
+    energy_tol: float = 1e-8,
+    force_tol: float = 1e-6,
+    fd_step: float = 1e-4,
+    fd_tol: float = 1e-5,
+    fd_components: int = 6,
+) -> ConformanceReport:
     """Check ``potential`` against the contract (module docstring) on an open cluster (default ``test_cluster``).
 
     Tolerances are absolute, in eV and eV/A: the defaults suit float64 models; float32 ones need about
@@ -255,8 +284,16 @@ def check_potential(potential, positions: np.ndarray | None = None, types: np.nd
             raise PotentialContractError(f"{type(potential).__name__}: {name}: {detail}")
         rep.checks.append(name)
 
-    check(isinstance(potential, Potential), "members", "needs species, cutoff, types_of() and compute()")
-    check(all(isinstance(s, str) for s in potential.species) and len(potential.species) > 0, "species", "a tuple of element symbols")
+    check(
+        isinstance(potential, Potential),
+        "members",
+        "needs species, cutoff, types_of() and compute()",
+    )
+    check(
+        all(isinstance(s, str) for s in potential.species) and len(potential.species) > 0,
+        "species",
+        "a tuple of element symbols",
+    )
     check(float(potential.cutoff) > 0, "cutoff", f"must be > 0 A (got {potential.cutoff})")
     if positions is None:
         positions, types = test_cluster(potential)
@@ -268,20 +305,35 @@ def check_potential(potential, positions: np.ndarray | None = None, types: np.nd
 
     r = potential.compute(positions, types, ei, n)
     f, w, ea = np.asarray(r.forces), np.asarray(r.virial), np.asarray(r.atomic_energies)
-    check(f.shape == (n, 3) and w.shape == (3, 3) and ea.shape == (n,), "shapes",
-          f"forces {f.shape} (want {(n, 3)}), virial {w.shape} (3, 3), atomic_energies {ea.shape} ({(n,)})")
-    check(np.isfinite(float(r.energy)) and np.isfinite(f).all() and np.isfinite(w).all(), "finite", "NaN or inf in the result")
+    check(
+        f.shape == (n, 3) and w.shape == (3, 3) and ea.shape == (n,),
+        "shapes",
+        f"forces {f.shape} (want {(n, 3)}), virial {w.shape} (3, 3), atomic_energies {ea.shape} ({(n,)})",
+    )
+    check(
+        np.isfinite(float(r.energy)) and np.isfinite(f).all() and np.isfinite(w).all(),
+        "finite",
+        "NaN or inf in the result",
+    )
     d = abs(float(ea.sum()) - float(r.energy))
     rep.deviations["energy - sum(atomic_energies)"] = d
-    check(d <= energy_tol * max(1.0, n), "energy = sum of per-atom energies", f"differs by {d:.3g} eV")
+    check(
+        d <= energy_tol * max(1.0, n), "energy = sum of per-atom energies", f"differs by {d:.3g} eV"
+    )
 
-    if (ei[0] == n - 1).any():  # with n_local = n - 1, atom n - 1 is a ghost and its edges are not allowed
+    if (
+        ei[0] == n - 1
+    ).any():  # with n_local = n - 1, atom n - 1 is a ghost and its edges are not allowed
         try:
             potential.compute(positions, types, ei, n - 1)
             refused = False
         except ValueError:
             refused = True
-        check(refused, "ghost-centred edges refused", "an edge centred on a ghost atom must raise ValueError")
+        check(
+            refused,
+            "ghost-centred edges refused",
+            "an edge centred on a ghost atom must raise ValueError",
+        )
 
     t = potential.compute(positions + np.array([3.1, -2.7, 1.9]), types, ei, n)
     d = abs(float(t.energy) - float(r.energy))
@@ -294,7 +346,11 @@ def check_potential(potential, positions: np.ndarray | None = None, types: np.nd
     wx = positions.T @ f
     d = float(np.abs(wx - w).max())
     rep.deviations["virial - sum x F"] = d
-    check(d <= force_tol * max(1.0, n) * max(1.0, float(np.abs(positions).max())), "virial = sum x (x) F", f"differs by {d:.3g} eV")
+    check(
+        d <= force_tol * max(1.0, n) * max(1.0, float(np.abs(positions).max())),
+        "virial = sum x (x) F",
+        f"differs by {d:.3g} eV",
+    )
 
     # two ranks: each owns half of the atoms, holds the rest as ghosts and gets only its own edges
     mine = np.arange(n) < n // 2
@@ -303,15 +359,23 @@ def check_potential(potential, positions: np.ndarray | None = None, types: np.nd
         order = np.concatenate([np.flatnonzero(part), np.flatnonzero(~part)])
         inv = np.empty(n, np.int64)
         inv[order] = np.arange(n)
-        rp = potential.compute(positions[order], types[order], inv[ei[:, part[ei[0]]]], int(part.sum()))
-        check(np.asarray(rp.atomic_energies).shape == (int(part.sum()),), "per-atom energies of local atoms only",
-              f"shape {np.asarray(rp.atomic_energies).shape} for {int(part.sum())} local atoms")
+        rp = potential.compute(
+            positions[order], types[order], inv[ei[:, part[ei[0]]]], int(part.sum())
+        )
+        check(
+            np.asarray(rp.atomic_energies).shape == (int(part.sum()),),
+            "per-atom energies of local atoms only",
+            f"shape {np.asarray(rp.atomic_energies).shape} for {int(part.sum())} local atoms",
+        )
         e_sum += float(rp.energy)
         f_sum += np.asarray(rp.forces)[inv]
     d_e, d_f = abs(e_sum - float(r.energy)), float(np.abs(f_sum - f).max())
     rep.deviations["partition energy"], rep.deviations["partition forces"] = d_e, d_f
-    check(d_e <= energy_tol * max(1.0, n) and d_f <= force_tol * max(1.0, n), "two-rank partition = whole",
-          f"energy {d_e:.3g} eV, forces {d_f:.3g} eV/A (ghost energies must not enter)")
+    check(
+        d_e <= energy_tol * max(1.0, n) and d_f <= force_tol * max(1.0, n),
+        "two-rank partition = whole",
+        f"energy {d_e:.3g} eV, forces {d_f:.3g} eV/A (ghost energies must not enter)",
+    )
 
     # periodic shifts = explicit ghost copies: put atom n-1's image at its own place through a shift
     shifted = positions.copy()
@@ -321,10 +385,16 @@ def check_potential(potential, positions: np.ndarray | None = None, types: np.nd
     sh[ei[1] == n - 1] = s
     sh[ei[0] == n - 1] = -s
     rs = potential.compute(shifted, types, ei, n, sh)
-    d_e, d_f = abs(float(rs.energy) - float(r.energy)), float(np.abs(np.asarray(rs.forces) - f).max())
+    d_e, d_f = (
+        abs(float(rs.energy) - float(r.energy)),
+        float(np.abs(np.asarray(rs.forces) - f).max()),
+    )
     rep.deviations["shifts energy"], rep.deviations["shifts forces"] = d_e, d_f
-    check(d_e <= energy_tol * max(1.0, n) and d_f <= force_tol * max(1.0, n), "edge shifts = explicit images",
-          f"energy {d_e:.3g} eV, forces {d_f:.3g} eV/A")
+    check(
+        d_e <= energy_tol * max(1.0, n) and d_f <= force_tol * max(1.0, n),
+        "edge shifts = explicit images",
+        f"energy {d_e:.3g} eV, forces {d_f:.3g} eV/A",
+    )
 
     rng = np.random.default_rng(1)
     worst = 0.0

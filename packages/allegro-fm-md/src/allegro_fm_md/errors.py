@@ -15,4 +15,6 @@ class SimulationError(RuntimeError):
 
     def __init__(self, message: str, step: int, atoms: tuple[int, ...] = ()):
         self.step, self.atoms = step, atoms
-        super().__init__(f"step {step}: {message}" + (f" (atoms {', '.join(map(str, atoms))})" if atoms else ""))
+        super().__init__(
+            f"step {step}: {message}" + (f" (atoms {', '.join(map(str, atoms))})" if atoms else "")
+        )

@@ -35,7 +35,9 @@ class NonFinitePositions(Exception):
     """Raised inside DistributedForceEvaluator when the collective displacement check sees NaN/inf positions."""
 
 
-def _evaluate(potential, allpos: np.ndarray, types: np.ndarray, verlet: VerletList, n_local: int, key):
+def _evaluate(
+    potential, allpos: np.ndarray, types: np.ndarray, verlet: VerletList, n_local: int, key
+):
     """One Potential call: with the edges filtered on the potential's device when it keeps them there (the candidate
     list goes over only when ``key`` changes, i.e. after a rebuild), else with the edges filtered here."""
     if isinstance(potential, DeviceEdgePotential) and potential.device_edges:
@@ -59,7 +61,9 @@ class ForceEvaluator:
 
     def _check_box(self, cell: np.ndarray, pbc: np.ndarray) -> None:
         if pbc.any() and abs(np.linalg.det(cell)) < 1e-9:
-            raise ValueError("a periodic system needs three linearly independent cell vectors (give open axes a box vector too)")
+            raise ValueError(
+                "a periodic system needs three linearly independent cell vectors (give open axes a box vector too)"
+            )
 
     def rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
         """Wrap positions, rebuild halo and neighbour list; returns the wrapped positions."""
@@ -76,7 +80,11 @@ class ForceEvaluator:
         return positions
 
     def _all_positions(self, positions: np.ndarray) -> np.ndarray:
-        return np.concatenate([positions, positions[self._owner] + self._shift]) if len(self._owner) else positions
+        return (
+            np.concatenate([positions, positions[self._owner] + self._shift])
+            if len(self._owner)
+            else positions
+        )
 
     def update(self, state) -> None:
         """Forces, energy and virial of ``state`` (an integrators.State) in place; positions may be re-wrapped.
@@ -104,17 +112,23 @@ class ForceEvaluator:
         ids = state.ids if state.ids is not None else np.arange(len(state.positions))
         return float(d[k]), int(ids[ei[0, k]]), int(ids[owner[ei[1, k]]])
 
-    def compute(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, ForceResult]:
+    def compute(
+        self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray
+    ) -> tuple[np.ndarray, ForceResult]:
         """(possibly re-wrapped positions, result). Rebuilds the lists when the skin criterion says so."""
         n = len(positions)
-        stale = not self.verlet.builds or self._cell is None or not np.array_equal(self._cell, cell)  # new cell: new images
+        stale = (
+            not self.verlet.builds or self._cell is None or not np.array_equal(self._cell, cell)
+        )  # new cell: new images
         allpos = None if stale else self._all_positions(positions)
         if allpos is None or self.verlet.needs_rebuild(allpos):
             positions = self.rebuild(positions, cell, pbc)
             allpos = self._all_positions(positions)
         types = np.concatenate([self.types, self.types[self._owner]])
         r = _evaluate(self.potential, allpos, types, self.verlet, n, (id(self), self.verlet.builds))
-        return positions, ForceResult(float(r.energy), fold_forces(np.asarray(r.forces), n, self._owner), np.asarray(r.virial))
+        return positions, ForceResult(
+            float(r.energy), fold_forces(np.asarray(r.forces), n, self._owner), np.asarray(r.virial)
+        )
 
 
 class DistributedForceEvaluator:
@@ -126,12 +140,21 @@ class DistributedForceEvaluator:
     missing ids). The potential sees local + ghost atoms and edges centred on local atoms only.
     """
 
-    def __init__(self, potential, comm, cell: np.ndarray, skin: float = 1.0, grid: tuple[int, int, int] | None = None,
-                 pbc=None):
+    def __init__(
+        self,
+        potential,
+        comm,
+        cell: np.ndarray,
+        skin: float = 1.0,
+        grid: tuple[int, int, int] | None = None,
+        pbc=None,
+    ):
         self.potential, self.comm, self.skin = potential, comm, float(skin)
         cell = np.asarray(cell, dtype=np.float64)
         pbc = np.ones(3, bool) if pbc is None else np.asarray(pbc, dtype=bool)
-        self.dec = Decomposition(comm, cell, grid or choose_grid(comm.size, cell), potential.cutoff + self.skin, pbc)
+        self.dec = Decomposition(
+            comm, cell, grid or choose_grid(comm.size, cell), potential.cutoff + self.skin, pbc
+        )
         self.exchange = GhostExchange(self.dec)
         self.verlet = VerletList(potential.cutoff, self.skin)
         self._ref: np.ndarray | None = None
@@ -144,20 +167,33 @@ class DistributedForceEvaluator:
             local = np.inf
         else:
             local = float(np.sqrt(((positions - self._ref) ** 2).sum(axis=1).max(initial=0.0)))
-            if not np.isfinite(local):  # NaN/inf positions: flagged through the same reduction, no extra collective
+            if not np.isfinite(
+                local
+            ):  # NaN/inf positions: flagged through the same reduction, no extra collective
                 local = np.inf
         worst = self.comm.allreduce(local, op=_max_op(self.comm))
-        if worst == np.inf and self._ref is not None:  # _ref is reset on every rank together: this is non-finite input
+        if (
+            worst == np.inf and self._ref is not None
+        ):  # _ref is reset on every rank together: this is non-finite input
             raise NonFinitePositions
         return worst > 0.5 * self.skin
 
     def _rebuild(self, state) -> np.ndarray:
         if state.ids is None or state.types is None:
             raise ValueError("a distributed run needs state.ids and state.types")
-        arrays = {"positions": wrap(state.positions, self.dec.cell, self.dec.pbc), "velocities": state.velocities, "masses": state.masses,
-                  "ids": state.ids, "types": state.types}
-        new = exchange.migrate(self.dec, arrays)  # through the module: a test injects a lossy exchange
-        order = np.argsort(new["ids"], kind="stable")  # canonical local order: a resumed run builds identical lists
+        arrays = {
+            "positions": wrap(state.positions, self.dec.cell, self.dec.pbc),
+            "velocities": state.velocities,
+            "masses": state.masses,
+            "ids": state.ids,
+            "types": state.types,
+        }
+        new = exchange.migrate(
+            self.dec, arrays
+        )  # through the module: a test injects a lossy exchange
+        order = np.argsort(
+            new["ids"], kind="stable"
+        )  # canonical local order: a resumed run builds identical lists
         new = {k: v[order] for k, v in new.items()}
         n = int(self.comm.allreduce(len(new["ids"])))
         if self.n_total is None:
@@ -165,11 +201,19 @@ class DistributedForceEvaluator:
         if n != self.n_total:
             ids = np.sort(np.concatenate(self.comm.allgather(new["ids"])))
             missing = np.setdiff1d(np.arange(self.n_total), ids)
-            raise RuntimeError(f"step {state.step}: lost atoms: {self.n_total - n} of {self.n_total} "
-                               f"(ids {', '.join(map(str, missing[:10]))})")
-        state.positions, state.velocities, state.masses = new["positions"], new["velocities"], new["masses"]
+            raise RuntimeError(
+                f"step {state.step}: lost atoms: {self.n_total - n} of {self.n_total} "
+                f"(ids {', '.join(map(str, missing[:10]))})"
+            )
+        state.positions, state.velocities, state.masses = (
+            new["positions"],
+            new["velocities"],
+            new["masses"],
+        )
         state.ids, state.types = new["ids"], new["types"]
-        allpos, tags = self.exchange.build(state.positions, np.stack([state.types, state.ids], axis=1))
+        allpos, tags = self.exchange.build(
+            state.positions, np.stack([state.types, state.ids], axis=1)
+        )
         self._types_all, self._ids_all = tags[:, 0], tags[:, 1]
         self.verlet.build(allpos, len(state.positions))
         self._ref = state.positions.copy()
@@ -178,8 +222,16 @@ class DistributedForceEvaluator:
 
     def update(self, state) -> None:
         """Forces on this rank's atoms, global energy (eV) and virial (eV), in place."""
-        if not np.array_equal(state.cell, self.dec.cell):  # deformation / barostat: same grid over the new cell
-            self.dec = Decomposition(self.comm, np.array(state.cell, dtype=np.float64), self.dec.grid, self.dec.halo, self.dec.pbc)
+        if not np.array_equal(
+            state.cell, self.dec.cell
+        ):  # deformation / barostat: same grid over the new cell
+            self.dec = Decomposition(
+                self.comm,
+                np.array(state.cell, dtype=np.float64),
+                self.dec.grid,
+                self.dec.halo,
+                self.dec.pbc,
+            )
             self.exchange = GhostExchange(self.dec)
             self._ref = None
         try:
@@ -187,14 +239,18 @@ class DistributedForceEvaluator:
         except NonFinitePositions:
             bad = state.ids[~np.isfinite(state.positions).all(axis=1)]
             bad = np.sort(np.concatenate(self.comm.allgather(bad)))
-            raise SimulationError(NONFINITE_POSITIONS, state.step, tuple(int(i) for i in bad[:10])) from None
+            raise SimulationError(
+                NONFINITE_POSITIONS, state.step, tuple(int(i) for i in bad[:10])
+            ) from None
         if rebuild:
             allpos = self._rebuild(state)
         else:
             allpos = self.exchange.forward(state.positions)
         n = len(state.positions)
         self._allpos = allpos
-        r = _evaluate(self.potential, allpos, self._types_all, self.verlet, n, (id(self), self.builds))
+        r = _evaluate(
+            self.potential, allpos, self._types_all, self.verlet, n, (id(self), self.builds)
+        )
         state.forces = self.exchange.reverse(np.asarray(r.forces))
         state.energy = float(self.comm.allreduce(float(r.energy)))
         state.virial = np.asarray(self.comm.allreduce(np.asarray(r.virial)))

@@ -17,7 +17,9 @@ def plane_spacings(cell: np.ndarray) -> np.ndarray:
     """Distances (A) between opposite faces of the cell: V / |a_j x a_k|."""
     cell = np.asarray(cell, dtype=np.float64)
     vol = abs(np.linalg.det(cell))
-    return np.array([vol / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)])
+    return np.array(
+        [vol / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
+    )
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,20 @@ def periodic_halo(positions: np.ndarray, cell: np.ndarray, halo: float, pbc=None
     cell = np.asarray(cell, dtype=np.float64)
     periodic = np.ones(3, bool) if pbc is None else np.asarray(pbc, dtype=bool).reshape(3)
     frac = np.asarray(positions, dtype=np.float64) @ np.linalg.inv(cell)
-    margin = np.where(periodic, halo / plane_spacings(cell), np.inf)  # no face to be near along an open axis
+    margin = np.where(
+        periodic, halo / plane_spacings(cell), np.inf
+    )  # no face to be near along an open axis
     m = np.where(periodic, np.ceil(halo / plane_spacings(cell)), 0).astype(int)
-    shifts = np.array([(i, j, k) for i in range(-m[0], m[0] + 1) for j in range(-m[1], m[1] + 1)
-                       for k in range(-m[2], m[2] + 1) if (i, j, k) != (0, 0, 0)], dtype=np.int64).reshape(-1, 3)
+    shifts = np.array(
+        [
+            (i, j, k)
+            for i in range(-m[0], m[0] + 1)
+            for j in range(-m[1], m[1] + 1)
+            for k in range(-m[2], m[2] + 1)
+            if (i, j, k) != (0, 0, 0)
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 3)
     pos_l, own_l, sh_l = [], [], []
     for s in shifts:
         f = frac + s
@@ -67,7 +79,9 @@ def wrap(positions: np.ndarray, cell: np.ndarray, pbc=None) -> np.ndarray:
     pos = np.array(positions, dtype=np.float64, copy=True)
     frac = pos @ np.linalg.inv(cell)
     n = np.floor(frac)
-    n[frac - n >= 1.0] += 1.0  # frac = -1e-17 would land on 1.0 exactly (rounding): such an atom stays at ~0, in [0, 1)
+    n[frac - n >= 1.0] += (
+        1.0  # frac = -1e-17 would land on 1.0 exactly (rounding): such an atom stays at ~0, in [0, 1)
+    )
     if pbc is not None:
         n[:, ~np.asarray(pbc, dtype=bool).reshape(3)] = 0.0
     moved = (n != 0).any(axis=1)

@@ -52,7 +52,11 @@ def model_sha256(spec) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     else:
-        d = {k: v for k, v in asdict(spec).items() if k not in ("device", "max_edges_per_call", "memory_budget_gib")}
+        d = {
+            k: v
+            for k, v in asdict(spec).items()
+            if k not in ("device", "max_edges_per_call", "memory_budget_gib")
+        }
         h.update(json.dumps(d, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -76,11 +80,20 @@ def read_run_json(outdir: str | Path) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise MDInputError(f"{Path(outdir) / RUN_FILE_NAME}: unreadable ({exc}); it records which run this folder holds") from exc
+        raise MDInputError(
+            f"{Path(outdir) / RUN_FILE_NAME}: unreadable ({exc}); it records which run this folder holds"
+        ) from exc
 
 
-def settle_identity(outdir: str | Path, species: str, model: str, runfile_sha: str, restart_meta: dict | None,
-                    restart_path: str = "", allow_model_change: bool = False) -> tuple[RunIdentity, str | None]:
+def settle_identity(
+    outdir: str | Path,
+    species: str,
+    model: str,
+    runfile_sha: str,
+    restart_meta: dict | None,
+    restart_path: str = "",
+    allow_model_change: bool = False,
+) -> tuple[RunIdentity, str | None]:
     """The identity of the run about to start in ``outdir`` (rank 0, holding the folder's lock): checks a resume
     (``restart_meta``: the restart's meta/index) against the structure, the model and the folder's run, then writes
     run.json. Returns (identity, a note for thermo.log when the model changed, else None). MDInputError naming both sides."""
@@ -88,22 +101,37 @@ def settle_identity(outdir: str | Path, species: str, model: str, runfile_sha: s
     run_id = None
     note = None
     if restart_meta is not None:
-        old_species, old_model, old_id = (restart_meta.get(k) for k in ("species_sha256", "model_sha256", "run_id"))
+        old_species, old_model, old_id = (
+            restart_meta.get(k) for k in ("species_sha256", "model_sha256", "run_id")
+        )
         if old_id is None:
-            log.warning("%s: a restart without run identity (written by an older allegro-fm-md): species and model not checked",
-                        restart_path)
+            log.warning(
+                "%s: a restart without run identity (written by an older allegro-fm-md): species and model not checked",
+                restart_path,
+            )
         if old_species is not None and old_species != species:
-            raise MDInputError(f"{restart_path}: the restart's atoms are other elements (species {old_species[:12]}) than the "
-                               f"structure's at the same atom ids (species {species[:12]}): not the same system")
+            raise MDInputError(
+                f"{restart_path}: the restart's atoms are other elements (species {old_species[:12]}) than the "
+                f"structure's at the same atom ids (species {species[:12]}): not the same system"
+            )
         if old_model is not None and old_model != model:
             if not allow_model_change:
-                raise MDInputError(f"{restart_path}: written with another model (sha256 {old_model[:12]}) than this run file's "
-                                   f"(sha256 {model[:12]}); set [output] allow_model_change = true to continue with it")
+                raise MDInputError(
+                    f"{restart_path}: written with another model (sha256 {old_model[:12]}) than this run file's "
+                    f"(sha256 {model[:12]}); set [output] allow_model_change = true to continue with it"
+                )
             note = f"# step {restart_meta.get('step')}: model changed, sha256 {old_model[:12]} -> {model[:12]} (allow_model_change)"
         if folder is not None and old_id is not None and folder.get("run_id") != old_id:
-            raise MDInputError(f"{outdir} holds run {folder.get('run_id')}, but {restart_path} is a restart of run {old_id}: "
-                               "resume it in its own folder or a new one, never into another run's")
-        run_id = old_id  # a fresh start (or one into a folder being overwritten) gets a new id below
+            raise MDInputError(
+                f"{outdir} holds run {folder.get('run_id')}, but {restart_path} is a restart of run {old_id}: "
+                "resume it in its own folder or a new one, never into another run's"
+            )
+        run_id = (
+            old_id  # a fresh start (or one into a folder being overwritten) gets a new id below
+        )
     ident = RunIdentity(run_id or uuid.uuid4().hex, species, model)
-    write_text_atomic(Path(outdir) / RUN_FILE_NAME, json.dumps({**ident.meta(), "runfile_sha256": runfile_sha}, indent=1))
+    write_text_atomic(
+        Path(outdir) / RUN_FILE_NAME,
+        json.dumps({**ident.meta(), "runfile_sha256": runfile_sha}, indent=1),
+    )
     return ident, note

@@ -27,7 +27,9 @@ class RunStopped(Exception):
 
     def __init__(self, step: int, reason: str, restart):
         self.step, self.reason, self.restart = step, reason, restart
-        super().__init__(f"stopped at step {step} ({reason}); restart written to {restart}: resubmit to continue")
+        super().__init__(
+            f"stopped at step {step} ({reason}); restart written to {restart}: resubmit to continue"
+        )
 
 
 def job_end_time(environ=None) -> float | None:
@@ -58,7 +60,12 @@ class StopRequest:
 
     def due(self) -> bool:
         """True once a stop signal came or the wall-time margin is reached (this rank's view)."""
-        if self.reason is None and self.end is not None and self.margin > 0 and time.time() > self.end - self.margin:
+        if (
+            self.reason is None
+            and self.end is not None
+            and self.margin > 0
+            and time.time() > self.end - self.margin
+        ):
             self.reason = f"less than {self.margin:g} s of wall time left"
         return self.reason is not None
 

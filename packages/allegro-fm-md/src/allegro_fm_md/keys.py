@@ -36,12 +36,25 @@ VIRIAL: Final = "virial"  # eV
 ENERGY: Final = "energy"  # eV
 IDS: Final = "ids"
 TYPES: Final = "types"
-RESTART_ARRAYS: Final = (POSITIONS, VELOCITIES, MASSES, CELL, PBC, FORCES, VIRIAL, ENERGY, IDS, TYPES)
+RESTART_ARRAYS: Final = (
+    POSITIONS,
+    VELOCITIES,
+    MASSES,
+    CELL,
+    PBC,
+    FORCES,
+    VIRIAL,
+    ENERGY,
+    IDS,
+    TYPES,
+)
 SHARD_ARRAYS: Final = (POSITIONS, VELOCITIES, MASSES, FORCES, IDS, TYPES)
 
 # -- trajectory shards (one HDF5 per writing rank): groups and datasets -------------------------------------------------
 FRAMES: Final = "frames"  #: per-frame group: STEP, TIME, CELL, ENERGY, VIRIAL, OFFSET
-ATOM_ROWS: Final = "atoms"  #: per-atom group, frames appended: IDS, NUMBERS, POSITIONS, VELOCITIES, FORCES
+ATOM_ROWS: Final = (
+    "atoms"  #: per-atom group, frames appended: IDS, NUMBERS, POSITIONS, VELOCITIES, FORCES
+)
 TIME: Final = "time"  # fs
 OFFSET: Final = "offset"  #: first row of the frame in the ATOM_ROWS group
 NUMBERS: Final = "numbers"  #: atomic numbers

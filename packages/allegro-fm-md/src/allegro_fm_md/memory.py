@@ -62,7 +62,9 @@ def _cpu_peak(out: dict):
     except OSError:
         start = None
     yield out
-    peak = max(_proc_kib("/proc/self/status", "VmHWM") or 0, _proc_kib("/proc/self/status", "VmRSS") or 0)
+    peak = max(
+        _proc_kib("/proc/self/status", "VmHWM") or 0, _proc_kib("/proc/self/status", "VmRSS") or 0
+    )
     if start is not None and peak:
         out["bytes"] = max(peak - start, 0) * 1024
 
@@ -79,8 +81,11 @@ def cpu_peak_measurable() -> bool:
         del buf
         if probe["bytes"] is not None and probe["bytes"] >= 24 << 20:
             return True
-    log.warning("the peak resident set of this process is not measurable here (32 MiB written read as %s bytes): CPU "
-                "memory use is reported as unknown", probe["bytes"])
+    log.warning(
+        "the peak resident set of this process is not measurable here (32 MiB written read as %s bytes): CPU "
+        "memory use is reported as unknown",
+        probe["bytes"],
+    )
     return False
 
 

@@ -23,8 +23,17 @@ from .forces import ForceEvaluator
 class FIRE:
     """FIRE minimiser (ASE's defaults: dt 0.1, maxstep 0.2 A, dtmax 1.0, Nmin 5, finc 1.1, fdec 0.5, a 0.1, fa 0.99)."""
 
-    def __init__(self, dt: float = 0.1, maxstep: float = 0.2, dtmax: float = 1.0, n_min: int = 5, finc: float = 1.1,
-                 fdec: float = 0.5, astart: float = 0.1, fa: float = 0.99):
+    def __init__(
+        self,
+        dt: float = 0.1,
+        maxstep: float = 0.2,
+        dtmax: float = 1.0,
+        n_min: int = 5,
+        finc: float = 1.1,
+        fdec: float = 0.5,
+        astart: float = 0.1,
+        fa: float = 0.99,
+    ):
         self.dt, self.maxstep, self.dtmax, self.n_min = dt, maxstep, dtmax, n_min
         self.finc, self.fdec, self.astart, self.fa = finc, fdec, astart, fa
         self.a = astart
@@ -97,7 +106,9 @@ class EngineCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
-        ev = ForceEvaluator(self.potential, self.potential.types_of(a.get_chemical_symbols()), skin=self.skin)
+        ev = ForceEvaluator(
+            self.potential, self.potential.types_of(a.get_chemical_symbols()), skin=self.skin
+        )
         _, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
         self.results["energy"] = self.results["free_energy"] = r.energy
         self.results["forces"] = r.forces
@@ -105,8 +116,16 @@ class EngineCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(-r.virial / a.get_volume())
 
 
-def relax_cell(atoms, potential, fmax: float = 0.05, steps: int = 500, cell: bool = True, pressure_GPa: float = 0.0,
-               logfile: str | None = None, return_steps: bool = False):
+def relax_cell(
+    atoms,
+    potential,
+    fmax: float = 0.05,
+    steps: int = 500,
+    cell: bool = True,
+    pressure_GPa: float = 0.0,
+    logfile: str | None = None,
+    return_steps: bool = False,
+):
     """Relax positions (and the cell, at ``pressure_GPa``) of a copy of ``atoms`` with ase.optimize.FIRE;
     returns (relaxed atoms, converged) or, with ``return_steps``, (atoms, converged, steps). ``logfile``: ASE's
     optimizer log (step, time, energy eV, fmax eV/A)."""

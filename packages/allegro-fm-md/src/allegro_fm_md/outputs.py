@@ -70,7 +70,11 @@ class RunLock:
         """Create the folder and the lock, or raise MDInputError naming the run that holds it."""
         self.created = not self.outdir.exists()
         self.outdir.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
@@ -78,21 +82,32 @@ class RunLock:
                 other = self.describe_holder() or {}
                 pid, host = int(other.get("pid", -1)), other.get("host", "?")
                 if host == me["host"] and pid > 0 and not _alive(pid):
-                    log.warning("%s: taking over the lock of run pid %d (no longer running)", self.outdir, pid)
+                    log.warning(
+                        "%s: taking over the lock of run pid %d (no longer running)",
+                        self.outdir,
+                        pid,
+                    )
                     self.path.unlink(missing_ok=True)
                     continue
                 if other.get("unreadable") and self._age() > STALE_UNREADABLE_S:
-                    log.warning("%s: taking over an unreadable lock file (%.0f s old: no run is writing it)", self.path,
-                                self._age())
+                    log.warning(
+                        "%s: taking over an unreadable lock file (%.0f s old: no run is writing it)",
+                        self.path,
+                        self._age(),
+                    )
                     self.path.unlink(missing_ok=True)
                     continue
-                raise MDInputError(f"{self.outdir} is in use by another run (pid {pid} on {host}, started {other.get('started', '?')}); "
-                                   f"wait for it, choose another [output] dir, or delete {self.path} if that run is gone") from None
+                raise MDInputError(
+                    f"{self.outdir} is in use by another run (pid {pid} on {host}, started {other.get('started', '?')}); "
+                    f"wait for it, choose another [output] dir, or delete {self.path} if that run is gone"
+                ) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             self.held = True
             return self
-        raise MDInputError(f"{self.path}: cannot take the lock")  # pragma: no cover - a race lost twice
+        raise MDInputError(
+            f"{self.path}: cannot take the lock"
+        )  # pragma: no cover - a race lost twice
 
     def _age(self) -> float:
         try:
@@ -107,7 +122,9 @@ class RunLock:
             self.path.unlink(missing_ok=True)
             self.held = False
             if remove_if_empty and self.created:
-                (self.outdir / "run.json").unlink(missing_ok=True)  # the refused run's identity: nothing ran
+                (self.outdir / "run.json").unlink(
+                    missing_ok=True
+                )  # the refused run's identity: nothing ran
                 if not any(self.outdir.iterdir()):
                     self.outdir.rmdir()
 
@@ -128,8 +145,15 @@ class CutBack:
     partial: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        parts = [f"{n} {what}" for n, what in ((self.thermo_rows, "thermo rows"), (self.h5md_frames, "H5MD frames"),
-                                                (self.extxyz_frames, "extxyz frames")) if n]
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.thermo_rows, "thermo rows"),
+                (self.h5md_frames, "H5MD frames"),
+                (self.extxyz_frames, "extxyz frames"),
+            )
+            if n
+        ]
         if self.partial:
             parts.append("a partial last entry in " + ", ".join(self.partial))
         return ", ".join(parts) or "nothing"
@@ -177,7 +201,11 @@ def _cut_extxyz(path: Path, step: int) -> tuple[int, bool]:
             except ValueError:
                 partial = changed = True
                 break
-            if not comment.endswith(b"\n") or len(body) < n or not all(b.endswith(b"\n") for b in body):
+            if (
+                not comment.endswith(b"\n")
+                or len(body) < n
+                or not all(b.endswith(b"\n") for b in body)
+            ):
                 partial = changed = True
                 break
             m = _STEP.search(comment.decode("utf-8", "replace"))
@@ -203,7 +231,13 @@ def _cut_h5md(path: Path, step: int) -> int:
     cut = 0
     with h5py.File(path, "a") as h5:
         groups = []
-        h5.visititems(lambda name, obj: groups.append(obj) if isinstance(obj, h5py.Group) and "step" in obj and "value" in obj else None)
+        h5.visititems(
+            lambda name, obj: (
+                groups.append(obj)
+                if isinstance(obj, h5py.Group) and "step" in obj and "value" in obj
+                else None
+            )
+        )
         for g in groups:
             steps = g["step"][()]
             if steps.ndim == 0:  # a fixed step (time-independent element): nothing to cut
@@ -235,7 +269,11 @@ def _cut_shard(path: Path, step: int) -> int:
         return len(steps) - k
 
 
-def cut_back(outdir: str | Path, step: int, trajectories: tuple[str, ...] = ("trajectory.h5md", "trajectory.h5", "trajectory.extxyz")) -> CutBack:
+def cut_back(
+    outdir: str | Path,
+    step: int,
+    trajectories: tuple[str, ...] = ("trajectory.h5md", "trajectory.h5", "trajectory.extxyz"),
+) -> CutBack:
     """Cut the folder's thermo log and trajectories back to ``step`` (see the module docstring); returns what went."""
     outdir = Path(outdir)
     rows = frames_h5 = frames_xyz = 0
@@ -260,7 +298,9 @@ def cut_back(outdir: str | Path, step: int, trajectories: tuple[str, ...] = ("tr
             try:
                 frames_h5 = max(frames_h5, _cut_h5md(path, step))
             except OSError as exc:
-                raise MDInputError(f"{path}: cannot open the trajectory to resume it ({exc}); move it away to start a new file") from exc
+                raise MDInputError(
+                    f"{path}: cannot open the trajectory to resume it ({exc}); move it away to start a new file"
+                ) from exc
     for shard in sorted((outdir / "trajectory.shards").glob("rank-*.h5")):
         frames_h5 = max(frames_h5, _cut_shard(shard, step))
     return CutBack(rows, frames_h5, frames_xyz, tuple(partial))

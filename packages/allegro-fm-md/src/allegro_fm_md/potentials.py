@@ -25,18 +25,25 @@ _KINDS: dict[str, Callable] = {}
 
 log = logging.getLogger("allegro_fm_md")
 
+
 def _lj(spec, symbols, device):
-    return LennardJones(_one_element(spec, symbols), epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff)
+    return LennardJones(
+        _one_element(spec, symbols), epsilon=spec.epsilon, sigma=spec.sigma, cutoff=spec.cutoff
+    )
 
 
 def _morse(spec, symbols, device):
-    return Morse(_one_element(spec, symbols), depth=spec.depth, a=spec.a, r0=spec.r0, cutoff=spec.cutoff)
+    return Morse(
+        _one_element(spec, symbols), depth=spec.depth, a=spec.a, r0=spec.r0, cutoff=spec.cutoff
+    )
 
 
 def _one_element(spec, symbols) -> list[str]:
     species = sorted(set(symbols))
     if len(species) != 1:
-        raise MDInputError(f"reference potential {spec.kind!r} is for one element; the structure has {species}")
+        raise MDInputError(
+            f"reference potential {spec.kind!r} is for one element; the structure has {species}"
+        )
     return species
 
 
@@ -49,10 +56,14 @@ def potential_kinds() -> dict[str, Callable]:
     """All kinds: built-ins, installed packages' entry points (loaded on first use) and registered ones."""
     kinds = {"lj": _lj, "morse": _morse}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        kinds[ep.name] = ep  # loaded when used: a broken plug-in only fails the runs that ask for it
+        kinds[ep.name] = (
+            ep  # loaded when used: a broken plug-in only fails the runs that ask for it
+        )
     if "allegro" not in kinds and find_spec("allegro_fm_model") is not None:
         # an editable allegro-fm-model installed before it declared its entry point has no metadata for it
-        kinds["allegro"] = EntryPoint("allegro", "allegro_fm_model.plugin:md_potential", ENTRY_POINT_GROUP)
+        kinds["allegro"] = EntryPoint(
+            "allegro", "allegro_fm_model.plugin:md_potential", ENTRY_POINT_GROUP
+        )
     kinds.update(_KINDS)
     return kinds
 
@@ -68,9 +79,11 @@ def accelerator_backend(kind: str, torch_module=None, importer=importlib.import_
         try:
             importer("intel_extension_for_pytorch")  # registers torch.xpu on an older torch
         except ImportError as exc:
-            raise MDInputError(f"device 'xpu' requested, but this torch ({getattr(torch, '__version__', '?')}) has no native "
-                               "torch.xpu and intel_extension_for_pytorch is not installed: use torch >= 2.4 built with XPU "
-                               "support") from exc
+            raise MDInputError(
+                f"device 'xpu' requested, but this torch ({getattr(torch, '__version__', '?')}) has no native "
+                "torch.xpu and intel_extension_for_pytorch is not installed: use torch >= 2.4 built with XPU "
+                "support"
+            ) from exc
         backend = getattr(torch, "xpu", None)
     if backend is None or not hasattr(backend, "device_count"):
         raise MDInputError(f"device {kind!r} requested but this torch has no torch.{kind}")
@@ -82,7 +95,9 @@ def accelerator_backend(kind: str, torch_module=None, importer=importlib.import_
 PER_RANK_MASKS = {"xpu": "ZE_AFFINITY_MASK", "cuda": "CUDA_VISIBLE_DEVICES"}
 
 
-def device_for_rank(device: str, local_rank: int, local_size: int = 1, count: int | None = None, environ=None) -> str:
+def device_for_rank(
+    device: str, local_rank: int, local_size: int = 1, count: int | None = None, environ=None
+) -> str:
     """cuda / xpu -> this rank's device: the node-local rank modulo the device (or tile) count this rank sees, so one
     rank per GPU or tile when as many ranks as devices run on each node (comm.node_local_rank gives the local rank);
     cpu and explicit cuda:N / xpu:N unchanged. Where the launcher masked the devices per rank (ZE_AFFINITY_MASK,
@@ -96,7 +111,13 @@ def device_for_rank(device: str, local_rank: int, local_size: int = 1, count: in
     env = os.environ if environ is None else environ
     masked = PER_RANK_MASKS[device] in env and count == 1
     if local_size > count and not masked:
-        log.warning("%d ranks on this node share %d %s devices (%d per device)", local_size, count, device, -(-local_size // count))
+        log.warning(
+            "%d ranks on this node share %d %s devices (%d per device)",
+            local_size,
+            count,
+            device,
+            -(-local_size // count),
+        )
     return f"{device}:{0 if masked else local_rank % count}"
 
 
@@ -104,8 +125,14 @@ def make_potential(spec, symbols: list[str], local_rank: int = 0, local_size: in
     """The potential of a run file's [potential] table on this rank's device (chosen by its node-local rank)."""
     kinds = potential_kinds()
     if spec.kind not in kinds:
-        hint = " (kind 'allegro' comes with the allegro-fm-model package: pip install allegro-fm-model)" if spec.kind == "allegro" else ""
-        raise MDInputError(f"unknown potential kind {spec.kind!r}; known: {', '.join(sorted(kinds))}{hint}")
+        hint = (
+            " (kind 'allegro' comes with the allegro-fm-model package: pip install allegro-fm-model)"
+            if spec.kind == "allegro"
+            else ""
+        )
+        raise MDInputError(
+            f"unknown potential kind {spec.kind!r}; known: {', '.join(sorted(kinds))}{hint}"
+        )
     factory = kinds[spec.kind]
     if not callable(factory):
         factory = factory.load()

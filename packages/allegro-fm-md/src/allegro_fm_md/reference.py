@@ -30,7 +30,9 @@ class _PairPotential:
         pos = np.asarray(positions, dtype=np.float64)
         ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         if ei.shape[1] and ei[0].max() >= n_local:
-            raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
+            raise ValueError(
+                "edge_index has an edge centred on a ghost atom; only local centres are allowed"
+            )
         vec = pos[ei[1]] - pos[ei[0]]
         if edge_shifts is not None:
             vec = vec + np.asarray(edge_shifts, dtype=np.float64)
@@ -50,8 +52,19 @@ class _PairPotential:
 class LennardJones(_PairPotential):
     """12-6 Lennard-Jones, shifted to zero energy at ``cutoff``; one (epsilon eV, sigma A) for all pairs."""
 
-    def __init__(self, species: Sequence[str], epsilon: float = 0.0104, sigma: float = 3.40, cutoff: float = 8.5):
-        self.species, self.epsilon, self.sigma, self.cutoff = tuple(species), float(epsilon), float(sigma), float(cutoff)
+    def __init__(
+        self,
+        species: Sequence[str],
+        epsilon: float = 0.0104,
+        sigma: float = 3.40,
+        cutoff: float = 8.5,
+    ):
+        self.species, self.epsilon, self.sigma, self.cutoff = (
+            tuple(species),
+            float(epsilon),
+            float(sigma),
+            float(cutoff),
+        )
         sr6 = (self.sigma / self.cutoff) ** 6
         self._shift = 4 * self.epsilon * (sr6 * sr6 - sr6)
 
@@ -65,8 +78,21 @@ class LennardJones(_PairPotential):
 class Morse(_PairPotential):
     """Morse pair potential D [(1 - exp(-a (r - r0)))^2 - 1], shifted to zero at ``cutoff`` (eV, 1/A, A)."""
 
-    def __init__(self, species: Sequence[str], depth: float = 0.5, a: float = 1.5, r0: float = 2.5, cutoff: float = 6.0):
-        self.species, self.depth, self.a, self.r0, self.cutoff = tuple(species), float(depth), float(a), float(r0), float(cutoff)
+    def __init__(
+        self,
+        species: Sequence[str],
+        depth: float = 0.5,
+        a: float = 1.5,
+        r0: float = 2.5,
+        cutoff: float = 6.0,
+    ):
+        self.species, self.depth, self.a, self.r0, self.cutoff = (
+            tuple(species),
+            float(depth),
+            float(a),
+            float(r0),
+            float(cutoff),
+        )
         x = np.exp(-self.a * (self.cutoff - self.r0))
         self._shift = self.depth * ((1 - x) ** 2 - 1)
 

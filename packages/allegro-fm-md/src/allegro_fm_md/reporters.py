@@ -19,8 +19,23 @@ from . import keys as K
 from .errors import SimulationError
 from .trajectory import ExtXYZWriter, H5MDWriter, ShardWriter
 
-THERMO_COLUMNS = ("step", "time_fs", "T_K", "pe_eV", "ke_eV", "etot_eV", "p_GPa", "sxx_GPa", "syy_GPa", "szz_GPa",
-                  "syz_GPa", "sxz_GPa", "sxy_GPa", "conserved_eV", "atom_steps_per_s")
+THERMO_COLUMNS = (
+    "step",
+    "time_fs",
+    "T_K",
+    "pe_eV",
+    "ke_eV",
+    "etot_eV",
+    "p_GPa",
+    "sxx_GPa",
+    "syy_GPa",
+    "szz_GPa",
+    "syz_GPa",
+    "sxz_GPa",
+    "sxy_GPa",
+    "conserved_eV",
+    "atom_steps_per_s",
+)
 
 
 class ReporterBase:
@@ -63,7 +78,9 @@ class ThermoReporter(ReporterBase):
 
     def __init__(self, every: int = 10):
         self.every, self.rows = int(every), []
-        self.start_row: Thermo | None = None  # the state this run started from (logged only by a fresh run)
+        self.start_row: Thermo | None = (
+            None  # the state this run started from (logged only by a fresh run)
+        )
 
     def start(self, sim) -> None:
         self.start_row = sim.thermo_row(0.0)
@@ -92,7 +109,15 @@ class TrajectoryReporter(ReporterBase):
 
     reports_last_step = True
 
-    def __init__(self, every: int, outdir: Path, numbers: np.ndarray, pbc: np.ndarray, root: bool, resumed: bool):
+    def __init__(
+        self,
+        every: int,
+        outdir: Path,
+        numbers: np.ndarray,
+        pbc: np.ndarray,
+        root: bool,
+        resumed: bool,
+    ):
         self.every = int(every)
         self._open = (outdir, numbers, pbc, resumed) if root else None
         self.writers: list = []  # opened by start(): no file exists before the starting state passed the guards
@@ -100,8 +125,10 @@ class TrajectoryReporter(ReporterBase):
     def start(self, sim) -> None:
         if self._open is not None and not self.writers:
             outdir, numbers, pbc, resumed = self._open
-            self.writers = [H5MDWriter(outdir / "trajectory.h5md", numbers, pbc, append=resumed),
-                            ExtXYZWriter(outdir / "trajectory.extxyz", numbers)]
+            self.writers = [
+                H5MDWriter(outdir / "trajectory.h5md", numbers, pbc, append=resumed),
+                ExtXYZWriter(outdir / "trajectory.extxyz", numbers),
+            ]
         if sim.fresh:
             self._write(sim)
 
@@ -126,7 +153,9 @@ class ShardedTrajectoryReporter(ReporterBase):
 
     reports_last_step = True
 
-    def __init__(self, every: int, outdir: Path, species: tuple[str, ...], pbc, comm, resumed: bool):
+    def __init__(
+        self, every: int, outdir: Path, species: tuple[str, ...], pbc, comm, resumed: bool
+    ):
         self.every = int(every)
         self._open = (outdir / "trajectory.shards", species, pbc, comm, resumed)
         self.writer = None
@@ -137,7 +166,9 @@ class ShardedTrajectoryReporter(ReporterBase):
             rank, size = comm.rank, comm.size
             index = folder / K.INDEX_FILE
             if resumed and index.exists() and json.loads(index.read_text()).get(K.SHARDS) != size:
-                folder = folder.with_name(f"{folder.name}-from-step-{sim.state.step}")  # other rank count: a new part
+                folder = folder.with_name(
+                    f"{folder.name}-from-step-{sim.state.step}"
+                )  # other rank count: a new part
                 resumed = False
             self.writer = ShardWriter(folder, rank, size, species, pbc, append=resumed)
         if sim.fresh:
@@ -181,13 +212,17 @@ class FiniteGuard:
         ke_ok = all(p[1] for p in parts)
         for name, ids in zip(names, bad, strict=True):
             if len(ids):
-                raise SimulationError(f"{name} are not finite", s.step, tuple(int(b) for b in np.sort(ids)[:10]))
+                raise SimulationError(
+                    f"{name} are not finite", s.step, tuple(int(b) for b in np.sort(ids)[:10])
+                )
         if not np.isfinite(s.cell).all():
             raise SimulationError("the cell is not finite", s.step)
         if not np.isfinite(s.energy):
             raise SimulationError("potential energy is not finite", s.step)
         if not ke_ok:
-            raise SimulationError("the temperature is not finite (kinetic energy overflows)", s.step)
+            raise SimulationError(
+                "the temperature is not finite (kinetic energy overflows)", s.step
+            )
 
 
 class MinDistanceGuard:
@@ -199,4 +234,8 @@ class MinDistanceGuard:
     def check(self, sim) -> None:
         d, i, j = sim.evaluator.closest_pair(sim.state)
         if d < self.min_distance:
-            raise SimulationError(f"atoms closer than {self.min_distance} A ({d:.3f} A)", sim.state.step, tuple(sorted((i, j))))
+            raise SimulationError(
+                f"atoms closer than {self.min_distance} A ({d:.3f} A)",
+                sim.state.step,
+                tuple(sorted((i, j))),
+            )

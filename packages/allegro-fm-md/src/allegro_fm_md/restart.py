@@ -47,13 +47,32 @@ class RestartFile:
 def write_restart_file(path: str | Path, state, meta: dict) -> Path:
     """Write ``state`` (the gathered system, ordered by id) and ``meta`` (integrator, rng_states, integrator_state) to
     ``path`` atomically; format, version, step, time and momentum flag are added here."""
-    meta = {K.FORMAT: RESTART_FORMAT, K.VERSION: RESTART_VERSION, K.STEP: state.step, K.TIME_FS: state.time_fs,
-            K.MOMENTUM_CONSERVED: state.momentum_conserved, **meta}
+    meta = {
+        K.FORMAT: RESTART_FORMAT,
+        K.VERSION: RESTART_VERSION,
+        K.STEP: state.step,
+        K.TIME_FS: state.time_fs,
+        K.MOMENTUM_CONSERVED: state.momentum_conserved,
+        **meta,
+    }
     buf = io.BytesIO()
     types = state.types if state.types is not None else np.zeros(len(state.masses), np.int64)
-    np.savez(buf, **{K.POSITIONS: state.positions, K.VELOCITIES: state.velocities, K.MASSES: state.masses, K.CELL: state.cell,
-                     K.PBC: state.pbc, K.FORCES: state.forces, K.VIRIAL: state.virial, K.ENERGY: np.array(state.energy),
-                     K.IDS: state.ids, K.TYPES: types, K.META: np.array(json.dumps(meta))})
+    np.savez(
+        buf,
+        **{
+            K.POSITIONS: state.positions,
+            K.VELOCITIES: state.velocities,
+            K.MASSES: state.masses,
+            K.CELL: state.cell,
+            K.PBC: state.pbc,
+            K.FORCES: state.forces,
+            K.VIRIAL: state.virial,
+            K.ENERGY: np.array(state.energy),
+            K.IDS: state.ids,
+            K.TYPES: types,
+            K.META: np.array(json.dumps(meta)),
+        },
+    )
     return write_bytes_atomic(path, buf.getvalue())
 
 
@@ -67,14 +86,20 @@ def read_restart_file(path: str | Path) -> RestartFile:
             meta = json.loads(str(z[K.META]))
             arrays = {k: z[k] for k in ARRAYS}
     except Exception as exc:  # zipfile/np.load raise many types for a truncated file
-        raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
+        raise MDInputError(
+            f"{path}: not a readable restart file ({type(exc).__name__}: {exc})"
+        ) from exc
     if meta.get(K.FORMAT) != RESTART_FORMAT or meta.get(K.VERSION) != RESTART_VERSION:
-        raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
+        raise MDInputError(
+            f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}"
+        )
     for k in (K.POSITIONS, K.VELOCITIES, K.CELL):
         bad = ~np.isfinite(arrays[k]).reshape(len(arrays[k]), -1).all(axis=1)
         if bad.any():
             where = f"atom ids {arrays[K.IDS][bad][:10].tolist()}" if k != K.CELL else "the cell"
-            raise MDInputError(f"{path}: {k} not finite ({where}); resume from an earlier restart file")
+            raise MDInputError(
+                f"{path}: {k} not finite ({where}); resume from an earlier restart file"
+            )
     return RestartFile(arrays, meta)
 
 
@@ -115,21 +140,44 @@ def write_restart_shards(path: str | Path, state, meta: dict, comm) -> Path:
     def write_own() -> tuple[int, int, str]:
         inject("shard-write", rank)
         buf = io.BytesIO()
-        np.savez(buf, **{K.POSITIONS: state.positions, K.VELOCITIES: state.velocities, K.MASSES: state.masses,
-                         K.FORCES: state.forces, K.IDS: state.ids, K.TYPES: types})
+        np.savez(
+            buf,
+            **{
+                K.POSITIONS: state.positions,
+                K.VELOCITIES: state.velocities,
+                K.MASSES: state.masses,
+                K.FORCES: state.forces,
+                K.IDS: state.ids,
+                K.TYPES: types,
+            },
+        )
         data = buf.getvalue()
         write_bytes_atomic(tmp / f"rank-{rank:05d}.npz", data)
         return len(state.masses), len(data), hashlib.sha256(data).hexdigest()
 
-    mine = agree(comm, write_own)  # a rank that cannot write stops every rank (the previous restart stays)
+    mine = agree(
+        comm, write_own
+    )  # a rank that cannot write stops every rank (the previous restart stays)
     shards = comm.allgather(mine)
     n = sum(s[0] for s in shards)
     if rank == 0:
-        index = {K.FORMAT: RESTART_FORMAT, K.VERSION: RESTART_VERSION, K.STEP: state.step, K.TIME_FS: state.time_fs,
-                 K.MOMENTUM_CONSERVED: state.momentum_conserved, K.SHARDS: size, K.ATOMS: n, K.CELL: np.asarray(state.cell).tolist(),
-                 K.PBC: np.asarray(state.pbc).tolist(), K.ENERGY: float(state.energy), K.VIRIAL: np.asarray(state.virial).tolist(),
-                 K.SHARD_ATOMS: [s[0] for s in shards], K.SHARD_BYTES: [s[1] for s in shards],
-                 K.SHARD_SHA256: [s[2] for s in shards], **meta}
+        index = {
+            K.FORMAT: RESTART_FORMAT,
+            K.VERSION: RESTART_VERSION,
+            K.STEP: state.step,
+            K.TIME_FS: state.time_fs,
+            K.MOMENTUM_CONSERVED: state.momentum_conserved,
+            K.SHARDS: size,
+            K.ATOMS: n,
+            K.CELL: np.asarray(state.cell).tolist(),
+            K.PBC: np.asarray(state.pbc).tolist(),
+            K.ENERGY: float(state.energy),
+            K.VIRIAL: np.asarray(state.virial).tolist(),
+            K.SHARD_ATOMS: [s[0] for s in shards],
+            K.SHARD_BYTES: [s[1] for s in shards],
+            K.SHARD_SHA256: [s[2] for s in shards],
+            **meta,
+        }
         (tmp / K.INDEX_FILE).write_text(json.dumps(index))
         old = path.with_name(path.name + ".old")
         if path.exists():
@@ -160,17 +208,23 @@ def check_restart_shards(path: str | Path) -> dict:
     names = {f"rank-{r:05d}.npz" for r in range(n)}
     extra = sorted(p.name for p in path.glob("rank-*.npz") if p.name not in names)
     if extra:
-        raise MDInputError(f"{path / extra[0]}: a restart shard the index does not list (index.json: {n} shards); the set is "
-                           "not one restart: resume from another")
+        raise MDInputError(
+            f"{path / extra[0]}: a restart shard the index does not list (index.json: {n} shards); the set is "
+            "not one restart: resume from another"
+        )
     sizes, atoms = index.get(K.SHARD_BYTES), index.get(K.SHARD_ATOMS)
     for r in range(n):
         f = path / f"rank-{r:05d}.npz"
         if not f.exists():
             raise MDInputError(f"{f}: restart shard missing (index.json lists {n} shards)")
         if sizes is not None and f.stat().st_size != int(sizes[r]):
-            raise MDInputError(f"{f}: restart shard of {f.stat().st_size} bytes, the index recorded {sizes[r]} (truncated or replaced)")
+            raise MDInputError(
+                f"{f}: restart shard of {f.stat().st_size} bytes, the index recorded {sizes[r]} (truncated or replaced)"
+            )
     if atoms is not None and (len(atoms) != n or sum(atoms) != int(index[K.ATOMS])):
-        raise MDInputError(f"{path}/index.json: shard atom counts {atoms} do not add up to {index[K.ATOMS]} atoms")
+        raise MDInputError(
+            f"{path}/index.json: shard atom counts {atoms} do not add up to {index[K.ATOMS]} atoms"
+        )
     return index
 
 
@@ -188,27 +242,51 @@ def read_restart_shards(path: str | Path, rank: int = 0, size: int = 1) -> Resta
         try:
             data = f.read_bytes()
             if sums is not None and hashlib.sha256(data).hexdigest() != sums[r]:
-                raise MDInputError(f"{f}: restart shard does not match its checksum in index.json (corrupt, or another "
-                                   "shard's file)")
+                raise MDInputError(
+                    f"{f}: restart shard does not match its checksum in index.json (corrupt, or another "
+                    "shard's file)"
+                )
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 parts.append({k: z[k] for k in SHARD_ARRAYS})
         except MDInputError:
             raise
         except FileNotFoundError as exc:
-            raise MDInputError(f"{f}: restart shard missing (index.json lists {index[K.SHARDS]} shards)") from exc
+            raise MDInputError(
+                f"{f}: restart shard missing (index.json lists {index[K.SHARDS]} shards)"
+            ) from exc
         except Exception as exc:  # zipfile/np.load raise many types for a truncated file
-            raise MDInputError(f"{f}: not a readable restart shard ({type(exc).__name__}: {exc})") from exc
+            raise MDInputError(
+                f"{f}: not a readable restart shard ({type(exc).__name__}: {exc})"
+            ) from exc
         if counts is not None and len(parts[-1][K.IDS]) != int(counts[r]):
-            raise MDInputError(f"{f}: {len(parts[-1][K.IDS])} atoms, index.json recorded {counts[r]}")
-    empty = {K.POSITIONS: np.zeros((0, 3)), K.VELOCITIES: np.zeros((0, 3)), K.FORCES: np.zeros((0, 3)), K.MASSES: np.zeros(0),
-             K.IDS: np.zeros(0, np.int64), K.TYPES: np.zeros(0, np.int64)}  # more ranks than shards: some read none
-    arrays = {k: (np.concatenate([p[k] for p in parts]) if parts else empty[k]) for k in SHARD_ARRAYS}
+            raise MDInputError(
+                f"{f}: {len(parts[-1][K.IDS])} atoms, index.json recorded {counts[r]}"
+            )
+    empty = {
+        K.POSITIONS: np.zeros((0, 3)),
+        K.VELOCITIES: np.zeros((0, 3)),
+        K.FORCES: np.zeros((0, 3)),
+        K.MASSES: np.zeros(0),
+        K.IDS: np.zeros(0, np.int64),
+        K.TYPES: np.zeros(0, np.int64),
+    }  # more ranks than shards: some read none
+    arrays = {
+        k: (np.concatenate([p[k] for p in parts]) if parts else empty[k]) for k in SHARD_ARRAYS
+    }
     for k in (K.POSITIONS, K.VELOCITIES):
         bad = ~np.isfinite(arrays[k]).all(axis=1)
         if bad.any():
-            raise MDInputError(f"{path}: {k} not finite (atom ids {arrays[K.IDS][bad][:10].tolist()}); resume from an earlier restart")
-    arrays.update({K.CELL: np.array(index[K.CELL]), K.PBC: np.array(index[K.PBC], dtype=bool),
-                   K.ENERGY: np.array(index[K.ENERGY]), K.VIRIAL: np.array(index[K.VIRIAL])})
+            raise MDInputError(
+                f"{path}: {k} not finite (atom ids {arrays[K.IDS][bad][:10].tolist()}); resume from an earlier restart"
+            )
+    arrays.update(
+        {
+            K.CELL: np.array(index[K.CELL]),
+            K.PBC: np.array(index[K.PBC], dtype=bool),
+            K.ENERGY: np.array(index[K.ENERGY]),
+            K.VIRIAL: np.array(index[K.VIRIAL]),
+        }
+    )
     return RestartFile(arrays, index)
 
 
@@ -222,9 +300,13 @@ def restart_meta(path: str | Path) -> dict:
         with np.load(path, allow_pickle=False) as z:  # npz members load one at a time
             meta = json.loads(str(z[K.META]))
     except Exception as exc:  # zipfile/np.load raise many types for a truncated file
-        raise MDInputError(f"{path}: not a readable restart file ({type(exc).__name__}: {exc})") from exc
+        raise MDInputError(
+            f"{path}: not a readable restart file ({type(exc).__name__}: {exc})"
+        ) from exc
     if meta.get(K.FORMAT) != RESTART_FORMAT or meta.get(K.VERSION) != RESTART_VERSION:
-        raise MDInputError(f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}")
+        raise MDInputError(
+            f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}"
+        )
     return meta
 
 

@@ -101,7 +101,9 @@ class PotentialSpec:
     a: float = 1.5
     r0: float = 2.5
     cutoff: float = 6.5
-    options: dict = field(default_factory=dict)  # a plug-in kind's own keys ([potential.options] table)
+    options: dict = field(
+        default_factory=dict
+    )  # a plug-in kind's own keys ([potential.options] table)
     max_edges_per_call: int = 0  # > 0: the potential sees at most this many edges at once; 0: from the budget (chunked.py)
     memory_budget_gib: float = 0.0  # > 0: per-rank memory of one force evaluation; 0: half the device's free memory / node ranks
 
@@ -129,10 +131,14 @@ class RunSpec:
         for name, table in self.options.items():
             kind = kinds.get(name)
             if kind is None:
-                raise MDInputError(f"[run.{name}]: no integrator kind {name!r}; known: {', '.join(sorted(kinds))}")
+                raise MDInputError(
+                    f"[run.{name}]: no integrator kind {name!r}; known: {', '.join(sorted(kinds))}"
+                )
             if not kind.modifier and name != self.integrator:
-                raise MDInputError(f"[run.{name}] holds the options of integrator {name!r} ({', '.join(kind.keys())}), but "
-                                   f"integrator = {self.integrator!r}")
+                raise MDInputError(
+                    f"[run.{name}] holds the options of integrator {name!r} ({', '.join(kind.keys())}), but "
+                    f"integrator = {self.integrator!r}"
+                )
             parsed[name] = kind.parse(table) if isinstance(table, dict) else table
         object.__setattr__(self, "options", parsed)
 
@@ -183,7 +189,12 @@ class RunFile:
             d, text = read_toml(path, "run file")
         except ValueError as exc:
             raise MDInputError(str(exc)) from exc
-        tables = {"system": SystemSpec, "potential": PotentialSpec, "run": RunSpec, "output": OutputSpec}
+        tables = {
+            "system": SystemSpec,
+            "potential": PotentialSpec,
+            "run": RunSpec,
+            "output": OutputSpec,
+        }
         unknown = set(d) - set(tables)
         if unknown:
             raise MDInputError(f"{path}: unknown tables {sorted(unknown)}; known: {sorted(tables)}")
@@ -197,15 +208,30 @@ class RunFile:
             for key in ("structure", "model", "dir", "restart_from"):
                 if key == "restart_from" and t.get(key) == AUTO:
                     continue  # resolved against the output folder by ``resolve_restart``
-                if key == "model" and t.get(key) and "/" not in t[key] and not (path.parent / t[key]).exists():
+                if (
+                    key == "model"
+                    and t.get(key)
+                    and "/" not in t[key]
+                    and not (path.parent / t[key]).exists()
+                ):
                     continue  # a shipped model's name (allegro-fm-mini), resolved by allegro_fm_model
                 if t.get(key) and not Path(t[key]).is_absolute():
                     t[key] = os.path.normpath(path.parent / t[key])  # examples/x/../../runs -> runs
             if "replicate" in t:
-                if not isinstance(t["replicate"], list) or not all(type(x) is int for x in t["replicate"]):
-                    raise MDInputError(f"{path}: [system] replicate must be three integers (got {t['replicate']!r})")
+                if not isinstance(t["replicate"], list) or not all(
+                    type(x) is int for x in t["replicate"]
+                ):
+                    raise MDInputError(
+                        f"{path}: [system] replicate must be three integers (got {t['replicate']!r})"
+                    )
                 t["replicate"] = tuple(t["replicate"])
-            check_values(path, name, klass, {k: v for k, v in t.items() if k != "options" or name != "run"}, _RANGES)
+            check_values(
+                path,
+                name,
+                klass,
+                {k: v for k, v in t.items() if k != "options" or name != "run"},
+                _RANGES,
+            )
             if name == "potential":
                 _check_device(path, t)
             try:
@@ -226,8 +252,18 @@ def _kind_tables(path: Path, run: dict) -> dict[str, dict]:
         if isinstance(run[key], dict) and key in kinds:
             tables[key] = run.pop(key)
     chosen = run.get("integrator", RunSpec.integrator)
-    owners = {k: n for n, kind in kinds.items() for k in kind.keys() if kind.modifier or n == chosen}
-    owners.update({k: n for n in ("nve", "langevin", "nhc", "fire") if n in kinds for k in kinds[n].keys() if k not in owners})
+    owners = {
+        k: n for n, kind in kinds.items() for k in kind.keys() if kind.modifier or n == chosen
+    }
+    owners.update(
+        {
+            k: n
+            for n in ("nve", "langevin", "nhc", "fire")
+            if n in kinds
+            for k in kinds[n].keys()
+            if k not in owners
+        }
+    )
     flat: dict[str, dict] = {}
     for key in [k for k in run if k not in general]:
         if key not in owners:
@@ -240,7 +276,7 @@ def _kind_tables(path: Path, run: dict) -> dict[str, dict]:
             continue  # 0.1.0.dev1's "off": no pressure_GPa, an empty deform_axis
         if name != chosen and not kinds[name].modifier:
             if keys.get("relax_cell"):
-                raise MDInputError(f"{path}: relax_cell = true needs integrator = \"fire\"")
+                raise MDInputError(f'{path}: relax_cell = true needs integrator = "fire"')
             continue  # 0.1.0.dev1 ignored another integrator's flat keys (friction_per_fs with nhc): so do we
         tables.setdefault(name, {}).update(keys)
     return tables
@@ -248,18 +284,29 @@ def _kind_tables(path: Path, run: dict) -> dict[str, dict]:
 
 #: allowed ranges of run-file numbers of the [system], [potential], [run] and [output] tables: key -> (low, high, low
 #: inclusive); None = unbounded. The integrator kinds' options carry theirs in their fields' metadata (schema.py).
-_RANGES = {"dt_fs": (0.0, 10.0, False),  # fs: beyond ~10 fs no atomic vibration is resolved
-           "steps": (0, None, True), "temperature_K": (0.0, 1e5, True), "temperature_end_K": (0.0, 1e5, True),
-           "skin": (0.0, None, True), "min_distance": (0.0, None, True), "thermo_every": (1, None, True),
-           "walltime_margin_s": (0.0, None, True),
-           "trajectory_every": (0, None, True), "restart_every": (1, None, True), "cutoff": (0.0, None, False),
-           "max_edges_per_call": (0, None, True), "memory_budget_gib": (0.0, None, True)}
+_RANGES = {
+    "dt_fs": (0.0, 10.0, False),  # fs: beyond ~10 fs no atomic vibration is resolved
+    "steps": (0, None, True),
+    "temperature_K": (0.0, 1e5, True),
+    "temperature_end_K": (0.0, 1e5, True),
+    "skin": (0.0, None, True),
+    "min_distance": (0.0, None, True),
+    "thermo_every": (1, None, True),
+    "walltime_margin_s": (0.0, None, True),
+    "trajectory_every": (0, None, True),
+    "restart_every": (1, None, True),
+    "cutoff": (0.0, None, False),
+    "max_edges_per_call": (0, None, True),
+    "memory_budget_gib": (0.0, None, True),
+}
 
 
 def _check_device(path: Path, values: dict) -> None:
     """A [potential] device is cpu, cuda[:i] or xpu[:i] (MDInputError naming the file)."""
     if "device" in values and not re.fullmatch(r"cpu|(cuda|xpu)(:\d+)?", str(values["device"])):
-        raise MDInputError(f"{path}: [potential] device = {values['device']!r}: must be cpu, cuda, xpu (or cuda:N, xpu:N)")
+        raise MDInputError(
+            f"{path}: [potential] device = {values['device']!r}: must be cpu, cuda, xpu (or cuda:N, xpu:N)"
+        )
 
 
 #: |coordinate| (A) beyond which a structure is refused: float64 keeps ~1e-10 A there, and no structure is that large
@@ -272,24 +319,32 @@ def load_structure(spec: SystemSpec) -> Supercell:
     try:
         atoms = ase.io.read(spec.structure)
     except Exception as exc:  # ase raises many types for unreadable files
-        raise MDInputError(f"{spec.structure}: cannot read structure ({type(exc).__name__}: {exc})") from exc
+        raise MDInputError(
+            f"{spec.structure}: cannot read structure ({type(exc).__name__}: {exc})"
+        ) from exc
     if len(spec.replicate) != 3 or min(spec.replicate) < 1:
         raise MDInputError(f"replicate must be three positive integers (got {spec.replicate})")
     if len(atoms) == 0:
         raise MDInputError(f"{spec.structure}: the structure has no atoms")
     bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
     if len(bad):
-        raise MDInputError(f"{spec.structure}: atom {bad[0]} ({atoms[bad[0]].symbol}) has a non-finite position {atoms.positions[bad[0]].tolist()}"
-                           + (f" ({len(bad)} atoms in all)" if len(bad) > 1 else ""))
+        raise MDInputError(
+            f"{spec.structure}: atom {bad[0]} ({atoms[bad[0]].symbol}) has a non-finite position {atoms.positions[bad[0]].tolist()}"
+            + (f" ({len(bad)} atoms in all)" if len(bad) > 1 else "")
+        )
     far = np.flatnonzero(np.abs(atoms.positions).max(axis=1) > MAX_COORDINATE)
     if len(far):
-        raise MDInputError(f"{spec.structure}: atom {far[0]} ({atoms[far[0]].symbol}) is at {atoms.positions[far[0]].tolist()} A, beyond "
-                           f"{MAX_COORDINATE:g} A: not a structure (wrapping it into the cell would lose all precision)")
+        raise MDInputError(
+            f"{spec.structure}: atom {far[0]} ({atoms[far[0]].symbol}) is at {atoms.positions[far[0]].tolist()} A, beyond "
+            f"{MAX_COORDINATE:g} A: not a structure (wrapping it into the cell would lose all precision)"
+        )
     if not np.isfinite(atoms.cell[:]).all():
         raise MDInputError(f"{spec.structure}: the cell is not finite ({atoms.cell[:].tolist()})")
     if abs(np.linalg.det(np.array(atoms.cell))) < 1e-9:
-        raise MDInputError(f"{spec.structure}: the cell needs three linearly independent vectors, also along open axes "
-                           f"(pbc={atoms.pbc.tolist()}; a slab needs a box vector across its vacuum: ase.build.surface(..., vacuum=V))")
+        raise MDInputError(
+            f"{spec.structure}: the cell needs three linearly independent vectors, also along open axes "
+            f"(pbc={atoms.pbc.tolist()}; a slab needs a box vector across its vacuum: ase.build.surface(..., vacuum=V))"
+        )
     return Supercell(atoms, tuple(int(r) for r in spec.replicate))
 
 
@@ -297,7 +352,11 @@ def lammps_orient(atoms) -> bool:
     """Rotate ``atoms`` (cell and positions, in place) so that a lies along x and b in the xy plane (a lower-triangular
     cell, LAMMPS's convention, which H5MD readers such as MDAnalysis assume); True when it had to turn."""
     cell = np.array(atoms.cell)
-    if abs(np.linalg.det(cell)) == 0 or np.allclose(np.triu(cell, 1), 0.0, atol=1e-12) and (np.diag(cell) > 0).all():
+    if (
+        abs(np.linalg.det(cell)) == 0
+        or np.allclose(np.triu(cell, 1), 0.0, atol=1e-12)
+        and (np.diag(cell) > 0).all()
+    ):
         return False
     rcell, q = atoms.cell.standard_form()
     atoms.positions = atoms.positions @ q.T
@@ -309,14 +368,30 @@ def _check_output(runfile: RunFile, overwrite: bool) -> None:
     """A new run never mixes its output with an old one: refuse (or, with ``overwrite``, remove) old files. Called by
     the holder of the folder's lock only, so a live run's files are never removed."""
     out = Path(runfile.output.dir)
-    old = [out / n for n in ("thermo.log", "run.json", "trajectory.h5md", "trajectory.h5", "trajectory.extxyz", "restart.npz",
-                             "restart_last_good.npz", "relaxed.extxyz", "relax.log", "restart.shards", "restart_last_good.shards",
-                             "trajectory.shards")]
+    old = [
+        out / n
+        for n in (
+            "thermo.log",
+            "run.json",
+            "trajectory.h5md",
+            "trajectory.h5",
+            "trajectory.extxyz",
+            "restart.npz",
+            "restart_last_good.npz",
+            "relaxed.extxyz",
+            "relax.log",
+            "restart.shards",
+            "restart_last_good.shards",
+            "trajectory.shards",
+        )
+    ]
     old = [p for p in old if p.exists()]
     if not old or runfile.output.restart_from:
         return
     if not overwrite:
-        raise MDInputError(f"{out} already holds a run ({old[0].name}); use another [output] dir, restart_from, or --overwrite")
+        raise MDInputError(
+            f"{out} already holds a run ({old[0].name}); use another [output] dir, restart_from, or --overwrite"
+        )
     for p in old:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
@@ -339,13 +414,17 @@ def _check_relax(runfile: RunFile, atoms, comm) -> None:
     """What a cell relaxation needs, checked before any output (MDInputError)."""
     r = runfile.run
     if r.integrator != "fire":
-        raise MDInputError("relax_cell = true needs integrator = \"fire\"")
+        raise MDInputError('relax_cell = true needs integrator = "fire"')
     if comm.size > 1:
-        raise MDInputError("relax_cell = true runs on one rank (a cell relaxation is for small cells): use mpiexec -n 1")
+        raise MDInputError(
+            "relax_cell = true runs on one rank (a cell relaxation is for small cells): use mpiexec -n 1"
+        )
     i, j, d = neighbor_list("ijd", atoms, r.min_distance)
     if len(i):
-        raise MDInputError(f"{runfile.system.structure}: atoms {i[0]} and {j[0]} are {d[0]:.3f} A apart (< min_distance "
-                         f"{r.min_distance} A) (before any step)")
+        raise MDInputError(
+            f"{runfile.system.structure}: atoms {i[0]} and {j[0]} are {d[0]:.3f} A apart (< min_distance "
+            f"{r.min_distance} A) (before any step)"
+        )
 
 
 def _relax_cell(runfile: RunFile, atoms, pot) -> Relaxation:
@@ -354,70 +433,130 @@ def _relax_cell(runfile: RunFile, atoms, pot) -> Relaxation:
     out = Path(runfile.output.dir)
     p0 = r.options["npt"].pressure_GPa if "npt" in r.options else 0.0
     fmax = r.option("fire").fmax
-    relaxed, ok, nsteps = relax_cell(atoms, pot, fmax=fmax, steps=r.steps, cell=True, pressure_GPa=p0,
-                                     logfile=str(out / "relax.log"), return_steps=True)
+    relaxed, ok, nsteps = relax_cell(
+        atoms,
+        pot,
+        fmax=fmax,
+        steps=r.steps,
+        cell=True,
+        pressure_GPa=p0,
+        logfile=str(out / "relax.log"),
+        return_steps=True,
+    )
     f = float(np.linalg.norm(relaxed.get_forces(), axis=1).max())
     stress = relaxed.get_stress(voigt=False) / units.GPa
     dev = float(np.abs(stress + p0 * np.eye(3)).max())
     relaxed.info.update(relaxed_from=runfile.system.structure, converged=bool(ok), fmax=f)
     with atomic_path(out / "relaxed.extxyz") as tmp:
         ase.io.write(tmp, relaxed, format="extxyz")
-    return Relaxation(out / "relaxed.extxyz", float(relaxed.get_potential_energy()), float(relaxed.get_volume()), f, dev,
-                      nsteps, bool(ok))
+    return Relaxation(
+        out / "relaxed.extxyz",
+        float(relaxed.get_potential_energy()),
+        float(relaxed.get_volume()),
+        f,
+        dev,
+        nsteps,
+        bool(ok),
+    )
 
 
 def validate(runfile: RunFile, comm, progress: bool = True):
     """Everything a run needs that can be wrong, checked before any output: the structure, the potential and the
     atoms' types (collective). Returns (system: a Supercell, potential, types of the unit cell's atoms)."""
     local = node_local_rank(comm)
-    n = shared_restart_header(runfile.output.restart_from, comm)[1] if runfile.output.restart_from else None
+    n = (
+        shared_restart_header(runfile.output.restart_from, comm)[1]
+        if runfile.output.restart_from
+        else None
+    )
     return agree(comm, _validate_here, runfile, comm, progress, local, n)
 
 
-def _validate_here(runfile: RunFile, comm, progress: bool, local: tuple[int, int], restart_atoms: int | None):
+def _validate_here(
+    runfile: RunFile, comm, progress: bool, local: tuple[int, int], restart_atoms: int | None
+):
     """``validate``'s work on this rank, with no collective inside (``validate`` makes its failure everyone's)."""
     inject("setup", comm.rank)
     system = load_structure(runfile.system)
     atoms = system.unit
-    if runfile.output.restart_from:  # read once here so that a bad restart file is refused before the folder is touched
+    if (
+        runfile.output.restart_from
+    ):  # read once here so that a bad restart file is refused before the folder is touched
         n = restart_atoms
         if n != len(system):
-            raise MDInputError(f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(system)}")
+            raise MDInputError(
+                f"{runfile.output.restart_from}: {n} atoms, but the structure {runfile.system.structure} has {len(system)}"
+            )
     r = runfile.run
     if not atoms.pbc.all() and r.needs_periodic_cell:
-        raise MDInputError(f"{runfile.system.structure}: pressure_GPa, deform_axis and relax_cell need a cell periodic in all three "
-                           f"directions (pbc={atoms.pbc.tolist()})")
+        raise MDInputError(
+            f"{runfile.system.structure}: pressure_GPa, deform_axis and relax_cell need a cell periodic in all three "
+            f"directions (pbc={atoms.pbc.tolist()})"
+        )
     if lammps_orient(atoms) and progress and comm.rank == 0:
-        print("cell rotated to the orientation MD codes expect (a along x, b in the xy plane, as LAMMPS does); positions "
-              "rotated with it: every output is in this frame", flush=True)
+        print(
+            "cell rotated to the orientation MD codes expect (a along x, b in the xy plane, as LAMMPS does); positions "
+            "rotated with it: every output is in this frame",
+            flush=True,
+        )
     local_rank, local_size = local
     pot = make_potential(runfile.potential, atoms.get_chemical_symbols(), local_rank, local_size)
-    ps = runfile.potential  # memory-bounded evaluation, automatic by default (one call while the edges fit the budget)
-    pot = ChunkedPotential(pot, ps.max_edges_per_call or None, ps.memory_budget_gib * 2**30 or None, ranks_sharing=local_size)
-    pot.progress = bool(progress and comm.rank == 0)  # rank 0 shows a bar over a long evaluation's chunks
+    ps = (
+        runfile.potential
+    )  # memory-bounded evaluation, automatic by default (one call while the edges fit the budget)
+    pot = ChunkedPotential(
+        pot,
+        ps.max_edges_per_call or None,
+        ps.memory_budget_gib * 2**30 or None,
+        ranks_sharing=local_size,
+    )
+    pot.progress = bool(
+        progress and comm.rank == 0
+    )  # rank 0 shows a bar over a long evaluation's chunks
     if progress and comm.rank == 0:  # the elements a model file covers come from its own metadata
         name = runfile.potential.model or runfile.potential.kind
-        print(f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}", flush=True)
+        print(
+            f"potential {name}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A: {' '.join(pot.species)}",
+            flush=True,
+        )
     try:
-        types = pot.types_of(atoms.get_chemical_symbols())  # unknown elements: clear error before any step
+        types = pot.types_of(
+            atoms.get_chemical_symbols()
+        )  # unknown elements: clear error before any step
     except ValueError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
-    if comm.size == 1 and atoms.pbc.any() and pot.cutoff > 0.5 * plane_spacings(system.cell)[atoms.pbc].min():
+    if (
+        comm.size == 1
+        and atoms.pbc.any()
+        and pot.cutoff > 0.5 * plane_spacings(system.cell)[atoms.pbc].min()
+    ):
         d = plane_spacings(system.cell)[atoms.pbc].min()
-        raise MDInputError(f"cutoff {pot.cutoff} A is larger than half the cell ({d:.3f} A between its closest faces, half of it "
-                           f"{d / 2:.3f} A): an atom would interact with its own image; replicate the cell")
+        raise MDInputError(
+            f"cutoff {pot.cutoff} A is larger than half the cell ({d:.3f} A between its closest faces, half of it "
+            f"{d / 2:.3f} A): an atom would interact with its own image; replicate the cell"
+        )
     return system, pot, types
 
 
-def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, comm, progress: bool = True,
-                     identity: RunIdentity | None = None):
+def build_simulation(
+    runfile: RunFile,
+    system: Supercell,
+    pot,
+    types,
+    integ,
+    comm,
+    progress: bool = True,
+    identity: RunIdentity | None = None,
+):
     """The Simulation of a run file: the state (fresh at temperature_K, each rank building only its own atoms, or from
     restart_from), the distributed force evaluator and the reporters; the first force call and the guards run here
     (MDInputError before any step)."""
     r, o = runfile.run, runfile.output
     ev = DistributedForceEvaluator(pot, comm, system.cell, skin=r.skin, pbc=system.pbc)
     ev.n_total = len(system)
-    if o.restart_from:  # every rank its own shards; a bad one on any rank stops every rank (comm.agree)
+    if (
+        o.restart_from
+    ):  # every rank its own shards; a bad one on any rank stops every rank (comm.agree)
         state = agree(comm, Simulation.read_restart, o.restart_from, integ, comm)
     else:
         ids, positions = system.local(ev.dec)
@@ -425,13 +564,33 @@ def build_simulation(runfile: RunFile, system: Supercell, pot, types, integ, com
         unit_masses = system.unit.get_masses()
         masses = unit_masses[ids % n_unit]
         velocities = maxwell_boltzmann(ids, masses, r.temperature_K, r.seed, comm)
-        state = State(positions, velocities, masses, system.cell, system.pbc, ids=ids, types=np.asarray(types)[ids % n_unit])
+        state = State(
+            positions,
+            velocities,
+            masses,
+            system.cell,
+            system.pbc,
+            ids=ids,
+            types=np.asarray(types)[ids % n_unit],
+        )
     numbers = system.numbers if (comm.rank == 0 and o.trajectory_every and not o.shards) else None
     try:
-        return Simulation(state, integ, ev, o.dir, thermo_every=o.thermo_every, restart_every=o.restart_every,
-                          min_distance=r.min_distance, progress=progress, trajectory_every=o.trajectory_every, numbers=numbers,
-                          shards=o.shards, species=tuple(pot.species), walltime_margin_s=r.walltime_margin_s,
-                          identity=identity.meta() if identity is not None else None)
+        return Simulation(
+            state,
+            integ,
+            ev,
+            o.dir,
+            thermo_every=o.thermo_every,
+            restart_every=o.restart_every,
+            min_distance=r.min_distance,
+            progress=progress,
+            trajectory_every=o.trajectory_every,
+            numbers=numbers,
+            shards=o.shards,
+            species=tuple(pot.species),
+            walltime_margin_s=r.walltime_margin_s,
+            identity=identity.meta() if identity is not None else None,
+        )
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
 
@@ -463,8 +622,15 @@ def resolve_restart(runfile: RunFile) -> RunFile:
     if o.restart_from != AUTO:
         return runfile
     out = Path(o.dir)
-    found = [p for p in ((out / "restart.shards", out / "restart.npz") if o.shards else (out / "restart.npz", out / "restart.shards"))
-             if p.exists()]
+    found = [
+        p
+        for p in (
+            (out / "restart.shards", out / "restart.npz")
+            if o.shards
+            else (out / "restart.npz", out / "restart.shards")
+        )
+        if p.exists()
+    ]
     return replace(runfile, output=replace(o, restart_from=str(found[0]) if found else ""))
 
 
@@ -475,7 +641,9 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
     run resumes from a restart). A stop signal or the wall-time margin ends it with ``RunStopped`` (jobcontrol.py)."""
     comm = comm or world()
     runfile = resolve_restart(runfile)
-    if runfile.output.restart_from:  # a job chain's resubmission after the end: nothing to run, nothing touched
+    if (
+        runfile.output.restart_from
+    ):  # a job chain's resubmission after the end: nothing to run, nothing touched
         step, _ = shared_restart_header(runfile.output.restart_from, comm)
         if step >= runfile.run.steps:
             return NothingToDo(step, runfile.run.steps, runfile.output.restart_from)
@@ -506,7 +674,9 @@ def run(runfile: RunFile, comm=None, progress: bool = True, overwrite: bool = Fa
         lock.release()
 
 
-def _take_folder(runfile: RunFile, overwrite: bool, comm, progress: bool, system: Supercell) -> tuple[RunLock, RunIdentity]:
+def _take_folder(
+    runfile: RunFile, overwrite: bool, comm, progress: bool, system: Supercell
+) -> tuple[RunLock, RunIdentity]:
     """Rank 0 locks the output folder (one run per folder), refuses or removes an old run's files, checks a resume's
     identity (identity.py: same run, same species, same model) and on a resume cuts the files back to the restart's
     step; every rank gets the run's identity, or the same MDInputError when any of it fails."""
@@ -519,13 +689,23 @@ def _take_folder(runfile: RunFile, overwrite: bool, comm, progress: bool, system
             o = runfile.output
             meta = restart_meta(o.restart_from) if o.restart_from else None
             species = species_sha256(system.unit.numbers, int(np.prod(system.reps)))
-            ident, note = settle_identity(o.dir, species, model_sha256(runfile.potential), runfile.source_sha256, meta,
-                                          o.restart_from, o.allow_model_change)
+            ident, note = settle_identity(
+                o.dir,
+                species,
+                model_sha256(runfile.potential),
+                runfile.source_sha256,
+                meta,
+                o.restart_from,
+                o.allow_model_change,
+            )
             if o.restart_from:
                 step = int(meta[K.STEP])
                 cut = cut_back(o.dir, step)
                 if progress and str(cut) != "nothing":
-                    print(f"resuming at step {step}: removed {cut} written after the restart", flush=True)
+                    print(
+                        f"resuming at step {step}: removed {cut} written after the restart",
+                        flush=True,
+                    )
                 if note:
                     with open(Path(o.dir) / "thermo.log", "a") as fh:
                         fh.write(note + "\n")

@@ -25,7 +25,14 @@ from .potentials import make_potential
 from .runfile import PotentialSpec
 from .state import State
 
-__all__ = ["TimedPotential", "time_engine", "pingpong", "project_weak_scaling", "mpiexec_path", "scale_worker"]
+__all__ = [
+    "TimedPotential",
+    "time_engine",
+    "pingpong",
+    "project_weak_scaling",
+    "mpiexec_path",
+    "scale_worker",
+]
 
 
 class TimedPotential:
@@ -54,7 +61,9 @@ def _thermalized(atoms, temperature_K: float = 300.0, seed: int = 0):
     return a
 
 
-def time_engine(atoms, potential, steps: int, comm=None, dt_fs: float = 0.5, skin: float = 1.0, warmup: int = 3) -> dict:
+def time_engine(
+    atoms, potential, steps: int, comm=None, dt_fs: float = 0.5, skin: float = 1.0, warmup: int = 3
+) -> dict:
     """Time ``steps`` NVE steps of ``atoms`` (ase.Atoms, given whole on every rank; velocities at 300 K from a
     fixed seed) on one rank or all ranks of ``comm``. Returns atoms, ranks, wall_s, step_s, atom_steps_per_s,
     model_s (mean over ranks of the time inside ``potential.compute``), local_atoms and ghost_atoms (this rank)."""
@@ -62,8 +71,15 @@ def time_engine(atoms, potential, steps: int, comm=None, dt_fs: float = 0.5, ski
     a = _thermalized(atoms)
     pot = TimedPotential(potential)
     keep = slice(None) if comm.rank == 0 else slice(0, 0)
-    st = State(a.positions[keep].copy(), a.get_velocities()[keep].copy(), a.get_masses()[keep].copy(), np.array(a.cell),
-               a.pbc.copy(), ids=np.arange(len(a))[keep], types=pot.types_of(a.get_chemical_symbols())[keep])
+    st = State(
+        a.positions[keep].copy(),
+        a.get_velocities()[keep].copy(),
+        a.get_masses()[keep].copy(),
+        np.array(a.cell),
+        a.pbc.copy(),
+        ids=np.arange(len(a))[keep],
+        types=pot.types_of(a.get_chemical_symbols())[keep],
+    )
     ev = DistributedForceEvaluator(pot, comm, st.cell, skin=skin)
     ev.update(st)
     integ = VelocityVerlet(dt_fs)
@@ -77,9 +93,16 @@ def time_engine(atoms, potential, steps: int, comm=None, dt_fs: float = 0.5, ski
     comm.Barrier()
     wall = time.perf_counter() - t
     n_ghost = len(ev._allpos) - len(st.positions)
-    return {"atoms": len(a), "ranks": comm.size, "wall_s": wall, "atom_steps_per_s": len(a) * steps / wall,
-            "model_s": comm.allreduce(pot.seconds) / comm.size, "local_atoms": len(st.positions), "ghost_atoms": n_ghost,
-            "step_s": wall / steps}
+    return {
+        "atoms": len(a),
+        "ranks": comm.size,
+        "wall_s": wall,
+        "atom_steps_per_s": len(a) * steps / wall,
+        "model_s": comm.allreduce(pot.seconds) / comm.size,
+        "local_atoms": len(st.positions),
+        "ghost_atoms": n_ghost,
+        "step_s": wall / steps,
+    }
 
 
 def pingpong(comm, sizes=(8, 1 << 16, 1 << 20), reps: int = 50) -> dict[int, float]:
@@ -100,8 +123,9 @@ def pingpong(comm, sizes=(8, 1 << 16, 1 << 20), reps: int = 50) -> dict[int, flo
     return out
 
 
-def project_weak_scaling(t1: float, t2: float, ghosts: float, latency: float, bandwidth: float,
-                         ranks) -> list[tuple[int, float]]:
+def project_weak_scaling(
+    t1: float, t2: float, ghosts: float, latency: float, bandwidth: float, ranks
+) -> list[tuple[int, float]]:
     """Weak-scaling efficiency t1 / t(P) (a model, not a measurement), built on the measured 1-rank and 2-rank
     step times (s); the 2-rank step already holds the ghost work and one direction of off-rank halo swaps.
 
@@ -126,8 +150,14 @@ def mpiexec_path() -> str | None:
     return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 
-def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "allegro-fm-mini", threads: int = 1,
-                 output: str = "scaling.json") -> dict:
+def scale_worker(
+    structure: str,
+    reps=(1, 1, 1),
+    steps: int = 60,
+    model: str = "allegro-fm-mini",
+    threads: int = 1,
+    output: str = "scaling.json",
+) -> dict:
     """``allegro-fm-md scale``: time the engine on all ranks of MPI (plus a ping-pong when there are 2+ ranks);
     rank 0 writes the JSON (atom-steps/s, step and model seconds, halo sizes) atomically to ``output``."""
     import torch  # lazy: only the Allegro-FM kind runs on torch; its thread count is set here
@@ -135,7 +165,11 @@ def scale_worker(structure: str, reps=(1, 1, 1), steps: int = 60, model: str = "
     torch.set_num_threads(threads)
     comm = world()
     atoms = ase.io.read(structure) * tuple(reps)
-    pot = make_potential(PotentialSpec(kind="allegro", model=model), atoms.get_chemical_symbols(), *node_local_rank(comm))
+    pot = make_potential(
+        PotentialSpec(kind="allegro", model=model),
+        atoms.get_chemical_symbols(),
+        *node_local_rank(comm),
+    )
     r = time_engine(atoms, pot, steps, comm)
     ghosts = comm.allgather(r["ghost_atoms"])
     if comm.size > 1:

@@ -23,19 +23,27 @@ def field_range(klass, name: str, ranges: dict | None = None):
     return (ranges or {}).get(name)
 
 
-def check_values(path: str | Path, table: str, klass, values: dict, ranges: dict | None = None) -> None:
+def check_values(
+    path: str | Path, table: str, klass, values: dict, ranges: dict | None = None
+) -> None:
     """Each of ``values`` is a field of ``klass`` with the field's type, finite, within its range (see the module
     docstring). MDInputError naming ``path``, ``[table]`` and the key."""
     hints = typing.get_type_hints(klass)
     known = {f.name for f in fields(klass)}
     bad = set(values) - known
     if bad:
-        raise MDInputError(f"{path}: unknown keys in [{table}]: {sorted(bad)}; known: {sorted(known)}")
+        raise MDInputError(
+            f"{path}: unknown keys in [{table}]: {sorted(bad)}; known: {sorted(known)}"
+        )
     for key, v in values.items():
         want = hints[key]
         where = f"{path}: [{table}] {key} = {v!r}"
         optional = type(None) in typing.get_args(want)
-        base = next((a for a in typing.get_args(want) if a is not type(None)), want) if optional else want
+        base = (
+            next((a for a in typing.get_args(want) if a is not type(None)), want)
+            if optional
+            else want
+        )
         if v is None and optional:
             continue
         if base is float:
@@ -53,10 +61,14 @@ def check_values(path: str | Path, table: str, klass, values: dict, ranges: dict
         else:
             ok = True  # tuples are converted by the caller
         if not ok:
-            raise MDInputError(f"{where}: must be {getattr(base, '__name__', base)}, not {type(v).__name__}")
+            raise MDInputError(
+                f"{where}: must be {getattr(base, '__name__', base)}, not {type(v).__name__}"
+            )
         rng = field_range(klass, key, ranges)
         if rng is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
             lo, hi, lo_incl = rng
             if (lo is not None and (v < lo if lo_incl else v <= lo)) or (hi is not None and v > hi):
-                bound = (f"{'>=' if lo_incl else '>'} {lo}" if lo is not None else "") + (f" and <= {hi:g}" if hi is not None else "")
+                bound = (f"{'>=' if lo_incl else '>'} {lo}" if lo is not None else "") + (
+                    f" and <= {hi:g}" if hi is not None else ""
+                )
                 raise MDInputError(f"{where}: must be {bound}")

@@ -32,7 +32,12 @@ from .reporters import (
     ThermoReporter,
     TrajectoryReporter,
 )
-from .restart import read_restart_file, read_restart_shards, write_restart_file, write_restart_shards
+from .restart import (
+    read_restart_file,
+    read_restart_shards,
+    write_restart_file,
+    write_restart_shards,
+)
 from .state import State
 
 #: conserved_eV: the quantity the dynamics conserves (NVE: etot; Nose-Hoover chain: etot + thermostat
@@ -51,7 +56,9 @@ class RankFailure(RuntimeError):
 def abort_all(comm, exc: BaseException, outdir: str | Path | None = None, code: int = 4) -> None:
     """Print why on this rank and stop every rank (MPI_Abort); the last restart file written is the last good state."""
     where = f"; last good state: the latest restart file in {outdir}" if outdir else ""
-    print(f"allegro-fm-md: {exc}; aborting all {comm.size} ranks{where}", file=sys.stderr, flush=True)
+    print(
+        f"allegro-fm-md: {exc}; aborting all {comm.size} ranks{where}", file=sys.stderr, flush=True
+    )
     comm.Abort(code)
 
 
@@ -61,12 +68,30 @@ class Simulation:
     ``trajectory.extxyz``), or with ``shards=True`` written by every rank for its own atoms (``restart.shards/``,
     ``trajectory.shards/``: no rank holds the whole system; ``species``, the potential's element list, names the types)."""
 
-    def __init__(self, state: State, integrator, evaluator, outdir: str | Path, *,
-                 thermo_every: int = 10, restart_every: int = 100, min_distance: float = 0.5, progress: bool = False,
-                 trajectory_every: int = 0, numbers: np.ndarray | None = None, reporters=(), guards=(), shards: bool = False,
-                 species: tuple[str, ...] | None = None, walltime_margin_s: float = 0.0, identity: dict | None = None):
+    def __init__(
+        self,
+        state: State,
+        integrator,
+        evaluator,
+        outdir: str | Path,
+        *,
+        thermo_every: int = 10,
+        restart_every: int = 100,
+        min_distance: float = 0.5,
+        progress: bool = False,
+        trajectory_every: int = 0,
+        numbers: np.ndarray | None = None,
+        reporters=(),
+        guards=(),
+        shards: bool = False,
+        species: tuple[str, ...] | None = None,
+        walltime_margin_s: float = 0.0,
+        identity: dict | None = None,
+    ):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
-        self.comm = evaluator.comm  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: SERIAL (one process)
+        self.comm = (
+            evaluator.comm
+        )  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: SERIAL (one process)
         self.root = self.comm.rank == 0
         self.outdir = Path(outdir)
         self.progress = progress
@@ -81,19 +106,31 @@ class Simulation:
         #: guards, checked after every step: see reporters.py
         self.guards = [FiniteGuard(), MinDistanceGuard(min_distance), *guards]
         self.evaluator.invalidate()
-        self.evaluator.update(state)  # restart files hold positions right after a rebuild: same lists, same forces
+        self.evaluator.update(
+            state
+        )  # restart files hold positions right after a rebuild: same lists, same forces
         self._guard()  # a bad starting state is refused before any output file is opened
         self._thermo = ThermoReporter(thermo_every)
         #: reporters, in order (thermo, trajectory, restart, then the caller's): see reporters.py
         self.reporters = [self._thermo]
         if trajectory_every and self.shards:
             if species is None:
-                raise ValueError("sharded trajectory output needs the element of each type (species=...)")
-            self.reporters.append(ShardedTrajectoryReporter(trajectory_every, self.outdir, species, state.pbc, self.comm, state.step > 0))
+                raise ValueError(
+                    "sharded trajectory output needs the element of each type (species=...)"
+                )
+            self.reporters.append(
+                ShardedTrajectoryReporter(
+                    trajectory_every, self.outdir, species, state.pbc, self.comm, state.step > 0
+                )
+            )
         elif trajectory_every:
             if numbers is None and self.root:
                 raise ValueError("trajectory output needs the atomic numbers (numbers=...)")
-            self.reporters.append(TrajectoryReporter(trajectory_every, self.outdir, numbers, state.pbc, self.root, state.step > 0))
+            self.reporters.append(
+                TrajectoryReporter(
+                    trajectory_every, self.outdir, numbers, state.pbc, self.root, state.step > 0
+                )
+            )
         self.reporters.append(RestartReporter(restart_every))
         self.reporters.extend(reporters)
 
@@ -136,9 +173,21 @@ class Simulation:
         cat = [np.concatenate([p[k] for p in parts]) for k in range(5)]
         types = None if parts[0][5] is None else np.concatenate([p[5] for p in parts])
         order = np.argsort(cat[0])
-        return State(cat[1][order], cat[2][order], cat[4][order], s.cell, s.pbc, step=s.step, time_fs=s.time_fs,
-                     forces=cat[3][order], energy=s.energy, virial=s.virial, momentum_conserved=s.momentum_conserved,
-                     ids=cat[0][order], types=None if types is None else types[order])
+        return State(
+            cat[1][order],
+            cat[2][order],
+            cat[4][order],
+            s.cell,
+            s.pbc,
+            step=s.step,
+            time_fs=s.time_fs,
+            forces=cat[3][order],
+            energy=s.energy,
+            virial=s.virial,
+            momentum_conserved=s.momentum_conserved,
+            ids=cat[0][order],
+            types=None if types is None else types[order],
+        )
 
     def thermo_row(self, rate: float) -> Thermo:
         """The thermo row of the current state (collective); ``rate`` in atom-steps/s."""
@@ -147,8 +196,25 @@ class Simulation:
         st = self.stress_GPa()
         p = -np.trace(st) / 3.0
         cons = self.integrator.conserved_energy(s, self.comm)
-        return Thermo((s.step, s.time_fs, s.temperature(self.comm), s.energy, ke, s.energy + ke, p, st[0, 0], st[1, 1], st[2, 2],
-                       st[1, 2], st[0, 2], st[0, 1], cons, rate))
+        return Thermo(
+            (
+                s.step,
+                s.time_fs,
+                s.temperature(self.comm),
+                s.energy,
+                ke,
+                s.energy + ke,
+                p,
+                st[0, 0],
+                st[1, 1],
+                st[2, 2],
+                st[1, 2],
+                st[0, 2],
+                st[0, 1],
+                cons,
+                rate,
+            )
+        )
 
     def _rng_state(self):
         rng = self.integrator.rng
@@ -158,18 +224,33 @@ class Simulation:
 
     def _snapshot(self) -> tuple[State, object]:
         s = self.state
-        copy = State(s.positions.copy(), s.velocities.copy(), s.masses.copy(), s.cell.copy(), s.pbc.copy(), step=s.step,
-                     time_fs=s.time_fs, forces=s.forces.copy(), energy=s.energy, virial=s.virial.copy(),
-                     momentum_conserved=s.momentum_conserved, ids=s.ids.copy(),
-                     types=None if s.types is None else s.types.copy())
+        copy = State(
+            s.positions.copy(),
+            s.velocities.copy(),
+            s.masses.copy(),
+            s.cell.copy(),
+            s.pbc.copy(),
+            step=s.step,
+            time_fs=s.time_fs,
+            forces=s.forces.copy(),
+            energy=s.energy,
+            virial=s.virial.copy(),
+            momentum_conserved=s.momentum_conserved,
+            ids=s.ids.copy(),
+            types=None if s.types is None else s.types.copy(),
+        )
         rng = self.integrator.rng
         self._snap_integ = self._integrator_state()
         return copy, (rng.bit_generator.state if rng is not None else None)
 
     def _integrator_state(self) -> dict | None:
-        return self.integrator.state_dict() or None  # None: nothing to restore (any integrator may resume the file)
+        return (
+            self.integrator.state_dict() or None
+        )  # None: nothing to restore (any integrator may resume the file)
 
-    def write_restart(self, path: str | Path | None = None, snapshot: tuple[State, object] | None = None) -> Path | None:
+    def write_restart(
+        self, path: str | Path | None = None, snapshot: tuple[State, object] | None = None
+    ) -> Path | None:
         """Atomically write the full dynamic state (collective call): the current state, or a ``_snapshot()``. Gathered:
         one npz of all atoms by id, by rank 0. Sharded: a folder of one npz per rank (``restart.shards``)."""
         integ = self._integrator_state()
@@ -179,8 +260,17 @@ class Simulation:
             s = self.state if snapshot is None else snapshot[0]
             if snapshot is not None:
                 integ = getattr(self, "_snap_integ", integ)
-            rng = self._rng_state() if snapshot is None else (self.comm.allgather(snapshot[1]) if snapshot[1] else None)
-            meta = {K.INTEGRATOR: type(self.integrator).__name__, K.RNG_STATES: rng, K.INTEGRATOR_STATE: integ, **self.identity}
+            rng = (
+                self._rng_state()
+                if snapshot is None
+                else (self.comm.allgather(snapshot[1]) if snapshot[1] else None)
+            )
+            meta = {
+                K.INTEGRATOR: type(self.integrator).__name__,
+                K.RNG_STATES: rng,
+                K.INTEGRATOR_STATE: integ,
+                **self.identity,
+            }
             return write_restart_shards(path, s, meta, self.comm)
         if snapshot is None:
             g = self.gathered()
@@ -191,9 +281,16 @@ class Simulation:
             rng_states = self.comm.allgather(snapshot[1]) if snapshot[1] else None
         if not self.root:
             return None
-        return write_restart_file(Path(path) if path else self.outdir / "restart.npz", g,
-                                  {K.INTEGRATOR: type(self.integrator).__name__, K.RNG_STATES: rng_states, K.INTEGRATOR_STATE: integ,
-                                   **self.identity})
+        return write_restart_file(
+            Path(path) if path else self.outdir / "restart.npz",
+            g,
+            {
+                K.INTEGRATOR: type(self.integrator).__name__,
+                K.RNG_STATES: rng_states,
+                K.INTEGRATOR_STATE: integ,
+                **self.identity,
+            },
+        )
 
     @staticmethod
     def read_restart(path: str | Path, integrator=None, comm=SERIAL) -> State:
@@ -207,17 +304,32 @@ class Simulation:
         states = meta.get(K.RNG_STATES)
         if integrator is not None and states and integrator.rng is not None:
             if len(states) != size:
-                raise MDInputError(f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many")
+                raise MDInputError(
+                    f"{path}: written by {len(states)} ranks; a stochastic run resumes bit-for-bit only on as many"
+                )
             integrator.rng.bit_generator.state = states[rank]
         if integrator is not None and meta.get(K.INTEGRATOR_STATE) is not None:
             if meta.get(K.INTEGRATOR) != type(integrator).__name__:
-                raise MDInputError(f"{path}: written by a {meta.get(K.INTEGRATOR)} run; resume it with the same integrator")
+                raise MDInputError(
+                    f"{path}: written by a {meta.get(K.INTEGRATOR)} run; resume it with the same integrator"
+                )
             integrator.load_state_dict(meta[K.INTEGRATOR_STATE])
         keep = slice(None) if (rank == 0 or sharded) else slice(0, 0)  # sharded: this rank's shards
-        return State(arrays[K.POSITIONS][keep], arrays[K.VELOCITIES][keep], arrays[K.MASSES][keep], arrays[K.CELL], arrays[K.PBC],
-                     step=int(meta[K.STEP]), time_fs=float(meta[K.TIME_FS]), forces=arrays[K.FORCES][keep],
-                     energy=float(arrays[K.ENERGY]), virial=arrays[K.VIRIAL], momentum_conserved=bool(meta[K.MOMENTUM_CONSERVED]),
-                     ids=arrays[K.IDS][keep], types=arrays[K.TYPES][keep])
+        return State(
+            arrays[K.POSITIONS][keep],
+            arrays[K.VELOCITIES][keep],
+            arrays[K.MASSES][keep],
+            arrays[K.CELL],
+            arrays[K.PBC],
+            step=int(meta[K.STEP]),
+            time_fs=float(meta[K.TIME_FS]),
+            forces=arrays[K.FORCES][keep],
+            energy=float(arrays[K.ENERGY]),
+            virial=arrays[K.VIRIAL],
+            momentum_conserved=bool(meta[K.MOMENTUM_CONSERVED]),
+            ids=arrays[K.IDS][keep],
+            types=arrays[K.TYPES][keep],
+        )
 
     def close(self) -> None:
         """Close the reporters' files."""
@@ -232,7 +344,9 @@ class Simulation:
         a restart is written at that step and ``RunStopped`` is raised (jobcontrol.py)."""
         self._n = self.state.n_global(self.comm)
         logged = self.root and (self.outdir / "thermo.log").exists()
-        logged = bool(self.comm.allreduce(int(logged)))  # the same answer on every rank: starts are collective
+        logged = bool(
+            self.comm.allreduce(int(logged))
+        )  # the same answer on every rank: starts are collective
         #: True when this run starts the output (step 0, no thermo log yet): reporters write their step-0 rows/frames
         self.fresh = self.state.step == 0 and not logged
         if self.root:
@@ -241,7 +355,11 @@ class Simulation:
             r.start(self)
         self._t0, self._s0 = time.perf_counter(), self.state.step
         # a bar on a terminal, a plain line every 10 % in a log file (no redraws): tea_align.Progress
-        bar = Progress(steps, desc="md", unit="step", file=sys.stderr) if self.progress and self.root and steps >= 100 else None
+        bar = (
+            Progress(steps, desc="md", unit="step", file=sys.stderr)
+            if self.progress and self.root and steps >= 100
+            else None
+        )
         try:
             with StopRequest(self.walltime_margin_s) as stop:
                 self._loop(steps, bar, stop)
@@ -256,7 +374,9 @@ class Simulation:
             prev = self._snapshot()
             try:
                 self.integrator.step(self.state, self.evaluator)
-            except SimulationError:  # raised on every rank together (non-finite positions at the force call)
+            except (
+                SimulationError
+            ):  # raised on every rank together (non-finite positions at the force call)
                 self.write_restart(self.outdir / "restart_last_good.npz", prev)
                 raise
             except Exception as exc:  # a failure of this rank alone: the caller aborts the job
@@ -276,11 +396,19 @@ class Simulation:
                     r.report(self, final=done)
             if done:
                 return
-            if self.comm.allreduce(int(stop.due()), op=_max_op(self.comm)):  # any rank's signal stops every rank
+            if self.comm.allreduce(
+                int(stop.due()), op=_max_op(self.comm)
+            ):  # any rank's signal stops every rank
                 reason = next(r for r in self.comm.allgather(stop.reason) if r)
                 self.write_restart()
-                raise RunStopped(self.state.step, reason, self.outdir / ("restart.shards" if self.shards else "restart.npz"))
-        if steps > 0:  # the last step of a run is in the thermo log and the trajectories, also off their period
+                raise RunStopped(
+                    self.state.step,
+                    reason,
+                    self.outdir / ("restart.shards" if self.shards else "restart.npz"),
+                )
+        if (
+            steps > 0
+        ):  # the last step of a run is in the thermo log and the trajectories, also off their period
             for r in self.reporters:
                 if r.reports_last_step and r.every and self.state.step % r.every:
                     r.report(self, final=True)

@@ -48,9 +48,10 @@ class State:
 
     def kinetic_tensor(self, comm=SERIAL) -> np.ndarray:
         """sum_i m_i v_i (x) v_i over all ranks (3, 3), eV (twice the kinetic-energy tensor)."""
-        return np.asarray(comm.allreduce(np.einsum("i,ij,ik->jk", self.masses, self.velocities, self.velocities)))
+        return np.asarray(
+            comm.allreduce(np.einsum("i,ij,ik->jk", self.masses, self.velocities, self.velocities))
+        )
 
     def temperature(self, comm=SERIAL) -> float:
         """K, from the kinetic energy and ``dof``."""
         return 2.0 * self.kinetic_energy(comm) / (self.dof(comm) * units.kB)
-

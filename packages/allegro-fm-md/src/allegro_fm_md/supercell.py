@@ -67,7 +67,9 @@ class Supercell:
         ids, pos = [], []
         rank = dec.comm.rank
         for i, j, k in product(*ranges):
-            f = (frac_unit + np.array([i, j, k])) / reps  # supercell fractional coordinates of this image
+            f = (
+                frac_unit + np.array([i, j, k])
+            ) / reps  # supercell fractional coordinates of this image
             keep = dec.owner(f) == rank
             if keep.any():
                 img = ((i * reps[1] + j) * reps[2] + k) * n_unit
@@ -78,10 +80,15 @@ class Supercell:
         return np.concatenate(ids).astype(np.int64), np.concatenate(pos)
 
 
-def maxwell_boltzmann(ids: np.ndarray, masses: np.ndarray, temperature_K: float, seed: int, comm=SERIAL) -> np.ndarray:
+def maxwell_boltzmann(
+    ids: np.ndarray, masses: np.ndarray, temperature_K: float, seed: int, comm=SERIAL
+) -> np.ndarray:
     """Velocities (A / ASE time) of atoms ``ids`` drawn by id at ``temperature_K`` (counter-based: the same for an atom
     on any rank), less the centre-of-mass velocity of the whole system (summed over ``comm``)."""
-    v = standard_normal(seed, VELOCITIES, 0, ids) * np.sqrt(units.kB * float(temperature_K) / masses)[:, None]
+    v = (
+        standard_normal(seed, VELOCITIES, 0, ids)
+        * np.sqrt(units.kB * float(temperature_K) / masses)[:, None]
+    )
     p = (masses[:, None] * v).sum(axis=0)
     m = float(masses.sum())
     p, m = np.asarray(comm.allreduce(p)), float(comm.allreduce(m))

@@ -48,7 +48,9 @@ EV_PER_A_TO_FORCE_UNIT = units.mol / units.kJ
 class H5MDWriter:
     """Append frames of a fixed set of N atoms to an H5MD file (created or, with ``append``, extended)."""
 
-    def __init__(self, path: str | Path, numbers: np.ndarray, pbc: np.ndarray, append: bool = False):
+    def __init__(
+        self, path: str | Path, numbers: np.ndarray, pbc: np.ndarray, append: bool = False
+    ):
         import h5py  # lazy: HDF5 only for .h5 files
 
         self.path = Path(path)
@@ -67,27 +69,52 @@ class H5MDWriter:
         box.attrs["dimension"] = 3
         box.attrs["boundary"] = np.array(["periodic" if p else "none" for p in pbc], dtype="S8")
         part.create_dataset("species", data=np.asarray(numbers, dtype=np.int32))
-        for name, shape, unit in (("box/edges", (3, 3), "Angstrom"), ("position", (self.n, 3), "Angstrom"),
-                                  ("velocity", (self.n, 3), "Angstrom fs-1"), ("force", (self.n, 3), FORCE_UNIT)):
+        for name, shape, unit in (
+            ("box/edges", (3, 3), "Angstrom"),
+            ("position", (self.n, 3), "Angstrom"),
+            ("velocity", (self.n, 3), "Angstrom fs-1"),
+            ("force", (self.n, 3), FORCE_UNIT),
+        ):
             self._element(part, name, shape, unit)
         obs = self.h5.create_group("observables")
-        for name, unit in (("potential_energy", "eV"), ("kinetic_energy", "eV"), ("temperature", "K")):
+        for name, unit in (
+            ("potential_energy", "eV"),
+            ("kinetic_energy", "eV"),
+            ("temperature", "K"),
+        ):
             self._element(obs, name, (), unit)
 
     @staticmethod
     def _element(group, name, shape, unit):
         g = group.create_group(name)
         # a slot resized but never written (a crash mid-frame) reads as a step after any restart: cut_back drops it
-        g.create_dataset("step", (0,), np.int64, maxshape=(None,), chunks=(256,), fillvalue=np.iinfo(np.int64).max)
+        g.create_dataset(
+            "step",
+            (0,),
+            np.int64,
+            maxshape=(None,),
+            chunks=(256,),
+            fillvalue=np.iinfo(np.int64).max,
+        )
         t = g.create_dataset("time", (0,), np.float64, maxshape=(None,), chunks=(256,))
         t.attrs["unit"] = "fs"
-        v = g.create_dataset("value", (0, *shape), np.float64, maxshape=(None, *shape), chunks=(1, *shape) if shape else (256,))
+        v = g.create_dataset(
+            "value",
+            (0, *shape),
+            np.float64,
+            maxshape=(None, *shape),
+            chunks=(1, *shape) if shape else (256,),
+        )
         v.attrs["unit"] = unit
 
     def _append(self, group_path: str, step: int, time_fs: float, value) -> None:
         g = self.h5[group_path]
         k = g["step"].shape[0]
-        for name, val in (("value", value), ("time", time_fs), ("step", step)):  # the step last: it marks a complete entry
+        for name, val in (
+            ("value", value),
+            ("time", time_fs),
+            ("step", step),
+        ):  # the step last: it marks a complete entry
             g[name].resize(k + 1, axis=0)
             g[name][k] = val
 
@@ -96,14 +123,26 @@ class H5MDWriter:
         frame would not fit on the disk (HDF5 cannot recover from a failed write: the file would be lost)."""
         s = state
         st = os.statvfs(self.path.parent)
-        need = 3 * s.positions.nbytes + (1 << 20)  # positions, velocities, forces (one chunk each per frame) + metadata
+        need = 3 * s.positions.nbytes + (
+            1 << 20
+        )  # positions, velocities, forces (one chunk each per frame) + metadata
         if st.f_bavail * st.f_frsize < need:
-            raise OSError(errno.ENOSPC, f"no space left for frame {s.step} of the trajectory ({need / 1e6:.1f} MB needed, "
-                                        f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free); the frames before it are kept", str(self.path))
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left for frame {s.step} of the trajectory ({need / 1e6:.1f} MB needed, "
+                f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free); the frames before it are kept",
+                str(self.path),
+            )
         vel_fs = s.velocities * units.fs  # ASE time unit -> Angstrom/fs
-        for path, val in ((K.H5MD_BOX_EDGES, s.cell), (K.H5MD_POSITION, s.positions), (K.H5MD_VELOCITY, vel_fs),
-                          (K.H5MD_FORCE, s.forces * EV_PER_A_TO_FORCE_UNIT), (K.H5MD_POTENTIAL_ENERGY, s.energy),
-                          (K.H5MD_KINETIC_ENERGY, s.kinetic_energy()), (K.H5MD_TEMPERATURE, s.temperature())):
+        for path, val in (
+            (K.H5MD_BOX_EDGES, s.cell),
+            (K.H5MD_POSITION, s.positions),
+            (K.H5MD_VELOCITY, vel_fs),
+            (K.H5MD_FORCE, s.forces * EV_PER_A_TO_FORCE_UNIT),
+            (K.H5MD_POTENTIAL_ENERGY, s.energy),
+            (K.H5MD_KINETIC_ENERGY, s.kinetic_energy()),
+            (K.H5MD_TEMPERATURE, s.temperature()),
+        ):
             self._append(path, s.step, s.time_fs, val)
         self.h5.flush()
 
@@ -116,7 +155,11 @@ def read_h5md_positions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.nd
     import h5py  # lazy: HDF5 only for .h5 files
 
     with h5py.File(path, "r") as h5:
-        return h5[K.H5MD_POSITION]["step"][()], h5[K.H5MD_POSITION]["value"][()], h5[K.H5MD_BOX_EDGES]["value"][()]
+        return (
+            h5[K.H5MD_POSITION]["step"][()],
+            h5[K.H5MD_POSITION]["value"][()],
+            h5[K.H5MD_BOX_EDGES]["value"][()],
+        )
 
 
 class ExtXYZWriter:
@@ -127,17 +170,27 @@ class ExtXYZWriter:
         self.path, self.numbers = Path(path), np.asarray(numbers)
 
     def write(self, state) -> None:
-        a = Atoms(numbers=self.numbers, positions=state.positions, cell=state.cell, pbc=state.pbc, masses=state.masses)
+        a = Atoms(
+            numbers=self.numbers,
+            positions=state.positions,
+            cell=state.cell,
+            pbc=state.pbc,
+            masses=state.masses,
+        )
         a.set_velocities(state.velocities)
         results = {"energy": state.energy, "forces": state.forces}
         if np.asarray(state.pbc).all():
             kin = np.einsum("i,ij,ik->jk", state.masses, state.velocities, state.velocities)
-            results["stress"] = full_3x3_to_voigt_6_stress(-(np.asarray(state.virial) + kin) / abs(np.linalg.det(state.cell)))
+            results["stress"] = full_3x3_to_voigt_6_stress(
+                -(np.asarray(state.virial) + kin) / abs(np.linalg.det(state.cell))
+            )
         a.calc = SinglePointCalculator(a, **results)
         a.info.update(step=state.step, time_fs=state.time_fs)
         buf = io.StringIO()
         write(buf, a, format="extxyz")
-        with open(self.path, "a") as fh:  # one write per frame: a crash leaves at most one partial frame (cut_back drops it)
+        with (
+            open(self.path, "a") as fh
+        ):  # one write per frame: a crash leaves at most one partial frame (cut_back drops it)
             fh.write(buf.getvalue())
 
     def close(self) -> None:
@@ -150,26 +203,57 @@ class ShardWriter:
     (A), potential energy (eV, the system's) and the frame's offset into the atom arrays. Rank 0 also writes
     ``index.json`` (shards, pbc). ``merge_shards`` turns the folder into one H5MD, streaming frame by frame."""
 
-    def __init__(self, folder: str | Path, rank: int, size: int, species: tuple[str, ...], pbc, append: bool = False):
+    def __init__(
+        self,
+        folder: str | Path,
+        rank: int,
+        size: int,
+        species: tuple[str, ...],
+        pbc,
+        append: bool = False,
+    ):
         import h5py  # lazy: HDF5 only for trajectories
+
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"rank-{rank:05d}.h5"
         self.z_of_type = np.array([atomic_numbers[s] for s in species], dtype=np.int32)
         if rank == 0:
-            write_text_atomic(self.folder / K.INDEX_FILE, json.dumps({K.FORMAT: SHARD_FORMAT, K.SHARDS: size,
-                                                                       K.PBC: [bool(p) for p in pbc], K.SPECIES: list(species)}))
+            write_text_atomic(
+                self.folder / K.INDEX_FILE,
+                json.dumps(
+                    {
+                        K.FORMAT: SHARD_FORMAT,
+                        K.SHARDS: size,
+                        K.PBC: [bool(p) for p in pbc],
+                        K.SPECIES: list(species),
+                    }
+                ),
+            )
         exists = append and self.path.exists()
         self.h5 = h5py.File(self.path, "a" if exists else "w")
         if exists:
             return
         fr, at = self.h5.create_group(K.FRAMES), self.h5.create_group(K.ATOM_ROWS)
-        for name, shape, dt in ((K.STEP, (), np.int64), (K.TIME, (), np.float64), (K.CELL, (3, 3), np.float64),
-                                (K.ENERGY, (), np.float64), (K.VIRIAL, (3, 3), np.float64), (K.OFFSET, (), np.int64)):
+        for name, shape, dt in (
+            (K.STEP, (), np.int64),
+            (K.TIME, (), np.float64),
+            (K.CELL, (3, 3), np.float64),
+            (K.ENERGY, (), np.float64),
+            (K.VIRIAL, (3, 3), np.float64),
+            (K.OFFSET, (), np.int64),
+        ):
             kw = {"fillvalue": np.iinfo(np.int64).max} if name == K.STEP else {}
-            fr.create_dataset(name, (0, *shape), dt, maxshape=(None, *shape), chunks=(256, *shape), **kw)
-        for name, shape, dt in ((K.IDS, (), np.int64), (K.NUMBERS, (), np.int32), (K.POSITIONS, (3,), np.float64),
-                                (K.VELOCITIES, (3,), np.float64), (K.FORCES, (3,), np.float64)):
+            fr.create_dataset(
+                name, (0, *shape), dt, maxshape=(None, *shape), chunks=(256, *shape), **kw
+            )
+        for name, shape, dt in (
+            (K.IDS, (), np.int64),
+            (K.NUMBERS, (), np.int32),
+            (K.POSITIONS, (3,), np.float64),
+            (K.VELOCITIES, (3,), np.float64),
+            (K.FORCES, (3,), np.float64),
+        ):
             at.create_dataset(name, (0, *shape), dt, maxshape=(None, *shape), chunks=(4096, *shape))
 
     def write(self, state) -> None:
@@ -177,17 +261,32 @@ class ShardWriter:
         st = os.statvfs(self.folder)
         need = 8 * state.positions.nbytes + (1 << 20)
         if st.f_bavail * st.f_frsize < need:
-            raise OSError(errno.ENOSPC, f"no space left for frame {state.step} of the trajectory shards", str(self.path))
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left for frame {state.step} of the trajectory shards",
+                str(self.path),
+            )
         at, fr = self.h5[K.ATOM_ROWS], self.h5[K.FRAMES]
         n0, n = at[K.IDS].shape[0], len(state.masses)
         types = state.types if state.types is not None else np.zeros(n, np.int64)
-        for name, val in ((K.IDS, state.ids), (K.NUMBERS, self.z_of_type[types]), (K.POSITIONS, state.positions),
-                          (K.VELOCITIES, state.velocities * units.fs), (K.FORCES, state.forces)):
+        for name, val in (
+            (K.IDS, state.ids),
+            (K.NUMBERS, self.z_of_type[types]),
+            (K.POSITIONS, state.positions),
+            (K.VELOCITIES, state.velocities * units.fs),
+            (K.FORCES, state.forces),
+        ):
             at[name].resize(n0 + n, axis=0)
             at[name][n0:] = val
         k = fr[K.STEP].shape[0]
-        for name, val in ((K.TIME, state.time_fs), (K.CELL, state.cell), (K.ENERGY, state.energy), (K.VIRIAL, state.virial),
-                          (K.OFFSET, n0), (K.STEP, state.step)):  # the step last: it marks a complete frame
+        for name, val in (
+            (K.TIME, state.time_fs),
+            (K.CELL, state.cell),
+            (K.ENERGY, state.energy),
+            (K.VIRIAL, state.virial),
+            (K.OFFSET, n0),
+            (K.STEP, state.step),
+        ):  # the step last: it marks a complete frame
             fr[name].resize(k + 1, axis=0)
             fr[name][k] = val
         self.h5.flush()
@@ -204,7 +303,11 @@ def shard_parts(folder: str | Path) -> list[Path]:
     resumed on another rank count started next to it (each holds that rank count's shards)."""
     folder = Path(folder)
     parts = [folder] if folder.exists() else []
-    more = [p for p in folder.parent.glob(f"{glob.escape(folder.name)}-from-step-*") if p.name.rsplit("-", 1)[1].isdigit()]
+    more = [
+        p
+        for p in folder.parent.glob(f"{glob.escape(folder.name)}-from-step-*")
+        if p.name.rsplit("-", 1)[1].isdigit()
+    ]
     return parts + sorted(more, key=lambda p: int(p.name.rsplit("-", 1)[1]))
 
 
@@ -220,34 +323,48 @@ def _open_shard_set(folder: Path):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MDInputError(f"{folder}: not a sharded trajectory (index.json: {exc})") from exc
     if index.get(K.FORMAT) != SHARD_FORMAT or n < 1:
-        raise MDInputError(f"{folder}/index.json: not a sharded trajectory index (format {index.get(K.FORMAT)!r}, {n} shards)")
+        raise MDInputError(
+            f"{folder}/index.json: not a sharded trajectory index (format {index.get(K.FORMAT)!r}, {n} shards)"
+        )
     names = [f"rank-{r:05d}.h5" for r in range(n)]
     extra = sorted(p.name for p in folder.glob("rank-*.h5") if p.name not in names)
     if extra:
-        raise MDInputError(f"{folder / extra[0]}: a trajectory shard the index does not list (index.json: {n} shards)")
+        raise MDInputError(
+            f"{folder / extra[0]}: a trajectory shard the index does not list (index.json: {n} shards)"
+        )
     files = []
     try:
         for name in names:
             path = folder / name
             if not path.exists():
-                raise MDInputError(f"{path}: trajectory shard missing (index.json lists {n} shards)")
+                raise MDInputError(
+                    f"{path}: trajectory shard missing (index.json lists {n} shards)"
+                )
             try:
                 f = h5py.File(path, "r")
             except OSError as exc:
-                raise MDInputError(f"{path}: not a readable trajectory shard (truncated or damaged: {exc})") from exc
+                raise MDInputError(
+                    f"{path}: not a readable trajectory shard (truncated or damaged: {exc})"
+                ) from exc
             files.append(f)
             try:
                 off, n_atoms = f[K.FRAMES][K.OFFSET][()], f[K.ATOM_ROWS][K.IDS].shape[0]
                 steps = f[K.FRAMES][K.STEP][()]
             except KeyError as exc:
                 raise MDInputError(f"{path}: not a trajectory shard (no {exc})") from exc
-            if len(off) != len(steps) or (len(off) and (np.any(np.diff(off) < 0) or off[0] != 0 or off[-1] > n_atoms)):
-                raise MDInputError(f"{path}: frame offsets do not fit its {n_atoms} atom rows (a damaged shard)")
+            if len(off) != len(steps) or (
+                len(off) and (np.any(np.diff(off) < 0) or off[0] != 0 or off[-1] > n_atoms)
+            ):
+                raise MDInputError(
+                    f"{path}: frame offsets do not fit its {n_atoms} atom rows (a damaged shard)"
+                )
         steps = [f[K.FRAMES][K.STEP][()] for f in files]
         usable = min(int((s != np.iinfo(np.int64).max).sum()) for s in steps)
         for f, s in zip(files, steps, strict=True):
             if not np.array_equal(s[:usable], steps[0][:usable]):
-                raise MDInputError(f"{f.filename}: its frames' steps differ from {files[0].filename}'s: not one trajectory")
+                raise MDInputError(
+                    f"{f.filename}: its frames' steps differ from {files[0].filename}'s: not one trajectory"
+                )
         return index, files, usable
     except BaseException:
         for f in files:
@@ -283,12 +400,17 @@ def merge_shards(folder: str | Path, out: str | Path, overwrite: bool = False) -
                         continue  # a resumed part repeats the step it started from
                     frame = _merged_frame(files, k, index)
                     if n_atoms and len(frame.numbers) != n_atoms:
-                        raise MDInputError(f"{part}: frame of step {step} has {len(frame.numbers)} atoms, the earlier "
-                                           f"frames {n_atoms} (duplicated or missing shards)")
+                        raise MDInputError(
+                            f"{part}: frame of step {step} has {len(frame.numbers)} atoms, the earlier "
+                            f"frames {n_atoms} (duplicated or missing shards)"
+                        )
                     n_atoms = len(frame.numbers)
                     if writer is None:
-                        writer = (ExtXYZWriter(tmp.tmp, frame.numbers) if out.suffix == ".extxyz"
-                                  else H5MDWriter(tmp.tmp, frame.numbers, frame.pbc))
+                        writer = (
+                            ExtXYZWriter(tmp.tmp, frame.numbers)
+                            if out.suffix == ".extxyz"
+                            else H5MDWriter(tmp.tmp, frame.numbers, frame.pbc)
+                        )
                     writer.write(frame)
                     last, n_frames = step, n_frames + 1
             finally:
@@ -310,7 +432,9 @@ def _merged_frame(files, k: int, index: dict) -> _Frame:
         off, rows = f[K.FRAMES][K.OFFSET][()], f[K.ATOM_ROWS]
         a0 = int(off[k])
         a1 = int(off[k + 1]) if k + 1 < len(off) else rows[K.IDS].shape[0]
-        parts.append({n: rows[n][a0:a1] for n in (K.IDS, K.NUMBERS, K.POSITIONS, K.VELOCITIES, K.FORCES)})
+        parts.append(
+            {n: rows[n][a0:a1] for n in (K.IDS, K.NUMBERS, K.POSITIONS, K.VELOCITIES, K.FORCES)}
+        )
     cat = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
     order = np.argsort(cat[K.IDS])
     ids = cat[K.IDS][order]
@@ -319,17 +443,33 @@ def _merged_frame(files, k: int, index: dict) -> _Frame:
         owners = [f.filename for f, p in zip(files, parts, strict=True) if dup in p[K.IDS]]
         raise MDInputError(f"atom id {dup} appears in {', '.join(owners)}: a duplicated shard")
     f0 = files[0][K.FRAMES]
-    return _Frame(positions=cat[K.POSITIONS][order], velocities=cat[K.VELOCITIES][order] / units.fs,
-                  forces=cat[K.FORCES][order], cell=f0[K.CELL][k], pbc=np.array(index[K.PBC]), step=int(f0[K.STEP][k]),
-                  time_fs=float(f0[K.TIME][k]), energy=float(f0[K.ENERGY][k]), numbers=cat[K.NUMBERS][order],
-                  virial=f0[K.VIRIAL][k])
+    return _Frame(
+        positions=cat[K.POSITIONS][order],
+        velocities=cat[K.VELOCITIES][order] / units.fs,
+        forces=cat[K.FORCES][order],
+        cell=f0[K.CELL][k],
+        pbc=np.array(index[K.PBC]),
+        step=int(f0[K.STEP][k]),
+        time_fs=float(f0[K.TIME][k]),
+        energy=float(f0[K.ENERGY][k]),
+        numbers=cat[K.NUMBERS][order],
+        virial=f0[K.VIRIAL][k],
+    )
 
 
 class _Frame:
     """A whole-system frame for the writers (the State fields they read; masses from the atomic numbers)."""
 
-    def __init__(self, *, positions, velocities, forces, cell, pbc, step, time_fs, energy, numbers, virial):
-        self.positions, self.velocities, self.forces, self.cell, self.pbc = positions, velocities, forces, cell, pbc
+    def __init__(
+        self, *, positions, velocities, forces, cell, pbc, step, time_fs, energy, numbers, virial
+    ):
+        self.positions, self.velocities, self.forces, self.cell, self.pbc = (
+            positions,
+            velocities,
+            forces,
+            cell,
+            pbc,
+        )
         self.step, self.time_fs, self.energy, self.numbers = step, time_fs, energy, numbers
         self.masses = atomic_masses[numbers]
         self.virial = virial

@@ -30,8 +30,15 @@ comm = world()
 a = bulk("Ar", "fcc", a=5.30, cubic=True) * (3, 3, 3)
 pot = Flaky(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
 keep = slice(None) if comm.rank == 0 else slice(0, 0)
-st = State(a.positions[keep].copy(), np.zeros((len(a), 3))[keep], a.get_masses()[keep], np.array(a.cell), a.pbc.copy(),
-           ids=np.arange(len(a))[keep], types=np.zeros(len(a), int)[keep])
+st = State(
+    a.positions[keep].copy(),
+    np.zeros((len(a), 3))[keep],
+    a.get_masses()[keep],
+    np.array(a.cell),
+    a.pbc.copy(),
+    ids=np.arange(len(a))[keep],
+    types=np.zeros(len(a), int)[keep],
+)
 ev = DistributedForceEvaluator(pot, comm, st.cell, skin=0.5)
 sim = Simulation(st, VelocityVerlet(4.0), ev, sys.argv[1], restart_every=5, thermo_every=5)
 try:

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-from allegro_fm_bench.structures import calcite, portlandite, quartz  # the project's crystal builders
+from allegro_fm_bench.structures import (
+    calcite,
+    portlandite,
+    quartz,
+)  # the project's crystal builders
 from allegro_fm_model import AllegroFMCalculator, load_potential
 from ase import Atoms
 from ase.build import molecule
@@ -36,14 +40,25 @@ def main(out: Path) -> None:
     calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
     rng = np.random.default_rng(7)
     frames = []
-    t11 = ase.io.read(Path(__file__).resolve().parents[4] / "examples" / "tobermorite-11a" / "tobermorite-11A.extxyz")
-    bases = [portlandite().repeat((2, 2, 1)), calcite(), quartz()] + [boxed(n) for n in ("H2O", "CO2", "CH3OH", "HCOOH", "CH3COOH")]
-    bases.append(t11)  # tobermorite 11 A (the repository's relaxed cell): the bench's experiments relax and run it
+    t11 = ase.io.read(
+        Path(__file__).resolve().parents[4]
+        / "examples"
+        / "tobermorite-11a"
+        / "tobermorite-11A.extxyz"
+    )
+    bases = [portlandite().repeat((2, 2, 1)), calcite(), quartz()] + [
+        boxed(n) for n in ("H2O", "CO2", "CH3OH", "HCOOH", "CH3COOH")
+    ]
+    bases.append(
+        t11
+    )  # tobermorite 11 A (the repository's relaxed cell): the bench's experiments relax and run it
     for base in bases:
         for k in range(6):
             a = base.copy()
             if a.pbc.all() and len(a) > 10:
-                a.set_cell(a.cell[:] @ (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))), scale_atoms=True)
+                a.set_cell(
+                    a.cell[:] @ (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))), scale_atoms=True
+                )
             a.positions += rng.normal(0, 0.04 + 0.02 * k, a.positions.shape)
             a.calc = calc
             e, f = a.get_potential_energy(), a.get_forces()
@@ -52,9 +67,15 @@ def main(out: Path) -> None:
             frames.append(a)
     write(out / "train.extxyz", frames, format="extxyz")
     p = portlandite()
-    p.set_cell(p.cell[:] @ (np.eye(3) + np.array([[0.0, 0.02, -0.03], [0.01, 0.0, 0.02], [0.0, 0.0, 0.01]])), scale_atoms=True)
+    p.set_cell(
+        p.cell[:]
+        @ (np.eye(3) + np.array([[0.0, 0.02, -0.03], [0.01, 0.0, 0.02], [0.0, 0.0, 0.01]])),
+        scale_atoms=True,
+    )
     p.positions += rng.normal(0, 0.05, p.positions.shape)
-    p.info["name"] = "portlandite-triclinic"  # 5 atoms, edges 3.6-5.0 A < r_max: several images of one atom
+    p.info["name"] = (
+        "portlandite-triclinic"  # 5 atoms, edges 3.6-5.0 A < r_max: several images of one atom
+    )
     c = calcite()
     c.positions += rng.normal(0, 0.05, c.positions.shape)
     c.info["name"] = "calcite"

@@ -29,13 +29,21 @@ def main(model: str, structures: str, out: str) -> None:
     rows = []
     for a in frames:
         a.calc = calc
-        row = {"name": a.info.get("name", ""), "energy": float(a.get_potential_energy()),
-               "energies": np.asarray(a.get_potential_energies()).tolist(), "forces": a.get_forces().tolist()}
+        row = {
+            "name": a.info.get("name", ""),
+            "energy": float(a.get_potential_energy()),
+            "energies": np.asarray(a.get_potential_energies()).tolist(),
+            "forces": a.get_forces().tolist(),
+        }
         if a.pbc.all():
             row["stress"] = a.get_stress(voigt=True).tolist()
         rows.append(row)
-    doc = {"made_by": f"nequip {nequip.__version__} NequIPCalculator.from_deployed_model, torch {torch.__version__}",
-           "model": os.path.basename(model), "structures": os.path.basename(structures), "results": rows}
+    doc = {
+        "made_by": f"nequip {nequip.__version__} NequIPCalculator.from_deployed_model, torch {torch.__version__}",
+        "model": os.path.basename(model),
+        "structures": os.path.basename(structures),
+        "results": rows,
+    }
     tmp = out + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(doc, fh, indent=1)

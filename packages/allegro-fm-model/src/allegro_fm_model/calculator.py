@@ -31,8 +31,10 @@ class AllegroFMCalculator(Calculator):
         state = self.__dict__.copy()
         source = getattr(self.potential, "source", None)
         if source is None:
-            raise TypeError("AllegroFMCalculator: this potential was built in memory, not loaded from a file, and cannot be "
-                            "pickled; give the calculator a model file or shipped name")
+            raise TypeError(
+                "AllegroFMCalculator: this potential was built in memory, not loaded from a file, and cannot be "
+                "pickled; give the calculator a model file or shipped name"
+            )
         state["potential"] = (str(source), str(getattr(self.potential, "device", "cpu")))
         return state
 
@@ -49,6 +51,11 @@ class AllegroFMCalculator(Calculator):
         types = self.potential.types_of(a.get_chemical_symbols())
         ei, shifts = periodic_edges(a.positions, np.array(a.cell), a.pbc, self.potential.cutoff)
         r = self.potential.compute(a.positions, types, ei, len(a), shifts)
-        self.results = {"energy": r.energy, "free_energy": r.energy, "energies": r.atomic_energies, "forces": r.forces}
+        self.results = {
+            "energy": r.energy,
+            "free_energy": r.energy,
+            "energies": r.atomic_energies,
+            "forces": r.forces,
+        }
         if a.pbc.all():
             self.results["stress"] = full_3x3_to_voigt_6_stress(-r.virial / a.get_volume())

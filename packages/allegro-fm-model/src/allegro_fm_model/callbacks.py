@@ -35,9 +35,17 @@ class WeightsDigest(lightning.pytorch.callbacks.Callback):
             h.update(name.encode())
             h.update(p.detach().cpu().contiguous().numpy().tobytes())
         rank = int(trainer.global_rank)
-        (self.dirpath / f"weights-rank{rank}.json").write_text(json.dumps(
-            {"rank": rank, "world_size": int(trainer.world_size), "epoch": int(trainer.current_epoch),
-             "step": int(trainer.global_step), "sha256": h.hexdigest()}))
+        (self.dirpath / f"weights-rank{rank}.json").write_text(
+            json.dumps(
+                {
+                    "rank": rank,
+                    "world_size": int(trainer.world_size),
+                    "epoch": int(trainer.current_epoch),
+                    "step": int(trainer.global_step),
+                    "sha256": h.hexdigest(),
+                }
+            )
+        )
 
 
 class LevelOfTheory(lightning.pytorch.callbacks.Callback):
@@ -62,4 +70,8 @@ class EpochLine(lightning.pytorch.callbacks.Callback):
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("weighted_sum")}
         terms = ", ".join(f"{k} {v:.5g}" for k, v in sorted(m.items()))
         dt = time.perf_counter() - getattr(self, "_t0", time.perf_counter())
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {terms} ({dt:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {terms} ({dt:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )

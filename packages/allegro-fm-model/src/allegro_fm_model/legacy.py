@@ -33,9 +33,23 @@ log = logging.getLogger(__name__)
 
 #: metadata keys nequip-deploy 0.6.x writes (nequip/scripts/deploy.py), plus Allegro's per-edge-type cutoff and the level
 #: of theory that fine-tuning here records (provenance.py)
-METADATA_KEYS = ("config", "nequip_version", "torch_version", "e3nn_version", "code_commits", "r_max", "n_species", "type_names",
-                 "_jit_bailout_depth", "_jit_fusion_strategy", "allow_tf32", "default_dtype", "model_dtype", "per_edge_type_cutoff",
-                 LEVEL_KEY)
+METADATA_KEYS = (
+    "config",
+    "nequip_version",
+    "torch_version",
+    "e3nn_version",
+    "code_commits",
+    "r_max",
+    "n_species",
+    "type_names",
+    "_jit_bailout_depth",
+    "_jit_fusion_strategy",
+    "allow_tf32",
+    "default_dtype",
+    "model_dtype",
+    "per_edge_type_cutoff",
+    LEVEL_KEY,
+)
 
 _DTYPES = {"float32": "float32", "float64": "float64"}
 
@@ -60,27 +74,45 @@ def read_legacy_metadata(path: str | Path) -> dict[str, str]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: model file not found")
     if not zipfile.is_zipfile(path):
-        raise LegacyModelError(f"{path}: not a TorchScript archive; expected a model deployed with nequip-deploy build "
-                               "(nequip 0.6.x), a .ckpt, .nequip.zip or .nequip.pt2")
+        raise LegacyModelError(
+            f"{path}: not a TorchScript archive; expected a model deployed with nequip-deploy build "
+            "(nequip 0.6.x), a .ckpt, .nequip.zip or .nequip.pt2"
+        )
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         extra = {n.split("/extra/", 1)[1]: n for n in names if "/extra/" in n}
-        if not any("/code/__torch__" in n for n in names):  # TorchScript archives hold their code; torch.save ones do not
-            hint = " (a nequip 0.6 training file such as best_model.pth? deploy it first: nequip-deploy build)" if any(
-                n.endswith("data.pkl") for n in names) else ""
-            raise LegacyModelError(f"{path}: a torch archive but not a TorchScript model{hint}; expected a model deployed "
-                                   "with nequip-deploy build (nequip 0.6.x)")
-        meta = {k: zf.read(extra[k]).decode("utf-8", "replace") if k in extra else "" for k in METADATA_KEYS}
+        if not any(
+            "/code/__torch__" in n for n in names
+        ):  # TorchScript archives hold their code; torch.save ones do not
+            hint = (
+                " (a nequip 0.6 training file such as best_model.pth? deploy it first: nequip-deploy build)"
+                if any(n.endswith("data.pkl") for n in names)
+                else ""
+            )
+            raise LegacyModelError(
+                f"{path}: a torch archive but not a TorchScript model{hint}; expected a model deployed "
+                "with nequip-deploy build (nequip 0.6.x)"
+            )
+        meta = {
+            k: zf.read(extra[k]).decode("utf-8", "replace") if k in extra else ""
+            for k in METADATA_KEYS
+        }
     if not meta["nequip_version"]:
-        raise LegacyModelError(f"{path}: a TorchScript model without nequip metadata (no extra/nequip_version); expected a "
-                               "model deployed with nequip-deploy build (nequip 0.6.x)")
+        raise LegacyModelError(
+            f"{path}: a TorchScript model without nequip metadata (no extra/nequip_version); expected a "
+            "model deployed with nequip-deploy build (nequip 0.6.x)"
+        )
     if _version_tuple(meta["nequip_version"]) >= (0, 7):
-        raise LegacyModelError(f"{path}: a TorchScript file of nequip {meta['nequip_version']}; only nequip 0.6.x deployed "
-                               "models are read as TorchScript: compile or package the model with nequip >= 0.7 "
-                               "(.nequip.pt2 / .nequip.zip)")
+        raise LegacyModelError(
+            f"{path}: a TorchScript file of nequip {meta['nequip_version']}; only nequip 0.6.x deployed "
+            "models are read as TorchScript: compile or package the model with nequip >= 0.7 "
+            "(.nequip.pt2 / .nequip.zip)"
+        )
     missing = [k for k in ("r_max", "type_names") if not meta[k]]
     if missing:
-        raise LegacyModelError(f"{path}: nequip {meta['nequip_version']} deployed model without {', '.join(missing)} metadata")
+        raise LegacyModelError(
+            f"{path}: nequip {meta['nequip_version']} deployed model without {', '.join(missing)} metadata"
+        )
     return meta
 
 
@@ -124,13 +156,19 @@ def load_legacy_module(path: str | Path, device: str = "cpu", freeze: bool = Tru
 
     path = Path(path)
     meta = read_legacy_metadata(path)
-    with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; these files exist only as TorchScript
+    with (
+        warnings.catch_warnings()
+    ):  # torch >= 2.10 marks TorchScript deprecated; these files exist only as TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             module = torch.jit.load(str(path), map_location=device)
-        except Exception as exc:  # TorchScript deserialisation errors (damaged archive, unknown ops)
-            raise LegacyModelError(f"{path}: TorchScript could not load this nequip {meta['nequip_version']} model "
-                                   f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]})") from exc
+        except (
+            Exception
+        ) as exc:  # TorchScript deserialisation errors (damaged archive, unknown ops)
+            raise LegacyModelError(
+                f"{path}: TorchScript could not load this nequip {meta['nequip_version']} model "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]})"
+            ) from exc
         module.eval()
         if freeze and hasattr(module, "training"):
             module = torch.jit.freeze(module)
@@ -151,39 +189,59 @@ class LegacyAllegroPotential:
         self.species = tuple(self.metadata["type_names"].split())
         n_species = self.metadata["n_species"]
         if n_species and int(n_species) != len(self.species):
-            raise LegacyModelError(f"{self.path}: n_species = {n_species} but type_names lists {len(self.species)} types")
+            raise LegacyModelError(
+                f"{self.path}: n_species = {n_species} but type_names lists {len(self.species)} types"
+            )
         self.cutoff = float(self.metadata["r_max"])
         # inputs go in the default dtype; nequip 0.6.1 casts to model_dtype inside (files before 0.6.1: float32 only)
         default = self.metadata["default_dtype"] or "float32"
         self.dtype = getattr(torch, _DTYPES.get(default, "float32"))
         self.model_dtype = self.metadata["model_dtype"] or default
         self.level_of_theory = self.metadata[LEVEL_KEY] or UNKNOWN_LEVEL
-        self.versions = {k: self.metadata[k] for k in ("nequip_version", "torch_version", "e3nn_version") if self.metadata[k]}
+        self.versions = {
+            k: self.metadata[k]
+            for k in ("nequip_version", "torch_version", "e3nn_version")
+            if self.metadata[k]
+        }
 
     def describe(self) -> str:
         """One line: file, versions, cutoff and the elements the file covers (read from its metadata)."""
-        return (f"{self.path.name}: nequip {self.versions.get('nequip_version', '?')} deployed Allegro model, "
-                f"{self.model_dtype}, r_max {self.cutoff:g} A, level of theory {self.level_of_theory}, {len(self.species)} elements: "
-                f"{' '.join(self.species)}")
+        return (
+            f"{self.path.name}: nequip {self.versions.get('nequip_version', '?')} deployed Allegro model, "
+            f"{self.model_dtype}, r_max {self.cutoff:g} A, level of theory {self.level_of_theory}, {len(self.species)} elements: "
+            f"{' '.join(self.species)}"
+        )
 
     def types_of(self, symbols) -> np.ndarray:
         """Type indices of element symbols in the file's type order; ValueError naming the first unknown element."""
         return type_indices(self.species, symbols)
 
-    def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None) -> PotentialResult:
+    def compute(
+        self, positions, types, edge_index, n_local: int, edge_shifts=None
+    ) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
         import torch  # lazy: torch takes seconds to import; only model paths need it
 
         # min_edges 1: the TorchScript graph crashes (SIGSEGV) on an empty edge list
-        pos, typ, ei, copy_of = ghost_graph(positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=1)
-        data = {"pos": torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
-                "edge_index": torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
-                "atom_types": torch.as_tensor(np.asarray(typ), dtype=torch.long, device=self.device).contiguous()}
+        pos, typ, ei, copy_of = ghost_graph(
+            positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=1
+        )
+        data = {
+            "pos": torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
+            "edge_index": torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
+            "atom_types": torch.as_tensor(
+                np.asarray(typ), dtype=torch.long, device=self.device
+            ).contiguous(),
+        }
         out = self.model(data)
         atomic = out["atomic_energy"].detach().reshape(-1).double().cpu().numpy()
         f_all = out["forces"].detach().double().cpu().numpy()
         forces = fold_copies(f_all, copy_of, len(positions))
         real = copy_of >= 0
         virial = pos[real].T @ f_all[real]  # sum_i x_i (x) F_i (see module docstring)
-        return PotentialResult(energy=float(atomic[:n_local].sum()), forces=forces, virial=virial,
-                               atomic_energies=atomic[:n_local].copy())
+        return PotentialResult(
+            energy=float(atomic[:n_local].sum()),
+            forces=forces,
+            virial=virial,
+            atomic_energies=atomic[:n_local].copy(),
+        )

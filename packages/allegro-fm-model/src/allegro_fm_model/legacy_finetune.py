@@ -55,9 +55,15 @@ LEGACY_FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
 def _group_prefixes(name: str) -> tuple[str, ...]:
     if name in LEGACY_FREEZE_GROUPS:
         return LEGACY_FREEZE_GROUPS[name]
-    if name.startswith("layer") and name[5:].isdigit():  # layerK: the K-th Allegro layer's tensor path
+    if (
+        name.startswith("layer") and name[5:].isdigit()
+    ):  # layerK: the K-th Allegro layer's tensor path
         k = int(name[5:])
-        return (f"allegro.env_embed_mlps.{k}.", f"allegro.linears.{k}.", f"allegro.latents.{k + 1}.")
+        return (
+            f"allegro.env_embed_mlps.{k}.",
+            f"allegro.linears.{k}.",
+            f"allegro.latents.{k + 1}.",
+        )
     return (name,)
 
 
@@ -81,7 +87,9 @@ class Graph:
     volume: float
 
 
-def _graphs(dataset: str, species: tuple[str, ...], cutoff: float, indices: list[int]) -> list[Graph]:
+def _graphs(
+    dataset: str, species: tuple[str, ...], cutoff: float, indices: list[int]
+) -> list[Graph]:
     out = []
     with tea_align.open_dataset(dataset) as ds:
         for i in indices:
@@ -93,10 +101,23 @@ def _graphs(dataset: str, species: tuple[str, ...], cutoff: float, indices: list
             ei, sh = periodic_edges(fr.positions, fr.cell, fr.pbc, cutoff)
             pos, typ, ei, copy_of = ghost_graph(fr.positions, types, ei, fr.n_atoms, sh, cutoff)
             periodic = bool(np.asarray(fr.pbc).all())
-            forces = None if fr.forces is None else np.array(fr.forces)  # writable copies (torch refuses read-only views)
+            forces = (
+                None if fr.forces is None else np.array(fr.forces)
+            )  # writable copies (torch refuses read-only views)
             stress = np.array(fr.stress) if periodic and fr.stress is not None else None
-            out.append(Graph(pos, ei, typ, copy_of, fr.n_atoms, fr.energy, forces, stress,
-                             abs(float(np.linalg.det(fr.cell))) if periodic else 0.0))
+            out.append(
+                Graph(
+                    pos,
+                    ei,
+                    typ,
+                    copy_of,
+                    fr.n_atoms,
+                    fr.energy,
+                    forces,
+                    stress,
+                    abs(float(np.linalg.det(fr.cell))) if periodic else 0.0,
+                )
+            )
     return out
 
 
@@ -113,15 +134,19 @@ def _predict(module, g: Graph, dtype, device):
     """(energy eV, forces (n, 3) eV/A, stress (3, 3) eV/A^3 or None) as differentiable tensors."""
     import torch  # lazy: torch takes seconds to import; only model paths need it
 
-    data = {"pos": torch.as_tensor(g.pos, dtype=dtype, device=device),
-            "edge_index": torch.as_tensor(g.edge_index, dtype=torch.long, device=device),
-            "atom_types": torch.as_tensor(g.types, dtype=torch.long, device=device)}
+    data = {
+        "pos": torch.as_tensor(g.pos, dtype=dtype, device=device),
+        "edge_index": torch.as_tensor(g.edge_index, dtype=torch.long, device=device),
+        "atom_types": torch.as_tensor(g.types, dtype=torch.long, device=device),
+    }
     out = module(data)
     atomic = out["atomic_energy"].reshape(-1)
     f_all = out["forces"]
     real = torch.as_tensor(g.copy_of >= 0, device=device)
     idx = torch.as_tensor(g.copy_of[g.copy_of >= 0], dtype=torch.long, device=device)
-    forces = torch.zeros((g.n_atoms, 3), dtype=f_all.dtype, device=device).index_add(0, idx, f_all[real])
+    forces = torch.zeros((g.n_atoms, 3), dtype=f_all.dtype, device=device).index_add(
+        0, idx, f_all[real]
+    )
     stress = None
     if g.stress is not None:
         virial = data["pos"][real].T @ f_all[real]  # W = sum x (x) F (see legacy.py)
@@ -137,8 +162,10 @@ def _check_training_mode(module, g: Graph, dtype, device, src) -> None:
     e1, f1 = (t.detach() for t in _predict(module, g, dtype, device)[:2])
     de, df = abs(float(e1 - e0)), float((f1 - f0).abs().max())
     if de > 1e-5 * max(1.0, abs(float(e0))) or df > 1e-4 * max(1.0, float(f0.abs().max())):
-        raise LegacyModelError(f"{src}: in training mode this file's outputs change (energy by {de:.3g} eV, forces by {df:.3g} "
-                           "eV/A): it has training-dependent modules this fine-tuning does not know; not fine-tuned")
+        raise LegacyModelError(
+            f"{src}: in training mode this file's outputs change (energy by {de:.3g} eV, forces by {df:.3g} "
+            "eV/A): it has training-dependent modules this fine-tuning does not know; not fine-tuned"
+        )
 
 
 def _loss(module, g: Graph, s: TrainSettings, dtype, device):
@@ -165,7 +192,9 @@ def _save_module(module, meta: dict[str, str], note: dict, path: Path) -> Path:
     extra = {k: v for k, v in meta.items() if v and k in METADATA_KEYS}
     extra["allegro_fm_finetune"] = json.dumps(note)
     buf = io.BytesIO()
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.10; this format exists only as TorchScript
+    with (
+        warnings.catch_warnings()
+    ):  # TorchScript is deprecated in torch >= 2.10; this format exists only as TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(module, buf, _extra_files=extra)
     return write_bytes_atomic(path, buf.getvalue())
@@ -179,7 +208,9 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     import torch  # lazy: torch takes seconds to import; only model paths need it
 
     if s.sam_rho > 0 or s.strategy not in ("auto", "single_device") or s.num_nodes != 1:
-        raise ValueError("fine-tuning a legacy TorchScript model runs on one device without SAM (sam_rho = 0, strategy auto)")
+        raise ValueError(
+            "fine-tuning a legacy TorchScript model runs on one device without SAM (sam_rho = 0, strategy auto)"
+        )
     src = resolve_model(s.init_from)
     run = Path(s.run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -189,8 +220,10 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     species = tuple(meta["type_names"].split())
     cutoff = float(meta["r_max"])
     if s.refit_offsets:
-        raise NotImplementedError(f"{src}: refit_offsets is not implemented for nequip 0.6 TorchScript files; realign the data "
-                                  "onto the model's level with tea-align instead")
+        raise NotImplementedError(
+            f"{src}: refit_offsets is not implemented for nequip 0.6 TorchScript files; realign the data "
+            "onto the model's level with tea-align instead"
+        )
     level = dataset_level(s.dataset)
     check_levels(meta[LEVEL_KEY] or UNKNOWN_LEVEL, level, str(src), str(s.dataset))
     meta = {**meta, LEVEL_KEY: level}  # the fine-tuned files record their data's level
@@ -198,7 +231,10 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
     train_idx, val_idx, _ = run_split(s, n)
-    train_g, val_g = _graphs(s.dataset, species, cutoff, train_idx), _graphs(s.dataset, species, cutoff, val_idx)
+    train_g, val_g = (
+        _graphs(s.dataset, species, cutoff, train_idx),
+        _graphs(s.dataset, species, cutoff, val_idx),
+    )
 
     prefixes = [p for name in s.freeze for p in _group_prefixes(name)]
     frozen, trainable = [], []
@@ -223,8 +259,18 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         epoch0, best = st["epoch"], st["best"]
         rng.bit_generator.state = st["rng"]
         log.info("resuming %s at epoch %d", run, epoch0)
-    write_text_atomic(run / "settings.json", json.dumps({**asdict(s), "kind": "legacy-torchscript", "source": str(src),
-                                                        "frozen_parameters": frozen}, indent=1))
+    write_text_atomic(
+        run / "settings.json",
+        json.dumps(
+            {
+                **asdict(s),
+                "kind": "legacy-torchscript",
+                "source": str(src),
+                "frozen_parameters": frozen,
+            },
+            indent=1,
+        ),
+    )
 
     def val_loss() -> float:
         _set_modes(module, True)
@@ -240,7 +286,9 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         first = val_loss()
         write_text_atomic(metrics, f"epoch,train_loss,val_loss,seconds\n0,,{first:.8g},0\n")
         log.info("epoch 0: validation loss %.6g", first)
-    bar = Progress(s.max_epochs, desc="fine-tune", unit="epoch", enabled=progress, initial=epoch0)  # no redraws in a log
+    bar = Progress(
+        s.max_epochs, desc="fine-tune", unit="epoch", enabled=progress, initial=epoch0
+    )  # no redraws in a log
     for epoch in range(epoch0, s.max_epochs):
         t0 = time.perf_counter()
         _set_modes(module, True)
@@ -255,18 +303,33 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
                 tot += float(loss.detach())
             opt.step()
         train_loss, vl = tot / len(order), val_loss()
-        note = {"source": src.name, "epoch": epoch + 1, "dataset": Path(s.dataset).name, "frozen": list(s.freeze),
-                "val_loss": vl}
+        note = {
+            "source": src.name,
+            "epoch": epoch + 1,
+            "dataset": Path(s.dataset).name,
+            "frozen": list(s.freeze),
+            "val_loss": vl,
+        }
         if vl < best:
             best = vl
             _save_module(module, meta, note, run / "best.pth")
         _save_module(module, meta, note, run / "last.pth")
         buf = io.BytesIO()
-        torch.save({"optimizer": opt.state_dict(), "epoch": epoch + 1, "best": best, "rng": rng.bit_generator.state}, buf)
+        torch.save(
+            {
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "best": best,
+                "rng": rng.bit_generator.state,
+            },
+            buf,
+        )
         write_bytes_atomic(state_path, buf.getvalue())
         with open(metrics, newline="") as fh:
             rows = list(csv.reader(fh))
-        rows.append([str(epoch + 1), f"{train_loss:.8g}", f"{vl:.8g}", f"{time.perf_counter() - t0:.2f}"])
+        rows.append(
+            [str(epoch + 1), f"{train_loss:.8g}", f"{vl:.8g}", f"{time.perf_counter() - t0:.2f}"]
+        )
         write_text_atomic(metrics, "\n".join(",".join(r) for r in rows) + "\n")
         log.info("epoch %d: train loss %.6g, validation loss %.6g", epoch + 1, train_loss, vl)
         bar.set_postfix(train=f"{train_loss:.4g}", val=f"{vl:.4g}")

@@ -27,18 +27,24 @@ def _graph_model(path: Path):
     name = path.name
     try:
         if name.endswith(".nequip.zip"):
-            from nequip.model.saved_models.package import ModelFromPackage  # lazy: nequip imports torch
+            from nequip.model.saved_models.package import (
+                ModelFromPackage,
+            )  # lazy: nequip imports torch
 
             models = ModelFromPackage(str(path))
         else:
-            from nequip.model.saved_models.checkpoint import ModelFromCheckpoint  # lazy: nequip imports torch
+            from nequip.model.saved_models.checkpoint import (
+                ModelFromCheckpoint,
+            )  # lazy: nequip imports torch
 
             models = ModelFromCheckpoint(str(path))
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch.load / zipfile / unpickling errors of a damaged file
-        raise ValueError(f"{path}: not a readable Allegro-FM checkpoint or package ({type(exc).__name__}: {exc}); expected a .ckpt, "
-                         ".nequip.zip, .nequip.pt2 or a nequip 0.6.x deployed .pt/.pth") from exc
+        raise ValueError(
+            f"{path}: not a readable Allegro-FM checkpoint or package ({type(exc).__name__}: {exc}); expected a .ckpt, "
+            ".nequip.zip, .nequip.pt2 or a nequip 0.6.x deployed .pt/.pth"
+        ) from exc
     if "sole_model" not in models:
         raise ValueError(f"{path}: holds several models ({list(models)}); pass one")
     return models["sole_model"]
@@ -64,7 +70,9 @@ def resolve_model(model: str | Path) -> Path:
         return builtin_model_path(str(model))
     path = Path(model)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: model file not found (nor a shipped model: {', '.join(BUILTIN_MODELS)})")
+        raise FileNotFoundError(
+            f"{path}: model file not found (nor a shipped model: {', '.join(BUILTIN_MODELS)})"
+        )
     return path
 
 
@@ -90,7 +98,9 @@ def load_potential(path: str | Path, device: str = "cpu"):
         _xpu_ready()
     if path.name.endswith(".nequip.pt2"):
         pot = CompiledAllegroPotential(path, device)
-    elif path.suffix in LEGACY_SUFFIXES or is_torchscript_archive(path):  # the reader names what a wrong file lacks
+    elif path.suffix in LEGACY_SUFFIXES or is_torchscript_archive(
+        path
+    ):  # the reader names what a wrong file lacks
         pot = LegacyAllegroPotential(path, device)
         logging.getLogger("allegro_fm_model").info("%s", pot.describe())
     else:
@@ -99,6 +109,7 @@ def load_potential(path: str | Path, device: str = "cpu"):
         species = str(meta["type_names"]).split()
         pot = AllegroPotential(model, species, cutoff=float(meta["r_max"]), device=device)
         pot.level_of_theory = model_level(path)
-    pot.source = path.resolve()  # the file it came from (the ASE calculator pickles it as this path)
+    pot.source = (
+        path.resolve()
+    )  # the file it came from (the ASE calculator pickles it as this path)
     return pot
-

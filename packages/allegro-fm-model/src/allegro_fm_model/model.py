@@ -13,7 +13,10 @@ from .presets import Preset, get_preset
 
 def ensure_nequip_state() -> None:
     """Initialise nequip's global state (required before building models) once."""
-    from nequip.utils.global_state import global_state_initialized, set_global_state  # lazy: nequip imports torch
+    from nequip.utils.global_state import (
+        global_state_initialized,
+        set_global_state,
+    )  # lazy: nequip imports torch
 
     if not global_state_initialized():
         set_global_state()
@@ -40,7 +43,9 @@ def build_model(
     p = get_preset(preset)
     kw = p.nequip_kwargs(type_names, seed=seed, model_dtype=dtype, **overrides)
     if per_type_energy_shifts is not None:
-        kw["per_type_energy_shifts"] = {t: float(per_type_energy_shifts.get(t, 0.0)) for t in type_names}
+        kw["per_type_energy_shifts"] = {
+            t: float(per_type_energy_shifts.get(t, 0.0)) for t in type_names
+        }
     if avg_num_neighbors is not None:
         kw["avg_num_neighbors"] = float(avg_num_neighbors)
     logging.getLogger("nequip").setLevel(logging.WARNING)

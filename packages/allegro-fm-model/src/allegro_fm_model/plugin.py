@@ -22,7 +22,9 @@ def compiled_cache_dir() -> Path:
     ~/.cache/allegro-fm/compiled."""
     if os.environ.get("ALLEGRO_FM_CACHE"):
         return Path(os.environ["ALLEGRO_FM_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "allegro-fm" / "compiled"
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "allegro-fm" / "compiled"
+    )
 
 
 def compiled_on_first_use(model: str | Path, device: str = "cpu", progress: bool = True) -> Path:
@@ -32,18 +34,25 @@ def compiled_on_first_use(model: str | Path, device: str = "cpu", progress: bool
     compile. Returns the path of the compiled file."""
     import torch  # lazy: torch takes seconds to import; only model paths need it
 
-
     src = resolve_model(model)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:20]
     kind = str(device).split(":")[0]
-    out = compiled_cache_dir() / f"{digest}-torch{torch.__version__.replace('+', '_')}-{kind}-afm{__version__}.nequip.pt2"
+    out = (
+        compiled_cache_dir()
+        / f"{digest}-torch{torch.__version__.replace('+', '_')}-{kind}-afm{__version__}.nequip.pt2"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one compile per cache entry; the others wait and then read it
+        fcntl.flock(
+            lock, fcntl.LOCK_EX
+        )  # one compile per cache entry; the others wait and then read it
         if not out.exists():
             if progress:
-                print(f"compiling {src.name} for {kind} on first use (AOTInductor, a C++ build: about a minute; cached in "
-                      f"{out.parent}; [potential.options] compile = false runs it eager) ...", flush=True)
+                print(
+                    f"compiling {src.name} for {kind} on first use (AOTInductor, a C++ build: about a minute; cached in "
+                    f"{out.parent}; [potential.options] compile = false runs it eager) ...",
+                    flush=True,
+                )
             compile_model(src, out, device)
     return out
 
@@ -57,17 +66,26 @@ def md_potential(spec, symbols, device: str):
     (``compiled_on_first_use``); it runs about 2x faster than eager here. Checkpoints, compiled and legacy files load
     as they are."""
     if not spec.model:
-        raise ValueError("[potential] kind = 'allegro' needs model = <a .ckpt, .nequip.zip, .nequip.pt2, nequip 0.6.x .pt "
-                         "file or a shipped model's name>")
+        raise ValueError(
+            "[potential] kind = 'allegro' needs model = <a .ckpt, .nequip.zip, .nequip.pt2, nequip 0.6.x .pt "
+            "file or a shipped model's name>"
+        )
     options = dict(getattr(spec, "options", {}) or {})
     unknown = set(options) - {"compile"}
     if unknown:
-        raise ValueError(f"[potential.options] for kind 'allegro': unknown keys {sorted(unknown)}; known: compile")
+        raise ValueError(
+            f"[potential.options] for kind 'allegro': unknown keys {sorted(unknown)}; known: compile"
+        )
     want = options.get("compile", True)
     if not isinstance(want, bool):
         raise ValueError(f"[potential.options] compile must be true or false, not {want!r}")
     packaged = str(spec.model) in BUILTIN_MODELS or str(spec.model).endswith(".nequip.zip")
-    if want and packaged and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0" and str(device).split(":")[0] in ("cpu", "cuda"):
+    if (
+        want
+        and packaged
+        and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0"
+        and str(device).split(":")[0] in ("cpu", "cuda")
+    ):
         return _cached_compiled(spec.model, device)
     return load_potential(spec.model, device)
 
@@ -80,7 +98,9 @@ def _cached_compiled(model, device: str):
     try:
         return load_potential(path, device)
     except (ValueError, RuntimeError, OSError) as exc:
-        log.warning("%s: the cached compiled model does not load (%s); compiling it again", path, exc)
+        log.warning(
+            "%s: the cached compiled model does not load (%s); compiling it again", path, exc
+        )
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if path.exists() and path.stat().st_mtime_ns == seen:  # not yet rebuilt by another rank
@@ -89,5 +109,7 @@ def _cached_compiled(model, device: str):
         try:
             return load_potential(path, device)
         except (ValueError, RuntimeError, OSError) as again:
-            raise ValueError(f"{path}: the compiled model cache entry does not load even after recompiling ({again}); "
-                             "remove it, or run with [potential.options] compile = false") from again
+            raise ValueError(
+                f"{path}: the compiled model cache entry does not load even after recompiling ({again}); "
+                "remove it, or run with [potential.options] compile = false"
+            ) from again

@@ -44,11 +44,20 @@ class AllegroPotential:
     #: the level of theory of the energies (``provenance.py``; ``load_potential`` sets it from the file)
     level_of_theory: str = "unknown"
 
-    def __init__(self, model, species: Sequence[str], cutoff: float, device: str = "cpu", device_edges: bool | None = None):
+    def __init__(
+        self,
+        model,
+        species: Sequence[str],
+        cutoff: float,
+        device: str = "cpu",
+        device_edges: bool | None = None,
+    ):
         import torch  # lazy: torch takes seconds to import; only model paths need it
 
         self.device = torch.device(device)
-        self.device_edges = self.device.type != "cpu" if device_edges is None else bool(device_edges)
+        self.device_edges = (
+            self.device.type != "cpu" if device_edges is None else bool(device_edges)
+        )
         self._candidates = None  # (key, candidate pairs on the device, types on the device)
         self.model = model.to(self.device).eval()
         self.species = tuple(species)
@@ -77,13 +86,21 @@ class AllegroPotential:
 
         ei = torch.as_tensor(np.ascontiguousarray(edge_index), dtype=torch.long, device=self.device)
         if ei.numel() and int(ei[0].max()) >= n_local:
-            raise ValueError("edge_index has an edge centred on a ghost atom; only local centres are allowed")
+            raise ValueError(
+                "edge_index has an edge centred on a ghost atom; only local centres are allowed"
+            )
         pos = torch.as_tensor(np.asarray(positions), dtype=self.dtype, device=self.device)
         types_t = torch.as_tensor(np.asarray(types), dtype=torch.long, device=self.device)
         return self._evaluate(pos, types_t, ei, n_local, edge_shifts)
 
-    def compute_from_candidates(self, positions: np.ndarray, types: np.ndarray, candidates: np.ndarray, n_local: int,
-                                key: object) -> PotentialResult:
+    def compute_from_candidates(
+        self,
+        positions: np.ndarray,
+        types: np.ndarray,
+        candidates: np.ndarray,
+        n_local: int,
+        key: object,
+    ) -> PotentialResult:
         """``compute`` with the edges chosen on this potential's device: ``candidates`` (2, E) are the pairs of a Verlet
         list (within cutoff + skin, centres local), sent to the device with ``types`` only when ``key`` changes (after a
         list rebuild); per call only the positions (N, 3) A go over, the pairs within ``cutoff`` are selected on the
@@ -91,10 +108,18 @@ class AllegroPotential:
         import torch  # lazy: torch takes seconds to import; only model paths need it
 
         if self._candidates is None or self._candidates[0] != key:
-            cand = torch.as_tensor(np.ascontiguousarray(candidates), dtype=torch.long, device=self.device)
+            cand = torch.as_tensor(
+                np.ascontiguousarray(candidates), dtype=torch.long, device=self.device
+            )
             if cand.numel() and int(cand[0].max()) >= n_local:
-                raise ValueError("candidate pairs include one centred on a ghost atom; only local centres are allowed")
-            self._candidates = (key, cand, torch.as_tensor(np.asarray(types), dtype=torch.long, device=self.device))
+                raise ValueError(
+                    "candidate pairs include one centred on a ghost atom; only local centres are allowed"
+                )
+            self._candidates = (
+                key,
+                cand,
+                torch.as_tensor(np.asarray(types), dtype=torch.long, device=self.device),
+            )
         _, cand, types_t = self._candidates
         pos = torch.as_tensor(np.asarray(positions), dtype=self.dtype, device=self.device)
         d = pos[cand[1]] - pos[cand[0]]
@@ -109,7 +134,9 @@ class AllegroPotential:
         n = pos.shape[0]
         vec = pos[ei[1]] - pos[ei[0]]
         if edge_shifts is not None:
-            vec = vec + torch.as_tensor(np.asarray(edge_shifts), dtype=self.dtype, device=self.device)
+            vec = vec + torch.as_tensor(
+                np.asarray(edge_shifts), dtype=self.dtype, device=self.device
+            )
         vec = vec.detach().requires_grad_(True)
         data = {
             K.POSITIONS_KEY: pos,

@@ -48,7 +48,9 @@ class Preset:
     readout_hidden_depth: int = 0
     weight_individual_irreps: bool = False
 
-    def nequip_kwargs(self, type_names: tuple[str, ...] | list[str] = ALLEGRO_FM_ELEMENTS, **overrides: Any) -> dict:
+    def nequip_kwargs(
+        self, type_names: tuple[str, ...] | list[str] = ALLEGRO_FM_ELEMENTS, **overrides: Any
+    ) -> dict:
         """Keyword arguments of ``allegro.model.AllegroModel`` for this preset (``overrides`` win)."""
         a, b, _ = self.two_body_mlp
         w = self.latent_mlp[-1]
@@ -59,7 +61,10 @@ class Preset:
             "r_max": self.r_max,
             "l_max": self.l_max,
             "parity": True,
-            "radial_chemical_embed": {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": self.num_bessels},
+            "radial_chemical_embed": {
+                "_target_": "allegro.nn.TwoBodyBesselScalarEmbed",
+                "num_bessels": self.num_bessels,
+            },
             "radial_chemical_embed_dim": a,
             "scalar_embed_mlp_hidden_layers_depth": 1,
             "scalar_embed_mlp_hidden_layers_width": b,
@@ -87,15 +92,32 @@ FM64 = Preset("FM64", 44_400, 16, (64, 64, 64), (16, 32, 64), (64,))
 FM256 = Preset("FM256", 690_000, 64, (256, 256, 256), (64, 128, 256), (128,))
 # FM512: with the FM64/FM256 switches the count is +5.2 %; one hidden allegro MLP layer, a one-hidden-
 # layer readout and per-irrep weights give +2.6 % (measured by count_parameters).
-FM512 = Preset("FM512", 2_600_000, 128, (512, 512, 512), (128, 256, 512), (128,),
-               allegro_mlp_hidden_depth=1, readout_hidden_depth=1, weight_individual_irreps=True)
+FM512 = Preset(
+    "FM512",
+    2_600_000,
+    128,
+    (512, 512, 512),
+    (128, 256, 512),
+    (128,),
+    allegro_mlp_hidden_depth=1,
+    readout_hidden_depth=1,
+    weight_individual_irreps=True,
+)
 PRESETS: dict[str, Preset] = {p.name: p for p in (FM64, FM256, FM512)}
 
 
 def tiny_preset(name: str = "tiny") -> Preset:
     """A very small preset for tests and CPU demos (not a paper model)."""
-    return replace(FM64, name=name, paper_parameters=0, tensor_features=4, latent_mlp=(16, 16, 16),
-                   two_body_mlp=(8, 8, 16), edge_energy_mlp=(16,), allegro_mlp_hidden_depth=1)
+    return replace(
+        FM64,
+        name=name,
+        paper_parameters=0,
+        tensor_features=4,
+        latent_mlp=(16, 16, 16),
+        two_body_mlp=(8, 8, 16),
+        edge_energy_mlp=(16,),
+        allegro_mlp_hidden_depth=1,
+    )
 
 
 #: FM64's widths with l_max = 1: the shipped Allegro-FM-mini model (4.9x faster than FM64 eager, 2.8x compiled, on 2 CPU cores;

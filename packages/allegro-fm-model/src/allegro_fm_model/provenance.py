@@ -83,7 +83,9 @@ def model_level(path: str | Path) -> str:
     if name.endswith(".ckpt"):
         return _checkpoint_level(path)
     if name.endswith(".nequip.pt2"):
-        from nequip.model.inference_models.compiled import load_compiled_model  # lazy: nequip imports torch
+        from nequip.model.inference_models.compiled import (
+            load_compiled_model,
+        )  # lazy: nequip imports torch
 
         return str(load_compiled_model(str(path), "cpu")[1].get(LEVEL_KEY) or UNKNOWN_LEVEL)
     with zipfile.ZipFile(path) as zf:  # TorchScript: an extra file
@@ -91,20 +93,33 @@ def model_level(path: str | Path) -> str:
         return zf.read(hit[0]).decode("utf-8").strip() if hit else UNKNOWN_LEVEL
 
 
-def check_levels(model_lv: str, data_lv: str, model: str, data: str, *, refit: bool = False) -> None:
+def check_levels(
+    model_lv: str, data_lv: str, model: str, data: str, *, refit: bool = False
+) -> None:
     """LevelMismatchError unless the model's level ``model_lv`` equals the data's ``data_lv`` (or one is unknown, which
     is logged, or ``refit`` says per-species offsets will be refitted). ``model``/``data`` name the files."""
     if UNKNOWN_LEVEL in (model_lv, data_lv) or not model_lv or not data_lv:
-        log.info("level of theory: model %s is at %r, data %s at %r; not checked", model, model_lv or UNKNOWN_LEVEL,
-                    data, data_lv or UNKNOWN_LEVEL)
+        log.info(
+            "level of theory: model %s is at %r, data %s at %r; not checked",
+            model,
+            model_lv or UNKNOWN_LEVEL,
+            data,
+            data_lv or UNKNOWN_LEVEL,
+        )
         return
     if model_lv == data_lv:
         return
     if refit:
-        log.warning("level of theory: model %s is at %r, data %s at %r; per-species energy offsets refitted", model,
-                    model_lv, data, data_lv)
+        log.warning(
+            "level of theory: model %s is at %r, data %s at %r; per-species energy offsets refitted",
+            model,
+            model_lv,
+            data,
+            data_lv,
+        )
         return
     raise LevelMismatchError(
         f"{data}: energies at level of theory {data_lv!r}, but model {model} predicts energies at {model_lv!r}; realign the "
         f"data onto the model's level (tea-align fit/apply --target {model_lv!r}) or refit per-species energy offsets "
-        "(--refit-offsets)")
+        "(--refit-offsets)"
+    )

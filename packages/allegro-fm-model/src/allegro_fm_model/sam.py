@@ -26,7 +26,14 @@ class SAM(torch.optim.Optimizer):
     ``step`` needs the closure that recomputes loss and gradients (Lightning passes one); it costs two
     forward/backward passes per step."""
 
-    def __init__(self, params, base="torch.optim.Adam", rho: float = 0.05, adaptive: bool = False, **base_kwargs):
+    def __init__(
+        self,
+        params,
+        base="torch.optim.Adam",
+        rho: float = 0.05,
+        adaptive: bool = False,
+        **base_kwargs,
+    ):
         if rho <= 0:
             raise ValueError(f"SAM rho must be > 0 (got {rho})")
         super().__init__(params, dict(rho=rho, adaptive=adaptive, **base_kwargs))
@@ -35,8 +42,12 @@ class SAM(torch.optim.Optimizer):
         self.defaults.update(self.base_optimizer.defaults)
 
     def _grad_norm(self) -> torch.Tensor:
-        norms = [((p.abs() if g["adaptive"] else 1.0) * p.grad).norm(p=2) for g in self.param_groups for p in g["params"]
-                 if p.grad is not None]
+        norms = [
+            ((p.abs() if g["adaptive"] else 1.0) * p.grad).norm(p=2)
+            for g in self.param_groups
+            for p in g["params"]
+            if p.grad is not None
+        ]
         return torch.norm(torch.stack(norms), p=2) if norms else torch.tensor(0.0)
 
     @torch.no_grad()

@@ -46,7 +46,9 @@ class TrainSettings:
     #                               "cosine": annealed from learning_rate to lr_min over max_epochs (a decay phase)
     lr_patience: int = 0
     lr_min: float = 1e-5  # the floor of either schedule
-    oversample: tuple[tuple[str, int], ...] = ()  # (level of theory, k): training frames at that level appear k times
+    oversample: tuple[
+        tuple[str, int], ...
+    ] = ()  # (level of theory, k): training frames at that level appear k times
     sam_rho: float = 0.0  # > 0: sharpness-aware minimisation around Adam (Allegro-Legato); 0.05 is SAM's usual radius
     batch_size: int = 4
     max_epochs: int = 100
@@ -77,30 +79,46 @@ class TrainSettings:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"{path}: unknown [train] keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(
+                f"{path}: unknown [train] keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         for k in ("type_names", "freeze"):
             if k in d:
                 d[k] = tuple(d[k])
         if "oversample" in d:  # a TOML table {level = k}
             if not isinstance(d["oversample"], dict):
-                raise ValueError(f"{path}: [train] oversample must be a table of level of theory = repeat count")
+                raise ValueError(
+                    f"{path}: [train] oversample must be a table of level of theory = repeat count"
+                )
             d["oversample"] = tuple(sorted(d["oversample"].items()))
         base = path.parent
-        for k in ("dataset", "init_from", "run_dir"):  # paths in the file are relative to the file (a model name stays)
-            if d.get(k) and not Path(d[k]).is_absolute() and not (k == "init_from" and d[k] in BUILTIN_MODELS):
+        for k in (
+            "dataset",
+            "init_from",
+            "run_dir",
+        ):  # paths in the file are relative to the file (a model name stays)
+            if (
+                d.get(k)
+                and not Path(d[k]).is_absolute()
+                and not (k == "init_from" and d[k] in BUILTIN_MODELS)
+            ):
                 d[k] = str(base / d[k])
         if d.get("split_keep"):
             keep = d["split_keep"]
             keep = [keep] if isinstance(keep, str) else keep
             if not (isinstance(keep, list) and all(isinstance(x, str) for x in keep)):
-                raise ValueError(f"{path}: [train] split_keep must be a dataset path or a list of them")
+                raise ValueError(
+                    f"{path}: [train] split_keep must be a dataset path or a list of them"
+                )
             keep = tuple(x if Path(x).is_absolute() else str(base / x) for x in keep)
             d["split_keep"] = keep[0] if len(keep) == 1 else keep
         return cls(**d)
 
     def __post_init__(self):
         if self.lr_schedule not in ("plateau", "cosine"):
-            raise ValueError(f"lr_schedule must be 'plateau' or 'cosine' (got {self.lr_schedule!r})")
+            raise ValueError(
+                f"lr_schedule must be 'plateau' or 'cosine' (got {self.lr_schedule!r})"
+            )
         for level, k in self.oversample:
             if not (isinstance(k, int) and k >= 1):
                 raise ValueError(f"oversample[{level!r}] must be an integer >= 1 (got {k!r})")
@@ -112,8 +130,9 @@ def oversampled(indices: list[int], levels: Sequence[str], repeat: dict[str, int
     return sorted(i for i in indices for _ in range(repeat.get(levels[i], 1)))
 
 
-def split_indices(n: int, val: float, test: float, seed: int, keep: int | Sequence[int] = 0
-                  ) -> tuple[list[int], list[int], list[int]]:
+def split_indices(
+    n: int, val: float, test: float, seed: int, keep: int | Sequence[int] = 0
+) -> tuple[list[int], list[int], list[int]]:
     """(train, validation, test) frame indices of a dataset of ``n`` frames: a seeded permutation, fractions of n.
     With ``keep`` > 0 the first ``keep`` frames (an earlier dataset that this one extends) are split exactly as that
     dataset alone was, and the frames after them separately with the same fractions: frames an earlier run validated or
@@ -122,14 +141,23 @@ def split_indices(n: int, val: float, test: float, seed: int, keep: int | Sequen
     if not isinstance(keep, int):
         sizes = list(keep)
         if any(b <= a for a, b in zip(sizes, sizes[1:])):
-            raise ValueError(f"split_keep: the earlier datasets must grow one from the next (frames {sizes})")
+            raise ValueError(
+                f"split_keep: the earlier datasets must grow one from the next (frames {sizes})"
+            )
         if not sizes:
             return split_indices(n, val, test, seed)
-        return split_indices(n, val, test, seed, sizes[-1]) if len(sizes) == 1 else _grown(
-            split_indices(sizes[-1], val, test, seed, sizes[:-1]), n, sizes[-1], val, test, seed)
+        return (
+            split_indices(n, val, test, seed, sizes[-1])
+            if len(sizes) == 1
+            else _grown(
+                split_indices(sizes[-1], val, test, seed, sizes[:-1]), n, sizes[-1], val, test, seed
+            )
+        )
     if keep:
         if not 0 < keep <= n:
-            raise ValueError(f"split_keep: the earlier dataset has {keep} frames, this one {n}; it must extend it")
+            raise ValueError(
+                f"split_keep: the earlier dataset has {keep} frames, this one {n}; it must extend it"
+            )
         return _grown(split_indices(keep, val, test, seed), n, keep, val, test, seed)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(n)
@@ -137,11 +165,21 @@ def split_indices(n: int, val: float, test: float, seed: int, keep: int | Sequen
     n_test = max(1, int(round(test * n))) if test > 0 else 0
     if n - n_val - n_test < 1:
         raise ValueError(f"dataset of {n} frames is too small for the validation/test split")
-    return (sorted(idx[n_val + n_test :].tolist()), sorted(idx[:n_val].tolist()), sorted(idx[n_val : n_val + n_test].tolist()))
+    return (
+        sorted(idx[n_val + n_test :].tolist()),
+        sorted(idx[:n_val].tolist()),
+        sorted(idx[n_val : n_val + n_test].tolist()),
+    )
 
 
-def _grown(old: tuple[list[int], list[int], list[int]], n: int, keep: int, val: float, test: float, seed: int
-           ) -> tuple[list[int], list[int], list[int]]:
+def _grown(
+    old: tuple[list[int], list[int], list[int]],
+    n: int,
+    keep: int,
+    val: float,
+    test: float,
+    seed: int,
+) -> tuple[list[int], list[int], list[int]]:
     """The split ``old`` of the first ``keep`` frames, and frames keep..n-1 split on their own."""
     if keep == n:
         return old
@@ -164,13 +202,21 @@ def kept_frames(dataset: str | Path, earlier: str | Path) -> int:
     with tea_align.open_dataset(earlier) as old, tea_align.open_dataset(dataset) as cur:
         n_old = len(old)
         if n_old > len(cur):
-            raise ValueError(f"split_keep: {earlier} has {n_old} frames, more than {dataset} ({len(cur)})")
+            raise ValueError(
+                f"split_keep: {earlier} has {n_old} frames, more than {dataset} ({len(cur)})"
+            )
         i0 = 0
-        for bo, bc in zip(old.batches(), cur.batches(stop=n_old)):  # same batch boundaries: both start at frame 0
-            same_atoms = np.array_equal(bo.offsets, bc.offsets) and np.array_equal(bo.numbers, bc.numbers)
+        for bo, bc in zip(
+            old.batches(), cur.batches(stop=n_old)
+        ):  # same batch boundaries: both start at frame 0
+            same_atoms = np.array_equal(bo.offsets, bc.offsets) and np.array_equal(
+                bo.numbers, bc.numbers
+            )
             if not (same_atoms and np.allclose(bo.positions, bc.positions, atol=1e-6)):
-                raise ValueError(f"split_keep: frames {i0}..{i0 + bo.n_frames - 1} of {dataset} are not those of {earlier}: "
-                                 "the earlier dataset's frames must come first, in order")
+                raise ValueError(
+                    f"split_keep: frames {i0}..{i0 + bo.n_frames - 1} of {dataset} are not those of {earlier}: "
+                    "the earlier dataset's frames must come first, in order"
+                )
             i0 += bo.n_frames
     return n_old
 
@@ -194,13 +240,19 @@ def nequip_config(s: TrainSettings) -> dict:
     """The nequip-train (Hydra) config of these settings, as a plain dict."""
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
-        levels = [b.sources[int(j)].level_of_theory for b in ds.batches() for j in b.source_id] if s.oversample else []
+        levels = (
+            [b.sources[int(j)].level_of_theory for b in ds.batches() for j in b.source_id]
+            if s.oversample
+            else []
+        )
     train_idx, val_idx, test_idx = run_split(s, n)
     if s.oversample:
         unknown = {lv for lv, _ in s.oversample} - set(levels)
         if unknown:
-            raise ValueError(f"{s.dataset}: oversample names levels of theory {sorted(unknown)} that no frame has; "
-                             f"present: {sorted(set(levels))}")
+            raise ValueError(
+                f"{s.dataset}: oversample names levels of theory {sorted(unknown)} that no frame has; "
+                f"present: {sorted(set(levels))}"
+            )
         train_idx = oversampled(train_idx, levels, dict(s.oversample))
     level = dataset_level(s.dataset)
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
@@ -208,86 +260,212 @@ def nequip_config(s: TrainSettings) -> dict:
         types, r_max = list(pretrained.species), pretrained.cutoff
         missing = set(dataset_elements(s.dataset)) - set(types)
         if missing:
-            raise ValueError(f"{s.dataset}: elements {sorted(missing)} are not known to the pretrained model {s.init_from}")
-        check_levels(pretrained.level_of_theory, level, str(s.init_from), str(s.dataset), refit=s.refit_offsets)
-        frozen_parameters(pretrained.model, s.freeze, str(s.init_from))  # an unknown group: refused before anything is written
+            raise ValueError(
+                f"{s.dataset}: elements {sorted(missing)} are not known to the pretrained model {s.init_from}"
+            )
+        check_levels(
+            pretrained.level_of_theory,
+            level,
+            str(s.init_from),
+            str(s.dataset),
+            refit=s.refit_offsets,
+        )
+        frozen_parameters(
+            pretrained.model, s.freeze, str(s.init_from)
+        )  # an unknown group: refused before anything is written
         offsets = energy_offsets(pretrained, s.dataset, train_idx) if s.refit_offsets else {}
-        model = {"_target_": "allegro_fm_model.training.finetune_model", "checkpoint_path": str(resolve_model(s.init_from).resolve()),
-                 "freeze": list(s.freeze), **({"energy_offsets": offsets} if offsets else {})}
+        model = {
+            "_target_": "allegro_fm_model.training.finetune_model",
+            "checkpoint_path": str(resolve_model(s.init_from).resolve()),
+            "freeze": list(s.freeze),
+            **({"energy_offsets": offsets} if offsets else {}),
+        }
     else:
         types = list(s.type_names or dataset_elements(s.dataset))
         preset = get_preset(s.preset)
         r_max = preset.r_max
         shifts = reference_energies(s.dataset)
         model = preset.nequip_kwargs(types, seed=s.seed, model_dtype=s.model_dtype)
-        model.update({
-            "_target_": "allegro.model.AllegroModel",
-            "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
-            "per_type_energy_scales": "${training_data_stats:per_type_forces_rms}",
-            "per_type_energy_shifts": {t: float(shifts.get(t, 0.0)) for t in types},
-        })
+        model.update(
+            {
+                "_target_": "allegro.model.AllegroModel",
+                "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
+                "per_type_energy_scales": "${training_data_stats:per_type_forces_rms}",
+                "per_type_energy_shifts": {t: float(shifts.get(t, 0.0)) for t in types},
+            }
+        )
     transforms = [{"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": r_max}]
 
     def ds(idx):
-        return {"_target_": "allegro_fm_model.data.TeaAlignDataset", "file_name": str(Path(s.dataset).resolve()),
-                "type_names": types, "indices": idx, "transforms": transforms}
+        return {
+            "_target_": "allegro_fm_model.data.TeaAlignDataset",
+            "file_name": str(Path(s.dataset).resolve()),
+            "type_names": types,
+            "indices": idx,
+            "transforms": transforms,
+        }
 
-    loader = {"_target_": "torch.utils.data.DataLoader", "batch_size": s.batch_size, "num_workers": s.num_workers}
+    loader = {
+        "_target_": "torch.utils.data.DataLoader",
+        "batch_size": s.batch_size,
+        "num_workers": s.num_workers,
+    }
     rmse = "allegro_fm_model.metrics.LabelledRMSE"
     loss_entries = [
-        {"name": "per_atom_energy_rmse", "field": {"_target_": "nequip.data.PerAtomModifier", "field": "total_energy"},
-         "coeff": s.energy_weight, "metric": {"_target_": rmse}},
-        {"name": "forces_rmse", "field": "forces", "coeff": s.force_weight, "metric": {"_target_": rmse}, "ignore_nan": True},
-        {"name": "stress_rmse", "field": "stress", "coeff": s.stress_weight, "metric": {"_target_": rmse}, "ignore_nan": True},
+        {
+            "name": "per_atom_energy_rmse",
+            "field": {"_target_": "nequip.data.PerAtomModifier", "field": "total_energy"},
+            "coeff": s.energy_weight,
+            "metric": {"_target_": rmse},
+        },
+        {
+            "name": "forces_rmse",
+            "field": "forces",
+            "coeff": s.force_weight,
+            "metric": {"_target_": rmse},
+            "ignore_nan": True,
+        },
+        {
+            "name": "stress_rmse",
+            "field": "stress",
+            "coeff": s.stress_weight,
+            "metric": {"_target_": rmse},
+            "ignore_nan": True,
+        },
     ]
     metric_entries = loss_entries + [
-        {"name": "per_type_forces_rmse", "field": "forces", "coeff": None, "metric": {"_target_": rmse}, "per_type": True,
-         "ignore_nan": True},
+        {
+            "name": "per_type_forces_rmse",
+            "field": "forces",
+            "coeff": None,
+            "metric": {"_target_": rmse},
+            "per_type": True,
+            "ignore_nan": True,
+        },
     ]
     run_dir = str(Path(s.run_dir).resolve())
     return {
         "run": ["train", "test"] if test_idx else ["train"],
         "hydra": {"run": {"dir": run_dir}},
         "data": {
-            "_target_": "nequip.data.datamodule.NequIPDataModule", "seed": s.seed,
-            "train_dataset": ds(train_idx), "val_dataset": ds(val_idx), **({"test_dataset": ds(test_idx)} if test_idx else {}),
-            "train_dataloader": {**loader, "shuffle": True}, "val_dataloader": loader, "test_dataloader": loader,
-            "stats_manager": {"_target_": "nequip.data.CommonDataStatisticsManager", "type_names": types,
-                              "dataloader_kwargs": {"batch_size": max(s.batch_size, 8)}},
+            "_target_": "nequip.data.datamodule.NequIPDataModule",
+            "seed": s.seed,
+            "train_dataset": ds(train_idx),
+            "val_dataset": ds(val_idx),
+            **({"test_dataset": ds(test_idx)} if test_idx else {}),
+            "train_dataloader": {**loader, "shuffle": True},
+            "val_dataloader": loader,
+            "test_dataloader": loader,
+            "stats_manager": {
+                "_target_": "nequip.data.CommonDataStatisticsManager",
+                "type_names": types,
+                "dataloader_kwargs": {"batch_size": max(s.batch_size, 8)},
+            },
         },
         "trainer": {
-            "_target_": "lightning.Trainer", "accelerator": s.accelerator, "devices": s.devices, "num_nodes": s.num_nodes,
-            "strategy": s.strategy, "max_epochs": s.max_epochs, "enable_checkpointing": True, "log_every_n_steps": 1,
+            "_target_": "lightning.Trainer",
+            "accelerator": s.accelerator,
+            "devices": s.devices,
+            "num_nodes": s.num_nodes,
+            "strategy": s.strategy,
+            "max_epochs": s.max_epochs,
+            "enable_checkpointing": True,
+            "log_every_n_steps": 1,
             "enable_progress_bar": _on_terminal(),  # a log file gets one line per epoch (callbacks.EpochLine) instead
-            "logger": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": run_dir, "name": "logs"},
+            "logger": {
+                "_target_": "lightning.pytorch.loggers.CSVLogger",
+                "save_dir": run_dir,
+                "name": "logs",
+            },
             # best.ckpt when the validation loss improves; last.ckpt after every epoch (Lightning >= 2.6 writes its
             # save_last file only when the monitored checkpoint is written, which would leave a resume point stale)
-            "callbacks": [{"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": run_dir,
-                           "monitor": "val0_epoch/weighted_sum", "filename": "best", "save_last": False,
-                           "enable_version_counter": False},  # a resumed run keeps writing best.ckpt / last.ckpt
-                          {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": run_dir,
-                           "monitor": None, "filename": "last", "save_top_k": 1, "every_n_epochs": 1,
-                           "enable_version_counter": False},
-                          {"_target_": "allegro_fm_model.callbacks.WeightsDigest", "dirpath": run_dir},  # DDP: ranks in sync
-                          {"_target_": "allegro_fm_model.callbacks.LevelOfTheory", "level": level},
-                          *([] if _on_terminal() else [{"_target_": "allegro_fm_model.callbacks.EpochLine"}])],
+            "callbacks": [
+                {
+                    "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "dirpath": run_dir,
+                    "monitor": "val0_epoch/weighted_sum",
+                    "filename": "best",
+                    "save_last": False,
+                    "enable_version_counter": False,
+                },  # a resumed run keeps writing best.ckpt / last.ckpt
+                {
+                    "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "dirpath": run_dir,
+                    "monitor": None,
+                    "filename": "last",
+                    "save_top_k": 1,
+                    "every_n_epochs": 1,
+                    "enable_version_counter": False,
+                },
+                {
+                    "_target_": "allegro_fm_model.callbacks.WeightsDigest",
+                    "dirpath": run_dir,
+                },  # DDP: ranks in sync
+                {"_target_": "allegro_fm_model.callbacks.LevelOfTheory", "level": level},
+                *([] if _on_terminal() else [{"_target_": "allegro_fm_model.callbacks.EpochLine"}]),
+            ],
         },
         "training_module": {
-            "_target_": "nequip.train.EMALightningModule", "ema_decay": s.ema_decay,
-            "loss": {"_target_": "nequip.train.MetricsManager", "metrics": loss_entries, "type_names": types},
-            "val_metrics": {"_target_": "nequip.train.MetricsManager", "metrics": metric_entries, "type_names": types},
-            "test_metrics": {"_target_": "nequip.train.MetricsManager", "metrics": metric_entries, "type_names": types},
-            "optimizer": ({"_target_": "allegro_fm_model.sam.SAM", "base": "torch.optim.Adam", "rho": s.sam_rho, "lr": s.learning_rate}
-                          if s.sam_rho > 0 else {"_target_": "torch.optim.Adam", "lr": s.learning_rate}),
+            "_target_": "nequip.train.EMALightningModule",
+            "ema_decay": s.ema_decay,
+            "loss": {
+                "_target_": "nequip.train.MetricsManager",
+                "metrics": loss_entries,
+                "type_names": types,
+            },
+            "val_metrics": {
+                "_target_": "nequip.train.MetricsManager",
+                "metrics": metric_entries,
+                "type_names": types,
+            },
+            "test_metrics": {
+                "_target_": "nequip.train.MetricsManager",
+                "metrics": metric_entries,
+                "type_names": types,
+            },
+            "optimizer": (
+                {
+                    "_target_": "allegro_fm_model.sam.SAM",
+                    "base": "torch.optim.Adam",
+                    "rho": s.sam_rho,
+                    "lr": s.learning_rate,
+                }
+                if s.sam_rho > 0
+                else {"_target_": "torch.optim.Adam", "lr": s.learning_rate}
+            ),
             "model": model,
-            **({"lr_scheduler": {"scheduler": {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "factor": 0.5,
-                                               "patience": s.lr_patience, "min_lr": s.lr_min},
-                                 "monitor": "val0_epoch/weighted_sum", "interval": "epoch", "frequency": 1}}
-               if s.lr_schedule == "plateau" and s.lr_patience > 0 else {}),
-            **({"lr_scheduler": {"scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
-                                               "T_max": s.max_epochs, "eta_min": s.lr_min},
-                                 "interval": "epoch", "frequency": 1}}
-               if s.lr_schedule == "cosine" else {}),
+            **(
+                {
+                    "lr_scheduler": {
+                        "scheduler": {
+                            "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                            "factor": 0.5,
+                            "patience": s.lr_patience,
+                            "min_lr": s.lr_min,
+                        },
+                        "monitor": "val0_epoch/weighted_sum",
+                        "interval": "epoch",
+                        "frequency": 1,
+                    }
+                }
+                if s.lr_schedule == "plateau" and s.lr_patience > 0
+                else {}
+            ),
+            **(
+                {
+                    "lr_scheduler": {
+                        "scheduler": {
+                            "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+                            "T_max": s.max_epochs,
+                            "eta_min": s.lr_min,
+                        },
+                        "interval": "epoch",
+                        "frequency": 1,
+                    }
+                }
+                if s.lr_schedule == "cosine"
+                else {}
+            ),
         },
         "global_options": {"allow_tf32": False},
     }
@@ -328,15 +506,25 @@ def train(s: TrainSettings, extra_overrides: list[str] | None = None) -> Path:
 
 #: Friendly names of parameter groups that fine-tuning can freeze, as prefixes of nequip-allegro names.
 FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
-    "embedding": ("model.func.radial_chemical_embed", "model.func.scalar_embed_mlp", "model.func.tensor_embed"),
-    "layer0": ("model.func.allegro.first_layer_env_embed_projection", "model.func.allegro.latents.0", "model.func.allegro.tps.0"),
+    "embedding": (
+        "model.func.radial_chemical_embed",
+        "model.func.scalar_embed_mlp",
+        "model.func.tensor_embed",
+    ),
+    "layer0": (
+        "model.func.allegro.first_layer_env_embed_projection",
+        "model.func.allegro.latents.0",
+        "model.func.allegro.tps.0",
+    ),
     "layer1": ("model.func.allegro.latents.1", "model.func.allegro.tps.1"),
     "readout": ("model.func.edge_readout",),
     "energy_shifts": ("model.func.per_type_energy_scale_shift",),
 }
 
 
-def finetune_model(checkpoint_path: str, freeze: list[str] = (), energy_offsets: dict[str, float] | None = None):  # noqa: B006
+def finetune_model(
+    checkpoint_path: str, freeze: list[str] = (), energy_offsets: dict[str, float] | None = None
+):  # noqa: B006
     """Model builder for fine-tuning (used in the generated config): the pretrained weights of a checkpoint or of a
     nequip package (``.nequip.zip``, e.g. a shipped model: nequip's ModelFromPackage), with the parameters of
     ``freeze`` (group names of FREEZE_GROUPS or raw name prefixes) not trained. ``energy_offsets`` (eV per element,
@@ -361,8 +549,10 @@ def frozen_parameters(model, freeze: Sequence[str], source: str = "the model") -
         prefixes = FREEZE_GROUPS.get(group, (group,))
         hit = [p for name, p in params if any(name.startswith(x) for x in prefixes)]
         if not hit:
-            raise ValueError(f"{source}: freeze group {group!r} matches no parameter; groups: {' '.join(sorted(FREEZE_GROUPS))} "
-                             "(or a parameter-name prefix)")
+            raise ValueError(
+                f"{source}: freeze group {group!r} matches no parameter; groups: {' '.join(sorted(FREEZE_GROUPS))} "
+                "(or a parameter-name prefix)"
+            )
         out += hit
     return out
 
@@ -376,13 +566,23 @@ def _shift_energies(model, offsets: dict[str, float]) -> None:
     shifts = model.model.func.per_type_energy_scale_shift.shifts
     names = str(model.metadata["type_names"]).split()
     if shifts.numel() != len(names):
-        raise ValueError(f"the model has one energy shift for all {len(names)} types: per-element offsets cannot be refitted")
+        raise ValueError(
+            f"the model has one energy shift for all {len(names)} types: per-element offsets cannot be refitted"
+        )
     with torch.no_grad():
         for el, d in offsets.items():
             shifts[names.index(el)] += float(d)
 
 
 __all__ = [
-    "TrainSettings", "nequip_config", "write_config", "train", "dataset_elements", "split_indices", "run_split",
-    "kept_frames", "oversampled", "finetune_model",
+    "TrainSettings",
+    "nequip_config",
+    "write_config",
+    "train",
+    "dataset_elements",
+    "split_indices",
+    "run_split",
+    "kept_frames",
+    "oversampled",
+    "finetune_model",
 ]

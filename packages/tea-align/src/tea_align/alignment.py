@@ -102,7 +102,8 @@ class Alignment:
                     i = int(np.argmax(sel))
                     raise TeaAlignError(
                         f"level of theory {src.level_of_theory!r} is not in the alignment (known: {self.known_levels()})",
-                        **batch.where(i))
+                        **batch.where(i),
+                    )
                 c = ls.shift_vector()
                 present = comp[sel] > 0
                 missing = present & np.isnan(c)[None, :]
@@ -111,22 +112,38 @@ class Alignment:
                     i = int(np.flatnonzero(sel)[row])
                     raise TeaAlignError(
                         f"element {z_to_symbol(int(z))} has no alignment shift for level {ls.level!r}: "
-                        "add anchors or an isolated-atom energy for it", **batch.where(i))
+                        "add anchors or an isolated-atom energy for it",
+                        **batch.where(i),
+                    )
                 scale[sel] = ls.scale
                 shift[sel] = comp[sel] @ np.nan_to_num(c)
         atom_scale = np.repeat(scale, batch.n_atoms)[:, None]
         return FrameBatch(
-            numbers=batch.numbers, positions=batch.positions, forces=batch.forces * atom_scale,
-            offsets=batch.offsets, cell=batch.cell, pbc=batch.pbc, energy=batch.energy_raw * scale + shift,
-            energy_raw=batch.energy_raw, stress=batch.stress * scale[:, None, None], has_forces=batch.has_forces,
-            has_stress=batch.has_stress, source_id=batch.source_id, index=batch.index, key=batch.key,
+            numbers=batch.numbers,
+            positions=batch.positions,
+            forces=batch.forces * atom_scale,
+            offsets=batch.offsets,
+            cell=batch.cell,
+            pbc=batch.pbc,
+            energy=batch.energy_raw * scale + shift,
+            energy_raw=batch.energy_raw,
+            stress=batch.stress * scale[:, None, None],
+            has_forces=batch.has_forces,
+            has_stress=batch.has_stress,
+            source_id=batch.source_id,
+            index=batch.index,
+            key=batch.key,
             sources=batch.sources,
         )
 
     # -- serialisation -----------------------------------------------------------------------
     def to_json(self) -> str:
         d = asdict(self)
-        return json.dumps({"format": ALIGNMENT_FORMAT, "version": ALIGNMENT_VERSION, **d}, indent=1, allow_nan=True)
+        return json.dumps(
+            {"format": ALIGNMENT_FORMAT, "version": ALIGNMENT_VERSION, **d},
+            indent=1,
+            allow_nan=True,
+        )
 
     @classmethod
     def from_json(cls, text: str, path: str | Path | None = None) -> Alignment:
@@ -135,21 +152,41 @@ class Alignment:
         except json.JSONDecodeError as exc:
             raise TeaAlignError(f"alignment is not valid JSON ({exc})", path=path) from exc
         if not isinstance(d, dict) or d.get("format") != ALIGNMENT_FORMAT:
-            raise TeaAlignError(f"not a tea-align alignment (format {d.get('format') if isinstance(d, dict) else None!r})", path=path)
+            raise TeaAlignError(
+                f"not a tea-align alignment (format {d.get('format') if isinstance(d, dict) else None!r})",
+                path=path,
+            )
         if d.get("version") != ALIGNMENT_VERSION:
-            raise TeaAlignError(f"alignment version {d.get('version')} is not supported (this tea-align reads {ALIGNMENT_VERSION})", path=path)
+            raise TeaAlignError(
+                f"alignment version {d.get('version')} is not supported (this tea-align reads {ALIGNMENT_VERSION})",
+                path=path,
+            )
         try:
             levels = {k: LevelShift(**v) for k, v in d["levels"].items()}
-            al = cls(target_level=d["target_level"], levels=levels, atom_energies=d.get("atom_energies", {}),
-                     reference_energies=d.get("reference_energies", {}), statistics=d.get("statistics", {}),
-                     tea_align_version=d.get("tea_align_version", ""))
-            for lvl, ls in levels.items():  # an alignment with NaN would write NaN energies into every frame
+            al = cls(
+                target_level=d["target_level"],
+                levels=levels,
+                atom_energies=d.get("atom_energies", {}),
+                reference_energies=d.get("reference_energies", {}),
+                statistics=d.get("statistics", {}),
+                tea_align_version=d.get("tea_align_version", ""),
+            )
+            for (
+                lvl,
+                ls,
+            ) in levels.items():  # an alignment with NaN would write NaN energies into every frame
                 numbers = {"scale": ls.scale, **{f"shifts.{k}": v for k, v in ls.shifts.items()}}
                 for key, v in numbers.items():
                     if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
-                        raise TeaAlignError(f"malformed alignment: level {lvl!r} {key} = {v!r} is not a finite number", path=path)
+                        raise TeaAlignError(
+                            f"malformed alignment: level {lvl!r} {key} = {v!r} is not a finite number",
+                            path=path,
+                        )
                 if not ls.scale > 0:
-                    raise TeaAlignError(f"malformed alignment: level {lvl!r} scale = {ls.scale!r} must be > 0", path=path)
+                    raise TeaAlignError(
+                        f"malformed alignment: level {lvl!r} scale = {ls.scale!r} must be > 0",
+                        path=path,
+                    )
             return al
         except (KeyError, TypeError, AttributeError) as exc:
             raise TeaAlignError(f"malformed alignment ({exc})", path=path) from exc
@@ -166,7 +203,9 @@ class Alignment:
         except OSError as exc:
             raise TeaAlignError(f"cannot read alignment ({exc.strerror})", path=path) from exc
         except UnicodeDecodeError as exc:
-            raise TeaAlignError(f"alignment is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from exc
+            raise TeaAlignError(
+                f"alignment is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path
+            ) from exc
         return cls.from_json(text, path)
 
 
@@ -195,7 +234,12 @@ def _is_isolated_atom(f: Frame) -> bool:
 
 
 def _fingerprint(f: Frame) -> tuple:
-    return (f.numbers.tobytes(), np.round(f.positions, 4).tobytes(), np.round(f.cell, 4).tobytes(), f.pbc.tobytes())
+    return (
+        f.numbers.tobytes(),
+        np.round(f.positions, 4).tobytes(),
+        np.round(f.cell, 4).tobytes(),
+        f.pbc.tobytes(),
+    )
 
 
 def collect_anchors(
@@ -213,8 +257,11 @@ def collect_anchors(
             sym = z_to_symbol(int(f.numbers[0]))
             prev = atoms.setdefault(f.level_of_theory, {}).get(sym)
             if prev is not None and abs(prev - f.energy) > 1e-6:
-                raise TeaAlignError(f"two isolated-atom energies for {sym} at {f.level_of_theory!r}: {prev} and {f.energy} eV",
-                                    frame=f.index, key=f.key)
+                raise TeaAlignError(
+                    f"two isolated-atom energies for {sym} at {f.level_of_theory!r}: {prev} and {f.energy} eV",
+                    frame=f.index,
+                    key=f.key,
+                )
             atoms[f.level_of_theory][sym] = f.energy
             continue
         by_fp.setdefault(_fingerprint(f), {}).setdefault(f.level_of_theory, f)
@@ -243,8 +290,10 @@ def fit_level(
     eps_s = {symbol_to_z(k): v for k, v in atom_energies.get(level, {}).items()}
     tied = sorted(set(eps_t) & set(eps_s))
     if not pairs and fix_scale is None:
-        raise TeaAlignError(f"no anchor structures computed at both {level!r} and {target_level!r}: "
-                            "the atomization-energy scale cannot be fitted (give anchors, or fix the scale)")
+        raise TeaAlignError(
+            f"no anchor structures computed at both {level!r} and {target_level!r}: "
+            "the atomization-energy scale cannot be fitted (give anchors, or fix the scale)"
+        )
     counts = np.array([p.counts for p in pairs]).reshape(-1, MAX_Z + 1)
     n = counts.sum(axis=1).astype(float) if pairs else np.zeros(0)
     es = np.array([p.energy_source for p in pairs])
@@ -266,7 +315,8 @@ def fit_level(
             what = [] if fix_scale is not None else ["the scale"]
             raise TeaAlignError(
                 f"anchors for {level!r} do not determine {', '.join(what + [z_to_symbol(z) for z in free])}: "
-                f"{len(pairs)} anchors, rank {rank} < {unknowns}; add anchors of varied composition or isolated-atom energies")
+                f"{len(pairs)} anchors, rank {rank} < {unknowns}; add anchors of varied composition or isolated-atom energies"
+            )
     else:
         sol = np.zeros(0)
     alpha = float(fix_scale) if fix_scale is not None else float(sol[0])
@@ -286,8 +336,16 @@ def fit_level(
         dvec = np.zeros(MAX_Z + 1)
         dvec[tied] = [eps_t[z] - eps_s[z] for z in tied]
         icea = rmse((et - (es + counts @ dvec)) / n)
-    return LevelShift(level=level, scale=alpha, shifts=shifts, inner_core_offsets=offsets, n_anchors=len(pairs),
-                      anchor_rmse_raw=rmse(raw), anchor_rmse_icea=icea, anchor_rmse_aligned=rmse(aligned))
+    return LevelShift(
+        level=level,
+        scale=alpha,
+        shifts=shifts,
+        inner_core_offsets=offsets,
+        n_anchors=len(pairs),
+        anchor_rmse_raw=rmse(raw),
+        anchor_rmse_icea=icea,
+        anchor_rmse_aligned=rmse(aligned),
+    )
 
 
 def fit_alignment(
@@ -309,12 +367,24 @@ def fit_alignment(
             symbol_to_z(sym)
             old = merged.setdefault(lvl, {}).get(sym)
             if old is not None and abs(old - e) > 1e-6:
-                raise TeaAlignError(f"isolated-atom energy of {sym} at {lvl!r} given as {e} eV but anchors say {old} eV")
+                raise TeaAlignError(
+                    f"isolated-atom energy of {sym} at {lvl!r} given as {e} eV but anchors say {old} eV"
+                )
             merged[lvl][sym] = float(e)
     all_levels = {p.level for p in pairs} | set(levels) | (set(merged) - {target_level})
     all_levels.discard(target_level)
     fix_scale = fix_scale or {}
     if not all_levels:
-        raise TeaAlignError(f"nothing to align: no anchors at a level other than the target {target_level!r}")
-    shifts = {lvl: fit_level(lvl, pairs, merged, target_level, fix_scale.get(lvl)) for lvl in sorted(all_levels)}
-    return Alignment(target_level=target_level, levels=shifts, atom_energies=merged, tea_align_version=__version__)
+        raise TeaAlignError(
+            f"nothing to align: no anchors at a level other than the target {target_level!r}"
+        )
+    shifts = {
+        lvl: fit_level(lvl, pairs, merged, target_level, fix_scale.get(lvl))
+        for lvl in sorted(all_levels)
+    }
+    return Alignment(
+        target_level=target_level,
+        levels=shifts,
+        atom_energies=merged,
+        tea_align_version=__version__,
+    )

@@ -35,9 +35,16 @@ def _preprocessing(args):
 
 
 def _add_prep(p):
-    p.add_argument("--max-force", default="0.25 Hartree/Bohr",
-                   help="drop frames with any force component above this, with units (default: the paper's 0.25 Hartree/Bohr; 'none' keeps all)")
-    p.add_argument("--keep-noble-gases", action="store_true", help="keep frames with noble gases (the paper drops them)")
+    p.add_argument(
+        "--max-force",
+        default="0.25 Hartree/Bohr",
+        help="drop frames with any force component above this, with units (default: the paper's 0.25 Hartree/Bohr; 'none' keeps all)",
+    )
+    p.add_argument(
+        "--keep-noble-gases",
+        action="store_true",
+        help="keep frames with noble gases (the paper drops them)",
+    )
 
 
 def _load_atom_energies(path):
@@ -48,7 +55,9 @@ def _load_atom_energies(path):
     except (OSError, json.JSONDecodeError) as exc:
         raise TeaAlignError(f"cannot read isolated-atom energies ({exc})", path=path) from exc
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
-        raise TeaAlignError('isolated-atom energies must be {"level": {"El": eV, ...}, ...}', path=path)
+        raise TeaAlignError(
+            'isolated-atom energies must be {"level": {"El": eV, ...}, ...}', path=path
+        )
     return d
 
 
@@ -77,46 +86,78 @@ def _inputs(args, attr: str = "data") -> list:
     names = {s.name for s in specs}
     for name in levels:
         if name not in names:
-            raise TeaAlignError(f"--level {name}=...: no input is named {name!r} (inputs: {', '.join(sorted(names))})")
+            raise TeaAlignError(
+                f"--level {name}=...: no input is named {name!r} (inputs: {', '.join(sorted(names))})"
+            )
     return [replace(s, level=levels.get(s.name, s.level)) for s in specs]
 
 
 def _add_level(p):
-    p.add_argument("--level", action="append", metavar="NAME=LEVEL",
-                   help="level of theory of the input named NAME (its name= or file stem); repeatable. Level names may "
-                        "contain commas here, as in the default SPICE level")
+    p.add_argument(
+        "--level",
+        action="append",
+        metavar="NAME=LEVEL",
+        help="level of theory of the input named NAME (its name= or file stem); repeatable. Level names may "
+        "contain commas here, as in the default SPICE level",
+    )
 
 
 def cmd_fit(args) -> int:
     if not args.data and len(args.anchors) > 1 and not args.anchors_only:
-        raise TeaAlignError(f"--anchors took all {len(args.anchors)} files and no data was given: put the datasets before "
-                            "--anchors (tea-align fit DATA... --anchors A...), or pass --anchors-only to fit from anchors alone")
+        raise TeaAlignError(
+            f"--anchors took all {len(args.anchors)} files and no data was given: put the datasets before "
+            "--anchors (tea-align fit DATA... --anchors A...), or pass --anchors-only to fit from anchors alone"
+        )
     fix = _level_pairs(args.fix_scale, "--fix-scale", number=True)
-    al = fit(args.anchors, _inputs(args), target_level=args.target, atom_energies=_load_atom_energies(args.atom_energies),
-             fix_scale=fix or None, preprocessing=_preprocessing(args), progress=not args.quiet)
+    al = fit(
+        args.anchors,
+        _inputs(args),
+        target_level=args.target,
+        atom_energies=_load_atom_energies(args.atom_energies),
+        fix_scale=fix or None,
+        preprocessing=_preprocessing(args),
+        progress=not args.quiet,
+    )
     al.save(args.output)
     for lvl, ls in al.levels.items():
-        print(f"{lvl} -> {al.target_level}: scale {ls.scale:.8f}, {ls.n_anchors} anchors, anchor RMSE "
-              f"{ls.anchor_rmse_raw * 1e3:.1f} -> {ls.anchor_rmse_aligned * 1e3:.4f} meV/atom")
+        print(
+            f"{lvl} -> {al.target_level}: scale {ls.scale:.8f}, {ls.n_anchors} anchors, anchor RMSE "
+            f"{ls.anchor_rmse_raw * 1e3:.1f} -> {ls.anchor_rmse_aligned * 1e3:.4f} meV/atom"
+        )
     if al.statistics:
         st = al.statistics
-        print(f"data: {st['frames']} frames, composition-model RMSE {st['rmse_before'] * 1e3:.1f} -> "
-              f"{st['rmse_after'] * 1e3:.2f} meV/atom; dropped {st['dropped']}")
+        print(
+            f"data: {st['frames']} frames, composition-model RMSE {st['rmse_before'] * 1e3:.1f} -> "
+            f"{st['rmse_after'] * 1e3:.2f} meV/atom; dropped {st['dropped']}"
+        )
     print(f"wrote {args.output}")
     return 0
 
 
 def cmd_apply(args) -> int:
     al = Alignment.load(args.alignment)
-    s = apply(al, _inputs(args), args.output, preprocessing=_preprocessing(args), progress=not args.quiet,
-              compression=None if args.compression == "none" else args.compression, batch_size=args.batch_size)
-    print(f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, dropped {s.dropped}, {s.seconds:.1f} s")
+    s = apply(
+        al,
+        _inputs(args),
+        args.output,
+        preprocessing=_preprocessing(args),
+        progress=not args.quiet,
+        compression=None if args.compression == "none" else args.compression,
+        batch_size=args.batch_size,
+    )
+    print(
+        f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, dropped {s.dropped}, {s.seconds:.1f} s"
+    )
     return 0
 
 
 def cmd_convert(args) -> int:
-    s = convert(_inputs(args), args.output, progress=not args.quiet,
-                compression=None if args.compression == "none" else args.compression)
+    s = convert(
+        _inputs(args),
+        args.output,
+        progress=not args.quiet,
+        compression=None if args.compression == "none" else args.compression,
+    )
     print(f"wrote {s.path}: {s.frames} frames, {s.atoms} atoms, {s.seconds:.1f} s")
     return 0
 
@@ -127,14 +168,28 @@ def cmd_inspect(args) -> int:
         print(json.dumps(info, indent=1, default=float))
         return 0
     print(f"{info['frames']} frames")
-    print(f"{'source':<20} {'level of theory':<44} {'frames':>9} {'atoms':>10} {'E/atom min':>11} {'E/atom max':>11} {'max|F|':>8}")
+    print(
+        f"{'source':<20} {'level of theory':<44} {'frames':>9} {'atoms':>10} {'E/atom min':>11} {'E/atom max':>11} {'max|F|':>8}"
+    )
     aligned = False
     for name, s in info["sources"].items():
-        lo, hi = s["aligned_energy_per_atom_min"], s["aligned_energy_per_atom_max"]  # what the file holds (aligned if it is)
+        lo, hi = (
+            s["aligned_energy_per_atom_min"],
+            s["aligned_energy_per_atom_max"],
+        )  # what the file holds (aligned if it is)
         aligned |= (lo, hi) != (s["energy_per_atom_min"], s["energy_per_atom_max"])
-        print(f"{name:<20} {s['level_of_theory']:<44} {s['frames']:>9} {s['atoms']:>10} {lo:>11.4f} {hi:>11.4f} {s['max_abs_force']:>8.3f}")
-    print("energies in eV/atom" + (" after alignment (the source's raw energies: --json, energy_per_atom_*)" if aligned else "")
-          + ", forces in eV/A")
+        print(
+            f"{name:<20} {s['level_of_theory']:<44} {s['frames']:>9} {s['atoms']:>10} {lo:>11.4f} {hi:>11.4f} {s['max_abs_force']:>8.3f}"
+        )
+    print(
+        "energies in eV/atom"
+        + (
+            " after alignment (the source's raw energies: --json, energy_per_atom_*)"
+            if aligned
+            else ""
+        )
+        + ", forces in eV/A"
+    )
     print(f"{'element':<8} {'frames':>9} {'atoms':>10}")
     for sym, e in info["elements"].items():
         print(f"{sym:<8} {e['frames']:>9} {e['atoms']:>10}")
@@ -168,35 +223,77 @@ def cmd_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tea-align`` command (exit statuses: docs/cli.md)."""
-    ap = command_parser("tea-align", "Total Energy Alignment of quantum-chemistry datasets.", __version__)
+    ap = command_parser(
+        "tea-align", "Total Energy Alignment of quantum-chemistry datasets.", __version__
+    )
     sub = subcommands(ap)
 
-    p = sub.add_parser("fit", help="fit an alignment from anchors (and gather statistics over the data)", writes=True,
-                       output_required=True, output_help="alignment JSON to write")
-    p.add_argument("data", nargs="*", help="datasets to fuse (for statistics and per-element reference energies)")
-    p.add_argument("--anchors", nargs="+", action="extend", required=True,
-                   help="structures computed at several levels, isolated atoms included (repeatable; it takes every file "
-                        "after it, so put the data before it)")
-    p.add_argument("--anchors-only", action="store_true", help="fit from the anchors alone (no data statistics)")
-    p.add_argument("--target", required=True, help="target level of theory (as the readers name it)")
+    p = sub.add_parser(
+        "fit",
+        help="fit an alignment from anchors (and gather statistics over the data)",
+        writes=True,
+        output_required=True,
+        output_help="alignment JSON to write",
+    )
+    p.add_argument(
+        "data",
+        nargs="*",
+        help="datasets to fuse (for statistics and per-element reference energies)",
+    )
+    p.add_argument(
+        "--anchors",
+        nargs="+",
+        action="extend",
+        required=True,
+        help="structures computed at several levels, isolated atoms included (repeatable; it takes every file "
+        "after it, so put the data before it)",
+    )
+    p.add_argument(
+        "--anchors-only",
+        action="store_true",
+        help="fit from the anchors alone (no data statistics)",
+    )
+    p.add_argument(
+        "--target", required=True, help="target level of theory (as the readers name it)"
+    )
     p.add_argument("--atom-energies", help='JSON {"level": {"El": eV}} of isolated-atom energies')
-    p.add_argument("--fix-scale", action="append", metavar="LEVEL=ALPHA", help="do not fit the AEC scale of LEVEL (repeatable)")
+    p.add_argument(
+        "--fix-scale",
+        action="append",
+        metavar="LEVEL=ALPHA",
+        help="do not fit the AEC scale of LEVEL (repeatable)",
+    )
     _add_level(p)
     _add_prep(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("apply", help="align datasets into one schema-v1 HDF5 file", writes=True, output_required=True,
-                       output_help="aligned HDF5 file to write")
+    p = sub.add_parser(
+        "apply",
+        help="align datasets into one schema-v1 HDF5 file",
+        writes=True,
+        output_required=True,
+        output_help="aligned HDF5 file to write",
+    )
     p.add_argument("data", nargs="+")
     p.add_argument("--alignment", required=True)
     p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
-    p.add_argument("--batch-size", type=int, default=4096, help="frames read, aligned and written at a time (memory)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4096,
+        help="frames read, aligned and written at a time (memory)",
+    )
     _add_level(p)
     _add_prep(p)
     p.set_defaults(func=cmd_apply)
 
-    p = sub.add_parser("convert", help="ingest datasets unchanged into one schema-v1 file", writes=True, output_required=True,
-                       output_help="HDF5 file to write")
+    p = sub.add_parser(
+        "convert",
+        help="ingest datasets unchanged into one schema-v1 file",
+        writes=True,
+        output_required=True,
+        output_help="HDF5 file to write",
+    )
     p.add_argument("data", nargs="+")
     p.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
     _add_level(p)
@@ -208,17 +305,29 @@ def main(argv: list[str] | None = None) -> int:
     _add_level(p)
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("report", help="residuals before/after alignment: report.md + residuals.png", writes=True,
-                       output_required=True, output_help="output folder")
+    p = sub.add_parser(
+        "report",
+        help="residuals before/after alignment: report.md + residuals.png",
+        writes=True,
+        output_required=True,
+        output_help="output folder",
+    )
     p.add_argument("alignment")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="run fit/apply/report on synthetic two-level data with a known answer", writes=True,
-                       output_default="tea-align-demo", output_help="output folder")
+    p = sub.add_parser(
+        "demo",
+        help="run fit/apply/report on synthetic two-level data with a known answer",
+        writes=True,
+        output_default="tea-align-demo",
+        output_help="output folder",
+    )
     p.set_defaults(func=cmd_demo)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run(ap, argv, bad_input=(TeaAlignError,))  # OSError: commandline.run (unwritable place 2, full disk 1)
+    return run(
+        ap, argv, bad_input=(TeaAlignError,)
+    )  # OSError: commandline.run (unwritable place 2, full disk 1)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,14 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GUARD, EXIT_RANK_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GUARD, EXIT_RANK_ABORTED, EXIT_INTERRUPTED = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    130,
+)
 #: a run stopped cleanly before its end (SIGTERM/SIGUSR1 from the scheduler, or its wall-time margin) with a restart
 #: written at the current step: resubmit to continue (EX_TEMPFAIL of sysexits.h: "try again later")
 EXIT_STOPPED = 75
@@ -80,17 +87,34 @@ class _Subcommands:
 
     def __init__(self, parser: argparse.ArgumentParser):
         self._common = argparse.ArgumentParser(add_help=False)
-        self._common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress lines")
-        self._common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+        self._common.add_argument(
+            "-q", "--quiet", action="store_true", help="no progress bars or progress lines"
+        )
+        self._common.add_argument(
+            "--debug", action="store_true", help="show the traceback of an error"
+        )
         self._sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    def add_parser(self, name: str, *, writes: bool = False, output_help: str = "output path", output_default=None,
-                   output_required: bool = False, overwrite: bool = False, **kw) -> argparse.ArgumentParser:
+    def add_parser(
+        self,
+        name: str,
+        *,
+        writes: bool = False,
+        output_help: str = "output path",
+        output_default=None,
+        output_required: bool = False,
+        overwrite: bool = False,
+        **kw,
+    ) -> argparse.ArgumentParser:
         p = self._sub.add_parser(name, parents=[self._common], **kw)
         if writes:
-            p.add_argument("-o", "--output", default=output_default, required=output_required, help=output_help)
+            p.add_argument(
+                "-o", "--output", default=output_default, required=output_required, help=output_help
+            )
         if overwrite:
-            p.add_argument("--overwrite", action="store_true", help="replace the output of an earlier run")
+            p.add_argument(
+                "--overwrite", action="store_true", help="replace the output of an earlier run"
+            )
         return p
 
 
@@ -99,8 +123,12 @@ def subcommands(parser: argparse.ArgumentParser) -> _Subcommands:
     return _Subcommands(parser)
 
 
-def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: tuple[type[BaseException], ...] = (),
-        on_error: Callable[[BaseException, argparse.Namespace], int | None] | None = None) -> int:
+def run(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    bad_input: tuple[type[BaseException], ...] = (),
+    on_error: Callable[[BaseException, argparse.Namespace], int | None] | None = None,
+) -> int:
     """Parse ``argv``, call the chosen subcommand's ``func(args)`` and map what it raises to the exit statuses.
 
     ``bad_input``: exception types that mean bad input (exit 2, one line). ``GuardStop``: exit 3. Anything else is
@@ -115,7 +143,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: 
         _PENDING.clear()
         sys.unraisablehook = _quiet_swallowed_interrupts(hook)
         old[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup, bash &) stays ignored
+        if (
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):  # an ignored SIGINT (nohup, bash &) stays ignored
             old[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
     try:
         return int(args.func(args) or 0)
@@ -140,12 +170,31 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, bad_input: 
         if isinstance(exc, bad_input):
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        if isinstance(exc, OSError):  # the file system, not a bug: missing file or unwritable place (2), full disk or I/O error (1)
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) and str(exc.filename) not in str(exc) else ""
+        if isinstance(
+            exc, OSError
+        ):  # the file system, not a bug: missing file or unwritable place (2), full disk or I/O error (1)
+            where = (
+                f" ({exc.filename})"
+                if getattr(exc, "filename", None) and str(exc.filename) not in str(exc)
+                else ""
+            )
             print(f"{prog}: error: {exc}{where}", file=sys.stderr)
-            return EXIT_BAD_INPUT if isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)) else EXIT_INTERNAL
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc}" + ("" if getattr(args, "debug", False) else
-              " (a bug: rerun with --debug for the traceback and report it)"), file=sys.stderr)
+            return (
+                EXIT_BAD_INPUT
+                if isinstance(
+                    exc, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
+                )
+                else EXIT_INTERNAL
+            )
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {exc}"
+            + (
+                ""
+                if getattr(args, "debug", False)
+                else " (a bug: rerun with --debug for the traceback and report it)"
+            ),
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     finally:
         for sig, handler in old.items():

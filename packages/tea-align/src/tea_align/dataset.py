@@ -39,7 +39,18 @@ from .units import SCHEMA_UNITS
 
 SCHEMA = "tea-align/aligned-dataset"
 SCHEMA_VERSION = 1
-_FRAME_FIELDS = ("energy", "energy_raw", "cell", "pbc", "stress", "has_forces", "has_stress", "source_id", "index", "key")
+_FRAME_FIELDS = (
+    "energy",
+    "energy_raw",
+    "cell",
+    "pbc",
+    "stress",
+    "has_forces",
+    "has_stress",
+    "source_id",
+    "index",
+    "key",
+)
 _ATOM_FIELDS = ("numbers", "positions", "forces")
 
 
@@ -70,12 +81,29 @@ class DatasetWriter:
         self.path = Path(path)
         self._af = AtomicFile(self.path)
         try:  # an interrupt (Ctrl-C) while the file is being set up must not leave the temporary behind
-            self._open(h5py, alignment_json, target_level, preprocessing, compression, compression_opts, chunk_frames)
+            self._open(
+                h5py,
+                alignment_json,
+                target_level,
+                preprocessing,
+                compression,
+                compression_opts,
+                chunk_frames,
+            )
         except BaseException:
             self.abort()
             raise
 
-    def _open(self, h5py, alignment_json, target_level, preprocessing, compression, compression_opts, chunk_frames):
+    def _open(
+        self,
+        h5py,
+        alignment_json,
+        target_level,
+        preprocessing,
+        compression,
+        compression_opts,
+        chunk_frames,
+    ):
         self._h5 = h5py.File(self._af.tmp, "w")
         self._sources: list[SourceInfo] = []
         self._n_frames = 0
@@ -95,20 +123,46 @@ class DatasetWriter:
         cf, ca = chunk_frames, chunk_frames * 32
         str_dt = h5py.string_dtype()
         self._d = {
-            "atom_offset": fr.create_dataset("atom_offset", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(cf,), **comp),
-            "energy": fr.create_dataset("energy", (0,), np.float64, maxshape=(None,), chunks=(cf,), **comp),
-            "energy_raw": fr.create_dataset("energy_raw", (0,), np.float64, maxshape=(None,), chunks=(cf,), **comp),
-            "cell": fr.create_dataset("cell", (0, 3, 3), np.float64, maxshape=(None, 3, 3), chunks=(cf, 3, 3), **comp),
-            "pbc": fr.create_dataset("pbc", (0, 3), bool, maxshape=(None, 3), chunks=(cf, 3), **comp),
-            "stress": fr.create_dataset("stress", (0, 3, 3), np.float64, maxshape=(None, 3, 3), chunks=(cf, 3, 3), **comp),
-            "has_forces": fr.create_dataset("has_forces", (0,), bool, maxshape=(None,), chunks=(cf,), **comp),
-            "has_stress": fr.create_dataset("has_stress", (0,), bool, maxshape=(None,), chunks=(cf,), **comp),
-            "source_id": fr.create_dataset("source_id", (0,), np.int32, maxshape=(None,), chunks=(cf,), **comp),
-            "index": fr.create_dataset("index", (0,), np.int64, maxshape=(None,), chunks=(cf,), **comp),
+            "atom_offset": fr.create_dataset(
+                "atom_offset", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(cf,), **comp
+            ),
+            "energy": fr.create_dataset(
+                "energy", (0,), np.float64, maxshape=(None,), chunks=(cf,), **comp
+            ),
+            "energy_raw": fr.create_dataset(
+                "energy_raw", (0,), np.float64, maxshape=(None,), chunks=(cf,), **comp
+            ),
+            "cell": fr.create_dataset(
+                "cell", (0, 3, 3), np.float64, maxshape=(None, 3, 3), chunks=(cf, 3, 3), **comp
+            ),
+            "pbc": fr.create_dataset(
+                "pbc", (0, 3), bool, maxshape=(None, 3), chunks=(cf, 3), **comp
+            ),
+            "stress": fr.create_dataset(
+                "stress", (0, 3, 3), np.float64, maxshape=(None, 3, 3), chunks=(cf, 3, 3), **comp
+            ),
+            "has_forces": fr.create_dataset(
+                "has_forces", (0,), bool, maxshape=(None,), chunks=(cf,), **comp
+            ),
+            "has_stress": fr.create_dataset(
+                "has_stress", (0,), bool, maxshape=(None,), chunks=(cf,), **comp
+            ),
+            "source_id": fr.create_dataset(
+                "source_id", (0,), np.int32, maxshape=(None,), chunks=(cf,), **comp
+            ),
+            "index": fr.create_dataset(
+                "index", (0,), np.int64, maxshape=(None,), chunks=(cf,), **comp
+            ),
             "key": fr.create_dataset("key", (0,), str_dt, maxshape=(None,), chunks=(cf,), **comp),
-            "numbers": at.create_dataset("numbers", (0,), np.uint8, maxshape=(None,), chunks=(ca,), **comp),
-            "positions": at.create_dataset("positions", (0, 3), np.float64, maxshape=(None, 3), chunks=(ca, 3), **comp),
-            "forces": at.create_dataset("forces", (0, 3), np.float64, maxshape=(None, 3), chunks=(ca, 3), **comp),
+            "numbers": at.create_dataset(
+                "numbers", (0,), np.uint8, maxshape=(None,), chunks=(ca,), **comp
+            ),
+            "positions": at.create_dataset(
+                "positions", (0, 3), np.float64, maxshape=(None, 3), chunks=(ca, 3), **comp
+            ),
+            "forces": at.create_dataset(
+                "forces", (0, 3), np.float64, maxshape=(None, 3), chunks=(ca, 3), **comp
+            ),
         }
 
     def _source_ids(self, batch: FrameBatch) -> np.ndarray:
@@ -139,8 +193,12 @@ class DatasetWriter:
         st = os.statvfs(self._af.tmp.parent)
         free = st.f_bavail * st.f_frsize
         if free < need:
-            raise OSError(errno.ENOSPC, f"no space left for the next frames: {need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free "
-                                        f"(the partial output file is removed)", str(self.path))
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left for the next frames: {need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free "
+                f"(the partial output file is removed)",
+                str(self.path),
+            )
 
     def append(self, batch: FrameBatch) -> None:
         """Append a batch (frames already validated, aligned and filtered by the caller)."""
@@ -164,7 +222,9 @@ class DatasetWriter:
         """Finish the file and move it into place; an empty dataset is an error (nothing is left)."""
         try:
             if self._n_frames == 0:
-                raise TeaAlignError("no frames left to write (empty dataset after filtering?)", path=self.path)
+                raise TeaAlignError(
+                    "no frames left to write (empty dataset after filtering?)", path=self.path
+                )
             a = self._h5.attrs
             a["sources"] = json.dumps([asdict(s) for s in self._sources])
             a["n_frames"] = self._n_frames
@@ -221,15 +281,26 @@ class AlignedDataset:
         a = self._h5.attrs
         try:
             if a.get("schema") != SCHEMA:
-                raise TeaAlignError(f"not an aligned dataset (schema attribute {a.get('schema')!r}, expected {SCHEMA!r})", path=self.path)
+                raise TeaAlignError(
+                    f"not an aligned dataset (schema attribute {a.get('schema')!r}, expected {SCHEMA!r})",
+                    path=self.path,
+                )
             version = int(a["schema_version"])
             if version != SCHEMA_VERSION:
-                raise TeaAlignError(f"schema version {version} is not supported (this tea-align reads version {SCHEMA_VERSION})", path=self.path)
+                raise TeaAlignError(
+                    f"schema version {version} is not supported (this tea-align reads version {SCHEMA_VERSION})",
+                    path=self.path,
+                )
             units = json.loads(a["units"])
             if units != SCHEMA_UNITS:
-                raise TeaAlignError(f"units {units} do not match schema units {SCHEMA_UNITS}", path=self.path)
+                raise TeaAlignError(
+                    f"units {units} do not match schema units {SCHEMA_UNITS}", path=self.path
+                )
             if "n_frames" not in a:
-                raise TeaAlignError("file was not closed by its writer (no n_frames): incomplete dataset", path=self.path)
+                raise TeaAlignError(
+                    "file was not closed by its writer (no n_frames): incomplete dataset",
+                    path=self.path,
+                )
             self.sources = [SourceInfo(**s) for s in json.loads(a["sources"])]
             self.n_frames = int(a["n_frames"])
             self.n_atoms = int(a["n_atoms"])
@@ -242,8 +313,13 @@ class AlignedDataset:
             for name in _ATOM_FIELDS:
                 if f"atoms/{name}" not in self._h5:
                     raise TeaAlignError(f"missing dataset atoms/{name}", path=self.path)
-            if self._h5["frames/energy"].shape[0] != self.n_frames or self._h5["atoms/numbers"].shape[0] != self.n_atoms:
-                raise TeaAlignError("array lengths do not match n_frames/n_atoms: corrupt dataset", path=self.path)
+            if (
+                self._h5["frames/energy"].shape[0] != self.n_frames
+                or self._h5["atoms/numbers"].shape[0] != self.n_atoms
+            ):
+                raise TeaAlignError(
+                    "array lengths do not match n_frames/n_atoms: corrupt dataset", path=self.path
+                )
         except TeaAlignError:
             self._h5.close()
             raise
@@ -261,7 +337,9 @@ class AlignedDataset:
     def __len__(self) -> int:
         return self.n_frames
 
-    def batches(self, size: int = 8192, start: int = 0, stop: int | None = None) -> Iterator[FrameBatch]:
+    def batches(
+        self, size: int = 8192, start: int = 0, stop: int | None = None
+    ) -> Iterator[FrameBatch]:
         """Stream frames [start, stop) as FrameBatches of at most ``size`` frames."""
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         fr, at = self._h5["frames"], self._h5["atoms"]
@@ -271,13 +349,21 @@ class AlignedDataset:
                 off = fr["atom_offset"][i0 : i1 + 1]
                 a0, a1 = int(off[0]), int(off[-1])
                 cols = {name: fr[name][i0:i1] for name in _FRAME_FIELDS}
-                cols["key"] = np.asarray([k.decode() if isinstance(k, bytes) else k for k in cols["key"]], dtype=object)
+                cols["key"] = np.asarray(
+                    [k.decode() if isinstance(k, bytes) else k for k in cols["key"]], dtype=object
+                )
                 atoms = {name: at[name][a0:a1] for name in _ATOM_FIELDS}
             except (OSError, KeyError) as exc:
-                raise TeaAlignError(f"cannot read frames {i0}..{i1 - 1}: {exc}", path=self.path, frame=i0) from exc
+                raise TeaAlignError(
+                    f"cannot read frames {i0}..{i1 - 1}: {exc}", path=self.path, frame=i0
+                ) from exc
             yield FrameBatch(
-                numbers=atoms["numbers"].astype(np.int64), positions=atoms["positions"], forces=atoms["forces"],
-                offsets=off - a0, sources=self.sources, **cols,
+                numbers=atoms["numbers"].astype(np.int64),
+                positions=atoms["positions"],
+                forces=atoms["forces"],
+                offsets=off - a0,
+                sources=self.sources,
+                **cols,
             )
 
     def __iter__(self) -> Iterator[Frame]:

@@ -52,6 +52,8 @@ def type_indices(species: Sequence[str], symbols: Sequence[str]) -> np.ndarray:
     for k, s in enumerate(symbols):
         if s not in lut:
             shown = list(species) if len(species) <= 10 else f"{len(species)} elements"
-            raise ValueError(f"atom {k}: element {s!r} is not known to this potential (it knows {shown})")
+            raise ValueError(
+                f"atom {k}: element {s!r} is not known to this potential (it knows {shown})"
+            )
         out[k] = lut[s]
     return out

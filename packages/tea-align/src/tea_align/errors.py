@@ -10,7 +10,9 @@ class TeaAlignError(Exception):
     None), ``key`` (the frame's identifier in its source, e.g. an mp-id, or None).
     """
 
-    def __init__(self, message: str, *, path: object = None, frame: int | None = None, key: str | None = None):
+    def __init__(
+        self, message: str, *, path: object = None, frame: int | None = None, key: str | None = None
+    ):
         self.message = message
         self.path = None if path is None else str(path)
         self.frame = frame

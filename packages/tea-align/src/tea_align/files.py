@@ -82,12 +82,18 @@ class AtomicFile:
         self.tmp: Path | None = None
         try:
             with interrupts_deferred():
-                fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.{os.getpid()}.",
-                                           suffix=".partial" + self.target.suffix, dir=self.target.parent)
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{self.target.name}.{os.getpid()}.",
+                    suffix=".partial" + self.target.suffix,
+                    dir=self.target.parent,
+                )
                 self.tmp = Path(tmp)
                 os.close(fd)
             # mkstemp makes 0600: give the file the mode a plain open() would (the target's own, or 0666 less the umask)
-            os.chmod(self.tmp, self.target.stat().st_mode & 0o7777 if self.target.exists() else 0o666 & ~_umask())
+            os.chmod(
+                self.tmp,
+                self.target.stat().st_mode & 0o7777 if self.target.exists() else 0o666 & ~_umask(),
+            )
         except BaseException:
             if self.tmp is not None:
                 self.discard()
@@ -158,7 +164,9 @@ def read_toml(path: str | Path, what: str) -> tuple[dict, str]:
         text = path.read_text(encoding="utf-8")
         return tomllib.loads(text), text
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a {what}: TOML is UTF-8 text, this file is not ({exc.reason} at byte {exc.start})") from exc
+        raise ValueError(
+            f"{path}: not a {what}: TOML is UTF-8 text, this file is not ({exc.reason} at byte {exc.start})"
+        ) from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
 
@@ -168,6 +176,10 @@ def check_output_path(out: str | Path, inputs: list[str | Path]) -> Path:
     out = Path(out)
     for p in inputs:
         p = Path(p)
-        if out.resolve() == p.resolve() or (out.exists() and p.exists() and os.path.samefile(out, p)):
-            raise TeaAlignError("output path is also an input; choose another output file", path=out)
+        if out.resolve() == p.resolve() or (
+            out.exists() and p.exists() and os.path.samefile(out, p)
+        ):
+            raise TeaAlignError(
+                "output path is also an input; choose another output file", path=out
+            )
     return out

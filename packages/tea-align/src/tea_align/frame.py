@@ -57,13 +57,23 @@ class Frame:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "numbers", _ro(np.asarray(self.numbers, dtype=np.int64).copy()))
-        object.__setattr__(self, "positions", _ro(np.asarray(self.positions, dtype=np.float64).reshape(-1, 3).copy()))
-        object.__setattr__(self, "cell", _ro(np.asarray(self.cell, dtype=np.float64).reshape(3, 3).copy()))
+        object.__setattr__(
+            self,
+            "positions",
+            _ro(np.asarray(self.positions, dtype=np.float64).reshape(-1, 3).copy()),
+        )
+        object.__setattr__(
+            self, "cell", _ro(np.asarray(self.cell, dtype=np.float64).reshape(3, 3).copy())
+        )
         object.__setattr__(self, "pbc", _ro(np.asarray(self.pbc, dtype=bool).reshape(3).copy()))
         if self.forces is not None:
-            object.__setattr__(self, "forces", _ro(np.asarray(self.forces, dtype=np.float64).reshape(-1, 3).copy()))
+            object.__setattr__(
+                self, "forces", _ro(np.asarray(self.forces, dtype=np.float64).reshape(-1, 3).copy())
+            )
         if self.stress is not None:
-            object.__setattr__(self, "stress", _ro(np.asarray(self.stress, dtype=np.float64).reshape(3, 3).copy()))
+            object.__setattr__(
+                self, "stress", _ro(np.asarray(self.stress, dtype=np.float64).reshape(3, 3).copy())
+            )
         object.__setattr__(self, "energy", float(self.energy))
 
     @property
@@ -177,11 +187,21 @@ class FrameBatch:
         offsets = np.zeros(len(n) + 1, dtype=np.int64)
         np.cumsum(n, out=offsets[1:])
         return FrameBatch(
-            numbers=self.numbers[atom_mask], positions=self.positions[atom_mask], forces=self.forces[atom_mask],
-            offsets=offsets, cell=self.cell[mask], pbc=self.pbc[mask], energy=self.energy[mask],
-            energy_raw=self.energy_raw[mask], stress=self.stress[mask], has_forces=self.has_forces[mask],
-            has_stress=self.has_stress[mask], source_id=self.source_id[mask], index=self.index[mask],
-            key=self.key[mask], sources=self.sources,
+            numbers=self.numbers[atom_mask],
+            positions=self.positions[atom_mask],
+            forces=self.forces[atom_mask],
+            offsets=offsets,
+            cell=self.cell[mask],
+            pbc=self.pbc[mask],
+            energy=self.energy[mask],
+            energy_raw=self.energy_raw[mask],
+            stress=self.stress[mask],
+            has_forces=self.has_forces[mask],
+            has_stress=self.has_stress[mask],
+            source_id=self.source_id[mask],
+            index=self.index[mask],
+            key=self.key[mask],
+            sources=self.sources,
         )
 
     def frame(self, i: int) -> Frame:
@@ -189,10 +209,17 @@ class FrameBatch:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         src = self.sources[int(self.source_id[i])]
         return Frame(
-            numbers=self.numbers[a:b], positions=self.positions[a:b], cell=self.cell[i], pbc=self.pbc[i],
-            energy=float(self.energy[i]), forces=self.forces[a:b] if self.has_forces[i] else None,
-            stress=self.stress[i] if self.has_stress[i] else None, source=src.name,
-            level_of_theory=src.level_of_theory, key=str(self.key[i]), index=int(self.index[i]),
+            numbers=self.numbers[a:b],
+            positions=self.positions[a:b],
+            cell=self.cell[i],
+            pbc=self.pbc[i],
+            energy=float(self.energy[i]),
+            forces=self.forces[a:b] if self.has_forces[i] else None,
+            stress=self.stress[i] if self.has_stress[i] else None,
+            source=src.name,
+            level_of_theory=src.level_of_theory,
+            key=str(self.key[i]),
+            index=int(self.index[i]),
             energy_raw=float(self.energy_raw[i]),
         )
 
@@ -202,7 +229,11 @@ class FrameBatch:
 
     def where(self, i: int) -> dict:
         """Keyword arguments for TeaAlignError locating frame ``i`` (its file, ordinal and key)."""
-        return {"path": self.sources[int(self.source_id[i])].path, "frame": int(self.index[i]), "key": str(self.key[i])}
+        return {
+            "path": self.sources[int(self.source_id[i])].path,
+            "frame": int(self.index[i]),
+            "key": str(self.key[i]),
+        }
 
     def validate(self) -> None:
         """Raise TeaAlignError naming the first bad frame: non-finite values, unknown Z, shape mismatch."""
@@ -210,34 +241,46 @@ class FrameBatch:
         bad_z = (self.numbers < 1) | (self.numbers > MAX_Z)
         if bad_z.any():
             i = int(self.frame_of_atom()[np.argmax(bad_z)])
-            raise TeaAlignError(f"unknown atomic number {int(self.numbers[np.argmax(bad_z)])}", **self.where(i))
+            raise TeaAlignError(
+                f"unknown atomic number {int(self.numbers[np.argmax(bad_z)])}", **self.where(i)
+            )
         if (n == 0).any():
             raise TeaAlignError("frame has no atoms", **self.where(int(np.argmax(n == 0))))
         with np.errstate(all="ignore"):
             e_atom = np.abs(self.energy) / np.maximum(n, 1)
         checks = [
             ("energy is not finite", ~np.isfinite(self.energy)),
-            (f"energy per atom beyond {MAX_ABS_ENERGY_PER_ATOM:g} eV (not an energy in eV: check the units)",
-             np.isfinite(self.energy) & (e_atom > MAX_ABS_ENERGY_PER_ATOM)),
+            (
+                f"energy per atom beyond {MAX_ABS_ENERGY_PER_ATOM:g} eV (not an energy in eV: check the units)",
+                np.isfinite(self.energy) & (e_atom > MAX_ABS_ENERGY_PER_ATOM),
+            ),
             ("cell is not finite", ~np.isfinite(self.cell).all(axis=(1, 2))),
             ("stress is not finite", self.has_stress & ~np.isfinite(self.stress).all(axis=(1, 2))),
         ]
         atom_frames = self.frame_of_atom()
-        for what, arr, need in (("positions", self.positions, None), ("forces", self.forces, self.has_forces)):
+        for what, arr, need in (
+            ("positions", self.positions, None),
+            ("forces", self.forces, self.has_forces),
+        ):
             bad_atom = ~np.isfinite(arr).all(axis=1)
             if need is not None:
                 bad_atom &= need[atom_frames]
             if bad_atom.any():
                 atom = int(np.argmax(bad_atom))
                 i = int(atom_frames[atom])
-                raise TeaAlignError(f"{what} of atom {atom - int(self.offsets[i])} are not finite", **self.where(i))
+                raise TeaAlignError(
+                    f"{what} of atom {atom - int(self.offsets[i])} are not finite", **self.where(i)
+                )
         with np.errstate(invalid="ignore"):
             far = np.abs(self.positions).max(axis=1, initial=0.0) > MAX_ABS_COORDINATE
         if far.any():
             atom = int(np.argmax(far))
             i = int(atom_frames[atom])
-            raise TeaAlignError(f"atom {atom - int(self.offsets[i])} is at {self.positions[atom].tolist()} A, beyond "
-                                f"{MAX_ABS_COORDINATE:g} A (not a structure in Angstrom: check the units)", **self.where(i))
+            raise TeaAlignError(
+                f"atom {atom - int(self.offsets[i])} is at {self.positions[atom].tolist()} A, beyond "
+                f"{MAX_ABS_COORDINATE:g} A (not a structure in Angstrom: check the units)",
+                **self.where(i),
+            )
         for what, bad in checks:
             if bad.any():
                 raise TeaAlignError(what, **self.where(int(np.argmax(bad))))
@@ -257,13 +300,20 @@ def batch_from_frames(frames: Sequence[Frame], sources: list[SourceInfo]) -> Fra
     return FrameBatch(
         numbers=cat([f.numbers for f in frames], (0,)).astype(np.int64),
         positions=cat([f.positions for f in frames], (0, 3)),
-        forces=cat([f.forces if f.forces is not None else np.full((f.n_atoms, 3), np.nan) for f in frames], (0, 3)),
+        forces=cat(
+            [f.forces if f.forces is not None else np.full((f.n_atoms, 3), np.nan) for f in frames],
+            (0, 3),
+        ),
         offsets=offsets,
         cell=np.array([f.cell for f in frames]).reshape(-1, 3, 3),
         pbc=np.array([f.pbc for f in frames], dtype=bool).reshape(-1, 3),
         energy=np.array([f.energy for f in frames], dtype=np.float64),
-        energy_raw=np.array([f.energy if f.energy_raw is None else f.energy_raw for f in frames], dtype=np.float64),
-        stress=np.array([f.stress if f.stress is not None else nan3 for f in frames]).reshape(-1, 3, 3),
+        energy_raw=np.array(
+            [f.energy if f.energy_raw is None else f.energy_raw for f in frames], dtype=np.float64
+        ),
+        stress=np.array([f.stress if f.stress is not None else nan3 for f in frames]).reshape(
+            -1, 3, 3
+        ),
         has_forces=np.array([f.forces is not None for f in frames], dtype=bool),
         has_stress=np.array([f.stress is not None for f in frames], dtype=bool),
         source_id=np.array([names[f.source] for f in frames], dtype=np.int32),

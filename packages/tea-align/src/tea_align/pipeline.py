@@ -67,8 +67,10 @@ def _why_empty(dropped: dict[str, int], preprocessing: Preprocessing) -> str:
     parts = [f"{n} frames {reason.replace('_', ' ')}" for reason, n in dropped.items() if n]
     text = "dropped: " + (", ".join(parts) or "none; the inputs hold no frames")
     if dropped.get("max_force") and preprocessing.max_force is not None:
-        text += (f"; max_force drops frames with a force component above {preprocessing.max_force:.4g} eV/A: forces in "
-                 "another unit (kcal/mol/A, Hartree/Bohr) look too large; check the units or pass --max-force none")
+        text += (
+            f"; max_force drops frames with a force component above {preprocessing.max_force:.4g} eV/A: forces in "
+            "another unit (kcal/mol/A, Hartree/Bohr) look too large; check the units or pass --max-force none"
+        )
     return text
 
 
@@ -85,13 +87,19 @@ def energy_scale_ratio(batch: FrameBatch) -> np.ndarray:
     """Per frame, |E| over the sum of its atoms' all-electron energies (eV) estimated as 0.5 Z^2.4 Hartree (within ~3 %
     of the Hartree-Fock atoms for H..Ca). About 1 for all-electron energies in eV, 1/27.2 for Hartree read as eV, 23 for
     kcal/mol, 96 for kJ/mol; valence-only (pseudopotential/PAW) energies in eV give 0.001-0.3."""
-    ref = np.add.reduceat(0.5 * batch.numbers.astype(np.float64) ** 2.4 * HARTREE_TO_EV, batch.offsets[:-1])
+    ref = np.add.reduceat(
+        0.5 * batch.numbers.astype(np.float64) ** 2.4 * HARTREE_TO_EV, batch.offsets[:-1]
+    )
     return np.abs(batch.energy_raw) / ref
 
 
 #: (low, high, what it looks like) bands of energy_scale_ratio that are warned about
-SUSPICIOUS_ENERGY_SCALES = ((0.031, 0.043, "Hartree read as eV (x 1/27.2)"), (15.0, 35.0, "kcal/mol read as eV (x 23.06)"),
-                            (60.0, 140.0, "kJ/mol read as eV (x 96.49)"), (140.0, np.inf, "not eV at all"))
+SUSPICIOUS_ENERGY_SCALES = (
+    (0.031, 0.043, "Hartree read as eV (x 1/27.2)"),
+    (15.0, 35.0, "kcal/mol read as eV (x 23.06)"),
+    (60.0, 140.0, "kJ/mol read as eV (x 96.49)"),
+    (140.0, np.inf, "not eV at all"),
+)
 
 
 def check_energy_scale(batch: FrameBatch, source: str) -> str | None:
@@ -102,8 +110,10 @@ def check_energy_scale(batch: FrameBatch, source: str) -> str | None:
     for lo, hi, what in SUSPICIOUS_ENERGY_SCALES:
         if lo <= r < hi:
             e = float(np.median(batch.energy_raw / np.diff(batch.offsets)))
-            return (f"{source}: energies look like {what}: median E/atom {e:.6g}, {r:.3g} x the all-electron atom energies "
-                    "in eV (all-electron eV data: ~1; valence-only: < 0.3); check the units")
+            return (
+                f"{source}: energies look like {what}: median E/atom {e:.6g}, {r:.3g} x the all-electron atom energies "
+                "in eV (all-electron eV data: ~1; valence-only: < 0.3); check the units"
+            )
     return None
 
 
@@ -144,7 +154,9 @@ def fit(
     anchor_frames = [f for s in anchor_specs for f in read_frames(s, mixed_levels=True)]
     data_specs = list(_as_specs(data)) if data else []
     levels = {s.source_info().level_of_theory for s in data_specs if s.format != "tea"} - {""}
-    al = fit_alignment(anchor_frames, target_level, levels=levels, atom_energies=atom_energies, fix_scale=fix_scale)
+    al = fit_alignment(
+        anchor_frames, target_level, levels=levels, atom_energies=atom_energies, fix_scale=fix_scale
+    )
     if not data_specs:
         return al
     stats = DatasetStats()
@@ -158,7 +170,10 @@ def fit(
         bar.close()
     summary = stats.summary()
     if summary["frames"] == 0:
-        raise TeaAlignError(f"no frames left after preprocessing ({_why_empty(stats.dropped, preprocessing)})", path=data_specs[0].path)
+        raise TeaAlignError(
+            f"no frames left after preprocessing ({_why_empty(stats.dropped, preprocessing)})",
+            path=data_specs[0].path,
+        )
     summary["preprocessing"] = preprocessing.to_dict()
     ref = summary.pop("reference_energies", {})
     return replace(al, statistics=summary, reference_energies=ref)
@@ -192,8 +207,13 @@ def apply(
     dropped: dict[str, int] = {}
     n_frames = n_atoms = 0
     bar = Progress(desc="apply", unit="frame", enabled=progress, interval=10.0)
-    writer = DatasetWriter(out, alignment_json=alignment.to_json(), target_level=alignment.target_level,
-                           preprocessing=preprocessing.to_dict(), compression=compression)
+    writer = DatasetWriter(
+        out,
+        alignment_json=alignment.to_json(),
+        target_level=alignment.target_level,
+        preprocessing=preprocessing.to_dict(),
+        compression=compression,
+    )
     try:
         for batch in stream(specs, batch_size):
             batch = alignment.apply(preprocessing.apply(batch, dropped))
@@ -202,7 +222,10 @@ def apply(
             n_atoms += int(batch.offsets[-1])
             bar.update(batch.n_frames)
         if n_frames == 0:
-            raise TeaAlignError(f"no frames left after preprocessing ({_why_empty(dropped, preprocessing)})", path=specs[0].path)
+            raise TeaAlignError(
+                f"no frames left after preprocessing ({_why_empty(dropped, preprocessing)})",
+                path=specs[0].path,
+            )
         writer.preprocessing["dropped"] = dropped
         writer.close()
     except BaseException:
@@ -213,8 +236,14 @@ def apply(
     return ApplySummary(out, n_frames, n_atoms, dropped, time.perf_counter() - t0)
 
 
-def convert(data: Iterable[InputSpec | str | Path], out: str | Path, *, batch_size: int = 4096,
-            compression: str | None = "gzip", progress: bool = False) -> ApplySummary:
+def convert(
+    data: Iterable[InputSpec | str | Path],
+    out: str | Path,
+    *,
+    batch_size: int = 4096,
+    compression: str | None = "gzip",
+    progress: bool = False,
+) -> ApplySummary:
     """Ingest datasets unchanged (validated, no preprocessing, no alignment) into one schema-v1 file."""
     t0 = time.perf_counter()
     specs = _as_specs(data)
@@ -233,16 +262,25 @@ def convert(data: Iterable[InputSpec | str | Path], out: str | Path, *, batch_si
     return ApplySummary(Path(out), n_frames, n_atoms, {}, time.perf_counter() - t0)
 
 
-def inspect(data: Iterable[InputSpec | str | Path], batch_size: int = 4096, progress: bool = False) -> dict:
+def inspect(
+    data: Iterable[InputSpec | str | Path], batch_size: int = 4096, progress: bool = False
+) -> dict:
     """Counts per element and source, energy ranges (eV/atom) and largest force (eV/A) of datasets."""
     stats = DatasetStats()
     bar = Progress(desc="inspect", unit="frame", enabled=progress, interval=10.0)
     try:
         for batch in stream(_as_specs(data), batch_size):
-            stats.add(batch, batch)  # "aligned" ranges: the energies a file holds for training (= raw for unaligned sources)
+            stats.add(
+                batch, batch
+            )  # "aligned" ranges: the energies a file holds for training (= raw for unaligned sources)
             bar.update(batch.n_frames)
     finally:
         bar.close()
     s = stats.summary()
-    return {"frames": s["frames"], "sources": s["sources"],
-            "elements": {k: {"atoms": v["atoms"], "frames": v["frames"]} for k, v in s["elements"].items()}}
+    return {
+        "frames": s["frames"],
+        "sources": s["sources"],
+        "elements": {
+            k: {"atoms": v["atoms"], "frames": v["frames"]} for k, v in s["elements"].items()
+        },
+    }

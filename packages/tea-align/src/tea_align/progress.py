@@ -31,9 +31,20 @@ class Progress:
     ``file``: the stream (default stderr, looked up when created so a test's capture applies).
     ``delay`` (s): nothing is shown until the work has lasted this long (both modes)."""
 
-    def __init__(self, total: int | None = None, desc: str = "", unit: str = "it", *, enabled: bool = True,
-                 file: IO[str] | None = None, every_percent: float = 10.0, interval: float = 30.0, delay: float = 0.0,
-                 leave: bool = True, initial: int = 0):
+    def __init__(
+        self,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        *,
+        enabled: bool = True,
+        file: IO[str] | None = None,
+        every_percent: float = 10.0,
+        interval: float = 30.0,
+        delay: float = 0.0,
+        leave: bool = True,
+        initial: int = 0,
+    ):
         enabled = enabled and os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
         self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
         self.file = file if file is not None else sys.stderr
@@ -48,7 +59,15 @@ class Progress:
             try:
                 from tqdm.auto import tqdm  # lazy: optional; a terminal bar
 
-                self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.file, delay=delay, leave=leave, initial=initial)
+                self.bar = tqdm(
+                    total=total,
+                    desc=desc,
+                    unit=unit,
+                    file=self.file,
+                    delay=delay,
+                    leave=leave,
+                    initial=initial,
+                )
             except ImportError:  # tqdm is optional: plain lines on a terminal too
                 pass
 
@@ -95,7 +114,12 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.enabled and self.total and self.n >= self.total and self._last_step < int(100 // self.every):
+        elif (
+            self.enabled
+            and self.total
+            and self.n >= self.total
+            and self._last_step < int(100 // self.every)
+        ):
             if time.perf_counter() - self.t0 >= self.delay:
                 print(self._line(), file=self.file, flush=True)
         self.enabled = False
@@ -107,7 +131,9 @@ class Progress:
         self.close()
 
 
-def progress(iterable: Iterable, total: int | None = None, desc: str = "", unit: str = "it", **kw: Any) -> Iterator:
+def progress(
+    iterable: Iterable, total: int | None = None, desc: str = "", unit: str = "it", **kw: Any
+) -> Iterator:
     """Iterate over ``iterable`` with a ``Progress`` report (``total`` defaults to ``len(iterable)`` when it has one)."""
     if total is None:
         try:

@@ -90,10 +90,21 @@ class DatasetStats:
             if not sel.any():
                 continue
             name = src.name
-            s = self.by_source.setdefault(name, {
-                "level_of_theory": src.level_of_theory, "path": src.path, "format": src.format, "frames": 0,
-                "atoms": 0, "energy_per_atom_min": np.inf, "energy_per_atom_max": -np.inf, "max_abs_force": 0.0,
-                "aligned_energy_per_atom_min": np.inf, "aligned_energy_per_atom_max": -np.inf})
+            s = self.by_source.setdefault(
+                name,
+                {
+                    "level_of_theory": src.level_of_theory,
+                    "path": src.path,
+                    "format": src.format,
+                    "frames": 0,
+                    "atoms": 0,
+                    "energy_per_atom_min": np.inf,
+                    "energy_per_atom_max": -np.inf,
+                    "max_abs_force": 0.0,
+                    "aligned_energy_per_atom_min": np.inf,
+                    "aligned_energy_per_atom_max": -np.inf,
+                },
+            )
             s["frames"] += int(sel.sum())
             s["atoms"] += int(n[sel].sum())
             s["energy_per_atom_min"] = min(s["energy_per_atom_min"], float(y_raw[sel].min()))
@@ -101,8 +112,12 @@ class DatasetStats:
             s["max_abs_force"] = max(s["max_abs_force"], float(fmax[sel].max()))
             self.raw_src.setdefault(name, _Normal()).add(x[sel], y_raw[sel])
             if y_al is not None:
-                s["aligned_energy_per_atom_min"] = min(s["aligned_energy_per_atom_min"], float(y_al[sel].min()))
-                s["aligned_energy_per_atom_max"] = max(s["aligned_energy_per_atom_max"], float(y_al[sel].max()))
+                s["aligned_energy_per_atom_min"] = min(
+                    s["aligned_energy_per_atom_min"], float(y_al[sel].min())
+                )
+                s["aligned_energy_per_atom_max"] = max(
+                    s["aligned_energy_per_atom_max"], float(y_al[sel].max())
+                )
                 self.al_src.setdefault(name, _Normal()).add(x[sel], y_al[sel])
         for z in np.flatnonzero(has.any(axis=0)):
             rows = has[:, z]
@@ -121,20 +136,30 @@ class DatasetStats:
         w_raw = solve(tot_raw)
         w_al = solve(tot_al) if tot_al.n else None
         for name, s in self.by_source.items():
-            d = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in s.items()}
+            d = {
+                k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                for k, v in s.items()
+            }
             d["rmse_before"] = self.raw_src[name].rmse(w_raw)
-            d["rmse_after"] = self.al_src[name].rmse(w_al) if w_al is not None and name in self.al_src else None
+            d["rmse_after"] = (
+                self.al_src[name].rmse(w_al) if w_al is not None and name in self.al_src else None
+            )
             out["sources"][name] = d
         for z in np.flatnonzero(self.element_atoms):
             z = int(z)
             out["elements"][z_to_symbol(z)] = {
-                "atoms": int(self.element_atoms[z]), "frames": int(self.element_frames[z]),
+                "atoms": int(self.element_atoms[z]),
+                "frames": int(self.element_frames[z]),
                 "rmse_before": self.raw_el[z].rmse(w_raw),
-                "rmse_after": self.al_el[z].rmse(w_al) if w_al is not None and z in self.al_el else None,
+                "rmse_after": self.al_el[z].rmse(w_al)
+                if w_al is not None and z in self.al_el
+                else None,
             }
         out["rmse_before"] = tot_raw.rmse(w_raw)
         out["rmse_after"] = tot_al.rmse(w_al) if w_al is not None else None
         out["frames"] = tot_raw.n
         if w_al is not None:
-            out["reference_energies"] = {z_to_symbol(int(z)): float(w_al[z]) for z in np.flatnonzero(self.element_atoms)}
+            out["reference_energies"] = {
+                z_to_symbol(int(z)): float(w_al[z]) for z in np.flatnonzero(self.element_atoms)
+            }
         return out

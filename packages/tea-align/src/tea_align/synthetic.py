@@ -26,7 +26,13 @@ from ase.neighborlist import neighbor_list
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from .elements import symbol_to_z
-from .units import BOHR_TO_ANGSTROM, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV, KBAR_TO_EV_PER_ANGSTROM3, VASP_STRESS_SIGN
+from .units import (
+    BOHR_TO_ANGSTROM,
+    HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM,
+    HARTREE_TO_EV,
+    KBAR_TO_EV_PER_ANGSTROM3,
+    VASP_STRESS_SIGN,
+)
 
 LEVEL_T = "synthetic-T (all-electron-like)"
 LEVEL_S = "synthetic-S (PAW-like)"
@@ -49,7 +55,9 @@ class Truth:
         return {k: self.eps_t[k] - self.eps_s[k] for k in self.eps_t}
 
 
-def morse(atoms, cutoff: float = 5.0, depth: float = 0.6, a: float = 1.4) -> tuple[float, np.ndarray]:
+def morse(
+    atoms, cutoff: float = 5.0, depth: float = 0.6, a: float = 1.4
+) -> tuple[float, np.ndarray]:
     """Morse pair sum B (eV) and forces (eV/A) with r0 = sum of covalent radii, shifted to 0 at cutoff."""
     i, j, d, D = neighbor_list("ijdD", atoms, cutoff)
     r0 = covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]]
@@ -95,14 +103,35 @@ def crystals(rng: np.random.Generator, n: int):
         if kind == 0:
             at = bulk("CaO", "rocksalt", a=4.81)
         elif kind == 1:
-            at = Atoms("Si3O6", scaled_positions=[(0.47, 0, 0), (0, 0.47, 2 / 3), (0.53, 0.53, 1 / 3),
-                                                  (0.41, 0.27, 0.12), (0.73, 0.14, 0.79), (0.86, 0.59, 0.45),
-                                                  (0.27, 0.41, 0.88), (0.14, 0.73, 0.21), (0.59, 0.86, 0.55)],
-                       cell=[[4.91, 0, 0], [-2.455, 4.252, 0], [0, 0, 5.40]], pbc=True)
+            at = Atoms(
+                "Si3O6",
+                scaled_positions=[
+                    (0.47, 0, 0),
+                    (0, 0.47, 2 / 3),
+                    (0.53, 0.53, 1 / 3),
+                    (0.41, 0.27, 0.12),
+                    (0.73, 0.14, 0.79),
+                    (0.86, 0.59, 0.45),
+                    (0.27, 0.41, 0.88),
+                    (0.14, 0.73, 0.21),
+                    (0.59, 0.86, 0.55),
+                ],
+                cell=[[4.91, 0, 0], [-2.455, 4.252, 0], [0, 0, 5.40]],
+                pbc=True,
+            )
         else:
-            at = Atoms("CaO2H2", scaled_positions=[(0, 0, 0), (1 / 3, 2 / 3, 0.23), (2 / 3, 1 / 3, 0.77),
-                                                  (1 / 3, 2 / 3, 0.43), (2 / 3, 1 / 3, 0.57)],
-                       cell=[[3.59, 0, 0], [-1.795, 3.109, 0], [0, 0, 4.91]], pbc=True)
+            at = Atoms(
+                "CaO2H2",
+                scaled_positions=[
+                    (0, 0, 0),
+                    (1 / 3, 2 / 3, 0.23),
+                    (2 / 3, 1 / 3, 0.77),
+                    (1 / 3, 2 / 3, 0.43),
+                    (2 / 3, 1 / 3, 0.57),
+                ],
+                cell=[[3.59, 0, 0], [-1.795, 3.109, 0], [0, 0, 4.91]],
+                pbc=True,
+            )
         strain = np.eye(3) + rng.normal(0, 0.02, (3, 3))
         at.set_cell(at.cell @ strain, scale_atoms=True)
         at.rattle(0.04, seed=int(rng.integers(1 << 31)))
@@ -120,15 +149,29 @@ def write_mptrj_json(frames, path: str | Path) -> Path:
     doc: dict = {}
     for k, at in enumerate(frames):
         mp = f"mp-{1000 + k // 2}"
-        sites = [{"species": [{"element": s, "occu": 1}], "xyz": list(map(float, p)), "abc": [0, 0, 0], "label": s}
-                 for s, p in zip(at.get_chemical_symbols(), at.positions)]
+        sites = [
+            {
+                "species": [{"element": s, "occu": 1}],
+                "xyz": list(map(float, p)),
+                "abc": [0, 0, 0],
+                "label": s,
+            }
+            for s, p in zip(at.get_chemical_symbols(), at.positions)
+        ]
         stress = at.calc.results.get("stress")
         doc.setdefault(mp, {})[f"{mp}-{k}-0"] = {
-            "structure": {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0,
-                          "lattice": {"matrix": at.cell.tolist(), "pbc": [True, True, True]}, "sites": sites},
+            "structure": {
+                "@module": "pymatgen.core.structure",
+                "@class": "Structure",
+                "charge": 0,
+                "lattice": {"matrix": at.cell.tolist(), "pbc": [True, True, True]},
+                "sites": sites,
+            },
             "uncorrected_total_energy": at.get_potential_energy(),
             "force": at.get_forces().tolist(),
-            "stress": None if stress is None else (VASP_STRESS_SIGN / KBAR_TO_EV_PER_ANGSTROM3 * _full(stress)).tolist(),
+            "stress": None
+            if stress is None
+            else (VASP_STRESS_SIGN / KBAR_TO_EV_PER_ANGSTROM3 * _full(stress)).tolist(),
             "mp_id": mp,
         }
     Path(path).write_text(json.dumps(doc))
@@ -144,7 +187,6 @@ def write_spice_h5(frames, path: str | Path, per_molecule: int = 4) -> Path:
     """Write ASE frames in SPICE's HDF5 layout (Bohr, Hartree, Hartree/Bohr gradients)."""
     import h5py  # lazy: HDF5 only for .h5 files
 
-
     with h5py.File(path, "w") as h5:
         groups: dict[str, list] = {}
         for k, at in enumerate(frames):
@@ -157,13 +199,23 @@ def write_spice_h5(frames, path: str | Path, per_molecule: int = 4) -> Path:
                 g = h5.create_group(f"{name}_{j}")
                 g["atomic_numbers"] = np.array(nums, dtype=np.int16)
                 g["conformations"] = np.array([a.positions for a in group]) / BOHR_TO_ANGSTROM
-                g["dft_total_energy"] = np.array([a.get_potential_energy() for a in group]) / HARTREE_TO_EV
-                g["dft_total_gradient"] = -np.array([a.get_forces() for a in group]) / HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
+                g["dft_total_energy"] = (
+                    np.array([a.get_potential_energy() for a in group]) / HARTREE_TO_EV
+                )
+                g["dft_total_gradient"] = (
+                    -np.array([a.get_forces() for a in group]) / HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM
+                )
     return Path(path)
 
 
-def make_demo_data(outdir: str | Path, n_crystals: int = 60, n_molecules: int = 60, n_anchors: int = 12,
-                   seed: int = 0, truth: Truth = Truth()) -> dict[str, Path]:
+def make_demo_data(
+    outdir: str | Path,
+    n_crystals: int = 60,
+    n_molecules: int = 60,
+    n_anchors: int = 12,
+    seed: int = 0,
+    truth: Truth = Truth(),
+) -> dict[str, Path]:
     """Write a two-level synthetic fusion problem into ``outdir``; returns the file paths.
 
     periodic.json   MPtrj layout, level S;  molecules.h5  SPICE layout, level T;

@@ -53,7 +53,9 @@ def parse_force(text: str) -> float:
     """Parse a force magnitude with units, e.g. ``"0.25 Hartree/Bohr"`` or ``"12.0 eV/A"``; returns eV/Angstrom."""
     parts = str(text).strip().split()
     if len(parts) == 1:
-        raise ValueError(f"force threshold {text!r} has no unit; write e.g. '0.25 Hartree/Bohr' or '12 eV/A'")
+        raise ValueError(
+            f"force threshold {text!r} has no unit; write e.g. '0.25 Hartree/Bohr' or '12 eV/A'"
+        )
     value, unit = float(parts[0]), "".join(parts[1:]).lower()
     if unit not in _FORCE_UNITS:
         raise ValueError(f"unknown force unit {parts[1]!r}; known: eV/A, eV/Angstrom, Hartree/Bohr")

@@ -37,15 +37,21 @@ log = logging.getLogger("allegro_fm_bench")
 
 def resolve_model(model: str) -> str:
     """A model file path (absolute) from a path or a shipped model's name (allegro-fm-mini); ValueError otherwise."""
-    from allegro_fm_model import resolve_model as model_file  # lazy: allegro-fm-model imports torch and nequip
+    from allegro_fm_model import (
+        resolve_model as model_file,
+    )  # lazy: allegro-fm-model imports torch and nequip
 
     try:
         return str(model_file(model).resolve())
     except (ValueError, FileNotFoundError) as exc:
-        raise ValueError(f"model {model!r} is neither a file nor a shipped model name ({exc})") from exc
+        raise ValueError(
+            f"model {model!r} is neither a file nor a shipped model name ({exc})"
+        ) from exc
 
 
-def run_experiment(name: str, model: str, outdir: str | Path, quick: bool = False) -> ExperimentResult:
+def run_experiment(
+    name: str, model: str, outdir: str | Path, quick: bool = False
+) -> ExperimentResult:
     """Run experiment ``name`` with ``model`` (path or shipped name) into outdir/name; a failure becomes a
     result with status "failed: ..." (the traceback goes to the log), never an exception."""
     if name not in EXPERIMENTS:
@@ -65,11 +71,21 @@ def run_experiment(name: str, model: str, outdir: str | Path, quick: bool = Fals
         text, plots, data, status = f"Skipped: {exc}\n", [], {}, f"skipped: {exc}"
     except Exception as exc:  # noqa: BLE001 - one failed experiment must not lose the others' results
         log.error("experiment %s failed:\n%s", name, traceback.format_exc())
-        text, plots, data, status = f"The experiment stopped with an error: `{type(exc).__name__}: {exc}`\n", [], {}, \
-            f"failed: {type(exc).__name__}: {exc}"
+        text, plots, data, status = (
+            f"The experiment stopped with an error: `{type(exc).__name__}: {exc}`\n",
+            [],
+            {},
+            f"failed: {type(exc).__name__}: {exc}",
+        )
     wall = time.perf_counter() - t0
     prov = provenance(ctx.model, "quick (CI-sized)" if quick else "paper", wall, started)
     res = ExperimentResult(name, title, text, tuple(plots), status, prov, data)
-    write_text_atomic(ctx.outdir / "result.json",
-                      json.dumps({"name": name, "status": status, "data": data, "provenance": asdict(prov)}, indent=1, default=float))
+    write_text_atomic(
+        ctx.outdir / "result.json",
+        json.dumps(
+            {"name": name, "status": status, "data": data, "provenance": asdict(prov)},
+            indent=1,
+            default=float,
+        ),
+    )
     return res

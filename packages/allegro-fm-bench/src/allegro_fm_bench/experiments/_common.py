@@ -36,14 +36,18 @@ class Context:
     md_potential: dict | None = None
 
     def potential(self):
-        from allegro_fm_model import load_potential  # lazy: allegro-fm-model imports torch and nequip
+        from allegro_fm_model import (
+            load_potential,
+        )  # lazy: allegro-fm-model imports torch and nequip
 
         return load_potential(self.model)
 
     def calculator(self):
         if self.calculator_factory is not None:
             return self.calculator_factory()
-        from allegro_fm_model import AllegroFMCalculator  # lazy: allegro-fm-model imports torch and nequip
+        from allegro_fm_model import (
+            AllegroFMCalculator,
+        )  # lazy: allegro-fm-model imports torch and nequip
 
         return AllegroFMCalculator(self.potential())
 
@@ -57,7 +61,9 @@ def relax(atoms, calc, fmax: float, steps: int, cell: bool = False, what: str = 
     ok = opt.run(fmax=fmax, steps=steps)
     f = float(np.linalg.norm(a.get_forces(), axis=1).max())
     if not ok:
-        raise RuntimeError(f"{what}: relaxation did not reach fmax {fmax} eV/A in {steps} LBFGS steps (max force {f:.3f} eV/A)")
+        raise RuntimeError(
+            f"{what}: relaxation did not reach fmax {fmax} eV/A in {steps} LBFGS steps (max force {f:.3f} eV/A)"
+        )
     return a, f, opt.nsteps
 
 
@@ -78,10 +84,27 @@ def relaxed_t11(ctx: Context):
     return a
 
 
-def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, dt_fs: float = 0.5,
-       temperature_K: float = 300.0, temperature_end_K: float | None = None, tdamp_fs: float = 50.0, friction_per_fs: float = 0.01,
-       deform_axis: str = "", strain_rate_per_fs: float = 0.0, thermo_every: int = 10, trajectory_every: int = 20,
-       restart_from: str = "", progress: bool = True, seed: int = 0, fmax: float = 0.05) -> Path:
+def md(
+    ctx: Context,
+    atoms,
+    name: str,
+    *,
+    integrator: str = "nhc",
+    steps: int,
+    dt_fs: float = 0.5,
+    temperature_K: float = 300.0,
+    temperature_end_K: float | None = None,
+    tdamp_fs: float = 50.0,
+    friction_per_fs: float = 0.01,
+    deform_axis: str = "",
+    strain_rate_per_fs: float = 0.0,
+    thermo_every: int = 10,
+    trajectory_every: int = 20,
+    restart_from: str = "",
+    progress: bool = True,
+    seed: int = 0,
+    fmax: float = 0.05,
+) -> Path:
     """One allegro-fm-md run (one rank) of ``atoms`` with the context's model, in ctx.outdir/name; returns that folder."""
     # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
     from allegro_fm_md import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
@@ -90,16 +113,40 @@ def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, d
     d.mkdir(parents=True, exist_ok=True)
     structure = d / "start.extxyz"
     ase.io.write(structure, atoms)
-    pot = PotentialSpec(**ctx.md_potential) if ctx.md_potential else PotentialSpec(kind="allegro", model=ctx.model)
-    own = {"nhc": {"tdamp_fs": tdamp_fs}, "langevin": {"friction_per_fs": friction_per_fs}, "fire": {"fmax": fmax}}
+    pot = (
+        PotentialSpec(**ctx.md_potential)
+        if ctx.md_potential
+        else PotentialSpec(kind="allegro", model=ctx.model)
+    )
+    own = {
+        "nhc": {"tdamp_fs": tdamp_fs},
+        "langevin": {"friction_per_fs": friction_per_fs},
+        "fire": {"fmax": fmax},
+    }
     options = {integrator: own[integrator]} if integrator in own else {}
     if deform_axis:
         options["deform"] = {"deform_axis": deform_axis, "strain_rate_per_fs": strain_rate_per_fs}
-    rf = RunFile(SystemSpec(str(structure)), pot,
-                 RunSpec(integrator=integrator, dt_fs=dt_fs, steps=steps, temperature_K=temperature_K,
-                         temperature_end_K=temperature_end_K, seed=seed, min_distance=0.5, options=options),
-                 OutputSpec(dir=str(d), thermo_every=thermo_every, trajectory_every=trajectory_every,
-                            restart_every=max(steps // 4, 1), restart_from=restart_from))
+    rf = RunFile(
+        SystemSpec(str(structure)),
+        pot,
+        RunSpec(
+            integrator=integrator,
+            dt_fs=dt_fs,
+            steps=steps,
+            temperature_K=temperature_K,
+            temperature_end_K=temperature_end_K,
+            seed=seed,
+            min_distance=0.5,
+            options=options,
+        ),
+        OutputSpec(
+            dir=str(d),
+            thermo_every=thermo_every,
+            trajectory_every=trajectory_every,
+            restart_every=max(steps // 4, 1),
+            restart_from=restart_from,
+        ),
+    )
     run(rf, progress=progress, overwrite=True)
     return d
 
@@ -107,7 +154,9 @@ def md(ctx: Context, atoms, name: str, *, integrator: str = "nhc", steps: int, d
 def final_atoms(run_dir: str | Path):
     """The last state of an allegro-fm-md run (its restart.npz) as ase.Atoms in atom-id order (positions A,
     velocities in ASE units, cell, element types from the run's start.extxyz)."""
-    from allegro_fm_md import restart_atoms  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
+    from allegro_fm_md import (
+        restart_atoms,
+    )  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
 
     return restart_atoms(Path(run_dir) / "restart.npz", ase.io.read(Path(run_dir) / "start.extxyz"))
 

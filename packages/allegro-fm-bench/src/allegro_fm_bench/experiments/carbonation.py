@@ -41,7 +41,9 @@ def species(atoms, particle_atoms: int, radius: float) -> dict[str, int]:
     ca = part[sym[:particle_atoms] == "Ca"]
     ref = atoms.positions[si[0]]
     dv = atoms.positions[si] - ref
-    dv -= atoms.cell.array.diagonal() * np.round(dv / atoms.cell.array.diagonal())  # cubic box: minimum image
+    dv -= atoms.cell.array.diagonal() * np.round(
+        dv / atoms.cell.array.diagonal()
+    )  # cubic box: minimum image
     centre = ref + dv.mean(axis=0)
     dc = atoms.positions[ca] - centre
     dc -= atoms.cell.array.diagonal() * np.round(dc / atoms.cell.array.diagonal())
@@ -51,8 +53,9 @@ def species(atoms, particle_atoms: int, radius: float) -> dict[str, int]:
 
 def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     """Quick: radius 6 A in a 22 A box, 100 + 200 + 100 steps; paper-like: radius 12 A in 45.7 A, 22 ps ramp, 10 ps hold."""
-    from allegro_fm_md import read_frames  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
-
+    from allegro_fm_md import (
+        read_frames,
+    )  # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
 
     if ctx.quick:
         radius, box, minimise, eq, ramp, hold = 6.0, 22.0, 100, 100, 200, 100
@@ -65,21 +68,61 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     every = max((eq + ramp + hold) // 40, 1)
     stopped = ""
     try:
-        d0 = md(ctx, system, "minimise", integrator="fire", steps=minimise, fmax=0.2, trajectory_every=minimise)
-        d1 = md(ctx, final_atoms(d0), "equilibrate-300K", integrator="langevin", friction_per_fs=0.05, steps=eq,
-                trajectory_every=every)
+        d0 = md(
+            ctx,
+            system,
+            "minimise",
+            integrator="fire",
+            steps=minimise,
+            fmax=0.2,
+            trajectory_every=minimise,
+        )
+        d1 = md(
+            ctx,
+            final_atoms(d0),
+            "equilibrate-300K",
+            integrator="langevin",
+            friction_per_fs=0.05,
+            steps=eq,
+            trajectory_every=every,
+        )
         # the ramp of a run file spans its whole timeline: the heating stage starts anew from the equilibrated positions
-        d2 = md(ctx, final_atoms(d1), "heat-1200K", integrator="langevin", friction_per_fs=0.02, steps=ramp, temperature_K=300.0,
-                temperature_end_K=1200.0, trajectory_every=every, seed=1)
-        d3 = md(ctx, system, "hold-1200K", integrator="langevin", friction_per_fs=0.02, steps=ramp + hold, temperature_K=1200.0,
-                trajectory_every=every, restart_from=str(d2 / "restart.npz"))
+        d2 = md(
+            ctx,
+            final_atoms(d1),
+            "heat-1200K",
+            integrator="langevin",
+            friction_per_fs=0.02,
+            steps=ramp,
+            temperature_K=300.0,
+            temperature_end_K=1200.0,
+            trajectory_every=every,
+            seed=1,
+        )
+        d3 = md(
+            ctx,
+            system,
+            "hold-1200K",
+            integrator="langevin",
+            friction_per_fs=0.02,
+            steps=ramp + hold,
+            temperature_K=1200.0,
+            trajectory_every=every,
+            restart_from=str(d2 / "restart.npz"),
+        )
         dirs = [d1, d2, d3]
     except Exception as exc:  # noqa: BLE001 - a crash is the finding here (the paper's robustness claim); analyse what exists
         stopped = f"{type(exc).__name__}: {exc}"
-        dirs = [p for p in (ctx.outdir / n for n in ("equilibrate-300K", "heat-1200K", "hold-1200K")) if (p / "trajectory.h5md").exists()]
+        dirs = [
+            p
+            for p in (ctx.outdir / n for n in ("equilibrate-300K", "heat-1200K", "hold-1200K"))
+            if (p / "trajectory.h5md").exists()
+        ]
     frames, temps, times = [], [], []
     for d in dirs:
-        offset = eq * 0.5 if d.name != "equilibrate-300K" else 0.0  # the later stages' clocks start at the ramp
+        offset = (
+            eq * 0.5 if d.name != "equilibrate-300K" else 0.0
+        )  # the later stages' clocks start at the ramp
         for f in read_frames(d / "trajectory.h5md"):
             if times and f.info["time_fs"] + offset <= times[-1]:
                 continue
@@ -102,17 +145,23 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     fig.suptitle(f"C-S-H nanoparticle (r = {radius / 10:.1f} nm) in H2O/CO2, {len(system)} atoms")
     plot = save_figure(fig, ctx.outdir / "carbonation.png")
     last = series[-1] if series else {}
-    rows = ["| quantity | this model | paper |", "|---|---|---|",
-            f"| system | {len(system)} atoms, {system.get_chemical_formula()}, box {box} A, particle {n_p} atoms "
-            f"(formal charge {particle.info['formal_charge']:+d}) | 6326 atoms, box 45.7 A, radius 1.2 nm |",
-            f"| simulated time | {t_ps[-1] if len(t_ps) else 0:.3f} ps (of {(eq + ramp + hold) * 0.5 / 1000:.3f}) | 22 ps ramp + 0.16 ns |",
-            f"| run completed | {'yes' if not stopped else 'NO: ' + stopped} | yes, no overlapping atoms |",
-            f"| CO3 / HCO3 / H2CO3 units at the end | {last.get('CO3', 0)} / {last.get('HCO3', 0)} / {last.get('H2CO3', 0)} | "
-            "formed around the particle (Fig. 5b) |",
-            f"| Ca ions that left the particle | {last.get('Ca_left', 0)} of {particle.get_chemical_symbols().count('Ca')} | "
-            "many, after 0.16 ns (Fig. 5c) |"]
-    text = (f"FIRE ({minimise} steps at most, to 0.2 eV/A) on the packed box, then Langevin NVT: {eq} steps at 300 K "
-            f"(friction 0.05 /fs), ramp to 1200 K over {ramp} steps, {hold} steps at 1200 K (dt 0.5 fs).\n\n"
-            + "\n".join(rows) + "\n")
+    rows = [
+        "| quantity | this model | paper |",
+        "|---|---|---|",
+        f"| system | {len(system)} atoms, {system.get_chemical_formula()}, box {box} A, particle {n_p} atoms "
+        f"(formal charge {particle.info['formal_charge']:+d}) | 6326 atoms, box 45.7 A, radius 1.2 nm |",
+        f"| simulated time | {t_ps[-1] if len(t_ps) else 0:.3f} ps (of {(eq + ramp + hold) * 0.5 / 1000:.3f}) | 22 ps ramp + 0.16 ns |",
+        f"| run completed | {'yes' if not stopped else 'NO: ' + stopped} | yes, no overlapping atoms |",
+        f"| CO3 / HCO3 / H2CO3 units at the end | {last.get('CO3', 0)} / {last.get('HCO3', 0)} / {last.get('H2CO3', 0)} | "
+        "formed around the particle (Fig. 5b) |",
+        f"| Ca ions that left the particle | {last.get('Ca_left', 0)} of {particle.get_chemical_symbols().count('Ca')} | "
+        "many, after 0.16 ns (Fig. 5c) |",
+    ]
+    text = (
+        f"FIRE ({minimise} steps at most, to 0.2 eV/A) on the packed box, then Langevin NVT: {eq} steps at 300 K "
+        f"(friction 0.05 /fs), ramp to 1200 K over {ramp} steps, {hold} steps at 1200 K (dt 0.5 fs).\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
     data = {"time_ps": t_ps.tolist(), "series": series, "stopped": stopped, "atoms": len(system)}
     return text, [str(plot.relative_to(ctx.outdir.parent))], data

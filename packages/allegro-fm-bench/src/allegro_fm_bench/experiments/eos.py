@@ -38,11 +38,13 @@ class EOSResult:
     fit_rms_meV: float  # rms residual of the fit, meV per cell
 
     def markdown(self) -> str:
-        return ("| quantity | this model | paper (Allegro-FM) | experiment |\n|---|---|---|---|\n"
-                f"| density at the minimum (g/cc) | {self.density:.3f} | {PAPER_DENSITY} | {EXPT_DENSITY} |\n"
-                f"| bulk modulus B0 (GPa) | {self.bulk_modulus:.1f} | {PAPER_B0} | {EXPT_B0} |\n"
-                f"| V0 ({self.atoms} atoms, A^3) | {self.v0:.1f} | | |\n"
-                f"| Birch-Murnaghan fit rms residual (meV/cell) | {self.fit_rms_meV:.1f} | | |\n")
+        return (
+            "| quantity | this model | paper (Allegro-FM) | experiment |\n|---|---|---|---|\n"
+            f"| density at the minimum (g/cc) | {self.density:.3f} | {PAPER_DENSITY} | {EXPT_DENSITY} |\n"
+            f"| bulk modulus B0 (GPa) | {self.bulk_modulus:.1f} | {PAPER_B0} | {EXPT_B0} |\n"
+            f"| V0 ({self.atoms} atoms, A^3) | {self.v0:.1f} | | |\n"
+            f"| Birch-Murnaghan fit rms residual (meV/cell) | {self.fit_rms_meV:.1f} | | |\n"
+        )
 
 
 def fit_birch_murnaghan(volumes, energies, what: str) -> EquationOfState:
@@ -57,15 +59,25 @@ def fit_birch_murnaghan(volumes, energies, what: str) -> EquationOfState:
             warnings.simplefilter("ignore")  # judged below instead
             v0, _, b = eos.fit()
     except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"{what}: the Birch-Murnaghan fit of E(V) did not converge ({exc}); E(V): {pts}") from exc
+        raise ValueError(
+            f"{what}: the Birch-Murnaghan fit of E(V) did not converge ({exc}); E(V): {pts}"
+        ) from exc
     if not (np.isfinite(v0) and np.isfinite(b) and v0 > 0 and b > 0):
-        raise ValueError(f"{what}: E(V) has no minimum the Birch-Murnaghan fit can place (V0 {v0:.4g} A^3, B0 "
-                         f"{b / units.GPa:.4g} GPa); E(V): {pts}")
+        raise ValueError(
+            f"{what}: E(V) has no minimum the Birch-Murnaghan fit can place (V0 {v0:.4g} A^3, B0 "
+            f"{b / units.GPa:.4g} GPa); E(V): {pts}"
+        )
     return eos
 
 
-def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax: float = 0.02,
-        steps: int = 1500, max_rounds: int = 3, atoms=None) -> tuple[EOSResult, str]:
+def run(
+    ctx: Context,
+    strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06),
+    fmax: float = 0.02,
+    steps: int = 1500,
+    max_rounds: int = 3,
+    atoms=None,
+) -> tuple[EOSResult, str]:
     """E(V) of the model-relaxed T11 cell (or of ``atoms``, relaxed here); returns the result and the path of eos.png.
 
     A flexible hydrate has many nearby minima (water and OH orientations): a relaxation at one volume can fall
@@ -76,7 +88,14 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
     if atoms is None:
         base = relaxed_t11(ctx)
     else:  # another structure (tests): relaxed here the same way
-        base, _, _ = relax(relax(atoms, calc, fmax, steps, what="positions")[0], calc, fmax, steps, cell=True, what="cell")
+        base, _, _ = relax(
+            relax(atoms, calc, fmax, steps, what="positions")[0],
+            calc,
+            fmax,
+            steps,
+            cell=True,
+            what="cell",
+        )
     v_ref = base.get_volume()
     targets = [v_ref * (1 + x) for x in strains]
     best: list = [None] * len(targets)  # lowest-energy relaxed structure found at each volume
@@ -87,7 +106,14 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
             for j, seed in enumerate(seeds):
                 a = seed.copy()
                 a.set_cell(a.cell * (v / a.get_volume()) ** (1 / 3), scale_atoms=True)
-                r, _, _ = relax(a, calc, fmax, steps, cell=False, what=f"T11 at {v / v_ref:.2f} V_ref (seed {j}, round {rnd})")
+                r, _, _ = relax(
+                    a,
+                    calc,
+                    fmax,
+                    steps,
+                    cell=False,
+                    what=f"T11 at {v / v_ref:.2f} V_ref (seed {j}, round {rnd})",
+                )
                 e = r.get_potential_energy()
                 if best[i] is None or e < best[i].get_potential_energy() - 1e-3:
                     best[i], improved = r, True
@@ -103,15 +129,27 @@ def run(ctx: Context, strains=(-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06), fmax
     fig, ax = pyplot.subplots(figsize=(5, 4))
     vv = np.linspace(min(vols), max(vols), 100)
     ax.plot(vols, ens, "o", label="relaxed at fixed volume")
-    ax.plot(vv, [eos.func(v, *eos.eos_parameters) for v in vv], "-", label=f"Birch-Murnaghan, B0 = {b / units.GPa:.1f} GPa")
+    ax.plot(
+        vv,
+        [eos.func(v, *eos.eos_parameters) for v in vv],
+        "-",
+        label=f"Birch-Murnaghan, B0 = {b / units.GPa:.1f} GPa",
+    )
     ax.set_xlabel("volume (A^3)")
     ax.set_ylabel("energy (eV)")
     ax.set_title(f"{base.get_chemical_formula()}, {len(base)} atoms")
     ax.legend()
     plot = save_figure(fig, ctx.outdir / "eos.png")
     mass = float(base.get_masses().sum())
-    res = EOSResult(np.array(vols), np.array(ens), float(v0), mass / v0 * AMU_PER_A3_TO_G_CC, float(b / units.GPa), len(base),
-                    float(1000 * np.sqrt(np.mean(resid ** 2))))
+    res = EOSResult(
+        np.array(vols),
+        np.array(ens),
+        float(v0),
+        mass / v0 * AMU_PER_A3_TO_G_CC,
+        float(b / units.GPa),
+        len(base),
+        float(1000 * np.sqrt(np.mean(resid**2))),
+    )
     return res, str(plot)
 
 
@@ -121,8 +159,19 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
         r, plot = run(ctx, strains=(-0.04, -0.02, 0.0, 0.02, 0.04), fmax=0.05, steps=1000)
     else:
         r, plot = run(ctx)
-    text = (f"T11 cell relaxed with the model (Ca8Si12O44H24, {r.atoms} atoms), E(V) of {len(r.volumes)} fixed-volume "
-            "relaxations, Birch-Murnaghan fit (ase.eos). The paper's density and B0 are Allegro-FM's.\n\n" + r.markdown())
-    return text, [str(Path(plot).relative_to(ctx.outdir.parent))], {"density_g_cc": r.density, "B0_GPa": r.bulk_modulus,
-                                                                   "V0_A3": r.v0, "volumes": r.volumes.tolist(),
-                                                                   "energies": r.energies.tolist()}
+    text = (
+        f"T11 cell relaxed with the model (Ca8Si12O44H24, {r.atoms} atoms), E(V) of {len(r.volumes)} fixed-volume "
+        "relaxations, Birch-Murnaghan fit (ase.eos). The paper's density and B0 are Allegro-FM's.\n\n"
+        + r.markdown()
+    )
+    return (
+        text,
+        [str(Path(plot).relative_to(ctx.outdir.parent))],
+        {
+            "density_g_cc": r.density,
+            "B0_GPa": r.bulk_modulus,
+            "V0_A3": r.v0,
+            "volumes": r.volumes.tolist(),
+            "energies": r.energies.tolist(),
+        },
+    )

@@ -42,31 +42,70 @@ def analyse(strain: np.ndarray, stress: np.ndarray, window: int = 5) -> dict:
     s = np.convolve(stress, w, mode="same") / np.convolve(np.ones(len(stress)), w, mode="same")
     k = int(np.argmax(s))
     after = np.flatnonzero(s[k:] < 0.5 * s[k])
-    return {"peak_GPa": float(s[k]), "yield_strain": float(strain[k]),
-            "fracture_strain": float(strain[k + after[0]]) if len(after) else float("nan"), "smoothed": s}
+    return {
+        "peak_GPa": float(s[k]),
+        "yield_strain": float(strain[k]),
+        "fracture_strain": float(strain[k + after[0]]) if len(after) else float("nan"),
+        "smoothed": s,
+    }
 
 
-def run(ctx: Context, crystal, eq: int, rates=(1e12,), max_strain: float = 0.25, temperature_K: float = 300.0,
-        dt_fs: float = 0.5, axis: str = "z") -> dict:
+def run(
+    ctx: Context,
+    crystal,
+    eq: int,
+    rates=(1e12,),
+    max_strain: float = 0.25,
+    temperature_K: float = 300.0,
+    dt_fs: float = 0.5,
+    axis: str = "z",
+) -> dict:
     """Thermalise ``crystal`` (any periodic structure) for ``eq`` steps of ``dt_fs`` fs at ``temperature_K`` (Langevin), then
     strain it along ``axis`` at each engineering strain rate in ``rates`` (1/s) to ``max_strain``, around the same
     thermostat; returns {rate: {"strain", "stress" (GPa, tension > 0, from the thermo log), analyse()'s numbers,
     the fracture plane}}."""
-    therm = md(ctx, crystal, f"thermalise-{temperature_K:g}K", integrator="langevin", friction_per_fs=0.02, steps=eq,
-               trajectory_every=eq, temperature_K=temperature_K, dt_fs=dt_fs)
+    therm = md(
+        ctx,
+        crystal,
+        f"thermalise-{temperature_K:g}K",
+        integrator="langevin",
+        friction_per_fs=0.02,
+        steps=eq,
+        trajectory_every=eq,
+        temperature_K=temperature_K,
+        dt_fs=dt_fs,
+    )
     out = {}
     for rate in rates:
         steps = int(round(max_strain / (rate * 1e-15) / dt_fs))
-        d = md(ctx, crystal, f"strain-{rate:.0e}", integrator="langevin", friction_per_fs=0.01, steps=eq + steps,
-               deform_axis=axis, strain_rate_per_fs=rate * 1e-15, thermo_every=max(steps // 200, 1),
-               trajectory_every=max(steps // 20, 1), restart_from=str(therm / "restart.npz"), temperature_K=temperature_K,
-               dt_fs=dt_fs)
+        d = md(
+            ctx,
+            crystal,
+            f"strain-{rate:.0e}",
+            integrator="langevin",
+            friction_per_fs=0.01,
+            steps=eq + steps,
+            deform_axis=axis,
+            strain_rate_per_fs=rate * 1e-15,
+            thermo_every=max(steps // 200, 1),
+            trajectory_every=max(steps // 20, 1),
+            restart_from=str(therm / "restart.npz"),
+            temperature_K=temperature_K,
+            dt_fs=dt_fs,
+        )
         th = read_thermo(d / "thermo.log")
         sel = th["step"] > eq
         strain = rate * 1e-15 * (th["time_fs"][sel] - eq * dt_fs)
         stress = th[f"s{axis}{axis}_GPa"][sel]
         z, gap, near = fracture_plane(ase.io.read(d / "trajectory.extxyz", -1))
-        out[rate] = {"strain": strain, "stress": stress, **analyse(strain, stress), "plane_z_frac": z, "gap_A": gap, "near": near}
+        out[rate] = {
+            "strain": strain,
+            "stress": stress,
+            **analyse(strain, stress),
+            "plane_z_frac": z,
+            "gap_A": gap,
+            "near": near,
+        }
     return out
 
 
@@ -79,24 +118,36 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     curves = run(ctx, t11, eq, rates, max_strain)
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6, 4))
-    rows = ["| strain rate (1/s) | peak stress (GPa) | strain at peak | fracture strain | paper | fracture plane (z/c, gap A, atoms near) |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| strain rate (1/s) | peak stress (GPa) | strain at peak | fracture strain | paper | fracture plane (z/c, gap A, atoms near) |",
+        "|---|---|---|---|---|---|",
+    ]
     data = {}
     for rate, a in curves.items():
         strain, stress = a["strain"], a["stress"]
         ax.plot(strain, stress, lw=0.6, alpha=0.5)
         ax.plot(strain, a["smoothed"], label=f"{rate:.0e} /s")
-        frac_s = f"{a['fracture_strain']:.3f}" if np.isfinite(a["fracture_strain"]) else f"none up to {strain.max():.2f}"
-        rows.append(f"| {rate:.0e} | {a['peak_GPa']:.2f} | {a['yield_strain']:.3f} | {frac_s} | {PAPER_FRACTURE_STRAIN} | "
-                    f"{a['plane_z_frac']:.2f}, {a['gap_A']:.1f}, {a['near']} |")
-        data[f"{rate:.0e}"] = {k: v for k, v in a.items() if k not in ("smoothed", "strain", "stress")}
+        frac_s = (
+            f"{a['fracture_strain']:.3f}"
+            if np.isfinite(a["fracture_strain"])
+            else f"none up to {strain.max():.2f}"
+        )
+        rows.append(
+            f"| {rate:.0e} | {a['peak_GPa']:.2f} | {a['yield_strain']:.3f} | {frac_s} | {PAPER_FRACTURE_STRAIN} | "
+            f"{a['plane_z_frac']:.2f}, {a['gap_A']:.1f}, {a['near']} |"
+        )
+        data[f"{rate:.0e}"] = {
+            k: v for k, v in a.items() if k not in ("smoothed", "strain", "stress")
+        }
     ax.axvline(PAPER_FRACTURE_STRAIN, color="k", ls=":", label="paper: fracture (FM512, QMD)")
     ax.set_xlabel("engineering strain (z)")
     ax.set_ylabel("stress szz (GPa, tension > 0)")
     ax.set_title(f"T11 tensile test, {len(t11)} atoms, 300 K")
     ax.legend()
     plot = save_figure(fig, ctx.outdir / "stress_strain.png")
-    text = (f"T11 {len(t11)} atoms, Langevin 300 K: {eq} steps of 0.5 fs thermalisation, then uniaxial strain along z to "
-            f"{max_strain}. Paper: brittle fracture at strain 0.15 (FM512, QMD), cleavage between the Ca double layers; "
-            "strain-rate effect negligible.\n\n" + "\n".join(rows) + "\n")
+    text = (
+        f"T11 {len(t11)} atoms, Langevin 300 K: {eq} steps of 0.5 fs thermalisation, then uniaxial strain along z to "
+        f"{max_strain}. Paper: brittle fracture at strain 0.15 (FM512, QMD), cleavage between the Ca double layers; "
+        "strain-rate effect negligible.\n\n" + "\n".join(rows) + "\n"
+    )
     return text, [str(plot.relative_to(ctx.outdir.parent))], data

@@ -27,12 +27,24 @@ from tea_align.files import write_bytes_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 #: what a run keeps, relative to the run folder: stage files (immutable) and checkpoints (rewritten while running)
-STAGES = ("data/*/*.extxyz", "neb-reference/endpoints.extxyz", "neb-reference/saddle.extxyz",
-          "neb-reference/images.extxyz", "neb-reference/saddle.json", "neb-reference/descents-*.extxyz")
+STAGES = (
+    "data/*/*.extxyz",
+    "neb-reference/endpoints.extxyz",
+    "neb-reference/saddle.extxyz",
+    "neb-reference/images.extxyz",
+    "neb-reference/saddle.json",
+    "neb-reference/descents-*.extxyz",
+)
 #: a training phase resumes from last.ckpt, the next phase starts from best.ckpt (copied to its init.ckpt); the NEB from
 #: its band and state; its result.json is rewritten by every run of check_neb_reference.py (it holds the run's wall time)
-CHECKPOINTS = ("neb-reference/band.extxyz", "neb-reference/band.json", "neb-reference/result.json",
-               "*/init.ckpt", "*/last.ckpt", "*/best.ckpt")
+CHECKPOINTS = (
+    "neb-reference/band.extxyz",
+    "neb-reference/band.json",
+    "neb-reference/result.json",
+    "*/init.ckpt",
+    "*/last.ckpt",
+    "*/best.ckpt",
+)
 MANIFEST = "MANIFEST.json"
 
 
@@ -75,9 +87,14 @@ def read_manifest(store: str | Path) -> dict[str, StoredFile]:
 
 
 def _write_manifest(store: Path, files: dict[str, StoredFile]) -> None:
-    body = {"about": "Allegro-FM-mini labels, stage by stage (packages/allegro-fm-bench/scripts/make_mini_model.sh); "
-                     "sha256 and size of each uncompressed file; PATH.xz holds it",
-            "files": {k: {"sha256": f.sha256, "size": f.size, "checkpoint": f.checkpoint} for k, f in sorted(files.items())}}
+    body = {
+        "about": "Allegro-FM-mini labels, stage by stage (packages/allegro-fm-bench/scripts/make_mini_model.sh); "
+        "sha256 and size of each uncompressed file; PATH.xz holds it",
+        "files": {
+            k: {"sha256": f.sha256, "size": f.size, "checkpoint": f.checkpoint}
+            for k, f in sorted(files.items())
+        },
+    }
     write_text_atomic(store / MANIFEST, json.dumps(body, indent=1) + "\n")
 
 
@@ -88,7 +105,9 @@ def _stored_bytes(store: Path, entry: StoredFile) -> bytes:
     except (OSError, lzma.LZMAError) as exc:
         raise ValueError(f"{path}: unreadable ({exc})") from exc
     if _sha256(data) != entry.sha256:
-        raise ValueError(f"{path}: its content does not match the manifest's sha256 (corrupt store file)")
+        raise ValueError(
+            f"{path}: its content does not match the manifest's sha256 (corrupt store file)"
+        )
     return data
 
 
@@ -102,11 +121,19 @@ def pack(run: str | Path, store: str | Path) -> dict[str, str]:
     files = read_manifest(store)
     found = {rel: (is_ckpt, (run / rel).read_bytes()) for rel, is_ckpt in _finished(run).items()}
     sha = {rel: _sha256(data) for rel, (_, data) in found.items()}
-    differ = [rel for rel, (is_ckpt, _) in found.items() if rel in files and files[rel].sha256 != sha[rel]
-              and not (files[rel].checkpoint and is_ckpt)]
+    differ = [
+        rel
+        for rel, (is_ckpt, _) in found.items()
+        if rel in files
+        and files[rel].sha256 != sha[rel]
+        and not (files[rel].checkpoint and is_ckpt)
+    ]
     if differ:
-        raise ValueError(f"{run}: {len(differ)} finished stage(s) differ from the stored ones, nothing packed: "
-                         + ", ".join(differ[:8]) + (" ..." if len(differ) > 8 else ""))
+        raise ValueError(
+            f"{run}: {len(differ)} finished stage(s) differ from the stored ones, nothing packed: "
+            + ", ".join(differ[:8])
+            + (" ..." if len(differ) > 8 else "")
+        )
     status = {}
     for rel, (is_ckpt, data) in found.items():
         old = files.get(rel)

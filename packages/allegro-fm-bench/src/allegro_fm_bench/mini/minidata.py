@@ -63,9 +63,21 @@ class MiniDataSettings:
     seed: int = 0
 
 
-QUICK = MiniDataSettings(strains=(-0.02, 0.02), rattles=(0.05,), md_temperatures=(600.0,), md_steps=8, md_every=4,
-                         relax_steps=5, melt_steps=5, molecule_rattles=(0.08,), molecule_seeds=1, path_images=3,
-                         path_rattles=(0.0,), clusters=1, heldout_clusters=1)
+QUICK = MiniDataSettings(
+    strains=(-0.02, 0.02),
+    rattles=(0.05,),
+    md_temperatures=(600.0,),
+    md_steps=8,
+    md_every=4,
+    relax_steps=5,
+    melt_steps=5,
+    molecule_rattles=(0.08,),
+    molecule_seeds=1,
+    path_images=3,
+    path_rattles=(0.0,),
+    clusters=1,
+    heldout_clusters=1,
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,9 @@ class Family:
     # "none" (as built) or "given" (already relaxed)
     extra_strains: tuple[float, ...] = ()  # isotropic, on top of the settings' strains
     held_out: bool = False
-    round: int = 1  # the data round that added it: round 1 -> pbe.extxyz, round 2 -> pbe-round2.extxyz
+    round: int = (
+        1  # the data round that added it: round 1 -> pbe.extxyz, round 2 -> pbe-round2.extxyz
+    )
 
 
 def _slab() -> Atoms:
@@ -97,29 +111,82 @@ FAMILIES: tuple[Family, ...] = (
     Family("portlandite", lambda: S.portlandite() * (3, 3, 2), "Ca(OH)2 3x3x2", relax="none"),
     Family("calcite", lambda: S.calcite() * (2, 2, 1), "CaCO3 2x2x1", relax="none"),
     Family("quartz", lambda: S.quartz() * (2, 2, 2), "alpha-SiO2 2x2x2", relax="none"),
-    Family("water", lambda: S.water_box(32), "32 H2O, 1 g/cm3", max_temperature=400.0, relax="none"),
-    Family("cristobalite", lambda: S.alpha_cristobalite() * (2, 2, 2), "alpha-cristobalite SiO2 2x2x2"),
+    Family(
+        "water", lambda: S.water_box(32), "32 H2O, 1 g/cm3", max_temperature=400.0, relax="none"
+    ),
+    Family(
+        "cristobalite", lambda: S.alpha_cristobalite() * (2, 2, 2), "alpha-cristobalite SiO2 2x2x2"
+    ),
     Family("stishovite", lambda: S.stishovite() * (2, 2, 3), "six-fold SiO2 2x2x3"),
     Family("lime", lambda: S.lime() * (2, 2, 2), "CaO 2x2x2"),
-    Family("silicon", lambda: S.silicon() * (2, 2, 2), "diamond Si 2x2x2, dense and expanded (+-7, +-10 %)",
-           temperatures=(300.0, 1000.0, 2000.0), extra_strains=(-0.10, -0.07, 0.07, 0.10)),
-    Family("dry-ice", lambda: S.dry_ice() * (2, 2, 2), "solid CO2 2x2x2", temperatures=(100.0, 200.0, 300.0)),
-    Family("carbonic-acid-box", lambda: S.molecular_box("H2CO3", 12, 1.5), "12 H2CO3 at 1.5 g/cm3",
-           temperatures=(200.0, 300.0, 400.0), relax="positions"),
-    Family("CaSiO3-melt", lambda: S.random_packing("Ca16Si16O48", 2.7), "CaSiO3 melt-quench, 80 atoms at 2.7 g/cm3",
-           temperatures=(3000.0, 2000.0, 1200.0), relax="melt"),
-    Family("tobermorite-slab-water", _slab, "tobermorite slab (pbc T,T,F) with 6 H2O above", temperatures=(300.0, 400.0),
-           relax="positions"),
+    Family(
+        "silicon",
+        lambda: S.silicon() * (2, 2, 2),
+        "diamond Si 2x2x2, dense and expanded (+-7, +-10 %)",
+        temperatures=(300.0, 1000.0, 2000.0),
+        extra_strains=(-0.10, -0.07, 0.07, 0.10),
+    ),
+    Family(
+        "dry-ice",
+        lambda: S.dry_ice() * (2, 2, 2),
+        "solid CO2 2x2x2",
+        temperatures=(100.0, 200.0, 300.0),
+    ),
+    Family(
+        "carbonic-acid-box",
+        lambda: S.molecular_box("H2CO3", 12, 1.5),
+        "12 H2CO3 at 1.5 g/cm3",
+        temperatures=(200.0, 300.0, 400.0),
+        relax="positions",
+    ),
+    Family(
+        "CaSiO3-melt",
+        lambda: S.random_packing("Ca16Si16O48", 2.7),
+        "CaSiO3 melt-quench, 80 atoms at 2.7 g/cm3",
+        temperatures=(3000.0, 2000.0, 1200.0),
+        relax="melt",
+    ),
+    Family(
+        "tobermorite-slab-water",
+        _slab,
+        "tobermorite slab (pbc T,T,F) with 6 H2O above",
+        temperatures=(300.0, 400.0),
+        relax="positions",
+    ),
     Family("aragonite", lambda: S.aragonite() * (2, 2, 1), "CaCO3 polymorph 2x2x1", held_out=True),
     Family("sodalite-SiO2", S.silica_sodalite, "zeolite framework (SOD), 36 atoms", held_out=True),
-    Family("ice-Ih", S.ice_ih, "proton-disordered ice Ih 2x2x2", temperatures=(100.0, 200.0, 250.0), held_out=True),
-    Family("Ca2SiO4-melt", lambda: S.random_packing("Ca16Si8O32", 3.0), "Ca2SiO4 melt-quench, 56 atoms at 3.0 g/cm3",
-           temperatures=(3000.0, 2000.0, 1200.0), relax="melt", held_out=True),
+    Family(
+        "ice-Ih",
+        S.ice_ih,
+        "proton-disordered ice Ih 2x2x2",
+        temperatures=(100.0, 200.0, 250.0),
+        held_out=True,
+    ),
+    Family(
+        "Ca2SiO4-melt",
+        lambda: S.random_packing("Ca16Si8O32", 3.0),
+        "Ca2SiO4 melt-quench, 56 atoms at 3.0 g/cm3",
+        temperatures=(3000.0, 2000.0, 1200.0),
+        relax="melt",
+        held_out=True,
+    ),
     # round 2 (v2.1): melts on both sides of the held-out Ca2SiO4 melt's Ca:Si = 2 (3 and 0; CaSiO3's 1 is round 1)
-    Family("Ca3SiO5-melt", lambda: S.random_packing("Ca24Si8O40", 2.9), "Ca3SiO5 (C3S composition) melt-quench, 72 atoms "
-           "at 2.9 g/cm3", temperatures=(3000.0, 2000.0, 1200.0), relax="melt", round=2),
-    Family("SiO2-melt", lambda: S.random_packing("Si24O48", 2.2), "silica melt-quench, 72 atoms at 2.2 g/cm3",
-           temperatures=(3500.0, 2500.0, 1500.0), relax="melt", round=2),
+    Family(
+        "Ca3SiO5-melt",
+        lambda: S.random_packing("Ca24Si8O40", 2.9),
+        "Ca3SiO5 (C3S composition) melt-quench, 72 atoms at 2.9 g/cm3",
+        temperatures=(3000.0, 2000.0, 1200.0),
+        relax="melt",
+        round=2,
+    ),
+    Family(
+        "SiO2-melt",
+        lambda: S.random_packing("Si24O48", 2.2),
+        "silica melt-quench, 72 atoms at 2.2 g/cm3",
+        temperatures=(3500.0, 2500.0, 1500.0),
+        relax="melt",
+        round=2,
+    ),
 )
 
 #: Molecular families (wB97M-D3(BJ) level). Trained: S.MOLECULES plus these; held out: ethanol, methyl formate and acetone
@@ -144,7 +211,14 @@ def _labelled(atoms: Atoms, calc, level: str, structure: str, generator: str) ->
         raise RuntimeError(f"{level} returned non-finite labels for {structure} ({generator})")
     out = atoms.copy()
     out.calc = SinglePointCalculator(out, **kw)
-    out.info.update({"level_of_theory": level, "structure": structure, "generator": generator, "config_type": structure})
+    out.info.update(
+        {
+            "level_of_theory": level,
+            "structure": structure,
+            "generator": generator,
+            "config_type": structure,
+        }
+    )
     return out
 
 
@@ -155,7 +229,9 @@ def _write_atomic(frames: list[Atoms], path: Path) -> None:
 
 def _read_stage(path: Path, name: str) -> list[Atoms]:
     frames = ase.io.read(path, ":")
-    for a in frames:  # stages written before config_type was set: the family is the frame's key in tea-align
+    for a in (
+        frames
+    ):  # stages written before config_type was set: the family is the frame's key in tea-align
         a.info.setdefault("config_type", a.info.get("structure", name))
     return frames
 
@@ -206,13 +282,21 @@ def _stage(outdir: Path, name: str, make: Callable[[], list[Atoms]]) -> list[Ato
         lock.unlink(missing_ok=True)
 
 
-def _stages(outdir: Path, name: str, jobs: list, run: Callable[[list, str], list[Atoms]], chunk: int) -> list[Atoms] | None:
+def _stages(
+    outdir: Path, name: str, jobs: list, run: Callable[[list, str], list[Atoms]], chunk: int
+) -> list[Atoms] | None:
     """Stage ``name`` made in parts of ``chunk`` jobs (name.partNN): a process killed mid-way loses one part, and several
     processes can share the parts. A whole name.extxyz (as earlier versions wrote it) is used when present."""
     if (outdir / f"{name}.extxyz").exists():
         return _stage(outdir, name, lambda: [])
-    parts = [_stage(outdir, f"{name}.part{k:02d}", lambda j=jobs[i:i + chunk], k=k: run(j, f"{name} {k + 1}/{-(-len(jobs) // chunk)}"))
-             for k, i in enumerate(range(0, len(jobs), chunk))]
+    parts = [
+        _stage(
+            outdir,
+            f"{name}.part{k:02d}",
+            lambda j=jobs[i : i + chunk], k=k: run(j, f"{name} {k + 1}/{-(-len(jobs) // chunk)}"),
+        )
+        for k, i in enumerate(range(0, len(jobs), chunk))
+    ]
     return None if any(p is None for p in parts) else [a for p in parts for a in p]
 
 
@@ -227,7 +311,9 @@ def anchor_structures(isolated_atoms: bool = True) -> list[tuple[str, Atoms]]:
         b.positions = np.round(b.positions, 6)
         out.append((m.get_chemical_formula(), b))
     for sym in ("H", "C", "O") if isolated_atoms else ():
-        out.append((sym, Atoms(sym, positions=[[ANCHOR_BOX / 2] * 3], cell=[ANCHOR_BOX] * 3, pbc=True)))
+        out.append(
+            (sym, Atoms(sym, positions=[[ANCHOR_BOX / 2] * 3], cell=[ANCHOR_BOX] * 3, pbc=True))
+        )
     return out
 
 
@@ -245,17 +331,26 @@ def relax_tobermorite(calc, fmax: float = 0.05, steps: int = 300) -> Atoms:
     return t
 
 
-def langevin(atoms: Atoms, calc, temperature: float, dt_fs: float, seed: int) -> tuple[Atoms, Langevin]:
+def langevin(
+    atoms: Atoms, calc, temperature: float, dt_fs: float, seed: int
+) -> tuple[Atoms, Langevin]:
     """(a copy of ``atoms`` driven by ``calc``, its Langevin integrator): momenta drawn at 2 x ``temperature`` (K;
     equipartition halves it quickly), friction 0.02/fs, time step ``dt_fs`` (fs), both random streams from ``seed``."""
     a = atoms.copy()
     a.calc = calc
     thermalize_momenta(a, 2 * temperature, rng=np.random.default_rng(seed))
-    return a, Langevin(a, dt_fs * units.fs, temperature_K=temperature, friction=0.02 / units.fs,
-                       rng=np.random.default_rng(seed))
+    return a, Langevin(
+        a,
+        dt_fs * units.fs,
+        temperature_K=temperature,
+        friction=0.02 / units.fs,
+        rng=np.random.default_rng(seed),
+    )
 
 
-def _md(atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, seed: int, every: int = 0):
+def _md(
+    atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, seed: int, every: int = 0
+):
     """Langevin MD (friction 0.02/fs) from momenta drawn at 2 x ``temperature`` (equipartition halves it quickly);
     returns the snapshots every ``every`` steps (or the last frame when ``every`` is 0)."""
     a, dyn = langevin(atoms, calc, temperature, dt_fs, seed)
@@ -268,10 +363,20 @@ def _md(atoms: Atoms, calc, temperature: float, dt_fs: float, steps: int, seed: 
     return out
 
 
-def _md_snapshots(atoms: Atoms, calc, temperature: float, st: MiniDataSettings, seed: int, dt_fs: float | None = None):
+def _md_snapshots(
+    atoms: Atoms,
+    calc,
+    temperature: float,
+    st: MiniDataSettings,
+    seed: int,
+    dt_fs: float | None = None,
+):
     dt = st.md_dt_fs if dt_fs is None else dt_fs
     snaps = _md(atoms, calc, temperature, dt, st.md_steps, seed, every=st.md_every)
-    return [(snap, f"md T={temperature:g}K step={(k + 1) * st.md_every} dt={dt}fs seed={seed}") for k, snap in enumerate(snaps)]
+    return [
+        (snap, f"md T={temperature:g}K step={(k + 1) * st.md_every} dt={dt}fs seed={seed}")
+        for k, snap in enumerate(snaps)
+    ]
 
 
 def _base(family: Family, calc, st: MiniDataSettings, seed: int) -> tuple[Atoms, str]:
@@ -294,9 +399,13 @@ def _base(family: Family, calc, st: MiniDataSettings, seed: int) -> tuple[Atoms,
     return a, how
 
 
-def _family_frames(family: Family, index: int, calc, st: MiniDataSettings, progress: bool) -> list[Atoms]:
+def _family_frames(
+    family: Family, index: int, calc, st: MiniDataSettings, progress: bool
+) -> list[Atoms]:
     """Base, strained, rattled and MD-sampled frames of one family, labelled at the PBE level."""
-    rng = np.random.default_rng([st.seed, index])  # per family: stages can run in any order or in parallel
+    rng = np.random.default_rng(
+        [st.seed, index]
+    )  # per family: stages can run in any order or in parallel
     base, how = _base(family, calc, st, int(rng.integers(1 << 30)))
     has_h = "H" in base.get_chemical_symbols()
     jobs: list[tuple[Atoms, str]] = [(base.copy(), how)]
@@ -322,12 +431,26 @@ def _family_frames(family: Family, index: int, calc, st: MiniDataSettings, progr
         jobs.append((a, f"rattle sigma={s}A seed={seed}"))
     temps = family.temperatures or tuple(min(t, family.max_temperature) for t in st.md_temperatures)
     for T in temps:
-        jobs += _md_snapshots(base, calc, T, st, int(rng.integers(1 << 30)), dt_fs=st.md_dt_fs if has_h else 2 * st.md_dt_fs)
-    return [_labelled(a, calc, PBE_LEVEL, family.name, g) for a, g in tracked(jobs, desc=family.name, enabled=progress, leave=False)]
+        jobs += _md_snapshots(
+            base,
+            calc,
+            T,
+            st,
+            int(rng.integers(1 << 30)),
+            dt_fs=st.md_dt_fs if has_h else 2 * st.md_dt_fs,
+        )
+    return [
+        _labelled(a, calc, PBE_LEVEL, family.name, g)
+        for a, g in tracked(jobs, desc=family.name, enabled=progress, leave=False)
+    ]
 
 
-def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
-                  only: tuple[str, ...] = ()) -> Path | None:
+def make_pbe_part(
+    outdir: str | Path,
+    st: MiniDataSettings = MiniDataSettings(),
+    progress: bool = True,
+    only: tuple[str, ...] = (),
+) -> Path | None:
     """Periodic frames at the PBE level (SevenNet-0): OUT/pbe.extxyz (trained families of round 1), OUT/pbe-round2.extxyz
     (trained families of round 2: a grown dataset keeps its earlier frames first), OUT/pbe-heldout.extxyz
     (held-out families) and the PBE side of the anchors; returns OUT/pbe.extxyz (None when ``only`` names a subset of
@@ -336,7 +459,9 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
     outdir = Path(outdir)
     unknown = set(only) - {f.name for f in FAMILIES}
     if unknown:
-        raise ValueError(f"unknown structure families {sorted(unknown)}; known: {', '.join(f.name for f in FAMILIES)}")
+        raise ValueError(
+            f"unknown structure families {sorted(unknown)}; known: {', '.join(f.name for f in FAMILIES)}"
+        )
     calc = pbe_calculator()
     frames: dict[bool, list[Atoms]] = {False: [], True: []}
     round2: list[Atoms] = []
@@ -344,18 +469,39 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
     for index, family in enumerate(FAMILIES):
         if only and family.name not in only:
             continue
-        if family.name == "tobermorite-11A":  # v1's stages, kept: the relaxed crystal is also the main job's structure
-            t11s = _stage(outdir / "pbe", "tobermorite_relaxed",
-                          lambda: [_labelled(relax_tobermorite(calc), calc, PBE_LEVEL, "tobermorite-11A", "relaxed FIRE+cell fmax=0.05")])
+        if (
+            family.name == "tobermorite-11A"
+        ):  # v1's stages, kept: the relaxed crystal is also the main job's structure
+            t11s = _stage(
+                outdir / "pbe",
+                "tobermorite_relaxed",
+                lambda: [
+                    _labelled(
+                        relax_tobermorite(calc),
+                        calc,
+                        PBE_LEVEL,
+                        "tobermorite-11A",
+                        "relaxed FIRE+cell fmax=0.05",
+                    )
+                ],
+            )
             if t11s is None:
                 busy = True
                 continue
             t11 = t11s[0]
             t11.calc = None
             fam = replace(family, build=lambda t=t11: t.copy(), relax="given")
-            got = _stage(outdir / "pbe", family.name, lambda f=fam, i=index: _family_frames(f, i, calc, st, progress))
+            got = _stage(
+                outdir / "pbe",
+                family.name,
+                lambda f=fam, i=index: _family_frames(f, i, calc, st, progress),
+            )
         else:
-            got = _stage(outdir / "pbe", family.name, lambda f=family, i=index: _family_frames(f, i, calc, st, progress))
+            got = _stage(
+                outdir / "pbe",
+                family.name,
+                lambda f=family, i=index: _family_frames(f, i, calc, st, progress),
+            )
         if got is None:
             busy = True
         elif family.round > 1 and not family.held_out:
@@ -364,22 +510,41 @@ def make_pbe_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(),
             frames[family.held_out] += got
     if only or busy:
         if busy:
-            log.info("PBE part: some families are being labelled by another process; run again when it ends to assemble")
+            log.info(
+                "PBE part: some families are being labelled by another process; run again when it ends to assemble"
+            )
         return None
     # no isolated atoms at this level: SevenNet-0 never saw one (MPtrj has none), its one-atom energy is
     # not the PBE atom's, so tea-align fits the per-element shifts jointly with the scale from the molecules
-    anchors = _stage(outdir / "anchors", "pbe", lambda: [_labelled(a, calc, PBE_LEVEL, n, "anchor")
-                                                         for n, a in anchor_structures(isolated_atoms=False)])
+    anchors = _stage(
+        outdir / "anchors",
+        "pbe",
+        lambda: [
+            _labelled(a, calc, PBE_LEVEL, n, "anchor")
+            for n, a in anchor_structures(isolated_atoms=False)
+        ],
+    )
     if anchors is None:
-        log.info("PBE part: the anchors are being labelled by another process; run again when it ends to assemble")
+        log.info(
+            "PBE part: the anchors are being labelled by another process; run again when it ends to assemble"
+        )
         return None
     out = outdir / "pbe.extxyz"
     _write_atomic(frames[False], out)
     _write_atomic(frames[True], outdir / "pbe-heldout.extxyz")
     _write_atomic(round2, outdir / "pbe-round2.extxyz")
-    log.info("PBE part, round 2: %d frames, %d atoms -> pbe-round2.extxyz", len(round2), sum(len(a) for a in round2))
-    log.info("PBE part: %d frames, %d atoms (+ %d held-out frames); %d anchors", len(frames[False]),
-             sum(len(a) for a in frames[False]), len(frames[True]), len(anchors))
+    log.info(
+        "PBE part, round 2: %d frames, %d atoms -> pbe-round2.extxyz",
+        len(round2),
+        sum(len(a) for a in round2),
+    )
+    log.info(
+        "PBE part: %d frames, %d atoms (+ %d held-out frames); %d anchors",
+        len(frames[False]),
+        sum(len(a) for a in frames[False]),
+        len(frames[True]),
+        len(anchors),
+    )
     return out
 
 
@@ -387,8 +552,16 @@ def _clusters(rng: np.random.Generator, n: int, kinds=None) -> list[tuple[Atoms,
     """Small H-bonded clusters at random orientations (default kinds: water dimers, trimers and tetramers, CO2-H2O,
     H2CO3-H2O, formic-acid dimers)."""
     out = []
-    kinds = kinds or [("H2O", "H2O"), ("H2O", "H2O", "H2O"), ("CO2", "H2O"), ("H2CO3?", "H2O"), ("HCOOH", "HCOOH"),
-                      ("H2O", "H2O", "H2O", "H2O"), ("H2CO3?", "H2O", "H2O"), ("CO2", "H2O", "H2O")]
+    kinds = kinds or [
+        ("H2O", "H2O"),
+        ("H2O", "H2O", "H2O"),
+        ("CO2", "H2O"),
+        ("H2CO3?", "H2O"),
+        ("HCOOH", "HCOOH"),
+        ("H2O", "H2O", "H2O", "H2O"),
+        ("H2CO3?", "H2O", "H2O"),
+        ("CO2", "H2O", "H2O"),
+    ]
     for k in range(n):
         names = kinds[k % len(kinds)]
         parts = []
@@ -399,7 +572,9 @@ def _clusters(rng: np.random.Generator, n: int, kinds=None) -> list[tuple[Atoms,
             parts.append(m)
         c = parts[0]
         for m in parts[1:]:
-            for _ in range(1000):  # a random placement with the closest contact at 1.6-2.4 A (H-bond range)
+            for _ in range(
+                1000
+            ):  # a random placement with the closest contact at 1.6-2.4 A (H-bond range)
                 trial = m.copy()
                 trial.positions += rng.uniform(-4, 4, 3)
                 _, d = get_distances(trial.positions, c.positions)
@@ -410,7 +585,9 @@ def _clusters(rng: np.random.Generator, n: int, kinds=None) -> list[tuple[Atoms,
     return out
 
 
-def _conformers(names, rng: np.random.Generator, st: MiniDataSettings) -> list[tuple[str, Atoms, str]]:
+def _conformers(
+    names, rng: np.random.Generator, st: MiniDataSettings
+) -> list[tuple[str, Atoms, str]]:
     jobs = []
     for name in names:
         m = molecule(name)
@@ -438,7 +615,9 @@ def _with_rattles(base: Atoms, rattles, rng: np.random.Generator) -> list[tuple[
     return out
 
 
-def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random.Generator) -> list[tuple[str, Atoms, str]]:
+def _reaction_path_jobs(
+    folder: str | Path, st: MiniDataSettings, rng: np.random.Generator
+) -> list[tuple[str, Atoms, str]]:
     """The reaction path of the bench's reference NEB (``check_neb_reference.py``'s folder: images.extxyz, its PBE band,
     converged or not, and saddle.extxyz, the refined saddle), each geometry as is and rattled by the settings' path
     rattles."""
@@ -448,13 +627,16 @@ def _reaction_path_jobs(folder: str | Path, st: MiniDataSettings, rng: np.random
     jobs = []
     for k, img in enumerate([*band, saddle]):
         what = "saddle" if k == len(band) else f"image {k}/{len(band) - 1}"
-        for a, how in _with_rattles(Atoms(img.numbers, img.positions, cell=img.cell, pbc=img.pbc), st.path_rattles, rng):
+        for a, how in _with_rattles(
+            Atoms(img.numbers, img.positions, cell=img.cell, pbc=img.pbc), st.path_rattles, rng
+        ):
             jobs.append((a.get_chemical_formula(), a, f"reference CI-NEB (PBE) {what}{how}"))
     return jobs
 
 
-def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Generator, steps: int = 200
-                     ) -> list[tuple[str, Atoms, str]]:
+def _model_band_jobs(
+    calc, label: str, st: MiniDataSettings, rng: np.random.Generator, steps: int = 200
+) -> list[tuple[str, Atoms, str]]:
     """Active learning on the bench's NEB: the inner images of a model's own bands (``calc``, named ``label``; the bench's
     quick settings until 2026-12-01, kept so that the earlier rounds remake as they were: 7 images, at most ``steps`` +
     ``steps`` FIRE steps, the in-plane and the H2O-rotation pathway), as they are and rattled by the settings' path
@@ -464,24 +646,43 @@ def _model_band_jobs(calc, label: str, st: MiniDataSettings, rng: np.random.Gene
     jobs = []
     for pname, via in (("in-plane", None), ("H2O rotation", rotated_water(product))):
         images, fmax, ok = band(calc, reactant, product, 7, via=via, steps=steps)
-        log.info("model band %s: %s, max NEB force %.3f eV/A", pname, "converged" if ok else "NOT converged", fmax)
+        log.info(
+            "model band %s: %s, max NEB force %.3f eV/A",
+            pname,
+            "converged" if ok else "NOT converged",
+            fmax,
+        )
         for k, img in enumerate(images[1:-1], 1):
             for a, how in _with_rattles(Atoms(img.numbers, img.positions), st.path_rattles, rng):
-                jobs.append((a.get_chemical_formula(), a, f"{label} NEB band ({pname}) image {k}/{len(images) - 1}{how}"))
+                jobs.append(
+                    (
+                        a.get_chemical_formula(),
+                        a,
+                        f"{label} NEB band ({pname}) image {k}/{len(images) - 1}{how}",
+                    )
+                )
     return jobs
 
 
-def label_model_bands(model: str | Path, calc, st: MiniDataSettings, rng: np.random.Generator, progress: bool = True
-                      ) -> list[Atoms]:
+def label_model_bands(
+    model: str | Path, calc, st: MiniDataSettings, rng: np.random.Generator, progress: bool = True
+) -> list[Atoms]:
     """``_model_band_jobs`` of the model file ``model``, labelled with ``calc`` at the wB97M level; a band image the
     closed-shell SCF cannot describe is left out (logged), not fatal."""
-    from allegro_fm_model import AllegroFMCalculator, load_potential  # lazy: torch; only this stage needs a model
+    from allegro_fm_model import (
+        AllegroFMCalculator,
+        load_potential,
+    )  # lazy: torch; only this stage needs a model
 
-    jobs = _model_band_jobs(AllegroFMCalculator(load_potential(str(model))), Path(model).name, st, rng)
+    jobs = _model_band_jobs(
+        AllegroFMCalculator(load_potential(str(model))), Path(model).name, st, rng
+    )
     return label_or_skip(jobs, calc, "model bands", progress)
 
 
-def label_or_skip(jobs: list[tuple[str, Atoms, str]], calc, desc: str, progress: bool = True) -> list[Atoms]:
+def label_or_skip(
+    jobs: list[tuple[str, Atoms, str]], calc, desc: str, progress: bool = True
+) -> list[Atoms]:
     """(structure, atoms, generator) jobs labelled with ``calc`` at the wB97M level; a geometry the closed-shell SCF
     cannot describe (a model's broken band image or MD frame) is left out and logged, not fatal."""
     out = []
@@ -493,8 +694,13 @@ def label_or_skip(jobs: list[tuple[str, Atoms, str]], calc, desc: str, progress:
     return out
 
 
-def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSettings(), progress: bool = True,
-                        reaction_path: str | Path | None = None, active_model: str | Path | None = None) -> Path | None:
+def make_molecular_part(
+    outdir: str | Path,
+    st: MiniDataSettings = MiniDataSettings(),
+    progress: bool = True,
+    reaction_path: str | Path | None = None,
+    active_model: str | Path | None = None,
+) -> Path | None:
     """Molecules and clusters at wB97M-D3(BJ)/def2-SVP (PySCF) and the molecular side of the anchors:
     OUT/molecular.extxyz (round 1, trained), OUT/molecular-round2.extxyz (round 2, trained; with ``reaction_path``, the
     folder of a finished reference NEB, its band and saddle too; with ``active_model``, that model's own NEB bands)
@@ -505,38 +711,79 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     rng = np.random.default_rng(st.seed + 1)
 
     def run(jobs, desc):
-        return [_labelled(a, calc, WB97M_LEVEL, n, g) for n, a, g in tracked(jobs, desc=desc, enabled=progress, leave=False)]
+        return [
+            _labelled(a, calc, WB97M_LEVEL, n, g)
+            for n, a, g in tracked(jobs, desc=desc, enabled=progress, leave=False)
+        ]
 
     # every job list is drawn up front, in one fixed order, whether or not its stage is already labelled: a resumed run
     # draws the same random rattles and placements as an uninterrupted one
     molecules = _conformers(S.MOLECULES, rng, st)
-    path = [("H2CO3->H2O+CO2", a, f"IDPP image {k}/{st.path_images - 1}{how}")
-            for k, img in enumerate(S.carbonic_acid_path(st.path_images)) for a, how in _with_rattles(img, st.path_rattles, rng)]
+    path = [
+        ("H2CO3->H2O+CO2", a, f"IDPP image {k}/{st.path_images - 1}{how}")
+        for k, img in enumerate(S.carbonic_acid_path(st.path_images))
+        for a, how in _with_rattles(img, st.path_rattles, rng)
+    ]
     clusters = [(g.split()[1], a, g) for a, g in _clusters(rng, st.clusters)]
     more = _conformers(MORE_MOLECULES, np.random.default_rng([st.seed, 2]), st)
     held_mol = _conformers(HELDOUT_MOLECULES, np.random.default_rng([st.seed, 3]), st)
-    held_cl = [(g.split()[1], a, g) for a, g in _clusters(np.random.default_rng([st.seed, 4]), st.heldout_clusters,
-                                                          [("CH3OH", "H2O"), ("CH3OH", "H2O", "H2O")])]
+    held_cl = [
+        (g.split()[1], a, g)
+        for a, g in _clusters(
+            np.random.default_rng([st.seed, 4]),
+            st.heldout_clusters,
+            [("CH3OH", "H2O"), ("CH3OH", "H2O", "H2O")],
+        )
+    ]
     st2 = replace(st, molecule_seeds=1)
     more2 = _conformers(ROUND2_MOLECULES, np.random.default_rng([st.seed, 5]), st2)
-    clusters2 = [(g.split()[1], a, g) for a, g in _clusters(np.random.default_rng([st.seed, 6]), st.clusters // 3,
-                                                            list(ROUND2_CLUSTERS))]
-    rp = _reaction_path_jobs(reaction_path, st, np.random.default_rng([st.seed, 7])) if reaction_path else []  # fails early
+    clusters2 = [
+        (g.split()[1], a, g)
+        for a, g in _clusters(
+            np.random.default_rng([st.seed, 6]), st.clusters // 3, list(ROUND2_CLUSTERS)
+        )
+    ]
+    rp = (
+        _reaction_path_jobs(reaction_path, st, np.random.default_rng([st.seed, 7]))
+        if reaction_path
+        else []
+    )  # fails early
     mol = outdir / "molecular"
-    parts = [_stage(mol, "molecules", lambda: run(molecules, "molecules")),
-             _stage(mol, "carbonic_acid_path", lambda: run(path, "H2CO3 path")),
-             _stages(mol, "clusters", clusters, run, 6),
-             _stages(mol, "more_molecules", more, run, 13)]
-    held_parts = [_stages(mol, "heldout_molecules", held_mol, run, 13), _stages(mol, "heldout_clusters", held_cl, run, 4)]
-    anchors = _stage(outdir / "anchors", "molecular", lambda: run([(n, a, "anchor") for n, a in anchor_structures()], "anchors"))
-    round2 = [_stages(mol, "round2_molecules", more2, run, 11), _stages(mol, "round2_clusters", clusters2, run, 6)]
+    parts = [
+        _stage(mol, "molecules", lambda: run(molecules, "molecules")),
+        _stage(mol, "carbonic_acid_path", lambda: run(path, "H2CO3 path")),
+        _stages(mol, "clusters", clusters, run, 6),
+        _stages(mol, "more_molecules", more, run, 13),
+    ]
+    held_parts = [
+        _stages(mol, "heldout_molecules", held_mol, run, 13),
+        _stages(mol, "heldout_clusters", held_cl, run, 4),
+    ]
+    anchors = _stage(
+        outdir / "anchors",
+        "molecular",
+        lambda: run([(n, a, "anchor") for n, a in anchor_structures()], "anchors"),
+    )
+    round2 = [
+        _stages(mol, "round2_molecules", more2, run, 11),
+        _stages(mol, "round2_clusters", clusters2, run, 6),
+    ]
     if reaction_path:
         round2.append(_stage(mol, "round2_reaction_path", lambda: run(rp, "reaction path")))
     if active_model:
-        round2.append(_stage(mol, "round2_model_bands", lambda: label_model_bands(
-            active_model, calc, st, np.random.default_rng([st.seed, 8]), progress)))
+        round2.append(
+            _stage(
+                mol,
+                "round2_model_bands",
+                lambda: label_model_bands(
+                    active_model, calc, st, np.random.default_rng([st.seed, 8]), progress
+                ),
+            )
+        )
     if any(p is None for p in parts + held_parts + round2) or anchors is None:
-        log.info("molecular part: some stages are being made by another process; run again when it ends to assemble")
+        log.info(
+            "molecular part: some stages are being made by another process; run again when it ends to assemble"
+        )
         return None
     frames = [a for p in parts for a in p]
     held = [a for p in held_parts for a in p]
@@ -545,7 +792,16 @@ def make_molecular_part(outdir: str | Path, st: MiniDataSettings = MiniDataSetti
     _write_atomic(held, outdir / "molecular-heldout.extxyz")
     frames2 = [a for p in round2 for a in p]
     _write_atomic(frames2, outdir / "molecular-round2.extxyz")
-    log.info("molecular part, round 2: %d frames, %d atoms -> molecular-round2.extxyz", len(frames2), sum(len(a) for a in frames2))
-    log.info("molecular part: %d frames, %d atoms (+ %d held-out); %d anchors", len(frames), sum(len(a) for a in frames),
-             len(held), len(anchors))
+    log.info(
+        "molecular part, round 2: %d frames, %d atoms -> molecular-round2.extxyz",
+        len(frames2),
+        sum(len(a) for a in frames2),
+    )
+    log.info(
+        "molecular part: %d frames, %d atoms (+ %d held-out); %d anchors",
+        len(frames),
+        sum(len(a) for a in frames),
+        len(held),
+        len(anchors),
+    )
     return out

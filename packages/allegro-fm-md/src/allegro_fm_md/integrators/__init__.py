@@ -22,8 +22,32 @@ from .langevin import Langevin
 from .nhc import NoseHooverChain
 from .npt import CRescaleNPT
 from .nve import VelocityVerlet
-from .registry import ENTRY_POINT_GROUP, IntegratorKind, build_integrator, integrator_kinds, register_integrator, temperature_schedule
+from .registry import (
+    ENTRY_POINT_GROUP,
+    IntegratorKind,
+    build_integrator,
+    integrator_kinds,
+    register_integrator,
+    temperature_schedule,
+)
 
-__all__ = ["State", "IntegratorBase", "Wrapper", "verlet_step", "UniaxialDeformation", "FIREIntegrator", "Langevin",
-           "NoseHooverChain", "CRescaleNPT", "VelocityVerlet", "ENTRY_POINT_GROUP", "IntegratorKind", "build_integrator",
-           "integrator_kinds", "register_integrator", "temperature_schedule", "check_integrator", "IntegratorContractError"]
+__all__ = [
+    "State",
+    "IntegratorBase",
+    "Wrapper",
+    "verlet_step",
+    "UniaxialDeformation",
+    "FIREIntegrator",
+    "Langevin",
+    "NoseHooverChain",
+    "CRescaleNPT",
+    "VelocityVerlet",
+    "ENTRY_POINT_GROUP",
+    "IntegratorKind",
+    "build_integrator",
+    "integrator_kinds",
+    "register_integrator",
+    "temperature_schedule",
+    "check_integrator",
+    "IntegratorContractError",
+]

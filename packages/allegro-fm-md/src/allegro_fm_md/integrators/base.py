@@ -18,7 +18,9 @@ class IntegratorBase:
     rng: np.random.Generator | None = None
     conserves_energy: bool = True
 
-    def step(self, state: State, evaluator) -> State:  # pragma: no cover - every integrator defines its step
+    def step(
+        self, state: State, evaluator
+    ) -> State:  # pragma: no cover - every integrator defines its step
         """Advance ``state`` by one step (see contracts.Integrator.step)."""
         raise NotImplementedError
 

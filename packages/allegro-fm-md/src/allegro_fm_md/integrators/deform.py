@@ -36,7 +36,9 @@ class UniaxialDeformation(Wrapper):
     def step(self, state: State, evaluator) -> State:
         if self.t0_fs is None:
             self.t0_fs = state.time_fs
-        lam = (1.0 + self.rate * (state.time_fs + self.dt_fs - self.t0_fs)) / (1.0 + self.strain(state))
+        lam = (1.0 + self.rate * (state.time_fs + self.dt_fs - self.t0_fs)) / (
+            1.0 + self.strain(state)
+        )
         f = np.eye(3)
         f[self.axis, self.axis] = lam
         state.cell = state.cell @ f
@@ -65,5 +67,14 @@ def _build(run, o: DeformOptions, inner):
     return UniaxialDeformation(inner, "xyz".index(o.deform_axis), o.strain_rate_per_fs)
 
 
-register_integrator(IntegratorKind("deform", DeformOptions, _build, modifier=True, order=20, needs_periodic_cell=True,
-                                   doc="uniaxial deformation at a constant strain rate"))
+register_integrator(
+    IntegratorKind(
+        "deform",
+        DeformOptions,
+        _build,
+        modifier=True,
+        order=20,
+        needs_periodic_cell=True,
+        doc="uniaxial deformation at a constant strain rate",
+    )
+)

@@ -34,7 +34,13 @@ class FIREIntegrator(IntegratorBase):
 
     def load_state_dict(self, d: dict) -> None:
         f = self.fire
-        f.dt, f.a, f.n_pos, f.started, f.steps = float(d["dt"]), float(d["a"]), int(d["n_pos"]), bool(d["started"]), int(d["steps"])
+        f.dt, f.a, f.n_pos, f.started, f.steps = (
+            float(d["dt"]),
+            float(d["a"]),
+            int(d["n_pos"]),
+            bool(d["started"]),
+            int(d["steps"]),
+        )
 
     def converged(self, state, comm=SERIAL) -> bool:
         return FIRE.fmax(state, comm) < self.fmax
@@ -49,5 +55,11 @@ class FIREOptions:
     relax_cell: bool = False
 
 
-register_integrator(IntegratorKind("fire", FIREOptions, lambda run, o, inner: FIREIntegrator(fmax=o.fmax),
-                                   doc="FIRE energy minimisation (stops at fmax)"))
+register_integrator(
+    IntegratorKind(
+        "fire",
+        FIREOptions,
+        lambda run, o, inner: FIREIntegrator(fmax=o.fmax),
+        doc="FIRE energy minimisation (stops at fmax)",
+    )
+)

@@ -23,9 +23,13 @@ class Langevin(IntegratorBase):
 
     def __init__(self, dt_fs: float, temperature_K, friction: float = 0.01, seed: int = 0):
         if not dt_fs > 0 or not friction > 0:
-            raise ValueError(f"time step and friction must be > 0 (got {dt_fs} fs, {friction} 1/fs)")
+            raise ValueError(
+                f"time step and friction must be > 0 (got {dt_fs} fs, {friction} 1/fs)"
+            )
         self.dt_fs, self.dt = float(dt_fs), float(dt_fs) * units.fs
-        self.temperature = temperature_K if callable(temperature_K) else (lambda t, T=float(temperature_K): T)
+        self.temperature = (
+            temperature_K if callable(temperature_K) else (lambda t, T=float(temperature_K): T)
+        )
         self.c1 = float(np.exp(-friction * dt_fs))
         self.c2 = float(np.sqrt(1.0 - self.c1**2))
         self.seed = int(seed)
@@ -59,6 +63,13 @@ class LangevinOptions:
     friction_per_fs: float = field(default=0.01, metadata={"range": (0.0, None, False)})
 
 
-register_integrator(IntegratorKind(
-    "langevin", LangevinOptions, doc="Langevin dynamics (BAOAB), NVT; counter-based noise: N ranks == 1 rank",
-    build=lambda run, o, inner: Langevin(run.dt_fs, temperature_schedule(run), friction=o.friction_per_fs, seed=run.seed)))
+register_integrator(
+    IntegratorKind(
+        "langevin",
+        LangevinOptions,
+        doc="Langevin dynamics (BAOAB), NVT; counter-based noise: N ranks == 1 rank",
+        build=lambda run, o, inner: Langevin(
+            run.dt_fs, temperature_schedule(run), friction=o.friction_per_fs, seed=run.seed
+        ),
+    )
+)

@@ -23,9 +23,13 @@ class NoseHooverChain(IntegratorBase):
 
     def __init__(self, dt_fs: float, temperature_K, tdamp_fs: float = 100.0, chain: int = 3):
         if not dt_fs > 0 or not tdamp_fs > 0 or chain < 1:
-            raise ValueError(f"need dt > 0 fs, tdamp > 0 fs, chain >= 1 (got {dt_fs}, {tdamp_fs}, {chain})")
+            raise ValueError(
+                f"need dt > 0 fs, tdamp > 0 fs, chain >= 1 (got {dt_fs}, {tdamp_fs}, {chain})"
+            )
         self.dt_fs, self.dt = float(dt_fs), float(dt_fs) * units.fs
-        self.temperature = temperature_K if callable(temperature_K) else (lambda t, T=float(temperature_K): T)
+        self.temperature = (
+            temperature_K if callable(temperature_K) else (lambda t, T=float(temperature_K): T)
+        )
         self.tau = float(tdamp_fs) * units.fs
         self.xi = np.zeros(chain)  # thermostat positions (dimensionless)
         self.v_xi = np.zeros(chain)  # thermostat velocities (1 / ASE time)
@@ -66,7 +70,9 @@ class NoseHooverChain(IntegratorBase):
         self.v_xi[m - 1] += 0.5 * d * force(m - 1)
 
     def step(self, state: State, evaluator) -> State:
-        state.momentum_conserved = True  # the chain scales all velocities: total momentum stays zero
+        state.momentum_conserved = (
+            True  # the chain scales all velocities: total momentum stays zero
+        )
         comm = evaluator.comm
         self._half_chain(state, units.kB * self.temperature(state.time_fs), comm)
         verlet_step(state, evaluator, self.dt, self.dt_fs)
@@ -77,15 +83,23 @@ class NoseHooverChain(IntegratorBase):
         """E_pot + E_kin + thermostat energy (eV, collective over ``comm``): constant for a constant target temperature."""
         kT = units.kB * self.temperature(state.time_fs)
         q = self._masses(state, kT, comm)
-        return float(state.energy + state.kinetic_energy(comm) + 0.5 * np.sum(q * self.v_xi**2)
-                     + state.dof(comm) * kT * self.xi[0] + kT * np.sum(self.xi[1:]))
+        return float(
+            state.energy
+            + state.kinetic_energy(comm)
+            + 0.5 * np.sum(q * self.v_xi**2)
+            + state.dof(comm) * kT * self.xi[0]
+            + kT * np.sum(self.xi[1:])
+        )
 
     def state_dict(self) -> dict:
         """Thermostat variables for restart files."""
         return {"xi": self.xi.tolist(), "v_xi": self.v_xi.tolist()}
 
     def load_state_dict(self, d: dict) -> None:
-        self.xi, self.v_xi = np.array(d["xi"], dtype=np.float64), np.array(d["v_xi"], dtype=np.float64)
+        self.xi, self.v_xi = (
+            np.array(d["xi"], dtype=np.float64),
+            np.array(d["v_xi"], dtype=np.float64),
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,13 @@ class NHCOptions:
     chain: int = field(default=3, metadata={"range": (1, 10, True)})
 
 
-register_integrator(IntegratorKind(
-    "nhc", NHCOptions, doc="Nose-Hoover chain, NVT (deterministic; conserved_eV is the extended energy)",
-    build=lambda run, o, inner: NoseHooverChain(run.dt_fs, temperature_schedule(run), tdamp_fs=o.tdamp_fs, chain=o.chain)))
+register_integrator(
+    IntegratorKind(
+        "nhc",
+        NHCOptions,
+        doc="Nose-Hoover chain, NVT (deterministic; conserved_eV is the extended energy)",
+        build=lambda run, o, inner: NoseHooverChain(
+            run.dt_fs, temperature_schedule(run), tdamp_fs=o.tdamp_fs, chain=o.chain
+        ),
+    )
+)

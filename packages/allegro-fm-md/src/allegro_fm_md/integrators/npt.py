@@ -35,18 +35,29 @@ class CRescaleNPT(Wrapper):
     kinetic and virial tensors. Cell rows and positions are scaled along the Cartesian axes.
     """
 
-    def __init__(self, inner, pressure_GPa: float = 0.0, compressibility_per_GPa: float = 0.02, taup_fs: float = 1000.0,
-                 seed: int = 0, anisotropic: bool = False):
+    def __init__(
+        self,
+        inner,
+        pressure_GPa: float = 0.0,
+        compressibility_per_GPa: float = 0.02,
+        taup_fs: float = 1000.0,
+        seed: int = 0,
+        anisotropic: bool = False,
+    ):
         if not taup_fs > 0 or not compressibility_per_GPa > 0:
             raise ValueError("taup_fs and compressibility_per_GPa must be > 0")
         if inner.target_temperature(0.0) is None:
-            raise ValueError("the barostat needs a thermostat inside it (Langevin or Nose-Hoover chain)")
+            raise ValueError(
+                "the barostat needs a thermostat inside it (Langevin or Nose-Hoover chain)"
+            )
         super().__init__(inner)
         self.anisotropic = bool(anisotropic)
         self.p0 = pressure_GPa * units.GPa  # eV/A^3
         self.beta = compressibility_per_GPa / units.GPa  # A^3/eV
         self.tau = taup_fs * units.fs
-        self.seed = int(seed)  # counter-based barostat noise (noise.py): the same numbers on every rank, no state to save
+        self.seed = int(
+            seed
+        )  # counter-based barostat noise (noise.py): the same numbers on every rank, no state to save
 
     def step(self, state: State, evaluator) -> State:
         vol = abs(np.linalg.det(state.cell))
@@ -57,14 +68,21 @@ class CRescaleNPT(Wrapper):
         dt = self.inner.dt_fs * units.fs
         lam = np.sqrt(vol)
 
-        draws = iter(standard_normal(self.seed, BAROSTAT, state.step, np.arange(5), 1).ravel())  # <= 5 numbers per step
+        draws = iter(
+            standard_normal(self.seed, BAROSTAT, state.step, np.arange(5), 1).ravel()
+        )  # <= 5 numbers per step
 
         def volume_step(lam_now: float, h: float) -> float:  # Euler step of d sqrt(V) over time h
-            out = (lam_now - (self.beta * lam / (2.0 * self.tau)) * (self.p0 - p - kT / (2.0 * vol)) * h
-                   + np.sqrt(kT * self.beta * h / (2.0 * self.tau)) * next(draws))
+            out = (
+                lam_now
+                - (self.beta * lam / (2.0 * self.tau)) * (self.p0 - p - kT / (2.0 * vol)) * h
+                + np.sqrt(kT * self.beta * h / (2.0 * self.tau)) * next(draws)
+            )
             if not out > 0:
-                raise FloatingPointError(f"step {state.step}: the barostat collapsed the cell (pressure {p / units.GPa:.3g} GPa); "
-                                         "use a smaller compressibility_per_GPa or a longer taup_fs")
+                raise FloatingPointError(
+                    f"step {state.step}: the barostat collapsed the cell (pressure {p / units.GPa:.3g} GPa); "
+                    "use a smaller compressibility_per_GPa or a longer taup_fs"
+                )
             return out
 
         if not self.anisotropic:
@@ -74,8 +92,9 @@ class CRescaleNPT(Wrapper):
             pdiag = np.diag(kin + np.asarray(state.virial)) / vol
             lam_half = volume_step(lam, dt / 2)
             r = np.array([next(draws) for _ in range(3)])
-            dev = ((self.beta / (3.0 * self.tau)) * (pdiag - pdiag.mean()) * dt
-                   + np.sqrt(2.0 * self.beta * kT * dt / (3.0 * self.tau)) / lam_half * (r - r.mean()))
+            dev = (self.beta / (3.0 * self.tau)) * (pdiag - pdiag.mean()) * dt + np.sqrt(
+                2.0 * self.beta * kT * dt / (3.0 * self.tau)
+            ) / lam_half * (r - r.mean())
             lam_new = volume_step(lam_half, dt / 2)
             mu = np.exp(dev) * (lam_new / lam) ** (2.0 / 3.0)  # scale factors along x, y, z
         state.cell = state.cell * mu
@@ -87,7 +106,9 @@ class CRescaleNPT(Wrapper):
         return {"seed": self.seed, **super().state_dict()}
 
     def load_state_dict(self, d: dict) -> None:
-        self.seed = int(d.get("seed", self.seed))  # files of the stateful generator (version <= 0.1.0.dev0) keep the run's seed
+        self.seed = int(
+            d.get("seed", self.seed)
+        )  # files of the stateful generator (version <= 0.1.0.dev0) keep the run's seed
         super().load_state_dict(d)
 
 
@@ -104,14 +125,33 @@ class NPTOptions:
 
 def _build(run, o: NPTOptions, inner):
     if inner.target_temperature(0.0) is None:
-        raise MDInputError(f"[run.npt] (pressure_GPa) needs a thermostat: integrator = langevin or nhc (got {run.integrator!r})")
+        raise MDInputError(
+            f"[run.npt] (pressure_GPa) needs a thermostat: integrator = langevin or nhc (got {run.integrator!r})"
+        )
     if "deform" in run.options:
-        raise MDInputError("[run.npt] (pressure_GPa) and [run.deform] (deform_axis) exclude each other")
+        raise MDInputError(
+            "[run.npt] (pressure_GPa) and [run.deform] (deform_axis) exclude each other"
+        )
     if o.barostat not in ("isotropic", "anisotropic"):
         raise MDInputError(f"barostat must be 'isotropic' or 'anisotropic' (got {o.barostat!r})")
-    return CRescaleNPT(inner, o.pressure_GPa, o.compressibility_per_GPa, o.taup_fs, seed=run.seed,
-                       anisotropic=o.barostat == "anisotropic")
+    return CRescaleNPT(
+        inner,
+        o.pressure_GPa,
+        o.compressibility_per_GPa,
+        o.taup_fs,
+        seed=run.seed,
+        anisotropic=o.barostat == "anisotropic",
+    )
 
 
-register_integrator(IntegratorKind("npt", NPTOptions, _build, modifier=True, order=10, needs_periodic_cell=True,
-                                   doc="stochastic cell rescaling barostat around the thermostat"))
+register_integrator(
+    IntegratorKind(
+        "npt",
+        NPTOptions,
+        _build,
+        modifier=True,
+        order=10,
+        needs_periodic_cell=True,
+        doc="stochastic cell rescaling barostat around the thermostat",
+    )
+)

@@ -30,4 +30,11 @@ class NVEOptions:
     """``nve`` has no options of its own."""
 
 
-register_integrator(IntegratorKind("nve", NVEOptions, lambda run, o, inner: VelocityVerlet(run.dt_fs), doc="velocity Verlet, NVE"))
+register_integrator(
+    IntegratorKind(
+        "nve",
+        NVEOptions,
+        lambda run, o, inner: VelocityVerlet(run.dt_fs),
+        doc="velocity Verlet, NVE",
+    )
+)

@@ -69,10 +69,16 @@ def integrator_kinds() -> dict[str, IntegratorKind]:
         if ep.name not in kinds:
             try:
                 kind = ep.load()
-            except Exception as exc:  # a broken plug-in is named, not a traceback from deep inside importlib
-                raise MDInputError(f"integrator plug-in {ep.name!r} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}") from exc
+            except (
+                Exception
+            ) as exc:  # a broken plug-in is named, not a traceback from deep inside importlib
+                raise MDInputError(
+                    f"integrator plug-in {ep.name!r} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}"
+                ) from exc
             if not isinstance(kind, IntegratorKind) or kind.name != ep.name:
-                raise MDInputError(f"integrator plug-in {ep.name!r} ({ep.value}) is not an IntegratorKind named {ep.name!r}")
+                raise MDInputError(
+                    f"integrator plug-in {ep.name!r} ({ep.value}) is not an IntegratorKind named {ep.name!r}"
+                )
             kinds[ep.name] = kind
     return kinds
 
@@ -80,7 +86,9 @@ def integrator_kinds() -> dict[str, IntegratorKind]:
 def temperature_schedule(run) -> float | Callable[[float], float]:
     """The bath target of a run: ``temperature_K``, or a linear ramp to ``temperature_end_K`` over the run (K of fs)."""
     t0, t1, total = run.temperature_K, run.temperature_end_K, run.steps * run.dt_fs
-    return t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0) if total > 0 else t1)
+    return (
+        t0 if t1 is None else (lambda t: t0 + (t1 - t0) * min(t / total, 1.0) if total > 0 else t1)
+    )
 
 
 def build_integrator(run):
@@ -92,7 +100,9 @@ def build_integrator(run):
         raise MDInputError(f"unknown integrator {run.integrator!r}; known: {', '.join(base)}")
     try:
         integ = kind.build(run, run.option(kind.name), None)
-        for mod in sorted((kinds[n] for n in run.options if kinds[n].modifier), key=lambda k: k.order):
+        for mod in sorted(
+            (kinds[n] for n in run.options if kinds[n].modifier), key=lambda k: k.order
+        ):
             integ = mod.build(run, run.options[mod.name], integ)
     except ValueError as exc:  # the kinds' own checks (time step, friction, ...) are bad input
         raise MDInputError(str(exc)) from exc

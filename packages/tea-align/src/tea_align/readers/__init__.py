@@ -25,8 +25,17 @@ from .mptrj import read_mptrj
 FORMATS = ("ase", "mptrj", "spice", "transition1x", "tea")
 DEFAULT_LEVELS = {"mptrj": MPTRJ_LEVEL, "spice": SPICE_LEVEL, "transition1x": T1X_LEVEL}
 
-__all__ = ["FORMATS", "InputSpec", "detect_format", "read_batches", "read_frames", "read_ase", "read_mptrj",
-           "read_spice", "read_transition1x"]
+__all__ = [
+    "FORMATS",
+    "InputSpec",
+    "detect_format",
+    "read_batches",
+    "read_frames",
+    "read_ase",
+    "read_mptrj",
+    "read_spice",
+    "read_transition1x",
+]
 
 
 @dataclass(frozen=True)
@@ -63,17 +72,23 @@ class InputSpec:
     def resolved(self) -> InputSpec:
         """Fill in format and name; checks that the file exists and the format is known."""
         if not self.path.exists():
-            hint = " (options are written ,key=value after the path)" if "," in self.path.name else ""
+            hint = (
+                " (options are written ,key=value after the path)" if "," in self.path.name else ""
+            )
             raise TeaAlignError("file not found" + hint, path=self.path)
         fmt = self.format or detect_format(self.path)
         if fmt not in FORMATS:
-            raise TeaAlignError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path=self.path)
+            raise TeaAlignError(
+                f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path=self.path
+            )
         return replace(self, format=fmt, name=self.name or self.path.name.split(".")[0])
 
     def source_info(self) -> SourceInfo:
         spec = self.resolved()
         level = spec.level or DEFAULT_LEVELS.get(spec.format, "")
-        return SourceInfo(name=spec.name, path=str(spec.path), format=spec.format, level_of_theory=level)
+        return SourceInfo(
+            name=spec.name, path=str(spec.path), format=spec.format, level_of_theory=level
+        )
 
 
 def detect_format(path: str | Path) -> str:
@@ -106,10 +121,18 @@ def read_frames(spec: InputSpec | str | Path, mixed_levels: bool = False) -> Ite
     info = spec.source_info()
     opts = dict(spec.options)
     if spec.format == "ase":
-        return read_ase(spec.path, source=info.name, level_of_theory=spec.level, mixed_levels=mixed_levels, **opts)
+        return read_ase(
+            spec.path,
+            source=info.name,
+            level_of_theory=spec.level,
+            mixed_levels=mixed_levels,
+            **opts,
+        )
     if spec.format == "tea":
         return (f for b in read_batches(spec) for f in b)
-    reader = {"mptrj": read_mptrj, "spice": read_spice, "transition1x": read_transition1x}[spec.format]
+    reader = {"mptrj": read_mptrj, "spice": read_spice, "transition1x": read_transition1x}[
+        spec.format
+    ]
     return reader(spec.path, source=info.name, level_of_theory=info.level_of_theory, **opts)
 
 

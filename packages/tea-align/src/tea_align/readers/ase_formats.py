@@ -54,9 +54,13 @@ def read_ase(
         except StopIteration:
             break
         except Exception as exc:  # ase raises many types for a truncated or malformed frame
-            raise TeaAlignError(f"cannot parse: {type(exc).__name__}: {exc}", path=path, frame=i) from exc
+            raise TeaAlignError(
+                f"cannot parse: {type(exc).__name__}: {exc}", path=path, frame=i
+            ) from exc
         try:
-            frame = _to_frame(atoms, i, path, source, level_of_theory, energy_key, forces_key, stress_key)
+            frame = _to_frame(
+                atoms, i, path, source, level_of_theory, energy_key, forces_key, stress_key
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise TeaAlignError(str(exc), path=path, frame=i) from exc
         if not mixed_levels:
@@ -86,12 +90,18 @@ def _result(atoms, name: str, info_keys: tuple[str, ...], explicit: str | None, 
 def _to_frame(atoms, i, path, source, level, energy_key, forces_key, stress_key) -> Frame:
     lvl = atoms.info.get("level_of_theory", level)
     if level is not None and lvl != level:
-        raise ValueError(f"frame says level_of_theory={lvl!r} but the source was declared {level!r}")
+        raise ValueError(
+            f"frame says level_of_theory={lvl!r} but the source was declared {level!r}"
+        )
     if lvl is None:
-        raise ValueError("level of theory unknown: declare it (level=...) or set info['level_of_theory']")
+        raise ValueError(
+            "level of theory unknown: declare it (level=...) or set info['level_of_theory']"
+        )
     energy = _result(atoms, "energy", _ENERGY_KEYS, energy_key, per_atom=False)
     if energy is None:
-        raise ValueError("no energy (no calculator result and none of info keys " + ", ".join(_ENERGY_KEYS) + ")")
+        raise ValueError(
+            "no energy (no calculator result and none of info keys " + ", ".join(_ENERGY_KEYS) + ")"
+        )
     forces = _result(atoms, "forces", _FORCE_KEYS, forces_key, per_atom=True)
     stress = _result(atoms, "stress", _STRESS_KEYS, stress_key, per_atom=False)
     n = len(atoms)
@@ -99,8 +109,15 @@ def _to_frame(atoms, i, path, source, level, energy_key, forces_key, stress_key)
         raise ValueError(f"forces have shape {np.shape(forces)} for {n} atoms")
     key = str(atoms.info.get("key", atoms.info.get("config_type", "")))
     return Frame(
-        numbers=atoms.numbers, positions=atoms.positions, cell=np.array(atoms.cell), pbc=atoms.pbc,
-        energy=float(np.asarray(energy).reshape(())), forces=forces,
-        stress=None if stress is None else _stress_3x3(stress), source=source, level_of_theory=str(lvl),
-        key=key, index=i,
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=np.array(atoms.cell),
+        pbc=atoms.pbc,
+        energy=float(np.asarray(energy).reshape(())),
+        forces=forces,
+        stress=None if stress is None else _stress_3x3(stress),
+        source=source,
+        level_of_theory=str(lvl),
+        key=key,
+        index=i,
     )

@@ -35,21 +35,34 @@ def _open(path: Path):
 
 def _get(group, name: str, path: Path, i: int, key: str) -> np.ndarray:
     if name not in group:
-        raise TeaAlignError(f"missing dataset {name!r} in group {group.name}", path=path, frame=i, key=key)
+        raise TeaAlignError(
+            f"missing dataset {name!r} in group {group.name}", path=path, frame=i, key=key
+        )
     try:
         return group[name][()]
     except Exception as exc:  # h5py raises OSError/KeyError on truncated files
-        raise TeaAlignError(f"cannot read {group.name}/{name}: {exc}", path=path, frame=i, key=key) from exc
+        raise TeaAlignError(
+            f"cannot read {group.name}/{name}: {exc}", path=path, frame=i, key=key
+        ) from exc
 
 
 def _check_shapes(z, pos, e, f, path, i, key):
     n = len(z)
     if pos.ndim != 3 or pos.shape[1:] != (n, 3):
-        raise TeaAlignError(f"positions have shape {pos.shape} for {n} atoms", path=path, frame=i, key=key)
+        raise TeaAlignError(
+            f"positions have shape {pos.shape} for {n} atoms", path=path, frame=i, key=key
+        )
     if e.shape != (pos.shape[0],):
-        raise TeaAlignError(f"{e.shape[0] if e.ndim else 0} energies for {pos.shape[0]} conformations", path=path, frame=i, key=key)
+        raise TeaAlignError(
+            f"{e.shape[0] if e.ndim else 0} energies for {pos.shape[0]} conformations",
+            path=path,
+            frame=i,
+            key=key,
+        )
     if f is not None and f.shape != pos.shape:
-        raise TeaAlignError(f"forces have shape {f.shape}, positions {pos.shape}", path=path, frame=i, key=key)
+        raise TeaAlignError(
+            f"forces have shape {f.shape}, positions {pos.shape}", path=path, frame=i, key=key
+        )
 
 
 def read_spice(
@@ -78,14 +91,24 @@ def read_spice(
         raise TeaAlignError("no frames in file (empty dataset)", path=path)
 
 
-def _conformers(z, pos, e, forces, source: str, level: str, key: str, first: int) -> Iterator[Frame]:
+def _conformers(
+    z, pos, e, forces, source: str, level: str, key: str, first: int
+) -> Iterator[Frame]:
     """One molecule's conformers (``pos`` (M, N, 3) A, ``e`` (M,) eV, ``forces`` (M, N, 3) eV/A or None) as frames
     ``key/m`` numbered from ``first``."""
     for m in range(pos.shape[0]):
         yield Frame(
-            numbers=z, positions=pos[m], cell=_NO_CELL, pbc=_NO_PBC, energy=float(e[m]),
-            forces=None if forces is None else forces[m], stress=None, source=source,
-            level_of_theory=level, key=f"{key}/{m}", index=first + m,
+            numbers=z,
+            positions=pos[m],
+            cell=_NO_CELL,
+            pbc=_NO_PBC,
+            energy=float(e[m]),
+            forces=None if forces is None else forces[m],
+            stress=None,
+            source=source,
+            level_of_theory=level,
+            key=f"{key}/{m}",
+            index=first + m,
         )
 
 
@@ -116,4 +139,6 @@ def read_transition1x(
                     yield from _conformers(z, pos, e, f, source, level_of_theory, key, i)
                     i += pos.shape[0]
     if i == 0:
-        raise TeaAlignError(f"no frames in file (no reactions under {', '.join(splits)})", path=path)
+        raise TeaAlignError(
+            f"no frames in file (no reactions under {', '.join(splits)})", path=path
+        )

@@ -58,7 +58,10 @@ class _Cursor:
         c = self.peek()
         if c == "" or c not in chars:
             found = "end of file" if c == "" else repr(c)
-            raise TeaAlignError(f"truncated or malformed JSON at byte ~{self.base + self.pos}: expected {what}, found {found}", path=self.path)
+            raise TeaAlignError(
+                f"truncated or malformed JSON at byte ~{self.base + self.pos}: expected {what}, found {found}",
+                path=self.path,
+            )
         self.pos += 1
         return c
 
@@ -73,7 +76,10 @@ class _Cursor:
                     return obj
             except json.JSONDecodeError as exc:
                 if self.eof or len(self.buf) - self.pos > _MAX_VALUE_CHARS:
-                    raise TeaAlignError(f"truncated or malformed JSON at byte ~{self.base + exc.pos}: {exc.msg}", path=self.path) from None
+                    raise TeaAlignError(
+                        f"truncated or malformed JSON at byte ~{self.base + exc.pos}: {exc.msg}",
+                        path=self.path,
+                    ) from None
             self._fill(need_more=True)
 
 
@@ -86,20 +92,27 @@ def _iter_items(cur: _Cursor) -> Iterator[str]:
     while True:
         key = cur.value()
         if not isinstance(key, str):
-            raise TeaAlignError(f"malformed JSON at byte ~{cur.base + cur.pos}: object key is not a string", path=cur.path)
+            raise TeaAlignError(
+                f"malformed JSON at byte ~{cur.base + cur.pos}: object key is not a string",
+                path=cur.path,
+            )
         cur.expect(":", "':'")
         yield key
         if cur.expect(",}", "',' or '}'") == "}":
             return
 
 
-def read_mptrj(path: str | Path, *, source: str, level_of_theory: str = DEFAULT_LEVEL) -> Iterator[Frame]:
+def read_mptrj(
+    path: str | Path, *, source: str, level_of_theory: str = DEFAULT_LEVEL
+) -> Iterator[Frame]:
     """Stream MPtrj frames (bounded memory: one frame object is decoded at a time)."""
     path = Path(path)
     try:
         yield from _read_mptrj(path, source, level_of_theory)
     except UnicodeDecodeError as exc:
-        raise TeaAlignError(f"not UTF-8 text ({exc.reason}): MPtrj files are UTF-8 JSON", path=path) from None
+        raise TeaAlignError(
+            f"not UTF-8 text ({exc.reason}): MPtrj files are UTF-8 JSON", path=path
+        ) from None
 
 
 def _read_mptrj(path: Path, source: str, level_of_theory: str) -> Iterator[Frame]:
@@ -119,7 +132,9 @@ def _read_mptrj(path: Path, source: str, level_of_theory: str) -> Iterator[Frame
                     raise TeaAlignError(msg, path=path, frame=i, key=key) from exc
                 i += 1
         if cur.peek() != "":
-            raise TeaAlignError(f"malformed JSON: trailing data at byte ~{cur.base + cur.pos}", path=path)
+            raise TeaAlignError(
+                f"malformed JSON: trailing data at byte ~{cur.base + cur.pos}", path=path
+            )
     if i == 0:
         raise TeaAlignError("no frames in file (empty dataset)", path=path)
 
@@ -136,7 +151,9 @@ def _to_frame(d: dict, source: str, level: str, key: str, i: int) -> Frame:
     for k, site in enumerate(sites):
         species = site["species"]
         if len(species) != 1 or float(species[0].get("occu", 1.0)) != 1.0:
-            raise ValueError(f"site {k} is disordered ({species}); tea-align needs ordered structures")
+            raise ValueError(
+                f"site {k} is disordered ({species}); tea-align needs ordered structures"
+            )
         numbers[k] = symbol_to_z(species[0]["element"])
     if sites and "xyz" in sites[0]:
         positions = np.array([site["xyz"] for site in sites], dtype=np.float64)
@@ -151,9 +168,20 @@ def _to_frame(d: dict, source: str, level: str, key: str, i: int) -> Frame:
         if stress.size == 6:  # Voigt order xx yy zz yz xz xy
             stress = voigt_6_to_full_3x3_stress(stress.ravel())
         elif stress.size != 9:
-            raise ValueError(f"'stress' has {stress.size} components; expected 9 (3x3) or 6 (Voigt xx yy zz yz xz xy), in kBar")
+            raise ValueError(
+                f"'stress' has {stress.size} components; expected 9 (3x3) or 6 (Voigt xx yy zz yz xz xy), in kBar"
+            )
         stress = VASP_STRESS_SIGN * KBAR_TO_EV_PER_ANGSTROM3 * stress.reshape(3, 3)
     return Frame(
-        numbers=numbers, positions=positions, cell=cell, pbc=lattice.get("pbc", (True, True, True)),
-        energy=float(energy), forces=forces, stress=stress, source=source, level_of_theory=level, key=key, index=i,
+        numbers=numbers,
+        positions=positions,
+        cell=cell,
+        pbc=lattice.get("pbc", (True, True, True)),
+        energy=float(energy),
+        forces=forces,
+        stress=stress,
+        source=source,
+        level_of_theory=level,
+        key=key,
+        index=i,
     )
