@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import ase.io
 import h5py
@@ -208,6 +209,16 @@ def test_mdanalysis_and_ase_read_the_trajectories(tmp_path):
         np.sort(a.get_all_distances(mic=True).ravel())[:200],
         atol=1e-3,
     )
+    # the README's recipe, run as written on this run's file: every atom has its element, the frames are ours
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    recipe = readme.split("## Opening the outputs")[1].split("```python\n")[1].split("```")[0]
+    scope: dict = {}
+    exec(
+        recipe.replace("runs/t11-300K/trajectory.h5md", str(tmp_path / "out" / "trajectory.h5md")),
+        scope,
+    )
+    assert len(scope["u"].trajectory) == 4 and len(scope["silicon"]) == 0
+    assert list(scope["u"].atoms.elements) == a.get_chemical_symbols()
 
 
 def test_a_full_disk_ends_the_run_with_exit_1_naming_the_file(tmp_path, monkeypatch, capsys):

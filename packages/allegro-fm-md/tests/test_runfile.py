@@ -355,3 +355,29 @@ def test_run_file_values_are_type_and_range_checked(tmp_path, capsys, old, new, 
     err = capsys.readouterr().err
     assert message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_frictions_of_a_first_run(tmp_path, capsys, monkeypatch):
+    """A copied example runs where the command line says (`-o`, relative to the current directory, the run file's hash
+    kept); a run shorter than thermo_every still logs and saves its last step and reports a finite drift; --dry-run
+    refuses an unknown integrator before planning."""
+    import json
+
+    f = _setup(tmp_path, steps=3)  # thermo_every = 10, trajectory_every = 20
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["run", str(f), "-o", "mine", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "out").exists() and (work / "mine" / "thermo.log").exists()
+    assert f"output in {work / 'mine'}" in out and "nan" not in out and "done: step 3," in out
+    steps = np.loadtxt(work / "mine" / "thermo.log")[:, 0]
+    assert steps.tolist() == [0, 3]
+    from allegro_fm_md.analysis import read_frames
+
+    assert [a.info["step"] for a in read_frames(work / "mine" / "trajectory.h5md")] == [0, 3]
+    run_json = json.loads((work / "mine" / "run.json").read_text())
+    assert run_json["runfile_sha256"] == RunFile.load(f).source_sha256
+    bad = _setup(tmp_path, integrator="verlett")
+    assert main(["run", str(bad), "--dry-run", "--ranks", "2"]) == 2
+    assert "verlett" in capsys.readouterr().err

@@ -235,3 +235,51 @@ def test_schema_version_and_units_mismatch(tmp_path, demo_data, capsys):
         h5.attrs["units"] = json.dumps({"energy": "Hartree"})
     code, _, err = run(["inspect", str(tmp_path / "u.h5"), "-q"], capsys)
     assert code == 2 and "do not match schema units" in err
+
+
+def test_level_names_an_input_by_its_whole_stem(tmp_path, demo_data, capsys):
+    """`--level NAME=LEVEL` names an input by its file name without the format suffix, dots in it included
+    (`periodic.v2.json` is `periodic.v2`, not `periodic`); a name that matches no input is refused, listing them."""
+    import shutil
+
+    from tea_align.readers import default_name
+
+    assert (
+        default_name("mptrj.v2.json") == "mptrj.v2"
+        and default_name("spice-2.0.1.hdf5") == "spice-2.0.1"
+    )
+    assert default_name("md.extxyz.gz") == "md" and default_name("plain") == "plain"
+    paths, _ = demo_data
+    src = shutil.copy(paths["periodic"], tmp_path / "periodic.v2.json")
+    code, out, err = run(
+        [
+            "convert",
+            str(src),
+            "--level",
+            f"periodic.v2={synthetic.LEVEL_S}",
+            "-o",
+            str(tmp_path / "c.h5"),
+            "-q",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    import tea_align
+
+    with tea_align.open_dataset(tmp_path / "c.h5") as ds:
+        assert [(s.name, s.level_of_theory) for s in ds.sources] == [
+            ("periodic.v2", synthetic.LEVEL_S)
+        ]
+    code, _, err = run(
+        [
+            "convert",
+            str(src),
+            "--level",
+            f"periodic={synthetic.LEVEL_S}",
+            "-o",
+            str(tmp_path / "d.h5"),
+            "-q",
+        ],
+        capsys,
+    )
+    assert code == 2 and "no input is named 'periodic' (inputs: periodic.v2)" in err

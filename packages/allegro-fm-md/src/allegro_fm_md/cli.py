@@ -4,6 +4,7 @@ trajectory), ``scale`` (the timed MPI worker of the scaling benchmarks). Convent
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -94,6 +95,12 @@ def cmd_run(args) -> int:
         return _dry_run(args, comm)
     try:
         rf = RunFile.load(args.runfile)
+        if (
+            args.output
+        ):  # the command line's folder, as the shell sees it (the run file's hash is kept)
+            rf = replace(
+                rf, output=replace(rf.output, dir=os.path.normpath(os.path.abspath(args.output)))
+            )
         if args.resume and not rf.output.restart_from:
             rf = replace(
                 rf, output=replace(rf.output, restart_from=AUTO)
@@ -203,7 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``allegro-fm-md`` command."""
     ap = command_parser("allegro-fm-md", "Strictly-local MD for Allegro-FM models.", __version__)
     sub = subcommands(ap)
-    p = sub.add_parser("run", help="run the MD described by a TOML run file", overwrite=True)
+    p = sub.add_parser(
+        "run",
+        help="run the MD described by a TOML run file",
+        overwrite=True,
+        writes=True,
+        output_help="output folder, relative to the current directory (default: the run file's [output] dir, "
+        "relative to the run file)",
+    )
     p.add_argument("runfile")
     p.add_argument(
         "--dry-run",

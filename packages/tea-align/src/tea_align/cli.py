@@ -80,7 +80,8 @@ def _level_pairs(items, option: str, number: bool = False) -> dict:
 
 
 def _inputs(args, attr: str = "data") -> list:
-    """The positional inputs as InputSpecs, with ``--level NAME=LEVEL`` applied (NAME: the input's name or file stem)."""
+    """The positional inputs as InputSpecs, with ``--level NAME=LEVEL`` applied (NAME: the input's name=, else
+    ``readers.default_name``: its file name without the format suffix)."""
     specs = [InputSpec.parse(x) for x in getattr(args, attr)]
     levels = _level_pairs(getattr(args, "level", None), "--level")
     names = {s.name for s in specs}
@@ -97,7 +98,8 @@ def _add_level(p):
         "--level",
         action="append",
         metavar="NAME=LEVEL",
-        help="level of theory of the input named NAME (its name= or file stem); repeatable. Level names may "
+        help="level of theory of the input named NAME (its name=, else its file name without the format "
+        "suffix: mptrj.v2.json -> mptrj.v2); repeatable. Level names may "
         "contain commas here, as in the default SPICE level",
     )
 

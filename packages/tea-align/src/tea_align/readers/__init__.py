@@ -38,9 +38,18 @@ __all__ = [
 ]
 
 
+def default_name(path: str | Path) -> str:
+    """An input's source name when none is given: its file name without the format suffix (and a compression suffix
+    before it): ``mptrj.v2.json`` -> ``mptrj.v2``, ``spice-2.0.1.hdf5`` -> ``spice-2.0.1``, ``md.extxyz.gz`` -> ``md``."""
+    name = Path(path).name
+    for ext in (".gz", ".xz", ".bz2"):
+        name = name.removesuffix(ext)
+    return Path(name).stem or name
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """One input file. ``format`` None = detect; ``name`` None = file stem; ``level`` None = format default.
+    """One input file. ``format`` None = detect; ``name`` None = ``default_name``; ``level`` None = format default.
 
     ``options`` are passed to the reader (e.g. ``energy_key`` for ase formats).
     """
@@ -81,7 +90,7 @@ class InputSpec:
             raise TeaAlignError(
                 f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path=self.path
             )
-        return replace(self, format=fmt, name=self.name or self.path.name.split(".")[0])
+        return replace(self, format=fmt, name=self.name or default_name(self.path))
 
     def source_info(self) -> SourceInfo:
         spec = self.resolved()
