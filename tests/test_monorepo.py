@@ -256,3 +256,20 @@ def test_the_tree_is_linted_and_formatted():
         [*ruff, "format", "--check", *paths], cwd=ROOT, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout[-3000:]
+
+
+def test_citation_file_is_valid_cff_and_cites_the_paper():
+    """CITATION.cff validates against the CFF 1.2 schema (cffconvert's own check) and its preferred citation is the
+    paper the README's "How to cite" gives."""
+    pytest.importorskip("cffconvert")
+    code = "import sys; from cffconvert.cli.cli import cli; sys.argv[0] = 'cffconvert'; cli()"  # its console script
+    r = subprocess.run(
+        [sys.executable, "-c", code, "--validate", "-i", str(ROOT / "CITATION.cff")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "valid" in r.stdout, r.stdout + r.stderr
+    title = "Allegro-FM: Towards Equivariant Foundation Model for Exascale Molecular Dynamics Simulations"
+    assert (
+        title in (ROOT / "CITATION.cff").read_text() and title in (ROOT / "README.md").read_text()
+    )
