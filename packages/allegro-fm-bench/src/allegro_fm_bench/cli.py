@@ -4,6 +4,7 @@ remake: pack, restore, check) and ``peer-errors``."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -22,8 +23,8 @@ from .mini.peers import PEERS, force_errors, markdown, peer_calculator
 from .report import machine, write_report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``allegro-fm-bench`` (conventions: docs/cli.md; ``run`` exits 1 when an experiment failed)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``allegro-fm-bench`` command line (every subcommand and option): ``main`` runs it, the docs list it."""
     ap = command_parser(
         "allegro-fm-bench", "The paper's results, reproduced: report.md + plots.", __version__
     )
@@ -154,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         help="CI-sized settings (all: < 20 min on 2 cores); default: the paper's",
     )
     r.set_defaults(func=_run)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``allegro-fm-bench`` (conventions: docs/cli.md; ``run`` exits 1 when an experiment failed)."""
+    ap = build_parser()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return run(ap, argv, bad_input=(ValueError,))
 

@@ -4,6 +4,7 @@ trajectory), ``scale`` (the timed MPI worker of the scaling benchmarks). Convent
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from dataclasses import replace
@@ -206,8 +207,8 @@ def cmd_scale(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``allegro-fm-md`` command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``allegro-fm-md`` command line (every subcommand and option): ``main`` runs it, the docs list it."""
     ap = command_parser("allegro-fm-md", "Strictly-local MD for Allegro-FM models.", __version__)
     sub = subcommands(ap)
     p = sub.add_parser(
@@ -275,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="allegro-fm-mini")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     p.set_defaults(func=cmd_scale)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``allegro-fm-md`` command."""
+    ap = build_parser()
     return run(ap, argv, bad_input=(MDInputError,), on_error=_run_errors)
 
 

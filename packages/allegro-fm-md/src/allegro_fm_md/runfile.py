@@ -86,26 +86,40 @@ from .supercell import Supercell, maxwell_boltzmann
 
 @dataclass(frozen=True)
 class SystemSpec:
+    """The [system] table: what is simulated."""
+
+    #: structure file (any format ase.io reads), relative to the run file; its cell and pbc are the run's
     structure: str
+    #: copies along a, b, c; each rank builds only its own atoms of the replicated supercell
     replicate: tuple[int, int, int] = (1, 1, 1)
 
 
 @dataclass(frozen=True)
 class PotentialSpec:
+    #: potential kind: "allegro" (a model file, from allegro-fm-model), "lj", "morse", or a plug-in's name
     kind: str = "allegro"
+    #: model file (.nequip.zip, .nequip.pt2, nequip 0.6 .pt/.pth) or a shipped model's name (allegro-fm-mini)
     model: str = ""
+    #: cpu, cuda, xpu (or cuda:N, xpu:N); under MPI each rank takes its node-local device
     device: str = "cpu"
+    #: Lennard-Jones well depth (eV; kind = "lj")
     epsilon: float = 0.0104
+    #: Lennard-Jones diameter (A; kind = "lj")
     sigma: float = 3.40
+    #: Morse well depth (eV; kind = "morse")
     depth: float = 0.5
+    #: Morse width parameter (1/A; kind = "morse")
     a: float = 1.5
+    #: Morse equilibrium distance (A; kind = "morse")
     r0: float = 2.5
+    #: cutoff of the reference potentials (A; a model file carries its own)
     cutoff: float = 6.5
-    options: dict = field(
-        default_factory=dict
-    )  # a plug-in kind's own keys ([potential.options] table)
-    max_edges_per_call: int = 0  # > 0: the potential sees at most this many edges at once; 0: from the budget (chunked.py)
-    memory_budget_gib: float = 0.0  # > 0: per-rank memory of one force evaluation; 0: half the device's free memory / node ranks
+    #: a plug-in kind's own keys ([potential.options] table)
+    options: dict = field(default_factory=dict)
+    #: > 0: the potential sees at most this many edges at once; 0: chosen from the memory budget (chunked.py)
+    max_edges_per_call: int = 0
+    #: > 0: per-rank memory of one force evaluation (GiB); 0: half the device's free memory over the node's ranks
+    memory_budget_gib: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -114,15 +128,25 @@ class RunSpec:
     (the chosen integrator's, and the modifiers' that are on: "npt", "deform"), as that kind's options dataclass (a
     plain dict is parsed and validated by the kind's schema)."""
 
+    #: integrator kind (see the integrator tables below); its options go in [run.KIND]
     integrator: str = "nve"
+    #: time step (fs)
     dt_fs: float = 1.0
+    #: steps of the whole run (a resumed run continues to this step; FIRE: the most steps)
     steps: int = 1000
+    #: initial (Maxwell-Boltzmann velocities of a fresh run) and bath temperature (K)
     temperature_K: float = 300.0
+    #: bath temperature at the last step (K): a linear ramp from temperature_K; unset: no ramp
     temperature_end_K: float | None = None
+    #: Verlet-list skin (A): lists are rebuilt when an atom moved half of it
     skin: float = 1.0
+    #: seed of the velocities and of the counter-based noise (the same on any rank count)
     seed: int = 0
+    #: guard: stop with the last good state when two atoms come closer than this (A)
     min_distance: float = 0.5
+    #: > 0: stop cleanly (restart written, exit 75) this many seconds before the job's end (SLURM_JOB_END_TIME)
     walltime_margin_s: float = 0.0
+    #: each integrator kind's own table by kind name ([run.nhc], [run.npt], ...)
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -162,12 +186,21 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
+    """The [output] table: where and how often the run writes."""
+
+    #: output folder, relative to the run file (``allegro-fm-md run -o DIR`` overrides it)
     dir: str = "md-run"
+    #: steps between thermo.log rows (the last step is always logged)
     thermo_every: int = 10
+    #: steps between trajectory frames (0: no trajectory; otherwise the last step is always written)
     trajectory_every: int = 100
+    #: steps between restarts (the last step and a clean stop always write one)
     restart_every: int = 1000
+    #: restart to continue from ("auto": the folder's own, as --resume); relative to the output folder
     restart_from: str = ""
+    #: true: restarts and trajectories written per rank, no gather (``allegro-fm-md merge`` joins them)
     shards: bool = False
+    #: true: resume with another model file than the one that started the run (else refused)
     allow_model_change: bool = False
 
 

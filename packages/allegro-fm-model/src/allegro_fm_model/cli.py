@@ -8,6 +8,7 @@ the published ``afm256_01_HL.pt`` (fine-tuned as TorchScript, ``legacy_finetune.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -143,8 +144,8 @@ def cmd_finetune(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``allegro-fm`` command (exit statuses: docs/cli.md)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``allegro-fm`` command line (every subcommand and option): ``main`` runs it, the docs list it."""
     ap = command_parser(
         "allegro-fm", "Allegro-FM models: presets, training, evaluation, deployment.", __version__
     )
@@ -253,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=cmd_export)
     # bad input: ValueError (this package's checks, LegacyModelError), missing/unwritable files, tea-align's errors
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``allegro-fm`` command (exit statuses: docs/cli.md)."""
+    ap = build_parser()
     return run(ap, argv, bad_input=(ValueError, NotImplementedError, TeaAlignError))
 
 

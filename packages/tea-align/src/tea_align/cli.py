@@ -7,6 +7,7 @@ input (with one line naming the file and frame), 1 on other errors.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -223,8 +224,8 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tea-align`` command (exit statuses: docs/cli.md)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tea-align`` command line (every subcommand and option): ``main`` runs it, the docs list it."""
     ap = command_parser(
         "tea-align", "Total Energy Alignment of quantum-chemistry datasets.", __version__
     )
@@ -325,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         output_help="output folder",
     )
     p.set_defaults(func=cmd_demo)
+    return ap
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tea-align`` command (exit statuses: docs/cli.md)."""
+    ap = build_parser()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run(
         ap, argv, bad_input=(TeaAlignError,)

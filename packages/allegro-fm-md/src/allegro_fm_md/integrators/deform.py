@@ -57,7 +57,9 @@ class UniaxialDeformation(Wrapper):
 class DeformOptions:
     """``[run.deform]``: the axis ("x", "y" or "z") and the engineering strain rate (1/fs; 1e10 /s = 1e-5 /fs)."""
 
+    #: the stretched axis: "x", "y" or "z"
     deform_axis: str = "x"
+    #: engineering strain rate (1/fs; 1e10 /s = 1e-5 /fs)
     strain_rate_per_fs: float = 0.0
 
 

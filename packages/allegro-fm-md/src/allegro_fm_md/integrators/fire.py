@@ -51,7 +51,9 @@ class FIREOptions:
     """``[run.fire]``: stop when every force is below ``fmax`` (eV/A; [run] steps is the most FIRE steps); ``relax_cell``:
     the cell too (ASE's FrechetCellFilter, target [run.npt] pressure_GPa or 0; one rank)."""
 
+    #: stop when every force is below this (eV/A)
     fmax: float = field(default=0.05, metadata={"range": (0.0, None, False)})
+    #: relax the cell too (ASE's FrechetCellFilter, target [run.npt] pressure_GPa or 0; one rank)
     relax_cell: bool = False
 
 

@@ -60,6 +60,7 @@ class Langevin(IntegratorBase):
 class LangevinOptions:
     """``[run.langevin]``: the friction (1/fs); the bath follows [run] temperature_K (-> temperature_end_K)."""
 
+    #: friction of the bath (1/fs)
     friction_per_fs: float = field(default=0.01, metadata={"range": (0.0, None, False)})
 
 

@@ -106,7 +106,9 @@ class NoseHooverChain(IntegratorBase):
 class NHCOptions:
     """``[run.nhc]``: the thermostat period (fs) and the chain length; the bath follows [run] temperature_K."""
 
+    #: thermostat period (fs)
     tdamp_fs: float = field(default=100.0, metadata={"range": (0.0, None, False)})
+    #: thermostats in the chain
     chain: int = field(default=3, metadata={"range": (1, 10, True)})
 
 

@@ -117,9 +117,13 @@ class NPTOptions:
     """``[run.npt]``: target pressure (GPa), compressibility (1/GPa: only the coupling strength), relaxation time (fs),
     "isotropic" or "anisotropic" (x, y, z lengths independent under a hydrostatic target)."""
 
+    #: target pressure (GPa)
     pressure_GPa: float = 0.0
+    #: compressibility (1/GPa): sets only how strongly the barostat couples
     compressibility_per_GPa: float = field(default=0.02, metadata={"range": (0.0, None, False)})
+    #: barostat relaxation time (fs)
     taup_fs: float = field(default=1000.0, metadata={"range": (0.0, None, False)})
+    #: "isotropic", or "anisotropic" (x, y, z lengths independent under a hydrostatic target)
     barostat: str = "isotropic"
 
 
