@@ -24,7 +24,7 @@ SUBCOMMANDS = {
 WRITERS = {
     "tea-align": {"fit", "apply", "convert", "report", "demo"},
     "allegro-fm": {"evaluate", "export"},
-    "allegro-fm-md": {"rdf", "merge", "scale"},
+    "allegro-fm-md": {"run", "rdf", "merge", "scale"},
     "allegro-fm-bench": {"run", "make-mini-data", "peer-errors"},
 }
 #: one bad-input call per CLI: a file that does not exist
