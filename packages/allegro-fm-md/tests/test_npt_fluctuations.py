@@ -14,7 +14,7 @@ from ase.build import bulk
 
 T = 60.0  # K: solid argon
 STEPS, SKIP = 8000, 1000  # 5 fs steps: 35 ps sampled per run
-SEEDS = (0, 1)
+SEEDS = (0,)  # one seed at 0.05 GPa (two read 0.912 and 0.931 together 0.921)
 
 
 def _volumes(p0_gpa: float, seed: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def test_volume_variance_equals_kT_V_kappa():
     )
     # statistics: measured 0.95 with 90 ps per run; 35 ps runs read ~0.9 (a finite run's variance is biased low by about
     # 2 tau_V / t_run) with ~5 % scatter between seed pairs, and kappa from one 35 ps run per pressure carries ~5 %:
-    # these seeds read 0.921; barostat noise 10 % too weak reads 0.786 (variance ~ amplitude^2), the broken barostats
+    # seed 0 reads 0.912; barostat noise 10 % too weak reads 0.782 (variance ~ amplitude^2), the broken barostats
     # named above a factor of 2 or more off: 0.85-1.2 takes the first and refuses the others (the ideal-gas test below
     # checks the amplitude against an exact distribution)
     assert 0.85 < var / expected < 1.2

@@ -39,9 +39,9 @@ from ase.neighborlist import neighbor_list
 from ase.optimize import LBFGS
 from tea_align.progress import progress as tracked
 
+from .. import neb
 from .. import structures as S
 from ..labelling import PBE_LEVEL, WB97MD3BJ, pbe_calculator
-from ..neb import N_IMAGES, QUICK_STEPS, band, endpoints, read_reference, reference_descents
 from .minidata import (
     FAMILIES,
     MORE_MOLECULES,
@@ -385,8 +385,8 @@ def transition_state_jobs(
     """The transition-state region of the reference reaction (``check_neb_reference.py``'s folder): the refined saddle
     as it is and rattled by ``TS_RATTLES``, and every ``DESCENT_EVERY``-th geometry of the PBE descents from it to both
     sides (``neb.reference_descents``: computed there and saved in the folder when absent, ~10 min)."""
-    descents = reference_descents(folder)
-    _, saddle = read_reference(folder)
+    descents = neb.reference_descents(folder)
+    _, saddle = neb.read_reference(folder)
     jobs = [
         (a.get_chemical_formula(), a, f"reference saddle (PBE){how}")
         for a, how in _with_rattles(Atoms(saddle.numbers, saddle.positions), TS_RATTLES, rng)
@@ -413,14 +413,16 @@ def band_loop_jobs(
     These are the configurations where the model's surface sends the band; labelled, they tell the next model what they
     really cost, and the loop (label, fine-tune, run the band again) goes on until the band converges onto the right
     barrier. Single-shot band rounds (rounds 2-4) did not converge the quick NEB."""
-    reactant, product = endpoints(calc)
+    reactant, product = neb.endpoints(calc)
     snaps: list[tuple[str, int, list[np.ndarray]]] = []
 
     def observe(images, stage, step):
         if step % every == 0:
             snaps.append((stage, step, [im.positions.copy() for im in images[1:-1]]))
 
-    images, fmax, ok = band(calc, reactant, product, N_IMAGES, steps=QUICK_STEPS, observe=observe)
+    images, fmax, ok = neb.band(
+        calc, reactant, product, neb.N_IMAGES, steps=neb.QUICK_STEPS, observe=observe
+    )
     log.info(
         "band loop %d, %s: in-plane band %s, max NEB force %.3f eV/A",
         iteration,
@@ -446,7 +448,7 @@ def band_loop_jobs(
                 (
                     reactant.get_chemical_formula(),
                     Atoms(reactant.numbers, pos),
-                    f"band loop {iteration}: {label} NEB band (in-plane), {where}, image {k}/{N_IMAGES - 1}",
+                    f"band loop {iteration}: {label} NEB band (in-plane), {where}, image {k}/{neb.N_IMAGES - 1}",
                 )
             )
     return jobs

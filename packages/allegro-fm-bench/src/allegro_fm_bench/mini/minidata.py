@@ -34,9 +34,9 @@ from ase.optimize import FIRE
 from tea_align.files import atomic_path
 from tea_align.progress import progress as tracked
 
+from .. import neb
 from .. import structures as S
 from ..labelling import PBE_LEVEL, WB97M_LEVEL, WB97MD3BJ, SCFNotConverged, pbe_calculator
-from ..neb import band, endpoints, rotated_water
 
 log = logging.getLogger("allegro_fm_bench.minidata")
 ANCHOR_BOX = 14.0  # A
@@ -621,9 +621,7 @@ def _reaction_path_jobs(
     """The reaction path of the bench's reference NEB (``check_neb_reference.py``'s folder: images.extxyz, its PBE band,
     converged or not, and saddle.extxyz, the refined saddle), each geometry as is and rattled by the settings' path
     rattles."""
-    from ..neb import read_reference  # lazy, as the model-band stage's import of the NEB
-
-    band, saddle = read_reference(folder)
+    band, saddle = neb.read_reference(folder)
     jobs = []
     for k, img in enumerate([*band, saddle]):
         what = "saddle" if k == len(band) else f"image {k}/{len(band) - 1}"
@@ -642,10 +640,10 @@ def _model_band_jobs(
     ``steps`` FIRE steps, the in-plane and the H2O-rotation pathway), as they are and rattled by the settings' path
     rattles. A model with a spurious low-energy region along the path puts
     images there; labelled, they teach the next model that the region is high in energy."""
-    reactant, product = endpoints(calc)
+    reactant, product = neb.endpoints(calc)
     jobs = []
-    for pname, via in (("in-plane", None), ("H2O rotation", rotated_water(product))):
-        images, fmax, ok = band(calc, reactant, product, 7, via=via, steps=steps)
+    for pname, via in (("in-plane", None), ("H2O rotation", neb.rotated_water(product))):
+        images, fmax, ok = neb.band(calc, reactant, product, 7, via=via, steps=steps)
         log.info(
             "model band %s: %s, max NEB force %.3f eV/A",
             pname,
