@@ -270,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"to publish: {upload}")
+    print(
+        f"to publish: {upload}"
+        if not args.dry_run
+        else "dry run passed: ./afm release " + args.package + " tags it"
+    )
     return 0
 
 
