@@ -137,7 +137,7 @@ def test_markdown_tables_lose_no_rows():
     files = [
         ROOT / "README.md",
         *ROOT.glob("packages/*/README.md"),
-        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("docs/**/*.md"),
         *ROOT.glob("packages/*/docs/*.md"),
         *ROOT.glob("packages/*/src/*/models/*.md"),
     ]

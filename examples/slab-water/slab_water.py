@@ -6,7 +6,7 @@ Builds the slab (tobermorite 11 A, 2 x 2 x 1 cells, open along z) with a water l
 (``allegro_fm_bench.structures.slab_with_water``), runs NVT (Langevin, 300 K, 0.5 fs) with the shipped
 Allegro-FM-mini model, and reads the outputs back: ``trajectory.extxyz`` with OVITO's ``import_file`` (the water's O
 atoms above the slab counted per frame), ``trajectory.h5md`` with MDAnalysis (an empty topology of the right size,
-then the H5MD file as its trajectory; the recipe of the md package's README). OVITO and MDAnalysis are optional:
+then the H5MD file as its trajectory; the recipe of docs/packages/allegro-fm-md.md). OVITO and MDAnalysis are optional:
 a reader that is not installed is skipped and said so.
 """
 

@@ -274,7 +274,7 @@ def main() -> int:
     args = ap.parse_args()
     if not args.lmp or not Path(args.lmp).exists():
         print(
-            "no LAMMPS binary with pair_style allegro: build one (packages/allegro-fm-md/README.md) and pass --lmp"
+            "no LAMMPS binary with pair_style allegro: build one (docs/packages/allegro-fm-md.md) and pass --lmp"
         )
         return 2
     import ase.io

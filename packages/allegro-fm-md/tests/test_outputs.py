@@ -209,8 +209,8 @@ def test_mdanalysis_and_ase_read_the_trajectories(tmp_path):
         np.sort(a.get_all_distances(mic=True).ravel())[:200],
         atol=1e-3,
     )
-    # the README's recipe, run as written on this run's file: every atom has its element, the frames are ours
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    # the documented recipe (docs/packages/allegro-fm-md.md), run as written on this run's file: every atom has its element, the frames are ours
+    readme = (Path(__file__).parents[3] / "docs" / "packages" / "allegro-fm-md.md").read_text()
     recipe = readme.split("## Opening the outputs")[1].split("```python\n")[1].split("```")[0]
     scope: dict = {}
     exec(

@@ -192,7 +192,7 @@ def test_float32_model_compiles_to_pair_allegros_float64_convention(tmp_path, ca
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_compiled_file_in_a_real_lammps_pair_allegro(tmp_path, ranks):
     """In a LAMMPS built with pair_nequip_allegro and NEQUIP_AOT_COMPILE=ON (path in $AFM_LMP_ALLEGRO; recipe in
-    packages/allegro-fm-md/README.md), the file ``allegro-fm export --compiled`` writes gives the ASE calculator's
+    docs/packages/allegro-fm-md.md), the file ``allegro-fm export --compiled`` writes gives the ASE calculator's
     energy, forces and pressure on a periodic triclinic cell, on 1 and 2 MPI ranks (run 0). Float32 model: energies to
     1e-6 eV/atom, forces to 1e-4 eV/A (round-off, stated)."""
     import os
@@ -204,7 +204,7 @@ def test_compiled_file_in_a_real_lammps_pair_allegro(tmp_path, ranks):
     lmp = os.environ.get("AFM_LMP_ALLEGRO", "")
     if not lmp:
         pytest.skip(
-            "set AFM_LMP_ALLEGRO to a LAMMPS binary with pair_style allegro (see packages/allegro-fm-md/README.md)"
+            "set AFM_LMP_ALLEGRO to a LAMMPS binary with pair_style allegro (see docs/packages/allegro-fm-md.md)"
         )
     import ase.io
     from allegro_fm_model import compile_model

