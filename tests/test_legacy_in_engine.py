@@ -16,6 +16,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+from allegro_fm_md.scaling import mpi_command
 
 MODEL = (
     Path(__file__).parents[1]
@@ -81,19 +82,7 @@ def test_two_ranks_equal_one_rank(tmp_path):
     assert main(["run", str(_setup(one, 40)), "-q"]) == 0
     f = _setup(two, 40)
     subprocess.run(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            sys.executable,
-            "-W",
-            "ignore",
-            "-m",
-            "allegro_fm_md.cli",
-            "run",
-            str(f),
-            "-q",
-        ],
+        mpi_command(2, "run", str(f), "-q"),
         check=True,
         timeout=300,
         capture_output=True,

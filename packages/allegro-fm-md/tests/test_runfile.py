@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from allegro_fm_md.cli import main
 from allegro_fm_md.runfile import RunFile
+from allegro_fm_md.scaling import mpi_command
 from ase.build import bulk
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
@@ -130,19 +131,7 @@ def test_cli_under_mpiexec_equals_one_rank(tmp_path):
     assert main(["run", str(_setup(one, steps=40)), "-q"]) == 0
     f = _setup(two, steps=40)
     subprocess.run(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            sys.executable,
-            "-W",
-            "ignore",
-            "-m",
-            "allegro_fm_md.cli",
-            "run",
-            str(f),
-            "-q",
-        ],
+        mpi_command(2, "run", str(f), "-q"),
         check=True,
         timeout=300,
         capture_output=True,
@@ -165,19 +154,7 @@ def test_nhc_tensile_run_on_two_ranks_equals_one_rank(tmp_path):
         f.write_text(f.read_text().replace("skin = 0.5", "skin = 0.5\n" + extra))
     assert main(["run", str(one / "run.toml"), "-q"]) == 0
     subprocess.run(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            sys.executable,
-            "-W",
-            "ignore",
-            "-m",
-            "allegro_fm_md.cli",
-            "run",
-            str(two / "run.toml"),
-            "-q",
-        ],
+        mpi_command(2, "run", str(two / "run.toml"), "-q"),
         check=True,
         timeout=300,
         capture_output=True,
@@ -212,19 +189,7 @@ def test_fire_run_stops_when_converged_and_two_ranks_agree(tmp_path):
             assert main(["run", str(f), "-q"]) == 0
         else:
             subprocess.run(
-                [
-                    MPIEXEC,
-                    "-n",
-                    "2",
-                    sys.executable,
-                    "-W",
-                    "ignore",
-                    "-m",
-                    "allegro_fm_md.cli",
-                    "run",
-                    str(f),
-                    "-q",
-                ],
+                mpi_command(2, "run", str(f), "-q"),
                 check=True,
                 timeout=300,
                 capture_output=True,

@@ -14,6 +14,7 @@ import ase.io
 import numpy as np
 import pytest
 from allegro_fm_md import mpiexec_path
+from allegro_fm_md.scaling import mpi_command
 from ase.build import bulk
 from md_testutil import argon_toml
 
@@ -53,18 +54,7 @@ def _run(tmp: Path, n: int, name: str, integrator="nve", steps=40, shards=True, 
             integrator=integrator, steps=steps, out=name, shards=str(shards).lower(), extra=extra
         )
     )
-    cmd = [
-        MPIEXEC,
-        "-n",
-        str(n),
-        sys.executable,
-        "-W",
-        "ignore",
-        "-m",
-        "allegro_fm_md.cli",
-        "run",
-        str(tmp / f"{name}.toml"),
-    ]
+    cmd = mpi_command(n, "run", str(tmp / f"{name}.toml"))
     p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
 
@@ -160,18 +150,7 @@ def _write6(
     (tmp / f"{name}.toml").write_text(
         RUN6.format(integrator="nve", steps=steps, out=name, shards="true", extra=extra)
     )
-    cmd = [
-        MPIEXEC,
-        "-n",
-        str(n),
-        sys.executable,
-        "-W",
-        "ignore",
-        "-m",
-        "allegro_fm_md.cli",
-        "run",
-        str(tmp / f"{name}.toml"),
-    ]
+    cmd = mpi_command(n, "run", str(tmp / f"{name}.toml"))
     return subprocess.run(
         cmd, cwd=tmp, capture_output=True, text=True, timeout=60
     )  # a hang fails here: 60 s
@@ -179,21 +158,6 @@ def _write6(
 
 def _resume(tmp: Path, n: int, name: str, restart: str) -> subprocess.CompletedProcess:
     return _write6(tmp, n, name, 40, f'restart_from = "{restart}"')
-    cmd = [
-        MPIEXEC,
-        "-n",
-        str(n),
-        sys.executable,
-        "-W",
-        "ignore",
-        "-m",
-        "allegro_fm_md.cli",
-        "run",
-        str(tmp / f"{name}.toml"),
-    ]
-    return subprocess.run(
-        cmd, cwd=tmp, capture_output=True, text=True, timeout=60
-    )  # a hang fails here: 60 s
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from allegro_fm_md import mpiexec_path, read_frames
 from allegro_fm_md.cli import main
+from allegro_fm_md.scaling import mpi_command
 from ase.build import bulk
 from md_testutil import argon_toml
 
@@ -198,19 +199,7 @@ def test_the_job_script_chains_under_a_real_slurm(slurm, tmp_path):
     steps = 800
     whole = _setup(tmp_path / "whole", steps)
     subprocess.run(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            sys.executable,
-            "-W",
-            "ignore",
-            "-m",
-            "allegro_fm_md.cli",
-            "run",
-            str(whole),
-            "-q",
-        ],
+        mpi_command(2, "run", str(whole), "-q"),
         cwd=whole.parent,
         check=True,
         capture_output=True,

@@ -12,6 +12,20 @@ from allegro_fm_model.training import TrainSettings, train
 from tea_align import synthetic
 
 
+def _tiny(dataset, run_dir, **kw) -> TrainSettings:
+    """Training settings of the tests: the tiny preset on one CPU, 20 % validation; ``kw`` says what differs."""
+    base = dict(
+        preset="tiny",
+        max_epochs=1,
+        batch_size=4,
+        accelerator="cpu",
+        devices=1,
+        val_fraction=0.2,
+        test_fraction=0.0,
+    )
+    return TrainSettings(dataset=str(dataset), run_dir=str(run_dir), **{**base, **kw})
+
+
 def _epochs(run: Path) -> dict[int, float]:
     rows = list(csv.DictReader(next(run.rglob("metrics.csv")).open()))
     return {
@@ -50,16 +64,12 @@ def _assert_loss_weights_8_1_1(run: Path) -> None:
 
 
 def test_tiny_training_loss_falls_and_resumes(aligned_train, tmp_path):
-    s = TrainSettings(
-        dataset=str(aligned_train),
-        run_dir=str(tmp_path / "run"),
-        preset="tiny",
+    s = _tiny(
+        aligned_train,
+        tmp_path / "run",
         max_epochs=3,
         batch_size=2,
         learning_rate=1e-2,
-        accelerator="cpu",
-        devices=1,
-        val_fraction=0.2,
         test_fraction=0.1,
         lr_patience=1,
     )
@@ -98,18 +108,7 @@ def test_last_checkpoint_is_written_after_every_epoch(aligned_train, tmp_path, c
     Lightning bar redraws or ANSI escapes: one line per epoch instead."""
     import torch
 
-    s = TrainSettings(
-        dataset=str(aligned_train),
-        run_dir=str(tmp_path / "run"),
-        preset="tiny",
-        max_epochs=3,
-        batch_size=4,
-        learning_rate=0.0,
-        accelerator="cpu",
-        devices=1,
-        val_fraction=0.2,
-        test_fraction=0.0,
-    )
+    s = _tiny(aligned_train, tmp_path / "run", max_epochs=3, learning_rate=0.0)
     run = train(s)
     out = capfd.readouterr()
     text = out.out + out.err
@@ -133,17 +132,7 @@ def test_trained_checkpoint_loads_as_potential(aligned_train, tmp_path):
     from nequip.data import AtomicDataDict as K
     from nequip.data.transforms import NeighborListTransform
 
-    s = TrainSettings(
-        dataset=str(aligned_train),
-        run_dir=str(tmp_path / "run"),
-        preset="tiny",
-        max_epochs=1,
-        batch_size=4,
-        accelerator="cpu",
-        devices=1,
-        val_fraction=0.2,
-        test_fraction=0.0,
-    )
+    s = _tiny(aligned_train, tmp_path / "run")
     run = train(s)
     pot = load_potential(run / "best.ckpt")
     assert set(pot.species) == {"H", "C", "O", "Si", "Ca"} and pot.cutoff == 5.2
@@ -553,16 +542,12 @@ def test_sam_step_is_the_gradient_at_the_perturbed_weights_and_trains(aligned_tr
     assert torch.allclose(w.detach(), w0 - 0.05 * (a @ (w0 + e)), atol=1e-6)
     with pytest.raises(ValueError, match="closure"):
         opt.step()
-    s = TrainSettings(
-        dataset=str(aligned_train),
-        run_dir=str(tmp_path / "sam"),
-        preset="tiny",
+    s = _tiny(
+        aligned_train,
+        tmp_path / "sam",
         max_epochs=3,
         batch_size=2,
         learning_rate=1e-2,
-        accelerator="cpu",
-        devices=1,
-        val_fraction=0.2,
         test_fraction=0.1,
         sam_rho=0.05,
     )
@@ -576,17 +561,14 @@ def test_sam_step_is_the_gradient_at_the_perturbed_weights_and_trains(aligned_tr
 def test_ddp_training_over_two_cpu_processes(aligned_train, tmp_path, capfd):
     """Lightning DDP (strategy = "ddp", gloo on CPU): two processes, each sees half of the training batches
     per epoch, and the run trains and checkpoints as a single-process one does."""
-    s = TrainSettings(
-        dataset=str(aligned_train),
-        run_dir=str(tmp_path / "ddp"),
-        preset="tiny",
+    s = _tiny(
+        aligned_train,
+        tmp_path / "ddp",
         max_epochs=2,
         batch_size=2,
         learning_rate=1e-2,
-        accelerator="cpu",
         devices=2,
         strategy="ddp",
-        val_fraction=0.2,
         test_fraction=0.1,
     )
     run = train(s)

@@ -75,7 +75,14 @@ from .reporters import (
 )
 from .restart import RestartFile, read_restart_file, restart_atoms, write_restart_file
 from .runfile import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
-from .scaling import TimedPotential, mpiexec_path, pingpong, project_weak_scaling, time_engine
+from .scaling import (
+    TimedPotential,
+    mpi_command,
+    mpiexec_path,
+    pingpong,
+    project_weak_scaling,
+    time_engine,
+)
 from .simulation import RankFailure, Simulation, SimulationError, abort_all
 from .state import State
 
@@ -152,6 +159,7 @@ __all__ = [
     "pingpong",
     "project_weak_scaling",
     "mpiexec_path",
+    "mpi_command",
     "SERIAL",
     "IntegratorKind",
     "integrator_kinds",

@@ -233,6 +233,14 @@ class ConformanceReport:
     checks: list[str] = field(default_factory=list)
     deviations: dict[str, float] = field(default_factory=dict)
 
+    def require(
+        self, ok: bool, name: str, detail: str, error: type[Exception], subject: object
+    ) -> None:
+        """Record check ``name``; raise ``error`` naming ``subject``'s type, the check and ``detail`` when not ``ok``."""
+        if not ok:
+            raise error(f"{type(subject).__name__}: {name}: {detail}")
+        self.checks.append(name)
+
 
 def _edges(positions: np.ndarray, cutoff: float) -> np.ndarray:
     d = np.linalg.norm(
@@ -280,9 +288,7 @@ def check_potential(
     rep = ConformanceReport(0, 0)
 
     def check(ok: bool, name: str, detail: str) -> None:
-        if not ok:
-            raise PotentialContractError(f"{type(potential).__name__}: {name}: {detail}")
-        rep.checks.append(name)
+        rep.require(ok, name, detail, PotentialContractError, potential)
 
     check(
         isinstance(potential, Potential),

@@ -31,6 +31,7 @@ __all__ = [
     "pingpong",
     "project_weak_scaling",
     "mpiexec_path",
+    "mpi_command",
     "scale_worker",
 ]
 
@@ -148,6 +149,25 @@ def project_weak_scaling(
 def mpiexec_path() -> str | None:
     """The mpiexec of this Python environment (mpich wheel) if any, else the one on PATH."""
     return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+
+def mpi_command(ranks: int, *args: str) -> list[str]:
+    """The command line that runs ``allegro-fm-md ARGS...`` on ``ranks`` MPI ranks with this Python (for subprocess),
+    warnings off; RuntimeError when no mpiexec is found."""
+    mpiexec = mpiexec_path()
+    if mpiexec is None:
+        raise RuntimeError("no mpiexec: pip install mpich (or load your MPI module)")
+    return [
+        mpiexec,
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "allegro_fm_md.cli",
+        *map(str, args),
+    ]
 
 
 def scale_worker(

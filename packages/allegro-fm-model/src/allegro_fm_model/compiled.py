@@ -197,6 +197,18 @@ def ghost_graph(
     return pos, typ, ei, copy_of
 
 
+def graph_tensors(pos, ei, typ, keys: tuple[str, str, str], dtype, device) -> dict:
+    """The model call's inputs under ``keys`` (positions, edge index, types): positions (A) in ``dtype``, indices as
+    long, on ``device``, each dense and row-major (compiled kernels assume it: a strided view gives wrong indices)."""
+    import torch  # lazy: torch takes seconds to import; only model paths need it
+
+    return {
+        keys[0]: torch.as_tensor(pos, dtype=dtype, device=device).contiguous(),
+        keys[1]: torch.as_tensor(ei, dtype=torch.long, device=device).contiguous(),
+        keys[2]: torch.as_tensor(np.asarray(typ), dtype=torch.long, device=device).contiguous(),
+    }
+
+
 def fold_copies(f_all: np.ndarray, copy_of: np.ndarray, n: int) -> np.ndarray:
     """Forces (n, 3) on the atoms given: each ghost copy's force added to the atom it copies; padding dropped."""
     forces = np.zeros((n, 3))
@@ -282,24 +294,19 @@ class CompiledAllegroPotential:
         self, positions, types, edge_index, n_local: int, edge_shifts=None
     ) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
-        import torch  # lazy: torch takes seconds to import; only model paths need it
         from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
         pos, typ, ei, copy_of = ghost_graph(
             positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2
         )
-        # the compiled kernels assume dense row-major inputs (a strided view gives wrong indices)
-        data = {
-            K.POSITIONS_KEY: torch.as_tensor(
-                pos, dtype=self.positions_dtype, device=self.device
-            ).contiguous(),
-            K.EDGE_INDEX_KEY: torch.as_tensor(
-                ei, dtype=torch.long, device=self.device
-            ).contiguous(),
-            K.ATOM_TYPE_KEY: torch.as_tensor(
-                np.asarray(typ), dtype=torch.long, device=self.device
-            ).contiguous(),
-        }
+        data = graph_tensors(
+            pos,
+            ei,
+            typ,
+            (K.POSITIONS_KEY, K.EDGE_INDEX_KEY, K.ATOM_TYPE_KEY),
+            self.positions_dtype,
+            self.device,
+        )
         o = self.model(data)
         atomic = o[K.PER_ATOM_ENERGY_KEY].detach().view(-1).double().cpu().numpy()[:n_local]
         forces = fold_copies(

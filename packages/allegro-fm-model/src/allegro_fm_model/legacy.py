@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tea_align.elements import type_indices
 
-from .compiled import fold_copies, ghost_graph
+from .compiled import fold_copies, ghost_graph, graph_tensors
 from .potential import PotentialResult
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL
 
@@ -220,19 +220,14 @@ class LegacyAllegroPotential:
         self, positions, types, edge_index, n_local: int, edge_shifts=None
     ) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
-        import torch  # lazy: torch takes seconds to import; only model paths need it
 
         # min_edges 1: the TorchScript graph crashes (SIGSEGV) on an empty edge list
         pos, typ, ei, copy_of = ghost_graph(
             positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=1
         )
-        data = {
-            "pos": torch.as_tensor(pos, dtype=self.dtype, device=self.device).contiguous(),
-            "edge_index": torch.as_tensor(ei, dtype=torch.long, device=self.device).contiguous(),
-            "atom_types": torch.as_tensor(
-                np.asarray(typ), dtype=torch.long, device=self.device
-            ).contiguous(),
-        }
+        data = graph_tensors(
+            pos, ei, typ, ("pos", "edge_index", "atom_types"), self.dtype, self.device
+        )
         out = self.model(data)
         atomic = out["atomic_energy"].detach().reshape(-1).double().cpu().numpy()
         f_all = out["forces"].detach().double().cpu().numpy()

@@ -48,9 +48,7 @@ def check_integrator(make, steps: int = 40, drift_tol: float = 2e-3) -> Conforma
     rep = ConformanceReport(len(a), 0)
 
     def check(ok: bool, name: str, detail: str) -> None:
-        if not ok:
-            raise IntegratorContractError(f"{type(integ).__name__}: {name}: {detail}")
-        rep.checks.append(name)
+        rep.require(ok, name, detail, IntegratorContractError, integ)
 
     check(
         isinstance(integ, Integrator),
