@@ -14,7 +14,6 @@ from allegro_fm_md import (
     Potential,
     PotentialContractError,
     PotentialResult,
-    State,
     TimedPotential,
     VelocityVerlet,
     check_potential,
@@ -129,16 +128,7 @@ def test_a_new_potential_runs_in_the_engine_unchanged():
     MaxwellBoltzmannDistribution(a, temperature_K=50, rng=np.random.default_rng(0))
     Stationary(a)
     ev = ForceEvaluator(pot, pot.types_of(a.get_chemical_symbols()), skin=0.5)
-    pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
-    st = State(
-        pos,
-        a.get_velocities().copy(),
-        a.get_masses(),
-        np.array(a.cell),
-        a.pbc.copy(),
-        forces=r.forces,
-        energy=r.energy,
-    )
+    st = ev.initial_state(a)
     e = []
     for _ in range(200):
         VelocityVerlet(2.0).step(st, ev)

@@ -47,22 +47,13 @@ def supercell(n_atoms: int):
 
 
 def engine_row(pot, atoms, device, steps: int) -> dict:
-    from allegro_fm_md import ForceEvaluator, State, VelocityVerlet
+    from allegro_fm_md import ForceEvaluator, VelocityVerlet
     from allegro_fm_md.chunked import ChunkedPotential
 
     chunked = ChunkedPotential(pot, None)
     ev = ForceEvaluator(chunked, pot.types_of(atoms.get_chemical_symbols()), skin=1.0)
     with peak_meter(device) as m:
-        pos, r = ev.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
-        st = State(
-            pos,
-            atoms.get_velocities().copy(),
-            atoms.get_masses(),
-            np.array(atoms.cell),
-            atoms.pbc.copy(),
-            forces=r.forces,
-            energy=r.energy,
-        )
+        st = ev.initial_state(atoms)
         integ = VelocityVerlet(0.5)
         times = []
         for _ in range(steps + 1):

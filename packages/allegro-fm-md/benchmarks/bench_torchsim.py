@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch_sim as ts
 from allegro_fm_bench.structures import tobermorite_11a
-from allegro_fm_md import ForceEvaluator, State, VelocityVerlet
+from allegro_fm_md import ForceEvaluator, VelocityVerlet
 from allegro_fm_model import load_potential
 from allegro_fm_model.torchsim import AllegroFMModel
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -26,16 +26,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 def _engine(atoms, pot, steps: int) -> float:
     """Seconds per step of allegro-fm-md's NVE (one rank)."""
     ev = ForceEvaluator(pot, pot.types_of(atoms.get_chemical_symbols()), skin=1.0)
-    pos, r = ev.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
-    st = State(
-        pos,
-        atoms.get_velocities().copy(),
-        atoms.get_masses(),
-        np.array(atoms.cell),
-        atoms.pbc.copy(),
-        forces=r.forces,
-        energy=r.energy,
-    )
+    st = ev.initial_state(atoms)
     integ = VelocityVerlet(0.5)
     integ.step(st, ev)  # warm-up
     t = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from allegro_fm_md.forces import ForceEvaluator
-from allegro_fm_md.integrators import State, VelocityVerlet
+from allegro_fm_md.integrators import VelocityVerlet
 from allegro_fm_md.reference import LennardJones
 from ase import units
 from ase.build import bulk
@@ -26,17 +26,7 @@ def _argon(seed=0):
 def _run(atoms, steps, dt_fs, skin=1.0):
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     ev = ForceEvaluator(pot, np.zeros(len(atoms), int), skin=skin)
-    pos, r = ev.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
-    st = State(
-        pos,
-        atoms.get_velocities().copy(),
-        atoms.get_masses(),
-        np.array(atoms.cell),
-        atoms.pbc.copy(),
-        forces=r.forces,
-        energy=r.energy,
-        virial=r.virial,
-    )
+    st = ev.initial_state(atoms)
     integ = VelocityVerlet(dt_fs)
     etot = []
     for _ in range(steps):

@@ -17,6 +17,7 @@ from .contracts import DeviceEdgePotential
 from .errors import SimulationError
 from .ghosts import fold_forces, periodic_halo, wrap
 from .neighbor import VerletList
+from .state import State
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,21 @@ class ForceEvaluator:
         owner = np.concatenate([np.arange(len(state.positions)), self._owner])
         ids = state.ids if state.ids is not None else np.arange(len(state.positions))
         return float(d[k]), int(ids[ei[0, k]]), int(ids[owner[ei[1, k]]])
+
+    def initial_state(self, atoms) -> State:
+        """The State of ``atoms`` (ase.Atoms, one rank: positions A wrapped into the cell, velocities, masses amu, cell,
+        pbc) with its first energy (eV), forces (eV/A) and virial (eV) from this evaluator."""
+        pos, r = self.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
+        return State(
+            pos,
+            atoms.get_velocities().copy(),
+            atoms.get_masses(),
+            np.array(atoms.cell),
+            atoms.pbc.copy(),
+            forces=r.forces,
+            energy=r.energy,
+            virial=r.virial,
+        )
 
     def compute(
         self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray
