@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 from allegro_fm_md.forces import ForceEvaluator
-from allegro_fm_md.integrators import CRescaleNPT, Langevin, State
+from allegro_fm_md.integrators import CRescaleNPT, Langevin
 from allegro_fm_md.reference import LennardJones
 from ase import units
 from ase.build import bulk
@@ -26,19 +26,11 @@ def run(seed: int, dt: float, steps: int) -> np.ndarray:
         np.zeros(len(a), int),
         skin=1.0,
     )
-    pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
     v = np.random.default_rng(seed).normal(0, 1, (len(a), 3)) * np.sqrt(
         units.kB * 60.0 / a.get_masses()[:, None]
     )
-    st = State(
-        pos,
-        v - v.mean(0),
-        a.get_masses(),
-        np.array(a.cell),
-        a.pbc.copy(),
-        forces=r.forces,
-        energy=r.energy,
-    )
+    a.set_velocities(v - v.mean(0))  # Maxwell-Boltzmann, no drift
+    st = ev.initial_state(a)
     integ = CRescaleNPT(
         Langevin(dt, 60.0, friction=0.02, seed=seed + 100),
         pressure_GPa=0.0,

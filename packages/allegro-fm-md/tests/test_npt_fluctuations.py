@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from allegro_fm_md.forces import ForceEvaluator
-from allegro_fm_md.integrators import CRescaleNPT, Langevin, State
+from allegro_fm_md.integrators import CRescaleNPT, Langevin
 from allegro_fm_md.reference import LennardJones
 from ase import units
 from ase.build import bulk
@@ -21,19 +21,11 @@ def _volumes(p0_gpa: float, seed: int) -> np.ndarray:
     a = bulk("Ar", "fcc", a=5.30) * (3, 3, 3)  # 27 atoms: large relative fluctuations, cheap steps
     pot = LennardJones(["Ar"], epsilon=0.0104, sigma=3.40, cutoff=6.5)
     ev = ForceEvaluator(pot, np.zeros(len(a), int), skin=1.0)
-    pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
     v = np.random.default_rng(seed).normal(0, 1, (len(a), 3)) * np.sqrt(
         units.kB * T / a.get_masses()[:, None]
     )
-    st = State(
-        pos,
-        v - v.mean(0),
-        a.get_masses(),
-        np.array(a.cell),
-        a.pbc.copy(),
-        forces=r.forces,
-        energy=r.energy,
-    )
+    a.set_velocities(v - v.mean(0))  # Maxwell-Boltzmann, no drift
+    st = ev.initial_state(a)
     integ = CRescaleNPT(
         Langevin(5.0, T, friction=0.01, seed=seed),
         pressure_GPa=p0_gpa,
@@ -82,19 +74,11 @@ def _ideal_gas_volumes(seed: int, steps: int = 7000, skip: int = 500) -> tuple[n
     ev = ForceEvaluator(
         LennardJones(["Ar"], epsilon=0.0, sigma=3.40, cutoff=3.0), np.zeros(len(a), int), skin=1.0
     )
-    pos, r = ev.compute(a.positions.copy(), np.array(a.cell), a.pbc)
     v = np.random.default_rng(seed).normal(0, 1, (len(a), 3)) * np.sqrt(
         units.kB * 300.0 / a.get_masses()[:, None]
     )
-    st = State(
-        pos,
-        v - v.mean(0),
-        a.get_masses(),
-        np.array(a.cell),
-        a.pbc.copy(),
-        forces=r.forces,
-        energy=r.energy,
-    )
+    a.set_velocities(v - v.mean(0))  # Maxwell-Boltzmann, no drift
+    st = ev.initial_state(a)
     integ = CRescaleNPT(
         Langevin(5.0, 300.0, friction=0.01, seed=seed),
         pressure_GPa=0.05,

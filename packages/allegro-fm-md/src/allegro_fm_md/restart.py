@@ -76,15 +76,13 @@ def write_restart_file(path: str | Path, state, meta: dict) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
-def read_restart_file(path: str | Path) -> RestartFile:
-    """The content of a restart file; MDInputError naming the file if it is unreadable or of another format/version."""
-    path = Path(path)
-    if path.is_dir():  # a sharded restart: all of its atoms
-        return read_restart_shards(path)
+def _read_npz(path: Path, names: tuple[str, ...]) -> tuple[dict, dict]:
+    """The meta and the arrays ``names`` of an npz restart (npz members load one at a time: meta alone is cheap);
+    MDInputError naming the file when it is unreadable or of another format/version."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z[K.META]))
-            arrays = {k: z[k] for k in ARRAYS}
+            arrays = {k: z[k] for k in names}
     except Exception as exc:  # zipfile/np.load raise many types for a truncated file
         raise MDInputError(
             f"{path}: not a readable restart file ({type(exc).__name__}: {exc})"
@@ -93,6 +91,15 @@ def read_restart_file(path: str | Path) -> RestartFile:
         raise MDInputError(
             f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}"
         )
+    return meta, arrays
+
+
+def read_restart_file(path: str | Path) -> RestartFile:
+    """The content of a restart file; MDInputError naming the file if it is unreadable or of another format/version."""
+    path = Path(path)
+    if path.is_dir():  # a sharded restart: all of its atoms
+        return read_restart_shards(path)
+    meta, arrays = _read_npz(path, ARRAYS)
     for k in (K.POSITIONS, K.VELOCITIES, K.CELL):
         bad = ~np.isfinite(arrays[k]).reshape(len(arrays[k]), -1).all(axis=1)
         if bad.any():
@@ -296,18 +303,7 @@ def restart_meta(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         return _read_index(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:  # npz members load one at a time
-            meta = json.loads(str(z[K.META]))
-    except Exception as exc:  # zipfile/np.load raise many types for a truncated file
-        raise MDInputError(
-            f"{path}: not a readable restart file ({type(exc).__name__}: {exc})"
-        ) from exc
-    if meta.get(K.FORMAT) != RESTART_FORMAT or meta.get(K.VERSION) != RESTART_VERSION:
-        raise MDInputError(
-            f"{path}: not an allegro-fm-md restart file of version {RESTART_VERSION}"
-        )
-    return meta
+    return _read_npz(path, ())[0]
 
 
 def restart_header(path: str | Path) -> tuple[int, int]:
