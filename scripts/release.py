@@ -152,7 +152,7 @@ def _sibling_wheels(wheel: Path, work: Path) -> dict[str, tuple[str, Path]]:
                 f"no version of {req.name} satisfies {req} (tags and tree: {[str(v) for v in candidates]})"
             )
         v = allowed[0]
-        if v == tree and f"{req.name}-v{v}" not in _git("tag", "--list", f"{req.name}-v{v}"):
+        if v not in released_versions(req.name):  # the tree's version, not tagged yet
             src = ROOT
         else:
             src = work / f"src-{req.name}-{v}"

@@ -197,10 +197,14 @@ def test_the_bench_wings_never_import_each_other():
     )
 
 
+def _says_why(line: str) -> bool:
+    return "# lazy" in line or "# noqa: F401  (" in line
+
+
 def _unexplained_lazy_imports(path: Path) -> list[str]:
     """Imports inside a function of ``path`` with no reason: a lazy import carries ``# lazy: ...`` (or a ``noqa`` naming
-    why it is imported for its side effect) on its own line, on the comment line above its group, or on its group's
-    first line."""
+    why it is imported for its side effect) on one of its own lines, on an import of its group above it, or on the
+    comment line just above that group."""
     import ast
 
     lines = path.read_text().splitlines()
@@ -211,27 +215,16 @@ def _unexplained_lazy_imports(path: Path) -> list[str]:
         for stmt in ast.walk(node):
             if not isinstance(stmt, ast.Import | ast.ImportFrom) or stmt.col_offset == 0:
                 continue
-            if any("# lazy" in line for line in lines[stmt.lineno - 1 : stmt.end_lineno]):
-                continue  # a wrapped import: the reason may sit on any of its lines
-            i = stmt.lineno - 1
+            if any(_says_why(line) for line in lines[stmt.lineno - 1 : stmt.end_lineno]):
+                continue
+            i = stmt.lineno - 2  # up over the group's other imports and blank lines
             while (
                 i >= 0
-            ):  # this line, then the contiguous imports above it, then a comment line just above them
-                text = lines[i].strip()
-                if "# lazy" in text or "# noqa: F401  (" in text:
-                    break
-                if not (
-                    text.startswith(("import ", "from "))
-                    or (text.startswith("#") and i < stmt.lineno - 1)
-                    or (not text and i < stmt.lineno - 1)
-                ):
-                    i = -1
-                    break
-                if text.startswith("#"):
-                    i = -1
-                    break
+                and not _says_why(lines[i])
+                and (not lines[i].strip() or lines[i].strip().startswith(("import ", "from ")))
+            ):
                 i -= 1
-            if i < 0:
+            if i < 0 or not _says_why(lines[i]):
                 bad.append(f"{path}:{stmt.lineno}: {lines[stmt.lineno - 1].strip()}")
     return bad
 

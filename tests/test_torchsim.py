@@ -104,3 +104,17 @@ def test_a_batch_of_eight_small_systems_runs_in_torchsim(capsys):
             abs(e - rest) < 0.1 for e in per_atom[k::2]
         )  # eV/atom: 300 K of motion, no melting
         assert len({round(e, 8) for e in per_atom[k::2]}) == 4  # different seeds, different states
+
+
+def test_an_element_the_model_does_not_know_is_named_with_its_atom():
+    from allegro_fm_model.torchsim import AllegroFMModel
+    from ase.build import bulk
+
+    m = AllegroFMModel("allegro-fm-mini")
+    state = ts.initialize_state(
+        [bulk("Si", "diamond", a=5.43), bulk("Fe", "bcc", a=2.87)], m.device, m.dtype
+    )
+    with pytest.raises(
+        ValueError, match=r"atom 2 \(system 1\): element Z=26 is not known to this model"
+    ):
+        m(state)
