@@ -343,6 +343,10 @@ def test_frictions_of_a_first_run(tmp_path, capsys, monkeypatch):
     assert [a.info["step"] for a in read_frames(work / "mine" / "trajectory.h5md")] == [0, 3]
     run_json = json.loads((work / "mine" / "run.json").read_text())
     assert run_json["runfile_sha256"] == RunFile.load(f).source_sha256
+    (work / "taken").write_text("a file, not a folder\n")
+    assert main(["run", str(f), "-o", "taken", "-q"]) == 2  # refused naming it, the file untouched
+    assert "taken: the output folder is a file" in capsys.readouterr().err
+    assert (work / "taken").read_text() == "a file, not a folder\n"
     bad = _setup(tmp_path, integrator="verlett")
     assert main(["run", str(bad), "--dry-run", "--ranks", "2"]) == 2
     assert "verlett" in capsys.readouterr().err

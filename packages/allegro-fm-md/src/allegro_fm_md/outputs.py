@@ -69,6 +69,10 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Create the folder and the lock, or raise MDInputError naming the run that holds it."""
         self.created = not self.outdir.exists()
+        if self.outdir.exists() and not self.outdir.is_dir():
+            raise MDInputError(
+                f"{self.outdir}: the output folder is a file; name a folder ([output] dir or run -o)"
+            )
         self.outdir.mkdir(parents=True, exist_ok=True)
         me = {
             "pid": os.getpid(),
