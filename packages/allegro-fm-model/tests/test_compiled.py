@@ -311,3 +311,23 @@ def test_a_damaged_cache_entry_is_rebuilt_once_then_named(tmp_path, monkeypatch,
         match=f"{cached.name}: the compiled model cache entry does not load even after recompiling",
     ):
         plugin.md_potential(spec, [], "cpu")
+
+
+def test_compiled_per_atom_virials_equal_eager(pair):
+    """The compiled file returns forces only; its per-atom virials come from a call with one ghost per edge
+    (compiled.edge_copy_graph). Float64: equal to the eager model's direct per-edge gradients to 1e-9 eV."""
+    eager, path = pair
+    comp = load_potential(path)
+    a = _cell()
+    ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, 5.2)
+    types = eager.types_of(a.get_chemical_symbols())
+    eager.per_atom_virial = comp.per_atom_virial = True
+    try:
+        r0 = eager.compute(a.positions, types, ei, len(a), sh)
+        r1 = comp.compute(a.positions, types, ei, len(a), sh)
+    finally:
+        eager.per_atom_virial = comp.per_atom_virial = False
+    assert abs(r0.atomic_virials).max() > 1e-2
+    np.testing.assert_allclose(r1.atomic_virials, r0.atomic_virials, atol=1e-9)
+    np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-9)  # the per-edge graph's forces too
+    np.testing.assert_allclose(r1.atomic_virials.sum(0), r1.virial, atol=1e-9)

@@ -74,6 +74,15 @@ class ChunkedPotential:
         self.progress = False  # a progress bar (stderr) over the chunks of an evaluation that lasts more than 10 s
 
     @property
+    def per_atom_virial(self) -> bool:
+        """The wrapped potential's switch (contracts.PerAtomVirialPotential); False when it has none."""
+        return bool(getattr(self.inner, "per_atom_virial", False))
+
+    @per_atom_virial.setter
+    def per_atom_virial(self, on: bool) -> None:
+        self.inner.per_atom_virial = bool(on)
+
+    @property
     def device_edges(self) -> bool:
         return isinstance(self.inner, DeviceEdgePotential) and bool(self.inner.device_edges)
 
@@ -185,6 +194,7 @@ class ChunkedPotential:
         forces = np.zeros((len(positions), 3))
         virial = np.zeros((3, 3))
         atomic = np.zeros(n_local)
+        per_atom = members = weights = None
         energy = 0.0
         self.calls = 0
         c0 = 0
@@ -205,13 +215,22 @@ class ChunkedPotential:
             forces[atoms] += np.asarray(r.forces, dtype=np.float64)
             virial += np.asarray(r.virial, dtype=np.float64)
             atomic[c0:c1] = np.asarray(r.atomic_energies, dtype=np.float64)
+            if getattr(r, "atomic_virials", None) is not None:
+                if per_atom is None:
+                    per_atom = np.zeros((n_local, 3, 3))
+                per_atom[c0:c1] = r.atomic_virials
+            if getattr(r, "member_forces", None) is not None:
+                if members is None:
+                    members = np.zeros((len(r.member_forces), len(positions), 3))
+                    weights = np.asarray(r.member_weights)
+                members[:, atoms] += r.member_forces
             self.calls += 1
             if bar is not None:
                 bar.update(c1 - c0)
             c0 = c1
         if bar is not None:
             bar.close()
-        return PotentialResult(energy, forces, virial, atomic)
+        return PotentialResult(energy, forces, virial, atomic, per_atom, members, weights)
 
     def _bar(self, n_local: int, n_edges: int):
         """A progress report (tea_align.Progress) over the centre atoms when ``progress`` is on and there are many chunks; shown only once the

@@ -18,6 +18,18 @@ the energy of the local atoms only (eV: the sum over ranks is the system's energ
 stress = -W / V) and per-atom energies of the local atoms (eV). ``edge_shifts`` (E, 3) A, when given, are added
 to x_j - x_i (periodic images without ghost copies: one-process callers such as the ASE calculator).
 
+Two optional capabilities, each with its own Protocol:
+
+- ``PerAtomVirialPotential``: with ``per_atom_virial = True`` the result also holds ``atomic_virials`` (n_local, 3, 3)
+  eV, W_i = -sum_{edges i -> j} r_ij (x) dE/dr_ij: the strain derivative of atom i's own energy. They sum to the
+  virial, depend on relative vectors only (translation-invariant) and on the edges centred on i only, so every rank
+  computes its own atoms' with no communication. For a pair potential this is ASE's and LAMMPS's half-and-half split
+  of each pair; ASE's per-atom stress is -W_i / V (summing to the stress).
+- ``CommitteeLikePotential`` (allegro-fm-model's ``CommitteePotential``): results also hold ``member_forces``
+  (K, N, 3) eV/A, each member's forces on every atom given, and ``member_weights`` (K,): the engine folds them with
+  the forces (in the same reverse exchange) and asks the potential's ``force_deviation`` for each atom's deviation
+  where the atom lives.
+
 ``check_potential`` checks an implementation against this contract on a small cluster (torch-sim's model
 validator plays the same role): result types and shapes, energy = sum of per-atom energies, ghost-centred
 edges refused, translation invariance, a two-rank partition adding up to the whole, virial = sum x (x) F,
@@ -42,6 +54,12 @@ class PotentialResult:
     forces: np.ndarray
     virial: np.ndarray
     atomic_energies: np.ndarray
+    #: (n_local, 3, 3) eV, per-atom virials when ``per_atom_virial`` is on (see the module docstring), else None
+    atomic_virials: np.ndarray | None = None
+    #: (K, N, 3) eV/A, each committee member's forces on every atom given; None for a single model
+    member_forces: np.ndarray | None = None
+    #: (K,) the members' weights (sum 1); None for a single model
+    member_weights: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -100,6 +118,25 @@ class DeviceEdgePotential(Potential, Protocol):
     ) -> PotentialResult:
         """As ``compute``, with ``candidates`` (2, E) uploaded only when ``key`` changes; the same result as ``compute`` on
         the candidates within ``cutoff``."""
+        ...
+
+
+@runtime_checkable
+class PerAtomVirialPotential(Potential, Protocol):
+    """A Potential that can also return per-atom virials: with ``per_atom_virial`` set True, ``compute`` (and
+    ``compute_from_candidates`` where present) fill ``atomic_virials`` (n_local, 3, 3) eV (module docstring). Off by
+    default: it costs an (E, 3, 3) product per call (and for the compiled and nequip 0.6 files a graph with one ghost
+    per edge). The engine turns it on when ``[output] per_atom`` asks for "stress"."""
+
+    per_atom_virial: bool
+
+
+@runtime_checkable
+class CommitteeLikePotential(Potential, Protocol):
+    """A Potential whose results carry ``member_forces`` (a committee of models)."""
+
+    def force_deviation(self, member_forces: np.ndarray) -> np.ndarray:
+        """Per-atom force deviation (n,) eV/A from each member's total forces (K, n, 3) eV/A on n atoms."""
         ...
 
 
@@ -414,4 +451,41 @@ def check_potential(
         worst = max(worst, abs(-(es[0] - es[1]) / (2 * fd_step) - f[a, c]))
     rep.deviations["F + dE/dx"] = worst
     check(worst <= fd_tol, "F = -dE/dx (central differences)", f"max deviation {worst:.3g} eV/A")
+    if isinstance(potential, PerAtomVirialPotential):
+        _check_atomic_virials(potential, positions, types, ei, r, check, rep, force_tol)
     return rep
+
+
+def _check_atomic_virials(potential, positions, types, ei, r, check, rep, force_tol) -> None:
+    """Per-atom virials: shape, sum = virial, translation invariance, the same on a two-rank partition."""
+    n = len(positions)
+    was = potential.per_atom_virial
+    potential.per_atom_virial = True
+    try:
+        a = potential.compute(positions, types, ei, n)
+        t = potential.compute(positions + np.array([3.1, -2.7, 1.9]), types, ei, n)
+        mine = np.arange(n) < n // 2
+        order = np.concatenate([np.flatnonzero(mine), np.flatnonzero(~mine)])
+        inv = np.empty(n, np.int64)
+        inv[order] = np.arange(n)
+        part = potential.compute(
+            positions[order], types[order], inv[ei[:, mine[ei[0]]]], int(mine.sum())
+        )
+    finally:
+        potential.per_atom_virial = was
+    wa = None if a.atomic_virials is None else np.asarray(a.atomic_virials)
+    check(
+        wa is not None and wa.shape == (n, 3, 3),
+        "per-atom virials",
+        f"per_atom_virial = True must give atomic_virials of shape {(n, 3, 3)}",
+    )
+    tol = force_tol * max(1.0, n) * max(1.0, float(np.abs(positions).max()))
+    d = float(np.abs(wa.sum(axis=0) - np.asarray(r.virial)).max())
+    rep.deviations["virial - sum of per-atom virials"] = d
+    check(d <= tol, "per-atom virials sum to the virial", f"differs by {d:.3g} eV")
+    d = float(np.abs(np.asarray(t.atomic_virials) - wa).max())
+    rep.deviations["per-atom virial translation"] = d
+    check(d <= tol, "per-atom virials translation-invariant", f"change by {d:.3g} eV")
+    d = float(np.abs(np.asarray(part.atomic_virials) - wa[mine]).max())
+    rep.deviations["per-atom virial partition"] = d
+    check(d <= tol, "per-atom virials local", f"a rank's atoms differ by {d:.3g} eV")

@@ -22,11 +22,22 @@ from .state import State
 
 @dataclass(frozen=True)
 class ForceResult:
-    """energy (eV), forces (N, 3) eV/A on the local atoms, virial (3, 3) eV (W = -dE/dstrain)."""
+    """energy (eV), forces (N, 3) eV/A on the local atoms, virial (3, 3) eV (W = -dE/dstrain); per local atom: energies
+    (eV), virials (eV; None unless the potential's per_atom_virial is on), committee force deviation (eV/A; None for a
+    single model)."""
 
     energy: float
     forces: np.ndarray
     virial: np.ndarray
+    atomic_energies: np.ndarray | None = None
+    atomic_virials: np.ndarray | None = None
+    force_deviation: np.ndarray | None = None
+
+    def store(self, state) -> None:
+        """Put this result into ``state`` (forces, energy, virial and the per-atom results)."""
+        state.forces, state.energy, state.virial = self.forces, self.energy, self.virial
+        state.atomic_energies, state.atomic_virials = self.atomic_energies, self.atomic_virials
+        state.force_deviation = self.force_deviation
 
 
 NONFINITE_POSITIONS = "positions are not finite at the force evaluation that follows this step (the integration blew up)"
@@ -44,6 +55,13 @@ def _evaluate(
     if isinstance(potential, DeviceEdgePotential) and potential.device_edges:
         return potential.compute_from_candidates(allpos, types, verlet.candidates, n_local, key)
     return potential.compute(allpos, types, verlet.edges(allpos), n_local)
+
+
+def _around(allpos: np.ndarray, types: np.ndarray, edges: np.ndarray, k: int):
+    """Atom ``k`` and the atoms its edges reach: (positions, types), ``k`` first."""
+    nb = edges[1, edges[0] == k]
+    idx = np.concatenate([[k], nb[nb != k]])
+    return allpos[idx], np.asarray(types)[idx]
 
 
 class ForceEvaluator:
@@ -95,11 +113,18 @@ class ForceEvaluator:
             ids = np.flatnonzero(bad) if state.ids is None else state.ids[bad]
             raise SimulationError(NONFINITE_POSITIONS, state.step, tuple(int(i) for i in ids[:10]))
         state.positions, r = self.compute(state.positions, state.cell, state.pbc)
-        state.forces, state.energy, state.virial = r.forces, r.energy, r.virial
+        r.store(state)
 
     def invalidate(self) -> None:
         """Force a list rebuild at the next update (restart files are written right after one)."""
         self.verlet.builds = 0
+
+    def neighbourhood(self, state, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Local atom ``k`` (first) and its neighbours within the cutoff (periodic images unwrapped): positions (A) and
+        types."""
+        allpos = self._all_positions(state.positions)
+        types = np.concatenate([self.types, self.types[self._owner]])
+        return _around(allpos, types, self.verlet.edges(allpos), k)
 
     def closest_pair(self, state) -> tuple[float, int, int]:
         """Shortest distance (A) between two atoms within the lists, with the ids of the pair."""
@@ -117,16 +142,15 @@ class ForceEvaluator:
         """The State of ``atoms`` (ase.Atoms, one rank: positions A wrapped into the cell, velocities, masses amu, cell,
         pbc) with its first energy (eV), forces (eV/A) and virial (eV) from this evaluator."""
         pos, r = self.compute(atoms.positions.copy(), np.array(atoms.cell), atoms.pbc)
-        return State(
+        state = State(
             pos,
             atoms.get_velocities().copy(),
             atoms.get_masses(),
             np.array(atoms.cell),
             atoms.pbc.copy(),
-            forces=r.forces,
-            energy=r.energy,
-            virial=r.virial,
         )
+        r.store(state)
+        return state
 
     def compute(
         self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray
@@ -142,8 +166,17 @@ class ForceEvaluator:
             allpos = self._all_positions(positions)
         types = np.concatenate([self.types, self.types[self._owner]])
         r = _evaluate(self.potential, allpos, types, self.verlet, n, (id(self), self.verlet.builds))
+        fdev = None
+        if getattr(r, "member_forces", None) is not None:  # each member's total force on each atom
+            folded = [fold_forces(np.asarray(f), n, self._owner) for f in r.member_forces]
+            fdev = self.potential.force_deviation(np.stack(folded))
         return positions, ForceResult(
-            float(r.energy), fold_forces(np.asarray(r.forces), n, self._owner), np.asarray(r.virial)
+            float(r.energy),
+            fold_forces(np.asarray(r.forces), n, self._owner),
+            np.asarray(r.virial),
+            np.asarray(r.atomic_energies, dtype=np.float64),
+            getattr(r, "atomic_virials", None),
+            fdev,
         )
 
 
@@ -267,13 +300,33 @@ class DistributedForceEvaluator:
         r = _evaluate(
             self.potential, allpos, self._types_all, self.verlet, n, (id(self), self.builds)
         )
-        state.forces = self.exchange.reverse(np.asarray(r.forces))
-        state.energy = float(self.comm.allreduce(float(r.energy)))
-        state.virial = np.asarray(self.comm.allreduce(np.asarray(r.virial)))
+        members = getattr(r, "member_forces", None)
+        fdev = None
+        if members is None:
+            forces = self.exchange.reverse(np.asarray(r.forces))
+        else:  # the members' forces travel with the forces: one reverse exchange, wider rows
+            k = len(members)
+            wide = np.concatenate([np.asarray(r.forces), *np.asarray(members)], axis=1)
+            back = self.exchange.reverse(wide)
+            forces = back[:, :3]
+            fdev = self.potential.force_deviation(back[:, 3:].reshape(n, k, 3).transpose(1, 0, 2))
+        ForceResult(
+            float(self.comm.allreduce(float(r.energy))),
+            forces,
+            np.asarray(self.comm.allreduce(np.asarray(r.virial))),
+            np.asarray(r.atomic_energies, dtype=np.float64),
+            getattr(r, "atomic_virials", None),
+            fdev,
+        ).store(state)
 
     def invalidate(self) -> None:
         """Force a (collective) rebuild at the next update."""
         self._ref = None
+
+    def neighbourhood(self, state, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Local atom ``k`` (first) and its neighbours within the cutoff (ghosts included, unwrapped): positions (A) and
+        types. No communication."""
+        return _around(self._allpos, self._types_all, self.verlet.edges(self._allpos), k)
 
     def closest_pair(self, state) -> tuple[float, int, int]:
         """Shortest distance (A) between two atoms over all ranks, with the global ids of the pair."""

@@ -43,14 +43,18 @@ def species_sha256(unit_numbers: np.ndarray, cells: int) -> str:
 
 
 def model_sha256(spec) -> str:
-    """SHA-256 of a [potential] table's model: the model file's bytes when ``model`` names a file, else its kind, name
-    and parameters (a shipped model by name is identified by its name)."""
+    """SHA-256 of a [potential] table's model: the model file's bytes when ``model`` names a file (a committee: its
+    members' bytes and weights), else its kind, name and parameters (a shipped model by name is identified by its
+    name)."""
     h = hashlib.sha256()
-    path = Path(spec.model) if spec.model else None
-    if path is not None and path.is_file():
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+    files = [Path(m) for m in ([spec.model] if spec.model else list(getattr(spec, "models", [])))]
+    if files and all(p.is_file() for p in files):  # a committee: its members' bytes and weights
+        for path in files:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        if getattr(spec, "weights", None):
+            h.update(json.dumps(list(spec.weights)).encode())
     else:
         d = {
             k: v

@@ -276,7 +276,12 @@ def _cut_shard(path: Path, step: int) -> int:
 def cut_back(
     outdir: str | Path,
     step: int,
-    trajectories: tuple[str, ...] = ("trajectory.h5md", "trajectory.h5", "trajectory.extxyz"),
+    trajectories: tuple[str, ...] = (
+        "trajectory.h5md",
+        "trajectory.h5",
+        "trajectory.extxyz",
+        "uncertain.extxyz",
+    ),
 ) -> CutBack:
     """Cut the folder's thermo log and trajectories back to ``step`` (see the module docstring); returns what went."""
     outdir = Path(outdir)

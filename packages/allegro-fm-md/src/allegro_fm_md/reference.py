@@ -18,6 +18,8 @@ from .contracts import PotentialResult
 class _PairPotential:
     species: tuple[str, ...]
     cutoff: float
+    #: True: ``compute`` also returns per-atom virials (contracts.PerAtomVirialPotential)
+    per_atom_virial: bool = False
 
     def types_of(self, symbols: Sequence[str]) -> np.ndarray:
         return type_indices(self.species, symbols)
@@ -26,7 +28,8 @@ class _PairPotential:
         raise NotImplementedError  # pragma: no cover - each subclass defines its pair function
 
     def compute(self, positions, types, edge_index, n_local, edge_shifts=None) -> PotentialResult:
-        """Same call as AllegroPotential.compute: local energy, forces on all atoms, virial."""
+        """Same call as AllegroPotential.compute: local energy, forces on all atoms, virial (and per-atom virials, eV, when
+        ``per_atom_virial``)."""
         pos = np.asarray(positions, dtype=np.float64)
         ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         if ei.shape[1] and ei[0].max() >= n_local:
@@ -46,7 +49,11 @@ class _PairPotential:
         np.add.at(forces, ei[0], g)
         np.add.at(forces, ei[1], -g)
         atomic = np.bincount(ei[0], weights=e, minlength=n_local)[:n_local]
-        return PotentialResult(float(atomic.sum()), forces, -(vec.T @ g), atomic)
+        per_atom = None
+        if self.per_atom_virial:  # each edge's -r (x) dE/dr on its centre
+            per_atom = np.zeros((n_local, 3, 3))
+            np.add.at(per_atom, ei[0], -(vec[:, :, None] * g[:, None, :]))
+        return PotentialResult(float(atomic.sum()), forces, -(vec.T @ g), atomic, per_atom)
 
 
 class LennardJones(_PairPotential):

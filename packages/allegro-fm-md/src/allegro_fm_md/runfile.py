@@ -68,6 +68,7 @@ from tea_align.files import atomic_path, read_toml
 from . import keys as K
 from .chunked import ChunkedPotential
 from .comm import agree, node_local_rank, world
+from .contracts import CommitteeLikePotential, PerAtomVirialPotential
 from .errors import MDInputError
 from .faults import inject
 from .forces import DistributedForceEvaluator
@@ -77,6 +78,7 @@ from .integrators import build_integrator, integrator_kinds
 from .minimize import relax_cell
 from .outputs import RunLock, cut_back
 from .potentials import make_potential
+from .reporters import PER_ATOM, ForceDeviationGuard
 from .restart import restart_header, restart_meta
 from .schema import check_values
 from .simulation import Simulation, SimulationError
@@ -114,6 +116,11 @@ class PotentialSpec:
     r0: float = 2.5
     #: cutoff of the reference potentials (A; a model file carries its own)
     cutoff: float = 6.5
+    #: kind "allegro": a committee of model files (any mix of the kinds ``model`` takes) instead of ``model``: forces,
+    #: energy and virial are the weighted mean; thermo.log gets fdev_max and fdev_mean (eV/A)
+    models: list = field(default_factory=list)
+    #: the committee members' weights (default equal; normalised to sum 1)
+    weights: list = field(default_factory=list)
     #: a plug-in kind's own keys ([potential.options] table)
     options: dict = field(default_factory=dict)
     #: > 0: the potential sees at most this many edges at once; 0: chosen from the memory budget (chunked.py)
@@ -146,6 +153,11 @@ class RunSpec:
     min_distance: float = 0.5
     #: > 0: stop cleanly (restart written, exit 75) this many seconds before the job's end (SLURM_JOB_END_TIME)
     walltime_margin_s: float = 0.0
+    #: committee runs: > 0 records structures with an atom's force deviation above this (eV/A) to uncertain.extxyz
+    #: (whole frames up to 1000 atoms, else cut-outs within the cutoff; at most once per thermo_every steps)
+    fdev_record: float = 0.0
+    #: committee runs: > 0 stops the run (last good state kept) when an atom's force deviation exceeds this (eV/A)
+    fdev_stop: float = 0.0
     #: each integrator kind's own table by kind name ([run.nhc], [run.npt], ...)
     options: dict = field(default_factory=dict)
 
@@ -202,6 +214,9 @@ class OutputSpec:
     shards: bool = False
     #: true: resume with another model file than the one that started the run (else refused)
     allow_model_change: bool = False
+    #: per-atom outputs written with each trajectory frame (H5MD and extxyz): "energy" (eV), "stress" (eV/A^3, ASE's
+    #: per-atom convention: they sum to the stress without its kinetic term), "force_deviation" (eV/A, committees)
+    per_atom: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -250,6 +265,8 @@ class RunFile:
                     continue  # a shipped model's name (allegro-fm-mini), resolved by allegro_fm_model
                 if t.get(key) and not Path(t[key]).is_absolute():
                     t[key] = os.path.normpath(path.parent / t[key])  # examples/x/../../runs -> runs
+            if name == "potential" and ("models" in t or "weights" in t):
+                t["models"], t["weights"] = _committee(path, t)
             if "replicate" in t:
                 if not isinstance(t["replicate"], list) or not all(
                     type(x) is int for x in t["replicate"]
@@ -272,6 +289,34 @@ class RunFile:
             except MDInputError as exc:
                 raise MDInputError(f"{path}: {exc}") from exc
         return cls(**parsed, source_sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _committee(path: Path, t: dict) -> tuple[list, list]:
+    """[potential] models (file names relative to the run file, or shipped names) and weights, checked."""
+    models, weights = t.get("models", []), t.get("weights", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise MDInputError(f"{path}: [potential] models must be a list of model files or names")
+    if models and len(models) < 2:
+        raise MDInputError(
+            f"{path}: [potential] models needs at least two (one model: model = ...)"
+        )
+    if not isinstance(weights, list) or not all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights
+    ):
+        raise MDInputError(f"{path}: [potential] weights must be a list of non-negative numbers")
+    if weights and len(weights) != len(models):
+        raise MDInputError(
+            f"{path}: [potential] weights has {len(weights)} numbers for {len(models)} models"
+        )
+    if weights and not sum(weights) > 0:
+        raise MDInputError(f"{path}: [potential] weights must not all be zero")
+    resolved = [
+        m
+        if ("/" not in m and not (path.parent / m).exists()) or Path(m).is_absolute()
+        else os.path.normpath(path.parent / m)
+        for m in models
+    ]
+    return resolved, [float(w) for w in weights]
 
 
 def _kind_tables(path: Path, run: dict) -> dict[str, dict]:
@@ -326,6 +371,8 @@ _RANGES = {
     "min_distance": (0.0, None, True),
     "thermo_every": (1, None, True),
     "walltime_margin_s": (0.0, None, True),
+    "fdev_record": (0.0, None, True),
+    "fdev_stop": (0.0, None, True),
     "trajectory_every": (0, None, True),
     "restart_every": (1, None, True),
     "cutoff": (0.0, None, False),
@@ -409,6 +456,7 @@ def _check_output(runfile: RunFile, overwrite: bool) -> None:
             "trajectory.h5md",
             "trajectory.h5",
             "trajectory.extxyz",
+            "uncertain.extxyz",
             "restart.npz",
             "restart_last_good.npz",
             "relaxed.extxyz",
@@ -558,6 +606,7 @@ def _validate_here(
         )  # unknown elements: clear error before any step
     except ValueError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc}") from exc
+    _check_per_atom(runfile, pot, system)
     if (
         comm.size == 1
         and atoms.pbc.any()
@@ -569,6 +618,39 @@ def _validate_here(
             f"{d / 2:.3f} A): an atom would interact with its own image; replicate the cell"
         )
     return system, pot, types
+
+
+def _check_per_atom(runfile: RunFile, pot, system: Supercell) -> None:
+    """[output] per_atom and the force-deviation guards against what the potential gives; turns on per-atom virials."""
+    where = "[output] per_atom"
+    names = list(runfile.output.per_atom)
+    unknown = [n for n in names if n not in PER_ATOM]
+    if unknown or not all(isinstance(n, str) for n in names):
+        raise MDInputError(f"{where}: unknown {unknown}; known: {', '.join(PER_ATOM)}")
+    committee = isinstance(pot.inner, CommitteeLikePotential)
+    r = runfile.run
+    if ("force_deviation" in names or r.fdev_record > 0 or r.fdev_stop > 0) and not committee:
+        raise MDInputError(
+            "force_deviation, fdev_record and fdev_stop need a committee ([potential] models = [...])"
+        )
+    if names and runfile.output.shards:
+        raise MDInputError(
+            "[output] per_atom is written with gathered trajectories only (not yet with shards = true)"
+        )
+    if names and not runfile.output.trajectory_every:
+        raise MDInputError(
+            "[output] per_atom is written with the trajectory: set trajectory_every > 0"
+        )
+    if "stress" in names:
+        if not isinstance(pot.inner, PerAtomVirialPotential):
+            raise MDInputError(
+                f"[output] per_atom = 'stress': potential {runfile.potential.kind!r} gives no per-atom virials"
+            )
+        if abs(np.linalg.det(system.cell)) < 1e-9:
+            raise MDInputError(
+                "[output] per_atom = 'stress' needs a cell with a volume (per-atom stress is -W_i / V)"
+            )
+        pot.per_atom_virial = True
 
 
 def build_simulation(
@@ -623,9 +705,26 @@ def build_simulation(
             species=tuple(pot.species),
             walltime_margin_s=r.walltime_margin_s,
             identity=identity.meta() if identity is not None else None,
+            per_atom=tuple(o.per_atom),
+            guards=_fdev_guards(runfile, pot),
         )
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc
+
+
+def _fdev_guards(runfile: RunFile, pot) -> list:
+    r = runfile.run
+    if not (r.fdev_record > 0 or r.fdev_stop > 0):
+        return []
+    return [
+        ForceDeviationGuard(
+            r.fdev_record,
+            r.fdev_stop,
+            runfile.output.thermo_every,
+            tuple(pot.species),
+            str(getattr(pot, "level_of_theory", "unknown")),
+        )
+    ]
 
 
 def shared_restart_header(path: str | Path, comm) -> tuple[int, int]:

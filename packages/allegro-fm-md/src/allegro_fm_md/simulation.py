@@ -24,6 +24,10 @@ from .errors import MDInputError, SimulationError
 from .faults import inject
 from .jobcontrol import RunStopped, StopRequest
 from .reporters import (
+    FDEV_COLUMNS,
+    PER_ATOM,
+    PER_ATOM_FIELDS,
+    THERMO_COLUMNS,
     FiniteGuard,
     MinDistanceGuard,
     RestartReporter,
@@ -87,8 +91,15 @@ class Simulation:
         species: tuple[str, ...] | None = None,
         walltime_margin_s: float = 0.0,
         identity: dict | None = None,
+        per_atom: tuple[str, ...] = (),
     ):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
+        unknown = set(per_atom) - set(PER_ATOM)
+        if unknown:
+            raise ValueError(f"per_atom: unknown {sorted(unknown)}; known: {', '.join(PER_ATOM)}")
+        #: per-atom outputs written with the trajectory frames (reporters.PER_ATOM)
+        self.per_atom = tuple(per_atom)
+        self._gather_per_atom = {PER_ATOM[name] for name in self.per_atom}
         self.comm = (
             evaluator.comm
         )  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: SERIAL (one process)
@@ -113,6 +124,10 @@ class Simulation:
         self._thermo = ThermoReporter(thermo_every)
         #: reporters, in order (thermo, trajectory, restart, then the caller's): see reporters.py
         self.reporters = [self._thermo]
+        if self.per_atom and self.shards:
+            raise ValueError(
+                "per-atom outputs are written with gathered trajectories only (not yet with shards = true)"
+            )
         if trajectory_every and self.shards:
             if species is None:
                 raise ValueError(
@@ -128,7 +143,13 @@ class Simulation:
                 raise ValueError("trajectory output needs the atomic numbers (numbers=...)")
             self.reporters.append(
                 TrajectoryReporter(
-                    trajectory_every, self.outdir, numbers, state.pbc, self.root, state.step > 0
+                    trajectory_every,
+                    self.outdir,
+                    numbers,
+                    state.pbc,
+                    self.root,
+                    state.step > 0,
+                    self.per_atom,
                 )
             )
         self.reporters.append(RestartReporter(restart_every))
@@ -167,12 +188,21 @@ class Simulation:
         s = s if s is not None else self.state
         if self.comm.size == 1 and (s.ids is None or np.array_equal(s.ids, np.arange(len(s.ids)))):
             return s
-        parts = self.comm.allgather((s.ids, s.positions, s.velocities, s.forces, s.masses, s.types))
+        extra = tuple(
+            getattr(s, name) if name in self._gather_per_atom else None for name in PER_ATOM_FIELDS
+        )
+        parts = self.comm.allgather(
+            (s.ids, s.positions, s.velocities, s.forces, s.masses, s.types, extra)
+        )
         if not self.root:
             return None
         cat = [np.concatenate([p[k] for p in parts]) for k in range(5)]
         types = None if parts[0][5] is None else np.concatenate([p[5] for p in parts])
         order = np.argsort(cat[0])
+        per_atom = [
+            None if parts[0][6][k] is None else np.concatenate([p[6][k] for p in parts])[order]
+            for k in range(len(PER_ATOM_FIELDS))
+        ]
         return State(
             cat[1][order],
             cat[2][order],
@@ -187,6 +217,9 @@ class Simulation:
             momentum_conserved=s.momentum_conserved,
             ids=cat[0][order],
             types=None if types is None else types[order],
+            atomic_energies=per_atom[0],
+            atomic_virials=per_atom[1],
+            force_deviation=per_atom[2],
         )
 
     def thermo_row(self, rate: float) -> Thermo:
@@ -196,6 +229,19 @@ class Simulation:
         st = self.stress_GPa()
         p = -np.trace(st) / 3.0
         cons = self.integrator.conserved_energy(s, self.comm)
+        fdev = ()
+        if (
+            s.force_deviation is not None
+        ):  # a committee: the largest and the mean per-atom deviation (eV/A)
+            top = float(
+                self.comm.allreduce(
+                    float(s.force_deviation.max(initial=0.0)), op=_max_op(self.comm)
+                )
+            )
+            fdev = (
+                top,
+                float(self.comm.allreduce(float(s.force_deviation.sum()))) / self._n_atoms(),
+            )
         return Thermo(
             (
                 s.step,
@@ -213,8 +259,15 @@ class Simulation:
                 st[0, 1],
                 cons,
                 rate,
-            )
+                *fdev,
+            ),
+            THERMO_COLUMNS + (FDEV_COLUMNS if fdev else ()),
         )
+
+    def _n_atoms(self) -> int:
+        if not self._n:
+            self._n = self.state.n_global(self.comm)
+        return self._n
 
     def _rng_state(self):
         rng = self.integrator.rng

@@ -30,6 +30,12 @@ class State:
     #: global atom ids and type indices (they travel with atoms between ranks); None on one rank
     ids: np.ndarray | None = None
     types: np.ndarray | None = None
+    #: per-atom results of the last force call, in the order of this rank's atoms (recomputed at every force call, never
+    #: stored in restarts): energies (n,) eV; virials (n, 3, 3) eV when the potential's per_atom_virial is on; the
+    #: committee's force deviation (n,) eV/A (contracts.CommitteeLikePotential), None for a single model
+    atomic_energies: np.ndarray | None = None
+    atomic_virials: np.ndarray | None = None
+    force_deviation: np.ndarray | None = None
 
     # Collective quantities take the communicator of the ranks that share the system (default ``SERIAL``: this process
     # holds every atom). The state itself is a plain record of this rank's atoms.

@@ -9,6 +9,9 @@ H5MD 1.1 layout written here (de Buyl et al., Comput. Phys. Commun. 185, 1546 (2
     /particles/all/velocity/{step,time,value}      value (T, N, 3) Angstrom/fs
     /particles/all/force/{step,time,value}         value (T, N, 3) kJ/(mol Angstrom)  (= eV/Angstrom x 96.485)
     /particles/all/species     (N,) int32 atomic numbers
+    /particles/all/{energy,stress,force_deviation}/{step,time,value}   ([output] per_atom only) value (T, N) eV,
+                               (T, N, 3, 3) eV Angstrom-3 (ASE's per-atom stress: sums to the stress without its
+                               kinetic term), (T, N) eV Angstrom-1 (a committee's per-atom force deviation)
     /observables/{potential_energy,kinetic_energy,temperature}/{step,time,value}
 
 Time is in fs; each time-dependent value has a "unit" attribute, spelt as MDAnalysis's H5MD reader knows them
@@ -45,18 +48,49 @@ FORCE_UNIT = "kJ mol-1 Angstrom-1"
 EV_PER_A_TO_FORCE_UNIT = units.mol / units.kJ
 
 
+#: per-atom outputs: name -> (H5MD element under /particles/all, shape per atom, unit)
+PER_ATOM_H5MD = {
+    "energy": ("energy", (), "eV"),
+    "stress": ("stress", (3, 3), "eV Angstrom-3"),
+    "force_deviation": ("force_deviation", (), "eV Angstrom-1"),
+}
+
+
+def per_atom_values(state, name: str) -> np.ndarray:
+    """A gathered State's per-atom output ``name`` ([output] per_atom): energies (eV), stresses (eV/A^3, -W_i / V)
+    or force deviations (eV/A)."""
+    if name == "energy":
+        return np.asarray(state.atomic_energies)
+    if name == "stress":
+        return -np.asarray(state.atomic_virials) / abs(np.linalg.det(state.cell))
+    return np.asarray(state.force_deviation)
+
+
 class H5MDWriter:
-    """Append frames of a fixed set of N atoms to an H5MD file (created or, with ``append``, extended)."""
+    """Append frames of a fixed set of N atoms to an H5MD file (created or, with ``append``, extended); ``per_atom``:
+    names of PER_ATOM_H5MD written with each frame."""
 
     def __init__(
-        self, path: str | Path, numbers: np.ndarray, pbc: np.ndarray, append: bool = False
+        self,
+        path: str | Path,
+        numbers: np.ndarray,
+        pbc: np.ndarray,
+        append: bool = False,
+        per_atom: tuple[str, ...] = (),
     ):
         import h5py  # lazy: HDF5 only for .h5 files
 
         self.path = Path(path)
         self.n = len(numbers)
+        self.per_atom = tuple(per_atom)
         exists = self.path.exists() and append
         self.h5 = h5py.File(self.path, "a" if exists else "w")
+        for name in self.per_atom:  # a resumed file may not have them yet
+            element, shape, unit = PER_ATOM_H5MD[name]
+            if not exists or element not in self.h5[K.H5MD_PARTICLES]:
+                if not exists and K.H5MD_PARTICLES not in self.h5:
+                    self.h5.create_group(K.H5MD_PARTICLES)
+                self._element(self.h5[K.H5MD_PARTICLES], element, (self.n, *shape), unit)
         if exists:
             return
         h = self.h5.create_group("h5md")
@@ -64,7 +98,7 @@ class H5MDWriter:
         h.create_group("author").attrs["name"] = "allegro-fm-md"
         c = h.create_group("creator")
         c.attrs["name"], c.attrs["version"] = "allegro-fm-md", __about__.__version__
-        part = self.h5.create_group(K.H5MD_PARTICLES)
+        part = self.h5.require_group(K.H5MD_PARTICLES)
         box = part.create_group("box")
         box.attrs["dimension"] = 3
         box.attrs["boundary"] = np.array(["periodic" if p else "none" for p in pbc], dtype="S8")
@@ -144,6 +178,13 @@ class H5MDWriter:
             (K.H5MD_TEMPERATURE, s.temperature()),
         ):
             self._append(path, s.step, s.time_fs, val)
+        for name in self.per_atom:
+            self._append(
+                f"{K.H5MD_PARTICLES}/{PER_ATOM_H5MD[name][0]}",
+                s.step,
+                s.time_fs,
+                per_atom_values(s, name),
+            )
         self.h5.flush()
 
     def close(self) -> None:
@@ -164,10 +205,14 @@ def read_h5md_positions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.nd
 
 class ExtXYZWriter:
     """Append frames as extxyz with ase.io: positions A, velocities, forces eV/A, energy eV, stress (periodic cells: eV/A^3,
-    ASE sign, kinetic term included), step and time_fs in the comment line. Each frame goes out in one write."""
+    ASE sign, kinetic term included), step and time_fs in the comment line. Each frame goes out in one write.
+    ``per_atom``: "energy" -> ``energies`` (eV) and "stress" -> ``stresses`` (Voigt, eV/A^3), the columns
+    ``Atoms.get_potential_energies()`` / ``get_stresses()`` read back; "force_deviation" -> a ``force_deviation``
+    column (eV/A, ``atoms.arrays``)."""
 
-    def __init__(self, path: str | Path, numbers: np.ndarray):
+    def __init__(self, path: str | Path, numbers: np.ndarray, per_atom: tuple[str, ...] = ()):
         self.path, self.numbers = Path(path), np.asarray(numbers)
+        self.per_atom = tuple(per_atom)
 
     def write(self, state) -> None:
         a = Atoms(
@@ -184,6 +229,12 @@ class ExtXYZWriter:
             results["stress"] = full_3x3_to_voigt_6_stress(
                 -(np.asarray(state.virial) + kin) / abs(np.linalg.det(state.cell))
             )
+        if "energy" in self.per_atom:
+            results["energies"] = per_atom_values(state, "energy")
+        if "stress" in self.per_atom:
+            results["stresses"] = full_3x3_to_voigt_6_stress(per_atom_values(state, "stress"))
+        if "force_deviation" in self.per_atom:
+            a.arrays["force_deviation"] = per_atom_values(state, "force_deviation")
         a.calc = SinglePointCalculator(a, **results)
         a.info.update(step=state.step, time_fs=state.time_fs)
         buf = io.StringIO()

@@ -7,7 +7,9 @@ Public façade:
 - ``AllegroPotential``, ``CompiledAllegroPotential``, ``LegacyAllegroPotential``, ``PotentialResult``: the call an MD
   engine makes (local + ghost atoms, local-centred edges): eager, AOTInductor-compiled, or a nequip 0.6.x deployed
   TorchScript file such as the published ``afm256_01_HL.pt`` (``read_legacy_metadata``, ``LegacyModelError``)
-- ``AllegroFMCalculator``, ``periodic_edges``: ASE calculator (energy eV, forces eV/A, stress eV/A^3)
+- ``AllegroFMCalculator``, ``periodic_edges``: ASE calculator (energy eV, forces eV/A, stress eV/A^3, per-atom
+  energies and stresses, a committee's per-atom force deviation)
+- ``CommitteePotential``, ``load_committee``: several models as one (weighted mean, per-atom force deviation)
 - ``load_potential`` (any model file or shipped name), ``resolve_model``, ``builtin_model_path``, ``BUILTIN_MODELS``;
   ``package_model``, ``compile_model``, ``export_lammps_mliap``: deployable files;
   ``lammps_mliap_input``, ``lammps_environment``: running an ML-IAP file in a LAMMPS build
@@ -16,11 +18,18 @@ Public façade:
 
 from .__about__ import __version__
 from .calculator import AllegroFMCalculator, periodic_edges
+from .committee import CommitteePotential
 from .compiled import CompiledAllegroPotential
 from .export import check_same_predictions, compile_model, package_model
 from .lammps import export_lammps_mliap, lammps_environment, lammps_mliap_input
 from .legacy import LegacyAllegroPotential, LegacyModelError, read_legacy_metadata
-from .loading import BUILTIN_MODELS, builtin_model_path, load_potential, resolve_model
+from .loading import (
+    BUILTIN_MODELS,
+    builtin_model_path,
+    load_committee,
+    load_potential,
+    resolve_model,
+)
 from .model import build_model, count_parameters
 from .potential import AllegroPotential, PotentialResult
 from .presets import FM64, FM256, FM512, MINI, PRESETS, Preset, get_preset, tiny_preset
@@ -55,4 +64,6 @@ __all__ = [
     "BUILTIN_MODELS",
     "resolve_model",
     "check_same_predictions",
+    "CommitteePotential",
+    "load_committee",
 ]

@@ -197,6 +197,39 @@ def ghost_graph(
     return pos, typ, ei, copy_of
 
 
+def edge_copy_graph(positions, types, edge_index, n_local: int, edge_shifts):
+    """The graph of a per-atom-virial call to a file that returns forces only (compiled and nequip 0.6 files): every
+    edge i -> j points at its own ghost copy of j (at x_j + shift), so the force on copy e is -dE/dr_e exactly and
+    W_i = sum_{e centred on i} r_e (x) F_copy_e. Forces on the atoms given are those of the ordinary call (each copy's
+    force folded onto the atom it copies). Costs one model call on N + E nodes instead of N (node work only: the edges
+    are the same). Returns positions, types, edge index, copy_of (per atom, the atom it copies) and edge vectors (A)."""
+    ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+    if ei.size and int(ei[0].max()) >= n_local:
+        raise ValueError(
+            "edge_index has an edge centred on a ghost atom; only local centres are allowed"
+        )
+    positions = np.asarray(positions, dtype=np.float64)
+    n, e = len(positions), ei.shape[1]
+    copies = positions[ei[1]] + (
+        0.0 if edge_shifts is None else np.asarray(edge_shifts, np.float64)
+    )
+    vec = copies - positions[ei[0]]
+    return (
+        np.concatenate([positions, copies]),
+        np.concatenate([np.asarray(types), np.asarray(types)[ei[1]]]),
+        np.stack([ei[0], n + np.arange(e)]),
+        np.concatenate([np.arange(n), ei[1]]),
+        vec,
+    )
+
+
+def per_atom_virials(vec: np.ndarray, centres: np.ndarray, f_copies: np.ndarray, n_local: int):
+    """W_i = sum_{e centred on i} r_e (x) F_copy_e (eV) of an ``edge_copy_graph`` call: (n_local, 3, 3)."""
+    w = np.zeros((n_local, 3, 3))
+    np.add.at(w, centres, vec[:, :, None] * f_copies[:, None, :])
+    return w
+
+
 def graph_tensors(pos, ei, typ, keys: tuple[str, str, str], dtype, device) -> dict:
     """The model call's inputs under ``keys`` (positions, edge index, types): positions (A) in ``dtype``, indices as
     long, on ``device``, each dense and row-major (compiled kernels assume it: a strided view gives wrong indices)."""
@@ -219,7 +252,11 @@ def fold_copies(f_all: np.ndarray, copy_of: np.ndarray, n: int) -> np.ndarray:
 
 class CompiledAllegroPotential:
     """A ``.nequip.pt2`` file (``compile_graph_model``) behind the engine's Potential call; same ``compute``
-    signature and results as ``AllegroPotential`` (eV, eV/A, virial eV)."""
+    signature and results as ``AllegroPotential`` (eV, eV/A, virial eV). With ``per_atom_virial`` on, the call runs on
+    ``edge_copy_graph`` (one ghost per edge) and returns per-atom virials too."""
+
+    #: True: ``compute`` also returns per-atom virials (eV), through ``edge_copy_graph``
+    per_atom_virial: bool = False
 
     def __init__(self, path: str | Path, device: str = "cpu"):
         import allegro._compile  # noqa: F401  (registers the pair_allegro target)
@@ -296,9 +333,18 @@ class CompiledAllegroPotential:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
         from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
-        pos, typ, ei, copy_of = ghost_graph(
-            positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2
-        )
+        n_edges = np.asarray(edge_index).reshape(2, -1).shape[1]
+        per_edge = self.per_atom_virial
+        if per_edge:
+            pos, typ, ei, copy_of, vec = edge_copy_graph(
+                positions, types, edge_index, n_local, edge_shifts
+            )
+            if n_edges < 2:  # the file cannot take fewer than two edges
+                pos, typ, ei, copy_of = _pad_far_pair(pos, typ, ei, copy_of, self.cutoff)
+        else:
+            pos, typ, ei, copy_of = ghost_graph(
+                positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=2
+            )
         data = graph_tensors(
             pos,
             ei,
@@ -309,10 +355,17 @@ class CompiledAllegroPotential:
         )
         o = self.model(data)
         atomic = o[K.PER_ATOM_ENERGY_KEY].detach().view(-1).double().cpu().numpy()[:n_local]
-        forces = fold_copies(
-            o[K.FORCE_KEY].detach().double().cpu().numpy(), copy_of, len(positions)
-        )
+        f_all = o[K.FORCE_KEY].detach().double().cpu().numpy()
+        forces = fold_copies(f_all, copy_of, len(positions))
         virial = o[K.VIRIAL_KEY].detach().double().cpu().numpy().reshape(3, 3)
+        per_atom = None
+        if self.per_atom_virial:
+            n = len(positions)
+            per_atom = per_atom_virials(vec, ei[0, :n_edges], f_all[n : n + n_edges], n_local)
         return PotentialResult(
-            energy=float(atomic.sum()), forces=forces, virial=virial, atomic_energies=atomic
+            energy=float(atomic.sum()),
+            forces=forces,
+            virial=virial,
+            atomic_energies=atomic,
+            atomic_virials=per_atom,
         )

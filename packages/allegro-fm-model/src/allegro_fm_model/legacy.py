@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tea_align.elements import type_indices
 
-from .compiled import fold_copies, ghost_graph, graph_tensors
+from .compiled import edge_copy_graph, fold_copies, ghost_graph, graph_tensors, per_atom_virials
 from .potential import PotentialResult
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL
 
@@ -178,7 +178,11 @@ def load_legacy_module(path: str | Path, device: str = "cpu", freeze: bool = Tru
 
 class LegacyAllegroPotential:
     """A nequip 0.6.x / Allegro 0.3.0 deployed TorchScript model behind the engine's Potential call (same
-    ``compute`` signature and results as ``AllegroPotential``: eV, eV/A, virial eV)."""
+    ``compute`` signature and results as ``AllegroPotential``: eV, eV/A, virial eV). With ``per_atom_virial`` on, the
+    call runs on ``compiled.edge_copy_graph`` (one ghost per edge) and returns per-atom virials too."""
+
+    #: True: ``compute`` also returns per-atom virials (eV), through ``edge_copy_graph``
+    per_atom_virial: bool = False
 
     def __init__(self, path: str | Path, device: str = "cpu"):
         import torch  # lazy: torch takes seconds to import; only model paths need it
@@ -221,10 +225,15 @@ class LegacyAllegroPotential:
     ) -> PotentialResult:
         """As ``AllegroPotential.compute``: energy (eV) of the local atoms, forces (eV/A) on all atoms given, virial (eV)."""
 
-        # min_edges 1: the TorchScript graph crashes (SIGSEGV) on an empty edge list
-        pos, typ, ei, copy_of = ghost_graph(
-            positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=1
-        )
+        per_edge = self.per_atom_virial and np.asarray(edge_index).size > 0
+        if per_edge:
+            pos, typ, ei, copy_of, vec = edge_copy_graph(
+                positions, types, edge_index, n_local, edge_shifts
+            )
+        else:  # min_edges 1: the TorchScript graph crashes (SIGSEGV) on an empty edge list
+            pos, typ, ei, copy_of = ghost_graph(
+                positions, types, edge_index, n_local, edge_shifts, self.cutoff, min_edges=1
+            )
         data = graph_tensors(
             pos, ei, typ, ("pos", "edge_index", "atom_types"), self.dtype, self.device
         )
@@ -234,9 +243,17 @@ class LegacyAllegroPotential:
         forces = fold_copies(f_all, copy_of, len(positions))
         real = copy_of >= 0
         virial = pos[real].T @ f_all[real]  # sum_i x_i (x) F_i (see module docstring)
+        per_atom = None
+        if self.per_atom_virial:
+            per_atom = (
+                per_atom_virials(vec, ei[0], f_all[len(positions) :], n_local)
+                if per_edge
+                else np.zeros((n_local, 3, 3))  # no edges: no virial
+            )
         return PotentialResult(
             energy=float(atomic[:n_local].sum()),
             forces=forces,
             virial=virial,
             atomic_energies=atomic[:n_local].copy(),
+            atomic_virials=per_atom,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .committee import CommitteePotential
 from .compiled import CompiledAllegroPotential
 from .legacy import LegacyAllegroPotential, is_torchscript_archive
 from .model import ensure_nequip_state
@@ -113,3 +114,15 @@ def load_potential(path: str | Path, device: str = "cpu"):
         path.resolve()
     )  # the file it came from (the ASE calculator pickles it as this path)
     return pot
+
+
+def load_committee(models, weights=None, device: str = "cpu", loader=None) -> CommitteePotential:
+    """A ``CommitteePotential`` of several model files or shipped names (any mix ``load_potential`` reads) on
+    ``device``; ``weights`` default equal. ``loader(model, device)`` loads one member (default ``load_potential``; the
+    MD plug-in passes its compile-on-first-use loader). Logs what the committee covers (elements, cutoff)."""
+    loader = loader or load_potential
+    models = [str(m) for m in models]
+    com = CommitteePotential([loader(m, device) for m in models], weights, names=models)
+    com.sources = tuple(models)  # the ASE calculator pickles a committee as its members' files
+    logging.getLogger("allegro_fm_model").info("%s", com.describe())
+    return com

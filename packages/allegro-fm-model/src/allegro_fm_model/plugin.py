@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .__about__ import __version__
 from .export import compile_model
-from .loading import BUILTIN_MODELS, load_potential, resolve_model
+from .loading import BUILTIN_MODELS, load_committee, load_potential, resolve_model
 
 log = logging.getLogger("allegro_fm_model")
 
@@ -59,16 +59,21 @@ def compiled_on_first_use(model: str | Path, device: str = "cpu", progress: bool
 
 def md_potential(spec, symbols, device: str):
     """allegro-fm-md's ``[potential] kind = "allegro"`` (entry point ``allegro_fm_md.potentials``): the potential of
-    the run file's ``model`` (any file ``load_potential`` reads, or a shipped model's name) on ``device``.
+    the run file's ``model`` (any file ``load_potential`` reads, or a shipped model's name) on ``device``, or with
+    ``models = [...]`` (and optional ``weights``) a committee of them (``load_committee``: the weighted mean, and the
+    per-atom force deviation in thermo.log and the guards).
 
     ``[potential.options] compile`` (default true; false or the environment ALLEGRO_FM_COMPILE=0 opt out): a packaged
     model (``.nequip.zip`` or a shipped name) on the CPU or CUDA is AOTInductor-compiled on first use and cached
     (``compiled_on_first_use``); it runs about 2x faster than eager here. Checkpoints, compiled and legacy files load
     as they are."""
-    if not spec.model:
+    models = list(getattr(spec, "models", None) or [])
+    if spec.model and models:
+        raise ValueError("[potential]: give model = <one file> or models = [<files>], not both")
+    if not spec.model and not models:
         raise ValueError(
             "[potential] kind = 'allegro' needs model = <a .ckpt, .nequip.zip, .nequip.pt2, nequip 0.6.x .pt "
-            "file or a shipped model's name>"
+            "file or a shipped model's name> (or models = [...] for a committee)"
         )
     options = dict(getattr(spec, "options", {}) or {})
     unknown = set(options) - {"compile"}
@@ -79,15 +84,23 @@ def md_potential(spec, symbols, device: str):
     want = options.get("compile", True)
     if not isinstance(want, bool):
         raise ValueError(f"[potential.options] compile must be true or false, not {want!r}")
-    packaged = str(spec.model) in BUILTIN_MODELS or str(spec.model).endswith(".nequip.zip")
-    if (
-        want
-        and packaged
-        and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0"
-        and str(device).split(":")[0] in ("cpu", "cuda")
-    ):
-        return _cached_compiled(spec.model, device)
-    return load_potential(spec.model, device)
+
+    def one(model, dev):
+        packaged = str(model) in BUILTIN_MODELS or str(model).endswith(".nequip.zip")
+        if (
+            want
+            and packaged
+            and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0"
+            and str(dev).split(":")[0] in ("cpu", "cuda")
+        ):
+            return _cached_compiled(model, dev)
+        return load_potential(model, dev)
+
+    if models:
+        return load_committee(
+            models, list(getattr(spec, "weights", None) or []) or None, device, one
+        )
+    return one(spec.model, device)
 
 
 def _cached_compiled(model, device: str):

@@ -9,6 +9,10 @@ Allegro's energy is a sum of edge energies centred on each atom, so
 and its gradient with respect to every edge vector r_ij = x_j - x_i + shift_ij gives forces on
 local and ghost atoms alike (the engine sends ghost forces back to their owners) and the virial
 W = -sum_edges r_ij (x) dE/dr_ij (eV; ASE stress = -W / V). Units: Angstrom, eV, eV/Angstrom.
+
+Per-atom virials (``per_atom_virial = True``): W_i = -sum_{edges i -> j} r_ij (x) dE/dr_ij, the strain derivative of
+E_i (Allegro's E_i depends on the edges centred on i alone). They sum to W, are translation-invariant and local to
+the rank that owns i; ASE's per-atom stress is -W_i / V.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ class PotentialResult:
     forces: np.ndarray
     virial: np.ndarray
     atomic_energies: np.ndarray
+    #: (n_local, 3, 3) eV, W_i = -sum_{edges i -> j} r_ij (x) dE/dr_ij, when ``per_atom_virial`` is on; else None
+    atomic_virials: np.ndarray | None = None
+    #: (K, N, 3) eV/A, each committee member's forces (committee.CommitteePotential); None for one model
+    member_forces: np.ndarray | None = None
+    #: (K,) the committee's weights (sum 1); None for one model
+    member_weights: np.ndarray | None = None
 
 
 class AllegroPotential:
@@ -43,6 +53,8 @@ class AllegroPotential:
 
     #: the level of theory of the energies (``provenance.py``; ``load_potential`` sets it from the file)
     level_of_theory: str = "unknown"
+    #: True: ``compute`` also returns per-atom virials (module docstring)
+    per_atom_virial: bool = False
 
     def __init__(
         self,
@@ -154,9 +166,15 @@ class AllegroPotential:
         forces.index_add_(0, ei[0], g)  # r_ij = x_j - x_i: dE/dx_i = -g, F_i = +g
         forces.index_add_(0, ei[1], -g)
         virial = -(vec.detach().T @ g)
+        per_atom = None
+        if self.per_atom_virial:  # each edge's -r (x) dE/dr on its centre atom
+            w = torch.zeros((n_local, 3, 3), dtype=self.dtype, device=self.device)
+            w.index_add_(0, ei[0], -(vec.detach()[:, :, None] * g[:, None, :]))
+            per_atom = w.double().cpu().numpy()
         return PotentialResult(
             energy=float(energy.detach()),
             forces=forces.detach().double().cpu().numpy(),
             virial=virial.detach().double().cpu().numpy(),
             atomic_energies=atomic.detach().double().cpu().numpy(),
+            atomic_virials=per_atom,
         )
