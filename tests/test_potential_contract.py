@@ -11,6 +11,7 @@ from allegro_fm_md import (
     ForceEvaluator,
     LennardJones,
     Morse,
+    PerAtomVirialPotential,
     Potential,
     PotentialContractError,
     PotentialResult,
@@ -73,7 +74,11 @@ def test_reference_potentials_conform():
         Springs(),
     ):
         rep = check_potential(pot)
-        assert len(set(rep.checks)) == 15 and rep.checks[-1].startswith("F = -dE/dx"), rep.checks
+        per_atom = isinstance(
+            pot, PerAtomVirialPotential
+        )  # 4 more checks: sum, translation, locality, shape
+        assert len(set(rep.checks)) == 15 + 4 * per_atom, rep.checks
+        assert rep.checks[-1].startswith("per-atom virials local" if per_atom else "F = -dE/dx")
 
 
 def test_allegro_fm_potentials_conform():
@@ -111,6 +116,18 @@ def test_the_check_catches_a_broken_potential():
             r = super().compute(*a, **k)
             return PotentialResult(r.energy, -r.forces, r.virial, r.atomic_energies)
 
+    class VirialOfAnotherAtom(LennardJones):
+        """Gives each atom the next atom's per-atom virial: they still sum to the virial, but depend on the numbering."""
+
+        def compute(self, positions, types, edge_index, n_local, edge_shifts=None):
+            r = super().compute(positions, types, edge_index, n_local, edge_shifts)
+            if r.atomic_virials is None:
+                return r
+            w = np.roll(r.atomic_virials, 1, axis=0)
+            return PotentialResult(r.energy, r.forces, r.virial, r.atomic_energies, w)
+
+    with pytest.raises(PotentialContractError, match="per-atom virials"):
+        check_potential(VirialOfAnotherAtom(["Ar"], cutoff=6.5))
     with pytest.raises(PotentialContractError, match="two-rank partition"):
         check_potential(LeakyGhosts())
     with pytest.raises(PotentialContractError, match="virial|dE/dx"):

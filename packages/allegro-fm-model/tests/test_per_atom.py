@@ -114,7 +114,9 @@ def test_committee_is_the_weighted_mean_and_its_spread(two):
     assert r.energy == pytest.approx(w @ [x.energy for x in alone], abs=1e-10)
     mean_f = w[0] * alone[0].forces + w[1] * alone[1].forces
     np.testing.assert_allclose(r.forces, mean_f, atol=1e-10)
-    np.testing.assert_allclose(r.virial, w[0] * alone[0].virial + w[1] * alone[1].virial, atol=1e-10)
+    np.testing.assert_allclose(
+        r.virial, w[0] * alone[0].virial + w[1] * alone[1].virial, atol=1e-10
+    )
     by_hand = np.sqrt(
         sum(wk * ((x.forces - mean_f) ** 2).sum(axis=1) for wk, x in zip(w, alone, strict=True))
     )

@@ -7,7 +7,8 @@ What exists:
 - ``Decomposition``, ``GhostExchange``: MPI spatial decomposition, ghost exchange, migration (comm.py)
 - ``ForceEvaluator``, ``DistributedForceEvaluator``: where forces are computed, one rank or MPI (forces.py)
 - ``Potential``, ``PotentialResult``, ``check_potential``: the force-provider contract every potential meets, and its
-  conformance check; ``Integrator``: what Simulation drives (contracts.py; defaults in ``IntegratorBase``)
+  conformance check; ``PerAtomVirialPotential`` (per-atom virials) and ``CommitteeLikePotential`` (member forces, per-atom
+  force deviation): its optional capabilities; ``Integrator``: what Simulation drives (contracts.py; defaults in ``IntegratorBase``)
 - ``LennardJones``, ``Morse``: reference potentials with the same call as Allegro-FM's (reference.py)
 - ``State`` (state.py); ``VelocityVerlet``, ``Langevin``, ``NoseHooverChain``, ``FIREIntegrator``, ``CRescaleNPT``,
   ``UniaxialDeformation``: one file per run-file kind under integrators/, each registering itself; ``IntegratorKind``,
@@ -15,7 +16,8 @@ What exists:
   points (integrators/registry.py); ``FIRE``, ``relax_cell``, ``EngineCalculator`` (minimize.py)
 - ``Comm`` (contracts.py): every call the engine makes on a communicator; ``SerialComm`` / ``SERIAL``: one process
 - ``Simulation``: a loop of integrator step, guards and reporters (thermo log, trajectories, restart files, or your own:
-  reporters.py), one rank or MPI; ``RankFailure``,
+  reporters.py; ``ForceDeviationGuard``: a committee's records and stop), per-atom outputs (``[output] per_atom``:
+  energy, stress, force deviation), one rank or MPI; ``RankFailure``,
   ``abort_all``: a failing rank stops every rank with its name and step (simulation.py, trajectory.py)
 - ``RunFile``, ``run``: the TOML run file and ``allegro-fm-md run`` (runfile.py, cli.py); ``register_potential_kind``,
   ``potential_kinds``: run-file potential kinds, built in or from the ``allegro_fm_md.potentials`` entry points
@@ -32,9 +34,11 @@ from .analysis import RDF, radial_distribution, read_frames
 from .comm import SERIAL, Decomposition, GhostExchange, SerialComm, choose_grid, world
 from .contracts import (
     Comm,
+    CommitteeLikePotential,
     ConformanceReport,
     Guard,
     Integrator,
+    PerAtomVirialPotential,
     Potential,
     PotentialContractError,
     PotentialResult,
@@ -66,6 +70,7 @@ from .reference import LennardJones, Morse
 from .reporters import (
     THERMO_COLUMNS,
     FiniteGuard,
+    ForceDeviationGuard,
     MinDistanceGuard,
     ReporterBase,
     RestartReporter,
@@ -110,6 +115,9 @@ __all__ = [
     "MDInputError",
     "THERMO_COLUMNS",
     "FiniteGuard",
+    "ForceDeviationGuard",
+    "PerAtomVirialPotential",
+    "CommitteeLikePotential",
     "MinDistanceGuard",
     "ReporterBase",
     "RestartReporter",

@@ -83,6 +83,16 @@ class ChunkedPotential:
         self.inner.per_atom_virial = bool(on)
 
     @property
+    def members_wanted(self) -> bool:
+        """The wrapped committee's switch (contracts.CommitteeLikePotential): True when it has none."""
+        return bool(getattr(self.inner, "members_wanted", True))
+
+    @members_wanted.setter
+    def members_wanted(self, on: bool) -> None:
+        if hasattr(self.inner, "members_wanted"):
+            self.inner.members_wanted = bool(on)
+
+    @property
     def device_edges(self) -> bool:
         return isinstance(self.inner, DeviceEdgePotential) and bool(self.inner.device_edges)
 

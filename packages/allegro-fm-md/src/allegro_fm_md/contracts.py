@@ -133,7 +133,9 @@ class PerAtomVirialPotential(Potential, Protocol):
 
 @runtime_checkable
 class CommitteeLikePotential(Potential, Protocol):
-    """A Potential whose results carry ``member_forces`` (a committee of models)."""
+    """A Potential whose results carry ``member_forces`` (a committee of models). One whose mean does not need its
+    members (allegro-fm-model's shallow-ensemble ``HeadsPotential``: the mean is the model itself) may also have
+    ``members_wanted``: while False it returns no ``member_forces`` (the Simulation sets it from ``fdev_every``)."""
 
     def force_deviation(self, member_forces: np.ndarray) -> np.ndarray:
         """Per-atom force deviation (n,) eV/A from each member's total forces (K, n, 3) eV/A on n atoms."""

@@ -158,6 +158,9 @@ class RunSpec:
     fdev_record: float = 0.0
     #: committee runs: > 0 stops the run (last good state kept) when an atom's force deviation exceeds this (eV/A)
     fdev_stop: float = 0.0
+    #: shallow-ensemble heads ([potential.options] heads): their forces, hence the deviation, only every this many
+    #: steps (the model's own forces every step); a committee of full models computes every member every step
+    fdev_every: int = 1
     #: each integrator kind's own table by kind name ([run.nhc], [run.npt], ...)
     options: dict = field(default_factory=dict)
 
@@ -373,6 +376,7 @@ _RANGES = {
     "walltime_margin_s": (0.0, None, True),
     "fdev_record": (0.0, None, True),
     "fdev_stop": (0.0, None, True),
+    "fdev_every": (1, None, True),
     "trajectory_every": (0, None, True),
     "restart_every": (1, None, True),
     "cutoff": (0.0, None, False),
@@ -707,6 +711,7 @@ def build_simulation(
             identity=identity.meta() if identity is not None else None,
             per_atom=tuple(o.per_atom),
             guards=_fdev_guards(runfile, pot),
+            fdev_every=r.fdev_every,
         )
     except SimulationError as exc:
         raise MDInputError(f"{runfile.system.structure}: {exc} (before any step)") from exc

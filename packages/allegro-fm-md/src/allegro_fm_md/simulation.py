@@ -92,6 +92,7 @@ class Simulation:
         walltime_margin_s: float = 0.0,
         identity: dict | None = None,
         per_atom: tuple[str, ...] = (),
+        fdev_every: int = 1,
     ):
         self.state, self.integrator, self.evaluator = state, integrator, evaluator
         unknown = set(per_atom) - set(PER_ATOM)
@@ -100,6 +101,9 @@ class Simulation:
         #: per-atom outputs written with the trajectory frames (reporters.PER_ATOM)
         self.per_atom = tuple(per_atom)
         self._gather_per_atom = {PER_ATOM[name] for name in self.per_atom}
+        #: a committee that can skip its members (shallow-ensemble heads) computes the force deviation only at steps
+        #: that are multiples of this; thermo rows and frames at other steps show NaN for it
+        self.fdev_every = max(int(fdev_every), 1)
         self.comm = (
             evaluator.comm
         )  # DistributedForceEvaluator: the MPI communicator; ForceEvaluator: SERIAL (one process)
@@ -121,6 +125,8 @@ class Simulation:
             state
         )  # restart files hold positions right after a rebuild: same lists, same forces
         self._guard()  # a bad starting state is refused before any output file is opened
+        #: True when the potential is a committee (thermo.log gets FDEV_COLUMNS)
+        self.committee = state.force_deviation is not None
         self._thermo = ThermoReporter(thermo_every)
         #: reporters, in order (thermo, trajectory, restart, then the caller's): see reporters.py
         self.reporters = [self._thermo]
@@ -229,7 +235,7 @@ class Simulation:
         st = self.stress_GPa()
         p = -np.trace(st) / 3.0
         cons = self.integrator.conserved_energy(s, self.comm)
-        fdev = ()
+        fdev = (float("nan"), float("nan")) if self.committee else ()
         if (
             s.force_deviation is not None
         ):  # a committee: the largest and the mean per-atom deviation (eV/A)
@@ -423,7 +429,10 @@ class Simulation:
 
     def _loop(self, steps: int, bar, stop: StopRequest) -> None:
         """The step loop of ``run``."""
+        pot = self.evaluator.potential
         for _ in range(steps):
+            if self.fdev_every > 1 and hasattr(pot, "members_wanted"):
+                pot.members_wanted = (self.state.step + 1) % self.fdev_every == 0
             prev = self._snapshot()
             try:
                 self.integrator.step(self.state, self.evaluator)

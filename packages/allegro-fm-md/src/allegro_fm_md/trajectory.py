@@ -63,6 +63,8 @@ def per_atom_values(state, name: str) -> np.ndarray:
         return np.asarray(state.atomic_energies)
     if name == "stress":
         return -np.asarray(state.atomic_virials) / abs(np.linalg.det(state.cell))
+    if state.force_deviation is None:  # a step between fdev_every evaluations
+        return np.full(len(state.positions), np.nan)
     return np.asarray(state.force_deviation)
 
 

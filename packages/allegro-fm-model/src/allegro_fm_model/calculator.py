@@ -17,7 +17,8 @@ class AllegroFMCalculator(Calculator):
     """ASE calculator of an Allegro-FM potential: a loaded one (any object with ``compute``, ``species``, ``cutoff``), a
     model file's path or shipped model's name (``load_potential(model, device)``), or a list of them: a committee
     (``load_committee``, ``weights`` default equal), whose results are the weighted means and which also gives
-    ``force_deviation`` (per atom, eV/A: ``calc.get_property("force_deviation", atoms)``). Pickles (for
+    ``force_deviation`` (per atom, eV/A: ``calc.get_property("force_deviation", atoms)``); ``heads``: true (the heads
+    shipped beside a shipped model) or a heads file: the model's shallow ensemble (heads.py), a committee too. Pickles (for
     multiprocessing, ASE's NEB in parallel, dask): a potential loaded from files travels as their paths and is loaded
     again on unpickling; one built in memory (no ``source``) cannot be pickled, and says so."""
 
@@ -31,9 +32,18 @@ class AllegroFMCalculator(Calculator):
         "force_deviation",
     ]
 
-    def __init__(self, potential, device: str = "cpu", weights=None, **kwargs):
+    def __init__(self, potential, device: str = "cpu", weights=None, heads=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(potential, (list, tuple)):
+        if (
+            heads is not None and heads is not False
+        ):  # a shallow ensemble of one model file (heads.py)
+            from .heads import load_heads_potential  # lazy: torch
+            from .loading import builtin_heads_path  # lazy: loading imports the model kinds
+
+            potential = load_heads_potential(
+                potential, builtin_heads_path(str(potential)) if heads is True else heads, device
+            )
+        elif isinstance(potential, (list, tuple)):
             from .loading import load_committee  # lazy: loading imports the model kinds (torch)
 
             potential = load_committee(potential, weights, device)
@@ -54,19 +64,28 @@ class AllegroFMCalculator(Calculator):
         device = str(getattr(self.potential, "device", None) or _member_device(self.potential))
         weights = getattr(self.potential, "weights", None)
         source = [str(s) for s in source] if isinstance(source, tuple) else str(source)
-        state["potential"] = (source, device, None if weights is None else list(weights))
+        heads = getattr(self.potential, "heads_source", None)
+        state["potential"] = (
+            source,
+            device,
+            None if weights is None else list(weights),
+            None if heads is None else str(heads),
+        )
         return state
 
     def __setstate__(self, state: dict) -> None:
         from .loading import load_committee, load_potential  # lazy: loading imports torch
 
-        source, device, weights = state["potential"]
+        source, device, weights, heads = state["potential"]
         self.__dict__.update(state)
-        self.potential = (
-            load_committee(source, weights, device)
-            if isinstance(source, list)
-            else load_potential(source, device)
-        )
+        if heads is not None:
+            from .heads import load_heads_potential  # lazy: torch
+
+            self.potential = load_heads_potential(source, heads, device)
+        elif isinstance(source, list):
+            self.potential = load_committee(source, weights, device)
+        else:
+            self.potential = load_potential(source, device)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

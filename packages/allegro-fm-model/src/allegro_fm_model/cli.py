@@ -1,4 +1,5 @@
-"""``allegro-fm`` command line: ``train``, ``finetune``, ``evaluate``, ``export``, ``params`` (conventions: docs/cli.md).
+"""``allegro-fm`` command line: ``train``, ``finetune``, ``evaluate``, ``export``, ``heads``, ``params`` (conventions:
+docs/cli.md).
 
 ``allegro-fm train run.toml`` reads a ``[train]`` table (keys: the fields of TrainSettings, defaults
 the paper's), writes the nequip config into the run folder and trains, resuming from last.ckpt.
@@ -50,6 +51,46 @@ def cmd_export(args) -> int:
         print(
             f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): pair_style mliap unified {out.name} 0"
         )
+    return 0
+
+
+def _frames(paths: list[str], every: int = 1) -> list:
+    """Labelled frames of extxyz (or any ase.io) files, every ``every``-th; ``info["structure"]`` defaults to the file."""
+    import ase.io  # lazy: only the heads command reads frames here
+
+    out = []
+    for p in paths:
+        for a in ase.io.read(p, ":")[::every]:
+            a.info.setdefault("structure", Path(p).name.split(".")[0])
+            out.append(a)
+    if not out:
+        raise ValueError(f"no frames in {', '.join(paths)}")
+    return out
+
+
+def cmd_heads(args) -> int:
+    """Shallow-ensemble heads of a model (heads.py), and their calibration on held-out frames."""
+    from .heads import calibrate, fit_heads, load_heads_potential  # lazy: torch
+
+    frames = _frames(args.train, args.every)
+    cal = frames[1::4]  # every 4th frame calibrates the deviation; the rest are resampled
+    train = [a for k, a in enumerate(frames) if k % 4 != 1]
+    heads = fit_heads(
+        args.model, train, cal, n_heads=args.heads, seed=args.seed, progress=not args.quiet
+    )
+    out = heads.save(args.output)
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB): {args.heads} heads on {len(train)} frames, scale "
+        f"{heads.scale:.3g} (calibrated on {len(cal)} frames)"
+    )
+    if args.check:
+        pot = load_heads_potential(args.model, out)
+        c = calibrate(pot, _frames(args.check))
+        png = out.with_name(out.name.replace(".npz", "") + ".calibration.png")
+        c.plot(png, f"{Path(str(args.model)).name}: {args.heads} heads, held-out frames")
+        table = c.table()
+        write_text_atomic(png.with_suffix(".md"), table)
+        print(table + f"wrote {png} and {png.with_suffix('.md')}")
     return 0
 
 
@@ -192,6 +233,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="only write and print the generated nequip config",
     )
     p.set_defaults(func=cmd_finetune)
+    p = sub.add_parser(
+        "heads",
+        help="shallow-ensemble heads of a model: its last layer refitted on bootstrap resamples "
+        "(a committee at about one model's cost), calibrated, optionally checked on held-out frames",
+        writes=True,
+        output_required=True,
+        output_help="heads file to write (MODEL.heads.npz, beside the model)",
+    )
+    p.add_argument(
+        "model", help="checkpoint (.ckpt), nequip package (.nequip.zip) or a shipped model's name"
+    )
+    p.add_argument(
+        "--train",
+        nargs="+",
+        required=True,
+        help="labelled frames at the model's level (extxyz or any ase.io format; .xz read too); every 4th frame "
+        "calibrates the deviation, the rest are resampled",
+    )
+    p.add_argument("--every", type=int, default=1, help="take every N-th frame of --train")
+    p.add_argument("--heads", type=int, default=4, help="number of heads (>= 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--check",
+        nargs="*",
+        default=(),
+        help="held-out labelled frames: per-atom deviation vs actual error (OUT.calibration.png and .md)",
+    )
+    p.set_defaults(func=cmd_heads)
     p = sub.add_parser("params", help="trainable parameters of the presets vs the paper")
     p.set_defaults(func=cmd_params)
     p = sub.add_parser(

@@ -65,6 +65,14 @@ def builtin_model_path(name: str = "allegro-fm-mini") -> Path:
     return p
 
 
+def builtin_heads_path(name: str = "allegro-fm-mini") -> Path:
+    """The shallow-ensemble heads shipped beside a built-in model (``heads.py``; FileNotFoundError when none)."""
+    p = builtin_model_path(name).with_name(f"{name}.heads.npz")
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no shallow-ensemble heads are shipped for {name}")
+    return p
+
+
 def resolve_model(model: str | Path) -> Path:
     """The file of a model argument: a shipped model's name or a path (FileNotFoundError naming it if absent)."""
     if str(model) in BUILTIN_MODELS:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from .__about__ import __version__
 from .export import compile_model
-from .loading import BUILTIN_MODELS, load_committee, load_potential, resolve_model
+from .heads import load_heads_potential
+from .loading import (
+    BUILTIN_MODELS,
+    builtin_heads_path,
+    load_committee,
+    load_potential,
+    resolve_model,
+)
 
 log = logging.getLogger("allegro_fm_model")
 
@@ -63,6 +70,9 @@ def md_potential(spec, symbols, device: str):
     ``models = [...]`` (and optional ``weights``) a committee of them (``load_committee``: the weighted mean, and the
     per-atom force deviation in thermo.log and the guards).
 
+    ``[potential.options] heads``: true (the heads shipped beside a shipped model) or a heads file: the model's
+    shallow ensemble (``heads.py``, eager), a committee at a fraction of K models' cost.
+
     ``[potential.options] compile`` (default true; false or the environment ALLEGRO_FM_COMPILE=0 opt out): a packaged
     model (``.nequip.zip`` or a shipped name) on the CPU or CUDA is AOTInductor-compiled on first use and cached
     (``compiled_on_first_use``); it runs about 2x faster than eager here. Checkpoints, compiled and legacy files load
@@ -76,11 +86,24 @@ def md_potential(spec, symbols, device: str):
             "file or a shipped model's name> (or models = [...] for a committee)"
         )
     options = dict(getattr(spec, "options", {}) or {})
-    unknown = set(options) - {"compile"}
+    unknown = set(options) - {"compile", "heads"}
     if unknown:
         raise ValueError(
-            f"[potential.options] for kind 'allegro': unknown keys {sorted(unknown)}; known: compile"
+            f"[potential.options] for kind 'allegro': unknown keys {sorted(unknown)}; known: compile, heads"
         )
+    heads = options.get("heads", False)
+    if (
+        heads is not False
+    ):  # a shallow ensemble: the eager model with its heads (compiled files hide the features)
+        if models:
+            raise ValueError("[potential.options] heads is for one model (model = ...), not models")
+        if heads is True:
+            heads = builtin_heads_path(str(spec.model))
+        if not isinstance(heads, (str, Path)) or not str(heads):
+            raise ValueError(
+                "[potential.options] heads must be true (the shipped heads) or a heads file"
+            )
+        return load_heads_potential(spec.model, heads, device)
     want = options.get("compile", True)
     if not isinstance(want, bool):
         raise ValueError(f"[potential.options] compile must be true or false, not {want!r}")
