@@ -133,6 +133,18 @@ def test_tensile_experiment_initial_slope_is_c33_on_lennard_jones_argon(tmp_path
     )
     assert slope == pytest.approx(c33, rel=0.1)
     assert curve["stress"][-1] > curve["stress"][0]  # tension positive
+    # the frame nearest the peak carries per-atom stresses: their mean (atomic volume V/N) is the cell's potential
+    # stress, i.e. the frame's stress less its kinetic term
+    f = curve["peak_frame"]
+    z, s = tensile.stress_field(f)
+    kin = np.einsum("i,ij,ik->jk", f.get_masses(), f.get_velocities(), f.get_velocities())
+    pot_szz = (
+        voigt_6_to_full_3x3_stress(f.get_stress())[2, 2] + kin[2, 2] / f.get_volume()
+    ) / units.GPa
+    assert s.mean() == pytest.approx(pot_szz, abs=1e-4) and s.std() > 0
+    assert len(z) == len(crystal) and (z >= 0).all()
+    png = tensile.plot_stress_field(f, tmp_path / "field.png", "t")
+    assert png.stat().st_size > 1000
 
 
 def test_neb_band_and_profile_on_a_curved_analytic_path(curved_surface):
@@ -292,9 +304,12 @@ def test_carbonation_counts_the_planted_species_through_the_experiment(tmp_path,
                         energy=0.0,
                     )
                 )
-                rows.append(f"{step} {0.5 * step} 300.0")
+                rows.append(f"{step} {0.5 * step} 300.0 {0.1 + step / 1000} 0.05")
             w.close()
-            (d / "thermo.log").write_text("# step time_fs T_K\n" + "\n".join(rows) + "\n")
+            head = (
+                "# step time_fs T_K fdev_max fdev_mean\n"  # a run of the model's shallow ensemble
+            )
+            (d / "thermo.log").write_text(head + "\n".join(rows) + "\n")
         return d
 
     monkeypatch.setattr(carbonation, "md", scripted_md)
@@ -313,6 +328,9 @@ def test_carbonation_counts_the_planted_species_through_the_experiment(tmp_path,
         {**none, "HCO3": 1, "Ca_left": 1},
     ]
     assert "| CO3 / HCO3 / H2CO3 units at the end | 0 / 1 / 0 |" in text
+    # fdev_max over the stages' clocks: 0.7 eV/A at hold step 600, i.e. 0.05 + 0.3 ps
+    assert "| largest per-atom force deviation (shallow ensemble) | 0.700 eV/A at 0.350 ps" in text
+    assert len(data["fdev_max"]) == 7
     assert (
         "| Ca ions that left the particle | 1 of" in text
         and (tmp_path / "exp" / "carbonation.png").stat().st_size > 0

@@ -9,7 +9,9 @@ Public façade:
   TorchScript file such as the published ``afm256_01_HL.pt`` (``read_legacy_metadata``, ``LegacyModelError``)
 - ``AllegroFMCalculator``, ``periodic_edges``: ASE calculator (energy eV, forces eV/A, stress eV/A^3, per-atom
   energies and stresses, a committee's per-atom force deviation)
-- ``CommitteePotential``, ``load_committee``: several models as one (weighted mean, per-atom force deviation)
+- ``CommitteePotential``, ``load_committee``: several models as one (weighted mean, per-atom force deviation);
+  ``HeadsPotential``, ``load_heads_potential``, ``fit_heads``: a shallow ensemble (readout heads on one backbone;
+  ``allegro-fm heads``)
 - ``load_potential`` (any model file or shipped name), ``resolve_model``, ``builtin_model_path``, ``BUILTIN_MODELS``;
   ``package_model``, ``compile_model``, ``export_lammps_mliap``: deployable files;
   ``lammps_mliap_input``, ``lammps_environment``: running an ML-IAP file in a LAMMPS build
@@ -20,6 +22,7 @@ from .__about__ import __version__
 from .calculator import AllegroFMCalculator, periodic_edges
 from .committee import CommitteePotential
 from .compiled import CompiledAllegroPotential
+from .heads import HeadsPotential, fit_heads, load_heads_potential
 from .export import check_same_predictions, compile_model, package_model
 from .lammps import export_lammps_mliap, lammps_environment, lammps_mliap_input
 from .legacy import LegacyAllegroPotential, LegacyModelError, read_legacy_metadata
@@ -66,4 +69,7 @@ __all__ = [
     "check_same_predictions",
     "CommitteePotential",
     "load_committee",
+    "HeadsPotential",
+    "load_heads_potential",
+    "fit_heads",
 ]

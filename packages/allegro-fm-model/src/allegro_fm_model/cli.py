@@ -15,10 +15,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import tea_align
 from tea_align import TeaAlignError
 from tea_align.commandline import command_parser, run, subcommands
 from tea_align.files import write_text_atomic
+from tea_align.units import parse_force
 
 from .__about__ import __version__
 from .evaluate import evaluate
@@ -54,13 +56,17 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _frames(paths: list[str], every: int = 1) -> list:
-    """Labelled frames of extxyz (or any ase.io) files, every ``every``-th; ``info["structure"]`` defaults to the file."""
+def _frames(paths: list[str], every: int = 1, max_force: float | None = None) -> list:
+    """Labelled frames of extxyz (or any ase.io) files, every ``every``-th, without those whose largest force component
+    exceeds ``max_force`` (eV/A; the paper's preprocessing, as the model's training data); ``info["structure"]``
+    defaults to the file's name."""
     import ase.io  # lazy: only the heads command reads frames here
 
     out = []
     for p in paths:
         for a in ase.io.read(p, ":")[::every]:
+            if max_force is not None and np.abs(a.get_forces()).max() > max_force:
+                continue
             a.info.setdefault("structure", Path(p).name.split(".")[0])
             out.append(a)
     if not out:
@@ -72,7 +78,8 @@ def cmd_heads(args) -> int:
     """Shallow-ensemble heads of a model (heads.py), and their calibration on held-out frames."""
     from .heads import calibrate, fit_heads, load_heads_potential  # lazy: torch
 
-    frames = _frames(args.train, args.every)
+    max_force = None if args.max_force.lower() == "none" else parse_force(args.max_force)
+    frames = _frames(args.train, args.every, max_force)
     cal = frames[1::4]  # every 4th frame calibrates the deviation; the rest are resampled
     train = [a for k, a in enumerate(frames) if k % 4 != 1]
     heads = fit_heads(
@@ -85,7 +92,7 @@ def cmd_heads(args) -> int:
     )
     if args.check:
         pot = load_heads_potential(args.model, out)
-        c = calibrate(pot, _frames(args.check))
+        c = calibrate(pot, _frames(args.check, 1, max_force))
         png = out.with_name(out.name.replace(".npz", "") + ".calibration.png")
         c.plot(png, f"{Path(str(args.model)).name}: {args.heads} heads, held-out frames")
         table = c.table()
@@ -252,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrates the deviation, the rest are resampled",
     )
     p.add_argument("--every", type=int, default=1, help="take every N-th frame of --train")
+    p.add_argument(
+        "--max-force",
+        default="0.25 Hartree/Bohr",
+        help="drop frames with a force component above this (the paper's preprocessing, as tea-align's; 'none' keeps all)",
+    )
     p.add_argument("--heads", type=int, default=4, help="number of heads (>= 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -67,10 +67,21 @@ def builtin_model_path(name: str = "allegro-fm-mini") -> Path:
 
 def builtin_heads_path(name: str = "allegro-fm-mini") -> Path:
     """The shallow-ensemble heads shipped beside a built-in model (``heads.py``; FileNotFoundError when none)."""
-    p = builtin_model_path(name).with_name(f"{name}.heads.npz")
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no shallow-ensemble heads are shipped for {name}")
+    p = heads_beside(name) if name in BUILTIN_MODELS else None
+    if p is None:
+        raise FileNotFoundError(f"no shallow-ensemble heads are shipped for {name}")
     return p
+
+
+def heads_beside(model: str | Path) -> Path | None:
+    """The shallow-ensemble heads file that goes with ``model`` (a shipped name or a model file), or None: for a
+    shipped model the one shipped beside it, for NAME.nequip.zip / NAME.ckpt the file NAME.heads.npz next to it."""
+    if str(model) in BUILTIN_MODELS:
+        p = builtin_model_path(str(model)).with_name(f"{model}.heads.npz")
+    else:
+        path = Path(model)
+        p = path.with_name(path.name.split(".")[0] + ".heads.npz")
+    return p if p.exists() else None
 
 
 def resolve_model(model: str | Path) -> Path:

@@ -104,8 +104,13 @@ def md(
     progress: bool = True,
     seed: int = 0,
     fmax: float = 0.05,
+    per_atom: tuple[str, ...] = (),
+    committee: bool = False,
 ) -> Path:
-    """One allegro-fm-md run (one rank) of ``atoms`` with the context's model, in ctx.outdir/name; returns that folder."""
+    """One allegro-fm-md run (one rank) of ``atoms`` with the context's model, in ctx.outdir/name; returns that folder.
+    ``per_atom``: [output] per_atom (per-atom energy, stress, force deviation in the trajectory frames); ``committee``:
+    run the model's shallow ensemble when its heads file is beside it (``heads_beside``): thermo.log then has the
+    per-atom force deviation (fdev_max, fdev_mean, eV/A) every ``thermo_every`` steps."""
     # lazy: allegro-fm-md compiles numba kernels; only experiments that run MD need it
     from allegro_fm_md import OutputSpec, PotentialSpec, RunFile, RunSpec, SystemSpec, run
 
@@ -118,6 +123,15 @@ def md(
         if ctx.md_potential
         else PotentialSpec(kind="allegro", model=ctx.model)
     )
+    heads = None
+    if (
+        committee and not ctx.md_potential
+    ):  # the model's shallow ensemble, when its heads are beside it
+        from allegro_fm_model.loading import heads_beside  # lazy: allegro-fm-model imports torch
+
+        heads = heads_beside(ctx.model)
+        if heads is not None:
+            pot = PotentialSpec(kind="allegro", model=ctx.model, options={"heads": str(heads)})
     own = {
         "nhc": {"tdamp_fs": tdamp_fs},
         "langevin": {"friction_per_fs": friction_per_fs},
@@ -138,6 +152,7 @@ def md(
             seed=seed,
             min_distance=0.5,
             options=options,
+            fdev_every=thermo_every if heads is not None else 1,
         ),
         OutputSpec(
             dir=str(d),
@@ -145,6 +160,7 @@ def md(
             trajectory_every=trajectory_every,
             restart_every=max(steps // 4, 1),
             restart_from=restart_from,
+            per_atom=list(per_atom),
         ),
     )
     run(rf, progress=progress, overwrite=True)

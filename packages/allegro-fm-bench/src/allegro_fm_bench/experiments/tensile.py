@@ -50,6 +50,18 @@ def analyse(strain: np.ndarray, stress: np.ndarray, window: int = 5) -> dict:
     }
 
 
+def stress_field(frame, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
+    """(position along ``axis`` (A, wrapped into the cell), per-atom stress s_axis,axis (GPa, tension > 0)) of a
+    trajectory frame with per-atom stresses (``[output] per_atom = ["stress"]``). Per-atom stress here is the atom's
+    virial over the atomic volume V/N (ASE's per-atom stresses times N): its mean over the atoms is the potential part
+    of the cell's stress."""
+    from ase import units
+
+    k = "xyz".index(axis)
+    s = frame.get_stresses(voigt=False)[:, k, k] * len(frame) / units.GPa
+    return frame.get_positions(wrap=True)[:, k], s
+
+
 def run(
     ctx: Context,
     crystal,
@@ -92,19 +104,27 @@ def run(
             restart_from=str(therm / "restart.npz"),
             temperature_K=temperature_K,
             dt_fs=dt_fs,
+            per_atom=("stress",),
         )
         th = read_thermo(d / "thermo.log")
         sel = th["step"] > eq
         strain = rate * 1e-15 * (th["time_fs"][sel] - eq * dt_fs)
         stress = th[f"s{axis}{axis}_GPa"][sel]
-        z, gap, near = fracture_plane(ase.io.read(d / "trajectory.extxyz", -1))
+        frames = ase.io.read(d / "trajectory.extxyz", ":")
+        z, gap, near = fracture_plane(frames[-1])
+        a = analyse(strain, stress)
+        peak_step = eq + int(round(a["yield_strain"] / (rate * 1e-15) / dt_fs))
+        peak = min(frames, key=lambda f: abs(int(f.info["step"]) - peak_step))
+        ase.io.write(d / "peak_stress_frame.extxyz", peak)  # with its per-atom stresses
         out[rate] = {
             "strain": strain,
             "stress": stress,
-            **analyse(strain, stress),
+            **a,
             "plane_z_frac": z,
             "gap_A": gap,
             "near": near,
+            "peak_frame": peak,
+            "peak_frame_strain": rate * 1e-15 * (float(peak.info["time_fs"]) - eq * dt_fs),
         }
     return out
 
@@ -137,7 +157,7 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
             f"{a['plane_z_frac']:.2f}, {a['gap_A']:.1f}, {a['near']} |"
         )
         data[f"{rate:.0e}"] = {
-            k: v for k, v in a.items() if k not in ("smoothed", "strain", "stress")
+            k: v for k, v in a.items() if k not in ("smoothed", "strain", "stress", "peak_frame")
         }
     ax.axvline(PAPER_FRACTURE_STRAIN, color="k", ls=":", label="paper: fracture (FM512, QMD)")
     ax.set_xlabel("engineering strain (z)")
@@ -145,9 +165,46 @@ def experiment(ctx: Context) -> tuple[str, list[str], dict]:
     ax.set_title(f"T11 tensile test, {len(t11)} atoms, 300 K")
     ax.legend()
     plot = save_figure(fig, ctx.outdir / "stress_strain.png")
+    first = next(iter(curves.values()))
+    field = plot_stress_field(
+        first["peak_frame"],
+        ctx.outdir / "stress_field.png",
+        f"per-atom szz at strain {first['peak_frame_strain']:.3f} (nearest frame to the peak stress)",
+    )
     text = (
         f"T11 {len(t11)} atoms, Langevin 300 K: {eq} steps of 0.5 fs thermalisation, then uniaxial strain along z to "
         f"{max_strain}. Paper: brittle fracture at strain 0.15 (FM512, QMD), cleavage between the Ca double layers; "
         "strain-rate effect negligible.\n\n" + "\n".join(rows) + "\n"
     )
-    return text, [str(plot.relative_to(ctx.outdir.parent))], data
+    text += (
+        "\nPer-atom stress at the peak (`stress_field.png`; the frame with its per-atom stresses is "
+        "`strain-RATE/peak_stress_frame.extxyz`): each atom's virial over the atomic volume V/N, along z; the binned "
+        "mean shows where the load is carried and where the crack opens.\n"
+    )
+    return (
+        text,
+        [str(plot.relative_to(ctx.outdir.parent)), str(field.relative_to(ctx.outdir.parent))],
+        data,
+    )
+
+
+def plot_stress_field(frame, path, title: str, axis: str = "z", bins: int = 40):
+    """Per-atom stress along ``axis`` of a frame (``stress_field``): every atom by element and the binned mean (GPa)."""
+    z, s = stress_field(frame, axis)
+    pyplot = plt()
+    fig, ax = pyplot.subplots(figsize=(6, 4))
+    symbols = np.array(frame.get_chemical_symbols())
+    for el in sorted(set(symbols)):
+        sel = symbols == el
+        ax.scatter(z[sel], s[sel], s=4, alpha=0.5, label=el)
+    c = float(np.linalg.norm(frame.cell["xyz".index(axis)]))
+    edges = np.linspace(0, c, bins + 1)
+    idx = np.clip(np.digitize(z, edges) - 1, 0, bins - 1)
+    mean = np.array([s[idx == k].mean() if (idx == k).any() else np.nan for k in range(bins)])
+    ax.plot(0.5 * (edges[1:] + edges[:-1]), mean, "k-", lw=1.5, label="mean per slab")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel(f"{axis} (A)")
+    ax.set_ylabel(f"per-atom s{axis}{axis} (GPa, tension > 0)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, markerscale=3)
+    return save_figure(fig, path)
