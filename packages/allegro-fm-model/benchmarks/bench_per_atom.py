@@ -1,6 +1,8 @@
 """Benchmark: what per-atom virials and committees cost, per potential kind, on a periodic CaO cell (1000 atoms).
 
-Then the shipped model's shallow ensemble (``allegro-fm-mini.heads.npz``, eager) against the single eager model.
+Then the shipped model's shallow ensemble (``allegro-fm-mini.heads.npz``): a call with the heads (eager), one
+without (the compiled file, as allegro-fm-md runs the steps between ``fdev_every``), and the per-step cost this gives
+at fdev_every 1, 10 and 100 against the single model compiled and eager (the peers, measured in the same run).
 
 For each kind that runs here (the shipped model eager, the same model AOTInductor-compiled, the nequip 0.6 fixture as
 TorchScript), in one run: ms per ``compute`` call with ``per_atom_virial`` off and on (the peer is the same call
@@ -83,14 +85,27 @@ def main(argv=None) -> None:
     for kind in args.kinds:
         off, on, two = measure(load(kind), a, args.reps, load(kind))
         print(f"| {kind} | {off:.0f} | {on:.0f} | {on / off:.2f} | {two:.0f} | {two / off:.2f} |")
-    heads = load_heads_potential("allegro-fm-mini", builtin_heads_path("allegro-fm-mini"))
+    compiled = load("compiled")
+    heads = load_heads_potential(
+        "allegro-fm-mini", builtin_heads_path("allegro-fm-mini"), fast=compiled
+    )
     k = len(heads.heads.deltas)
     single, _, _ = measure(load("eager"), a, args.reps)
-    h, _, _ = measure(heads, a, args.reps)
+    comp, _, _ = measure(compiled, a, args.reps)
+    on, _, _ = measure(heads, a, args.reps)
+    heads.members_wanted = False
+    off, _, _ = measure(heads, a, args.reps)
     print(
-        f"\nshallow ensemble, {k} heads (eager): {h:.0f} ms vs the single eager model {single:.0f} ms: "
-        f"{h / single:.2f}x (a committee of {k} full models: about {k}x)"
+        f"\nshallow ensemble, {k} heads: {on:.0f} ms with the heads (eager; the single eager model {single:.0f} ms: "
+        f"{on / single:.2f}x; a committee of {k} full models: about {k}x), {off:.0f} ms without (the compiled file; "
+        f"single compiled {comp:.0f} ms)"
     )
+    for every in (1, 10, 100):
+        step = (on + (every - 1) * off) / every
+        print(
+            f"  fdev_every = {every}: {step:.0f} ms per step, {step / comp:.2f}x the single compiled model, "
+            f"{step / single:.2f}x the single eager model"
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from .__about__ import __version__
 from .calculator import AllegroFMCalculator, periodic_edges
 from .committee import CommitteePotential
 from .compiled import CompiledAllegroPotential
-from .heads import HeadsPotential, fit_heads, load_heads_potential
 from .export import check_same_predictions, compile_model, package_model
+from .heads import HeadsPotential, fit_heads, load_heads_potential
 from .lammps import export_lammps_mliap, lammps_environment, lammps_mliap_input
 from .legacy import LegacyAllegroPotential, LegacyModelError, read_legacy_metadata
 from .loading import (

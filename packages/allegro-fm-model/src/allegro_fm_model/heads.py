@@ -103,8 +103,10 @@ class HeadsPotential(AllegroPotential):
     energies and virials) plus each head's forces (``member_forces``) and ``force_deviation``, a committee to the engine
     and the ASE calculator. Build with ``load_heads_potential``."""
 
-    def __init__(self, model, species, cutoff: float, heads: Heads, device: str = "cpu"):
+    def __init__(self, model, species, cutoff: float, heads: Heads, device: str = "cpu", fast=None):
         super().__init__(model, species, cutoff, device=device, device_edges=False)
+        #: the same model compiled (``CompiledAllegroPotential``), or None: used for the calls without heads
+        self.fast = fast
         import torch  # lazy: torch takes seconds to import; only model paths need it
 
         self.heads = heads
@@ -119,6 +121,14 @@ class HeadsPotential(AllegroPotential):
         """Per-atom force deviation (eV/A) of the heads' total forces (K, n, 3): sqrt(mean_k |F_k - F_mean|^2)."""
         f = np.asarray(member_forces, dtype=np.float64)
         return np.sqrt(((f - f.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))
+
+    def compute(self, positions, types, edge_index, n_local: int, edge_shifts=None):
+        """As ``AllegroPotential.compute``, with each head's forces (``member_forces``) while ``members_wanted``; without
+        them, by the compiled ``fast`` file when there is one (the same model, to float32 round-off)."""
+        if self.fast is not None and not self.members_wanted:
+            self.fast.per_atom_virial = self.per_atom_virial
+            return self.fast.compute(positions, types, edge_index, n_local, edge_shifts)
+        return super().compute(positions, types, edge_index, n_local, edge_shifts)
 
     def _evaluate(self, pos, types_t, ei, n_local: int, edge_shifts) -> PotentialResult:
         import torch  # lazy: torch takes seconds to import; only model paths need it
@@ -182,9 +192,12 @@ class HeadsPotential(AllegroPotential):
         )
 
 
-def load_heads_potential(model, heads: str | Path, device: str = "cpu") -> HeadsPotential:
+def load_heads_potential(
+    model, heads: str | Path, device: str = "cpu", fast=None
+) -> HeadsPotential:
     """The eager model of ``model`` (a .ckpt / .nequip.zip or a shipped name) with the heads file ``heads``; refused
-    (ValueError naming both files) when the heads were made for another model file."""
+    (ValueError naming both files) when the heads were made for another model file. ``fast``: the same model compiled
+    (a Potential), used for the calls that do not want the heads (allegro-fm-md's steps between ``fdev_every``)."""
     from .loading import _graph_model, resolve_model  # lazy: loading imports this module's users
     from .provenance import model_level
 
@@ -194,7 +207,7 @@ def load_heads_potential(model, heads: str | Path, device: str = "cpu") -> Heads
         raise ValueError(f"{heads}: heads made for another model file than {path} (sha256 differs)")
     m = _graph_model(path)
     meta = m.metadata
-    pot = HeadsPotential(m, str(meta["type_names"]).split(), float(meta["r_max"]), h, device)
+    pot = HeadsPotential(m, str(meta["type_names"]).split(), float(meta["r_max"]), h, device, fast)
     pot.level_of_theory = model_level(path)
     pot.source = path.resolve()
     pot.heads_source = Path(heads).resolve()

@@ -91,6 +91,21 @@ def md_potential(spec, symbols, device: str):
         raise ValueError(
             f"[potential.options] for kind 'allegro': unknown keys {sorted(unknown)}; known: compile, heads"
         )
+    want = options.get("compile", True)
+    if not isinstance(want, bool):
+        raise ValueError(f"[potential.options] compile must be true or false, not {want!r}")
+
+    def compiles(
+        model, dev
+    ) -> bool:  # a packaged model on the CPU or CUDA, compilation not turned off
+        packaged = str(model) in BUILTIN_MODELS or str(model).endswith(".nequip.zip")
+        return (
+            want
+            and packaged
+            and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0"
+            and str(dev).split(":")[0] in ("cpu", "cuda")
+        )
+
     heads = options.get("heads", False)
     if (
         heads is not False
@@ -103,21 +118,12 @@ def md_potential(spec, symbols, device: str):
             raise ValueError(
                 "[potential.options] heads must be true (the shipped heads) or a heads file"
             )
-        return load_heads_potential(spec.model, heads, device)
-    want = options.get("compile", True)
-    if not isinstance(want, bool):
-        raise ValueError(f"[potential.options] compile must be true or false, not {want!r}")
+        # the steps without heads run the compiled file, as the single model would
+        fast = _cached_compiled(spec.model, device) if compiles(spec.model, device) else None
+        return load_heads_potential(spec.model, heads, device, fast)
 
     def one(model, dev):
-        packaged = str(model) in BUILTIN_MODELS or str(model).endswith(".nequip.zip")
-        if (
-            want
-            and packaged
-            and os.environ.get("ALLEGRO_FM_COMPILE", "1") != "0"
-            and str(dev).split(":")[0] in ("cpu", "cuda")
-        ):
-            return _cached_compiled(model, dev)
-        return load_potential(model, dev)
+        return _cached_compiled(model, dev) if compiles(model, dev) else load_potential(model, dev)
 
     if models:
         return load_committee(
