@@ -165,3 +165,21 @@ def test_the_heads_command_on_the_shipped_model(tmp_path):
     assert len(pot.heads.deltas) == 3 and pot.heads.scale > 0
     assert (tmp_path / "mini.heads.calibration.png").stat().st_size > 1000
     assert "| all |" in (tmp_path / "mini.heads.calibration.md").read_text()
+
+
+def test_the_shipped_heads_belong_to_the_shipped_model_and_average_to_it():
+    from allegro_fm_model.loading import builtin_heads_path
+
+    pot = load_heads_potential("allegro-fm-mini", builtin_heads_path("allegro-fm-mini"))
+    assert len(pot.heads.deltas) == 4 and pot.heads.meta["train_frames"] == 108
+    a = bulk("CaO", "rocksalt", a=4.81, cubic=True) * (2, 2, 2)
+    a.rattle(0.05, seed=1)
+    a.calc = AllegroFMCalculator(pot)
+    f = a.get_forces()
+    fdev = a.calc.get_property("force_deviation", a)
+    b = a.copy()
+    b.calc = AllegroFMCalculator("allegro-fm-mini")
+    np.testing.assert_allclose(
+        f, b.get_forces(), atol=1e-5
+    )  # float32: the mean is the model itself
+    assert 0.01 < fdev.mean() < 5.0

@@ -6,6 +6,8 @@
     [potential]
     kind = "allegro"             # allegro (a model file; from allegro-fm-model) | lj | morse (reference, one element) | plug-ins
     model = "allegro-fm-mini"    # allegro: a shipped model's name, or a .ckpt / .nequip.zip / .nequip.pt2 / nequip 0.6.x .pt path
+    # models = ["a.nequip.zip", "afm256_01_HL.pt"]   # instead of model: a committee (weighted mean; weights = [...])
+    # options = { heads = true } # the model's shallow ensemble (its heads file beside it, or a path)
     device = "cpu"               # cpu | cuda | xpu (one rank per GPU/tile: cuda:<node-local rank> is chosen)
     max_edges_per_call = 0       # > 0: evaluate at most this many edges at once; 0: automatic (memory_budget_gib; CPU: <= 8192, cache)
     memory_budget_gib = 0.0      # > 0: memory one force evaluation may use per rank; 0: half the device's free memory / ranks on it
@@ -19,6 +21,9 @@
     seed = 0
     min_distance = 0.5           # guard: atoms closer than this (A) stop the run
     walltime_margin_s = 0.0      # > 0: stop cleanly (restart written, exit 75) this long before the job's end
+    fdev_record = 0.0            # committees: > 0 writes structures with an atom's force deviation above it (eV/A)
+    fdev_stop = 0.0              # committees: > 0 stops the run (last good state kept) above it (eV/A)
+    fdev_every = 1               # shallow-ensemble heads: the deviation every this many steps
                                  # (SLURM_JOB_END_TIME or ALLEGRO_FM_END_TIME); SIGTERM/SIGUSR1 always stop cleanly
     [run.langevin]               # each integrator kind's own options, validated by its schema (integrators/<kind>.py)
     friction_per_fs = 0.01       # 1/fs
@@ -42,6 +47,7 @@
     restart_every = 1000
     restart_from = ""            # a restart.npz (or restart.shards folder) to resume from (on any number of ranks); "auto":
                                  # this folder's own restart when there is one, else a fresh start (job chains)
+    per_atom = []                # "energy", "stress", "force_deviation": per-atom outputs in the trajectory frames
     shards = false               # true: every rank writes its own atoms (restart.shards/, trajectory.shards/; no gather,
                                  # for systems no rank should hold whole); allegro-fm-md merge makes one H5MD of them
 

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tea_align.files import atomic_path
+from tea_align.files import atomic_path, save_figure
 
+from .edges import periodic_edges
 from .potential import AllegroPotential, PotentialResult
+from .provenance import model_level
 
 log = logging.getLogger("allegro_fm_model")
 #: the heads file's format tag
@@ -199,7 +201,6 @@ def load_heads_potential(
     (ValueError naming both files) when the heads were made for another model file. ``fast``: the same model compiled
     (a Potential), used for the calls that do not want the heads (allegro-fm-md's steps between ``fdev_every``)."""
     from .loading import _graph_model, resolve_model  # lazy: loading imports this module's users
-    from .provenance import model_level
 
     path = resolve_model(model)
     h = Heads.load(heads)
@@ -230,8 +231,6 @@ def _design(pot: AllegroPotential, atoms, chunk: int = 48) -> _FrameDesign:
     """The frame's design (``_FrameDesign``) from the eager model: one forward pass and D batched backward passes."""
     import torch  # lazy: torch takes seconds to import; only model paths need it
     from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
-
-    from .edges import periodic_edges
 
     _, alpha = _readout(pot._energy_model)
     types = torch.as_tensor(pot.types_of(atoms.get_chemical_symbols()), device=pot.device)
@@ -308,7 +307,7 @@ def fit_heads(
     of the normal matrix. Returns the Heads (save them beside the model)."""
     from tea_align import Progress  # lazy: a bar only here
 
-    from .loading import _graph_model, resolve_model
+    from .loading import _graph_model, resolve_model  # lazy: loading imports this module's users
 
     if isinstance(model, AllegroPotential):  # an eager potential in memory (its heads name no file)
         pot, path, sha = model, Path(type(model).__name__), ""
@@ -412,7 +411,6 @@ class Calibration:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # lazy: see above
-        from tea_align.files import save_figure
 
         fig, ax = plt.subplots(figsize=(5.2, 4.6))
         floor = 1e-3
@@ -445,15 +443,13 @@ class Calibration:
 def calibrate(pot, frames, names=None) -> Calibration:
     """Per-atom force deviation of a committee or heads potential against the actual force error on labelled ASE
     frames (forces eV/A); ``names``: each frame's group (default ``info["structure"]``)."""
-    from .calculator import AllegroFMCalculator
-
     fdev, err, group = [], [], []
     for k, a in enumerate(frames):
         ref = np.asarray(a.get_forces(), dtype=np.float64)
-        b = a.copy()
-        b.calc = AllegroFMCalculator(pot)
-        err.append(np.linalg.norm(b.get_forces() - ref, axis=1))
-        fdev.append(np.asarray(b.calc.get_property("force_deviation", b)))
+        ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, pot.cutoff)
+        r = pot.compute(a.positions, pot.types_of(a.get_chemical_symbols()), ei, len(a), sh)
+        err.append(np.linalg.norm(r.forces - ref, axis=1))
+        fdev.append(pot.force_deviation(r.member_forces))
         name = names[k] if names is not None else str(a.info.get("structure", "frames"))
         group.append(np.full(len(a), name, dtype=object))
     return Calibration(np.concatenate(fdev), np.concatenate(err), np.concatenate(group).astype(str))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ase.io
 import numpy as np
+from ase import units
 from tea_align.files import save_figure
 
 from ._common import Context, md, plt, read_thermo, relaxed_t11
@@ -55,8 +56,6 @@ def stress_field(frame, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
     trajectory frame with per-atom stresses (``[output] per_atom = ["stress"]``). Per-atom stress here is the atom's
     virial over the atomic volume V/N (ASE's per-atom stresses times N): its mean over the atoms is the potential part
     of the cell's stress."""
-    from ase import units
-
     k = "xyz".index(axis)
     s = frame.get_stresses(voigt=False)[:, k, k] * len(frame) / units.GPa
     return frame.get_positions(wrap=True)[:, k], s
