@@ -9,26 +9,14 @@ order), hence 1e-4 eV/A and 1e-5 A below, not 1e-10 (the float64 oracles of the 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import ase.io
 import numpy as np
 import pytest
+from afm_testutil import LEGACY, MPIEXEC
 from allegro_fm_md.scaling import mpi_command
-
-LEGACY = (
-    Path(__file__).parents[1]
-    / "packages"
-    / "allegro-fm-model"
-    / "tests"
-    / "data"
-    / "legacy"
-    / "legacy-allegro-0.3.0.pth"
-)
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 RUN = """
 [system]

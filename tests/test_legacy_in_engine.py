@@ -8,26 +8,15 @@ The tolerances below (1e-5 A, 1e-4 eV) allow that and nothing more.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import ase.io
 import numpy as np
 import pytest
+from afm_testutil import LEGACY as MODEL
+from afm_testutil import MPIEXEC
 from allegro_fm_md.scaling import mpi_command
-
-MODEL = (
-    Path(__file__).parents[1]
-    / "packages"
-    / "allegro-fm-model"
-    / "tests"
-    / "data"
-    / "legacy"
-    / "legacy-allegro-0.3.0.pth"
-)
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 RUN = """
 [system]

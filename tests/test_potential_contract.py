@@ -3,10 +3,9 @@ one written outside the engine runs in it without editing the engine."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from afm_testutil import LEGACY
 from allegro_fm_md import (
     ForceEvaluator,
     LennardJones,
@@ -20,15 +19,6 @@ from allegro_fm_md import (
     check_potential,
 )
 
-LEGACY = (
-    Path(__file__).parents[1]
-    / "packages"
-    / "allegro-fm-model"
-    / "tests"
-    / "data"
-    / "legacy"
-    / "legacy-allegro-0.3.0.pth"
-)
 FLOAT32 = {"energy_tol": 1e-4, "force_tol": 1e-4, "fd_step": 1e-3, "fd_tol": 5e-3}
 
 

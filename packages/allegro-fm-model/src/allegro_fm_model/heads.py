@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -137,60 +137,27 @@ class HeadsPotential(AllegroPotential):
         from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
         n = pos.shape[0]
-        vec = pos[ei[1]] - pos[ei[0]]
-        if edge_shifts is not None:
-            vec = vec + torch.as_tensor(
-                np.asarray(edge_shifts), dtype=self.dtype, device=self.device
-            )
-        vec = vec.detach().requires_grad_(True)
-        data = {
-            K.POSITIONS_KEY: pos,
-            K.EDGE_INDEX_KEY: ei,
-            K.ATOM_TYPE_KEY: types_t,
-            K.EDGE_VECTORS_KEY: vec,
-        }
-        out = self._energy_model(data)
-        atomic = out[K.PER_ATOM_ENERGY_KEY].view(-1)[:n_local]
-        energy = atomic.sum()
+        vec, out, atomic, energy = self._forward(pos, types_t, ei, n_local, edge_shifts)
         feats, edge_e = out[K.EDGE_FEATURES_KEY], out[K.EDGE_ENERGY_KEY]
         g, c = torch.autograd.grad(energy, [vec, edge_e], retain_graph=True, allow_unused=True)
+        res = self._result(vec, g, ei, n, n_local, atomic, energy)
         k = self._deltas.shape[1]
-        if not self.members_wanted:
-            k = 0
-        if g is None:  # no edges
-            g = torch.zeros_like(vec)
-        if g is None or k == 0 or not vec.shape[0]:  # no heads wanted, or nothing to differentiate
-            gk = torch.zeros((k, *vec.shape), dtype=self.dtype, device=self.device)
-        else:
-            d = (c.detach().view(-1, 1) * self.alpha * (feats @ self._deltas)).sum(dim=0)  # (K,) eV
-            (gk,) = torch.autograd.grad(
-                d,
-                [vec],
-                grad_outputs=torch.eye(k, dtype=self.dtype, device=self.device),
-                is_grads_batched=True,
-            )
-        forces = torch.zeros((n, 3), dtype=self.dtype, device=self.device)
-        forces.index_add_(0, ei[0], g)
-        forces.index_add_(0, ei[1], -g)
-        dk = torch.zeros(
-            (k, n, 3), dtype=self.dtype, device=self.device
-        )  # head k's forces minus the model's
+        if not self.members_wanted or g is None or not vec.shape[0]:
+            return res  # no heads wanted, or nothing to differentiate
+        d = (c.detach().view(-1, 1) * self.alpha * (feats @ self._deltas)).sum(dim=0)  # (K,) eV
+        (gk,) = torch.autograd.grad(
+            d,
+            [vec],
+            grad_outputs=torch.eye(k, dtype=self.dtype, device=self.device),
+            is_grads_batched=True,
+        )
+        dk = torch.zeros((k, n, 3), dtype=self.dtype, device=self.device)  # head forces - model's
         dk.index_add_(1, ei[0], gk)
         dk.index_add_(1, ei[1], -gk)
-        per_atom = None
-        if self.per_atom_virial:
-            w = torch.zeros((n_local, 3, 3), dtype=self.dtype, device=self.device)
-            w.index_add_(0, ei[0], -(vec.detach()[:, :, None] * g[:, None, :]))
-            per_atom = w.double().cpu().numpy()
-        f = forces.detach().double().cpu().numpy()
-        return PotentialResult(
-            energy=float(energy.detach()),
-            forces=f,
-            virial=-(vec.detach().T @ g).double().cpu().numpy(),
-            atomic_energies=atomic.detach().double().cpu().numpy(),
-            atomic_virials=per_atom,
-            member_forces=f[None] + dk.detach().double().cpu().numpy() if k else None,
-            member_weights=self.member_weights.copy() if k else None,
+        return replace(
+            res,
+            member_forces=res.forces[None] + dk.detach().double().cpu().numpy(),
+            member_weights=self.member_weights.copy(),
         )
 
 
@@ -237,22 +204,10 @@ def _design(pot: AllegroPotential, atoms, chunk: int = 48) -> _FrameDesign:
     ei_np, sh = periodic_edges(atoms.positions, np.array(atoms.cell), atoms.pbc, pot.cutoff)
     ei = torch.as_tensor(ei_np, device=pot.device)
     pos = torch.as_tensor(atoms.positions, dtype=pot.dtype, device=pot.device)
-    vec = pos[ei[1]] - pos[ei[0]] + torch.as_tensor(sh, dtype=pot.dtype, device=pot.device)
-    vec = vec.detach().requires_grad_(True)
-    out = pot._energy_model(
-        {
-            K.POSITIONS_KEY: pos,
-            K.EDGE_INDEX_KEY: ei,
-            K.ATOM_TYPE_KEY: types,
-            K.EDGE_VECTORS_KEY: vec,
-        }
-    )
-    energy = out[K.PER_ATOM_ENERGY_KEY].sum()
-    gvec, c = torch.autograd.grad(energy, [vec, out[K.EDGE_ENERGY_KEY]], retain_graph=True)
     n = len(atoms)
-    f0 = torch.zeros((n, 3), dtype=pot.dtype, device=pot.device)
-    f0.index_add_(0, ei[0], gvec)
-    f0.index_add_(0, ei[1], -gvec)
+    vec, out, atomic, energy = pot._forward(pos, types, ei, n, sh)
+    gvec, c = torch.autograd.grad(energy, [vec, out[K.EDGE_ENERGY_KEY]], retain_graph=True)
+    f0 = pot._result(vec, gvec, ei, n, n, atomic, energy).forces  # the model's forces (eV/A)
     feats = out[K.EDGE_FEATURES_KEY]
     gsum = (c.detach().view(-1, 1) * alpha * feats).sum(dim=0)  # (D,): d energy / d delta
     d = gsum.shape[0]
@@ -276,7 +231,7 @@ def _design(pot: AllegroPotential, atoms, chunk: int = 48) -> _FrameDesign:
         gsum.detach().double().cpu().numpy(),
         np.concatenate(cols).T,
         float(atoms.get_potential_energy()) - float(energy.detach()),
-        (f_ref - f0.detach().double().cpu().numpy()).reshape(-1),
+        (f_ref - f0).reshape(-1),
         f_ref,
     )
 

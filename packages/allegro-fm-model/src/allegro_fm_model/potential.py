@@ -138,12 +138,12 @@ class AllegroPotential:
         ei = cand[:, (d * d).sum(dim=1) < self.cutoff**2]
         return self._evaluate(pos, types_t, ei, n_local, None)
 
-    def _evaluate(self, pos, types_t, ei, n_local: int, edge_shifts) -> PotentialResult:
-        """The model on device tensors: positions, types, edge index (and optional shifts, A)."""
+    def _forward(self, pos, types_t, ei, n_local: int, edge_shifts):
+        """The energy graph on device tensors: (edge vectors A with grad, the model's output dict, per-atom energies of
+        the local atoms eV, their sum)."""
         import torch  # lazy: torch takes seconds to import; only model paths need it
         from nequip.data import AtomicDataDict as K  # lazy: nequip imports torch
 
-        n = pos.shape[0]
         vec = pos[ei[1]] - pos[ei[0]]
         if edge_shifts is not None:
             vec = vec + torch.as_tensor(
@@ -158,9 +158,13 @@ class AllegroPotential:
         }
         out = self._energy_model(data)
         atomic = out[K.PER_ATOM_ENERGY_KEY].view(-1)[:n_local]
-        energy = atomic.sum()
-        (g,) = torch.autograd.grad(energy, vec, allow_unused=True)
-        if g is None:
+        return vec, out, atomic, atomic.sum()
+
+    def _result(self, vec, g, ei, n: int, n_local: int, atomic, energy) -> PotentialResult:
+        """Forces on the n atoms, virial and (``per_atom_virial``) per-atom virials from the edge gradients g = dE/dr."""
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+
+        if g is None:  # no edges
             g = torch.zeros_like(vec)
         forces = torch.zeros((n, 3), dtype=self.dtype, device=self.device)
         forces.index_add_(0, ei[0], g)  # r_ij = x_j - x_i: dE/dx_i = -g, F_i = +g
@@ -178,3 +182,11 @@ class AllegroPotential:
             atomic_energies=atomic.detach().double().cpu().numpy(),
             atomic_virials=per_atom,
         )
+
+    def _evaluate(self, pos, types_t, ei, n_local: int, edge_shifts) -> PotentialResult:
+        """The model on device tensors: positions, types, edge index (and optional shifts, A)."""
+        import torch  # lazy: torch takes seconds to import; only model paths need it
+
+        vec, _, atomic, energy = self._forward(pos, types_t, ei, n_local, edge_shifts)
+        (g,) = torch.autograd.grad(energy, vec, allow_unused=True)
+        return self._result(vec, g, ei, pos.shape[0], n_local, atomic, energy)
