@@ -1,5 +1,7 @@
 """A nequip 0.6.x deployed TorchScript model (the published Allegro-FM weights' format) runs unchanged through
-``allegro-fm-md run`` on 1 and 2 MPI ranks, conserves energy in NVE, and is accepted by ``allegro-fm evaluate``.
+``allegro-fm-md run``: as TorchScript (``compile = false``) it conserves energy in NVE; by default it is compiled on
+first use through its plain-PyTorch port (``legacy_port.py``) and runs on 1 and 2 MPI ranks with the same results;
+``allegro-fm evaluate`` accepts it.
 
 The fixture model is float32 (as the published files are), so N ranks agree with 1 rank to float32 round-off, not
 bit for bit: forces summed in another order differ by ~1e-6 eV/A and positions drift apart by ~1e-7 A over 40 steps.
@@ -25,6 +27,7 @@ replicate = [3, 3, 1]          # 270 atoms, 13.0 A between faces > 2 x 5.2 A
 [potential]
 kind = "allegro"
 model = "{model}"
+options = {{ compile = {compile} }}
 [run]
 integrator = "nve"
 dt_fs = 0.5
@@ -40,19 +43,19 @@ restart_every = 20
 """
 
 
-def _setup(folder: Path, steps: int) -> Path:
+def _setup(folder: Path, steps: int, compile: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     calcite = ase.io.read(MODEL.parent / "structures.extxyz", 1)
     ase.io.write(folder / "calcite.extxyz", calcite)
     f = folder / "run.toml"
-    f.write_text(RUN.format(model=MODEL, steps=steps))
+    f.write_text(RUN.format(model=MODEL, steps=steps, compile=str(compile).lower()))
     return f
 
 
 def test_nve_conserves_energy(tmp_path):
     from allegro_fm_md.cli import main
 
-    assert main(["run", str(_setup(tmp_path, 200)), "-q"]) == 0
+    assert main(["run", str(_setup(tmp_path, 200, compile=False)), "-q"]) == 0
     t = np.loadtxt(tmp_path / "out" / "thermo.log")
     etot = t[:, 5] / 270
     print(
@@ -64,8 +67,16 @@ def test_nve_conserves_energy(tmp_path):
 
 @pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec (pip install mpi4py mpich)")
 def test_two_ranks_equal_one_rank(tmp_path):
+    """The compiled port (the default for a nequip 0.6 file; compiled once, the ranks wait on the cache lock)."""
     pytest.importorskip("mpi4py")
     from allegro_fm_md.cli import main
+    from allegro_fm_model import CompiledAllegroPotential
+    from allegro_fm_model.plugin import md_potential
+
+    class Spec:
+        model, models, options = str(MODEL), [], {}
+
+    assert isinstance(md_potential(Spec(), None, "cpu"), CompiledAllegroPotential)
 
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["run", str(_setup(one, 40)), "-q"]) == 0

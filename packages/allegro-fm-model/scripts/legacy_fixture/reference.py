@@ -9,6 +9,7 @@ its type mapping) and writes energy (eV), per-atom energies (eV), forces (eV/A) 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ def main(model: str, structures: str, out: str) -> None:
     doc = {
         "made_by": f"nequip {nequip.__version__} NequIPCalculator.from_deployed_model, torch {torch.__version__}",
         "model": os.path.basename(model),
+        "model_sha256": hashlib.sha256(open(model, "rb").read()).hexdigest(),
         "structures": os.path.basename(structures),
         "results": rows,
     }

@@ -54,13 +54,15 @@ def compile_graph_model(
     kernel_threads: int | None = 1,
     _positions_dtype=None,
     level_of_theory: str = UNKNOWN_LEVEL,
+    extra_metadata: dict[str, str] | None = None,
 ) -> Path:
     """AOTInductor-compile an in-memory nequip Allegro GraphModel (``build_model`` or a loaded checkpoint) to
     ``out`` (``.nequip.pt2``, written atomically) for ``device``; nequip's export checks that the compiled file
     reproduces the eager model on ``example`` (ASE Atoms; default ``example_cell``). A C++ build: ~30 s for the mini model here.
     The file takes float64 positions and returns float64 energies and forces (nequip-compile's convention, what LAMMPS
     pair_allegro feeds); ``level_of_theory`` is recorded in its metadata (``provenance.py``);
-    ``_positions_dtype`` (tests only) writes a file as allegro-fm-model < 0.1.0.dev1 did.
+    ``_positions_dtype`` (tests only) writes a file as allegro-fm-model < 0.1.0.dev1 did; ``extra_metadata`` (strings)
+    is stored as well (a ported nequip 0.6 file's provenance, ``export.legacy_provenance``).
 
     ``kernel_threads`` (CPU): the OpenMP threads of the generated C++ kernels, fixed at compile time (Inductor's
     ``cpp.threads``; None: torch's thread count when compiling). Default 1: an Allegro step is hundreds of small
@@ -115,6 +117,7 @@ def compile_graph_model(
     if _positions_dtype is None:
         metadata[POSITIONS_DTYPE_KEY] = "float64"
     metadata[LEVEL_KEY] = level_of_theory or UNKNOWN_LEVEL
+    metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".compile-", suffix=".nequip.pt2")
     os.close(fd)

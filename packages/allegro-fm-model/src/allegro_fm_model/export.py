@@ -3,10 +3,13 @@ each file checked against the eager model by the one ``check_same_predictions`` 
 LAMMPS ML-IAP file: ``lammps.py``).
 ``compile_model``: the AOTInductor ``.nequip.pt2`` deployment file (see ``compiled.py``); checkpoints and
 ``.nequip.zip`` packages run eagerly on any torch device, a ``.nequip.pt2`` on the device type it was built for.
+nequip 0.6.x / Allegro 0.3.0 deployed files (the published ``afm256_01_HL.pt``) are compiled through their plain-PyTorch
+port (``legacy_port.py``) and checked against the TorchScript original.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -18,7 +21,8 @@ import numpy as np
 
 from .compiled import CompiledAllegroPotential, compile_graph_model, example_cell
 from .edges import periodic_edges
-from .loading import load_potential, resolve_model
+from .legacy import LegacyAllegroPotential
+from .loading import is_legacy_model, load_potential, resolve_model
 from .provenance import write_zip_level
 
 
@@ -81,18 +85,34 @@ def package_model(checkpoint: str | Path, out: str | Path, check_atoms=None) -> 
 def compile_model(
     model: str | Path, out: str | Path, device: str = "cpu", check_atoms=None, tol: float = 1e-4
 ) -> Path:
-    """AOTInductor-compile a checkpoint, ``.nequip.zip`` or shipped model's name into ``out`` (``.nequip.pt2``) for
-    ``device`` through nequip's export (minutes: a C++ build), then check that the file gives the eager model's
-    energy, forces and virial on ``check_atoms`` (default: a rattled periodic cell of the model's elements) to
-    ``tol`` (relative) before moving it into place."""
+    """AOTInductor-compile a checkpoint, ``.nequip.zip``, shipped model's name or nequip 0.6.x deployed file (through
+    ``legacy_port``; LegacyPortError names an option it does not implement) into ``out`` (``.nequip.pt2``) for
+    ``device`` through nequip's export (minutes: a C++ build), then check that the file gives the eager model's (for
+    a nequip 0.6 file: the TorchScript original's) energy, forces and virial on ``check_atoms`` (default: a rattled
+    periodic cell of the model's elements) to ``tol`` (relative) before moving it into place."""
     src = resolve_model(model)
     out = Path(out)
-    eager = load_potential(src, device)
+    extra: dict[str, str] = {}
+    if is_legacy_model(src):
+        from .legacy_port import port_legacy  # lazy: the port module imports torch
+
+        reference = LegacyAllegroPotential(src, device)
+        graph_model = port_legacy(src, device)
+        extra = legacy_provenance(src, reference.metadata)
+    else:
+        reference = load_potential(src, device)
+        graph_model = reference.model
     tmp = out.with_name(".check-" + out.name)
-    compile_graph_model(eager.model, tmp, device, level_of_theory=eager.level_of_theory)
+    compile_graph_model(
+        graph_model,
+        tmp,
+        device,
+        level_of_theory=reference.level_of_theory,
+        extra_metadata=extra,
+    )
     try:
         check_same_predictions(
-            eager,
+            reference,
             CompiledAllegroPotential(tmp, device),
             check_atoms,
             tol=tol,
@@ -101,4 +121,13 @@ def compile_model(
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
+    return out
+
+
+def legacy_provenance(src: Path, meta: dict[str, str]) -> dict[str, str]:
+    """What a compiled port records of its nequip 0.6 original: file name, SHA-256, versions and training config."""
+    keep = ("nequip_version", "torch_version", "e3nn_version", "default_dtype", "config")
+    out = {f"legacy_{k}": meta[k] for k in keep if meta.get(k)}
+    out["legacy_source"] = src.name
+    out["legacy_sha256"] = hashlib.sha256(src.read_bytes()).hexdigest()
     return out

@@ -109,6 +109,14 @@ def _xpu_ready() -> None:
 LEGACY_SUFFIXES = (".pt", ".pth")
 
 
+def is_legacy_model(model: str | Path) -> bool:
+    """True when ``model`` (a path or shipped name) is a nequip 0.6.x deployed TorchScript file (by suffix or content)."""
+    if str(model) in BUILTIN_MODELS:
+        return False
+    path = Path(model)
+    return path.suffix in LEGACY_SUFFIXES or (path.is_file() and is_torchscript_archive(path))
+
+
 def load_potential(path: str | Path, device: str = "cpu"):
     """The Potential of a model file or shipped model's name on ``device`` (cpu, cuda[:i], xpu[:i]); see the
     module docstring for the kinds. Species and cutoff (Angstrom) come from the file's metadata; a file of no

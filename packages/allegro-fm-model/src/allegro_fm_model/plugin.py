@@ -13,9 +13,11 @@ from pathlib import Path
 from .__about__ import __version__
 from .export import compile_model
 from .heads import load_heads_potential
+from .legacy import LegacyModelError
 from .loading import (
     BUILTIN_MODELS,
     builtin_heads_path,
+    is_legacy_model,
     load_committee,
     load_potential,
     resolve_model,
@@ -35,7 +37,8 @@ def compiled_cache_dir() -> Path:
 
 
 def compiled_on_first_use(model: str | Path, device: str = "cpu", progress: bool = True) -> Path:
-    """The AOTInductor file of a packaged model (``.nequip.zip`` or a shipped model's name) for ``device``, compiled the
+    """The AOTInductor file of a packaged model (``.nequip.zip``, a shipped model's name or a nequip 0.6.x deployed file,
+    through its port) for ``device``, compiled the
     first time and then taken from the cache (``compiled_cache_dir``), keyed by the model file's SHA-256, the torch
     version, the device kind and this package's version; concurrent callers (MPI ranks) wait on a file lock for one
     compile. Returns the path of the compiled file."""
@@ -74,9 +77,11 @@ def md_potential(spec, symbols, device: str):
     shallow ensemble (``heads.py``, eager), a committee at a fraction of K models' cost.
 
     ``[potential.options] compile`` (default true; false or the environment ALLEGRO_FM_COMPILE=0 opt out): a packaged
-    model (``.nequip.zip`` or a shipped name) on the CPU or CUDA is AOTInductor-compiled on first use and cached
-    (``compiled_on_first_use``); it runs about 2x faster than eager here. Checkpoints, compiled and legacy files load
-    as they are."""
+    model (``.nequip.zip`` or a shipped name) or a nequip 0.6.x deployed file (the published ``afm256_01_HL.pt``,
+    through ``legacy_port``) on the CPU or CUDA is AOTInductor-compiled on first use and cached
+    (``compiled_on_first_use``); it runs about 2x faster than eager or TorchScript here. A nequip 0.6 file whose
+    options the port does not implement runs as TorchScript (logged). Checkpoints and compiled files load as they
+    are."""
     models = list(getattr(spec, "models", None) or [])
     if spec.model and models:
         raise ValueError("[potential]: give model = <one file> or models = [<files>], not both")
@@ -97,8 +102,12 @@ def md_potential(spec, symbols, device: str):
 
     def compiles(
         model, dev
-    ) -> bool:  # a packaged model on the CPU or CUDA, compilation not turned off
-        packaged = str(model) in BUILTIN_MODELS or str(model).endswith(".nequip.zip")
+    ) -> bool:  # a packaged or nequip 0.6 model on the CPU or CUDA, compilation not turned off
+        packaged = (
+            str(model) in BUILTIN_MODELS
+            or str(model).endswith(".nequip.zip")
+            or is_legacy_model(model)
+        )
         return (
             want
             and packaged
@@ -123,7 +132,15 @@ def md_potential(spec, symbols, device: str):
         return load_heads_potential(spec.model, heads, device, fast)
 
     def one(model, dev):
-        return _cached_compiled(model, dev) if compiles(model, dev) else load_potential(model, dev)
+        if not compiles(model, dev):
+            return load_potential(model, dev)
+        try:
+            return _cached_compiled(model, dev)
+        except (
+            LegacyModelError
+        ) as exc:  # the port refuses an option: the TorchScript original runs it exactly
+            log.warning("%s; running it as TorchScript", exc)
+            return load_potential(model, dev)
 
     if models:
         return load_committee(
