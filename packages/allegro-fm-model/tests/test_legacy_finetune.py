@@ -138,3 +138,56 @@ def test_finetune_refuses_unknown_groups_and_elements(dataset, tmp_path, capsys)
     g = _toml(tmp_path, tmp_path / "n.h5", 1)
     assert main(["finetune", str(g)]) == 2
     assert "frame 0: atom 0: element 'N' is not known" in capsys.readouterr().err
+
+
+def test_port_engine_trains_the_same_function_and_writes_the_original_format(dataset, tmp_path):
+    """``--legacy-engine port``: the plain-PyTorch port trains the file's function (the starting validation loss equals
+    the TorchScript engine's, and one epoch lands on the same loss to float32 round-off), frozen groups stay, and
+    the output is the original format, which the port and the compiler read like the published file."""
+    from allegro_fm_model.legacy_port import PortedLegacyPotential
+
+    runs = {}
+    for engine in ("torchscript", "port"):
+        d = tmp_path / engine
+        d.mkdir()
+        assert main(["finetune", str(_toml(d, dataset, 1)), "--legacy-engine", engine]) == 0
+        runs[engine] = [
+            float(r["val_loss"]) for r in csv.DictReader(open(d / "run" / "metrics.csv"))
+        ]
+    print(f"validation loss, TorchScript engine {runs['torchscript']}, port engine {runs['port']}")
+    assert runs["port"][0] == pytest.approx(runs["torchscript"][0], rel=1e-6)
+    assert runs["port"][1] == pytest.approx(runs["torchscript"][1], rel=1e-3)
+    assert runs["port"][1] < runs["port"][0]
+
+    out = tmp_path / "port" / "run" / "best.pth"
+    orig, _ = load_legacy_module(MODEL, freeze=False)
+    tuned, _ = load_legacy_module(out, freeze=False)
+    p0, p1 = dict(orig.named_parameters()), dict(tuned.named_parameters())
+    for k in p0:
+        local = k.split("func.", 1)[1]
+        if (
+            local == "allegro.linears.1.w"
+        ):  # the last layer's tensor linear feeds nothing: no gradient
+            continue
+        frozen = local.startswith(("radial_basis.", "typeembed.", "allegro.latents.0."))
+        assert torch.equal(p0[k], p1[k]) == frozen, k
+    note = json.loads(
+        zipfile.ZipFile(out).read(
+            next(
+                n
+                for n in zipfile.ZipFile(out).namelist()
+                if n.endswith("extra/allegro_fm_finetune")
+            )
+        )
+    )
+    assert note["engine"] == "port"
+    a = ase.io.read(MODEL.parent / "structures.extxyz", 1)
+    ts, port = load_potential(out), PortedLegacyPotential(out)
+    types = ts.types_of(a.get_chemical_symbols())
+    from allegro_fm_model import periodic_edges
+
+    ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, ts.cutoff)
+    r1 = ts.compute(a.positions, types, ei, len(a), sh)
+    r2 = port.compute(a.positions, types, ei, len(a), sh)
+    assert r2.energy == pytest.approx(r1.energy, rel=1e-6)
+    np.testing.assert_allclose(r2.forces, r1.forces, atol=1e-5)

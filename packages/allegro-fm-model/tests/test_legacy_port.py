@@ -191,6 +191,10 @@ def test_compiled_port_runs_everywhere_the_original_does():
     assert meta["legacy_source"] == MODEL.name
     assert meta["legacy_sha256"] == hashlib.sha256(MODEL.read_bytes()).hexdigest()
     assert meta["legacy_nequip_version"] == "0.6.1" and meta["afm_positions_dtype"] == "float64"
+    # what LAMMPS pair_allegro (pair_nequip_allegro, AOTInductor) reads from a .nequip.pt2
+    for key in ("nequip_aoti_inputs", "nequip_aoti_outputs", "allow_tf32", "r_max", "num_types"):
+        assert meta[key] != "", key
+    assert meta["type_names"] == ["O", "Ca", "H", "Si", "C"] and meta["num_types"] == "5"
     ref = json.loads((DATA / "reference.json").read_text())["results"]
     for atoms, r in zip(ase.io.read(DATA / "structures.extxyz", ":"), ref):
         atoms.calc = AllegroFMCalculator(pot)

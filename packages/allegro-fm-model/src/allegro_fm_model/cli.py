@@ -25,12 +25,14 @@ from tea_align.units import parse_force
 from .__about__ import __version__
 from .evaluate import evaluate
 from .export import compile_model, package_model
+from .forgetting import forgetting, write_report
 from .lammps import export_lammps_mliap
 from .legacy import is_torchscript_archive
 from .legacy_finetune import finetune_legacy
 from .loading import load_potential, resolve_model
 from .model import build_model, count_parameters
 from .presets import PRESETS
+from .replay import make_replay
 from .training import TrainSettings, kept_blocks, split_indices, train, write_config
 
 
@@ -112,7 +114,24 @@ def cmd_params(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """RMSEs of a model on an aligned dataset, optionally on one split of a training run."""
+    """RMSEs of a model on an aligned dataset, optionally on one split of a training run; with --before/--after the
+    forgetting report of a fine-tuning on every dataset given."""
+    if args.before or args.after:
+        if not (args.before and args.after):
+            raise ValueError("give both --before START and --after NEW")
+        if args.split:
+            raise ValueError("--split is for one model; --before/--after evaluate whole datasets")
+        datasets = [p for p in (args.model, args.dataset) if p]
+        report = forgetting(
+            args.before, args.after, datasets, args.device, refit_offsets=args.refit_offsets
+        )
+        print(report.markdown())
+        if args.output:
+            md, png = write_report(report, args.output)
+            print(f"wrote {md} and {png}")
+        return 0
+    if not args.dataset:
+        raise ValueError("evaluate needs MODEL DATASET (or --before START --after NEW DATASET...)")
     indices = None
     if args.split:
         run_dir = Path(args.run or Path(args.model).parent)
@@ -149,6 +168,27 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_make_replay(args) -> int:
+    """A replay set labelled by the starting model (replay.py)."""
+    out = make_replay(
+        args.model,
+        args.structures,
+        args.output,
+        rattle=tuple(args.rattle),
+        strain=tuple(args.strain),
+        copies=args.copies,
+        md_steps=args.md_steps,
+        md_every=args.md_every,
+        temperature_K=args.temperature,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    with tea_align.open_dataset(out) as ds:
+        print(f"wrote {out}: {len(ds)} frames at level of theory {ds.sources[0].level_of_theory}")
+    return 0
+
+
 def cmd_train(args) -> int:
     """Train (or resume) from the [train] table of a TOML file."""
     s = TrainSettings.from_toml(args.config)
@@ -182,7 +222,9 @@ def cmd_finetune(args) -> int:
             raise ValueError(
                 f"{s.init_from} is a deployed TorchScript model: fine-tuned directly, no nequip config"
             )
-        run_dir = finetune_legacy(s, device=args.device, progress=not args.quiet)
+        run_dir = finetune_legacy(
+            s, device=args.device, progress=not args.quiet, engine=args.legacy_engine
+        )
         print(f"run folder: {run_dir} (best.pth, last.pth: deployed files in the original format)")
         return 0
     if args.print_config:
@@ -235,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         "per-element energy shifts on the training frames before training (else refused, naming both levels)",
     )
     p.add_argument(
+        "--legacy-engine",
+        choices=("torchscript", "port"),
+        default="torchscript",
+        help="a nequip 0.6.x deployed file: train its TorchScript code (default) or its plain-PyTorch port; "
+        "both write best.pth/last.pth in the original format (allegro-fm export --compiled compiles them)",
+    )
+    p.add_argument(
         "--print-config",
         action="store_true",
         help="only write and print the generated nequip config",
@@ -284,9 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model",
         help="checkpoint (.ckpt), nequip package (.nequip.zip), compiled .nequip.pt2, nequip 0.6.x deployed "
-        ".pt/.pth or a shipped model's name",
+        ".pt/.pth or a shipped model's name; with --before/--after: the first dataset",
     )
-    p.add_argument("dataset", help="tea-align aligned dataset (schema v1)")
+    p.add_argument(
+        "dataset",
+        nargs="?",
+        help="tea-align aligned dataset (schema v1); with --before/--after: a second one",
+    )
+    p.add_argument(
+        "--before",
+        help="forgetting report: the model before fine-tuning (with --after; the positional arguments are then the "
+        "datasets: the new data's held-out frames, a replay or reference set); -o writes the table and a plot",
+    )
+    p.add_argument("--after", help="forgetting report: the fine-tuned model")
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--split",
@@ -318,11 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
         output_help="output path ending in .nequip.zip (the deployable package; needs a checkpoint)",
     )
     p.add_argument(
-        "checkpoint", help="checkpoint (.ckpt), package (.nequip.zip) or a shipped model's name"
+        "checkpoint",
+        help="checkpoint (.ckpt), package (.nequip.zip), a shipped model's name, or (for --compiled) a nequip 0.6.x "
+        "deployed file such as afm256_01_HL.pt",
     )
     p.add_argument(
         "--compiled",
-        help="also/instead write the AOTInductor file (path ending in .nequip.pt2; minutes)",
+        help="also/instead write the AOTInductor file (path ending in .nequip.pt2; minutes); a nequip 0.6.x file is "
+        "compiled through its plain-PyTorch port and checked against the TorchScript original",
     )
     p.add_argument(
         "--device",
@@ -334,6 +396,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="also/instead write the LAMMPS ML-IAP file (path ending in .nequip.lmp.pt)",
     )
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser(
+        "make-replay",
+        help="a replay set for fine-tuning: structures, rattled and strained copies and short MD snapshots, "
+        "labelled by the starting model itself (tea-align schema v1, the model's level of theory)",
+        writes=True,
+        output_required=True,
+        output_help="replay dataset to write (.h5)",
+    )
+    p.add_argument(
+        "model", help="the starting model (any file load_potential reads, or a shipped name)"
+    )
+    p.add_argument(
+        "structures", nargs="+", help="structure files ase.io reads (every frame is used)"
+    )
+    p.add_argument(
+        "--rattle", type=float, nargs="*", default=[0.03, 0.08], help="rattle amplitudes (A)"
+    )
+    p.add_argument(
+        "--strain",
+        type=float,
+        nargs="*",
+        default=[0.02],
+        help="random strain magnitudes (periodic cells)",
+    )
+    p.add_argument(
+        "--copies", type=int, default=3, help="copies per rattle amplitude and per strain"
+    )
+    p.add_argument(
+        "--md-steps",
+        type=int,
+        default=0,
+        help="also snapshots of a Langevin allegro-fm-md run this long",
+    )
+    p.add_argument("--md-every", type=int, default=20, help="steps between MD snapshots")
+    p.add_argument("--temperature", type=float, default=300.0, help="MD temperature (K)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_make_replay)
     # bad input: ValueError (this package's checks, LegacyModelError), missing/unwritable files, tea-align's errors
     return ap
 

@@ -17,6 +17,10 @@ the paper's: per-atom energy, force and stress mean squared errors weighted 8:1:
 The result is written in the same format with the same metadata (it runs wherever the original does:
 pair_allegro, RXMD-NN, this project), plus ``allegro_fm_finetune`` (what was done) as an extra file.
 Checkpointed every epoch (``last.pth`` + ``trainer_state.pt``); a rerun resumes.
+
+``engine="port"`` trains the plain-PyTorch port (``legacy_port.py``) instead of the TorchScript code: the same
+function and loss, ordinary autograd; the trained values are written back into the TorchScript file (the same
+output files), which ``allegro-fm export best.pth --compiled`` (or allegro-fm-md's compile on first use) compiles.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from .edges import periodic_edges
 from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL, check_levels, dataset_level
-from .training import TrainSettings, run_split
+from .training import TrainSettings, run_split, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +56,23 @@ LEGACY_FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _group_prefixes(name: str) -> tuple[str, ...]:
-    if name in LEGACY_FREEZE_GROUPS:
-        return LEGACY_FREEZE_GROUPS[name]
+#: the same groups in the port's parameter names (``legacy_port.Allegro030``)
+PORT_FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
+    "embedding": ("bessel_weights", "type_embeddings", "basis_mlp.", "latents.0."),
+    "readout": ("final_latent.", "edge_eng."),
+}
+
+
+def _group_prefixes(name: str, port: bool = False) -> tuple[str, ...]:
+    groups = PORT_FREEZE_GROUPS if port else LEGACY_FREEZE_GROUPS
+    if name in groups:
+        return groups[name]
     if (
         name.startswith("layer") and name[5:].isdigit()
     ):  # layerK: the K-th Allegro layer's tensor path
         k = int(name[5:])
+        if port:
+            return (f"env_embed_mlps.{k}.", f"linear_w.{k}", f"latents.{k + 1}.")
         return (
             f"allegro.env_embed_mlps.{k}.",
             f"allegro.linears.{k}.",
@@ -126,7 +140,7 @@ def _set_modes(module, training: bool) -> None:
     module.train(training)
     if training:
         for _, sub in module.named_modules():
-            if sub.original_name == "RescaleOutput":
+            if getattr(sub, "original_name", "") == "RescaleOutput":
                 sub.training = False
 
 
@@ -184,11 +198,16 @@ def _loss(module, g: Graph, s: TrainSettings, dtype, device):
     return loss, parts
 
 
-def _save_module(module, meta: dict[str, str], note: dict, path: Path) -> Path:
-    """The module as a deployed file with the original metadata (+ what fine-tuning did), written atomically."""
+def _save_module(module, meta: dict[str, str], note: dict, path: Path, file_module=None) -> Path:
+    """The module as a deployed file with the original metadata (+ what fine-tuning did), written atomically; a port
+    is first written back into ``file_module`` (its TorchScript file), which is saved."""
     import torch  # lazy: torch takes seconds to import; only model paths need it
 
     _set_modes(module, False)
+    if file_module is not None:
+        module.write_back(file_module)
+        module = file_module
+        module.eval()
     extra = {k: v for k, v in meta.items() if v and k in METADATA_KEYS}
     extra["allegro_fm_finetune"] = json.dumps(note)
     buf = io.BytesIO()
@@ -200,11 +219,14 @@ def _save_module(module, meta: dict[str, str], note: dict, path: Path) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
-def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True) -> Path:
+def finetune_legacy(
+    s: TrainSettings, device: str = "cpu", progress: bool = True, engine: str = "torchscript"
+) -> Path:
     """Fine-tune the nequip 0.6.x deployed model ``s.init_from`` on ``s.dataset`` (tea-align schema v1) for
     ``s.max_epochs`` epochs with Adam (``s.learning_rate``), ``s.batch_size`` frames per step, the groups in
     ``s.freeze`` (embedding, layerK, readout, or name prefixes) held fixed. Writes ``s.run_dir``/best.pth (lowest
-    validation loss), last.pth, metrics.csv, settings.json; resumes from trainer_state.pt. Returns the run folder."""
+    validation loss), last.pth, metrics.csv, settings.json; resumes from trainer_state.pt. ``engine``: "torchscript"
+    (the file's own code) or "port" (``legacy_port``; the same files are written). Returns the run folder."""
     import torch  # lazy: torch takes seconds to import; only model paths need it
 
     if s.sam_rho > 0 or s.strategy not in ("auto", "single_device") or s.num_nodes != 1:
@@ -216,7 +238,21 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / "trainer_state.pt"
     resume = state_path.exists() and (run / "last.pth").exists()
-    module, meta = load_legacy_module(run / "last.pth" if resume else src, device, freeze=False)
+    if engine not in ("torchscript", "port"):
+        raise ValueError(f"engine must be 'torchscript' or 'port', not {engine!r}")
+    start = run / "last.pth" if resume else src
+    module, meta = load_legacy_module(start, device, freeze=False)
+    file_module = None
+    if engine == "port":
+        from .legacy_port import port_legacy  # lazy: the port module imports torch
+
+        file_module, module = module, port_legacy(start, device)
+        if module.constant_in_port:
+            log.warning(
+                "%s: the port holds %s as constants; they stay as they are",
+                src,
+                module.constant_in_port,
+            )
     species = tuple(meta["type_names"].split())
     cutoff = float(meta["r_max"])
     if s.refit_offsets:
@@ -235,8 +271,24 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         _graphs(s.dataset, species, cutoff, train_idx),
         _graphs(s.dataset, species, cutoff, val_idx),
     )
+    replay_g, replay_val_g = [], []
+    if s.replay:  # replay: the same energy scale as the new data, or refused naming both levels
+        check_levels(dataset_level(s.replay), level, str(s.replay), str(s.dataset))
+        with tea_align.open_dataset(s.replay) as ds:
+            r_train, r_val, _ = split_indices(len(ds), s.val_fraction, 0.0, s.seed)
+        replay_g = _graphs(s.replay, species, cutoff, r_train)
+        replay_val_g = _graphs(s.replay, species, cutoff, r_val)
+        log.info(
+            "replay: %d training and %d validation frames of %s, %.3g of the training frames per epoch, weight %g",
+            len(replay_g),
+            len(replay_val_g),
+            s.replay,
+            s.replay_fraction,
+            s.replay_weight,
+        )
+    n_replay = int(round(s.replay_fraction * len(train_g))) if replay_g else 0
 
-    prefixes = [p for name in s.freeze for p in _group_prefixes(name)]
+    prefixes = [p for name in s.freeze for p in _group_prefixes(name, port=engine == "port")]
     frozen, trainable = [], []
     for name, prm in module.named_parameters():
         if any(_local_name(name).startswith(p) for p in prefixes):
@@ -246,7 +298,11 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
             prm.requires_grad_(True)
             trainable.append(prm)
     if prefixes and not frozen:
-        groups = sorted(LEGACY_FREEZE_GROUPS) + ["layer0", "layer1", "..."]
+        groups = sorted(PORT_FREEZE_GROUPS if engine == "port" else LEGACY_FREEZE_GROUPS) + [
+            "layer0",
+            "layer1",
+            "...",
+        ]
         raise ValueError(f"freeze {list(s.freeze)} matched no parameter of {src}; groups: {groups}")
     if not trainable:
         raise ValueError(f"freeze {list(s.freeze)} leaves no parameter of {src} to train")
@@ -264,7 +320,7 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         json.dumps(
             {
                 **asdict(s),
-                "kind": "legacy-torchscript",
+                "kind": "legacy-torchscript" if engine == "torchscript" else "legacy-port",
                 "source": str(src),
                 "frozen_parameters": frozen,
             },
@@ -272,19 +328,25 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         ),
     )
 
-    def val_loss() -> float:
+    def val_loss(frames=None) -> float:
+        frames = val_g if frames is None else frames
+        if not frames:
+            return float("nan")
         _set_modes(module, True)
         tot = 0.0
-        for g in val_g:
+        for g in frames:
             loss, _ = _loss(module, g, s, dtype, device)
             tot += float(loss.detach())
-        return tot / len(val_g)
+        return tot / len(frames)
 
     _check_training_mode(module, train_g[0], dtype, device, src)
     metrics = run / "metrics.csv"
     if epoch0 == 0:
         first = val_loss()
-        write_text_atomic(metrics, f"epoch,train_loss,val_loss,seconds\n0,,{first:.8g},0\n")
+        write_text_atomic(
+            metrics,
+            f"epoch,train_loss,val_loss,seconds,replay_val_loss\n0,,{first:.8g},0,{val_loss(replay_val_g):.8g}\n",
+        )
         log.info("epoch 0: validation loss %.6g", first)
     bar = Progress(
         s.max_epochs, desc="fine-tune", unit="epoch", enabled=progress, initial=epoch0
@@ -292,28 +354,46 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
     for epoch in range(epoch0, s.max_epochs):
         t0 = time.perf_counter()
         _set_modes(module, True)
-        order = rng.permutation(len(train_g))
+        # the epoch's frames: all new ones and a fresh draw of replay frames (weight replay_weight), shuffled together
+        frames = [(g, 1.0) for g in train_g]
+        if n_replay:
+            pick = rng.choice(len(replay_g), n_replay, replace=n_replay > len(replay_g))
+            frames += [(replay_g[k], s.replay_weight) for k in pick]
+        order = rng.permutation(len(frames))
         tot = 0.0
         for b in range(0, len(order), s.batch_size):
             opt.zero_grad()
             batch = order[b : b + s.batch_size]
             for k in batch:
-                loss, _ = _loss(module, train_g[k], s, dtype, device)
-                (loss / len(batch)).backward()
+                g, w = frames[k]
+                loss, _ = _loss(module, g, s, dtype, device)
+                (w * loss / len(batch)).backward()
                 tot += float(loss.detach())
             opt.step()
         train_loss, vl = tot / len(order), val_loss()
+        rvl = val_loss(replay_val_g)
         note = {
             "source": src.name,
+            "engine": engine,
             "epoch": epoch + 1,
             "dataset": Path(s.dataset).name,
             "frozen": list(s.freeze),
             "val_loss": vl,
+            **(
+                {
+                    "replay": Path(s.replay).name,
+                    "replay_fraction": s.replay_fraction,
+                    "replay_weight": s.replay_weight,
+                    "replay_val_loss": rvl,
+                }
+                if s.replay
+                else {}
+            ),
         }
         if vl < best:
             best = vl
-            _save_module(module, meta, note, run / "best.pth")
-        _save_module(module, meta, note, run / "last.pth")
+            _save_module(module, meta, note, run / "best.pth", file_module)
+        _save_module(module, meta, note, run / "last.pth", file_module)
         buf = io.BytesIO()
         torch.save(
             {
@@ -328,7 +408,13 @@ def finetune_legacy(s: TrainSettings, device: str = "cpu", progress: bool = True
         with open(metrics, newline="") as fh:
             rows = list(csv.reader(fh))
         rows.append(
-            [str(epoch + 1), f"{train_loss:.8g}", f"{vl:.8g}", f"{time.perf_counter() - t0:.2f}"]
+            [
+                str(epoch + 1),
+                f"{train_loss:.8g}",
+                f"{vl:.8g}",
+                f"{time.perf_counter() - t0:.2f}",
+                f"{rvl:.8g}",
+            ]
         )
         write_text_atomic(metrics, "\n".join(",".join(r) for r in rows) + "\n")
         log.info("epoch %d: train loss %.6g, validation loss %.6g", epoch + 1, train_loss, vl)

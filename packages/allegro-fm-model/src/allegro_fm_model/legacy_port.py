@@ -248,6 +248,15 @@ def _layer_plans(cfg: dict, num_layers: int, mul: int, path) -> tuple[object, li
     return sh, plans
 
 
+def _sparse_terms(w3j) -> list[list[tuple[int, int, float]]]:
+    """The nonzero (i, j, coefficient) terms of each output k of a Wigner-3j buffer (k, i, j) or diagonal (k, i)."""
+    w = w3j if w3j.ndim == 3 else torch.diag_embed(w3j)
+    return [
+        [(int(i), int(j), float(w[k, i, j])) for i, j in torch.nonzero(w[k]).tolist()]
+        for k in range(w.shape[0])
+    ]
+
+
 def _bessel_cutoff(r, rmax_recip, weights, p: float):
     """Allegro 0.3.0's normalized Bessel basis times the polynomial cutoff, and the cutoff alone."""
     x = r * rmax_recip
@@ -265,14 +274,19 @@ class Allegro030(torch.nn.Module):
     """The energy, forces and virial of an Allegro 0.3.0 deployed model, in plain PyTorch (module docstring).
     Built by ``port_legacy``; ``metadata`` holds what the compiled file records (type_names, r_max, model_dtype...)."""
 
+    #: tensor products as the sum of their nonzero Wigner-3j terms (for compiling) instead of the dense buffer (eager)
+    sparse_tp: bool = False
+
     def __init__(self, module, meta: dict[str, str], cfg: dict, path):
         super().__init__()
         root = module
         rescales = []
+        prefix = ""  # the energy graph's name prefix in the TorchScript file (model.model.func.)
         while root.original_name == "GraphModel" or root.original_name == "RescaleOutput":
             if root.original_name == "RescaleOutput":
                 rescales.append(root)
             root = root.model
+            prefix += "model."
         if root.original_name not in ("StressOutput", "GradientOutput", "ForceOutput"):
             raise LegacyPortError(
                 f"{path}: the energy model is wrapped in {root.original_name}, which this port does not implement"
@@ -360,6 +374,7 @@ class Allegro030(torch.nn.Module):
         w3js = [buf(getattr(al.tps, str(i))._big_w3j) for i in range(self.num_layers)]
         for i, w in enumerate(w3js):
             self.register_buffer(f"w3j_{i}", w)
+        self._tp_terms = [_sparse_terms(w) for w in w3js]
         self.register_buffer("resnet_params", buf(al._latent_resnet_coefficients_params))
         self.weight_individual = al._edge_weighter._rtoi.numel() > 0
         if self.weight_individual:
@@ -418,6 +433,29 @@ class Allegro030(torch.nn.Module):
                     f"{path}: layer {i}: scalar path count differs from the config"
                 )
             self.plans[i] = LayerPlan(**{**plan.__dict__, "diagonal": diagonal})
+        # port parameter -> the TorchScript parameter it came from (write_back puts trained values there)
+        names = {
+            "bessel_weights": "radial_basis.bessel_weights",
+            "type_embeddings": "typeembed.type_embeddings",
+        }
+        mlps = {
+            "basis_mlp": "typeembed.basis_mlp",
+            "final_latent": "allegro.final_latent",
+            "edge_eng": "edge_eng._module",
+            **{f"latents.{i}": f"allegro.latents.{i}" for i in range(self.num_layers)},
+            **{
+                f"env_embed_mlps.{i}": f"allegro.env_embed_mlps.{i}" for i in range(self.num_layers)
+            },
+        }
+        for ours, theirs in mlps.items():
+            for k in range(len(self.get_submodule(ours).weights)):
+                names[f"{ours}.weights.{k}"] = f"{theirs}._forward._weight_{k}"
+        for i in range(self.num_layers):
+            names[f"linear_w.{i}"] = f"allegro.linears.{i}.w"
+        self.source_names = {k: prefix + "func." + v for k, v in names.items()}
+        ts_params = {n for n, _ in module.named_parameters()}
+        #: trainable parameters of the file that the port holds as constants (not trained through the port)
+        self.constant_in_port = sorted(ts_params - set(self.source_names.values()))
         self.metadata = {
             "model_dtype": meta.get("model_dtype") or "float32",
             "type_names": " ".join(self.species),
@@ -437,6 +475,15 @@ class Allegro030(torch.nn.Module):
         if any(hasattr(fwd, f"_bias_{j}") for j in range(k)):
             raise LegacyPortError("an MLP with biases (mlp_bias) is not implemented")
         return ScalarMLP(ws, nonlinearity)
+
+    def write_back(self, module) -> None:
+        """Copy this port's parameters into the TorchScript ``module`` (unfrozen, the file it was ported from), in
+        place: the file format then carries what was trained through the port."""
+        theirs = dict(module.named_parameters())
+        with torch.no_grad():
+            for ours, p in self.named_parameters():
+                target = theirs[self.source_names[ours]]
+                target.copy_(p.detach().to(target.dtype).to(target.device))
 
     # -- the energy -------------------------------------------------------------------------------------------------
     def _sh(self, vec):
@@ -520,18 +567,31 @@ class Allegro030(torch.nn.Module):
             ).index_add(0, centre, env_edges)[centre]
             if not self.self_edge_tp:
                 env = env - env_edges
-            w3j = getattr(self, f"w3j_{layer}")
             x1 = features.reshape(-1, self.mul, plan.dim_in1)
             x2 = env.reshape(-1, self.mul, plan.dim_in2)
-            if plan.diagonal:  # out[z, u, k] = sum_i x1[z, u, i] x2[z, u, i] w3j[k, i]
-                prod = (x1 * x2).reshape(-1, plan.dim_in1)
-            else:  # out[z, u, k] = sum_ij x1[z, u, i] x2[z, u, j] w3j[k, i, j]
-                prod = (x1.unsqueeze(-1) * x2.unsqueeze(-2)).reshape(
-                    -1, plan.dim_in1 * plan.dim_in2
+            # out[z, u, k] = sum_ij x1[z, u, i] x2[z, u, j] w3j[k, i, j] (diagonal files: w3j[k, i], j = i)
+            if (
+                self.sparse_tp
+            ):  # the nonzero terms only (Wigner-3j is ~3 % dense), unrolled with constant indices:
+                # Inductor fuses them (and their backward) into one loop; eagerly they are many small kernels
+                outs = []
+                for terms in self._tp_terms[layer]:
+                    acc = torch.zeros_like(x1[:, :, 0])
+                    for i, j, c in terms:
+                        acc = acc + x1[:, :, i] * x2[:, :, j] * c
+                    outs.append(acc)
+                features = torch.stack(outs, dim=-1)
+            else:  # the outer product times the dense buffer, as the original
+                w3j = getattr(self, f"w3j_{layer}")
+                if plan.diagonal:
+                    prod = (x1 * x2).reshape(-1, plan.dim_in1)
+                else:
+                    prod = (x1.unsqueeze(-1) * x2.unsqueeze(-2)).reshape(
+                        -1, plan.dim_in1 * plan.dim_in2
+                    )
+                features = (prod @ w3j.reshape(plan.dim_paths, -1).T).reshape(
+                    -1, self.mul, plan.dim_paths
                 )
-            features = (prod @ w3j.reshape(plan.dim_paths, -1).T).reshape(
-                -1, self.mul, plan.dim_paths
-            )
             scalars = features[:, :, : plan.n_scalar_outs].reshape(
                 -1, self.mul * plan.n_scalar_outs
             )

@@ -70,6 +70,14 @@ class TrainSettings:
     # fine-tuning on data at another level of theory than the starting model's: refit the per-species energy shifts on
     # the training frames first (else such data is refused, naming both levels: provenance.py)
     refit_offsets: bool = False
+    # fine-tuning with replay (replay.py, ``allegro-fm make-replay``): a tea-align dataset at the same level of theory as
+    # ``dataset`` (else refused, naming both levels), mixed into every epoch; ``replay_fraction``: replay frames per
+    # epoch as a fraction of the training frames (a fresh draw each epoch for nequip 0.6 files; a fixed draw through
+    # nequip); ``replay_weight``: their loss weight relative to the new data's (nequip 0.6 files; through nequip an
+    # integer repeat count)
+    replay: str = ""
+    replay_fraction: float = 1.0
+    replay_weight: float = 1.0
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainSettings:
@@ -96,6 +104,7 @@ class TrainSettings:
             "dataset",
             "init_from",
             "run_dir",
+            "replay",
         ):  # paths in the file are relative to the file (a model name stays)
             if (
                 d.get(k)
@@ -122,6 +131,10 @@ class TrainSettings:
         for level, k in self.oversample:
             if not (isinstance(k, int) and k >= 1):
                 raise ValueError(f"oversample[{level!r}] must be an integer >= 1 (got {k!r})")
+        if not (self.replay_fraction >= 0 and self.replay_weight > 0):
+            raise ValueError(
+                f"replay_fraction must be >= 0 and replay_weight > 0 (got {self.replay_fraction}, {self.replay_weight})"
+            )
 
 
 def oversampled(indices: list[int], levels: Sequence[str], repeat: dict[str, int]) -> list[int]:
@@ -227,6 +240,24 @@ def run_split(s: TrainSettings, n: int) -> tuple[list[int], list[int], list[int]
     return split_indices(n, s.val_fraction, s.test_fraction, s.seed, keep)
 
 
+def replay_split(s: TrainSettings, level: str, n_train: int) -> tuple[list[int], list[int]]:
+    """(training, validation) frame indices of the replay set ``s.replay`` through nequip: its held-out frames
+    (``val_fraction``), and a fixed seeded draw of round(replay_fraction x n_train) of the others, each listed
+    ``replay_weight`` times (an integer here). The replay's level of theory must be the new data's ``level``."""
+    if float(s.replay_weight) != int(s.replay_weight):
+        raise ValueError(
+            f"replay_weight = {s.replay_weight}: through nequip the weight is a repeat count (an integer)"
+        )
+    check_levels(dataset_level(s.replay), level, str(s.replay), str(s.dataset))
+    with tea_align.open_dataset(s.replay) as ds:
+        n = len(ds)
+    r_train, r_val, _ = split_indices(n, s.val_fraction, 0.0, s.seed)
+    k = int(round(s.replay_fraction * n_train))
+    rng = np.random.default_rng(s.seed + 1)
+    pick = rng.choice(r_train, k, replace=k > len(r_train)) if k else []
+    return sorted(int(i) for i in pick for _ in range(int(s.replay_weight))), r_val
+
+
 def dataset_elements(path: str | Path) -> tuple[str, ...]:
     """Elements present in an aligned dataset, ordered by atomic number."""
     zs = set()
@@ -296,14 +327,19 @@ def nequip_config(s: TrainSettings) -> dict:
         )
     transforms = [{"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": r_max}]
 
-    def ds(idx):
+    def ds(idx, path=None):
         return {
             "_target_": "allegro_fm_model.data.TeaAlignDataset",
-            "file_name": str(Path(s.dataset).resolve()),
+            "file_name": str(Path(path or s.dataset).resolve()),
             "type_names": types,
             "indices": idx,
             "transforms": transforms,
         }
+
+    train_ds, val_ds = ds(train_idx), ds(val_idx)
+    if s.replay:  # replay frames join every epoch's training set; their held-out part is a second validation set
+        r_train, r_val = replay_split(s, level, len(train_idx))
+        train_ds, val_ds = [train_ds, ds(r_train, s.replay)], [val_ds, ds(r_val, s.replay)]
 
     loader = {
         "_target_": "torch.utils.data.DataLoader",
@@ -350,8 +386,8 @@ def nequip_config(s: TrainSettings) -> dict:
         "data": {
             "_target_": "nequip.data.datamodule.NequIPDataModule",
             "seed": s.seed,
-            "train_dataset": ds(train_idx),
-            "val_dataset": ds(val_idx),
+            "train_dataset": train_ds,
+            "val_dataset": val_ds,
             **({"test_dataset": ds(test_idx)} if test_idx else {}),
             "train_dataloader": {**loader, "shuffle": True},
             "val_dataloader": loader,

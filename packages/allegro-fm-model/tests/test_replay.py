@@ -1,0 +1,136 @@
+"""Replay fine-tuning (``replay.py``, ``allegro-fm make-replay``), replay mixing in ``allegro-fm finetune`` and the
+forgetting report (``allegro-fm evaluate --before --after``), on the nequip 0.6 fixture (TorchScript route: fast)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import tea_align
+from allegro_fm_model import AllegroFMCalculator, load_potential
+from allegro_fm_model.cli import main
+from allegro_fm_model.replay import make_replay
+
+DATA = Path(__file__).parent / "data" / "legacy"
+MODEL = DATA / "legacy-allegro-0.3.0.pth"
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory):
+    d = tmp_path_factory.mktemp("replay")
+    starts = ase.io.read(DATA / "structures.extxyz", ":")
+    return make_replay(MODEL, starts, d / "replay.h5", copies=2, progress=False)
+
+
+def test_make_replay_labels_with_the_model_at_its_level(replay, tmp_path):
+    """Every frame's labels are the model's own predictions; the set records the model as its level of theory
+    (the fixture records none: ``model:<file name>``); periodic cells get strained copies, the molecule does not."""
+    pot = load_potential(MODEL)
+    with tea_align.open_dataset(replay) as ds:
+        assert ds.sources[0].level_of_theory == f"model:{MODEL.name}"
+        # 3 structures x (1 + 2 rattles x 2 copies) + 2 periodic x 2 strained copies
+        assert len(ds) == 3 * 5 + 2 * 2
+        for i in (0, 7, len(ds) - 1):
+            fr = ds[i]
+            a = ase.Atoms(fr.symbols, fr.positions, cell=fr.cell, pbc=fr.pbc)
+            a.calc = AllegroFMCalculator(pot)
+            assert a.get_potential_energy() == pytest.approx(fr.energy, abs=1e-5)
+            np.testing.assert_allclose(a.get_forces(), fr.forces, atol=1e-5)
+    with pytest.raises(ValueError, match="element 'N'"):
+        bad = ase.Atoms("N2", positions=[[0, 0, 0], [1.1, 0, 0]])
+        make_replay(MODEL, [bad], tmp_path / "x.h5", progress=False)
+
+
+def _dataset(path: Path, level: str) -> Path:
+    """New data for the fixture: rattled calcite labelled by the shipped mini model at ``level``."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
+    base = ase.io.read(DATA / "structures.extxyz", 1)
+    rng = np.random.default_rng(3)
+    frames = []
+    for _ in range(8):
+        a = base.copy()
+        a.positions += rng.normal(0, 0.1, a.positions.shape)
+        a.calc = calc
+        e, f, st = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=st)
+        frames.append(a)
+    ase.io.write(path.with_suffix(".extxyz"), frames)
+    tea_align.convert([f"{path.with_suffix('.extxyz')},level={level},name=new"], path)
+    return path
+
+
+def _toml(d: Path, dataset: Path, extra: str) -> Path:
+    f = d / "ft.toml"
+    f.write_text(
+        f'[train]\ndataset = "{dataset}"\nrun_dir = "run"\ninit_from = "{MODEL}"\nmax_epochs = 2\nbatch_size = 4\n'
+        f"learning_rate = 0.001\nval_fraction = 0.25\ntest_fraction = 0.0\n{extra}"
+    )
+    return f
+
+
+def test_replay_is_mixed_in_and_recorded_and_levels_are_checked(replay, tmp_path):
+    """With replay the epochs hold the new frames and a fresh draw of replay frames (weight applied), the replay's
+    held-out loss is logged every epoch and the output records what was replayed; a replay set at another level of
+    theory than the new data is refused, naming both levels."""
+    level = f"model:{MODEL.name}"
+    data = _dataset(tmp_path / "new.h5", level)
+    assert (
+        main(
+            [
+                "finetune",
+                str(
+                    _toml(
+                        tmp_path,
+                        data,
+                        f'replay = "{replay}"\nreplay_fraction = 0.5\nreplay_weight = 2.0\n',
+                    )
+                ),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert all(np.isfinite(float(r["replay_val_loss"])) for r in rows)
+    with zipfile.ZipFile(tmp_path / "run" / "best.pth") as zf:
+        note = json.loads(
+            zf.read(next(n for n in zf.namelist() if n.endswith("extra/allegro_fm_finetune")))
+        )
+    assert note["replay"] == "replay.h5" and note["replay_weight"] == 2.0
+
+    other = _dataset(tmp_path / "pbe.h5", "PBE")
+    d2 = tmp_path / "refused"
+    d2.mkdir()
+    assert main(["finetune", str(_toml(d2, other, f'replay = "{replay}"\n'))]) == 2
+
+
+def test_forgetting_report_before_and_after(replay, tmp_path):
+    """``allegro-fm evaluate --before --after`` on two datasets: a table of the errors before and after and a plot;
+    the same model before and after changes nothing."""
+    out = tmp_path / "report.md"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(replay),
+                str(replay),
+                "--before",
+                str(MODEL),
+                "--after",
+                str(MODEL),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    text = out.read_text()
+    assert "| replay.h5 |" in text and "+0.0 %" in text
+    assert out.with_suffix(".png").stat().st_size > 1000
