@@ -248,15 +248,6 @@ def _layer_plans(cfg: dict, num_layers: int, mul: int, path) -> tuple[object, li
     return sh, plans
 
 
-def _sparse_terms(w3j) -> list[list[tuple[int, int, float]]]:
-    """The nonzero (i, j, coefficient) terms of each output k of a Wigner-3j buffer (k, i, j) or diagonal (k, i)."""
-    w = w3j if w3j.ndim == 3 else torch.diag_embed(w3j)
-    return [
-        [(int(i), int(j), float(w[k, i, j])) for i, j in torch.nonzero(w[k]).tolist()]
-        for k in range(w.shape[0])
-    ]
-
-
 def _bessel_cutoff(r, rmax_recip, weights, p: float):
     """Allegro 0.3.0's normalized Bessel basis times the polynomial cutoff, and the cutoff alone."""
     x = r * rmax_recip
@@ -273,9 +264,6 @@ def _bessel_cutoff(r, rmax_recip, weights, p: float):
 class Allegro030(torch.nn.Module):
     """The energy, forces and virial of an Allegro 0.3.0 deployed model, in plain PyTorch (module docstring).
     Built by ``port_legacy``; ``metadata`` holds what the compiled file records (type_names, r_max, model_dtype...)."""
-
-    #: tensor products as the sum of their nonzero Wigner-3j terms (for compiling) instead of the dense buffer (eager)
-    sparse_tp: bool = False
 
     def __init__(self, module, meta: dict[str, str], cfg: dict, path):
         super().__init__()
@@ -374,7 +362,6 @@ class Allegro030(torch.nn.Module):
         w3js = [buf(getattr(al.tps, str(i))._big_w3j) for i in range(self.num_layers)]
         for i, w in enumerate(w3js):
             self.register_buffer(f"w3j_{i}", w)
-        self._tp_terms = [_sparse_terms(w) for w in w3js]
         self.register_buffer("resnet_params", buf(al._latent_resnet_coefficients_params))
         self.weight_individual = al._edge_weighter._rtoi.numel() > 0
         if self.weight_individual:
@@ -569,29 +556,18 @@ class Allegro030(torch.nn.Module):
                 env = env - env_edges
             x1 = features.reshape(-1, self.mul, plan.dim_in1)
             x2 = env.reshape(-1, self.mul, plan.dim_in2)
-            # out[z, u, k] = sum_ij x1[z, u, i] x2[z, u, j] w3j[k, i, j] (diagonal files: w3j[k, i], j = i)
-            if (
-                self.sparse_tp
-            ):  # the nonzero terms only (Wigner-3j is ~3 % dense), unrolled with constant indices:
-                # Inductor fuses them (and their backward) into one loop; eagerly they are many small kernels
-                outs = []
-                for terms in self._tp_terms[layer]:
-                    acc = torch.zeros_like(x1[:, :, 0])
-                    for i, j, c in terms:
-                        acc = acc + x1[:, :, i] * x2[:, :, j] * c
-                    outs.append(acc)
-                features = torch.stack(outs, dim=-1)
-            else:  # the outer product times the dense buffer, as the original
-                w3j = getattr(self, f"w3j_{layer}")
-                if plan.diagonal:
-                    prod = (x1 * x2).reshape(-1, plan.dim_in1)
-                else:
-                    prod = (x1.unsqueeze(-1) * x2.unsqueeze(-2)).reshape(
-                        -1, plan.dim_in1 * plan.dim_in2
-                    )
-                features = (prod @ w3j.reshape(plan.dim_paths, -1).T).reshape(
-                    -1, self.mul, plan.dim_paths
+            # out[z, u, k] = sum_ij x1[z, u, i] x2[z, u, j] w3j[k, i, j] (diagonal files: w3j[k, i], j = i): the outer
+            # product times the dense buffer, as the original (a form over the nonzero terms compiled slower: docs)
+            w3j = getattr(self, f"w3j_{layer}")
+            if plan.diagonal:
+                prod = (x1 * x2).reshape(-1, plan.dim_in1)
+            else:
+                prod = (x1.unsqueeze(-1) * x2.unsqueeze(-2)).reshape(
+                    -1, plan.dim_in1 * plan.dim_in2
                 )
+            features = (prod @ w3j.reshape(plan.dim_paths, -1).T).reshape(
+                -1, self.mul, plan.dim_paths
+            )
             scalars = features[:, :, : plan.n_scalar_outs].reshape(
                 -1, self.mul * plan.n_scalar_outs
             )
