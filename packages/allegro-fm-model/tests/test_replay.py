@@ -28,11 +28,13 @@ def replay(tmp_path_factory):
 
 
 def test_make_replay_labels_with_the_model_at_its_level(replay, tmp_path):
-    """Every frame's labels are the model's own predictions; the set records the model as its level of theory
-    (the fixture records none: ``model:<file name>``); periodic cells get strained copies, the molecule does not."""
+    """Every frame's labels are the model's own predictions; the set records the model's level of theory (the
+    fixture records none: "unknown") and names the model in its source; periodic cells get strained copies, the
+    molecule does not."""
     pot = load_potential(MODEL)
     with tea_align.open_dataset(replay) as ds:
-        assert ds.sources[0].level_of_theory == f"model:{MODEL.name}"
+        assert ds.sources[0].level_of_theory == "unknown"
+        assert ds.sources[0].name == f"replay-{MODEL.name}"
         # 3 structures x (1 + 2 rattles x 2 copies) + 2 periodic x 2 strained copies
         assert len(ds) == 3 * 5 + 2 * 2
         for i in (0, 7, len(ds) - 1):
@@ -75,12 +77,19 @@ def _toml(d: Path, dataset: Path, extra: str) -> Path:
     return f
 
 
-def test_replay_is_mixed_in_and_recorded_and_levels_are_checked(replay, tmp_path):
+def _atoms(fr):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    a = ase.Atoms(fr.symbols, fr.positions, cell=fr.cell, pbc=fr.pbc)
+    a.calc = SinglePointCalculator(a, energy=fr.energy, forces=fr.forces)
+    return a
+
+
+def test_replay_is_mixed_in_and_recorded_and_levels_are_checked(replay, tmp_path, capsys):
     """With replay the epochs hold the new frames and a fresh draw of replay frames (weight applied), the replay's
     held-out loss is logged every epoch and the output records what was replayed; a replay set at another level of
     theory than the new data is refused, naming both levels."""
-    level = f"model:{MODEL.name}"
-    data = _dataset(tmp_path / "new.h5", level)
+    data = _dataset(tmp_path / "new.h5", "unknown")
     assert (
         main(
             [
@@ -105,10 +114,16 @@ def test_replay_is_mixed_in_and_recorded_and_levels_are_checked(replay, tmp_path
         )
     assert note["replay"] == "replay.h5" and note["replay_weight"] == 2.0
 
-    other = _dataset(tmp_path / "pbe.h5", "PBE")
+    # a replay set at another (known) level than the new data: refused, naming both
+    other, pbe_replay = _dataset(tmp_path / "pbe.h5", "PBE"), tmp_path / "r.h5"
+    with tea_align.open_dataset(replay) as ds:
+        frames = [ds[i] for i in range(4)]
+    ase.io.write(tmp_path / "r.extxyz", [_atoms(f) for f in frames])
+    tea_align.convert([f"{tmp_path / 'r.extxyz'},level=wB97M-D3(BJ),name=r"], pbe_replay)
     d2 = tmp_path / "refused"
     d2.mkdir()
-    assert main(["finetune", str(_toml(d2, other, f'replay = "{replay}"\n'))]) == 2
+    assert main(["finetune", str(_toml(d2, other, f'replay = "{pbe_replay}"\n'))]) == 2
+    assert "'wB97M-D3(BJ)'" in capsys.readouterr().err
 
 
 def test_forgetting_report_before_and_after(replay, tmp_path):

@@ -45,6 +45,7 @@ from .edges import periodic_edges
 from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL, check_levels, dataset_level
+from .replay import check_replay_level
 from .training import TrainSettings, run_split, split_indices
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def finetune_legacy(
     )
     replay_g, replay_val_g = [], []
     if s.replay:  # replay: the same energy scale as the new data, or refused naming both levels
-        check_levels(dataset_level(s.replay), level, str(s.replay), str(s.dataset))
+        check_replay_level(s.replay, s.dataset)
         with tea_align.open_dataset(s.replay) as ds:
             r_train, r_val, _ = split_indices(len(ds), s.val_fraction, 0.0, s.seed)
         replay_g = _graphs(s.replay, species, cutoff, r_train)

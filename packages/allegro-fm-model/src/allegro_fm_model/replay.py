@@ -6,8 +6,10 @@ hand (the published files' MPtrj + SPICE), configurations labelled by the model 
 (MACE's "mode 2"). ``make_replay`` builds such a set from structures the user names: each structure, rattled
 copies, strained copies (periodic cells) and, optionally, snapshots of a short ``allegro-fm-md`` run, all labelled
 with the model's energy, forces and stress, written as a tea-align schema-v1 dataset whose level of theory is the
-model's (``level_of_theory`` when the file records one, else ``model:<file name>``), so the level checks of
-``finetune`` and ``evaluate`` treat it like any other data.
+model's ``level_of_theory`` and whose source is named ``replay-<model file>``, so the level checks of ``finetune`` and
+``evaluate`` treat it like any other data. A model that records no level (the published nequip 0.6 files) gives a
+replay set at level "unknown": like the model itself, it is then mixed with data of any level, with a log line
+(provenance.check_levels), since nothing tells which level its energies are on.
 """
 
 from __future__ import annotations
@@ -28,15 +30,28 @@ from tea_align import Progress
 
 from .calculator import AllegroFMCalculator
 from .loading import load_potential, resolve_model
-from .provenance import UNKNOWN_LEVEL
+from .provenance import UNKNOWN_LEVEL, LevelMismatchError, dataset_level
 
 log = logging.getLogger("allegro_fm_model")
 
 
-def replay_level(potential, model: str | Path) -> str:
-    """The level of theory a model-labelled replay set records: the model's own, or ``model:<file name>``."""
-    level = getattr(potential, "level_of_theory", UNKNOWN_LEVEL)
-    return level if level and level != UNKNOWN_LEVEL else f"model:{Path(str(model)).name}"
+def replay_level(potential) -> str:
+    """The level of theory a model-labelled replay set records: the model's own (``UNKNOWN_LEVEL`` if it has none)."""
+    return getattr(potential, "level_of_theory", "") or UNKNOWN_LEVEL
+
+
+def check_replay_level(replay: str | Path, data: str | Path) -> str:
+    """The replay set's level of theory; LevelMismatchError naming both levels when it and the new data's are known and
+    differ (the two energy scales are never mixed silently); an unknown level is logged."""
+    r_lv, d_lv = dataset_level(replay), dataset_level(data)
+    if UNKNOWN_LEVEL in (r_lv, d_lv):
+        log.info("replay %s at level %r, data %s at %r: not checked", replay, r_lv, data, d_lv)
+    elif r_lv != d_lv:
+        raise LevelMismatchError(
+            f"{replay}: replay energies at level of theory {r_lv!r}, but the new data {data} is at {d_lv!r}; align "
+            f"one onto the other with tea-align (fit/apply --target {r_lv!r}) before mixing them"
+        )
+    return r_lv
 
 
 def _variants(atoms, rattles, strains, copies: int, rng) -> list:
@@ -112,7 +127,7 @@ def make_replay(
     ``temperature_K``. Energies eV, forces eV/A, stress eV/A^3 (periodic). Returns ``out``."""
     src = resolve_model(model)
     pot = load_potential(src, device)
-    level = replay_level(pot, model)
+    level = replay_level(pot)
     starts = []
     for s in structures:
         if isinstance(s, (str, Path)):

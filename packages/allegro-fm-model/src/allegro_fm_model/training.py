@@ -28,6 +28,7 @@ from .evaluate import energy_offsets
 from .loading import BUILTIN_MODELS, load_potential, resolve_model
 from .presets import get_preset
 from .provenance import check_levels, dataset_level
+from .replay import check_replay_level
 
 
 @dataclass(frozen=True)
@@ -240,15 +241,15 @@ def run_split(s: TrainSettings, n: int) -> tuple[list[int], list[int], list[int]
     return split_indices(n, s.val_fraction, s.test_fraction, s.seed, keep)
 
 
-def replay_split(s: TrainSettings, level: str, n_train: int) -> tuple[list[int], list[int]]:
+def replay_split(s: TrainSettings, n_train: int) -> tuple[list[int], list[int]]:
     """(training, validation) frame indices of the replay set ``s.replay`` through nequip: its held-out frames
     (``val_fraction``), and a fixed seeded draw of round(replay_fraction x n_train) of the others, each listed
-    ``replay_weight`` times (an integer here). The replay's level of theory must be the new data's ``level``."""
+    ``replay_weight`` times (an integer here). The replay and the new data must be at one level (``check_replay_level``)."""
     if float(s.replay_weight) != int(s.replay_weight):
         raise ValueError(
             f"replay_weight = {s.replay_weight}: through nequip the weight is a repeat count (an integer)"
         )
-    check_levels(dataset_level(s.replay), level, str(s.replay), str(s.dataset))
+    check_replay_level(s.replay, s.dataset)
     with tea_align.open_dataset(s.replay) as ds:
         n = len(ds)
     r_train, r_val, _ = split_indices(n, s.val_fraction, 0.0, s.seed)
@@ -338,7 +339,7 @@ def nequip_config(s: TrainSettings) -> dict:
 
     train_ds, val_ds = ds(train_idx), ds(val_idx)
     if s.replay:  # replay frames join every epoch's training set; their held-out part is a second validation set
-        r_train, r_val = replay_split(s, level, len(train_idx))
+        r_train, r_val = replay_split(s, len(train_idx))
         train_ds, val_ds = [train_ds, ds(r_train, s.replay)], [val_ds, ds(r_val, s.replay)]
 
     loader = {
