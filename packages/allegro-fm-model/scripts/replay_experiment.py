@@ -2,6 +2,10 @@
 trained on, without and with model-labelled replay, and measure what is gained and what is lost.
 
     python packages/allegro-fm-model/scripts/replay_experiment.py [--family sodalite-SiO2] [--epochs 20] [-o runs/replay]
+    # the same through the TorchScript route, on the nequip 0.6 fixture (its elements: O Ca H Si C)
+    python packages/allegro-fm-model/scripts/replay_experiment.py \
+        --model packages/allegro-fm-model/tests/data/legacy/legacy-allegro-0.3.0.pth --family Ca2SiO4-melt \
+        --trained calcite portlandite quartz tobermorite-11A -o runs/replay-experiment-legacy
 
 1. The family's frames of the mini label store (datasets/allegro-fm-mini/data/pbe/FAMILY.extxyz.xz, level
    PBE~SevenNet-0, not in the shipped model's training set) are split 2/3 fine-tuning, 1/3 held out.
@@ -17,6 +21,7 @@ Prints both forgetting tables and a summary; writes them under -o.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +42,16 @@ TRAINED = (
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--model", default="allegro-fm-mini", help="the starting model (file or shipped name)"
+    )
     ap.add_argument("--family", default="sodalite-SiO2")
+    ap.add_argument(
+        "--trained",
+        nargs="+",
+        default=list(TRAINED),
+        help="families the model knows (others, replay)",
+    )
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("-o", "--out", default=str(ROOT / "runs" / "replay-experiment"))
@@ -49,8 +63,12 @@ def main(argv=None) -> int:
     from allegro_fm_model.forgetting import forgetting, write_report
     from allegro_fm_model.replay import make_replay
 
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if Path(
+        args.model
+    ).exists():  # a file: absolute (the TOML files below resolve paths against their folder)
+        args.model = str(Path(args.model).resolve())
     frames = ase.io.read(STORE / f"{args.family}.extxyz.xz", ":")
     level = frames[0].info["level_of_theory"]
     rng = np.random.default_rng(0)
@@ -58,19 +76,19 @@ def main(argv=None) -> int:
     n_ft = (2 * len(frames)) // 3
     ase.io.write(out / "family_ft.extxyz", [frames[i] for i in sorted(order[:n_ft])])
     ase.io.write(out / "family_test.extxyz", [frames[i] for i in sorted(order[n_ft:])])
-    others = [a for f in TRAINED[:6] for a in ase.io.read(STORE / f"{f}.extxyz.xz", ":6")]
+    others = [a for f in args.trained[:6] for a in ase.io.read(STORE / f"{f}.extxyz.xz", ":6")]
     ase.io.write(out / "others.extxyz", others)
     for name in ("family_ft", "family_test", "others"):
         tea_align.convert([f"{out / name}.extxyz,level={level},name={name}"], out / f"{name}.h5")
-    starts = [ase.io.read(STORE / f"{f}.extxyz.xz", 0) for f in TRAINED]
-    make_replay("allegro-fm-mini", starts, out / "replay.h5", progress=False)
+    starts = [ase.io.read(STORE / f"{f}.extxyz.xz", 0) for f in args.trained]
+    make_replay(args.model, starts, out / "replay.h5", progress=False)
 
     reports = {}
     for mode in ("no-replay", "replay"):
         run = out / mode
         toml = out / f"{mode}.toml"
         toml.write_text(
-            f'[train]\ndataset = "{out / "family_ft.h5"}"\nrun_dir = "{run}"\ninit_from = "allegro-fm-mini"\n'
+            f'[train]\ndataset = "{out / "family_ft.h5"}"\nrun_dir = "{run}"\ninit_from = "{args.model}"\n'
             f"max_epochs = {args.epochs}\nbatch_size = 2\nlearning_rate = {args.lr}\nval_fraction = 0.15\n"
             "test_fraction = 0.0\nema_decay = 0.9\n"
             + (
@@ -79,13 +97,15 @@ def main(argv=None) -> int:
                 else ""
             )
         )
-        if not (run / "best.ckpt").exists() or (run / "last.ckpt").exists():
-            subprocess.run(
-                [sys.executable, "-m", "allegro_fm_model.cli", "finetune", str(toml)], check=True
-            )
-        rep = forgetting(
-            "allegro-fm-mini", run / "best.ckpt", [out / "family_test.h5", out / "others.h5"]
+        shutil.rmtree(run, ignore_errors=True)  # a fresh run each time (same seed, same settings)
+        subprocess.run(
+            [sys.executable, "-m", "allegro_fm_model.cli", "finetune", str(toml)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        tuned = run / "best.ckpt" if (run / "best.ckpt").exists() else run / "best.pth"
+        rep = forgetting(args.model, tuned, [out / "family_test.h5", out / "others.h5"])
         write_report(rep, out / f"forgetting-{mode}.md")
         reports[mode] = rep
         print(f"\n## {mode}\n\n{rep.markdown()}", flush=True)
@@ -93,7 +113,7 @@ def main(argv=None) -> int:
     print("|---|---|---|")
     first = reports["no-replay"].rows()
     print(
-        f"| none (shipped model) | {first[0]['forces_before']:.1f} | {first[1]['forces_before']:.1f} |"
+        f"| none (the starting model) | {first[0]['forces_before']:.1f} | {first[1]['forces_before']:.1f} |"
     )
     for mode, rep in reports.items():
         r = rep.rows()

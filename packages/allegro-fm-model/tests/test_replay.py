@@ -149,3 +149,36 @@ def test_forgetting_report_before_and_after(replay, tmp_path):
     text = out.read_text()
     assert "| replay.h5 |" in text and "+0.0 %" in text
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_nequip_route_mixes_replay_into_one_training_dataset(replay, tmp_path):
+    """Through nequip (one training dataset): the new frames and a fixed draw of replay frames (each repeated
+    replay_weight times) form one ``MixedDataset``; the replay's held-out frames are a second validation set."""
+    from allegro_fm_model.data import MixedDataset
+    from allegro_fm_model.training import TrainSettings, nequip_config
+
+    data = _dataset(tmp_path / "new.h5", "unknown")
+    s = TrainSettings(
+        dataset=str(data),
+        init_from="allegro-fm-mini",
+        replay=str(replay),
+        replay_fraction=0.5,
+        replay_weight=2,
+        val_fraction=0.25,
+        test_fraction=0.0,
+    )
+    cfg = nequip_config(s)
+    tr, val = cfg["data"]["train_dataset"], cfg["data"]["val_dataset"]
+    assert tr["_target_"] == "allegro_fm_model.data.MixedDataset" and len(val) == 2
+    new_idx, rep_idx = (p["indices"] for p in tr["parts"])
+    assert len(new_idx) == 6 and len(rep_idx) == 2 * 3  # round(0.5 x 6) replay frames, each twice
+    assert not set(rep_idx) & set(val[1]["indices"])  # held-out replay frames never train
+    mixed = MixedDataset(tr["parts"], tr["type_names"])
+    assert len(mixed) == 12
+    with tea_align.open_dataset(replay) as ds:
+        want = ds[rep_idx[0]]
+    got = mixed[6]
+    np.testing.assert_allclose(got["pos"].numpy(), want.positions)
+    assert float(got["total_energy"]) == pytest.approx(want.energy)
+    with pytest.raises(ValueError, match="repeat count"):
+        nequip_config(TrainSettings(**{**s.__dict__, "replay_weight": 1.5}))

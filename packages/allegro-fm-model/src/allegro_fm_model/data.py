@@ -120,3 +120,29 @@ class TeaAlignDataset(AtomicDataset):
         if self._ds is None:
             self._ds = tea_align.open_dataset(self.file_name)
         return [self._frame_to_data(self._ds[int(i)], int(i)) for i in idx]
+
+
+class MixedDataset(AtomicDataset):
+    """Frames of several schema-v1 files as one nequip dataset (nequip trains on one training dataset): ``parts`` is a
+    list of ``{"file_name": ..., "indices": [...]}`` (indices may repeat: a repeated frame weighs more), read as
+    ``TeaAlignDataset``s. Used for fine-tuning with replay (the new data and the replay set, ``training.py``)."""
+
+    def __init__(
+        self,
+        parts: Sequence[dict],
+        type_names: Sequence[str],
+        transforms: list[Callable] = [],  # noqa: B006 (nequip's signature)
+    ):
+        super().__init__(transforms=transforms)
+        self.parts = [TeaAlignDataset(p["file_name"], type_names, p.get("indices")) for p in parts]
+        self._bounds = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self._bounds[-1])
+
+    def _get_data_list(self, indices) -> list[AtomicDataDict.Type]:
+        out = []
+        for i in np.atleast_1d(np.arange(len(self))[indices]):
+            k = int(np.searchsorted(self._bounds, i, side="right")) - 1
+            out += self.parts[k]._get_data_list(int(i - self._bounds[k]))
+        return out

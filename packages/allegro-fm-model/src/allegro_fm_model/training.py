@@ -340,7 +340,16 @@ def nequip_config(s: TrainSettings) -> dict:
     train_ds, val_ds = ds(train_idx), ds(val_idx)
     if s.replay:  # replay frames join every epoch's training set; their held-out part is a second validation set
         r_train, r_val = replay_split(s, len(train_idx))
-        train_ds, val_ds = [train_ds, ds(r_train, s.replay)], [val_ds, ds(r_val, s.replay)]
+        train_ds = {
+            "_target_": "allegro_fm_model.data.MixedDataset",
+            "parts": [
+                {"file_name": str(Path(s.dataset).resolve()), "indices": train_idx},
+                {"file_name": str(Path(s.replay).resolve()), "indices": r_train},
+            ],
+            "type_names": types,
+            "transforms": transforms,
+        }
+        val_ds = [val_ds, ds(r_val, s.replay)]
 
     loader = {
         "_target_": "torch.utils.data.DataLoader",
