@@ -21,6 +21,7 @@ Prints both forgetting tables and a summary; writes them under -o.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--energy-weight", type=float, default=8.0, help="loss weights (default: the paper's 8:1:1)")
+    ap.add_argument("--force-weight", type=float, default=1.0)
+    ap.add_argument("--replay-fraction", type=float, default=1.0)
+    ap.add_argument("--freeze", nargs="*", default=[], help="groups to freeze in both runs")
     ap.add_argument("-o", "--out", default=str(ROOT / "runs" / "replay-experiment"))
     args = ap.parse_args(argv)
 
@@ -91,8 +96,10 @@ def main(argv=None) -> int:
             f'[train]\ndataset = "{out / "family_ft.h5"}"\nrun_dir = "{run}"\ninit_from = "{args.model}"\n'
             f"max_epochs = {args.epochs}\nbatch_size = 2\nlearning_rate = {args.lr}\nval_fraction = 0.15\n"
             "test_fraction = 0.0\nema_decay = 0.9\n"
+            f"energy_weight = {args.energy_weight}\nforce_weight = {args.force_weight}\n"
+            f"freeze = {json.dumps(args.freeze)}\n"
             + (
-                f'replay = "{out / "replay.h5"}"\nreplay_fraction = 1.0\n'
+                f'replay = "{out / "replay.h5"}"\nreplay_fraction = {args.replay_fraction}\n'
                 if mode == "replay"
                 else ""
             )
