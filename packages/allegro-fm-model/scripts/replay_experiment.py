@@ -55,7 +55,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--energy-weight", type=float, default=8.0, help="loss weights (default: the paper's 8:1:1)")
+    ap.add_argument(
+        "--energy-weight", type=float, default=8.0, help="loss weights (default: the paper's 8:1:1)"
+    )
     ap.add_argument("--force-weight", type=float, default=1.0)
     ap.add_argument("--replay-fraction", type=float, default=1.0)
     ap.add_argument("--freeze", nargs="*", default=[], help="groups to freeze in both runs")

@@ -24,6 +24,9 @@ MODEL = DATA / "legacy-allegro-0.3.0.pth"
 def replay(tmp_path_factory):
     d = tmp_path_factory.mktemp("replay")
     starts = ase.io.read(DATA / "structures.extxyz", ":")
+    starts[0].info["level_of_theory"] = (
+        "PBE"  # labels the structure carried are replaced, not mixed in
+    )
     return make_replay(MODEL, starts, d / "replay.h5", copies=2, progress=False)
 
 

@@ -151,6 +151,9 @@ def make_replay(
     bar = Progress(len(frames), desc="label replay", unit="frame", enabled=progress)
     for a in frames:
         a = a.copy()
+        # the model's labels replace whatever the structure carried (its level of theory, energies): keep its names
+        a.info = {k: a.info[k] for k in ("config_type", "name") if k in a.info}
+        a.arrays = {k: v for k, v in a.arrays.items() if k in ("numbers", "positions")}
         a.calc = calc
         e, f = a.get_potential_energy(), a.get_forces()
         st = a.get_stress() if a.pbc.all() else None
