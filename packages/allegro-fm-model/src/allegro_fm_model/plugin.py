@@ -47,9 +47,14 @@ def compiled_on_first_use(model: str | Path, device: str = "cpu", progress: bool
     src = resolve_model(model)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:20]
     kind = str(device).split(":")[0]
+    port = ""
+    if is_legacy_model(src):
+        from .legacy_port import PORT_REVISION  # lazy: the port module imports torch
+
+        port = f"-port{PORT_REVISION}"
     out = (
         compiled_cache_dir()
-        / f"{digest}-torch{torch.__version__.replace('+', '_')}-{kind}-afm{__version__}.nequip.pt2"
+        / f"{digest}-torch{torch.__version__.replace('+', '_')}-{kind}-afm{__version__}{port}.nequip.pt2"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".lock"), "w") as lock:
