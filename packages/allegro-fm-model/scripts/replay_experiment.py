@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--force-weight", type=float, default=1.0)
     ap.add_argument("--replay-fraction", type=float, default=1.0)
+    ap.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"))
     ap.add_argument("--freeze", nargs="*", default=[], help="groups to freeze in both runs")
     ap.add_argument("-o", "--out", default=str(ROOT / "runs" / "replay-experiment"))
     args = ap.parse_args(argv)
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
             f"max_epochs = {args.epochs}\nbatch_size = 2\nlearning_rate = {args.lr}\nval_fraction = 0.15\n"
             "test_fraction = 0.0\nema_decay = 0.9\n"
             f"energy_weight = {args.energy_weight}\nforce_weight = {args.force_weight}\n"
-            f"freeze = {json.dumps(args.freeze)}\n"
+            f'freeze = {json.dumps(args.freeze)}\nlr_schedule = "{args.lr_schedule}"\n'
             + (
                 f'replay = "{out / "replay.h5"}"\nreplay_fraction = {args.replay_fraction}\n'
                 if mode == "replay"
