@@ -130,6 +130,37 @@ def test_port_forces_are_minus_gradient_and_invariant():
     assert run(rot)[0] == pytest.approx(e0, abs=1e-8)  # float64 round-off of a 222 eV sum
 
 
+def test_factored_first_tensor_product_equals_the_dense_one():
+    """Layer 0's product with the edge weights contracted first (the default, faster compiled) equals the original's
+    dense outer product to float32 round-off, on the FM256-size file if made, else the small fixture."""
+    import torch
+    from allegro_fm_model.compiled import ghost_graph
+
+    model = FM256 if FM256.exists() else MODEL
+    port = port_legacy(model)
+    a = ase.io.read(DATA / "structures.extxyz", 1)
+    types = np.array([port.species.index(s) for s in a.get_chemical_symbols()])
+    ei, sh = periodic_edges(a.positions, np.array(a.cell), a.pbc, port.cutoff)
+    pos, typ, e2, _ = ghost_graph(a.positions, types, ei, len(a), sh, port.cutoff, min_edges=1)
+    data = {
+        "pos": torch.tensor(pos),
+        "edge_index": torch.tensor(e2),
+        "atom_types": torch.tensor(typ),
+    }
+    out = {}
+    for factored in (True, False):
+        port.factor_first_tp = factored
+        o = port(data)
+        out[factored] = (o["atomic_energy"].detach().numpy(), o["forces"].detach().numpy())
+    print(
+        f"{model.name}: factored - dense per-atom energy {np.abs(out[True][0] - out[False][0]).max():.1e} eV, "
+        f"forces {np.abs(out[True][1] - out[False][1]).max():.1e} eV/A"
+    )
+    np.testing.assert_allclose(out[True][0], out[False][0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-5)
+    assert np.abs(out[True][1]).max() > 1.0  # real forces
+
+
 def _with_config(tmp_path: Path, edit) -> Path:
     """A copy of the fixture whose stored training config is edited by ``edit(text) -> text``."""
     out = tmp_path / "edited.pth"

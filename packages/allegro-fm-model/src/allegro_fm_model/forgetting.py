@@ -29,15 +29,18 @@ class Forgetting:
     datasets: tuple[str, ...]
     errors_before: tuple[Errors, ...]
     errors_after: tuple[Errors, ...]
+    #: each dataset's level of theory (read once, when the report is made)
+    levels: tuple[str, ...] = ()
 
     def rows(self) -> list[dict]:
         """One dict per dataset: frames, level, and energy/force/stress RMSE before and after (the ``all`` group)."""
         out = []
-        for name, a, b in zip(self.datasets, self.errors_before, self.errors_after):
+        levels = self.levels or tuple(dataset_level(d) for d in self.datasets)
+        for name, level, a, b in zip(self.datasets, levels, self.errors_before, self.errors_after):
             out.append(
                 {
                     "dataset": Path(name).name,
-                    "level": dataset_level(name),
+                    "level": level,
                     "frames": a.frames,
                     **{
                         f"{q}_{w}": getattr(e, q).get("all")
@@ -113,7 +116,9 @@ def forgetting(
     pa, pb = load_potential(before, device), load_potential(after, device)
     eb = tuple(evaluate(pa, d, refit_offsets=refit_offsets) for d in datasets)
     ea = tuple(evaluate(pb, d, refit_offsets=refit_offsets) for d in datasets)
-    return Forgetting(str(before), str(after), datasets, eb, ea)
+    return Forgetting(
+        str(before), str(after), datasets, eb, ea, tuple(dataset_level(d) for d in datasets)
+    )
 
 
 def write_report(report: Forgetting, out: str | Path) -> tuple[Path, Path]:
