@@ -3,6 +3,8 @@ Potential call (local/ghost split, periodic shifts) and the ASE calculator. One 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from allegro_fm_model import (
@@ -196,9 +198,6 @@ def test_compiled_file_in_a_real_lammps_pair_allegro(tmp_path, ranks):
     energy, forces and pressure on a periodic triclinic cell, on 1 and 2 MPI ranks (run 0). Float32 model: energies to
     1e-6 eV/atom, forces to 1e-4 eV/A (round-off, stated)."""
     import os
-    import shutil
-    import subprocess
-    import sys
     from pathlib import Path
 
     lmp = os.environ.get("AFM_LMP_ALLEGRO", "")
@@ -207,7 +206,7 @@ def test_compiled_file_in_a_real_lammps_pair_allegro(tmp_path, ranks):
             "set AFM_LMP_ALLEGRO to a LAMMPS binary with pair_style allegro (see docs/packages/allegro-fm-md.md)"
         )
     import ase.io
-    from allegro_fm_model import compile_model
+    from allegro_fm_model import compile_model, pair_allegro_single_point
 
     pt2 = compile_model("allegro-fm-mini", tmp_path / "mini.nequip.pt2")
     atoms = ase.io.read(
@@ -217,50 +216,8 @@ def test_compiled_file_in_a_real_lammps_pair_allegro(tmp_path, ranks):
         / "tobermorite-11A.extxyz"
     ) * (2, 2, 1)
     atoms.rattle(0.05, seed=3)
-    species = sorted(set(atoms.get_chemical_symbols()))
-    ase.io.write(
-        tmp_path / "cell.data", atoms, format="lammps-data", specorder=species, masses=True
-    )
-    (tmp_path / "in.check").write_text(f"""units metal
-atom_style atomic
-atom_modify map yes
-newton on
-read_data cell.data
-pair_style allegro
-pair_coeff * * {pt2.name} {" ".join(species)}
-thermo_style custom step pe press
-thermo_modify format float %.10f
-dump 1 all custom 1 forces.dump id fx fy fz
-dump_modify 1 sort id format float %.12g
-run 0
-""")
-    cmd = [lmp, "-in", "in.check", "-log", "log.lammps"]
-    if ranks > 1:
-        cmd = [
-            shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec",
-            "-n",
-            str(ranks),
-            *cmd,
-        ]
-    p = subprocess.run(
-        cmd,
-        cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    lines = p.stdout.splitlines()
-    _, e_lmp, p_lmp = map(
-        float, lines[[ln.split()[:2] for ln in lines].index(["Step", "PotEng"]) + 1].split()
-    )
-    from ase.calculators.lammps import Prism
-
-    # LAMMPS's frame has a along x, b in the xy plane: its forces rotated back to the cell's own frame
-    f_lmp = Prism(np.array(atoms.cell)).vector_to_ase(
-        np.loadtxt(tmp_path / "forces.dump", skiprows=9)[:, 1:]
-    )
+    pt = pair_allegro_single_point(lmp, atoms, pt2, tmp_path, ranks=ranks)
+    e_lmp, f_lmp, p_lmp = pt.energy, pt.forces, pt.pressure_bar
     atoms.calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
     assert e_lmp == pytest.approx(atoms.get_potential_energy(), abs=1e-6 * len(atoms))
     np.testing.assert_allclose(f_lmp, atoms.get_forces(), atol=1e-4)
@@ -331,3 +288,21 @@ def test_compiled_per_atom_virials_equal_eager(pair):
     np.testing.assert_allclose(r1.atomic_virials, r0.atomic_virials, atol=1e-9)
     np.testing.assert_allclose(r1.forces, r0.forces, atol=1e-9)  # the per-edge graph's forces too
     np.testing.assert_allclose(r1.atomic_virials.sum(0), r1.virial, atol=1e-9)
+
+
+def test_pair_allegro_single_point_names_a_failed_lammps_run(tmp_path):
+    """A LAMMPS that fails (here a stand-in printing LAMMPS's error line) gives a RuntimeError naming the binary, the
+    model file and LAMMPS's last words; nothing is parsed from a failed run."""
+    import ase.io
+    from allegro_fm_model import pair_allegro_single_point
+
+    fake = tmp_path / "lmp"
+    fake.write_text("#!/bin/sh\necho 'ERROR: Unrecognized pair style allegro'\nexit 1\n")
+    fake.chmod(0o755)
+    atoms = ase.io.read(
+        Path(__file__).parent / "data" / "legacy" / "structures.extxyz", 1
+    )  # calcite, any periodic cell
+    with pytest.raises(
+        RuntimeError, match=r"lmp failed on .*model.pth[\s\S]*Unrecognized pair style"
+    ):
+        pair_allegro_single_point(fake, atoms, tmp_path / "model.pth", tmp_path / "w")

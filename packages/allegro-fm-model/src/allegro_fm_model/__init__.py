@@ -14,7 +14,8 @@ Public façade:
   ``allegro-fm heads``)
 - ``load_potential`` (any model file or shipped name), ``resolve_model``, ``builtin_model_path``, ``BUILTIN_MODELS``;
   ``package_model``, ``compile_model``, ``export_lammps_mliap``: deployable files;
-  ``lammps_mliap_input``, ``lammps_environment``: running an ML-IAP file in a LAMMPS build
+  ``lammps_mliap_input``, ``lammps_environment``: running an ML-IAP file in a LAMMPS build;
+  ``pair_allegro_single_point``: one evaluation through LAMMPS's ``pair_style allegro``
 - training, fine-tuning and evaluation: ``allegro_fm_model.training`` / ``evaluate`` and the ``allegro-fm`` CLI
 """
 
@@ -24,7 +25,13 @@ from .committee import CommitteePotential
 from .compiled import CompiledAllegroPotential
 from .export import check_same_predictions, compile_model, package_model
 from .heads import HeadsPotential, fit_heads, load_heads_potential
-from .lammps import export_lammps_mliap, lammps_environment, lammps_mliap_input
+from .lammps import (
+    LammpsPoint,
+    export_lammps_mliap,
+    lammps_environment,
+    lammps_mliap_input,
+    pair_allegro_single_point,
+)
 from .legacy import LegacyAllegroPotential, LegacyModelError, read_legacy_metadata
 from .loading import (
     BUILTIN_MODELS,
@@ -61,6 +68,8 @@ __all__ = [
     "export_lammps_mliap",
     "lammps_mliap_input",
     "lammps_environment",
+    "pair_allegro_single_point",
+    "LammpsPoint",
     "LegacyAllegroPotential",
     "LegacyModelError",
     "read_legacy_metadata",

@@ -1,6 +1,7 @@
 """Running Allegro-FM models in LAMMPS: the ML-IAP file (``export_lammps_mliap``, through nequip's
 ``nequip-prepare-lmp-mliap``; the object inside it is ``lammps_mliap.AllegroFMMLIAPWrapper``), the input lines that
-use it (``lammps_mliap_input``) and the environment a LAMMPS binary needs to run it (``lammps_environment``).
+use it (``lammps_mliap_input``) and the environment a LAMMPS binary needs to run it (``lammps_environment``); one
+evaluation through ``pair_style allegro`` (``pair_allegro_single_point``: a check against the ASE calculator).
 Needs the ``lammps`` Python package to write the file, and a LAMMPS built with ML-IAP's Python coupling (with or
 without KOKKOS) to run it.
 """
@@ -11,7 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .loading import load_potential, resolve_model
 
@@ -101,3 +105,64 @@ def lammps_environment(lmp: str | Path, lmp_python: str | Path | None = None) ->
     if lmp_python:
         env["PYTHONPATH"] = os.pathsep.join([str(lmp_python), os.environ.get("PYTHONPATH", "")])
     return env
+
+
+@dataclass(frozen=True)
+class LammpsPoint:
+    """One LAMMPS evaluation: potential energy (eV), forces (eV/A, in the Atoms' own frame), pressure (bar, metal
+    units; no velocities: the virial alone)."""
+
+    energy: float
+    forces: np.ndarray
+    pressure_bar: float
+
+
+def pair_allegro_single_point(
+    lmp: str | Path,
+    atoms,
+    model_file: str | Path,
+    workdir: str | Path,
+    ranks: int = 1,
+    mpiexec: str | None = None,
+) -> LammpsPoint:
+    """Evaluate ``model_file`` on ``atoms`` (periodic) with LAMMPS's ``pair_style allegro`` (``lmp``: a LAMMPS built with
+    pair_nequip_allegro; a ``.nequip.pt2`` / ``.nequip.pth`` file, or a nequip 0.6 ``.pth`` with the v0.6.0 pair) on
+    ``ranks`` MPI ranks (``mpiexec``: default this environment's), ``run 0``, in ``workdir``. LAMMPS turns a
+    triclinic cell so that a is along x and b in the xy plane: its forces are rotated back to the cell's frame.
+    RuntimeError with the end of LAMMPS's output when it fails."""
+    import ase.io  # lazy: only this entry point writes LAMMPS files
+    from ase.calculators.lammps import Prism  # lazy: as above
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    species = sorted(set(atoms.get_chemical_symbols()))
+    ase.io.write(work / "cell.data", atoms, format="lammps-data", specorder=species, masses=True)
+    (work / "in.point").write_text(
+        "units metal\natom_style atomic\natom_modify map yes\nnewton on\nread_data cell.data\n"
+        f"pair_style allegro\npair_coeff * * {Path(model_file).resolve()} {' '.join(species)}\n"
+        "thermo_style custom step pe press\nthermo_modify format float %.10f\n"
+        "dump 1 all custom 1 forces.dump id fx fy fz\ndump_modify 1 sort id format float %.12g\nrun 0\n"
+    )
+    cmd = [str(lmp), "-in", "in.point", "-log", "log.lammps"]
+    if ranks > 1:
+        mpi = mpiexec or shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
+        cmd = [mpi, "-n", str(ranks), *cmd]
+    p = subprocess.run(
+        cmd,
+        cwd=work,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if p.returncode != 0:
+        raise RuntimeError(
+            f"{lmp} failed on {model_file} ({work}):\n{(p.stdout + p.stderr)[-3000:]}"
+        )
+    lines = p.stdout.splitlines()
+    head = [ln.split()[:2] for ln in lines].index(["Step", "PotEng"])
+    _, energy, press = map(float, lines[head + 1].split())
+    forces = Prism(np.array(atoms.cell)).vector_to_ase(
+        np.loadtxt(work / "forces.dump", skiprows=9)[:, 1:]
+    )
+    return LammpsPoint(energy, forces, press)

@@ -46,7 +46,14 @@ from .legacy import METADATA_KEYS, LegacyModelError, load_legacy_module
 from .loading import resolve_model
 from .provenance import LEVEL_KEY, UNKNOWN_LEVEL, check_levels, dataset_level
 from .replay import check_replay_level
-from .training import TrainSettings, run_split, split_indices
+from .training import (
+    TrainSettings,
+    frame_repeats,
+    frame_sources,
+    run_split,
+    species_weight_list,
+    split_indices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,20 +190,59 @@ def _check_training_mode(module, g: Graph, dtype, device, src) -> None:
         )
 
 
-def _loss(module, g: Graph, s: TrainSettings, dtype, device):
-    """Per-frame loss (8:1:1 weights by default) and its parts (per-atom energy, force, stress squared errors)."""
+def _loss(module, g: Graph, s: TrainSettings, dtype, device, type_weights=None):
+    """Per-frame loss (8:1:1 weights by default) and its parts (per-atom energy, force, stress squared errors).
+    ``type_weights``: force-loss weight per type (``species_weights``), or None."""
     import torch  # lazy: torch takes seconds to import; only model paths need it
 
     e, f, st = _predict(module, g, dtype, device)
     parts = {"e": ((e - g.energy) / g.n_atoms) ** 2}
     loss = s.energy_weight * parts["e"]
     if g.forces is not None:
-        parts["f"] = ((f - torch.as_tensor(g.forces, dtype=f.dtype, device=device)) ** 2).mean()
+        sq = (f - torch.as_tensor(g.forces, dtype=f.dtype, device=device)) ** 2
+        if (
+            type_weights is not None
+        ):  # an atom of weight w counts w times; the mean stays over atoms
+            sq = (
+                sq
+                * torch.as_tensor(type_weights[g.types[: g.n_atoms]], dtype=f.dtype, device=device)[
+                    :, None
+                ]
+            )
+        parts["f"] = sq.mean()
         loss = loss + s.force_weight * parts["f"]
     if st is not None and g.stress is not None:
         parts["s"] = ((st - torch.as_tensor(g.stress, dtype=st.dtype, device=device)) ** 2).mean()
         loss = loss + s.stress_weight * parts["s"]
     return loss, parts
+
+
+def shift_legacy_energies(module, offsets: dict[str, float], species, source="the model") -> None:
+    """Add ``offsets`` (eV per element) to the per-species energy shifts of a nequip 0.6 TorchScript module or of its
+    port (``legacy_port.Allegro030``), in place. The shifts are stored before the file's global energy scale, so each
+    offset is divided by it. ValueError naming ``source`` when the model has no per-species shifts."""
+    import torch  # lazy: torch takes seconds to import; only model paths need it
+
+    if hasattr(module, "global_scale"):  # the port: its shifts buffer and its global scale
+        shifts, scale = (module.shifts if module.has_shifts else None), float(module.global_scale)
+    else:
+        tensors = {**dict(module.named_buffers()), **dict(module.named_parameters())}
+        key = next((k for k in tensors if k.endswith("per_species_rescale.shifts")), None)
+        shifts = tensors[key] if key else None
+        scale = 1.0
+        for (
+            k,
+            t,
+        ) in tensors.items():  # RescaleEnergyEtc's global scale (a scalar; absent or empty: 1)
+            if k.endswith("scale_by") and t.numel() == 1 and "per_species" not in k:
+                scale *= float(t)
+    if shifts is None or shifts.numel() != len(species):
+        raise ValueError(
+            f"{source}: the model has no per-species energy shifts (one per type): offsets cannot be refitted"
+        )
+    with torch.no_grad():
+        for el, d in offsets.items():
+            shifts[list(species).index(el)] += float(d) / scale
 
 
 def _save_module(module, meta: dict[str, str], note: dict, path: Path, file_module=None) -> Path:
@@ -256,22 +302,50 @@ def finetune_legacy(
             )
     species = tuple(meta["type_names"].split())
     cutoff = float(meta["r_max"])
-    if s.refit_offsets:
-        raise NotImplementedError(
-            f"{src}: refit_offsets is not implemented for nequip 0.6 TorchScript files; realign the data "
-            "onto the model's level with tea-align instead"
-        )
     level = dataset_level(s.dataset)
-    check_levels(meta[LEVEL_KEY] or UNKNOWN_LEVEL, level, str(src), str(s.dataset))
+    check_levels(
+        meta[LEVEL_KEY] or UNKNOWN_LEVEL, level, str(src), str(s.dataset), refit=s.refit_offsets
+    )
     meta = {**meta, LEVEL_KEY: level}  # the fine-tuned files record their data's level
     dtype = getattr(torch, meta["default_dtype"] or "float32")
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
     train_idx, val_idx, _ = run_split(s, n)
+    type_weights = (
+        np.array(species_weight_list(s.species_weights, species, str(src)))
+        if s.species_weights
+        else None
+    )
+    offsets: dict[str, float] = {}
+    if (
+        s.refit_offsets and not resume
+    ):  # the per-species shifts refitted on the training frames, once (a resumed
+        # run's file has them; it reads them from its trainer state, below)
+        from .evaluate import energy_offsets  # lazy: evaluate imports the model loaders
+        from .loading import load_potential  # lazy: as above
+
+        offsets = energy_offsets(load_potential(src, device), s.dataset, train_idx)
+        shift_legacy_energies(
+            file_module if file_module is not None else module, offsets, species, src
+        )
+        if file_module is not None:
+            shift_legacy_energies(module, offsets, species, src)
+        log.info(
+            "refitted per-species energy shifts on %d training frames (eV): %s",
+            len(train_idx),
+            " ".join(f"{k} {v:+.6g}" for k, v in offsets.items()),
+        )
     train_g, val_g = (
         _graphs(s.dataset, species, cutoff, train_idx),
         _graphs(s.dataset, species, cutoff, val_idx),
     )
+    # per-source weights (oversample): a loss weight per training frame (through nequip: repeats)
+    reps = (
+        frame_repeats(frame_sources(s.dataset), dict(s.oversample), s.dataset)
+        if s.oversample
+        else None
+    )
+    train_w = [float(reps[i]) if reps else 1.0 for i in train_idx]
     replay_g, replay_val_g = [], []
     if s.replay:  # replay: the same energy scale as the new data, or refused naming both levels
         check_replay_level(s.replay, s.dataset)
@@ -314,6 +388,7 @@ def finetune_legacy(
         st = torch.load(state_path, weights_only=False)
         opt.load_state_dict(st["optimizer"])
         epoch0, best = st["epoch"], st["best"]
+        offsets = st.get("energy_offsets", {})
         rng.bit_generator.state = st["rng"]
         log.info("resuming %s at epoch %d", run, epoch0)
     write_text_atomic(
@@ -336,7 +411,7 @@ def finetune_legacy(
         _set_modes(module, True)
         tot = 0.0
         for g in frames:
-            loss, _ = _loss(module, g, s, dtype, device)
+            loss, _ = _loss(module, g, s, dtype, device, type_weights)
             tot += float(loss.detach())
         return tot / len(frames)
 
@@ -356,7 +431,7 @@ def finetune_legacy(
         t0 = time.perf_counter()
         _set_modes(module, True)
         # the epoch's frames: all new ones and a fresh draw of replay frames (weight replay_weight), shuffled together
-        frames = [(g, 1.0) for g in train_g]
+        frames = list(zip(train_g, train_w, strict=True))
         if n_replay:
             pick = rng.choice(len(replay_g), n_replay, replace=n_replay > len(replay_g))
             frames += [(replay_g[k], s.replay_weight) for k in pick]
@@ -367,7 +442,7 @@ def finetune_legacy(
             batch = order[b : b + s.batch_size]
             for k in batch:
                 g, w = frames[k]
-                loss, _ = _loss(module, g, s, dtype, device)
+                loss, _ = _loss(module, g, s, dtype, device, type_weights)
                 (w * loss / len(batch)).backward()
                 tot += float(loss.detach())
             opt.step()
@@ -380,6 +455,9 @@ def finetune_legacy(
             "dataset": Path(s.dataset).name,
             "frozen": list(s.freeze),
             "val_loss": vl,
+            **({"oversample": dict(s.oversample)} if s.oversample else {}),
+            **({"energy_offsets": offsets} if offsets else {}),
+            **({"species_weights": dict(s.species_weights)} if s.species_weights else {}),
             **(
                 {
                     "replay": Path(s.replay).name,
@@ -402,6 +480,7 @@ def finetune_legacy(
                 "epoch": epoch + 1,
                 "best": best,
                 "rng": rng.bit_generator.state,
+                "energy_offsets": offsets,
             },
             buf,
         )

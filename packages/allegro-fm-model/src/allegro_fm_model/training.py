@@ -10,6 +10,7 @@ Multi-GPU / multi-node: ``devices``, ``num_nodes`` and ``strategy = "ddp"`` go t
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -47,9 +48,9 @@ class TrainSettings:
     #                               "cosine": annealed from learning_rate to lr_min over max_epochs (a decay phase)
     lr_patience: int = 0
     lr_min: float = 1e-5  # the floor of either schedule
-    oversample: tuple[
-        tuple[str, int], ...
-    ] = ()  # (level of theory, k): training frames at that level appear k times
+    # per-source weights: (source name or level of theory, k): training frames of that source (tea-align's name=) or
+    # level appear k times per epoch (through nequip) or weigh k times in the loss (nequip 0.6 files)
+    oversample: tuple[tuple[str, int], ...] = ()
     sam_rho: float = 0.0  # > 0: sharpness-aware minimisation around Adam (Allegro-Legato); 0.05 is SAM's usual radius
     batch_size: int = 4
     max_epochs: int = 100
@@ -79,6 +80,10 @@ class TrainSettings:
     replay: str = ""
     replay_fraction: float = 1.0
     replay_weight: float = 1.0
+    # per-species weights of the force loss (TOML table {Ca = 4.0}; an element not named: 1): an atom's squared force
+    # error counts w times in the mean over atoms. The validation loss is weighted the same way (the unweighted force
+    # RMSE is logged next to it); recorded in the run's config and in a nequip 0.6 file's fine-tuning note
+    species_weights: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainSettings:
@@ -97,9 +102,15 @@ class TrainSettings:
         if "oversample" in d:  # a TOML table {level = k}
             if not isinstance(d["oversample"], dict):
                 raise ValueError(
-                    f"{path}: [train] oversample must be a table of level of theory = repeat count"
+                    f"{path}: [train] oversample must be a table of source name or level of theory = repeat count"
                 )
             d["oversample"] = tuple(sorted(d["oversample"].items()))
+        if "species_weights" in d:  # a TOML table {element = weight}
+            if not isinstance(d["species_weights"], dict):
+                raise ValueError(
+                    f"{path}: [train] species_weights must be a table of element = weight"
+                )
+            d["species_weights"] = tuple(sorted(d["species_weights"].items()))
         base = path.parent
         for k in (
             "dataset",
@@ -132,16 +143,50 @@ class TrainSettings:
         for level, k in self.oversample:
             if not (isinstance(k, int) and k >= 1):
                 raise ValueError(f"oversample[{level!r}] must be an integer >= 1 (got {k!r})")
+        for el, w in self.species_weights:
+            if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
+                raise ValueError(f"species_weights[{el!r}] must be a finite number > 0 (got {w!r})")
         if not (self.replay_fraction >= 0 and self.replay_weight > 0):
             raise ValueError(
                 f"replay_fraction must be >= 0 and replay_weight > 0 (got {self.replay_fraction}, {self.replay_weight})"
             )
 
 
-def oversampled(indices: list[int], levels: Sequence[str], repeat: dict[str, int]) -> list[int]:
-    """``indices`` with each frame whose level of theory (``levels[i]``) is in ``repeat`` listed ``repeat[level]`` times
-    (sorted): a level with few atoms weighs more in each epoch's loss. Validation and test splits are never oversampled."""
-    return sorted(i for i in indices for _ in range(repeat.get(levels[i], 1)))
+def frame_sources(path: str | Path) -> list[tuple[str, str]]:
+    """(level of theory, source name) of every frame of a tea-align dataset, in order."""
+    with tea_align.open_dataset(path) as ds:
+        return [
+            (b.sources[int(j)].level_of_theory, b.sources[int(j)].name)
+            for b in ds.batches()
+            for j in b.source_id
+        ]
+
+
+def frame_repeats(
+    keys: Sequence[tuple[str, str] | str], repeat: dict[str, int], dataset="the dataset"
+) -> list[int]:
+    """Each frame's repeat count: ``repeat`` keyed by a source name (tea-align's ``name=``) or a level of theory (the
+    source's name wins), 1 for a frame named by neither. ``keys``: ``frame_sources`` (or levels alone). ValueError
+    naming the keys that no frame has."""
+    keys = [(k, "") if isinstance(k, str) else tuple(k) for k in keys]
+    present = {x for k in keys for x in k if x}
+    unknown = set(repeat) - present
+    if unknown:
+        raise ValueError(
+            f"{dataset}: oversample names {sorted(unknown)}, which no frame has as its level of theory or source; "
+            f"present: {sorted(present)}"
+        )
+    return [repeat.get(name, repeat.get(level, 1)) for level, name in keys]
+
+
+def oversampled(
+    indices: list[int], keys: Sequence[tuple[str, str] | str], repeat: dict[str, int]
+) -> list[int]:
+    """``indices`` with each frame listed as many times as ``frame_repeats`` says (its source's or its level's count;
+    sorted): a source or level with few atoms weighs more in each epoch's loss. Validation and test splits are never
+    oversampled."""
+    reps = frame_repeats(keys, repeat)
+    return sorted(i for i in indices for _ in range(reps[i]))
 
 
 def split_indices(
@@ -272,20 +317,11 @@ def nequip_config(s: TrainSettings) -> dict:
     """The nequip-train (Hydra) config of these settings, as a plain dict."""
     with tea_align.open_dataset(s.dataset) as ds:
         n = len(ds)
-        levels = (
-            [b.sources[int(j)].level_of_theory for b in ds.batches() for j in b.source_id]
-            if s.oversample
-            else []
-        )
     train_idx, val_idx, test_idx = run_split(s, n)
     if s.oversample:
-        unknown = {lv for lv, _ in s.oversample} - set(levels)
-        if unknown:
-            raise ValueError(
-                f"{s.dataset}: oversample names levels of theory {sorted(unknown)} that no frame has; "
-                f"present: {sorted(set(levels))}"
-            )
-        train_idx = oversampled(train_idx, levels, dict(s.oversample))
+        keys = frame_sources(s.dataset)
+        frame_repeats(keys, dict(s.oversample), s.dataset)  # names no frame has: refused
+        train_idx = oversampled(train_idx, keys, dict(s.oversample))
     level = dataset_level(s.dataset)
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
         pretrained = load_potential(s.init_from)
@@ -357,6 +393,16 @@ def nequip_config(s: TrainSettings) -> dict:
         "num_workers": s.num_workers,
     }
     rmse = "allegro_fm_model.metrics.LabelledRMSE"
+    weights = species_weight_list(s.species_weights, types, s.init_from or s.dataset)
+    force_field = (
+        {
+            "_target_": "allegro_fm_model.metrics.SpeciesWeighted",
+            "field": "forces",
+            "weights": weights,
+        }
+        if s.species_weights
+        else "forces"
+    )
     loss_entries = [
         {
             "name": "per_atom_energy_rmse",
@@ -365,8 +411,8 @@ def nequip_config(s: TrainSettings) -> dict:
             "metric": {"_target_": rmse},
         },
         {
-            "name": "forces_rmse",
-            "field": "forces",
+            "name": "species_weighted_forces_rmse" if s.species_weights else "forces_rmse",
+            "field": force_field,
             "coeff": s.force_weight,
             "metric": {"_target_": rmse},
             "ignore_nan": True,
@@ -380,6 +426,19 @@ def nequip_config(s: TrainSettings) -> dict:
         },
     ]
     metric_entries = loss_entries + [
+        *(
+            [
+                {
+                    "name": "forces_rmse",
+                    "field": "forces",
+                    "coeff": None,
+                    "metric": {"_target_": rmse},
+                    "ignore_nan": True,
+                }
+            ]
+            if s.species_weights
+            else []
+        ),
         {
             "name": "per_type_forces_rmse",
             "field": "forces",
@@ -568,6 +627,20 @@ FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def species_weight_list(
+    species_weights: Sequence[tuple[str, float]], types: Sequence[str], source: str = "the model"
+) -> list[float]:
+    """Force-loss weights per type of ``types`` (1 for a type not named); ValueError naming ``source`` and the
+    elements when ``species_weights`` names one the model has no type for."""
+    given = dict(species_weights)
+    unknown = sorted(set(given) - set(types))
+    if unknown:
+        raise ValueError(
+            f"species_weights names {unknown}, which {source} has no type for; its types: {' '.join(types)}"
+        )
+    return [float(given.get(t, 1.0)) for t in types]
+
+
 def finetune_model(
     checkpoint_path: str, freeze: list[str] = (), energy_offsets: dict[str, float] | None = None
 ):  # noqa: B006
@@ -627,6 +700,9 @@ __all__ = [
     "train",
     "dataset_elements",
     "split_indices",
+    "species_weight_list",
+    "frame_sources",
+    "frame_repeats",
     "run_split",
     "kept_frames",
     "oversampled",
