@@ -12,9 +12,11 @@ trained on, without and with model-labelled replay, and measure what is gained a
 2. "Others": 6 frames of each of six families the model was trained on (real labels of the store).
 3. Replay: ``make_replay`` on the first frame of each of eight trained families (rattled and strained copies), labelled
    by the shipped model itself (its level of theory, so no alignment is needed).
-4. ``allegro-fm finetune`` (nequip route) twice with the same settings: without replay, and with replay
-   (replay_fraction 1: as many replay frames as new ones in every epoch).
+4. ``allegro-fm finetune`` twice with the same settings: without replay, and with replay (replay_fraction 1: as many
+   replay frames as new ones in every epoch).
 5. ``allegro-fm evaluate --before allegro-fm-mini --after best.ckpt`` on the held-out family frames and the others.
+6. The forgetting curve: both runs' force RMSE by epoch on the family's validation frames and on the replay set's
+   held-out frames (the run without replay watches them with replay_fraction 0), forgetting-curve.png / .csv.
 Prints both forgetting tables and a summary; writes them under -o.
 """
 
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
     import ase.io
     import numpy as np
     import tea_align
-    from allegro_fm_model.forgetting import forgetting, write_report
+    from allegro_fm_model.forgetting import forgetting, forgetting_curve, plot_curves, write_report
     from allegro_fm_model.replay import make_replay
 
     out = Path(args.out).resolve()
@@ -108,11 +110,9 @@ def main(argv=None) -> int:
             "test_fraction = 0.0\nema_decay = 0.9\n"
             f"energy_weight = {args.energy_weight}\nforce_weight = {args.force_weight}\n"
             f'freeze = {json.dumps(args.freeze)}\nlr_schedule = "{args.lr_schedule}"\n'
-            + (
-                f'replay = "{out / "replay.h5"}"\nreplay_fraction = {args.replay_fraction}\n'
-                if mode == "replay"
-                else ""
-            )
+            # without replay the replay set is only watched (replay_fraction 0): the forgetting curve of both runs
+            + f'replay = "{out / "replay.h5"}"\n'
+            + f"replay_fraction = {args.replay_fraction if mode == 'replay' else 0}\n"
         )
         shutil.rmtree(run, ignore_errors=True)  # a fresh run each time (same seed, same settings)
         subprocess.run(
@@ -126,6 +126,20 @@ def main(argv=None) -> int:
         write_report(rep, out / f"forgetting-{mode}.md")
         reports[mode] = rep
         print(f"\n## {mode}\n\n{rep.markdown()}", flush=True)
+    curves = {mode: forgetting_curve(out / mode) for mode in reports}
+    plot_curves(curves, out / "forgetting-curve.png")
+    rows = ["mode,epoch,family_val_force_rmse_meV,replay_heldout_force_rmse_meV"]
+    rows += [
+        f"{m},{e},{a:.3f},{b:.3f}"
+        for m, c in curves.items()
+        for e, a, b in zip(c.epochs, c.new, c.replay)
+    ]
+    (out / "forgetting-curve.csv").write_text("\n".join(rows) + "\n")
+    for m, c in curves.items():
+        print(
+            f"forgetting curve, {m}: replay held-out force RMSE by epoch {c.replay[0]:.1f} (epoch {c.epochs[0]}) -> "
+            f"{max(c.replay):.1f} (max) -> {c.replay[-1]:.1f} (epoch {c.epochs[-1]}) meV/A"
+        )
     print("\n| fine-tuning | family held-out force RMSE (meV/A) | others force RMSE (meV/A) |")
     print("|---|---|---|")
     first = next(iter(reports.values())).rows()

@@ -185,3 +185,48 @@ def test_nequip_route_mixes_replay_into_one_training_dataset(replay, tmp_path):
     assert float(got["total_energy"]) == pytest.approx(want.energy)
     with pytest.raises(ValueError, match="repeat count"):
         nequip_config(TrainSettings(**{**s.__dict__, "replay_weight": 1.5}))
+    # replay_fraction 0: the replay set only watched (the run without replay's forgetting curve), nothing mixed in
+    watch = nequip_config(TrainSettings(**{**s.__dict__, "replay_fraction": 0.0}))["data"]
+    assert watch["train_dataset"]["_target_"] == "allegro_fm_model.data.TeaAlignDataset"
+    assert watch["train_dataset"]["indices"] == new_idx and len(watch["val_dataset"]) == 2
+
+
+def test_forgetting_curve_from_both_routes_logs(replay, tmp_path):
+    """The forgetting curve of a nequip 0.6 run (its metrics.csv: the force RMSE of the validation frames and of the
+    replay's held-out frames, epoch 0 = the start, equal to evaluate's on those frames) and of a nequip run's CSV log
+    (val0 / val1 in eV/A; epoch k of the log = after k+1 epochs; a resumed run's later version wins); plotted."""
+    from allegro_fm_model.evaluate import evaluate
+    from allegro_fm_model.forgetting import forgetting_curve, plot_curves
+    from allegro_fm_model.training import split_indices
+
+    data = _dataset(tmp_path / "new.h5", "unknown")
+    toml = _toml(tmp_path, data, f'replay = "{replay}"\nreplay_fraction = 0\n')
+    assert main(["finetune", str(toml)]) == 0
+    c = forgetting_curve(tmp_path / "run")
+    assert c.epochs == (0, 1, 2) and all(np.isfinite(c.new)) and all(np.isfinite(c.replay))
+    with tea_align.open_dataset(data) as ds:
+        val = split_indices(len(ds), 0.25, 0.0, 0)[1]
+    start = evaluate(load_potential(MODEL), str(data), val)
+    assert c.new[0] == pytest.approx(start.forces["all"], rel=1e-4)  # meV/A, the same frames as evaluate's
+    assert c.replay[0] < 0.01  # the replay's labels are the model's own: round-off at the start
+    assert c.replay[-1] > 10 * c.replay[0]  # it moves away from them (replay_fraction 0: watched, not trained)
+
+    logs = tmp_path / "nq" / "logs"
+    for v, rows in ((0, [(0, 0.5, 0.1), (1, 0.4, 0.2)]), (1, [(1, 0.3, 0.25), (2, 0.2, 0.3)])):
+        (logs / f"version_{v}").mkdir(parents=True)
+        lines = [
+            "epoch,step,train_loss_epoch/forces_rmse,val0_epoch/forces_rmse,val1_epoch/forces_rmse"
+        ]
+        for e, a, b in rows:
+            lines += [f"{e},{10 * e},0.9,,", f"{e},{10 * e},,{a},{b}"]
+        (logs / f"version_{v}" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    n = forgetting_curve(tmp_path / "nq")
+    assert (
+        n.epochs == (1, 2, 3)
+        and n.new == pytest.approx((500, 300, 200))
+        and n.replay == pytest.approx((100, 250, 300))
+    )
+    png = plot_curves({"legacy": c, "nequip": n}, tmp_path / "curve.png", start=(600.0, 90.0))
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="no fine-tuning log"):
+        forgetting_curve(tmp_path / "empty")

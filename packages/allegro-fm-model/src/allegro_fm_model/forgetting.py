@@ -4,11 +4,18 @@
 Each dataset (the new data's held-out frames, a replay or reference set of what the model knew) is evaluated with
 both models (``evaluate.evaluate``: energy meV/atom, forces meV/A, stress MPa); the report is a markdown table with the
 change of each error and a bar plot of the force errors before and after.
+
+The forgetting curve (``forgetting_curve``, ``plot_curves``): a fine-tuning run's force RMSE, epoch by epoch, on the new
+data's validation frames and on the replay set's held-out frames (a run with ``replay`` set; ``replay_fraction = 0``
+only watches the replay set, for the run without replay). Read from the run's own logs: nequip's CSV log
+(``val0``/``val1``) or a nequip 0.6 run's metrics.csv.
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +135,80 @@ def write_report(report: Forgetting, out: str | Path) -> tuple[Path, Path]:
     report.plot(png)
     text = report.markdown() + f"\n![force errors before and after]({png.name})\n"
     return write_text_atomic(out, text), png
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Force RMSE (meV/A) of a fine-tuning run after each epoch (epoch 0: the start) on the new data's validation
+    frames (``new``) and the replay set's held-out frames (``replay``; NaN where not measured)."""
+
+    run: str
+    epochs: tuple[int, ...]
+    new: tuple[float, ...]
+    replay: tuple[float, ...]
+
+
+def _f(x: str | None) -> float:
+    return float(x) if x not in (None, "") else math.nan
+
+
+def forgetting_curve(run_dir: str | Path) -> Curve:
+    """The forgetting curve of a fine-tuning run folder (``allegro-fm finetune``'s run_dir): from nequip's CSV logs
+    (``logs/version_*/metrics.csv``, val0 = new data, val1 = replay; a resumed run's later versions win) or a nequip 0.6
+    run's ``metrics.csv``. ValueError naming the folder when it has neither."""
+    run = Path(run_dir)
+    by_epoch: dict[int, tuple[float, float]] = {}
+    logs = sorted(
+        run.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])
+    )
+    if logs:
+        for log in logs:
+            for r in csv.DictReader(open(log, newline="")):
+                new, rep = _f(r.get("val0_epoch/forces_rmse")), _f(r.get("val1_epoch/forces_rmse"))
+                if not math.isnan(
+                    new
+                ):  # nequip's epoch k is the validation after k+1 epochs of training
+                    by_epoch[int(r["epoch"]) + 1] = (1000.0 * new, 1000.0 * rep)
+    elif (run / "metrics.csv").is_file():
+        for r in csv.DictReader(open(run / "metrics.csv", newline="")):
+            by_epoch[int(r["epoch"])] = (
+                _f(r.get("val_force_rmse_meV")),
+                _f(r.get("replay_val_force_rmse_meV")),
+            )
+    if not by_epoch:
+        raise ValueError(
+            f"{run}: no fine-tuning log (logs/version_*/metrics.csv or metrics.csv) with validation errors"
+        )
+    ep = sorted(by_epoch)
+    return Curve(
+        str(run), tuple(ep), tuple(by_epoch[e][0] for e in ep), tuple(by_epoch[e][1] for e in ep)
+    )
+
+
+def plot_curves(
+    curves: dict[str, Curve], path: str | Path, start: tuple[float, float] | None = None
+) -> Path:
+    """Two panels, the new data's and the replay set's force RMSE by epoch, one line per run (label -> Curve); ``start``:
+    the starting model's (new, replay) errors drawn as dotted lines. PNG, written atomically."""
+    import matplotlib  # lazy: plotting only when a report is written
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: see above
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), sharex=True)
+    for k, (ax, title) in enumerate(
+        zip(axes, ("new data (validation frames)", "replay set (held-out frames)"))
+    ):
+        for label, c in curves.items():
+            ax.plot(c.epochs, c.replay if k else c.new, label=label)
+        if start is not None:
+            ax.axhline(start[k], color="0.5", ls=":", lw=1, label="starting model")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("force RMSE (meV/A)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return write_bytes_atomic(path, buf.getvalue())

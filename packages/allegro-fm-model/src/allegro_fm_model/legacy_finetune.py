@@ -200,9 +200,9 @@ def _loss(module, g: Graph, s: TrainSettings, dtype, device, type_weights=None):
     loss = s.energy_weight * parts["e"]
     if g.forces is not None:
         sq = (f - torch.as_tensor(g.forces, dtype=f.dtype, device=device)) ** 2
-        if (
-            type_weights is not None
-        ):  # an atom of weight w counts w times; the mean stays over atoms
+        parts["f_sum"] = sq.detach().sum()  # unweighted, for the force RMSE of a set of frames
+        # an atom of weight w counts w times; the mean stays over atoms
+        if type_weights is not None:
             sq = (
                 sq
                 * torch.as_tensor(type_weights[g.types[: g.n_atoms]], dtype=f.dtype, device=device)[
@@ -404,24 +404,28 @@ def finetune_legacy(
         ),
     )
 
-    def val_loss(frames=None) -> float:
+    def val_loss(frames=None) -> tuple[float, float]:
+        """(mean loss, force RMSE in meV/A over all their atoms) of ``frames`` (default the validation frames)."""
         frames = val_g if frames is None else frames
         if not frames:
-            return float("nan")
+            return float("nan"), float("nan")
         _set_modes(module, True)
-        tot = 0.0
+        tot, fsq, fn = 0.0, 0.0, 0
         for g in frames:
-            loss, _ = _loss(module, g, s, dtype, device, type_weights)
+            loss, parts = _loss(module, g, s, dtype, device, type_weights)
             tot += float(loss.detach())
-        return tot / len(frames)
+            if "f_sum" in parts:
+                fsq, fn = fsq + float(parts["f_sum"]), fn + 3 * g.n_atoms
+        return tot / len(frames), (1000.0 * (fsq / fn) ** 0.5 if fn else float("nan"))
 
     _check_training_mode(module, train_g[0], dtype, device, src)
     metrics = run / "metrics.csv"
     if epoch0 == 0:
-        first = val_loss()
+        (first, first_f), (first_r, first_rf) = val_loss(), val_loss(replay_val_g)
         write_text_atomic(
             metrics,
-            f"epoch,train_loss,val_loss,seconds,replay_val_loss\n0,,{first:.8g},0,{val_loss(replay_val_g):.8g}\n",
+            "epoch,train_loss,val_loss,seconds,replay_val_loss,val_force_rmse_meV,replay_val_force_rmse_meV\n"
+            f"0,,{first:.8g},0,{first_r:.8g},{first_f:.8g},{first_rf:.8g}\n",
         )
         log.info("epoch 0: validation loss %.6g", first)
     bar = Progress(
@@ -446,8 +450,8 @@ def finetune_legacy(
                 (w * loss / len(batch)).backward()
                 tot += float(loss.detach())
             opt.step()
-        train_loss, vl = tot / len(order), val_loss()
-        rvl = val_loss(replay_val_g)
+        train_loss, (vl, vf) = tot / len(order), val_loss()
+        rvl, rvf = val_loss(replay_val_g)
         note = {
             "source": src.name,
             "engine": engine,
@@ -494,6 +498,8 @@ def finetune_legacy(
                 f"{vl:.8g}",
                 f"{time.perf_counter() - t0:.2f}",
                 f"{rvl:.8g}",
+                f"{vf:.8g}",
+                f"{rvf:.8g}",
             ]
         )
         write_text_atomic(metrics, "\n".join(",".join(r) for r in rows) + "\n")

@@ -75,8 +75,8 @@ class TrainSettings:
     # fine-tuning with replay (replay.py, ``allegro-fm make-replay``): a tea-align dataset at the same level of theory as
     # ``dataset`` (else refused, naming both levels), mixed into every epoch; ``replay_fraction``: replay frames per
     # epoch as a fraction of the training frames (a fresh draw each epoch for nequip 0.6 files; a fixed draw through
-    # nequip); ``replay_weight``: their loss weight relative to the new data's (nequip 0.6 files; through nequip an
-    # integer repeat count)
+    # nequip; 0: the replay's held-out frames are only validated on, each epoch: a forgetting curve); ``replay_weight``:
+    # their loss weight relative to the new data's (nequip 0.6 files; through nequip an integer repeat count)
     replay: str = ""
     replay_fraction: float = 1.0
     replay_weight: float = 1.0
@@ -376,15 +376,16 @@ def nequip_config(s: TrainSettings) -> dict:
     train_ds, val_ds = ds(train_idx), ds(val_idx)
     if s.replay:  # replay frames join every epoch's training set; their held-out part is a second validation set
         r_train, r_val = replay_split(s, len(train_idx))
-        train_ds = {
-            "_target_": "allegro_fm_model.data.MixedDataset",
-            "parts": [
-                {"file_name": str(Path(s.dataset).resolve()), "indices": train_idx},
-                {"file_name": str(Path(s.replay).resolve()), "indices": r_train},
-            ],
-            "type_names": types,
-            "transforms": transforms,
-        }
+        if r_train:  # replay_fraction 0: the replay set's held-out frames only watched (a forgetting curve), not trained
+            train_ds = {
+                "_target_": "allegro_fm_model.data.MixedDataset",
+                "parts": [
+                    {"file_name": str(Path(s.dataset).resolve()), "indices": train_idx},
+                    {"file_name": str(Path(s.replay).resolve()), "indices": r_train},
+                ],
+                "type_names": types,
+                "transforms": transforms,
+            }
         val_ds = [val_ds, ds(r_val, s.replay)]
 
     loader = {
