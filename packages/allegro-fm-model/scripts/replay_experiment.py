@@ -126,7 +126,8 @@ def main(argv=None) -> int:
         write_report(rep, out / f"forgetting-{mode}.md")
         reports[mode] = rep
         print(f"\n## {mode}\n\n{rep.markdown()}", flush=True)
-    curves = {mode: forgetting_curve(out / mode) for mode in reports}
+    # both runs' curves when both folders exist (one of them may come from an earlier invocation with --modes)
+    curves = {m: forgetting_curve(out / m) for m in ("no-replay", "replay") if (out / m).is_dir()}
     plot_curves(curves, out / "forgetting-curve.png")
     rows = ["mode,epoch,family_val_force_rmse_meV,replay_heldout_force_rmse_meV"]
     rows += [

@@ -207,9 +207,13 @@ def test_forgetting_curve_from_both_routes_logs(replay, tmp_path):
     with tea_align.open_dataset(data) as ds:
         val = split_indices(len(ds), 0.25, 0.0, 0)[1]
     start = evaluate(load_potential(MODEL), str(data), val)
-    assert c.new[0] == pytest.approx(start.forces["all"], rel=1e-4)  # meV/A, the same frames as evaluate's
+    assert c.new[0] == pytest.approx(
+        start.forces["all"], rel=1e-4
+    )  # meV/A, the same frames as evaluate's
     assert c.replay[0] < 0.01  # the replay's labels are the model's own: round-off at the start
-    assert c.replay[-1] > 10 * c.replay[0]  # it moves away from them (replay_fraction 0: watched, not trained)
+    assert (
+        c.replay[-1] > 10 * c.replay[0]
+    )  # it moves away from them (replay_fraction 0: watched, not trained)
 
     logs = tmp_path / "nq" / "logs"
     for v, rows in ((0, [(0, 0.5, 0.1), (1, 0.4, 0.2)]), (1, [(1, 0.3, 0.25), (2, 0.2, 0.3)])):
