@@ -43,33 +43,59 @@ thermo_every = 5
 """
 
 
+def _new_data(calcite, out, level: str, sigma: float, seed: int, distort: bool = False):
+    """Six rattled calcite cells labelled by the shipped model (``distort``: energies + 10 meV/atom, forces x 1.1, so
+    that a fine-tune has something to learn), written as a tea-align dataset ``out`` (source ``new``) at ``level``."""
+    from allegro_fm_model import AllegroFMCalculator, load_potential
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(6):
+        a = calcite.copy()
+        a.positions += rng.normal(0, sigma, a.positions.shape)
+        a.calc = calc
+        e, f, st = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        if distort:
+            e, f = e + 0.01 * len(a), f * 1.1
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=st)
+        frames.append(a)
+    ase.io.write(out.with_suffix(".extxyz"), frames)
+    tea_align.convert([f"{out.with_suffix('.extxyz')},level={level},name=new"], out)
+    return out
+
+
+def _md_matches_ase(model, calcite, folder):
+    """``allegro-fm-md run`` of RUN with ``model`` on calcite 3x3x1; asserts its step-0 potential energy is the ASE
+    calculator's (float32: 1e-6 eV/atom) and returns the thermo table."""
+    from allegro_fm_md.cli import main
+    from allegro_fm_model import AllegroFMCalculator, load_potential
+
+    ase.io.write(folder / "calcite.extxyz", calcite)
+    (folder / "run.toml").write_text(RUN.format(model=model))
+    assert main(["run", str(folder / "run.toml"), "-q"]) == 0
+    t = np.loadtxt(folder / "out" / "thermo.log")
+    big = calcite.repeat((3, 3, 1))
+    big.calc = AllegroFMCalculator(load_potential(model))
+    assert t[0, 3] == pytest.approx(big.get_potential_energy(), abs=1e-6 * len(big))
+    return t
+
+
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     """The fixture file fine-tuned (1 epoch, port engine) on calcite labelled by the shipped model, with replay
-    (portlandite labelled by the file itself), species_weights {Ca = 2} and oversample {ft = 2}."""
-    from allegro_fm_model import AllegroFMCalculator, load_potential
+    (portlandite labelled by the file itself), species_weights {Ca = 2} and oversample {new = 2} (its source)."""
     from allegro_fm_model.legacy_finetune import finetune_legacy
     from allegro_fm_model.replay import make_replay
     from allegro_fm_model.training import TrainSettings
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     d = tmp_path_factory.mktemp("tuned")
     calcite, portlandite = (
         ase.io.read(LEGACY.parent / "structures.extxyz", 1),
         ase.io.read(LEGACY.parent / "structures.extxyz", 0),
     )
-    calc = AllegroFMCalculator(load_potential("allegro-fm-mini"))
-    rng = np.random.default_rng(3)
-    frames = []
-    for _ in range(6):
-        a = calcite.copy()
-        a.positions += rng.normal(0, 0.08, a.positions.shape)
-        a.calc = calc
-        e, f, st = a.get_potential_energy(), a.get_forces(), a.get_stress()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=st)
-        frames.append(a)
-    ase.io.write(d / "ft.extxyz", frames)
-    tea_align.convert([f"{d / 'ft.extxyz'},level=L,name=ft"], d / "ft.h5")
+    _new_data(calcite, d / "ft.h5", "L", 0.08, 3)
     make_replay(LEGACY, [portlandite.repeat((2, 2, 1))], d / "replay.h5", copies=2, progress=False)
     s = TrainSettings(
         dataset=str(d / "ft.h5"),
@@ -82,7 +108,7 @@ def tuned(tmp_path_factory):
         test_fraction=0.0,
         replay=str(d / "replay.h5"),
         species_weights=(("Ca", 2.0),),
-        oversample=(("ft", 2),),
+        oversample=(("new", 2),),
     )
     out = finetune_legacy(s, progress=False, engine="port") / "best.pth"
     assert out.read_bytes() != LEGACY.read_bytes()
@@ -90,17 +116,7 @@ def tuned(tmp_path_factory):
 
 
 def test_the_fine_tuned_file_runs_in_allegro_fm_md(tuned, tmp_path):
-    from allegro_fm_md.cli import main
-    from allegro_fm_model import AllegroFMCalculator, load_potential
-
-    model, calcite = tuned
-    ase.io.write(tmp_path / "calcite.extxyz", calcite)
-    (tmp_path / "run.toml").write_text(RUN.format(model=model))
-    assert main(["run", str(tmp_path / "run.toml"), "-q"]) == 0
-    t = np.loadtxt(tmp_path / "out" / "thermo.log")
-    big = calcite.repeat((3, 3, 1))
-    big.calc = AllegroFMCalculator(load_potential(model))
-    assert t[0, 3] == pytest.approx(big.get_potential_energy(), abs=1e-6 * len(big))
+    t = _md_matches_ase(*tuned, tmp_path)
     # NVE from a start far from this model's minimum (the potential energy falls by ~10 eV in 5 fs, T 300 -> 600 K): the
     # total energy moves by under 1 % of that (velocity Verlet at 0.25 fs, float32 model)
     de_pot, de_tot = np.ptp(t[:, 3]), np.ptp(t[:, 5])
@@ -152,4 +168,26 @@ def test_the_fine_tuned_file_records_what_was_done(tuned):
         z.read(next(n for n in z.namelist() if n.endswith("extra/allegro_fm_finetune")))
     )
     assert note["engine"] == "port" and note["replay"] == "replay.h5"
-    assert note["species_weights"] == {"Ca": 2.0} and note["oversample"] == {"ft": 2}
+    assert note["species_weights"] == {"Ca": 2.0} and note["oversample"] == {"new": 2}
+
+
+def test_a_nequip_route_fine_tune_runs_in_allegro_fm_md_and_ase(tmp_path):
+    """The shipped model fine-tuned through nequip (1 epoch, model-labelled replay, species weights): its best.ckpt
+    runs in ``allegro-fm-md run`` (NVE, eager) with the ASE calculator's step-0 energy (float32: 1e-6 eV/atom)."""
+    from allegro_fm_model import load_potential
+    from allegro_fm_model.cli import main
+
+    calcite = ase.io.read(LEGACY.parent / "structures.extxyz", 1)
+    level = load_potential("allegro-fm-mini").level_of_theory
+    _new_data(calcite, tmp_path / "new.h5", level, 0.06, 5, distort=True)
+    from allegro_fm_model.replay import make_replay
+
+    make_replay("allegro-fm-mini", [calcite], tmp_path / "replay.h5", copies=2, progress=False)
+    (tmp_path / "ft.toml").write_text(
+        '[train]\ndataset = "new.h5"\nrun_dir = "run"\ninit_from = "allegro-fm-mini"\nmax_epochs = 1\n'
+        'batch_size = 2\nval_fraction = 0.34\ntest_fraction = 0.0\nreplay = "replay.h5"\n'
+        "species_weights = {Ca = 2.0}\n"
+    )
+    assert main(["finetune", str(tmp_path / "ft.toml")]) == 0
+    t = _md_matches_ase(tmp_path / "run" / "best.ckpt", calcite, tmp_path)
+    assert np.all(np.isfinite(t[:, 5]))
