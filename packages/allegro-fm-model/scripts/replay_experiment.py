@@ -2,10 +2,14 @@
 trained on, without and with model-labelled replay, and measure what is gained and what is lost.
 
     python packages/allegro-fm-model/scripts/replay_experiment.py [--family sodalite-SiO2] [--epochs 20] [-o runs/replay]
+    # the model README's table: aragonite, 100 epochs, cosine rate, replay_fraction 2
+    python packages/allegro-fm-model/scripts/replay_experiment.py --family aragonite --epochs 100 \
+        --lr-schedule cosine --replay-fraction 2 -o runs/rx-ara-cos-rf2
     # the same through the TorchScript route, on the nequip 0.6 fixture (its elements: O Ca H Si C)
     python packages/allegro-fm-model/scripts/replay_experiment.py \
-        --model packages/allegro-fm-model/tests/data/legacy/legacy-allegro-0.3.0.pth --family Ca2SiO4-melt \
-        --trained calcite portlandite quartz tobermorite-11A -o runs/replay-experiment-legacy
+        --model packages/allegro-fm-model/tests/data/legacy/legacy-allegro-0.3.0.pth --family aragonite \
+        --trained calcite portlandite quartz tobermorite-11A --epochs 150 --lr 2e-3 --replay-fraction 2 \
+        -o runs/rx-legacy-ara-150
 
 1. The family's frames of the mini label store (datasets/allegro-fm-mini/data/pbe/FAMILY.extxyz.xz, level
    PBE~SevenNet-0, not in the shipped model's training set) are split 2/3 fine-tuning, 1/3 held out.
