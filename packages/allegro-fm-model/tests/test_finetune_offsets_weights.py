@@ -22,7 +22,6 @@ import tea_align
 import torch
 from allegro_fm_model import AllegroFMCalculator, load_potential
 from allegro_fm_model.evaluate import energy_offsets
-from allegro_fm_model.legacy import load_legacy_module
 from allegro_fm_model.training import TrainSettings, nequip_config, species_weight_list
 
 LEGACY = Path(__file__).parent / "data" / "legacy" / "legacy-allegro-0.3.0.pth"
@@ -105,11 +104,10 @@ def test_refit_offsets_on_a_nequip_06_file(engine, tmp_path):
     run = finetune_legacy(s, progress=False, engine=engine)
     old, new = load_potential(str(LEGACY)), load_potential(str(run / "best.pth"))
     assert new.level_of_theory == "other-level"
-    _, meta = load_legacy_module(run / "best.pth", freeze=False)
-    zipped = torch.jit.load(
-        str(run / "best.pth"), _extra_files=(extra := {"allegro_fm_finetune": ""})
-    )
-    del zipped
+    extra = {"allegro_fm_finetune": ""}
+    torch.jit.load(
+        str(run / "best.pth"), _extra_files=extra
+    )  # fills ``extra`` with the file's note
     offsets = json.loads(extra["allegro_fm_finetune"])["energy_offsets"]
     assert sorted(offsets) == ["C", "Ca", "H", "O"]
     for el, d in offsets.items():

@@ -150,7 +150,7 @@ def pair_allegro_single_point(
     p = subprocess.run(
         cmd,
         cwd=work,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=lammps_environment(lmp),  # this environment's MPI and one OpenMP thread per rank
         capture_output=True,
         text=True,
         timeout=600,

@@ -201,14 +201,11 @@ def _loss(module, g: Graph, s: TrainSettings, dtype, device, type_weights=None):
     if g.forces is not None:
         sq = (f - torch.as_tensor(g.forces, dtype=f.dtype, device=device)) ** 2
         parts["f_sum"] = sq.detach().sum()  # unweighted, for the force RMSE of a set of frames
-        # an atom of weight w counts w times; the mean stays over atoms
-        if type_weights is not None:
-            sq = (
-                sq
-                * torch.as_tensor(type_weights[g.types[: g.n_atoms]], dtype=f.dtype, device=device)[
-                    :, None
-                ]
-            )
+        if (
+            type_weights is not None
+        ):  # an atom of weight w counts w times; the mean stays over atoms
+            w = torch.as_tensor(type_weights[g.types[: g.n_atoms]], dtype=f.dtype, device=device)
+            sq = sq * w[:, None]
         parts["f"] = sq.mean()
         loss = loss + s.force_weight * parts["f"]
     if st is not None and g.stress is not None:
@@ -230,10 +227,8 @@ def shift_legacy_energies(module, offsets: dict[str, float], species, source="th
         key = next((k for k in tensors if k.endswith("per_species_rescale.shifts")), None)
         shifts = tensors[key] if key else None
         scale = 1.0
-        for (
-            k,
-            t,
-        ) in tensors.items():  # RescaleEnergyEtc's global scale (a scalar; absent or empty: 1)
+        # RescaleEnergyEtc's global scale (a scalar; absent or empty: 1)
+        for k, t in tensors.items():
             if k.endswith("scale_by") and t.numel() == 1 and "per_species" not in k:
                 scale *= float(t)
     if shifts is None or shifts.numel() != len(species):
@@ -317,10 +312,9 @@ def finetune_legacy(
         else None
     )
     offsets: dict[str, float] = {}
-    if (
-        s.refit_offsets and not resume
-    ):  # the per-species shifts refitted on the training frames, once (a resumed
-        # run's file has them; it reads them from its trainer state, below)
+    # the per-species shifts refitted on the training frames, once (a resumed run's file has them; it reads them
+    # from its trainer state, below)
+    if s.refit_offsets and not resume:
         from .evaluate import energy_offsets  # lazy: evaluate imports the model loaders
         from .loading import load_potential  # lazy: as above
 

@@ -566,7 +566,10 @@ class Allegro030(torch.nn.Module):
             # out[z, u, k] = sum_ij x1[z, u, i] x2[z, u, j] w3j[k, i, j] (diagonal files: w3j[k, i], j = i): the outer
             # product times the dense buffer, as the original (a form over the nonzero terms compiled slower: docs)
             w3j = getattr(self, f"w3j_{layer}")
-            if layer == 0 and self.weight_individual and not plan.diagonal and self.factor_first_tp:
+            factored = (
+                layer == 0 and self.weight_individual and not plan.diagonal and self.factor_first_tp
+            )
+            if factored:
                 # layer 0: x1[z, u, i] = attrs[z, i] sum_r ew[z, u, r] rtoi[r, i], so
                 # out[z, u, k] = sum_(r, j) ew[z, u, r] x2[z, u, j] M[z, (r, j), k] with the per-edge
                 # M[z, r, j, k] = sum_i rtoi[r, i] attrs[z, i] w3j[k, i, j]: 3x fewer products, no (E, U, 81) buffer
@@ -580,15 +583,13 @@ class Allegro030(torch.nn.Module):
                     -1, self.mul, n_r * plan.dim_in2
                 )
                 features = torch.bmm(p, m)
-            elif plan.diagonal:
-                prod = (x1 * x2).reshape(-1, plan.dim_in1)
             else:
-                prod = (x1.unsqueeze(-1) * x2.unsqueeze(-2)).reshape(
-                    -1, plan.dim_in1 * plan.dim_in2
-                )
-            if not (
-                layer == 0 and self.weight_individual and not plan.diagonal and self.factor_first_tp
-            ):
+                if plan.diagonal:
+                    prod = (x1 * x2).reshape(-1, plan.dim_in1)
+                else:
+                    prod = (x1.unsqueeze(-1) * x2.unsqueeze(-2)).reshape(
+                        -1, plan.dim_in1 * plan.dim_in2
+                    )
                 features = (prod @ w3j.reshape(plan.dim_paths, -1).T).reshape(
                     -1, self.mul, plan.dim_paths
                 )

@@ -163,12 +163,11 @@ def frame_sources(path: str | Path) -> list[tuple[str, str]]:
 
 
 def frame_repeats(
-    keys: Sequence[tuple[str, str] | str], repeat: dict[str, int], dataset="the dataset"
+    keys: Sequence[tuple[str, str]], repeat: dict[str, int], dataset="the dataset"
 ) -> list[int]:
     """Each frame's repeat count: ``repeat`` keyed by a source name (tea-align's ``name=``) or a level of theory (the
-    source's name wins), 1 for a frame named by neither. ``keys``: ``frame_sources`` (or levels alone). ValueError
-    naming the keys that no frame has."""
-    keys = [(k, "") if isinstance(k, str) else tuple(k) for k in keys]
+    source's name wins), 1 for a frame named by neither. ``keys``: ``frame_sources``. ValueError naming the keys that
+    no frame has."""
     present = {x for k in keys for x in k if x}
     unknown = set(repeat) - present
     if unknown:
@@ -180,12 +179,15 @@ def frame_repeats(
 
 
 def oversampled(
-    indices: list[int], keys: Sequence[tuple[str, str] | str], repeat: dict[str, int]
+    indices: list[int],
+    keys: Sequence[tuple[str, str]],
+    repeat: dict[str, int],
+    dataset="the dataset",
 ) -> list[int]:
     """``indices`` with each frame listed as many times as ``frame_repeats`` says (its source's or its level's count;
     sorted): a source or level with few atoms weighs more in each epoch's loss. Validation and test splits are never
     oversampled."""
-    reps = frame_repeats(keys, repeat)
+    reps = frame_repeats(keys, repeat, dataset)
     return sorted(i for i in indices for _ in range(reps[i]))
 
 
@@ -319,9 +321,7 @@ def nequip_config(s: TrainSettings) -> dict:
         n = len(ds)
     train_idx, val_idx, test_idx = run_split(s, n)
     if s.oversample:
-        keys = frame_sources(s.dataset)
-        frame_repeats(keys, dict(s.oversample), s.dataset)  # names no frame has: refused
-        train_idx = oversampled(train_idx, keys, dict(s.oversample))
+        train_idx = oversampled(train_idx, frame_sources(s.dataset), dict(s.oversample), s.dataset)
     level = dataset_level(s.dataset)
     if s.init_from:  # fine-tuning: the pretrained model's architecture, types and cutoff
         pretrained = load_potential(s.init_from)
