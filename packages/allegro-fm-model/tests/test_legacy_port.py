@@ -63,9 +63,11 @@ def _compare(model: Path, reference_json: Path) -> None:
             b.get_potential_energies(), r["energies"], rtol=0, atol=2e-5 * max(1, abs(eb) / len(b))
         )
         if atoms.pbc.all():
-            # 2e-7 eV/A^3 (0.03 MPa), not 1e-7: on the 55 A^3 cell float32 virials differ by ~5e-6 eV between
-            # summation orders (the original itself is 6.5e-7 eV/A^3 from nequip 0.6.1's calculator on FM256)
-            np.testing.assert_allclose(b.get_stress(), a.get_stress(), rtol=0, atol=2e-7)
+            # 3e-7 eV/A^3 (0.05 MPa), not 1e-7: on the 55 A^3 cell float32 virials differ by ~5e-6 eV between
+            # summation orders (the original itself is 6.5e-7 eV/A^3 from nequip 0.6.1's calculator on FM256); the
+            # TorchScript original's own order changes after its profiling runs: FM256 measured 1.5e-7 in a fresh
+            # process and 2.3e-7 after the small fixture's test in the same process (2026-12-06)
+            np.testing.assert_allclose(b.get_stress(), a.get_stress(), rtol=0, atol=3e-7)
             np.testing.assert_allclose(b.get_stress(), r["stress"], rtol=0, atol=1e-6)
 
 
